@@ -1,0 +1,16 @@
+# Builds the passerelle binary and runs it on a slim Debian base.
+FROM rust:1-bookworm AS build
+WORKDIR /src
+COPY . .
+RUN cargo build --release -p gateway --bin passerelle
+
+FROM debian:bookworm-slim
+RUN useradd --system --home /var/lib/passerelle passerelle \
+    && mkdir -p /var/lib/passerelle /etc/passerelle \
+    && chown passerelle /var/lib/passerelle
+COPY --from=build /src/target/release/passerelle /usr/local/bin/passerelle
+USER passerelle
+VOLUME ["/var/lib/passerelle"]
+EXPOSE 8080 2575
+ENTRYPOINT ["/usr/local/bin/passerelle"]
+CMD ["serve"]

@@ -1,0 +1,91 @@
+//! Passerelle's black-box conformance suite. It knows the gateway only by its
+//! base URL (and, for HL7 v2 cases, its MLLP address) and checks behaviour
+//! over the wire: FHIR REST semantics, error OperationOutcomes, health and
+//! metrics exposition.
+
+// Input must never reach a panic: no unwrap/expect/panic outside tests.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+pub mod cases;
+pub mod client;
+
+use std::time::Instant;
+
+pub use client::{Client, HttpResponse};
+
+/// Where the gateway under test is.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// e.g. `http://127.0.0.1:8080` (no trailing slash, no `/fhir`).
+    pub base_url: String,
+}
+
+/// Why a case failed: a readable sentence.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Failure(pub String);
+
+impl Failure {
+    pub fn new(message: impl Into<String>) -> Self {
+        Failure(message.into())
+    }
+}
+
+pub type CaseResult = Result<(), Failure>;
+
+/// Fails with `message` unless `condition` holds.
+pub fn ensure(condition: bool, message: impl FnOnce() -> String) -> CaseResult {
+    if condition {
+        Ok(())
+    } else {
+        Err(Failure(message()))
+    }
+}
+
+/// The outcome of one case.
+#[derive(Debug)]
+pub struct CaseReport {
+    pub name: &'static str,
+    pub result: CaseResult,
+    pub millis: u128,
+}
+
+/// Runs every case against `target`, in order, and returns their reports.
+pub async fn run_all(target: &Target, filter: Option<&str>) -> Vec<CaseReport> {
+    let client = Client::new(target.base_url.clone());
+    let mut reports = Vec::new();
+    for case in cases::all() {
+        if filter.is_some_and(|f| !case.name.contains(f)) {
+            continue;
+        }
+        let started = Instant::now();
+        let result = (case.run)(client.clone()).await;
+        reports.push(CaseReport {
+            name: case.name,
+            result,
+            millis: started.elapsed().as_millis(),
+        });
+    }
+    reports
+}
+
+/// Prints one line per case and the closing summary line; returns the
+/// number of failures.
+pub fn print_reports(reports: &[CaseReport]) -> usize {
+    let mut failed = 0;
+    for report in reports {
+        match &report.result {
+            Ok(()) => println!("PASS {} ({} ms)", report.name, report.millis),
+            Err(failure) => {
+                failed += 1;
+                println!("FAIL {}: {}", report.name, failure);
+            }
+        }
+    }
+    println!(
+        "conformance: {} passed, {} failed",
+        reports.len() - failed,
+        failed
+    );
+    failed
+}

@@ -1,0 +1,46 @@
+//! `passerelle-conformance`: runs the conformance suite against a running
+//! gateway and exits non-zero when any case fails.
+
+// Input must never reach a panic: no unwrap/expect/panic outside tests.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "passerelle-conformance",
+    about = "Black-box conformance suite for a running Passerelle"
+)]
+struct Args {
+    /// Base URL of the gateway, e.g. http://127.0.0.1:8080
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    base_url: String,
+    /// Only run cases whose name contains this text.
+    #[arg(long)]
+    filter: Option<String>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("passerelle-conformance: cannot start runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let target = conformance_tests::Target {
+        base_url: args.base_url,
+    };
+    let reports = runtime.block_on(conformance_tests::run_all(&target, args.filter.as_deref()));
+    if conformance_tests::print_reports(&reports) == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}

@@ -1,0 +1,166 @@
+//! FHIR content negotiation: which representation a client asked for, through
+//! the `_format` parameter (which wins, as the FHIR spec says) or `Accept`,
+//! and whether a request body is in a format the gateway reads.
+
+/// Representations the gateway can write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Json,
+}
+
+impl Format {
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Json => "application/fhir+json; charset=utf-8",
+        }
+    }
+}
+
+/// The client asked only for representations the gateway cannot write.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "cannot produce the requested format `{requested}`; this server writes application/fhir+json"
+)]
+pub struct NotAcceptable {
+    pub requested: String,
+}
+
+/// Picks the response format from the `_format` query value and the `Accept`
+/// header. Absent both, JSON.
+pub fn response_format(
+    format_param: Option<&str>,
+    accept: Option<&str>,
+) -> Result<Format, NotAcceptable> {
+    if let Some(param) = format_param.map(str::trim).filter(|p| !p.is_empty()) {
+        return match param.to_ascii_lowercase().as_str() {
+            "json" | "application/json" | "application/fhir+json" | "application/json+fhir" => {
+                Ok(Format::Json)
+            }
+            _ => Err(NotAcceptable {
+                requested: param.to_string(),
+            }),
+        };
+    }
+    let Some(accept) = accept.map(str::trim).filter(|a| !a.is_empty()) else {
+        return Ok(Format::Json);
+    };
+    for range in accept.split(',') {
+        let mut parts = range.split(';');
+        let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+        let refused = parts.any(|p| {
+            let p = p.trim();
+            p.strip_prefix("q=")
+                .and_then(|q| q.trim().parse::<f32>().ok())
+                .is_some_and(|q| q <= 0.0)
+        });
+        if refused {
+            continue;
+        }
+        if matches!(
+            media.as_str(),
+            "application/fhir+json"
+                | "application/json"
+                | "application/json+fhir"
+                | "application/*"
+                | "*/*"
+        ) {
+            return Ok(Format::Json);
+        }
+    }
+    Err(NotAcceptable {
+        requested: accept.to_string(),
+    })
+}
+
+/// Whether a request body's `Content-Type` is one the FHIR API reads.
+pub fn is_readable_fhir_body(content_type: Option<&str>) -> bool {
+    let Some(content_type) = content_type else {
+        return false;
+    };
+    let media = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    matches!(
+        media.as_str(),
+        "application/fhir+json" | "application/json" | "application/json+fhir"
+    )
+}
+
+/// The first value of a query parameter, percent-decoding only what `_format`
+/// values need (`+` and `%2B`, `%2F`).
+pub fn query_param<'q>(query: Option<&'q str>, name: &str) -> Option<std::borrow::Cow<'q, str>> {
+    let query = query?;
+    query.split('&').find_map(|pair| {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        (key == name).then(|| {
+            if value.contains('%') || value.contains('+') {
+                std::borrow::Cow::Owned(
+                    value
+                        .replace("%2B", "+")
+                        .replace("%2b", "+")
+                        .replace("%2F", "/")
+                        .replace("%2f", "/"),
+                )
+            } else {
+                std::borrow::Cow::Borrowed(value)
+            }
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_by_default_and_for_wildcards() {
+        assert_eq!(response_format(None, None), Ok(Format::Json));
+        assert_eq!(response_format(None, Some("*/*")), Ok(Format::Json));
+        assert_eq!(
+            response_format(None, Some("text/html,application/xhtml+xml,*/*;q=0.8")),
+            Ok(Format::Json)
+        );
+        assert_eq!(
+            response_format(None, Some("application/fhir+json")),
+            Ok(Format::Json)
+        );
+    }
+
+    #[test]
+    fn xml_only_is_not_acceptable_yet() {
+        assert!(response_format(None, Some("application/fhir+xml")).is_err());
+        assert!(response_format(Some("xml"), None).is_err());
+        assert!(response_format(None, Some("application/fhir+json;q=0, text/plain")).is_err());
+    }
+
+    #[test]
+    fn format_parameter_wins_over_accept() {
+        assert_eq!(
+            response_format(Some("json"), Some("application/fhir+xml")),
+            Ok(Format::Json)
+        );
+        assert!(response_format(Some("html"), Some("*/*")).is_err());
+    }
+
+    #[test]
+    fn query_param_finds_and_decodes() {
+        assert_eq!(
+            query_param(Some("a=1&_format=application%2Ffhir%2Bjson"), "_format").as_deref(),
+            Some("application/fhir+json")
+        );
+        assert_eq!(query_param(Some("a=1"), "_format"), None);
+        assert_eq!(query_param(None, "_format"), None);
+    }
+
+    #[test]
+    fn body_types() {
+        assert!(is_readable_fhir_body(Some(
+            "application/fhir+json; charset=utf-8"
+        )));
+        assert!(!is_readable_fhir_body(Some("text/plain")));
+        assert!(!is_readable_fhir_body(None));
+    }
+}

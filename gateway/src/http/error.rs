@@ -1,0 +1,167 @@
+//! The error edge of the HTTP API: the one place where failures, whether
+//! typed errors from handlers or errors raised by tower layers (timeout,
+//! load shedding, body limit), become HTTP responses carrying an
+//! OperationOutcome.
+
+use http::header::{HeaderValue, ALLOW, CONTENT_TYPE, RETRY_AFTER};
+use http::{Response, StatusCode};
+use http_body_util::Full;
+
+use super::{BoxError, ResponseBody};
+use crate::fhir::negotiate::{Format, NotAcceptable};
+use crate::fhir::outcome::{IssueType, Outcome};
+
+/// A request body was larger than `http.max_body_bytes`.
+#[derive(Debug, thiserror::Error)]
+#[error("request body larger than {limit} bytes")]
+pub struct PayloadTooLarge {
+    pub limit: usize,
+}
+
+/// Failures handlers report; `into_response` is their only way out.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("no route for this path")]
+    NotFound,
+    #[error("unknown resource type")]
+    UnknownResourceType,
+    #[error("{interaction} is not supported on this endpoint")]
+    MethodNotAllowed {
+        interaction: String,
+        allow: &'static str,
+    },
+    #[error(transparent)]
+    NotAcceptable(#[from] NotAcceptable),
+    #[error("content type `{received}` is not supported here; send {expected}")]
+    UnsupportedMediaType {
+        received: String,
+        expected: &'static str,
+    },
+    #[error("{0}")]
+    BadRequest(String),
+    #[error(transparent)]
+    PayloadTooLarge(#[from] PayloadTooLarge),
+    #[error("could not read the request body")]
+    BodyRead,
+    #[error("storage is not available")]
+    StorageUnavailable,
+    #[error("internal error")]
+    Internal,
+}
+
+impl ApiError {
+    fn outcome(&self) -> Outcome {
+        let (status, issue) = match self {
+            ApiError::NotFound | ApiError::UnknownResourceType => {
+                (StatusCode::NOT_FOUND, IssueType::NotFound)
+            }
+            ApiError::MethodNotAllowed { .. } => {
+                (StatusCode::METHOD_NOT_ALLOWED, IssueType::NotSupported)
+            }
+            ApiError::NotAcceptable(_) => (StatusCode::NOT_ACCEPTABLE, IssueType::NotSupported),
+            ApiError::UnsupportedMediaType { .. } => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, IssueType::NotSupported)
+            }
+            ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, IssueType::Invalid),
+            ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, IssueType::TooLong),
+            ApiError::BodyRead => (StatusCode::BAD_REQUEST, IssueType::Structure),
+            ApiError::StorageUnavailable => (StatusCode::SERVICE_UNAVAILABLE, IssueType::Transient),
+            ApiError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, IssueType::Exception),
+        };
+        Outcome::error(status, issue, self.to_string())
+    }
+
+    pub fn into_response(self) -> Response<ResponseBody> {
+        let mut response = outcome_response(&self.outcome());
+        if let ApiError::MethodNotAllowed { allow, .. } = self {
+            response
+                .headers_mut()
+                .insert(ALLOW, HeaderValue::from_static(allow));
+        }
+        response
+    }
+}
+
+/// Classifies an error raised by a tower layer and answers it.
+pub fn layer_error_response(error: BoxError) -> Response<ResponseBody> {
+    if error.is::<tower::timeout::error::Elapsed>() {
+        let outcome = Outcome::error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            IssueType::Timeout,
+            "the request took longer than the configured request timeout",
+        );
+        return outcome_response(&outcome);
+    }
+    if error.is::<tower::load_shed::error::Overloaded>() {
+        let outcome = Outcome::error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            IssueType::Throttled,
+            "the gateway is at its concurrency limit; retry later",
+        );
+        let mut response = outcome_response(&outcome);
+        response
+            .headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+        return response;
+    }
+    if let Some(too_large) = error.downcast_ref::<PayloadTooLarge>() {
+        return ApiError::PayloadTooLarge(PayloadTooLarge {
+            limit: too_large.limit,
+        })
+        .into_response();
+    }
+    // The error text can come from anywhere; log its kind only.
+    tracing::error!(error_kind = %std::any::type_name_of_val(&*error), "unclassified error at the HTTP edge");
+    ApiError::Internal.into_response()
+}
+
+/// An OperationOutcome response in JSON (errors are written as JSON even when
+/// the client asked for a format the gateway cannot write).
+pub fn outcome_response(outcome: &Outcome) -> Response<ResponseBody> {
+    let mut response = Response::new(Full::new(outcome.to_bytes()));
+    *response.status_mut() = outcome.status;
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static(Format::Json.content_type()),
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layer_errors_are_classified() {
+        let timeout: BoxError = Box::new(tower::timeout::error::Elapsed::new());
+        assert_eq!(
+            layer_error_response(timeout).status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        let shed: BoxError = Box::new(tower::load_shed::error::Overloaded::new());
+        let response = layer_error_response(shed);
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[RETRY_AFTER], "1");
+        let big: BoxError = Box::new(PayloadTooLarge { limit: 10 });
+        assert_eq!(
+            layer_error_response(big).status(),
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
+        let other: BoxError = "boom".into();
+        assert_eq!(
+            layer_error_response(other).status(),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+    }
+
+    #[test]
+    fn method_not_allowed_carries_allow() {
+        let response = ApiError::MethodNotAllowed {
+            interaction: "POST".into(),
+            allow: "GET, HEAD",
+        }
+        .into_response();
+        assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(response.headers()[ALLOW], "GET, HEAD");
+    }
+}

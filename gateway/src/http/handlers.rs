@@ -1,0 +1,206 @@
+//! The router and the handlers behind it. Handlers return
+//! `Result<Response, ApiError>`; errors leave through `ApiError::into_response`.
+
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::header::{HeaderValue, ACCEPT, CACHE_CONTROL, CONTENT_TYPE};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Body;
+use tower::Service;
+
+use super::error::{ApiError, PayloadTooLarge};
+use super::layers::BoxFuture;
+use super::routes::Route;
+use super::{BoxError, ResponseBody, SharedState};
+use crate::fhir::capability::capability_statement;
+use crate::fhir::negotiate::{query_param, response_format, Format};
+
+/// Dispatches a classified request to its handler.
+#[derive(Clone)]
+pub struct Router {
+    state: SharedState,
+}
+
+impl Router {
+    pub fn new(state: SharedState) -> Self {
+        Self { state }
+    }
+}
+
+impl<B> Service<Request<Limited<B>>> for Router
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Response = Response<ResponseBody>;
+    type Error = BoxError;
+    type Future = BoxFuture<Result<Self::Response, BoxError>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<Limited<B>>) -> Self::Future {
+        let state = self.state.clone();
+        Box::pin(async move {
+            let response = route(state, request)
+                .await
+                .unwrap_or_else(ApiError::into_response);
+            Ok::<_, BoxError>(response)
+        })
+    }
+}
+
+async fn route<B>(
+    state: SharedState,
+    request: Request<Limited<B>>,
+) -> Result<Response<ResponseBody>, ApiError>
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let route = Route::classify(request.uri().path());
+    if route.is_fhir() {
+        return fhir(state, route, request).await;
+    }
+    match (route, request.method()) {
+        (Route::Health, &Method::GET | &Method::HEAD) => Ok(health()),
+        (Route::Ready, &Method::GET | &Method::HEAD) => ready(&state).await,
+        (Route::Metrics, &Method::GET) => metrics(&state),
+        (Route::Health | Route::Ready, method) => Err(not_allowed(method, "GET, HEAD")),
+        (Route::Metrics, method) => Err(not_allowed(method, "GET")),
+        (Route::Hl7v2, method) => Err(not_allowed(method, "")),
+        _ => Err(ApiError::NotFound),
+    }
+}
+
+fn not_allowed(method: &Method, allow: &'static str) -> ApiError {
+    ApiError::MethodNotAllowed {
+        interaction: method.as_str().to_string(),
+        allow,
+    }
+}
+
+fn health() -> Response<ResponseBody> {
+    json_response(
+        StatusCode::OK,
+        "application/health+json",
+        Bytes::from_static(br#"{"status":"pass"}"#),
+    )
+}
+
+async fn ready(state: &SharedState) -> Result<Response<ResponseBody>, ApiError> {
+    if !state.accepting.load(Ordering::Acquire) {
+        return Err(ApiError::StorageUnavailable);
+    }
+    let storage = state.storage.clone();
+    let writable = tokio::task::spawn_blocking(move || storage.check_writable())
+        .await
+        .map_err(|_| ApiError::Internal)?;
+    match writable {
+        Ok(()) => Ok(json_response(
+            StatusCode::OK,
+            "application/health+json",
+            Bytes::from_static(br#"{"status":"pass","checks":{"storage":"writable"}}"#),
+        )),
+        Err(error) => {
+            tracing::warn!(error = %error, "readiness check failed: storage not writable");
+            Err(ApiError::StorageUnavailable)
+        }
+    }
+}
+
+fn metrics(state: &SharedState) -> Result<Response<ResponseBody>, ApiError> {
+    let body = state.metrics.render().map_err(|_| ApiError::Internal)?;
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    Ok(response)
+}
+
+async fn fhir<B>(
+    state: SharedState,
+    route: Route,
+    request: Request<Limited<B>>,
+) -> Result<Response<ResponseBody>, ApiError>
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let format = response_format(
+        query_param(request.uri().query(), "_format").as_deref(),
+        request.headers().get(ACCEPT).and_then(|v| v.to_str().ok()),
+    )?;
+    let method = request.method().clone();
+    match route {
+        Route::FhirMetadata => match method {
+            Method::GET | Method::HEAD => {
+                let statement = capability_statement(&state.capability);
+                Ok(fhir_response(StatusCode::OK, format, &statement))
+            }
+            _ => Err(not_allowed(&method, "GET, HEAD")),
+        },
+        Route::FhirBase | Route::FhirType | Route::FhirTypeChild => {
+            Err(ApiError::MethodNotAllowed {
+                interaction: format!("{} on {}", method.as_str(), route.label()),
+                allow: "",
+            })
+        }
+        Route::FhirSystemOperation => Err(ApiError::NotFound),
+        Route::FhirUnknown => Err(ApiError::UnknownResourceType),
+        _ => Err(ApiError::NotFound),
+    }
+}
+
+fn fhir_response(
+    status: StatusCode,
+    format: Format,
+    value: &serde_json::Value,
+) -> Response<ResponseBody> {
+    match format {
+        Format::Json => json_response(
+            status,
+            format.content_type(),
+            Bytes::from(value.to_string()),
+        ),
+    }
+}
+
+fn json_response(
+    status: StatusCode,
+    content_type: &'static str,
+    body: Bytes,
+) -> Response<ResponseBody> {
+    let mut response = Response::new(Full::new(body));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+        .headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// Reads a whole request body within the body limit.
+pub async fn read_body<B>(body: Limited<B>, limit: usize) -> Result<Bytes, ApiError>
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    match body.collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) => {
+            if error.is::<http_body_util::LengthLimitError>() {
+                Err(ApiError::PayloadTooLarge(PayloadTooLarge { limit }))
+            } else {
+                Err(ApiError::BodyRead)
+            }
+        }
+    }
+}

@@ -1,0 +1,34 @@
+//! The HTTP transport: a hyper server whose every request passes through one
+//! tower stack (request IDs, telemetry, the error edge, load shedding,
+//! concurrency limit, timeout, body limit) before reaching the router.
+
+pub mod error;
+pub mod handlers;
+pub mod layers;
+pub mod routes;
+pub mod server;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::Full;
+
+use crate::fhir::capability::CapabilityInputs;
+use crate::storage::Storage;
+use crate::telemetry::metrics::Metrics;
+
+/// Response body type of every handler.
+pub type ResponseBody = Full<Bytes>;
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// What the handlers share.
+pub struct AppState {
+    pub metrics: Metrics,
+    pub storage: Storage,
+    pub capability: CapabilityInputs,
+    /// False while starting and once shutdown has begun, so `/ready` tells a
+    /// load balancer to stop sending work.
+    pub accepting: std::sync::atomic::AtomicBool,
+}
+
+pub type SharedState = Arc<AppState>;

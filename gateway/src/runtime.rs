@@ -1,0 +1,168 @@
+//! Starting and stopping a whole gateway: opens storage, binds every
+//! listener, runs them until shutdown is requested, then drains them.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::fhir::capability::CapabilityInputs;
+use crate::http::AppState;
+use crate::storage::{Storage, StorageError};
+use crate::telemetry::metrics::{Metrics, MetricsError};
+
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("cannot listen on {addr} ({listener}): {source}")]
+    Bind {
+        listener: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
+}
+
+/// A started gateway: its bound addresses and the handle that stops it.
+pub struct Running {
+    pub http_addr: SocketAddr,
+    pub shutdown: CancellationToken,
+    tasks: tokio::task::JoinSet<()>,
+}
+
+impl Running {
+    /// Waits until every listener has drained after `shutdown` was cancelled.
+    pub async fn wait(mut self) {
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+pub async fn start(config: Config) -> Result<Running, StartError> {
+    let storage = Storage::open(&config.storage.data_dir)?;
+    let metrics = Metrics::new(VERSION)?;
+    let http_listener = crate::http::server::bind(config.http.listen)
+        .await
+        .map_err(|source| StartError::Bind {
+            listener: "http",
+            addr: config.http.listen,
+            source,
+        })?;
+    let http_addr = http_listener
+        .local_addr()
+        .map_err(|source| StartError::Bind {
+            listener: "http",
+            addr: config.http.listen,
+            source,
+        })?;
+    let mut http_config = config.http.clone();
+    http_config.listen = http_addr;
+    let state = Arc::new(AppState {
+        metrics,
+        storage,
+        capability: CapabilityInputs {
+            base_url: http_config.base_url(),
+            software_version: VERSION.to_string(),
+            started_at: now_fhir_datetime(),
+            formats: vec!["application/fhir+json", "json"],
+        },
+        accepting: AtomicBool::new(false),
+    });
+    let shutdown = CancellationToken::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(crate::http::server::run(
+        http_listener,
+        state.clone(),
+        http_config,
+        shutdown.clone(),
+    ));
+    {
+        let state = state.clone();
+        let shutdown = shutdown.clone();
+        tasks.spawn(async move {
+            shutdown.cancelled().await;
+            state.accepting.store(false, Ordering::Release);
+        });
+    }
+    state.accepting.store(true, Ordering::Release);
+    tracing::info!(http = %http_addr, data_dir = %config.storage.data_dir.display(), "passerelle started");
+    Ok(Running {
+        http_addr,
+        shutdown,
+        tasks,
+    })
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = interrupt => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = interrupt.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}
+
+/// The current UTC time as a FHIR instant (second precision).
+pub fn now_fhir_datetime() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let (y, m, d, hh, mm, ss) = civil_from_unix(secs);
+    format!("{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}Z")
+}
+
+/// Splits Unix seconds into a UTC calendar date and time (Howard Hinnant's
+/// days-from-civil inverse), so no date crate is needed for timestamps.
+pub fn civil_from_unix(secs: u64) -> (i64, u32, u32, u32, u32, u32) {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (
+        year,
+        month,
+        day,
+        (rem / 3600) as u32,
+        ((rem % 3600) / 60) as u32,
+        (rem % 60) as u32,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn civil_dates() {
+        assert_eq!(civil_from_unix(0), (1970, 1, 1, 0, 0, 0));
+        assert_eq!(civil_from_unix(951_782_400), (2000, 2, 29, 0, 0, 0));
+        assert_eq!(civil_from_unix(1_795_000_000), (2026, 11, 18, 11, 6, 40));
+    }
+}

@@ -1,0 +1,132 @@
+//! The gateway's Prometheus registry and the metric families in it. Names
+//! follow Prometheus conventions: `passerelle_` prefix, `_total` counters,
+//! `_seconds` durations. Labels have bounded values (route templates, status
+//! codes), never data from a message.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    pub http_requests: IntCounterVec,
+    pub http_request_duration: HistogramVec,
+    pub http_in_flight: IntGauge,
+    pub hl7v2_messages: IntCounterVec,
+    pub hl7v2_ack_duration: HistogramVec,
+    pub mllp_connections: IntGauge,
+    pub journal_commit_batch: HistogramVec,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("metrics registry: {0}")]
+pub struct MetricsError(#[from] prometheus::Error);
+
+impl Metrics {
+    pub fn new(version: &str) -> Result<Self, MetricsError> {
+        let registry = Registry::new();
+        let build_info = IntGaugeVec::new(
+            Opts::new("passerelle_build_info", "Build information; always 1."),
+            &["version"],
+        )?;
+        build_info.with_label_values(&[version]).set(1);
+        registry.register(Box::new(build_info))?;
+
+        let http_requests = IntCounterVec::new(
+            Opts::new(
+                "passerelle_http_requests_total",
+                "HTTP requests answered, by route template, method and status.",
+            ),
+            &["route", "method", "status"],
+        )?;
+        let http_request_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "passerelle_http_request_duration_seconds",
+                "Time to answer an HTTP request, by route template and method.",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0,
+            ]),
+            &["route", "method"],
+        )?;
+        let http_in_flight = IntGauge::new(
+            "passerelle_http_requests_in_flight",
+            "HTTP requests being processed.",
+        )?;
+        let hl7v2_messages = IntCounterVec::new(
+            Opts::new(
+                "passerelle_hl7v2_messages_total",
+                "HL7 v2 messages received, by transport and acknowledgement code.",
+            ),
+            &["transport", "ack_code"],
+        )?;
+        let hl7v2_ack_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "passerelle_hl7v2_ack_duration_seconds",
+                "Time from a complete HL7 v2 message to its acknowledgement, durable write included.",
+            )
+            .buckets(vec![
+                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+            ]),
+            &["transport"],
+        )?;
+        let mllp_connections =
+            IntGauge::new("passerelle_mllp_connections", "Open MLLP connections.")?;
+        let journal_commit_batch = HistogramVec::new(
+            HistogramOpts::new(
+                "passerelle_journal_commit_batch_messages",
+                "Messages made durable per journal commit (group commit size).",
+            )
+            .buckets(vec![
+                1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0,
+            ]),
+            &["backend"],
+        )?;
+        registry.register(Box::new(http_requests.clone()))?;
+        registry.register(Box::new(http_request_duration.clone()))?;
+        registry.register(Box::new(http_in_flight.clone()))?;
+        registry.register(Box::new(hl7v2_messages.clone()))?;
+        registry.register(Box::new(hl7v2_ack_duration.clone()))?;
+        registry.register(Box::new(mllp_connections.clone()))?;
+        registry.register(Box::new(journal_commit_batch.clone()))?;
+        Ok(Self {
+            registry,
+            http_requests,
+            http_request_duration,
+            http_in_flight,
+            hl7v2_messages,
+            hl7v2_ack_duration,
+            mllp_connections,
+            journal_commit_batch,
+        })
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> Result<Vec<u8>, MetricsError> {
+        let mut buffer = Vec::with_capacity(8 * 1024);
+        TextEncoder::new().encode(&self.registry.gather(), &mut buffer)?;
+        Ok(buffer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_build_info_and_families() {
+        let metrics = Metrics::new("1.2.3").unwrap();
+        metrics
+            .http_requests
+            .with_label_values(&["/health", "GET", "200"])
+            .inc();
+        let text = String::from_utf8(metrics.render().unwrap()).unwrap();
+        assert!(text.contains("passerelle_build_info{version=\"1.2.3\"} 1"));
+        assert!(text.contains(
+            "passerelle_http_requests_total{method=\"GET\",route=\"/health\",status=\"200\"} 1"
+        ));
+    }
+}

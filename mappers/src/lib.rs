@@ -1,0 +1,6 @@
+//! Passerelle's format knowledge: parsers, serializers, acknowledgements and
+//! mappings. This crate knows nothing of the network; `gateway` owns transports.
+
+// Input must never reach a panic: no unwrap/expect/panic outside tests.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
