@@ -4,10 +4,15 @@
 //! metrics exposition.
 
 // Input must never reach a panic: no unwrap/expect/panic outside tests.
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
 pub mod cases;
 pub mod client;
+pub mod corpus;
+pub mod mllp;
 
 use std::time::Instant;
 
@@ -18,6 +23,20 @@ pub use client::{Client, HttpResponse};
 pub struct Target {
     /// e.g. `http://127.0.0.1:8080` (no trailing slash, no `/fhir`).
     pub base_url: String,
+    /// The MLLP listener, e.g. `127.0.0.1:2575`; HL7 v2 cases are skipped
+    /// without it.
+    pub mllp_addr: Option<String>,
+    /// The shared sample corpus (`../shared/corpus`); corpus cases are
+    /// skipped without it.
+    pub corpus_dir: Option<std::path::PathBuf>,
+}
+
+/// What a case gets: the HTTP client and where the rest of the gateway is.
+#[derive(Clone)]
+pub struct Context {
+    pub client: Client,
+    pub mllp_addr: Option<String>,
+    pub corpus_dir: Option<std::path::PathBuf>,
 }
 
 /// Why a case failed: a readable sentence.
@@ -53,13 +72,18 @@ pub struct CaseReport {
 /// Runs every case against `target`, in order, and returns their reports.
 pub async fn run_all(target: &Target, filter: Option<&str>) -> Vec<CaseReport> {
     let client = Client::new(target.base_url.clone());
+    let context = Context {
+        client,
+        mllp_addr: target.mllp_addr.clone(),
+        corpus_dir: target.corpus_dir.clone(),
+    };
     let mut reports = Vec::new();
     for case in cases::all() {
         if filter.is_some_and(|f| !case.name.contains(f)) {
             continue;
         }
         let started = Instant::now();
-        let result = (case.run)(client.clone()).await;
+        let result = (case.run)(context.clone()).await;
         reports.push(CaseReport {
             name: case.name,
             result,

@@ -2,7 +2,10 @@
 //! gateway and exits non-zero when any case fails.
 
 // Input must never reach a panic: no unwrap/expect/panic outside tests.
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
 use std::process::ExitCode;
 
@@ -17,6 +20,12 @@ struct Args {
     /// Base URL of the gateway, e.g. http://127.0.0.1:8080
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     base_url: String,
+    /// The gateway's MLLP listener, e.g. 127.0.0.1:2575 (HL7 v2 cases).
+    #[arg(long, default_value = "127.0.0.1:2575")]
+    mllp_addr: String,
+    /// The shared public corpus (HL7 v2 samples), e.g. ../shared/corpus.
+    #[arg(long)]
+    corpus_dir: Option<std::path::PathBuf>,
     /// Only run cases whose name contains this text.
     #[arg(long)]
     filter: Option<String>,
@@ -36,6 +45,8 @@ fn main() -> ExitCode {
     };
     let target = conformance_tests::Target {
         base_url: args.base_url,
+        mllp_addr: Some(args.mllp_addr),
+        corpus_dir: args.corpus_dir,
     };
     let reports = runtime.block_on(conformance_tests::run_all(&target, args.filter.as_deref()));
     if conformance_tests::print_reports(&reports) == 0 {

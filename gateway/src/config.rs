@@ -20,6 +20,7 @@ pub const ENV_PREFIX: &str = "PASSERELLE_";
 pub struct Config {
     pub http: HttpConfig,
     pub mllp: MllpConfig,
+    pub hl7v2: Hl7v2Config,
     pub storage: StorageConfig,
     pub log: LogConfig,
 }
@@ -87,6 +88,25 @@ impl Default for MllpConfig {
             idle_timeout_secs: 600,
         }
     }
+}
+
+/// When the intake sends an accept acknowledgement in enhanced mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum AcceptAckPolicy {
+    /// Every message gets an answer, whatever MSH-15 says: MLLP senders wait
+    /// for one, and a silent receiver makes them time out and resend.
+    #[default]
+    Always,
+    /// Follow MSH-15 to the letter (AL, NE, ER, SU).
+    AsRequested,
+}
+
+/// HL7 v2 intake, whatever the transport.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Hl7v2Config {
+    pub accept_acks: AcceptAckPolicy,
 }
 
 /// Where durable state lives.

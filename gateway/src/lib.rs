@@ -2,12 +2,17 @@
 //! routing and telemetry around the formats and mappings of `mappers`.
 
 // Input must never reach a panic: no unwrap/expect/panic outside tests.
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
 pub mod cli;
 pub mod config;
 pub mod fhir;
 pub mod http;
+pub mod intake;
+pub mod mllp;
 pub mod runtime;
 pub mod storage;
 pub mod telemetry;

@@ -10,6 +10,8 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::fhir::capability::CapabilityInputs;
 use crate::http::AppState;
+use crate::intake::Intake;
+use crate::storage::journal::Journal;
 use crate::storage::{Storage, StorageError};
 use crate::telemetry::metrics::{Metrics, MetricsError};
 
@@ -32,6 +34,7 @@ pub enum StartError {
 /// A started gateway: its bound addresses and the handle that stops it.
 pub struct Running {
     pub http_addr: SocketAddr,
+    pub mllp_addr: Option<SocketAddr>,
     pub shutdown: CancellationToken,
     tasks: tokio::task::JoinSet<()>,
 }
@@ -46,6 +49,8 @@ impl Running {
 pub async fn start(config: Config) -> Result<Running, StartError> {
     let storage = Storage::open(&config.storage.data_dir)?;
     let metrics = Metrics::new(VERSION)?;
+    let journal = Journal::start(&storage, metrics.clone())?;
+    let intake = Intake::new(journal, metrics.clone(), config.hl7v2.accept_acks);
     let http_listener = crate::http::server::bind(config.http.listen)
         .await
         .map_err(|source| StartError::Bind {
@@ -60,11 +65,28 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             addr: config.http.listen,
             source,
         })?;
+    let mllp_listener = if config.mllp.enabled {
+        let listener = crate::mllp::listener::bind(config.mllp.listen)
+            .await
+            .map_err(|source| StartError::Bind {
+                listener: "mllp",
+                addr: config.mllp.listen,
+                source,
+            })?;
+        Some(listener)
+    } else {
+        None
+    };
+    let mllp_addr = mllp_listener
+        .as_ref()
+        .and_then(|listener| listener.local_addr().ok());
     let mut http_config = config.http.clone();
     http_config.listen = http_addr;
     let state = Arc::new(AppState {
         metrics,
         storage,
+        intake: intake.clone(),
+        max_body_bytes: http_config.max_body_bytes,
         capability: CapabilityInputs {
             base_url: http_config.base_url(),
             software_version: VERSION.to_string(),
@@ -81,6 +103,14 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         http_config,
         shutdown.clone(),
     ));
+    if let Some(listener) = mllp_listener {
+        tasks.spawn(crate::mllp::listener::run(
+            listener,
+            intake,
+            config.mllp.clone(),
+            shutdown.clone(),
+        ));
+    }
     {
         let state = state.clone();
         let shutdown = shutdown.clone();
@@ -90,9 +120,10 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         });
     }
     state.accepting.store(true, Ordering::Release);
-    tracing::info!(http = %http_addr, data_dir = %config.storage.data_dir.display(), "passerelle started");
+    tracing::info!(http = %http_addr, mllp = ?mllp_addr, data_dir = %config.storage.data_dir.display(), "passerelle started");
     Ok(Running {
         http_addr,
+        mllp_addr,
         shutdown,
         tasks,
     })

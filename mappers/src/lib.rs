@@ -2,5 +2,9 @@
 //! mappings. This crate knows nothing of the network; `gateway` owns transports.
 
 // Input must never reach a panic: no unwrap/expect/panic outside tests.
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
+pub mod hl7v2;

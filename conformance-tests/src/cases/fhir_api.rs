@@ -11,27 +11,27 @@ pub fn cases() -> Vec<Case> {
     vec![
         Case {
             name: "fhir/metadata is an R4 CapabilityStatement",
-            run: |c| Box::pin(metadata(c)),
+            run: |c| Box::pin(metadata(c.client)),
         },
         Case {
             name: "fhir/_format=json is honoured",
-            run: |c| Box::pin(format_json(c)),
+            run: |c| Box::pin(format_json(c.client)),
         },
         Case {
             name: "fhir/unwritable format gives 406",
-            run: |c| Box::pin(not_acceptable(c)),
+            run: |c| Box::pin(not_acceptable(c.client)),
         },
         Case {
             name: "fhir/unknown route gives 404",
-            run: |c| Box::pin(not_found(c)),
+            run: |c| Box::pin(not_found(c.client)),
         },
         Case {
             name: "fhir/unsupported interaction gives 405",
-            run: |c| Box::pin(not_allowed(c)),
+            run: |c| Box::pin(not_allowed(c.client)),
         },
         Case {
             name: "fhir/oversized body gives 413",
-            run: |c| Box::pin(too_large(c)),
+            run: |c| Box::pin(too_large(c.client)),
         },
     ]
 }

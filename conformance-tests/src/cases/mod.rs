@@ -2,23 +2,25 @@
 //! client that returns `Ok(())` or a `Failure` saying what was wrong.
 
 mod fhir_api;
+mod hl7v2;
 mod operations;
 
 use std::future::Future;
 use std::pin::Pin;
 
-use crate::{CaseResult, Client};
+use crate::{CaseResult, Context};
 
 pub type CaseFuture = Pin<Box<dyn Future<Output = CaseResult> + Send>>;
 
 pub struct Case {
     pub name: &'static str,
-    pub run: fn(Client) -> CaseFuture,
+    pub run: fn(Context) -> CaseFuture,
 }
 
 pub fn all() -> Vec<Case> {
     let mut cases = Vec::new();
     cases.extend(operations::cases());
     cases.extend(fhir_api::cases());
+    cases.extend(hl7v2::cases());
     cases
 }

@@ -7,19 +7,19 @@ pub fn cases() -> Vec<Case> {
     vec![
         Case {
             name: "ops/health is live",
-            run: |c| Box::pin(health(c)),
+            run: |c| Box::pin(health(c.client)),
         },
         Case {
             name: "ops/ready when storage is writable",
-            run: |c| Box::pin(ready(c)),
+            run: |c| Box::pin(ready(c.client)),
         },
         Case {
             name: "ops/metrics in Prometheus text format",
-            run: |c| Box::pin(metrics(c)),
+            run: |c| Box::pin(metrics(c.client)),
         },
         Case {
             name: "ops/request id is echoed or made",
-            run: |c| Box::pin(request_id(c)),
+            run: |c| Box::pin(request_id(c.client)),
         },
     ]
 }

@@ -17,6 +17,7 @@ use super::routes::Route;
 use super::{BoxError, ResponseBody, SharedState};
 use crate::fhir::capability::capability_statement;
 use crate::fhir::negotiate::{query_param, response_format, Format};
+use crate::intake::Transport;
 
 /// Dispatches a classified request to its handler.
 #[derive(Clone)]
@@ -72,9 +73,79 @@ where
         (Route::Metrics, &Method::GET) => metrics(&state),
         (Route::Health | Route::Ready, method) => Err(not_allowed(method, "GET, HEAD")),
         (Route::Metrics, method) => Err(not_allowed(method, "GET")),
-        (Route::Hl7v2, method) => Err(not_allowed(method, "")),
+        (Route::Hl7v2, &Method::POST) => hl7v2(&state, request).await,
+        (Route::Hl7v2, method) => Err(not_allowed(method, "POST")),
         _ => Err(ApiError::NotFound),
     }
+}
+
+/// Media types accepted for HL7 v2 ER7 bodies.
+const HL7V2_MEDIA_TYPES: &[&str] = &[
+    "x-application/hl7-v2+er7",
+    "application/hl7-v2",
+    "application/hl7-v2+er7",
+    "application/edi-hl7",
+    "text/plain",
+];
+
+/// `POST /hl7v2`: one or more ER7 messages (a batch included); answers with
+/// their ACKs, in order, each sent only after its message is journaled.
+async fn hl7v2<B>(
+    state: &SharedState,
+    request: Request<Limited<B>>,
+) -> Result<Response<ResponseBody>, ApiError>
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let content_type = request
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let media = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if !HL7V2_MEDIA_TYPES.contains(&media.as_str()) {
+        return Err(ApiError::UnsupportedMediaType {
+            received: media
+                .chars()
+                .take(64)
+                .filter(|c| c.is_ascii_graphic() || *c == ' ')
+                .collect(),
+            expected: "x-application/hl7-v2+er7",
+        });
+    }
+    let body = read_body(request.into_body(), state.max_body_bytes).await?;
+    let mut messages: Vec<Bytes> = mappers::hl7v2::split_messages(&body)
+        .into_iter()
+        .map(|message| body.slice_ref(message))
+        .collect();
+    if messages.is_empty() {
+        // Nothing that starts with MSH: the intake answers it with a NAK.
+        messages.push(body.clone());
+    }
+    let answers = futures_util::future::join_all(
+        messages
+            .into_iter()
+            .map(|message| state.intake.process(message, Transport::Http)),
+    )
+    .await;
+    let mut out = Vec::new();
+    for answer in answers {
+        if let Some(ack) = answer.ack {
+            out.extend_from_slice(&ack);
+        }
+    }
+    let mut response = Response::new(Full::new(Bytes::from(out)));
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("x-application/hl7-v2+er7"),
+    );
+    Ok(response)
 }
 
 fn not_allowed(method: &Method, allow: &'static str) -> ApiError {

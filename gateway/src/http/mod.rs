@@ -14,6 +14,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 
 use crate::fhir::capability::CapabilityInputs;
+use crate::intake::Intake;
 use crate::storage::Storage;
 use crate::telemetry::metrics::Metrics;
 
@@ -25,6 +26,8 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub struct AppState {
     pub metrics: Metrics,
     pub storage: Storage,
+    pub intake: Intake,
+    pub max_body_bytes: usize,
     pub capability: CapabilityInputs,
     /// False while starting and once shutdown has begun, so `/ready` tells a
     /// load balancer to stop sending work.

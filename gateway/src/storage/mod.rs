@@ -3,6 +3,8 @@
 //! transaction survives power loss. Owns opening, schema migrations and the
 //! readiness probe.
 
+pub mod journal;
+
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -47,8 +49,9 @@ const MIGRATIONS: &[&str] = &[
         ack_code TEXT NOT NULL,
         raw BLOB NOT NULL
     );
-    CREATE UNIQUE INDEX journal_sender_control_id
-        ON journal (sending_application, sending_facility, control_id);",
+    CREATE UNIQUE INDEX journal_retransmission
+        ON journal (sending_application, sending_facility, control_id, sha256);
+    CREATE INDEX journal_control_id ON journal (control_id);",
 ];
 
 /// A handle on the database; cheap to clone.

@@ -1,0 +1,28 @@
+//! HL7 v2 in ER7 (pipe-and-hat) encoding: our own zero-copy parser and
+//! serializer, escape and charset handling, terser-style paths, splitting of
+//! bodies and batches into messages, header validation and ACK building.
+//!
+//! A parsed [`Message`] borrows the received bytes and records only where
+//! segments start and end; fields, repetitions, components and
+//! subcomponents are found by scanning on demand, and values are unescaped
+//! and decoded only when asked for. Serialising gives back the exact bytes.
+
+pub mod ack;
+mod charset;
+mod delimiters;
+mod error;
+mod escape;
+mod header;
+mod message;
+mod path;
+mod split;
+
+pub use ack::{AckCode, AckCondition, AckError, AckMode, ErrorLocation};
+pub use charset::Charset;
+pub use delimiters::Delimiters;
+pub use error::{ParseError, ParseErrorKind};
+pub use escape::{escape, unescape};
+pub use header::{validate_header, HeaderError, Version};
+pub use message::{Field, Message, Segment};
+pub use path::{parse_path, Path, PathError};
+pub use split::split_messages;
