@@ -130,7 +130,10 @@ impl Decoder for MllpCodec {
                         self.state = State::Idle;
                         continue;
                     }
-                    if src.len() > self.max_frame_len {
+                    // A trailing 0x1C may be the first half of the end
+                    // block: it is not message content yet.
+                    let content = src.len() - usize::from(src.last() == Some(&END_BLOCK));
+                    if content > self.max_frame_len {
                         let seen = src.len();
                         let pending_end = src.last() == Some(&END_BLOCK);
                         src.clear();
@@ -151,28 +154,42 @@ impl Decoder for MllpCodec {
                             len_seen: seen.saturating_sub(1),
                         }));
                     }
-                    match src
-                        .windows(2)
-                        .position(|w| w[0] == END_BLOCK && w[1] == CARRIAGE_RETURN)
-                    {
-                        Some(end) => {
-                            src.advance(end + 2);
-                            self.state = State::Idle;
-                            return Ok(Some(MllpFrame::Oversized {
-                                len_seen: seen + end,
-                            }));
+                    // The first start block or end block decides: a start
+                    // block means the sender restarted (the oversized
+                    // partial frame is junk), an end block closes it.
+                    let mut restart = None;
+                    let mut end = None;
+                    for (offset, byte) in src.iter().enumerate() {
+                        if *byte == START_BLOCK {
+                            restart = Some(offset);
+                            break;
                         }
-                        None => {
-                            let pending_end = src.last() == Some(&END_BLOCK);
-                            let len = src.len();
-                            src.clear();
-                            self.state = State::Discarding {
-                                seen: seen + len,
-                                pending_end,
-                            };
-                            return Ok(None);
+                        if *byte == END_BLOCK && src.get(offset + 1) == Some(&CARRIAGE_RETURN) {
+                            end = Some(offset);
+                            break;
                         }
                     }
+                    if let Some(at) = restart {
+                        self.junk_bytes += (seen + at) as u64;
+                        src.advance(at);
+                        self.state = State::Idle;
+                        continue;
+                    }
+                    if let Some(end) = end {
+                        src.advance(end + 2);
+                        self.state = State::Idle;
+                        return Ok(Some(MllpFrame::Oversized {
+                            len_seen: seen + end,
+                        }));
+                    }
+                    let pending_end = src.last() == Some(&END_BLOCK);
+                    let len = src.len();
+                    src.clear();
+                    self.state = State::Discarding {
+                        seen: seen + len,
+                        pending_end,
+                    };
+                    return Ok(None);
                 }
             }
         }
@@ -216,6 +233,54 @@ fn encode_frame(payload: &[u8], dst: &mut BytesMut) {
     dst.extend_from_slice(&[START_BLOCK]);
     dst.extend_from_slice(payload);
     dst.extend_from_slice(&[END_BLOCK, CARRIAGE_RETURN]);
+}
+
+/// The checks the MLLP fuzz target runs, shared with the plain test that
+/// replays its corpus: the first byte picks a chunk size and the frame limit;
+/// decoding the rest in chunks must not panic, must never yield a message
+/// over the limit, and must yield the same items as decoding it whole.
+#[doc(hidden)]
+pub fn fuzz_check(data: &[u8]) {
+    let Some((&first, input)) = data.split_first() else {
+        return;
+    };
+    let chunk = usize::from(first % 31) + 1;
+    let limit = usize::from(first) * 4 + 1;
+    let decode = |chunk: usize| {
+        let mut codec = MllpCodec::new(limit);
+        let mut buffer = BytesMut::new();
+        let mut items = Vec::new();
+        for piece in input.chunks(chunk) {
+            buffer.extend_from_slice(piece);
+            while let Ok(Some(item)) = codec.decode(&mut buffer) {
+                items.push(item);
+            }
+        }
+        while let Ok(Some(item)) = codec.decode_eof(&mut buffer) {
+            items.push(item);
+        }
+        items
+    };
+    let chunked = decode(chunk);
+    for item in &chunked {
+        if let MllpFrame::Message(message) = item {
+            assert!(message.len() <= limit, "frame over the limit");
+        }
+    }
+    let messages = |items: &[MllpFrame]| -> Vec<BytesMut> {
+        items
+            .iter()
+            .filter_map(|item| match item {
+                MllpFrame::Message(m) => Some(m.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(
+        messages(&chunked),
+        messages(&decode(input.len().max(1))),
+        "chunking changed the frames"
+    );
 }
 
 #[cfg(test)]
@@ -318,6 +383,31 @@ mod tests {
                 items[0]
             );
             assert_eq!(items[1], message("MSH|after"));
+        }
+    }
+
+    #[test]
+    fn frame_exactly_at_the_limit_with_a_split_end_block() {
+        let mut input = framed(b"MSH|3");
+        input.extend(framed(b"MSH|4"));
+        for chunk in 1..input.len() {
+            let items = decode_chunked(&mut MllpCodec::new(5), &input, &[chunk]);
+            assert_eq!(
+                items,
+                vec![message("MSH|3"), message("MSH|4")],
+                "chunk {chunk}"
+            );
+        }
+    }
+
+    #[test]
+    fn start_block_while_discarding_restarts() {
+        let mut input = b"\x0b".to_vec();
+        input.extend(vec![b'A'; 50]);
+        input.extend(framed(b"ok"));
+        for chunk in [1usize, 2, 7, 100] {
+            let items = decode_chunked(&mut MllpCodec::new(5), &input, &[chunk]);
+            assert_eq!(items, vec![message("ok")], "chunk {chunk}");
         }
     }
 
