@@ -51,35 +51,13 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let metrics = Metrics::new(VERSION)?;
     let journal = Journal::start(&storage, metrics.clone())?;
     let intake = Intake::new(journal, metrics.clone(), config.hl7v2.accept_acks);
-    let http_listener = crate::http::server::bind(config.http.listen)
-        .await
-        .map_err(|source| StartError::Bind {
-            listener: "http",
-            addr: config.http.listen,
-            source,
-        })?;
-    let http_addr = http_listener
-        .local_addr()
-        .map_err(|source| StartError::Bind {
-            listener: "http",
-            addr: config.http.listen,
-            source,
-        })?;
-    let mllp_listener = if config.mllp.enabled {
-        let listener = crate::mllp::listener::bind(config.mllp.listen)
-            .await
-            .map_err(|source| StartError::Bind {
-                listener: "mllp",
-                addr: config.mllp.listen,
-                source,
-            })?;
-        Some(listener)
+    let (http_listener, http_addr) = bind("http", config.http.listen).await?;
+    let (mllp_listener, mllp_addr) = if config.mllp.enabled {
+        let (listener, addr) = bind("mllp", config.mllp.listen).await?;
+        (Some(listener), Some(addr))
     } else {
-        None
+        (None, None)
     };
-    let mllp_addr = mllp_listener
-        .as_ref()
-        .and_then(|listener| listener.local_addr().ok());
     let mut http_config = config.http.clone();
     http_config.listen = http_addr;
     let state = Arc::new(AppState {
@@ -127,6 +105,41 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         shutdown,
         tasks,
     })
+}
+
+/// Accepts the next connection; on a failed accept (out of file
+/// descriptors and the like) logs it, backs off briefly and returns `None`,
+/// so the listener keeps serving.
+pub async fn accept_or_back_off(
+    listener: &tokio::net::TcpListener,
+    name: &'static str,
+) -> Option<tokio::net::TcpStream> {
+    match listener.accept().await {
+        Ok((stream, _peer)) => {
+            let _ = stream.set_nodelay(true);
+            Some(stream)
+        }
+        Err(error) => {
+            tracing::warn!(listener = name, error = %error, "accept failed");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            None
+        }
+    }
+}
+
+/// Binds a listener, naming it in the error.
+async fn bind(
+    name: &'static str,
+    addr: SocketAddr,
+) -> Result<(tokio::net::TcpListener, SocketAddr), StartError> {
+    let error = |source| StartError::Bind {
+        listener: name,
+        addr,
+        source,
+    };
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(error)?;
+    let bound = listener.local_addr().map_err(error)?;
+    Ok((listener, bound))
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -27,6 +27,11 @@ fn independent_mllp_client_gets_an_answer_for_every_corpus_message() {
     let peers = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/peers"));
     let script = peers.join("mllp_send.py");
     if !script.is_file() || Command::new("python3").arg("--version").output().is_err() {
+        assert!(
+            std::env::var_os("PASSERELLE_REQUIRE_PEERS").is_none(),
+            "{} and python3 are required here",
+            script.display()
+        );
         println!("skipped: {} or python3 not available", script.display());
         return;
     }

@@ -72,17 +72,23 @@ pub fn response_format(
     })
 }
 
+/// The media type of a `Content-Type` value, lower-cased, parameters
+/// dropped.
+pub fn media_type(content_type: &str) -> String {
+    content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
+}
+
 /// Whether a request body's `Content-Type` is one the FHIR API reads.
 pub fn is_readable_fhir_body(content_type: Option<&str>) -> bool {
     let Some(content_type) = content_type else {
         return false;
     };
-    let media = content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
+    let media = media_type(content_type);
     matches!(
         media.as_str(),
         "application/fhir+json" | "application/json" | "application/json+fhir"

@@ -16,7 +16,7 @@ use super::layers::BoxFuture;
 use super::routes::Route;
 use super::{BoxError, ResponseBody, SharedState};
 use crate::fhir::capability::capability_statement;
-use crate::fhir::negotiate::{query_param, response_format, Format};
+use crate::fhir::negotiate::{media_type, query_param, response_format, Format};
 use crate::intake::Transport;
 
 /// Dispatches a classified request to its handler.
@@ -98,17 +98,13 @@ where
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
-    let content_type = request
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let media = content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
+    let media = media_type(
+        request
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or(""),
+    );
     if !HL7V2_MEDIA_TYPES.contains(&media.as_str()) {
         return Err(ApiError::UnsupportedMediaType {
             received: media

@@ -2,7 +2,6 @@
 //! HTTP/1.1 connections, and on shutdown stops accepting, lets in-flight
 //! requests finish within the grace period, then returns.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use hyper::body::Incoming;
@@ -21,6 +20,7 @@ use super::handlers::Router;
 use super::layers::{BodyLimitLayer, ErrorEdgeLayer, RequestIdLayer, TelemetryLayer};
 use super::SharedState;
 use crate::config::HttpConfig;
+use crate::runtime::accept_or_back_off;
 
 /// Builds the service every HTTP request goes through, outermost first.
 pub fn stack(
@@ -51,11 +51,6 @@ pub fn stack(
         .service(Router::new(state))
 }
 
-/// Binds the HTTP listener; serving starts with `run`.
-pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    TcpListener::bind(addr).await
-}
-
 /// Serves until `shutdown` is cancelled, then drains in-flight requests for at
 /// most the grace period.
 pub async fn run(
@@ -68,17 +63,8 @@ pub async fn run(
     let graceful = GracefulShutdown::new();
     loop {
         tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, _peer) = match accepted {
-                    Ok(accepted) => accepted,
-                    Err(error) => {
-                        // Out of file descriptors and the like: back off, keep serving.
-                        tracing::warn!(error = %error, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
+            accepted = accept_or_back_off(&listener, "http") => {
+                let Some(stream) = accepted else { continue };
                 let connection = http1::Builder::new()
                     .timer(TokioTimer::new())
                     .header_read_timeout(Duration::from_secs(30))

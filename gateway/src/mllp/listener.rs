@@ -2,7 +2,6 @@
 //! idle ones, and answers every message on a connection in order.
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use super::codec::{MllpCodec, MllpFrame};
 use crate::config::MllpConfig;
 use crate::intake::{Intake, Transport};
+use crate::runtime::accept_or_back_off;
 
 /// Messages of one connection being processed at once (pipelining window).
 const PIPELINE_WINDOW: usize = 64;
@@ -37,15 +37,8 @@ pub async fn run(
     let mut connections = tokio::task::JoinSet::new();
     loop {
         tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, _peer) = match accepted {
-                    Ok(accepted) => accepted,
-                    Err(error) => {
-                        tracing::warn!(error = %error, "mllp accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
+            accepted = accept_or_back_off(&listener, "mllp") => {
+                let Some(stream) = accepted else { continue };
                 let Ok(permit) = slots.clone().try_acquire_owned() else {
                     // Over the limit: refuse now rather than queue unboundedly.
                     tracing::warn!(limit = config.max_connections, "mllp connection refused: connection limit reached");
@@ -70,17 +63,12 @@ pub async fn run(
     while connections.join_next().await.is_some() {}
 }
 
-pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    TcpListener::bind(addr).await
-}
-
 async fn serve_connection(
     stream: TcpStream,
     intake: Intake,
     config: &MllpConfig,
     shutdown: CancellationToken,
 ) {
-    let _ = stream.set_nodelay(true);
     let idle = Duration::from_secs(config.idle_timeout_secs.max(1));
     let mut framed = Framed::new(stream, MllpCodec::new(config.max_message_bytes));
     let mut in_flight: FuturesOrdered<AckFuture> = FuturesOrdered::new();
