@@ -7,4 +7,5 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod fhir;
 pub mod hl7v2;
