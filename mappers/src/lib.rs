@@ -9,3 +9,4 @@
 
 pub mod fhir;
 pub mod hl7v2;
+pub mod mapping;

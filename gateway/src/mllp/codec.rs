@@ -170,7 +170,8 @@ impl Decoder for MllpCodec {
                         }
                     }
                     if let Some(at) = restart {
-                        self.junk_bytes += (seen + at) as u64;
+                        // The abandoned frame's own start block is junk too.
+                        self.junk_bytes += (seen + at) as u64 + 1;
                         src.advance(at);
                         self.state = State::Idle;
                         continue;
@@ -406,8 +407,11 @@ mod tests {
         input.extend(vec![b'A'; 50]);
         input.extend(framed(b"ok"));
         for chunk in [1usize, 2, 7, 100] {
-            let items = decode_chunked(&mut MllpCodec::new(5), &input, &[chunk]);
+            let mut codec = MllpCodec::new(5);
+            let items = decode_chunked(&mut codec, &input, &[chunk]);
             assert_eq!(items, vec![message("ok")], "chunk {chunk}");
+            // The abandoned frame: its start block and its 50 bytes.
+            assert_eq!(codec.junk_bytes(), 51, "chunk {chunk}");
         }
     }
 
