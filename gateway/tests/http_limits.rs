@@ -9,17 +9,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::{http_get, Gateway, Options};
-
-fn gateway_with(env: &[(&str, &str)]) -> Gateway {
-    Gateway::start_with(Options {
-        env: env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-        ..Options::default()
-    })
-}
+use common::{http_get, Gateway};
 
 /// Starts a POST /hl7v2 that declares 100 bytes and sends 10.
 fn unfinished_request(gateway: &Gateway) -> TcpStream {
@@ -35,7 +25,7 @@ fn unfinished_request(gateway: &Gateway) -> TcpStream {
 
 #[test]
 fn slow_request_gets_a_timeout_outcome() {
-    let gateway = gateway_with(&[("PASSERELLE_HTTP__REQUEST_TIMEOUT_SECS", "1")]);
+    let gateway = Gateway::start_with_env(&[("PASSERELLE_HTTP__REQUEST_TIMEOUT_SECS", "1")]);
     let mut stream = unfinished_request(&gateway);
     let started = Instant::now();
     let mut response = String::new();
@@ -47,7 +37,7 @@ fn slow_request_gets_a_timeout_outcome() {
 
 #[test]
 fn over_the_concurrency_limit_is_shed_with_retry_after() {
-    let gateway = gateway_with(&[("PASSERELLE_HTTP__MAX_CONCURRENT_REQUESTS", "1")]);
+    let gateway = Gateway::start_with_env(&[("PASSERELLE_HTTP__MAX_CONCURRENT_REQUESTS", "1")]);
     let held = unfinished_request(&gateway);
     std::thread::sleep(Duration::from_millis(200));
     let response = http_get(gateway.http_addr, "/health").unwrap_or_default();
@@ -65,7 +55,7 @@ fn over_the_concurrency_limit_is_shed_with_retry_after() {
 
 #[test]
 fn chunked_body_over_the_limit_gets_413() {
-    let gateway = gateway_with(&[("PASSERELLE_HTTP__MAX_BODY_BYTES", "1000")]);
+    let gateway = Gateway::start_with_env(&[("PASSERELLE_HTTP__MAX_BODY_BYTES", "1000")]);
     let mut stream = TcpStream::connect(gateway.http_addr).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))

@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use common::{Gateway, Options};
+use common::Gateway;
 
 fn frame(payload: &[u8]) -> Vec<u8> {
     let mut out = vec![0x0B];
@@ -33,19 +33,9 @@ fn adt(control_id: &str) -> Vec<u8> {
     format!("MSH|^~\\&|T|S|G|G|20261122||ADT^A01^ADT_A01|{control_id}|P|2.5\rPID|1\r").into_bytes()
 }
 
-fn gateway_with(env: &[(&str, &str)]) -> Gateway {
-    Gateway::start_with(Options {
-        env: env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-        ..Options::default()
-    })
-}
-
 #[test]
 fn oversized_frame_gets_ar_and_the_connection_goes_on() {
-    let gateway = gateway_with(&[("PASSERELLE_MLLP__MAX_MESSAGE_BYTES", "1024")]);
+    let gateway = Gateway::start_with_env(&[("PASSERELLE_MLLP__MAX_MESSAGE_BYTES", "1024")]);
     let mut stream = TcpStream::connect(gateway.mllp_addr).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
@@ -63,7 +53,7 @@ fn oversized_frame_gets_ar_and_the_connection_goes_on() {
 
 #[test]
 fn connections_over_the_limit_are_closed() {
-    let gateway = gateway_with(&[("PASSERELLE_MLLP__MAX_CONNECTIONS", "2")]);
+    let gateway = Gateway::start_with_env(&[("PASSERELLE_MLLP__MAX_CONNECTIONS", "2")]);
     let mut first = TcpStream::connect(gateway.mllp_addr).unwrap();
     let mut second = TcpStream::connect(gateway.mllp_addr).unwrap();
     for (stream, id) in [(&mut first, "C1"), (&mut second, "C2")] {
@@ -97,7 +87,7 @@ fn connections_over_the_limit_are_closed() {
 
 #[test]
 fn idle_connections_are_closed() {
-    let gateway = gateway_with(&[("PASSERELLE_MLLP__IDLE_TIMEOUT_SECS", "1")]);
+    let gateway = Gateway::start_with_env(&[("PASSERELLE_MLLP__IDLE_TIMEOUT_SECS", "1")]);
     let mut stream = TcpStream::connect(gateway.mllp_addr).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
@@ -111,7 +101,7 @@ fn idle_connections_are_closed() {
 
 #[test]
 fn truncated_frame_and_garbage_do_not_hurt_other_connections() {
-    let gateway = gateway_with(&[]);
+    let gateway = Gateway::start_with_env(&[]);
     let mut bad = TcpStream::connect(gateway.mllp_addr).unwrap();
     bad.write_all(b"\x0bMSH|^~\\&|never finished").unwrap();
     drop(bad);

@@ -38,6 +38,17 @@ impl Gateway {
         Self::start_with(Options::default())
     }
 
+    /// Starts a gateway with extra environment (configuration overrides).
+    pub fn start_with_env(env: &[(&str, &str)]) -> Gateway {
+        Self::start_with(Options {
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..Options::default()
+        })
+    }
+
     pub fn start_with(options: Options) -> Gateway {
         let dir = tempfile::tempdir().expect("tempdir");
         let data_dir = options
