@@ -230,7 +230,13 @@ pub fn build_ack(
         .next()
         .unwrap_or("");
     let structured_err = Version::parse(version_first).is_none_or(|v| v.has_structured_err());
-    let text = |value: &str| origin.charset.encode(&escape(value, &d));
+    // Unrepresentable characters become `?` before escaping, so that a `?`
+    // delimiter is escaped too.
+    let text = |value: &str| {
+        origin
+            .charset
+            .encode(&escape(&origin.charset.representable(value), &d))
+    };
     let component = char::from(d.component);
 
     let mut out = Vec::with_capacity(256);

@@ -65,9 +65,43 @@ impl Charset {
         }
     }
 
+    /// Whether this charset can hold `c`.
+    pub fn can_encode(self, c: char) -> bool {
+        // ISO-8859-15 replaced eight ISO-8859-1 characters.
+        const LATIN9_ONLY: [char; 8] = ['€', 'Š', 'š', 'Ž', 'ž', 'Œ', 'œ', 'Ÿ'];
+        const LATIN1_ONLY: [u32; 8] = [0xA4, 0xA6, 0xA8, 0xB4, 0xB8, 0xBC, 0xBD, 0xBE];
+        let code = u32::from(c);
+        match self {
+            Charset::Utf8 => true,
+            Charset::Ascii => c.is_ascii(),
+            Charset::Latin1 => code <= 0xFF,
+            Charset::Latin9 => {
+                (code <= 0xFF && !LATIN1_ONLY.contains(&code)) || LATIN9_ONLY.contains(&c)
+            }
+        }
+    }
+
+    /// `text` with every character this charset cannot hold replaced by `?`.
+    /// Apply it before escaping, so that a `?` that is a delimiter gets
+    /// escaped too.
+    pub fn representable(self, text: &str) -> Cow<'_, str> {
+        if text.chars().all(|c| self.can_encode(c)) {
+            Cow::Borrowed(text)
+        } else {
+            Cow::Owned(
+                text.chars()
+                    .map(|c| if self.can_encode(c) { c } else { '?' })
+                    .collect(),
+            )
+        }
+    }
+
     /// Encodes text for a message in this charset; characters it cannot hold
-    /// become `?`.
+    /// become `?` (never an HTML character reference, as encoding_rs would
+    /// write: its `&` is the subcomponent separator).
     pub fn encode(self, text: &str) -> Vec<u8> {
+        let text = self.representable(text);
+        let text = text.as_ref();
         match self {
             Charset::Utf8 => text.as_bytes().to_vec(),
             Charset::Latin1 => text
@@ -100,6 +134,10 @@ mod tests {
     #[test]
     fn latin9_has_the_euro() {
         assert_eq!(Charset::Latin9.decode(b"\xA4"), "€");
+        assert_eq!(Charset::Latin9.encode("5 € ¤ ☃"), b"5 \xA4 ? ?");
+        assert_eq!(Charset::Latin1.encode("5 € ☃"), b"5 ? ?");
+        assert_eq!(Charset::Ascii.encode("é"), b"?");
+        assert_eq!(Charset::Utf8.encode("☃"), "☃".as_bytes());
     }
 
     #[test]

@@ -112,7 +112,10 @@ impl<'a> Message<'a> {
         .field(18)
         .map(|f| f.repetition(1).raw)
         .unwrap_or(&[]);
-        let charset = Charset::from_msh18(msh18, raw);
+        // The name may hold an escaped delimiter (`8859\S\1` when `/` is the
+        // component separator).
+        let msh18 = unescape(msh18, &delimiters, Charset::Ascii);
+        let charset = Charset::from_msh18(msh18.as_bytes(), raw);
         Message {
             raw,
             delimiters,
@@ -430,6 +433,12 @@ mod tests {
         let names: Vec<&[u8]> = m.segments().map(|s| s.name()).collect();
         assert_eq!(names, [b"MSH", b"PID", b"OBX", b"NTE"]);
         assert_eq!(m.get("OBX-5").as_deref(), Some("first line\nsecond line"));
+    }
+
+    #[test]
+    fn msh18_with_an_escaped_delimiter() {
+        let m = Message::parse(b"MSH|/~\\&|A|B|C|D|1||ADT/A01|X|P|2.5||||||8859\\S\\1\r").unwrap();
+        assert_eq!(m.charset(), Some(Charset::Latin1));
     }
 
     #[test]
