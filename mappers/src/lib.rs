@@ -9,4 +9,6 @@
 
 pub mod fhir;
 pub mod hl7v2;
+pub mod hl7v2_fhir;
 pub mod mapping;
+pub mod script;

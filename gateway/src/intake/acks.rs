@@ -98,8 +98,9 @@ impl Header {
     }
 }
 
-/// Reads and validates the header of `raw`.
-pub fn read_header(raw: &[u8]) -> Result<Header, Rejection> {
+/// Parses `raw` once and validates its header; the parsed message is kept
+/// to build the ACK from.
+pub fn read_header(raw: &[u8]) -> Result<(Message<'_>, Header), Rejection> {
     let message = Message::parse(raw).map_err(Rejection::Unreadable)?;
     validate_header(&message).map_err(|e| Rejection::Header {
         code: e.code,
@@ -110,7 +111,7 @@ pub fn read_header(raw: &[u8]) -> Result<Header, Rejection> {
         (kind, event) if event.is_empty() => kind,
         (kind, event) => format!("{kind}^{event}"),
     };
-    Ok(Header {
+    let header = Header {
         sending_application: message.sending_application(),
         sending_facility: message.sending_facility(),
         control_id: message.control_id(),
@@ -122,13 +123,14 @@ pub fn read_header(raw: &[u8]) -> Result<Header, Rejection> {
             .unwrap_or("")
             .to_string(),
         mode: AckMode::of(&message),
-    })
+    };
+    Ok((message, header))
 }
 
 /// The answer to a message that was stored (or found stored before, with
 /// the code it was answered with then).
 pub fn accept(
-    raw: &[u8],
+    message: &Message<'_>,
     header: &Header,
     control_id: &str,
     timestamp: &str,
@@ -139,16 +141,8 @@ pub fn accept(
         .and_then(AckCode::parse)
         .unwrap_or_else(|| header.positive_code());
     let wanted = policy == AcceptAckPolicy::Always || header.mode.intake_ack(true, false).is_some();
-    let ack = match (wanted, Message::parse(raw)) {
-        (true, Ok(message)) => Some(Bytes::from(build_ack(
-            Some(&message),
-            code,
-            control_id,
-            timestamp,
-            None,
-        ))),
-        _ => None,
-    };
+    let ack =
+        wanted.then(|| Bytes::from(build_ack(Some(message), code, control_id, timestamp, None)));
     Processed { code, ack }
 }
 

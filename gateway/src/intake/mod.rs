@@ -101,7 +101,7 @@ impl Intake {
                     self.inner.policy,
                 )
             }
-            Ok(header) => {
+            Ok((message, header)) => {
                 let entry = JournalEntry {
                     received_at: crate::runtime::now_fhir_datetime(),
                     transport: transport.label(),
@@ -125,7 +125,7 @@ impl Intake {
                             "hl7v2 message journaled"
                         );
                         acks::accept(
-                            &raw,
+                            &message,
                             &header,
                             &ack_control_id,
                             &timestamp,
@@ -141,7 +141,7 @@ impl Intake {
                             "hl7v2 duplicate control id; acknowledged again, stored once"
                         );
                         acks::accept(
-                            &raw,
+                            &message,
                             &header,
                             &ack_control_id,
                             &timestamp,

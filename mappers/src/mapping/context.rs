@@ -50,6 +50,66 @@ impl CodeMap {
     }
 }
 
+/// The time zone of timestamps that carry no offset (an HL7 v2 `DTM`
+/// without `+ZZZZ` when MSH-7 has none either). FHIR requires an offset on
+/// every time of day, so the site's zone supplies it, with daylight saving.
+#[derive(Debug, Clone)]
+pub struct SiteTimeZone {
+    name: String,
+    zone: jiff::tz::TimeZone,
+}
+
+impl SiteTimeZone {
+    /// A zone from the IANA database, e.g. `Europe/Paris`, or `UTC`.
+    pub fn named(name: &str) -> Result<SiteTimeZone, String> {
+        let zone = jiff::tz::TimeZone::get(name)
+            .map_err(|_| format!("unknown time zone `{name}` (expected an IANA name such as Europe/Paris)"))?;
+        Ok(SiteTimeZone {
+            name: name.to_string(),
+            zone,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The zone's offset from UTC, in seconds, for a local wall-clock time.
+    /// A time that does not exist or exists twice (daylight-saving changes)
+    /// takes the offset before the change, as RFC 5545 and Temporal do.
+    pub fn offset_seconds(
+        &self,
+        year: i16,
+        month: i8,
+        day: i8,
+        hour: i8,
+        minute: i8,
+        second: i8,
+    ) -> Option<i32> {
+        let civil = jiff::civil::DateTime::new(year, month, day, hour, minute, second, 0).ok()?;
+        let zoned = self.zone.to_ambiguous_zoned_datetime(civil).compatible().ok()?;
+        Some(zoned.offset().seconds())
+    }
+}
+
+impl Default for SiteTimeZone {
+    fn default() -> Self {
+        // Passerelle's home: French sites send local time without an offset.
+        SiteTimeZone::named("Europe/Paris").unwrap_or(SiteTimeZone {
+            name: "UTC".to_string(),
+            zone: jiff::tz::TimeZone::UTC,
+        })
+    }
+}
+
+impl PartialEq for SiteTimeZone {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+    }
+}
+
+impl Eq for SiteTimeZone {}
+
 /// A site's mapping settings.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SiteSettings {
@@ -59,6 +119,8 @@ pub struct SiteSettings {
     pub identifier_systems: HashMap<String, String>,
     /// Code maps by name (e.g. `lab-loinc`).
     pub code_maps: HashMap<String, CodeMap>,
+    /// Zone of timestamps sent without an offset.
+    pub timezone: SiteTimeZone,
 }
 
 /// What a mapper gets besides the message.
@@ -72,6 +134,15 @@ pub struct MappingContext<'s> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn paris_offsets_follow_daylight_saving() {
+        let paris = SiteTimeZone::named("Europe/Paris").unwrap();
+        assert_eq!(paris.offset_seconds(2026, 1, 15, 12, 0, 0), Some(3600));
+        assert_eq!(paris.offset_seconds(2026, 7, 15, 12, 0, 0), Some(7200));
+        assert!(SiteTimeZone::named("Mars/Olympus").is_err());
+        assert_eq!(SiteTimeZone::default().name(), "Europe/Paris");
+    }
 
     #[test]
     fn csv_code_maps() {

@@ -12,7 +12,7 @@ mod context;
 mod error;
 mod registry;
 
-pub use context::{CodeMap, MappingContext, SiteSettings};
+pub use context::{CodeMap, MappingContext, SiteSettings, SiteTimeZone};
 pub use error::{MappingError, MappingErrorKind};
 pub use registry::{MapperRegistry, MessageSelector, RegistryError};
 

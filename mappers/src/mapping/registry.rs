@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use super::{Mapper, SourceFormat, SourceMessage};
+use super::{MappedBundle, Mapper, MappingContext, MappingError, SourceFormat, SourceMessage};
 
 /// Which messages a mapper handles. `None` matches anything.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -59,6 +59,8 @@ pub struct RegistryError {
 #[derive(Default, Clone)]
 pub struct MapperRegistry {
     entries: Vec<(MessageSelector, Arc<dyn Mapper>)>,
+    /// Selectors claimed through `register_override`.
+    overridden: Vec<MessageSelector>,
 }
 
 impl MapperRegistry {
@@ -74,6 +76,58 @@ impl MapperRegistry {
             self.entries.push((selector, mapper.clone()));
         }
         Ok(())
+    }
+
+    /// Registers `mapper` in front of what is there: every selector it
+    /// claims replaces an entry with the same selector (this is how a script
+    /// overrides a built-in mapping). Two overrides claiming one selector
+    /// are still refused.
+    pub fn register_override(&mut self, mapper: Arc<dyn Mapper>) -> Result<(), RegistryError> {
+        for selector in mapper.selectors() {
+            if let Some(index) = self.entries.iter().position(|(s, _)| *s == selector) {
+                let (_, existing) = &self.entries[index];
+                if self.overridden.contains(&selector) {
+                    return Err(RegistryError {
+                        first: existing.name().to_string(),
+                        second: mapper.name().to_string(),
+                        selector,
+                    });
+                }
+                self.entries.remove(index);
+            }
+            self.overridden.push(selector.clone());
+            self.entries.push((selector, mapper.clone()));
+        }
+        Ok(())
+    }
+
+    /// The names of the registered mappers with the selectors each serves,
+    /// in registration order.
+    pub fn describe(&self) -> Vec<(String, MessageSelector)> {
+        self.entries
+            .iter()
+            .map(|(selector, mapper)| (mapper.name().to_string(), selector.clone()))
+            .collect()
+    }
+
+    /// Finds the mapper for `message` and runs it; `Unsupported` when none
+    /// handles it.
+    pub fn map(
+        &self,
+        message: SourceMessage<'_, '_>,
+        context: &MappingContext<'_>,
+    ) -> Result<MappedBundle, MappingError> {
+        match self.find(&message) {
+            Some(mapper) => mapper.map(message, context),
+            None => {
+                let (message_type, trigger_event) = match message {
+                    SourceMessage::Hl7v2(m) => (m.message_type(), m.trigger_event()),
+                };
+                Err(MappingError::unsupported(format!(
+                    "no mapper handles {message_type}^{trigger_event}"
+                )))
+            }
+        }
     }
 
     /// The mapper for `message`, if any.
@@ -146,6 +200,28 @@ mod tests {
             found(&registry, b"MSH|^~\\&|A|B|C|D|1||ORU^R01|X|P|2.5\r").as_deref(),
             Some("fallback")
         );
+    }
+
+    #[test]
+    fn an_override_replaces_the_same_selector_only() {
+        let mut registry = MapperRegistry::default();
+        registry
+            .register(Arc::new(Named("builtin", vec!["ADT^A01", "ADT"])))
+            .unwrap();
+        registry
+            .register_override(Arc::new(Named("script", vec!["ADT^A01"])))
+            .unwrap();
+        assert_eq!(
+            found(&registry, b"MSH|^~\\&|A|B|C|D|1||ADT^A01|X|P|2.5\r").as_deref(),
+            Some("script")
+        );
+        assert_eq!(
+            found(&registry, b"MSH|^~\\&|A|B|C|D|1||ADT^A08|X|P|2.5\r").as_deref(),
+            Some("builtin")
+        );
+        assert!(registry
+            .register_override(Arc::new(Named("other-script", vec!["ADT^A01"])))
+            .is_err());
     }
 
     #[test]

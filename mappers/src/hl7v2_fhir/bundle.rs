@@ -1,0 +1,257 @@
+//! The transaction Bundle a mapping produces: one entry per resource, each
+//! with a deterministic `urn:uuid` fullUrl (the same source identifiers
+//! always give the same ids) and a conditional request, so that replaying a
+//! message, or receiving a duplicate, never creates a second resource at a
+//! FHIR server.
+
+use sha2::{Digest, Sha256};
+
+use crate::fhir::r4b::codes::{BundleType, HTTPVerb};
+use crate::fhir::r4b::resources::{Bundle, BundleEntry, BundleEntryRequest, Resource};
+use crate::fhir::r4b::types::Identifier;
+use crate::fhir::{to_json, ExactDecimals};
+use crate::mapping::{MappedBundle, MappingError};
+
+use super::datatypes::url_safe;
+use super::support::{built, MapResult};
+
+/// The identifier system of deterministic identifiers: the value is the
+/// resource's `urn:uuid`, as FHIR allows for identifiers with no business
+/// meaning.
+pub(crate) const URI_SYSTEM: &str = "urn:ietf:rfc:3986";
+
+/// A deterministic UUID (RFC 9562 version 8, name-based with SHA-256) from
+/// the parts that identify a resource at its source.
+pub(crate) fn uuid_for(parts: &[&str]) -> String {
+    let mut hasher = Sha256::new();
+    for part in parts {
+        hasher.update(part.as_bytes());
+        // Unit separator: ["ab", "c"] and ["a", "bc"] differ.
+        hasher.update([0x1f]);
+    }
+    let digest = hasher.finalize();
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(digest.get(..16).unwrap_or(&[0; 16]));
+    bytes[6] = (bytes[6] & 0x0f) | 0x80;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    let hex = hex_lower(&bytes);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}
+
+fn hex_lower(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        out.push(DIGITS[usize::from(byte >> 4)] as char);
+        out.push(DIGITS[usize::from(byte & 0x0f)] as char);
+    }
+    out
+}
+
+/// A short stable key for a patient identifier (delivery orders messages
+/// per patient by it; it is a hash so that it never shows the identifier).
+pub(crate) fn patient_key(system: &str, value: &str) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(system.as_bytes());
+    hasher.update([b'|']);
+    hasher.update(value.as_bytes());
+    hex_lower(hasher.finalize().get(..12).unwrap_or(&[]))
+}
+
+/// How an entry is written at the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Write {
+    /// `PUT Type?identifier=system|value`: created if absent, replaced if
+    /// present (the message is the source of truth for it).
+    Update { system: String, value: String },
+    /// `POST Type` with `ifNoneExist: identifier=system|value`: created
+    /// only if absent (reference data such as practitioners, where the
+    /// message is not the source of truth).
+    CreateIfAbsent { system: String, value: String },
+}
+
+impl Write {
+    pub fn update(identifier: &(String, String)) -> Write {
+        Write::Update {
+            system: identifier.0.clone(),
+            value: identifier.1.clone(),
+        }
+    }
+
+    pub fn create_if_absent(identifier: &(String, String)) -> Write {
+        Write::CreateIfAbsent {
+            system: identifier.0.clone(),
+            value: identifier.1.clone(),
+        }
+    }
+}
+
+fn identifier_query(system: &str, value: &str) -> String {
+    // `|` and `,` and `\` are escaped by FHIR search rules inside a token
+    // value; the whole is then URL-encoded.
+    let escape = |text: &str| text.replace('\\', "\\\\").replace('|', "\\|").replace(',', "\\,").replace('$', "\\$");
+    format!(
+        "identifier={}%7C{}",
+        url_safe(&escape(system)),
+        url_safe(&escape(value))
+    )
+}
+
+/// A resource's deterministic identity: its `urn:uuid` and the identifier
+/// it is written by (a business identifier when the source has one).
+#[derive(Debug, Clone)]
+pub(crate) struct Keyed {
+    pub uuid: String,
+    /// (system, value)
+    pub identifier: (String, String),
+}
+
+impl Keyed {
+    /// Identity from a business identifier.
+    pub fn business(resource_type: &str, system: &str, value: &str) -> Keyed {
+        Keyed {
+            uuid: uuid_for(&[resource_type, system, value]),
+            identifier: (system.to_string(), value.to_string()),
+        }
+    }
+
+    /// Identity from source parts when there is no business identifier:
+    /// the identifier is the deterministic `urn:uuid` itself.
+    pub fn derived(resource_type: &str, parts: &[&str]) -> Keyed {
+        let mut all = Vec::with_capacity(parts.len() + 1);
+        all.push(resource_type);
+        all.extend_from_slice(parts);
+        let uuid = uuid_for(&all);
+        Keyed {
+            identifier: (URI_SYSTEM.to_string(), format!("urn:uuid:{uuid}")),
+            uuid,
+        }
+    }
+
+    pub fn reference(&self) -> String {
+        format!("urn:uuid:{}", self.uuid)
+    }
+
+    /// The identifier element to put on the resource.
+    pub fn identifier(&self) -> MapResult<Identifier> {
+        built(
+            Identifier::builder()
+                .system(self.identifier.0.clone())
+                .value(self.identifier.1.clone())
+                .build(),
+        )
+    }
+
+    /// Whether the identifier is a derived `urn:uuid` (not a business one).
+    pub fn is_derived(&self) -> bool {
+        self.identifier.0 == URI_SYSTEM
+    }
+}
+
+/// Entries collected by a mapping.
+#[derive(Default)]
+pub(crate) struct Transaction {
+    entries: Vec<BundleEntry>,
+    decimals: Vec<ExactDecimals>,
+    full_urls: Vec<String>,
+}
+
+impl Transaction {
+    /// Adds a resource; a second resource with the same identity (the same
+    /// practitioner named twice) is not added again. Returns the reference
+    /// other resources use.
+    pub fn add(
+        &mut self,
+        keyed: &Keyed,
+        resource_type: &str,
+        resource: Resource,
+        decimals: ExactDecimals,
+        write: Write,
+    ) -> MapResult<String> {
+        let full_url = keyed.reference();
+        if self.full_urls.contains(&full_url) {
+            return Ok(full_url);
+        }
+        let request = match &write {
+            Write::Update { system, value } => BundleEntryRequest::builder()
+                .method(HTTPVerb::Put)
+                .url(format!("{resource_type}?{}", identifier_query(system, value))),
+            Write::CreateIfAbsent { system, value } => BundleEntryRequest::builder()
+                .method(HTTPVerb::Post)
+                .url(resource_type.to_string())
+                .if_none_exist(identifier_query(system, value)),
+        };
+        let entry = built(
+            BundleEntry::builder()
+                .full_url(full_url.clone())
+                .resource(resource)
+                .request(built(request.build())?)
+                .build(),
+        )?;
+        self.entries.push(entry);
+        self.decimals.push(decimals);
+        self.full_urls.push(full_url.clone());
+        Ok(full_url)
+    }
+
+    pub fn contains(&self, reference: &str) -> bool {
+        self.full_urls.iter().any(|url| url == reference)
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// The Bundle as JSON text, every decimal written as sent.
+    pub fn finish(self, patient_key: Option<String>) -> MapResult<MappedBundle> {
+        let mut decimals = ExactDecimals::default();
+        for (index, recorded) in self.decimals.into_iter().enumerate() {
+            if !recorded.is_empty() {
+                decimals.extend(recorded.nested_under(&format!("/entry/{index}/resource")));
+            }
+        }
+        let bundle = built(
+            Bundle::builder()
+                .r#type(BundleType::Transaction)
+                .entry(self.entries.into_iter().map(Some).collect())
+                .build(),
+        )?;
+        let bundle = to_json(&bundle, &decimals)
+            .map_err(|error| MappingError::internal(format!("cannot write the Bundle: {error}")))?;
+        Ok(MappedBundle {
+            bundle,
+            patient_key,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uuids_are_deterministic_and_well_formed() {
+        let a = uuid_for(&["Patient", "urn:oid:1.2", "123"]);
+        assert_eq!(a, uuid_for(&["Patient", "urn:oid:1.2", "123"]));
+        assert_ne!(a, uuid_for(&["Patient", "urn:oid:1.2", "124"]));
+        assert_ne!(uuid_for(&["ab", "c"]), uuid_for(&["a", "bc"]));
+        assert_eq!(a.len(), 36);
+        assert_eq!(&a[14..15], "8");
+        assert!(matches!(&a[19..20], "8" | "9" | "a" | "b"));
+    }
+
+    #[test]
+    fn conditional_urls_escape_search_and_url_syntax() {
+        assert_eq!(
+            identifier_query("urn:oid:1.2.250", "A|B 1"),
+            "identifier=urn%3Aoid%3A1.2.250%7CA%5C%7CB%201"
+        );
+    }
+}

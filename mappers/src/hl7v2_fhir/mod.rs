@@ -1,0 +1,45 @@
+//! Built-in HL7 v2 to FHIR R4 mappings: ADT (with INS and PAM-FR), ORU,
+//! MDM, SIU, VXU and ORM/OML. Resources are built with fhir-sdk's R4B types
+//! and assembled into a transaction Bundle whose entries are conditional
+//! (on business identifiers or deterministic ones), so a replayed message
+//! never creates duplicates at a FHIR server.
+
+mod adt;
+mod bundle;
+mod config;
+mod datatypes;
+mod pamfr;
+mod parties;
+mod patient;
+mod support;
+
+pub use config::{AdtConfig, BuiltinConfig, MapperToggle, OruConfig, PatientWrite};
+
+use std::sync::Arc;
+
+use crate::mapping::{Mapper, MapperRegistry};
+
+/// The built-in mappers enabled by `config`.
+pub fn builtin_mappers(config: &BuiltinConfig) -> Vec<Arc<dyn Mapper>> {
+    let mut mappers: Vec<Arc<dyn Mapper>> = Vec::new();
+    if config.adt.enabled {
+        mappers.push(Arc::new(adt::AdtMapper {
+            config: config.adt.clone(),
+        }));
+    }
+    mappers
+}
+
+/// A registry holding the built-in mappers enabled by `config`.
+pub fn builtin_registry(config: &BuiltinConfig) -> MapperRegistry {
+    let mut registry = MapperRegistry::default();
+    for mapper in builtin_mappers(config) {
+        // Built-ins claim disjoint selectors; a clash is a bug caught by
+        // the unit test `builtins_register_without_conflict`.
+        let _ = registry.register(mapper);
+    }
+    registry
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,340 @@
+//! PID (with PD1 and NK1) to Patient, the French way: INS identifiers
+//! (INS-NIR, INS-NIA and their test OIDs) with their FR Core type codes,
+//! birth name and used name from the PID-5 name types, the birth place from
+//! the PID-11 repetition of type BDL, and PID-32 identity reliability as the
+//! FR Core extension. The Patient is keyed by its first PID-3 identifier.
+
+use crate::fhir::r4b::codes;
+use crate::fhir::r4b::resources::{
+    Patient, PatientContact, PatientDeceased, PatientMultipleBirth, Resource,
+};
+use crate::fhir::r4b::types::{Address, Coding, Extension, ExtensionValue, Identifier};
+use crate::fhir::ExactDecimals;
+use crate::hl7v2::Message;
+use crate::mapping::MappingErrorKind;
+
+use super::bundle::{patient_key, Keyed, Transaction, Write};
+use super::config::PatientWrite;
+use super::datatypes::{
+    codeable_concept, cx_identifier, gender, xad_address, xpn_name, xtn_contact,
+};
+use super::parties::practitioner;
+use super::support::{built, comp_of, MapResult, Seg, Env};
+
+pub(crate) const FR_CORE_IDENTITY_RELIABILITY: &str =
+    "https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-identity-reliability";
+pub(crate) const FR_CORE_CS_V2_0445: &str =
+    "https://hl7.fr/ig/fhir/core/CodeSystem/fr-core-cs-v2-0445";
+pub(crate) const BIRTH_PLACE: &str = "http://hl7.org/fhir/StructureDefinition/patient-birthPlace";
+pub(crate) const INSEE_CODE: &str =
+    "https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-address-insee-code";
+pub(crate) const INSEE_COMMUNES: &str =
+    "https://mos.esante.gouv.fr/NOS/TRE_R13-CommuneOM/FHIR/TRE-R13-CommuneOM";
+const MOTHERS_MAIDEN_NAME: &str =
+    "http://hl7.org/fhir/StructureDefinition/patient-mothersMaidenName";
+
+/// The Patient entry of a message.
+pub(crate) struct PatientEntry {
+    /// The `urn:uuid` other resources reference it by.
+    pub reference: String,
+    /// Hash of the keying identifier (for per-patient delivery order).
+    pub key: String,
+    /// The Patient before it is added, so that callers (PAM-FR segments,
+    /// A40 merges) can complete it.
+    pub keyed: Keyed,
+}
+
+/// Extensions other segments (ZFA, ZFD, ZFP) add to the Patient.
+#[derive(Default)]
+pub(crate) struct PatientAdditions {
+    pub extensions: Vec<Extension>,
+    /// Sub-extensions for the FR Core identity-reliability extension
+    /// (validation mode and date from ZFD).
+    pub reliability: Vec<Extension>,
+    pub links: Vec<crate::fhir::r4b::resources::PatientLink>,
+}
+
+/// The identifiers of PID-3 (or, for old senders, PID-2 and PID-4).
+fn identifiers(pid: &Seg<'_, '_>, env: &Env<'_, '_>) -> MapResult<Vec<Identifier>> {
+    let facility = pid.msg.sending_facility();
+    let mut out = Vec::new();
+    for field in [3, 2, 4] {
+        for rep in pid.repetitions(field) {
+            if let Some(identifier) = cx_identifier(pid.msg, &rep, env, Some(&facility))? {
+                out.push(identifier);
+            }
+        }
+        if field == 3 && !out.is_empty() {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// Maps the PID of `msg` (the first one) and adds the Patient to `tx`.
+pub(crate) fn map_patient(
+    msg: &Message<'_>,
+    env: &Env<'_, '_>,
+    tx: &mut Transaction,
+    write: PatientWrite,
+    additions: PatientAdditions,
+) -> MapResult<PatientEntry> {
+    let pid = Seg::first(msg, "PID").ok_or_else(|| {
+        crate::mapping::MappingError::at(
+            MappingErrorKind::RequiredFieldMissing,
+            "PID",
+            1,
+            3,
+            "a PID segment is required",
+        )
+    })?;
+    map_pid(&pid, env, tx, write, additions)
+}
+
+/// Maps one PID segment (A40 merges carry one per patient group).
+pub(crate) fn map_pid(
+    pid: &Seg<'_, '_>,
+    env: &Env<'_, '_>,
+    tx: &mut Transaction,
+    write: PatientWrite,
+    additions: PatientAdditions,
+) -> MapResult<PatientEntry> {
+    let msg = pid.msg;
+    let identifiers = identifiers(pid, env)?;
+    let keying = identifiers
+        .iter()
+        .find_map(|id| Some((id.system.clone()?, id.value.clone()?)))
+        .ok_or_else(|| pid.missing(3, "a patient identifier"))?;
+    let keyed = Keyed::business("Patient", &keying.0, &keying.1);
+    let key = patient_key(&keying.0, &keying.1);
+
+    let mut names = Vec::new();
+    for field in [5, 9] {
+        for rep in pid.repetitions(field) {
+            if let Some(name) = xpn_name(msg, &rep)? {
+                names.push(Some(name));
+            }
+        }
+    }
+
+    let mut addresses = Vec::new();
+    let mut extensions = Vec::new();
+    for rep in pid.repetitions(11) {
+        let is_birth_place = comp_of(msg, &rep, 7).as_deref() == Some("BDL");
+        if is_birth_place {
+            if let Some(place) = birth_place(msg, &rep)? {
+                extensions.push(place);
+            }
+        } else if let Some(address) = xad_address(msg, &rep)? {
+            addresses.push(Some(address));
+        }
+    }
+
+    let mut telecom = Vec::new();
+    for (field, default_use) in [
+        (13, codes::ContactPointUse::Home),
+        (14, codes::ContactPointUse::Work),
+    ] {
+        for rep in pid.repetitions(field) {
+            if let Some(contact) = xtn_contact(msg, &rep, Some(default_use))? {
+                telecom.push(Some(contact));
+            }
+        }
+    }
+
+    let mut builder = Patient::builder()
+        .identifier(identifiers.into_iter().map(Some).collect())
+        .name(names)
+        .address(addresses)
+        .telecom(telecom);
+    if let Some(birth_date) = pid.date(7)? {
+        builder = builder.birth_date(birth_date);
+    }
+    if let Some(code) = pid.text(8) {
+        let value = gender(&code)
+            .ok_or_else(|| pid.invalid(8, "administrative sex must be a table 0001 code"))?;
+        builder = builder.gender(value);
+    }
+    if let Some(mothers) = pid.comp(6, 1) {
+        extensions.push(built(
+            Extension::builder()
+                .url(MOTHERS_MAIDEN_NAME.to_string())
+                .value(ExtensionValue::String(mothers))
+                .build(),
+        )?);
+    }
+    if let Some(marital) = pid.table_coding(16, "0002")? {
+        builder = builder.marital_status(marital);
+    }
+    if let Some(language) = pid.codeable(15)? {
+        let communication = built(
+            crate::fhir::r4b::resources::PatientCommunication::builder()
+                .language(language)
+                .build(),
+        )?;
+        builder = builder.communication(vec![Some(communication)]);
+    }
+    match (pid.text(24).as_deref(), pid.text(25)) {
+        (_, Some(order)) => {
+            let order: i32 = order
+                .parse()
+                .map_err(|_| pid.invalid(25, "birth order must be a number"))?;
+            builder = builder.multiple_birth(PatientMultipleBirth::Integer(order));
+        }
+        (Some("Y"), None) => builder = builder.multiple_birth(PatientMultipleBirth::Boolean(true)),
+        (Some("N"), None) => builder = builder.multiple_birth(PatientMultipleBirth::Boolean(false)),
+        _ => {}
+    }
+    match (pid.datetime(29, env)?, pid.text(30).as_deref()) {
+        (Some(when), _) => builder = builder.deceased(PatientDeceased::DateTime(when)),
+        (None, Some("Y")) => builder = builder.deceased(PatientDeceased::Boolean(true)),
+        (None, Some("N")) => builder = builder.deceased(PatientDeceased::Boolean(false)),
+        _ => {}
+    }
+    if let Some(reliability) = identity_reliability(pid, additions.reliability)? {
+        extensions.push(reliability);
+    }
+    extensions.extend(additions.extensions);
+
+    // PD1-4: the patient's general practitioner (médecin traitant).
+    let mut practitioners = Vec::new();
+    if let Some(pd1) = Seg::first(msg, "PD1") {
+        for rep in pd1.repetitions(4) {
+            if let Some(reference) = practitioner(msg, &rep, env, tx)? {
+                practitioners.push(Some(super::parties::reference(&reference)?));
+            }
+        }
+    }
+    builder = builder.general_practitioner(practitioners);
+    builder = builder.contact(contacts(msg, env)?);
+    builder = builder.link(additions.links.into_iter().map(Some).collect());
+    builder = builder.extension(extensions);
+
+    let resource = Resource::Patient(built(builder.build())?);
+    let write = match write {
+        PatientWrite::Update => Write::update(&keyed.identifier),
+        PatientWrite::CreateIfAbsent => Write::create_if_absent(&keyed.identifier),
+    };
+    let reference = tx.add(&keyed, "Patient", resource, ExactDecimals::default(), write)?;
+    Ok(PatientEntry {
+        reference,
+        key,
+        keyed,
+    })
+}
+
+/// The birth place (PID-11 of type BDL): city, postcode, country and the
+/// INSEE commune code (XAD-9), as FR Core writes it.
+fn birth_place(msg: &Message<'_>, rep: &crate::hl7v2::Field<'_>) -> MapResult<Option<Extension>> {
+    let city = comp_of(msg, rep, 3);
+    let postal = comp_of(msg, rep, 5);
+    let country = comp_of(msg, rep, 6);
+    let insee = comp_of(msg, rep, 9);
+    if city.is_none() && postal.is_none() && country.is_none() && insee.is_none() {
+        return Ok(None);
+    }
+    let mut address = Address::builder();
+    if let Some(insee) = insee {
+        let coding = built(
+            Coding::builder()
+                .system(INSEE_COMMUNES.to_string())
+                .code(insee)
+                .build(),
+        )?;
+        address = address.extension(vec![built(
+            Extension::builder()
+                .url(INSEE_CODE.to_string())
+                .value(ExtensionValue::Coding(coding))
+                .build(),
+        )?]);
+    }
+    if let Some(city) = city {
+        address = address.city(city);
+    }
+    if let Some(postal) = postal {
+        address = address.postal_code(postal);
+    }
+    if let Some(country) = country {
+        address = address.country(country);
+    }
+    Ok(Some(built(
+        Extension::builder()
+            .url(BIRTH_PLACE.to_string())
+            .value(ExtensionValue::Address(built(address.build())?))
+            .build(),
+    )?))
+}
+
+/// PID-32 (VIDE, PROV, VALI, DOUTE, FICTI) as FR Core's identity
+/// reliability extension, with what ZFD adds.
+fn identity_reliability(pid: &Seg<'_, '_>, more: Vec<Extension>) -> MapResult<Option<Extension>> {
+    let mut parts = Vec::new();
+    if let Some(status) = pid.text(32) {
+        let coding = built(
+            Coding::builder()
+                .system(FR_CORE_CS_V2_0445.to_string())
+                .code(status)
+                .build(),
+        )?;
+        parts.push(built(
+            Extension::builder()
+                .url("identityStatus".to_string())
+                .value(ExtensionValue::Coding(coding))
+                .build(),
+        )?);
+    }
+    if parts.is_empty() {
+        return Ok(None);
+    }
+    parts.extend(more);
+    Ok(Some(built(
+        Extension::builder()
+            .url(FR_CORE_IDENTITY_RELIABILITY.to_string())
+            .extension(parts)
+            .build(),
+    )?))
+}
+
+/// NK1: next of kin and contacts.
+fn contacts(msg: &Message<'_>, env: &Env<'_, '_>) -> MapResult<Vec<Option<PatientContact>>> {
+    let _ = env;
+    let mut out = Vec::new();
+    for nk1 in Seg::all(msg, "NK1") {
+        let name = match nk1.field(2) {
+            Some(field) => xpn_name(msg, &field.repetition(1))?,
+            None => None,
+        };
+        let address = match nk1.field(4) {
+            Some(field) => xad_address(msg, &field.repetition(1))?,
+            None => None,
+        };
+        let mut telecom = Vec::new();
+        for field in [5, 6] {
+            for rep in nk1.repetitions(field) {
+                if let Some(contact) = xtn_contact(msg, &rep, None)? {
+                    telecom.push(Some(contact));
+                }
+            }
+        }
+        let mut relationship = Vec::new();
+        if let Some(field) = nk1.field(3) {
+            if let Some(concept) = codeable_concept(msg, &field.repetition(1))? {
+                relationship.push(Some(concept));
+            }
+        }
+        if name.is_none() && address.is_none() && telecom.is_empty() {
+            continue;
+        }
+        let mut builder = PatientContact::builder()
+            .telecom(telecom)
+            .relationship(relationship);
+        if let Some(name) = name {
+            builder = builder.name(name);
+        }
+        if let Some(address) = address {
+            builder = builder.address(address);
+        }
+        out.push(Some(built(builder.build())?));
+    }
+    Ok(out)
+}
