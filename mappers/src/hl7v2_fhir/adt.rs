@@ -315,24 +315,10 @@ fn merge(
     write: PatientWrite,
 ) -> Result<MappedBundle, MappingError> {
     let tx = &mut tx;
-    let pid = Seg::first(msg, "PID").ok_or_else(|| {
-        MappingError::at(
-            crate::mapping::MappingErrorKind::RequiredFieldMissing,
-            "PID",
-            1,
-            3,
-            "a PID segment is required",
-        )
-    })?;
-    let mrg = Seg::first(msg, "MRG").ok_or_else(|| {
-        MappingError::at(
-            crate::mapping::MappingErrorKind::RequiredFieldMissing,
-            "MRG",
-            1,
-            1,
-            "an MRG segment is required for a merge",
-        )
-    })?;
+    let pid = Seg::first(msg, "PID")
+        .ok_or_else(|| MappingError::missing_segment("PID", "a PID segment"))?;
+    let mrg = Seg::first(msg, "MRG")
+        .ok_or_else(|| MappingError::missing_segment("MRG", "an MRG segment (merge)"))?;
     let facility = msg.sending_facility();
     let mut old_identifiers = Vec::new();
     for rep in mrg.repetitions(1) {

@@ -112,7 +112,7 @@ pub(crate) fn parse_dtm(text: &str) -> Result<Dtm, &'static str> {
 }
 
 impl Dtm {
-    fn calendar_date(&self) -> Result<Option<time::Date>, &'static str> {
+    fn calendar_date(self) -> Result<Option<time::Date>, &'static str> {
         if !(1..=9999).contains(&self.year) {
             return Err("year out of range");
         }
@@ -129,7 +129,7 @@ impl Dtm {
     }
 
     /// The date part at the precision sent (YYYY, YYYY-MM or YYYY-MM-DD).
-    pub fn to_date(&self) -> Result<Date, &'static str> {
+    pub fn to_date(self) -> Result<Date, &'static str> {
         match (self.month, self.calendar_date()?) {
             (None, _) => Ok(Date::Year(self.year)),
             (Some(month), None) => Ok(Date::YearMonth(
@@ -143,7 +143,7 @@ impl Dtm {
     /// A FHIR dateTime: a date at the precision sent, or with a time of day
     /// an instant in the sender's zone (the DTM's own offset, else MSH-7's,
     /// else the site's zone), since FHIR requires a zone on every time.
-    pub fn to_datetime(&self, env: &Env<'_, '_>) -> Result<DateTime, &'static str> {
+    pub fn to_datetime(self, env: &Env<'_, '_>) -> Result<DateTime, &'static str> {
         match self.hour {
             None => self.to_date().map(DateTime::Date),
             Some(_) => self.to_instant(env).map(DateTime::DateTime),
@@ -151,7 +151,7 @@ impl Dtm {
     }
 
     /// A FHIR instant; a value without a time of day is taken as midnight.
-    pub fn to_instant(&self, env: &Env<'_, '_>) -> Result<Instant, &'static str> {
+    pub fn to_instant(self, env: &Env<'_, '_>) -> Result<Instant, &'static str> {
         let date = self
             .calendar_date()?
             .ok_or("an instant needs at least a full date")?;

@@ -44,13 +44,15 @@ fn code(system_table: &str, code: String) -> MapResult<ExtensionValue> {
     )?))
 }
 
+/// A Y/N flag. PAM-FR segments are supplementary: a value outside table
+/// 0136 (ANS's own discharge example shifts ZBE by one field) is left out
+/// instead of refusing an otherwise sound admission.
 fn yes_no(seg: &Seg<'_, '_>, n: usize) -> MapResult<Option<ExtensionValue>> {
-    match seg.text(n).as_deref() {
-        None => Ok(None),
-        Some("Y") => Ok(Some(ExtensionValue::Boolean(true))),
-        Some("N") => Ok(Some(ExtensionValue::Boolean(false))),
-        Some(_) => Err(seg.invalid(n, "expected Y or N (HL7 table 0136)")),
-    }
+    Ok(match seg.text(n).as_deref() {
+        Some("Y") => Some(ExtensionValue::Boolean(true)),
+        Some("N") => Some(ExtensionValue::Boolean(false)),
+        _ => None,
+    })
 }
 
 /// Pushes `name: value` when the field has a value.

@@ -11,7 +11,6 @@ use crate::fhir::r4b::resources::{
 use crate::fhir::r4b::types::{Address, Coding, Extension, ExtensionValue, Identifier};
 use crate::fhir::ExactDecimals;
 use crate::hl7v2::Message;
-use crate::mapping::MappingErrorKind;
 
 use super::bundle::{patient_key, Keyed, Transaction, Write};
 use super::config::PatientWrite;
@@ -79,15 +78,8 @@ pub(crate) fn map_patient(
     write: PatientWrite,
     additions: PatientAdditions,
 ) -> MapResult<PatientEntry> {
-    let pid = Seg::first(msg, "PID").ok_or_else(|| {
-        crate::mapping::MappingError::at(
-            MappingErrorKind::RequiredFieldMissing,
-            "PID",
-            1,
-            3,
-            "a PID segment is required",
-        )
-    })?;
+    let pid = Seg::first(msg, "PID")
+        .ok_or_else(|| crate::mapping::MappingError::missing_segment("PID", "a PID segment"))?;
     map_pid(&pid, env, tx, write, additions)
 }
 
@@ -150,9 +142,10 @@ pub(crate) fn map_pid(
     if let Some(birth_date) = pid.date(7)? {
         builder = builder.birth_date(birth_date);
     }
-    if let Some(code) = pid.text(8) {
-        let value = gender(&code)
-            .ok_or_else(|| pid.invalid(8, "administrative sex must be a table 0001 code"))?;
+    // A sex code outside table 0001 (some senders use 1/2) is left out
+    // rather than refusing the whole message: the rest of the identity is
+    // still right, and a guessed gender would not be.
+    if let Some(value) = pid.text(8).as_deref().and_then(gender) {
         builder = builder.gender(value);
     }
     if let Some(mothers) = pid.comp(6, 1) {

@@ -63,6 +63,17 @@ impl MappingError {
         )
     }
 
+    /// A segment the mapping needs is absent.
+    pub fn missing_segment(segment: &str, what: &str) -> Self {
+        Self {
+            kind: MappingErrorKind::RequiredFieldMissing,
+            segment: Some(segment.to_string()),
+            occurrence: 1,
+            field: None,
+            detail: format!("{what} is required"),
+        }
+    }
+
     pub fn unsupported(detail: impl Into<String>) -> Self {
         Self {
             kind: MappingErrorKind::Unsupported,
