@@ -9,9 +9,11 @@
 //! the network, the disk or the clock directly.
 
 mod context;
+mod edit;
 mod error;
 mod registry;
 
+pub use edit::BundleEditor;
 pub use context::{CodeMap, MappingContext, SiteSettings, SiteTimeZone};
 pub use error::{MappingError, MappingErrorKind};
 pub use registry::{MapperRegistry, MessageSelector, RegistryError};
