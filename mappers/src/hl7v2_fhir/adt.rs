@@ -22,7 +22,7 @@ use super::datatypes::{concept, cx_identifier};
 use super::pamfr;
 use super::parties::{location_from_pl, organization_from_hd, practitioner, reference};
 use super::patient::{map_patient, map_pid, PatientAdditions};
-use super::support::{built, MapResult, Seg, Env};
+use super::support::{built, Env, MapResult, Seg};
 
 /// The ADT mapper.
 pub(crate) struct AdtMapper {
@@ -70,7 +70,14 @@ impl Mapper for AdtMapper {
         let patient = map_patient(msg, &env, &mut tx, self.config.patient_write, additions)?;
         if !matches!(event.as_str(), "A28" | "A31") {
             if let Some(status) = encounter_status_for(&event) {
-                map_encounter(msg, &env, &mut tx, &patient.reference, status)?;
+                map_encounter(
+                    msg,
+                    &env,
+                    &mut tx,
+                    &patient.reference,
+                    status,
+                    EncounterWrite::Update,
+                )?;
             }
         }
         tx.finish(Some(patient.key))
@@ -129,11 +136,31 @@ fn participant(
 /// PV1-2 patient class to the v3 ActCode the Encounter class uses.
 fn encounter_class(code: Option<&str>) -> MapResult<Coding> {
     let (system, code, display) = match code {
-        Some("E") => ("http://terminology.hl7.org/CodeSystem/v3-ActCode", "EMER", "emergency"),
-        Some("I") | Some("B") => ("http://terminology.hl7.org/CodeSystem/v3-ActCode", "IMP", "inpatient encounter"),
-        Some("O") | Some("R") | Some("C") => ("http://terminology.hl7.org/CodeSystem/v3-ActCode", "AMB", "ambulatory"),
-        Some("P") => ("http://terminology.hl7.org/CodeSystem/v3-ActCode", "PRENC", "pre-admission"),
-        _ => ("http://terminology.hl7.org/CodeSystem/v3-NullFlavor", "UNK", "unknown"),
+        Some("E") => (
+            "http://terminology.hl7.org/CodeSystem/v3-ActCode",
+            "EMER",
+            "emergency",
+        ),
+        Some("I") | Some("B") => (
+            "http://terminology.hl7.org/CodeSystem/v3-ActCode",
+            "IMP",
+            "inpatient encounter",
+        ),
+        Some("O") | Some("R") | Some("C") => (
+            "http://terminology.hl7.org/CodeSystem/v3-ActCode",
+            "AMB",
+            "ambulatory",
+        ),
+        Some("P") => (
+            "http://terminology.hl7.org/CodeSystem/v3-ActCode",
+            "PRENC",
+            "pre-admission",
+        ),
+        _ => (
+            "http://terminology.hl7.org/CodeSystem/v3-NullFlavor",
+            "UNK",
+            "unknown",
+        ),
     };
     built(
         Coding::builder()
@@ -144,6 +171,17 @@ fn encounter_class(code: Option<&str>) -> MapResult<Coding> {
     )
 }
 
+/// Whether the message owns the Encounter it names.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum EncounterWrite {
+    /// ADT: the message is the source of truth for the visit.
+    Update,
+    /// Results, orders, documents: their PV1 is a sparse copy that must
+    /// not overwrite what the ADT feed wrote, only create the visit if the
+    /// server has not seen it.
+    CreateIfAbsent,
+}
+
 /// Maps PV1 (with PV2, ZBE, ZFV, ZFM) to an Encounter of `patient`;
 /// `None` when the message has no PV1 or it says nothing.
 pub(crate) fn map_encounter(
@@ -152,12 +190,18 @@ pub(crate) fn map_encounter(
     tx: &mut Transaction,
     patient: &str,
     status: EncounterStatusChoice,
+    write: EncounterWrite,
 ) -> MapResult<Option<String>> {
     let Some(pv1) = Seg::first(msg, "PV1") else {
         return Ok(None);
     };
     let visit_number = match pv1.field(19) {
-        Some(field) => cx_identifier(msg, &field.repetition(1), env, Some(&msg.sending_facility()))?,
+        Some(field) => cx_identifier(
+            msg,
+            &field.repetition(1),
+            env,
+            Some(&msg.sending_facility()),
+        )?,
         None => None,
     };
     let start = pv1.datetime(44, env)?;
@@ -231,13 +275,16 @@ pub(crate) fn map_encounter(
     let mut locations = Vec::new();
     for (field, location_status) in [
         (6, codes::EncounterLocationStatus::Completed),
-        (3, match status {
-            codes::EncounterStatus::Finished | codes::EncounterStatus::Cancelled => {
-                codes::EncounterLocationStatus::Completed
-            }
-            codes::EncounterStatus::Planned => codes::EncounterLocationStatus::Planned,
-            _ => codes::EncounterLocationStatus::Active,
-        }),
+        (
+            3,
+            match status {
+                codes::EncounterStatus::Finished | codes::EncounterStatus::Cancelled => {
+                    codes::EncounterLocationStatus::Completed
+                }
+                codes::EncounterStatus::Planned => codes::EncounterLocationStatus::Planned,
+                _ => codes::EncounterLocationStatus::Active,
+            },
+        ),
     ] {
         let Some(pl) = pv1.field(field) else {
             continue;
@@ -300,9 +347,18 @@ pub(crate) fn map_encounter(
     builder = builder.extension(extensions);
 
     let resource = Resource::Encounter(built(builder.build())?);
-    let write = Write::update(&keyed.identifier);
-    tx.add(&keyed, "Encounter", resource, ExactDecimals::default(), write)
-        .map(Some)
+    let write = match write {
+        EncounterWrite::Update => Write::update(&keyed.identifier),
+        EncounterWrite::CreateIfAbsent => Write::create_if_absent(&keyed.identifier),
+    };
+    tx.add(
+        &keyed,
+        "Encounter",
+        resource,
+        ExactDecimals::default(),
+        write,
+    )
+    .map(Some)
 }
 
 /// A40: the patient of PID absorbs the one of MRG-1. The surviving
@@ -351,6 +407,12 @@ fn merge(
                 .build(),
         )?)]);
     let resource = Resource::Patient(built(retired.build())?);
-    tx.add(&old, "Patient", resource, ExactDecimals::default(), Write::update(&old.identifier))?;
+    tx.add(
+        &old,
+        "Patient",
+        resource,
+        ExactDecimals::default(),
+        Write::update(&old.identifier),
+    )?;
     std::mem::take(tx).finish(Some(survivor.key))
 }

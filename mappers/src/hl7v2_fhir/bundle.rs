@@ -75,6 +75,11 @@ pub(crate) enum Write {
     /// only if absent (reference data such as practitioners, where the
     /// message is not the source of truth).
     CreateIfAbsent { system: String, value: String },
+    /// `PUT Type/<uuid>` with the resource's `id` set to the uuid: for
+    /// resources that have no identifier element to search on (Binary).
+    /// Servers that accept client-assigned ids (HAPI, Medplum, Firely)
+    /// create it the first time and overwrite it with the same bytes after.
+    UpdateById,
 }
 
 impl Write {
@@ -96,7 +101,12 @@ impl Write {
 fn identifier_query(system: &str, value: &str) -> String {
     // `|` and `,` and `\` are escaped by FHIR search rules inside a token
     // value; the whole is then URL-encoded.
-    let escape = |text: &str| text.replace('\\', "\\\\").replace('|', "\\|").replace(',', "\\,").replace('$', "\\$");
+    let escape = |text: &str| {
+        text.replace('\\', "\\\\")
+            .replace('|', "\\|")
+            .replace(',', "\\,")
+            .replace('$', "\\$")
+    };
     format!(
         "identifier={}%7C{}",
         url_safe(&escape(system)),
@@ -139,6 +149,11 @@ impl Keyed {
         format!("urn:uuid:{}", self.uuid)
     }
 
+    /// Whether the identifier is a derived `urn:uuid` (not a business one).
+    pub fn is_derived(&self) -> bool {
+        self.identifier.0 == URI_SYSTEM
+    }
+
     /// The identifier element to put on the resource.
     pub fn identifier(&self) -> MapResult<Identifier> {
         built(
@@ -147,11 +162,6 @@ impl Keyed {
                 .value(self.identifier.1.clone())
                 .build(),
         )
-    }
-
-    /// Whether the identifier is a derived `urn:uuid` (not a business one).
-    pub fn is_derived(&self) -> bool {
-        self.identifier.0 == URI_SYSTEM
     }
 }
 
@@ -182,11 +192,17 @@ impl Transaction {
         let request = match &write {
             Write::Update { system, value } => BundleEntryRequest::builder()
                 .method(HTTPVerb::Put)
-                .url(format!("{resource_type}?{}", identifier_query(system, value))),
+                .url(format!(
+                    "{resource_type}?{}",
+                    identifier_query(system, value)
+                )),
             Write::CreateIfAbsent { system, value } => BundleEntryRequest::builder()
                 .method(HTTPVerb::Post)
                 .url(resource_type.to_string())
                 .if_none_exist(identifier_query(system, value)),
+            Write::UpdateById => BundleEntryRequest::builder()
+                .method(HTTPVerb::Put)
+                .url(format!("{resource_type}/{}", keyed.uuid)),
         };
         let entry = built(
             BundleEntry::builder()
@@ -203,10 +219,6 @@ impl Transaction {
 
     pub fn contains(&self, reference: &str) -> bool {
         self.full_urls.iter().any(|url| url == reference)
-    }
-
-    pub fn len(&self) -> usize {
-        self.entries.len()
     }
 
     /// The Bundle as JSON text, every decimal written as sent.

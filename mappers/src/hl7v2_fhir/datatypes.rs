@@ -276,6 +276,8 @@ pub(crate) fn coding_system_uri(name: &str) -> Option<String> {
         "ATC" | "WHOATC" => "http://www.whocc.no/atc",
         "CPT" | "C4" => "http://www.ama-assn.org/go/cpt",
         "NUCC" => "http://nucc.org/provider-taxonomy",
+        "NCIT" => "http://ncicb.nci.nih.gov/xml/owl/EVS/Thesaurus.owl",
+        "CDCPHINVS" => "urn:oid:2.16.840.1.114222.4.5.274",
         "ISO3166" | "ISO3166_1" => "urn:iso:std:iso:3166",
         "UCD" => "urn:oid:1.2.250.1.213.2.3.2",
         "CIP" => "urn:oid:1.2.250.1.213.2.3.1",
@@ -291,7 +293,10 @@ pub(crate) fn coding_system_uri(name: &str) -> Option<String> {
             if is_oid(name.trim()) {
                 return Some(format!("urn:oid:{}", name.trim()));
             }
-            if name.starts_with("http://") || name.starts_with("https://") || name.starts_with("urn:") {
+            if name.starts_with("http://")
+                || name.starts_with("https://")
+                || name.starts_with("urn:")
+            {
                 return Some(name.trim().to_string());
             }
             return None;
@@ -323,7 +328,11 @@ fn coding(system: Option<&str>, code: &str, display: Option<&str>) -> MapResult<
 }
 
 /// A CodeableConcept with one coding.
-pub(crate) fn concept(system: Option<&str>, code: &str, display: Option<&str>) -> MapResult<CodeableConcept> {
+pub(crate) fn concept(
+    system: Option<&str>,
+    code: &str,
+    display: Option<&str>,
+) -> MapResult<CodeableConcept> {
     built(
         CodeableConcept::builder()
             .coding(vec![Some(coding(system, code, display)?)])
@@ -337,7 +346,10 @@ pub(crate) fn text_concept(text: &str) -> MapResult<CodeableConcept> {
 }
 
 /// CE/CWE/CNE: identifier^text^system^alt identifier^alt text^alt system.
-pub(crate) fn codeable_concept<'a>(msg: &Message<'a>, rep: &Field<'a>) -> MapResult<Option<CodeableConcept>> {
+pub(crate) fn codeable_concept<'a>(
+    msg: &Message<'a>,
+    rep: &Field<'a>,
+) -> MapResult<Option<CodeableConcept>> {
     let mut codings = Vec::new();
     for (code_at, text_at, system_at) in [(1, 2, 3), (4, 5, 6)] {
         let Some(code) = comp_of(msg, rep, code_at) else {
@@ -421,7 +433,8 @@ pub(crate) fn ins_kind(system: &str) -> Option<&'static str> {
 }
 
 pub(crate) const V2_0203: &str = "http://terminology.hl7.org/CodeSystem/v2-0203";
-pub(crate) const FR_CORE_V2_0203: &str = "https://hl7.fr/ig/fhir/core/CodeSystem/fr-core-cs-v2-0203";
+pub(crate) const FR_CORE_V2_0203: &str =
+    "https://hl7.fr/ig/fhir/core/CodeSystem/fr-core-cs-v2-0203";
 
 /// CX: ID ^ check digit ^ scheme ^ assigning authority (HD) ^ type code.
 pub(crate) fn cx_identifier<'a>(
@@ -528,7 +541,11 @@ pub(crate) fn xcn_name<'a>(msg: &Message<'a>, rep: &Field<'a>) -> MapResult<Opti
     person_name(msg, rep, 1)
 }
 
-fn person_name<'a>(msg: &Message<'a>, rep: &Field<'a>, shift: usize) -> MapResult<Option<HumanName>> {
+fn person_name<'a>(
+    msg: &Message<'a>,
+    rep: &Field<'a>,
+    shift: usize,
+) -> MapResult<Option<HumanName>> {
     // The family name is an FN whose first subcomponent is the surname.
     let family = sub_of(msg, rep, 1 + shift, 1);
     let mut given = Vec::new();
@@ -575,7 +592,12 @@ pub(crate) fn xad_address<'a>(msg: &Message<'a>, rep: &Field<'a>) -> MapResult<O
     let postal = comp_of(msg, rep, 5);
     let country = comp_of(msg, rep, 6);
     let district = comp_of(msg, rep, 9);
-    if lines.is_empty() && city.is_none() && postal.is_none() && country.is_none() && state.is_none() {
+    if lines.is_empty()
+        && city.is_none()
+        && postal.is_none()
+        && country.is_none()
+        && state.is_none()
+    {
         return Ok(None);
     }
     let mut builder = Address::builder().line(lines);
@@ -622,7 +644,9 @@ pub(crate) fn xtn_contact<'a>(
         _ => comp_of(msg, rep, 1),
     };
     let (system, value) = match (equipment.as_deref(), email, number) {
-        (Some("Internet") | Some("X.400"), Some(email), _) => (codes::ContactPointSystem::Email, email),
+        (Some("Internet") | Some("X.400"), Some(email), _) => {
+            (codes::ContactPointSystem::Email, email)
+        }
         (_, Some(email), None) => (codes::ContactPointSystem::Email, email),
         (Some("FX"), _, Some(number)) => (codes::ContactPointSystem::Fax, number),
         (Some("BP"), _, Some(number)) => (codes::ContactPointSystem::Pager, number),
@@ -683,12 +707,26 @@ mod tests {
         assert_eq!(as_json("2024"), "\"2024\"");
         assert_eq!(as_json("202403"), "\"2024-03\"");
         assert_eq!(as_json("20240315"), "\"2024-03-15\"");
-        assert_eq!(as_json("202403151230+0200"), "\"2024-03-15T12:30:00+02:00\"");
-        assert_eq!(as_json("20240315123045.25-0500"), "\"2024-03-15T12:30:45.25-05:00\"");
+        assert_eq!(
+            as_json("202403151230+0200"),
+            "\"2024-03-15T12:30:00+02:00\""
+        );
+        assert_eq!(
+            as_json("20240315123045.25-0500"),
+            "\"2024-03-15T12:30:45.25-05:00\""
+        );
         // No offset: Paris time, winter and summer.
         assert_eq!(as_json("20240115083000"), "\"2024-01-15T08:30:00+01:00\"");
         assert_eq!(as_json("20240715083000"), "\"2024-07-15T08:30:00+02:00\"");
-        for bad in ["", "2024-03-15", "20241332", "20240230", "2024031525", "202403151230+2", "abcd"] {
+        for bad in [
+            "",
+            "2024-03-15",
+            "20241332",
+            "20240230",
+            "2024031525",
+            "202403151230+2",
+            "abcd",
+        ] {
             assert!(parse_dtm(bad).is_err(), "{bad}");
         }
     }
@@ -704,8 +742,14 @@ mod tests {
             context: &context,
             sender_offset: Some(-4 * 3600),
         };
-        let value = parse_dtm("20240115083000").unwrap().to_datetime(&env).unwrap();
-        assert_eq!(serde_json::to_string(&value).unwrap(), "\"2024-01-15T08:30:00-04:00\"");
+        let value = parse_dtm("20240115083000")
+            .unwrap()
+            .to_datetime(&env)
+            .unwrap();
+        assert_eq!(
+            serde_json::to_string(&value).unwrap(),
+            "\"2024-01-15T08:30:00-04:00\""
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@ use crate::mapping::{MappingContext, MappingErrorKind, SiteSettings, SourceMessa
 use super::{builtin_registry, BuiltinConfig};
 
 #[doc(hidden)]
+#[allow(clippy::panic, reason = "a fuzz harness reports findings by panicking")]
 pub fn fuzz_map(data: &[u8]) {
     let registry = builtin_registry(&BuiltinConfig::default());
     let site = SiteSettings::default();

@@ -8,12 +8,20 @@ mod adt;
 mod bundle;
 mod config;
 mod datatypes;
+mod fuzzing;
+mod mdm;
+mod orders;
+mod oru;
 mod pamfr;
 mod parties;
 mod patient;
+mod siu;
 mod support;
+mod vxu;
 
 pub use config::{AdtConfig, BuiltinConfig, MapperToggle, OruConfig, PatientWrite};
+
+pub use fuzzing::fuzz_map;
 
 use std::sync::Arc;
 
@@ -26,6 +34,23 @@ pub fn builtin_mappers(config: &BuiltinConfig) -> Vec<Arc<dyn Mapper>> {
         mappers.push(Arc::new(adt::AdtMapper {
             config: config.adt.clone(),
         }));
+    }
+    if config.oru.enabled {
+        mappers.push(Arc::new(oru::OruMapper {
+            config: config.oru.clone(),
+        }));
+    }
+    if config.mdm.enabled {
+        mappers.push(Arc::new(mdm::MdmMapper));
+    }
+    if config.siu.enabled {
+        mappers.push(Arc::new(siu::SiuMapper));
+    }
+    if config.vxu.enabled {
+        mappers.push(Arc::new(vxu::VxuMapper));
+    }
+    if config.orders.enabled {
+        mappers.push(Arc::new(orders::OrdersMapper));
     }
     mappers
 }
@@ -43,3 +68,7 @@ pub fn builtin_registry(config: &BuiltinConfig) -> MapperRegistry {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_orders;
+#[cfg(test)]
+mod tests_oru;

@@ -8,10 +8,10 @@
 use crate::fhir::r4b::types::{Coding, Extension, ExtensionValue};
 use crate::hl7v2::Message;
 
-use super::datatypes::{ei_identifier};
-use super::parties::{organization_from_xon, reference};
 use super::bundle::Transaction;
-use super::support::{built, MapResult, Seg, Env};
+use super::datatypes::ei_identifier;
+use super::parties::{organization_from_xon, reference};
+use super::support::{built, Env, MapResult, Seg};
 
 /// Where Passerelle's own extensions are defined.
 pub(crate) const PASSERELLE_SD: &str = "https://passerelle.fr/fhir/StructureDefinition/";
@@ -19,7 +19,12 @@ pub(crate) const PASSERELLE_SD: &str = "https://passerelle.fr/fhir/StructureDefi
 pub(crate) const PAMFR_TABLE: &str = "https://passerelle.fr/fhir/CodeSystem/ihe-france-";
 
 fn sub(url: &str, value: ExtensionValue) -> MapResult<Extension> {
-    built(Extension::builder().url(url.to_string()).value(value).build())
+    built(
+        Extension::builder()
+            .url(url.to_string())
+            .value(value)
+            .build(),
+    )
 }
 
 fn complex(name: &str, parts: Vec<Extension>) -> MapResult<Option<Extension>> {
@@ -75,19 +80,40 @@ pub(crate) fn zfa(msg: &Message<'_>, env: &Env<'_, '_>) -> MapResult<Option<Exte
     };
     let mut parts = Parts(Vec::new());
     parts.push("status", zfa.text(1).map(|c| code("zfa-1", c)).transpose()?)?;
-    parts.push("statusDate", zfa.datetime(2, env)?.map(ExtensionValue::DateTime))?;
-    parts.push("closureDate", zfa.datetime(3, env)?.map(ExtensionValue::DateTime))?;
-    parts.push("feedingOpposition", zfa.text(9).map(|c| code("zfa-9", c)).transpose()?)?;
-    parts.push("feedingOppositionDate", zfa.datetime(10, env)?.map(ExtensionValue::DateTime))?;
-    parts.push("consultationConsent", zfa.text(11).map(|c| code("zfa-11", c)).transpose()?)?;
-    parts.push("consultationConsentDate", zfa.datetime(12, env)?.map(ExtensionValue::DateTime))?;
+    parts.push(
+        "statusDate",
+        zfa.datetime(2, env)?.map(ExtensionValue::DateTime),
+    )?;
+    parts.push(
+        "closureDate",
+        zfa.datetime(3, env)?.map(ExtensionValue::DateTime),
+    )?;
+    parts.push(
+        "feedingOpposition",
+        zfa.text(9).map(|c| code("zfa-9", c)).transpose()?,
+    )?;
+    parts.push(
+        "feedingOppositionDate",
+        zfa.datetime(10, env)?.map(ExtensionValue::DateTime),
+    )?;
+    parts.push(
+        "consultationConsent",
+        zfa.text(11).map(|c| code("zfa-11", c)).transpose()?,
+    )?;
+    parts.push(
+        "consultationConsentDate",
+        zfa.datetime(12, env)?.map(ExtensionValue::DateTime),
+    )?;
     complex("pamfr-dmp-status", parts.0)
 }
 
 /// ZFD: demographic complement. The identity's obtention mode, INSi query
 /// date and proof of identity go with identity reliability (FR Core); the
 /// rest is Passerelle's extension.
-pub(crate) fn zfd(msg: &Message<'_>, env: &Env<'_, '_>) -> MapResult<(Option<Extension>, Vec<Extension>)> {
+pub(crate) fn zfd(
+    msg: &Message<'_>,
+    env: &Env<'_, '_>,
+) -> MapResult<(Option<Extension>, Vec<Extension>)> {
     let Some(zfd) = Seg::first(msg, "ZFD") else {
         return Ok((None, Vec::new()));
     };
@@ -102,10 +128,22 @@ pub(crate) fn zfd(msg: &Message<'_>, env: &Env<'_, '_>) -> MapResult<(Option<Ext
     parts.push("smsConsent", yes_no(&zfd, 3)?)?;
     parts.push("birthDateCorrected", yes_no(&zfd, 4)?)?;
     let mut reliability = Parts(Vec::new());
-    reliability.push("identityObtention", zfd.text(5).map(|c| code("zfd-5", c)).transpose()?)?;
-    reliability.push("insiQueryDate", zfd.datetime(6, env)?.map(ExtensionValue::DateTime))?;
-    reliability.push("validationMode", zfd.text(7).map(|c| code("zfd-7", c)).transpose()?)?;
-    reliability.push("proofExpiry", zfd.datetime(8, env)?.map(ExtensionValue::DateTime))?;
+    reliability.push(
+        "identityObtention",
+        zfd.text(5).map(|c| code("zfd-5", c)).transpose()?,
+    )?;
+    reliability.push(
+        "insiQueryDate",
+        zfd.datetime(6, env)?.map(ExtensionValue::DateTime),
+    )?;
+    reliability.push(
+        "validationMode",
+        zfd.text(7).map(|c| code("zfd-7", c)).transpose()?,
+    )?;
+    reliability.push(
+        "proofExpiry",
+        zfd.datetime(8, env)?.map(ExtensionValue::DateTime),
+    )?;
     Ok((complex("pamfr-demographics", parts.0)?, reliability.0))
 }
 
@@ -115,20 +153,35 @@ pub(crate) fn zfp(msg: &Message<'_>) -> MapResult<Option<Extension>> {
         return Ok(None);
     };
     let mut parts = Parts(Vec::new());
-    parts.push("activity", zfp.text(1).map(|c| code("zfp-1", c)).transpose()?)?;
-    parts.push("category", zfp.text(2).map(|c| code("zfp-2", c)).transpose()?)?;
+    parts.push(
+        "activity",
+        zfp.text(1).map(|c| code("zfp-1", c)).transpose()?,
+    )?;
+    parts.push(
+        "category",
+        zfp.text(2).map(|c| code("zfp-2", c)).transpose()?,
+    )?;
     complex("pamfr-occupation", parts.0)
 }
 
 /// ZBE: the movement this message reports, with the medical and care
 /// wards responsible from then on.
-pub(crate) fn zbe(msg: &Message<'_>, env: &Env<'_, '_>, tx: &mut Transaction) -> MapResult<Option<Extension>> {
+pub(crate) fn zbe(
+    msg: &Message<'_>,
+    env: &Env<'_, '_>,
+    tx: &mut Transaction,
+) -> MapResult<Option<Extension>> {
     let Some(zbe) = Seg::first(msg, "ZBE") else {
         return Ok(None);
     };
     let mut parts = Parts(Vec::new());
     if let Some(field) = zbe.field(1) {
-        let id = ei_identifier(msg, &field.repetition(1), env, Some(&msg.sending_facility()))?;
+        let id = ei_identifier(
+            msg,
+            &field.repetition(1),
+            env,
+            Some(&msg.sending_facility()),
+        )?;
         parts.push("identifier", id.map(ExtensionValue::Identifier))?;
     }
     parts.push("start", zbe.datetime(2, env)?.map(ExtensionValue::DateTime))?;
@@ -154,7 +207,10 @@ pub(crate) fn zbe(msg: &Message<'_>, env: &Env<'_, '_>, tx: &mut Transaction) ->
             }
         }
     }
-    parts.push("nature", zbe.comp(9, 1).map(|c| code("zbe-9", c)).transpose()?)?;
+    parts.push(
+        "nature",
+        zbe.comp(9, 1).map(|c| code("zbe-9", c)).transpose()?,
+    )?;
     complex("pamfr-movement", parts.0)
 }
 
@@ -170,14 +226,28 @@ pub(crate) fn zfv(msg: &Message<'_>, env: &Env<'_, '_>) -> MapResult<Option<Exte
             let dtm = super::datatypes::parse_dtm(&date).map_err(|why| zfv.invalid(1, why))?;
             parts.push(
                 "originLastStay",
-                Some(ExtensionValue::DateTime(dtm.to_datetime(env).map_err(|why| zfv.invalid(1, why))?)),
+                Some(ExtensionValue::DateTime(
+                    dtm.to_datetime(env).map_err(|why| zfv.invalid(1, why))?,
+                )),
             )?;
         }
     }
-    parts.push("dischargeTransport", zfv.comp(2, 1).map(|c| code("zfv-2", c)).transpose()?)?;
-    parts.push("placementStart", zfv.datetime(4, env)?.map(ExtensionValue::DateTime))?;
-    parts.push("placementEnd", zfv.datetime(5, env)?.map(ExtensionValue::DateTime))?;
-    parts.push("customDischargeMode", zfv.text(9).map(ExtensionValue::String))?;
+    parts.push(
+        "dischargeTransport",
+        zfv.comp(2, 1).map(|c| code("zfv-2", c)).transpose()?,
+    )?;
+    parts.push(
+        "placementStart",
+        zfv.datetime(4, env)?.map(ExtensionValue::DateTime),
+    )?;
+    parts.push(
+        "placementEnd",
+        zfv.datetime(5, env)?.map(ExtensionValue::DateTime),
+    )?;
+    parts.push(
+        "customDischargeMode",
+        zfv.text(9).map(ExtensionValue::String),
+    )?;
     complex("pamfr-visit", parts.0)
 }
 
@@ -187,10 +257,25 @@ pub(crate) fn zfm(msg: &Message<'_>) -> MapResult<Option<Extension>> {
         return Ok(None);
     };
     let mut parts = Parts(Vec::new());
-    parts.push("entryMode", zfm.text(1).map(|c| code("zfm-1", c)).transpose()?)?;
-    parts.push("exitMode", zfm.text(2).map(|c| code("zfm-2", c)).transpose()?)?;
-    parts.push("origin", zfm.text(3).map(|c| code("zfm-3-4", c)).transpose()?)?;
-    parts.push("destination", zfm.text(4).map(|c| code("zfm-3-4", c)).transpose()?)?;
-    parts.push("emergencyPassage", zfm.text(5).map(|c| code("zfm-5", c)).transpose()?)?;
+    parts.push(
+        "entryMode",
+        zfm.text(1).map(|c| code("zfm-1", c)).transpose()?,
+    )?;
+    parts.push(
+        "exitMode",
+        zfm.text(2).map(|c| code("zfm-2", c)).transpose()?,
+    )?;
+    parts.push(
+        "origin",
+        zfm.text(3).map(|c| code("zfm-3-4", c)).transpose()?,
+    )?;
+    parts.push(
+        "destination",
+        zfm.text(4).map(|c| code("zfm-3-4", c)).transpose()?,
+    )?;
+    parts.push(
+        "emergencyPassage",
+        zfm.text(5).map(|c| code("zfm-5", c)).transpose()?,
+    )?;
     complex("pamfr-pmsi", parts.0)
 }

@@ -32,7 +32,9 @@ pub(crate) fn practitioner<'a>(
         Some(id) => {
             let system = system_for_authority(
                 env,
-                sub_of(msg, rep, 9, 1).as_deref().or(Some(sending_facility.as_str())),
+                sub_of(msg, rep, 9, 1)
+                    .as_deref()
+                    .or(Some(sending_facility.as_str())),
                 sub_of(msg, rep, 9, 2).as_deref(),
                 sub_of(msg, rep, 9, 3).as_deref(),
             )
@@ -50,8 +52,14 @@ pub(crate) fn practitioner<'a>(
     }
     let resource = Resource::Practitioner(built(builder.build())?);
     let write = Write::create_if_absent(&keyed.identifier);
-    tx.add(&keyed, "Practitioner", resource, ExactDecimals::default(), write)
-        .map(Some)
+    tx.add(
+        &keyed,
+        "Practitioner",
+        resource,
+        ExactDecimals::default(),
+        write,
+    )
+    .map(Some)
 }
 
 /// An Organization from one XON repetition (name ^ type ^ ID (3) ^ ... ^
@@ -73,7 +81,9 @@ pub(crate) fn organization_from_xon<'a>(
         Some(id) => {
             let system = system_for_authority(
                 env,
-                sub_of(msg, rep, 6, 1).as_deref().or(Some(sending_facility.as_str())),
+                sub_of(msg, rep, 6, 1)
+                    .as_deref()
+                    .or(Some(sending_facility.as_str())),
                 sub_of(msg, rep, 6, 2).as_deref(),
                 sub_of(msg, rep, 6, 3).as_deref(),
             )
@@ -124,7 +134,13 @@ fn add_organization(keyed: Keyed, name: Option<String>, tx: &mut Transaction) ->
     }
     let resource = Resource::Organization(built(builder.build())?);
     let write = Write::create_if_absent(&keyed.identifier);
-    tx.add(&keyed, "Organization", resource, ExactDecimals::default(), write)
+    tx.add(
+        &keyed,
+        "Organization",
+        resource,
+        ExactDecimals::default(),
+        write,
+    )
 }
 
 /// A Location from a PL (point of care ^ room ^ bed ^ facility (HD) ^
@@ -183,8 +199,14 @@ pub(crate) fn location_from_pl<'a>(
     }
     let resource = Resource::Location(built(builder.build())?);
     let write = Write::create_if_absent(&keyed.identifier);
-    tx.add(&keyed, "Location", resource, ExactDecimals::default(), write)
-        .map(Some)
+    tx.add(
+        &keyed,
+        "Location",
+        resource,
+        ExactDecimals::default(),
+        write,
+    )
+    .map(Some)
 }
 
 /// A Reference to an entry of the Bundle.

@@ -18,7 +18,7 @@ use super::datatypes::{
     codeable_concept, cx_identifier, gender, xad_address, xpn_name, xtn_contact,
 };
 use super::parties::practitioner;
-use super::support::{built, comp_of, MapResult, Seg, Env};
+use super::support::{built, comp_of, Env, MapResult, Seg};
 
 pub(crate) const FR_CORE_IDENTITY_RELIABILITY: &str =
     "https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-identity-reliability";
@@ -38,9 +38,6 @@ pub(crate) struct PatientEntry {
     pub reference: String,
     /// Hash of the keying identifier (for per-patient delivery order).
     pub key: String,
-    /// The Patient before it is added, so that callers (PAM-FR segments,
-    /// A40 merges) can complete it.
-    pub keyed: Keyed,
 }
 
 /// Extensions other segments (ZFA, ZFD, ZFP) add to the Patient.
@@ -209,11 +206,7 @@ pub(crate) fn map_pid(
         PatientWrite::CreateIfAbsent => Write::create_if_absent(&keyed.identifier),
     };
     let reference = tx.add(&keyed, "Patient", resource, ExactDecimals::default(), write)?;
-    Ok(PatientEntry {
-        reference,
-        key,
-        keyed,
-    })
+    Ok(PatientEntry { reference, key })
 }
 
 /// The birth place (PID-11 of type BDL): city, postcode, country and the

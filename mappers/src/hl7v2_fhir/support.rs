@@ -48,7 +48,12 @@ impl<'m, 'a> Seg<'m, 'a> {
     }
 
     /// A segment found by walking the message (for group-aware mappers).
-    pub fn at(msg: &'m Message<'a>, seg: Segment<'a>, name: &'static str, occurrence: usize) -> Self {
+    pub fn at(
+        msg: &'m Message<'a>,
+        seg: Segment<'a>,
+        name: &'static str,
+        occurrence: usize,
+    ) -> Self {
         Seg {
             msg,
             seg,
@@ -89,7 +94,12 @@ impl<'m, 'a> Seg<'m, 'a> {
     }
 
     /// An error at field `n` of this segment.
-    pub fn error(&self, n: usize, kind: MappingErrorKind, detail: impl Into<String>) -> MappingError {
+    pub fn error(
+        &self,
+        n: usize,
+        kind: MappingErrorKind,
+        detail: impl Into<String>,
+    ) -> MappingError {
         MappingError::at(kind, self.name, self.occurrence, n, detail)
     }
 

@@ -13,7 +13,10 @@ pub(crate) fn map_text(raw: &str) -> Result<Value, crate::mapping::MappingError>
     map_with(raw, &site).map(|(value, _)| value)
 }
 
-pub(crate) fn map_with(raw: &str, site: &SiteSettings) -> Result<(Value, String), crate::mapping::MappingError> {
+pub(crate) fn map_with(
+    raw: &str,
+    site: &SiteSettings,
+) -> Result<(Value, String), crate::mapping::MappingError> {
     let registry = builtin_registry(&BuiltinConfig::default());
     let message = Message::parse(raw.as_bytes()).unwrap();
     let context = MappingContext {
@@ -118,7 +121,8 @@ fn missing_patient_identifier_names_the_field() {
     let raw = "MSH|^~\\&|A|F|B|G|20240101120000||ADT^A01|1|P|2.5\rPID|1||||DOE^JOHN\r";
     let error = map_text(raw).unwrap_err();
     assert_eq!(error.to_string(), "PID-3: a patient identifier is required");
-    let raw = "MSH|^~\\&|A|F|B|G|20240101120000||ADT^A01|1|P|2.5\rPID|1||1^^^F||DOE^JOHN||19701301\r";
+    let raw =
+        "MSH|^~\\&|A|F|B|G|20240101120000||ADT^A01|1|P|2.5\rPID|1||1^^^F||DOE^JOHN||19701301\r";
     let error = map_text(raw).unwrap_err();
     assert!(error.to_string().starts_with("PID-7: "), "{error}");
 }

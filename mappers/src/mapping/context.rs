@@ -62,8 +62,9 @@ pub struct SiteTimeZone {
 impl SiteTimeZone {
     /// A zone from the IANA database, e.g. `Europe/Paris`, or `UTC`.
     pub fn named(name: &str) -> Result<SiteTimeZone, String> {
-        let zone = jiff::tz::TimeZone::get(name)
-            .map_err(|_| format!("unknown time zone `{name}` (expected an IANA name such as Europe/Paris)"))?;
+        let zone = jiff::tz::TimeZone::get(name).map_err(|_| {
+            format!("unknown time zone `{name}` (expected an IANA name such as Europe/Paris)")
+        })?;
         Ok(SiteTimeZone {
             name: name.to_string(),
             zone,
@@ -87,7 +88,11 @@ impl SiteTimeZone {
         second: i8,
     ) -> Option<i32> {
         let civil = jiff::civil::DateTime::new(year, month, day, hour, minute, second, 0).ok()?;
-        let zoned = self.zone.to_ambiguous_zoned_datetime(civil).compatible().ok()?;
+        let zoned = self
+            .zone
+            .to_ambiguous_zoned_datetime(civil)
+            .compatible()
+            .ok()?;
         Some(zoned.offset().seconds())
     }
 }

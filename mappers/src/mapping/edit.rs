@@ -86,7 +86,11 @@ mod tests {
             patient["gender"] = "female".into();
         }
         let edited = editor.finish().unwrap();
-        assert!(edited.bundle.contains("\"value\":1.50"), "{}", edited.bundle);
+        assert!(
+            edited.bundle.contains("\"value\":1.50"),
+            "{}",
+            edited.bundle
+        );
         assert!(edited.bundle.contains("\"gender\":\"female\""));
         assert_eq!(edited.patient_key.as_deref(), Some("k"));
     }

@@ -13,8 +13,8 @@ mod edit;
 mod error;
 mod registry;
 
-pub use edit::BundleEditor;
 pub use context::{CodeMap, MappingContext, SiteSettings, SiteTimeZone};
+pub use edit::BundleEditor;
 pub use error::{MappingError, MappingErrorKind};
 pub use registry::{MapperRegistry, MessageSelector, RegistryError};
 
