@@ -9,7 +9,8 @@ use fhir_sdk::{Date, DateTime, Instant};
 
 use crate::fhir::r4b::codes;
 use crate::fhir::r4b::types::{
-    Address, CodeableConcept, Coding, ContactPoint, HumanName, Identifier, Reference,
+    Address, CodeableConcept, Coding, ContactPoint, Extension, ExtensionValue, HumanName,
+    Identifier, Reference,
 };
 use crate::hl7v2::{Field, Message};
 
@@ -541,6 +542,18 @@ pub(crate) fn xcn_name<'a>(msg: &Message<'a>, rep: &Field<'a>) -> MapResult<Opti
     person_name(msg, rep, 1)
 }
 
+pub(crate) const FR_CORE_BIRTH_LIST_GIVEN_NAME: &str =
+    "https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-birth-list-given-name";
+
+/// A message following the French extension (MSH-12 `2.5^FRA^2.11` or an
+/// IHE France profile in MSH-21).
+pub(crate) fn is_french(msg: &Message<'_>) -> bool {
+    msg.get("MSH-12.2").as_deref() == Some("FRA")
+        || msg
+            .get("MSH-21")
+            .is_some_and(|profile| profile.contains("IHE_FRANCE") || profile.contains("FRA"))
+}
+
 fn person_name<'a>(
     msg: &Message<'a>,
     rep: &Field<'a>,
@@ -549,10 +562,19 @@ fn person_name<'a>(
     // The family name is an FN whose first subcomponent is the surname.
     let family = sub_of(msg, rep, 1 + shift, 1);
     let mut given = Vec::new();
-    if let Some(first) = comp_of(msg, rep, 2 + shift) {
+    let first = comp_of(msg, rep, 2 + shift);
+    let others = comp_of(msg, rep, 3 + shift);
+    // French identity rules (PAM-FR with the INS): for the birth name,
+    // XPN-3 is the whole list of birth given names, the first one included,
+    // which FR Core carries as an extension rather than as more given names.
+    let birth_list = match (is_french(msg), comp_of(msg, rep, 7 + shift * 3).as_deref()) {
+        (true, Some("L")) if shift == 0 => others.clone(),
+        _ => None,
+    };
+    if let Some(first) = first {
         given.push(Some(first));
     }
-    if let Some(others) = comp_of(msg, rep, 3 + shift) {
+    if let (Some(others), None) = (others, &birth_list) {
         given.extend(others.split_whitespace().map(|g| Some(g.to_string())));
     }
     let suffix = comp_of(msg, rep, 4 + shift);
@@ -561,6 +583,14 @@ fn person_name<'a>(
         return Ok(None);
     }
     let mut builder = HumanName::builder().given(given);
+    if let Some(list) = birth_list {
+        builder = builder.extension(vec![built(
+            Extension::builder()
+                .url(FR_CORE_BIRTH_LIST_GIVEN_NAME.to_string())
+                .value(ExtensionValue::String(list))
+                .build(),
+        )?]);
+    }
     if let Some(family) = family {
         builder = builder.family(family);
     }

@@ -164,15 +164,17 @@ pub(crate) fn map_pid(
         )?;
         builder = builder.communication(vec![Some(communication)]);
     }
+    // The birth order counts only for a multiple birth: PAM-FR senders
+    // fill PID-25 with 1 for everyone.
     match (pid.text(24).as_deref(), pid.text(25)) {
-        (_, Some(order)) => {
+        (Some("Y"), Some(order)) => {
             let order: i32 = order
                 .parse()
                 .map_err(|_| pid.invalid(25, "birth order must be a number"))?;
             builder = builder.multiple_birth(PatientMultipleBirth::Integer(order));
         }
         (Some("Y"), None) => builder = builder.multiple_birth(PatientMultipleBirth::Boolean(true)),
-        (Some("N"), None) => builder = builder.multiple_birth(PatientMultipleBirth::Boolean(false)),
+        (Some("N"), _) => builder = builder.multiple_birth(PatientMultipleBirth::Boolean(false)),
         _ => {}
     }
     match (pid.datetime(29, env)?, pid.text(30).as_deref()) {

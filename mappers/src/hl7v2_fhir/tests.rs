@@ -63,6 +63,14 @@ fn pam_fr_admission() {
     assert_eq!(ins["type"]["coding"][0]["code"], "INS-NIR");
     assert_eq!(patient["name"][0]["use"], "official");
     assert_eq!(patient["name"][0]["family"], "PAT-TROIS");
+    // INS rules: PID-5.3 of the birth name is the list of birth given names.
+    assert_eq!(patient["name"][0]["given"], serde_json::json!(["DOMINIQUE"]));
+    assert_eq!(
+        patient["name"][0]["extension"][0]["valueString"],
+        "DOMINIQUE"
+    );
+    // PID-25 without PID-24 = Y is not a multiple birth.
+    assert!(patient.get("multipleBirthInteger").is_none());
     assert_eq!(patient["name"][1]["use"], "usual");
     assert_eq!(patient["birthDate"], "1979-03-28");
     assert_eq!(patient["gender"], "female");
