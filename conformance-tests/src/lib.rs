@@ -12,6 +12,7 @@
 pub mod cases;
 pub mod client;
 pub mod corpus;
+pub mod json_text;
 pub mod mllp;
 
 use std::time::Instant;
@@ -37,6 +38,13 @@ pub struct Context {
     pub client: Client,
     pub mllp_addr: Option<String>,
     pub corpus_dir: Option<std::path::PathBuf>,
+    /// The mapping golden cases (`cases::mapping`).
+    pub mapping_cases: std::path::PathBuf,
+}
+
+/// The mapping golden cases shipped with this crate.
+pub fn default_mapping_cases_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("cases/mapping")
 }
 
 /// Why a case failed: a readable sentence.
@@ -69,13 +77,24 @@ pub struct CaseReport {
     pub millis: u128,
 }
 
-/// Runs every case against `target`, in order, and returns their reports.
+/// Runs every case against `target`, in order, and returns their reports;
+/// the mapping golden cases are this crate's own.
 pub async fn run_all(target: &Target, filter: Option<&str>) -> Vec<CaseReport> {
+    run_all_with(target, filter, default_mapping_cases_dir()).await
+}
+
+/// As [`run_all`], with the mapping golden cases read from `mapping_cases`.
+pub async fn run_all_with(
+    target: &Target,
+    filter: Option<&str>,
+    mapping_cases: std::path::PathBuf,
+) -> Vec<CaseReport> {
     let client = Client::new(target.base_url.clone());
     let context = Context {
         client,
         mllp_addr: target.mllp_addr.clone(),
         corpus_dir: target.corpus_dir.clone(),
+        mapping_cases,
     };
     let mut reports = Vec::new();
     for case in cases::all() {

@@ -26,6 +26,10 @@ struct Args {
     /// The shared public corpus (HL7 v2 samples), e.g. ../shared/corpus.
     #[arg(long)]
     corpus_dir: Option<std::path::PathBuf>,
+    /// Mapping golden cases: one directory per case with input.hl7 and
+    /// expected.json or expected-error.json.
+    #[arg(long, value_name = "DIR", default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/cases/mapping"))]
+    mapping_cases: std::path::PathBuf,
     /// Only run cases whose name contains this text.
     #[arg(long)]
     filter: Option<String>,
@@ -48,7 +52,11 @@ fn main() -> ExitCode {
         mllp_addr: Some(args.mllp_addr),
         corpus_dir: args.corpus_dir,
     };
-    let reports = runtime.block_on(conformance_tests::run_all(&target, args.filter.as_deref()));
+    let reports = runtime.block_on(conformance_tests::run_all_with(
+        &target,
+        args.filter.as_deref(),
+        args.mapping_cases,
+    ));
     if conformance_tests::print_reports(&reports) == 0 {
         ExitCode::SUCCESS
     } else {

@@ -1,15 +1,22 @@
-//! The `passerelle` command line: `serve` (the default), `check-config` and
-//! `version`. Exit codes: 0 success, 1 runtime failure, 2 invalid
+//! The `passerelle` command line: `serve` (the default), `check-config`,
+//! `convert` and `version`. Exit codes: 0 success, 1 runtime failure (for
+//! `convert`: any message or file that could not be converted), 2 invalid
 //! configuration.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
+use mappers::mapping::{Mapper, MapperRegistry};
 
 use crate::config::{Config, LogFormat};
+use crate::mapping::pretty::pretty_json;
+use crate::mapping::{base_registry, MappingService};
 use crate::runtime::{self, VERSION};
+use crate::telemetry::metrics::Metrics;
 
 #[derive(Debug, Parser)]
 #[command(name = "passerelle", version = VERSION, about = "Passerelle HL7 FHIR interoperability gateway")]
@@ -30,11 +37,45 @@ pub enum Command {
     Serve,
     /// Validate the configuration and print the effective settings.
     CheckConfig,
+    /// Map messages to FHIR R4 with the configured mappers (built-in and
+    /// scripts) and print each transaction Bundle; nothing is stored or sent.
+    Convert(ConvertArgs),
     /// Print the version.
     Version,
 }
 
+#[derive(Debug, clap::Args)]
+pub struct ConvertArgs {
+    /// Format of the input files.
+    #[arg(long, value_enum)]
+    pub from: InputFormat,
+    /// Files to convert (each may hold several messages, or an FHS/BHS
+    /// batch); `-` reads standard input.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+}
+
+/// Formats `convert` reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum InputFormat {
+    /// HL7 v2 in ER7 (pipe-and-hat) encoding.
+    Hl7v2,
+}
+
 pub fn main() -> ExitCode {
+    main_with_mappers(|_| Vec::new())
+}
+
+/// The command line of a custom build that adds its own Rust mappers:
+/// `mappers` gets the built-in registry (to call or adjust) and returns
+/// mappers that override the built-ins for the selectors they claim;
+/// scripts override both. `serve`, `check-config` and `convert` all see
+/// them; two of them claiming one selector is a configuration error
+/// (exit 2).
+pub fn main_with_mappers<F>(mappers: F) -> ExitCode
+where
+    F: FnOnce(Arc<MapperRegistry>) -> Vec<Arc<dyn Mapper>>,
+{
     let cli = Cli::parse();
     let env: BTreeMap<String, String> = std::env::vars().collect();
     let command = cli.command.unwrap_or(Command::Serve);
@@ -52,6 +93,13 @@ pub fn main() -> ExitCode {
     if let Some(format) = cli.log_format {
         config.log.format = format;
     }
+    let base = match base_registry(&config.mapping.builtin, Box::new(mappers)) {
+        Ok(base) => base,
+        Err(error) => {
+            eprintln!("passerelle: invalid configuration: {error}");
+            return ExitCode::from(2);
+        }
+    };
     match command {
         Command::CheckConfig => match toml::to_string_pretty(&config) {
             Ok(text) => {
@@ -63,11 +111,99 @@ pub fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Serve | Command::Version => serve(config),
+        Command::Convert(args) => convert(&config, base, &args),
+        Command::Serve | Command::Version => serve(config, base),
     }
 }
 
-fn serve(config: Config) -> ExitCode {
+/// `passerelle convert`: every Bundle on stdout, pretty-printed with its
+/// numbers exactly as the mapper wrote them; every failure on stderr as
+/// `FILE:LINE: SEGMENT-FIELD: detail`, LINE being the line of that segment
+/// in the file. Goes through every file before failing.
+fn convert(config: &Config, base: MapperRegistry, args: &ConvertArgs) -> ExitCode {
+    let InputFormat::Hl7v2 = args.from;
+    let metrics = match Metrics::new(VERSION) {
+        Ok(metrics) => metrics,
+        Err(error) => {
+            eprintln!("passerelle: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let service = match MappingService::with_base(&config.mapping, base, metrics) {
+        Ok(service) => service,
+        Err(error) => {
+            eprintln!("passerelle: invalid configuration: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut failed = false;
+    let scripts_dir = config
+        .mapping
+        .scripts_dir
+        .as_deref()
+        .unwrap_or(Path::new(""));
+    for refused in service.refused_scripts() {
+        failed = true;
+        let line = refused.line.map(|l| format!(":{l}")).unwrap_or_default();
+        eprintln!(
+            "{}{line}: script refused: {}",
+            scripts_dir.join(&refused.file).display(),
+            refused.message
+        );
+    }
+    let mut stdout = std::io::stdout().lock();
+    for path in &args.files {
+        let (name, input) = match read_input(path) {
+            Ok(read) => read,
+            Err(message) => {
+                failed = true;
+                eprintln!("passerelle: {message}");
+                continue;
+            }
+        };
+        for result in service.convert(&input) {
+            match result {
+                Ok(mapped) => {
+                    if let Err(error) = stdout.write_all(pretty_json(&mapped.bundle).as_bytes()) {
+                        eprintln!("passerelle: cannot write to standard output: {error}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+                Err(error) => {
+                    failed = true;
+                    eprintln!("{name}:{}: {error}", error.line_in(&input));
+                }
+            }
+        }
+    }
+    if let Err(error) = stdout.flush() {
+        eprintln!("passerelle: cannot write to standard output: {error}");
+        return ExitCode::FAILURE;
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// The name errors give a file, and its bytes; `-` is standard input.
+fn read_input(path: &Path) -> Result<(String, Vec<u8>), String> {
+    if path.as_os_str() == "-" {
+        let mut input = Vec::new();
+        return match std::io::stdin().lock().read_to_end(&mut input) {
+            Ok(_) => Ok(("<stdin>".to_string(), input)),
+            Err(error) => Err(format!("<stdin>: cannot read: {error}")),
+        };
+    }
+    let name = path.display().to_string();
+    match std::fs::read(path) {
+        Ok(input) => Ok((name, input)),
+        Err(error) => Err(format!("{name}: cannot read: {error}")),
+    }
+}
+
+fn serve(config: Config, base: MapperRegistry) -> ExitCode {
     crate::telemetry::init_logging(&config.log);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -80,7 +216,7 @@ fn serve(config: Config) -> ExitCode {
         }
     };
     runtime.block_on(async move {
-        let running = match runtime::start(config).await {
+        let running = match runtime::start_with_base(config, base).await {
             Ok(running) => running,
             Err(error) => {
                 tracing::error!(error = %error, "passerelle could not start");

@@ -3,12 +3,18 @@
 //! `PASSERELLE_<SECTION>__<KEY>` environment overrides are combined.
 //!
 //! Environment expansion happens here and nowhere else, so that a value seen in
-//! `check-config` is exactly the value the gateway runs with.
+//! `check-config` is exactly the value the gateway runs with. Files the
+//! configuration names (the scripts directory, code map CSVs) are checked
+//! here too, relative paths taken from the configuration file's directory,
+//! so that a broken reference stops the gateway at start (exit 2).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use mappers::hl7v2_fhir::BuiltinConfig;
+use mappers::mapping::{CodeMap, SiteTimeZone};
+use mappers::script::ScriptLimits;
 use serde::{Deserialize, Serialize};
 
 /// Prefix of the environment variables that override configuration keys.
@@ -23,6 +29,7 @@ pub struct Config {
     pub hl7v2: Hl7v2Config,
     pub storage: StorageConfig,
     pub log: LogConfig,
+    pub mapping: MappingConfig,
 }
 
 /// The HTTP listener (FHIR API, HL7 v2 over HTTP, health and metrics).
@@ -149,6 +156,171 @@ impl Default for LogConfig {
     }
 }
 
+/// Mapping to FHIR: the site's settings handed to every mapper, the
+/// built-in mappers' settings, and the script mappers' directory.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MappingConfig {
+    /// IANA zone of HL7 v2 timestamps sent without an offset.
+    pub timezone: TimeZoneName,
+    /// Directory of `*.rhai` script mappers, watched for changes; no
+    /// scripts when absent.
+    pub scripts_dir: Option<PathBuf>,
+    /// How often `scripts_dir` is checked for new, changed or removed
+    /// scripts.
+    pub scripts_poll_interval_ms: u64,
+    /// Identifier system URI per assigning authority or sending facility
+    /// as it appears in messages (PID-3.4, MSH-4).
+    pub identifier_systems: BTreeMap<String, String>,
+    /// CSV code maps, by name.
+    pub code_maps: Vec<CodeMapConfig>,
+    pub builtin: BuiltinConfig,
+    pub script_limits: ScriptLimits,
+}
+
+impl Default for MappingConfig {
+    fn default() -> Self {
+        Self {
+            timezone: TimeZoneName::default(),
+            scripts_dir: None,
+            scripts_poll_interval_ms: 1000,
+            identifier_systems: BTreeMap::new(),
+            code_maps: Vec::new(),
+            builtin: BuiltinConfig::default(),
+            script_limits: ScriptLimits::default(),
+        }
+    }
+}
+
+/// One `[[mapping.code_maps]]` entry: a CSV file
+/// (`source_code,target_code[,display]` per line).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CodeMapConfig {
+    pub name: String,
+    /// Relative paths are relative to the configuration file's directory.
+    pub file: PathBuf,
+    pub target_system: String,
+}
+
+/// A time zone name checked against the IANA database when the
+/// configuration is read, so that a typo is a configuration error with its
+/// line rather than a mapping failure later.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct TimeZoneName(String);
+
+impl TimeZoneName {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn zone(&self) -> Result<SiteTimeZone, String> {
+        SiteTimeZone::named(&self.0)
+    }
+}
+
+impl Default for TimeZoneName {
+    fn default() -> Self {
+        TimeZoneName("Europe/Paris".to_string())
+    }
+}
+
+impl TryFrom<String> for TimeZoneName {
+    type Error = String;
+    fn try_from(name: String) -> Result<Self, String> {
+        SiteTimeZone::named(&name)?;
+        Ok(TimeZoneName(name))
+    }
+}
+
+impl From<TimeZoneName> for String {
+    fn from(name: TimeZoneName) -> String {
+        name.0
+    }
+}
+
+/// A code map that could not be loaded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CodeMapError {
+    #[error("code map `{name}`: {file}: cannot read: {message}")]
+    Read {
+        index: usize,
+        name: String,
+        file: String,
+        message: String,
+    },
+    /// `message` starts with the CSV line (`line N: ...`).
+    #[error("code map `{name}`: {file}: {message}")]
+    Invalid {
+        index: usize,
+        name: String,
+        file: String,
+        message: String,
+    },
+    #[error("code map `{name}` is defined twice")]
+    Duplicate { index: usize, name: String },
+}
+
+impl CodeMapError {
+    /// Position of the entry in `mapping.code_maps`.
+    pub fn index(&self) -> usize {
+        match self {
+            CodeMapError::Read { index, .. }
+            | CodeMapError::Invalid { index, .. }
+            | CodeMapError::Duplicate { index, .. } => *index,
+        }
+    }
+}
+
+impl MappingConfig {
+    /// Reads every code map file, by name.
+    pub fn load_code_maps(&self) -> Result<HashMap<String, CodeMap>, CodeMapError> {
+        let mut maps = HashMap::new();
+        for (index, entry) in self.code_maps.iter().enumerate() {
+            let file = entry.file.display().to_string();
+            if maps.contains_key(&entry.name) {
+                return Err(CodeMapError::Duplicate {
+                    index,
+                    name: entry.name.clone(),
+                });
+            }
+            let text =
+                std::fs::read_to_string(&entry.file).map_err(|error| CodeMapError::Read {
+                    index,
+                    name: entry.name.clone(),
+                    file: file.clone(),
+                    message: error.to_string(),
+                })?;
+            let map = CodeMap::from_csv(&entry.target_system, &text).map_err(|message| {
+                CodeMapError::Invalid {
+                    index,
+                    name: entry.name.clone(),
+                    file,
+                    message,
+                }
+            })?;
+            maps.insert(entry.name.clone(), map);
+        }
+        Ok(maps)
+    }
+
+    /// Makes relative paths relative to `base` (the configuration file's
+    /// directory) rather than to wherever the gateway was started from.
+    fn resolve_paths(&mut self, base: &Path) {
+        if let Some(dir) = &mut self.scripts_dir {
+            if dir.is_relative() {
+                *dir = base.join(&*dir);
+            }
+        }
+        for entry in &mut self.code_maps {
+            if entry.file.is_relative() {
+                entry.file = base.join(&entry.file);
+            }
+        }
+    }
+}
+
 /// Why a configuration could not be loaded; every variant names where the
 /// fault is (file and line, or environment variable).
 #[derive(Debug, thiserror::Error)]
@@ -176,6 +348,15 @@ pub enum ConfigError {
     UnterminatedReference { path: String, line: usize },
     #[error("environment variable `{var}`: {message}")]
     Override { var: String, message: String },
+    /// A value that parsed but does not hold (a missing directory, a bad
+    /// code map file); `origin` is the file and line, or the environment
+    /// variable, it came from.
+    #[error("{origin}, key `{key}`: {message}")]
+    Setting {
+        origin: String,
+        key: String,
+        message: String,
+    },
 }
 
 impl Config {
@@ -196,14 +377,28 @@ impl Config {
             }
             None => ("<defaults>".to_string(), String::new()),
         };
-        Self::from_toml(&name, &text, env)
+        let base = path.map(|p| match p.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+            _ => PathBuf::from("."),
+        });
+        Self::parse(&name, &text, env, base.as_deref())
     }
 
-    /// Parses `text` (named `name` in errors) and applies overrides from `env`.
+    /// Parses `text` (named `name` in errors) and applies overrides from
+    /// `env`; relative paths stay relative to the working directory.
     pub fn from_toml(
         name: &str,
         text: &str,
         env: &BTreeMap<String, String>,
+    ) -> Result<Config, ConfigError> {
+        Self::parse(name, text, env, None)
+    }
+
+    fn parse(
+        name: &str,
+        text: &str,
+        env: &BTreeMap<String, String>,
+        base: Option<&Path>,
     ) -> Result<Config, ConfigError> {
         let expanded = expand_env(name, text, env)?;
         // Deserialising the text itself (not a value tree) keeps spans, so
@@ -221,8 +416,107 @@ impl Config {
                 message: err.message().trim().to_string(),
             }
         })?;
-        apply_overrides(config, env)
+        let mut config = config;
+        if let Some(base) = base {
+            // Before the overrides: a path from the environment is relative
+            // to the working directory, like any command-line path.
+            config.mapping.resolve_paths(base);
+        }
+        let config = apply_overrides(config, env)?;
+        validate(&config, name, &expanded, env)?;
+        Ok(config)
     }
+}
+
+/// Checks what deserialising cannot: that files and directories named by
+/// the configuration exist and read correctly.
+fn validate(
+    config: &Config,
+    name: &str,
+    text: &str,
+    env: &BTreeMap<String, String>,
+) -> Result<(), ConfigError> {
+    let mapping = &config.mapping;
+    if let Some(dir) = &mapping.scripts_dir {
+        if !dir.is_dir() {
+            return Err(ConfigError::Setting {
+                origin: origin(name, text, env, "mapping", "scripts_dir", 0),
+                key: "mapping.scripts_dir".to_string(),
+                message: format!("{}: not a directory", dir.display()),
+            });
+        }
+    }
+    mapping.load_code_maps().map_err(|error| {
+        let index = error.index();
+        let key = match error {
+            CodeMapError::Duplicate { .. } => "name",
+            _ => "file",
+        };
+        ConfigError::Setting {
+            origin: origin(name, text, env, "mapping.code_maps", key, index),
+            key: format!("mapping.code_maps[{index}].{key}"),
+            message: error.to_string(),
+        }
+    })?;
+    Ok(())
+}
+
+/// Where a key's value came from: its environment override when set, else
+/// the file and the line of `key` in the `index`-th `[section]` (or
+/// `[[section]]`) table.
+fn origin(
+    name: &str,
+    text: &str,
+    env: &BTreeMap<String, String>,
+    section: &str,
+    key: &str,
+    index: usize,
+) -> String {
+    let var = format!(
+        "{ENV_PREFIX}{}__{}",
+        section.replace('.', "__").to_ascii_uppercase(),
+        key.to_ascii_uppercase()
+    );
+    if env.contains_key(&var) {
+        return format!("environment variable `{var}`");
+    }
+    match key_line(text, section, key, index) {
+        Some(line) => format!("{name}: line {line}"),
+        None => name.to_string(),
+    }
+}
+
+/// The 1-based line of `key = ...` in the `index`-th table named `section`.
+fn key_line(text: &str, section: &str, key: &str, index: usize) -> Option<usize> {
+    let mut tables_seen = 0usize;
+    let mut inside = false;
+    for (number, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.starts_with('[') {
+            let header = line
+                .trim_start_matches('[')
+                .split(']')
+                .next()
+                .unwrap_or("")
+                .trim();
+            if header == section {
+                tables_seen += 1;
+                inside = tables_seen == index + 1;
+            } else {
+                inside = false;
+            }
+            continue;
+        }
+        if inside {
+            let found = line
+                .split_once('=')
+                .is_some_and(|(k, _)| k.trim().trim_matches('"') == key);
+            if found {
+                return Some(number + 1);
+            }
+        }
+    }
+    None
 }
 
 /// Applies `PASSERELLE_<SECTION>__<KEY>=value` variables. The value is read as
@@ -271,11 +565,15 @@ fn parse_override_value(raw: &str) -> toml::Value {
     }
 }
 
+/// Keys whose default is "absent", which an override may still set.
+const OPTIONAL_KEYS: &[&str] = &["public_base_url", "scripts_dir", "code_map"];
+
 fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> Result<(), String> {
     match path {
         [] => Err("empty key".to_string()),
         [key] => {
-            if !table.contains_key(key) && !matches!(key.as_str(), "public_base_url") {
+            // Optional keys are absent from the serialised defaults.
+            if !table.contains_key(key) && !OPTIONAL_KEYS.contains(&key.as_str()) {
                 return Err(format!("unknown configuration key `{key}`"));
             }
             table.insert(key.clone(), value);
@@ -497,5 +795,143 @@ mod tests {
         let err =
             Config::from_toml("gw.toml", "", &env(&[("PASSERELLE_HTTP__LISTN", "x")])).unwrap_err();
         assert!(err.to_string().contains("PASSERELLE_HTTP__LISTN"), "{err}");
+    }
+
+    #[test]
+    fn mapping_defaults() {
+        let config = Config::load(None, &env(&[])).unwrap();
+        assert_eq!(config.mapping.timezone.as_str(), "Europe/Paris");
+        assert_eq!(config.mapping.scripts_dir, None);
+        assert_eq!(config.mapping.scripts_poll_interval_ms, 1000);
+        assert!(config.mapping.code_maps.is_empty());
+    }
+
+    #[test]
+    fn unknown_time_zone_is_named_with_its_line() {
+        let text = "[mapping]\ntimezone = \"Europe/Parsi\"\n";
+        let err = Config::from_toml("gw.toml", text, &env(&[])).unwrap_err();
+        let message = err.to_string();
+        assert!(message.contains("gw.toml: line 2"), "{message}");
+        assert!(message.contains("mapping.timezone"), "{message}");
+        assert!(message.contains("Europe/Parsi"), "{message}");
+    }
+
+    #[test]
+    fn time_zone_override_from_the_environment() {
+        let config = Config::from_toml(
+            "gw.toml",
+            "",
+            &env(&[("PASSERELLE_MAPPING__TIMEZONE", "America/Cayenne")]),
+        )
+        .unwrap();
+        assert_eq!(config.mapping.timezone.as_str(), "America/Cayenne");
+        let err = Config::from_toml(
+            "gw.toml",
+            "",
+            &env(&[("PASSERELLE_MAPPING__TIMEZONE", "Nowhere/Land")]),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("PASSERELLE_MAPPING__TIMEZONE"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn mapping_tables_and_relative_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("scripts")).unwrap();
+        std::fs::write(dir.path().join("lab.csv"), "GLU,2345-7,Glucose\n").unwrap();
+        let path = dir.path().join("gw.toml");
+        std::fs::write(
+            &path,
+            "[mapping]\nscripts_dir = \"scripts\"\nscripts_poll_interval_ms = 100\n\n\
+             [mapping.identifier_systems]\n\"CHU-NANTES\" = \"urn:oid:1.2.250.1.71.4.2.7\"\n\n\
+             [[mapping.code_maps]]\nname = \"lab-loinc\"\nfile = \"lab.csv\"\ntarget_system = \"http://loinc.org\"\n\n\
+             [mapping.builtin.adt]\nenabled = false\n\n[mapping.script_limits]\nmax_call_depth = 8\n",
+        )
+        .unwrap();
+        let config = Config::load(Some(&path), &env(&[])).unwrap();
+        let mapping = &config.mapping;
+        assert_eq!(mapping.scripts_dir, Some(dir.path().join("scripts")));
+        assert_eq!(mapping.scripts_poll_interval_ms, 100);
+        assert_eq!(
+            mapping.identifier_systems["CHU-NANTES"],
+            "urn:oid:1.2.250.1.71.4.2.7"
+        );
+        assert_eq!(mapping.code_maps[0].file, dir.path().join("lab.csv"));
+        assert!(!mapping.builtin.adt.enabled);
+        assert_eq!(mapping.script_limits.max_call_depth, 8);
+        let maps = mapping.load_code_maps().unwrap();
+        assert_eq!(
+            maps["lab-loinc"].lookup("GLU"),
+            Some(("2345-7", Some("Glucose")))
+        );
+        // The effective settings print and read back the same.
+        let printed = toml::to_string_pretty(&config).unwrap();
+        let again = Config::from_toml("printed", &printed, &env(&[])).unwrap();
+        assert_eq!(again, config);
+    }
+
+    #[test]
+    fn bad_code_map_names_the_csv_line_and_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("good.csv"), "A,1\n").unwrap();
+        std::fs::write(dir.path().join("bad.csv"), "A,1\n\nbroken\n").unwrap();
+        let path = dir.path().join("gw.toml");
+        std::fs::write(
+            &path,
+            "[[mapping.code_maps]]\nname = \"one\"\nfile = \"good.csv\"\ntarget_system = \"urn:x\"\n\n\
+             [[mapping.code_maps]]\nname = \"two\"\nfile = \"bad.csv\"\ntarget_system = \"urn:x\"\n",
+        )
+        .unwrap();
+        let message = Config::load(Some(&path), &env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("gw.toml: line 8"), "{message}");
+        assert!(message.contains("mapping.code_maps[1].file"), "{message}");
+        assert!(message.contains("bad.csv: line 3"), "{message}");
+
+        std::fs::write(
+            &path,
+            "[[mapping.code_maps]]\nname = \"one\"\nfile = \"missing.csv\"\ntarget_system = \"urn:x\"\n",
+        )
+        .unwrap();
+        let message = Config::load(Some(&path), &env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("missing.csv"), "{message}");
+        assert!(message.contains("cannot read"), "{message}");
+    }
+
+    #[test]
+    fn missing_scripts_dir_is_an_error() {
+        let text = "[mapping]\nscripts_dir = \"/nonexistent/passerelle-scripts\"\n";
+        let message = Config::from_toml("gw.toml", text, &env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("gw.toml: line 2"), "{message}");
+        assert!(message.contains("mapping.scripts_dir"), "{message}");
+        let message = Config::from_toml(
+            "gw.toml",
+            "",
+            &env(&[("PASSERELLE_MAPPING__SCRIPTS_DIR", "/nonexistent/x")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            message.contains("PASSERELLE_MAPPING__SCRIPTS_DIR"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn unknown_mapping_keys_are_refused() {
+        let text = "[mapping.builtin.adt]\nenabeld = true\n";
+        let message = Config::from_toml("gw.toml", text, &env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("line 2"), "{message}");
+        assert!(message.contains("enabeld"), "{message}");
     }
 }

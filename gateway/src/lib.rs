@@ -12,6 +12,7 @@ pub mod config;
 pub mod fhir;
 pub mod http;
 pub mod intake;
+pub mod mapping;
 pub mod mllp;
 pub mod runtime;
 pub mod storage;

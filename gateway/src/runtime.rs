@@ -11,6 +11,7 @@ use crate::config::Config;
 use crate::fhir::capability::CapabilityInputs;
 use crate::http::AppState;
 use crate::intake::Intake;
+use crate::mapping::{MappingService, MappingSetupError};
 use crate::storage::journal::Journal;
 use crate::storage::{Storage, StorageError};
 use crate::telemetry::metrics::{Metrics, MetricsError};
@@ -29,6 +30,10 @@ pub enum StartError {
     },
     #[error(transparent)]
     Metrics(#[from] MetricsError),
+    #[error(transparent)]
+    Mapping(#[from] MappingSetupError),
+    #[error("the mapping setup task failed")]
+    MappingTask,
 }
 
 /// A started gateway: its bound addresses and the handle that stops it.
@@ -47,9 +52,30 @@ impl Running {
 }
 
 pub async fn start(config: Config) -> Result<Running, StartError> {
+    let base = mappers::hl7v2_fhir::builtin_registry(&config.mapping.builtin);
+    start_with_base(config, base).await
+}
+
+/// As [`start`], with `base` as the mappers under the scripts (the
+/// built-ins with a custom build's own mappers, see
+/// `mapping::base_registry`).
+pub async fn start_with_base(
+    config: Config,
+    base: mappers::mapping::MapperRegistry,
+) -> Result<Running, StartError> {
     let storage = Storage::open(&config.storage.data_dir)?;
     let metrics = Metrics::new(VERSION)?;
     let journal = Journal::start(&storage, metrics.clone())?;
+    // Scripts are compiled here, before any listener accepts: the first
+    // message is mapped by the scripts in the directory at start. A script
+    // that does not compile is refused and reported, and startup goes on.
+    let mapping = {
+        let config = config.mapping.clone();
+        let metrics = metrics.clone();
+        tokio::task::spawn_blocking(move || MappingService::with_base(&config, base, metrics))
+            .await
+            .map_err(|_| StartError::MappingTask)??
+    };
     let intake = Intake::new(journal, metrics.clone(), config.hl7v2.accept_acks);
     let (http_listener, http_addr) = bind("http", config.http.listen).await?;
     let (mllp_listener, mllp_addr) = if config.mllp.enabled {
@@ -64,6 +90,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         metrics,
         storage,
         intake: intake.clone(),
+        mapping: mapping.clone(),
         max_body_bytes: http_config.max_body_bytes,
         capability: CapabilityInputs {
             base_url: http_config.base_url(),
@@ -81,6 +108,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         http_config,
         shutdown.clone(),
     ));
+    tasks.spawn(mapping.watch_scripts(shutdown.clone()));
     if let Some(listener) = mllp_listener {
         tasks.spawn(crate::mllp::listener::run(
             listener,

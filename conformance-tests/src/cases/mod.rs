@@ -3,6 +3,7 @@
 
 mod fhir_api;
 mod hl7v2;
+pub mod mapping;
 mod operations;
 
 use std::future::Future;
@@ -22,5 +23,6 @@ pub fn all() -> Vec<Case> {
     cases.extend(operations::cases());
     cases.extend(fhir_api::cases());
     cases.extend(hl7v2::cases());
+    cases.extend(mapping::cases());
     cases
 }

@@ -16,6 +16,14 @@ pub struct CapabilityInputs {
     pub formats: Vec<&'static str>,
 }
 
+/// Where the `$convert-data` OperationDefinition is served, below the base
+/// URL; its canonical URL is this instance's.
+pub const CONVERT_DATA_DEFINITION_PATH: &str = "/fhir/OperationDefinition/convert-data";
+
+pub fn convert_data_definition_url(base_url: &str) -> String {
+    format!("{base_url}{CONVERT_DATA_DEFINITION_PATH}")
+}
+
 pub fn capability_statement(inputs: &CapabilityInputs) -> Value {
     json!({
         "resourceType": "CapabilityStatement",
@@ -36,6 +44,11 @@ pub fn capability_statement(inputs: &CapabilityInputs) -> Value {
         "rest": [{
             "mode": "server",
             "documentation": "Capabilities of this Passerelle instance. Resource interactions are listed as they are implemented; any other interaction answers 405 with an OperationOutcome.",
+            "operation": [{
+                "name": "convert-data",
+                "definition": convert_data_definition_url(&inputs.base_url),
+                "documentation": "POST /fhir/$convert-data: one HL7 v2 message (a Parameters resource with inputData and inputDataType = Hl7v2, or the ER7 text as x-application/hl7-v2+er7) to its FHIR R4 transaction Bundle, with the mappers in force; nothing is stored.",
+            }],
         }]
     })
 }
@@ -57,5 +70,11 @@ mod tests {
         assert_eq!(value["kind"], "instance");
         assert_eq!(value["rest"][0]["mode"], "server");
         assert_eq!(value["implementation"]["url"], "http://127.0.0.1:8080/fhir");
+        let operation = &value["rest"][0]["operation"][0];
+        assert_eq!(operation["name"], "convert-data");
+        assert_eq!(
+            operation["definition"],
+            "http://127.0.0.1:8080/fhir/OperationDefinition/convert-data"
+        );
     }
 }

@@ -7,9 +7,12 @@ use http::header::{HeaderValue, ALLOW, CONTENT_TYPE, RETRY_AFTER};
 use http::{Response, StatusCode};
 use http_body_util::Full;
 
+use mappers::mapping::MappingErrorKind;
+
 use super::{BoxError, ResponseBody};
 use crate::fhir::negotiate::{Format, NotAcceptable};
 use crate::fhir::outcome::{IssueType, Outcome};
+use crate::mapping::ConvertError;
 
 /// A request body was larger than `http.max_body_bytes`.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +42,13 @@ pub enum ApiError {
     },
     #[error("{0}")]
     BadRequest(String),
+    /// A request parameter value the operation does not support (400
+    /// `not-supported`, where `BadRequest` is `invalid`).
+    #[error("{0}")]
+    UnsupportedParameter(String),
+    /// A message could not be read or mapped (`$convert-data`).
+    #[error(transparent)]
+    Convert(#[from] ConvertError),
     #[error(transparent)]
     PayloadTooLarge(#[from] PayloadTooLarge),
     #[error("could not read the request body")]
@@ -63,6 +73,21 @@ impl ApiError {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, IssueType::NotSupported)
             }
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, IssueType::Invalid),
+            ApiError::UnsupportedParameter(_) => (StatusCode::BAD_REQUEST, IssueType::NotSupported),
+            ApiError::Convert(ConvertError::Unreadable { .. }) => {
+                (StatusCode::BAD_REQUEST, IssueType::Structure)
+            }
+            ApiError::Convert(ConvertError::Mapping { error, .. }) => {
+                let issue = match error.kind {
+                    MappingErrorKind::RequiredFieldMissing => IssueType::Required,
+                    MappingErrorKind::InvalidValue => IssueType::Value,
+                    MappingErrorKind::Unsupported => IssueType::NotSupported,
+                    // `processing`, which `IssueType` lacks, is set in
+                    // `into_response`.
+                    MappingErrorKind::Internal => IssueType::Exception,
+                };
+                (StatusCode::UNPROCESSABLE_ENTITY, issue)
+            }
             ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, IssueType::TooLong),
             ApiError::BodyRead => (StatusCode::BAD_REQUEST, IssueType::Structure),
             ApiError::StorageUnavailable => (StatusCode::SERVICE_UNAVAILABLE, IssueType::Transient),
@@ -72,6 +97,9 @@ impl ApiError {
     }
 
     pub fn into_response(self) -> Response<ResponseBody> {
+        if let ApiError::Convert(error) = &self {
+            return convert_error_response(self.outcome(), error);
+        }
         let mut response = outcome_response(&self.outcome());
         if let ApiError::MethodNotAllowed { allow, .. } = self {
             response
@@ -115,6 +143,38 @@ pub fn layer_error_response(error: BoxError) -> Response<ResponseBody> {
     ApiError::Internal.into_response()
 }
 
+/// A conversion error as an OperationOutcome whose issue says where in the
+/// message the fault is (`expression` and, for R4 clients that still read
+/// it, `location`: `["PID-3"]`), with the `processing` code for a mapper
+/// that failed on its own.
+fn convert_error_response(outcome: Outcome, error: &ConvertError) -> Response<ResponseBody> {
+    let mut json = outcome.to_json();
+    if let Some(issue) = json
+        .get_mut("issue")
+        .and_then(|issues| issues.get_mut(0))
+        .and_then(serde_json::Value::as_object_mut)
+    {
+        let internal = matches!(
+            error,
+            ConvertError::Mapping { error, .. } if error.kind == MappingErrorKind::Internal
+        );
+        if internal {
+            issue.insert("code".into(), "processing".into());
+        }
+        if let Some(location) = error.location() {
+            issue.insert("location".into(), serde_json::json!([location]));
+            issue.insert("expression".into(), serde_json::json!([location]));
+        }
+    }
+    let mut response = Response::new(Full::new(bytes::Bytes::from(json.to_string())));
+    *response.status_mut() = outcome.status;
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static(Format::Json.content_type()),
+    );
+    response
+}
+
 /// An OperationOutcome response in JSON (errors are written as JSON even when
 /// the client asked for a format the gateway cannot write).
 pub fn outcome_response(outcome: &Outcome) -> Response<ResponseBody> {
@@ -152,6 +212,52 @@ mod tests {
             layer_error_response(other).status(),
             StatusCode::INTERNAL_SERVER_ERROR
         );
+    }
+
+    fn body_json(response: Response<ResponseBody>) -> serde_json::Value {
+        use http_body_util::BodyExt;
+        let bytes = futures_util::FutureExt::now_or_never(response.into_body().collect())
+            .unwrap()
+            .unwrap()
+            .to_bytes();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    #[test]
+    fn conversion_errors_are_located_outcomes() {
+        use mappers::mapping::MappingError;
+        let response = ApiError::from(ConvertError::Mapping {
+            error: MappingError::missing("PID", 3, "a patient identifier"),
+            offset: 0,
+        })
+        .into_response();
+        assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        let json = body_json(response);
+        let issue = &json["issue"][0];
+        assert_eq!(issue["code"], "required");
+        assert_eq!(issue["expression"][0], "PID-3");
+        assert_eq!(issue["location"][0], "PID-3");
+        assert_eq!(
+            issue["diagnostics"],
+            "PID-3: a patient identifier is required"
+        );
+
+        let response = ApiError::from(ConvertError::Mapping {
+            error: MappingError::internal("script.rhai:3: boom"),
+            offset: 0,
+        })
+        .into_response();
+        let json = body_json(response);
+        assert_eq!(json["issue"][0]["code"], "processing");
+        assert!(json["issue"][0].get("expression").is_none());
+
+        let response = ApiError::from(ConvertError::Mapping {
+            error: MappingError::unsupported("no mapper handles ZZZ^Z01"),
+            offset: 0,
+        })
+        .into_response();
+        assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(body_json(response)["issue"][0]["code"], "not-supported");
     }
 
     #[test]

@@ -11,6 +11,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Body;
 use tower::Service;
 
+use super::convert;
 use super::error::{ApiError, PayloadTooLarge};
 use super::layers::BoxFuture;
 use super::routes::Route;
@@ -80,7 +81,7 @@ where
 }
 
 /// Media types accepted for HL7 v2 ER7 bodies.
-const HL7V2_MEDIA_TYPES: &[&str] = &[
+pub const HL7V2_MEDIA_TYPES: &[&str] = &[
     "x-application/hl7-v2+er7",
     "application/hl7-v2",
     "application/hl7-v2+er7",
@@ -212,6 +213,24 @@ where
             }
             _ => Err(not_allowed(&method, "GET, HEAD")),
         },
+        Route::FhirSystemOperation
+            if request.uri().path().trim_end_matches('/') == convert::OPERATION_PATH =>
+        {
+            match method {
+                Method::POST => convert::convert_data(&state, request).await,
+                _ => Err(not_allowed(&method, "POST")),
+            }
+        }
+        Route::FhirTypeChild
+            if request.uri().path().trim_end_matches('/') == convert::DEFINITION_PATH =>
+        {
+            match method {
+                Method::GET | Method::HEAD => {
+                    Ok(convert::definition_response(&state.capability.base_url))
+                }
+                _ => Err(not_allowed(&method, "GET, HEAD")),
+            }
+        }
         Route::FhirBase | Route::FhirType | Route::FhirTypeChild => {
             Err(ApiError::MethodNotAllowed {
                 interaction: format!("{} on {}", method.as_str(), route.label()),
@@ -238,7 +257,7 @@ fn fhir_response(
     }
 }
 
-fn json_response(
+pub fn json_response(
     status: StatusCode,
     content_type: &'static str,
     body: Bytes,

@@ -2,6 +2,7 @@
 //! tower stack (request IDs, telemetry, the error edge, load shedding,
 //! concurrency limit, timeout, body limit) before reaching the router.
 
+pub mod convert;
 pub mod error;
 pub mod handlers;
 pub mod layers;
@@ -15,6 +16,7 @@ use http_body_util::Full;
 
 use crate::fhir::capability::CapabilityInputs;
 use crate::intake::Intake;
+use crate::mapping::MappingService;
 use crate::storage::Storage;
 use crate::telemetry::metrics::Metrics;
 
@@ -27,6 +29,7 @@ pub struct AppState {
     pub metrics: Metrics,
     pub storage: Storage,
     pub intake: Intake,
+    pub mapping: MappingService,
     pub max_body_bytes: usize,
     pub capability: CapabilityInputs,
     /// False while starting and once shutdown has begun, so `/ready` tells a

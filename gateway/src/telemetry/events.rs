@@ -33,3 +33,146 @@ impl HttpRequestCompleted<'_> {
             .observe(self.elapsed.as_secs_f64());
     }
 }
+
+/// A script mapper file compiled and serves from the next registry swap on.
+pub struct ScriptLoaded<'a> {
+    pub file: &'a str,
+    /// First hex digits of the file's SHA-256, to tell versions apart.
+    pub sha256_prefix: &'a str,
+    /// Whether an earlier version of the file was serving.
+    pub replaced: bool,
+}
+
+impl ScriptLoaded<'_> {
+    pub fn emit(&self, metrics: &Metrics) {
+        tracing::info!(
+            script = self.file,
+            sha256 = self.sha256_prefix,
+            replaced = self.replaced,
+            "mapping script loaded"
+        );
+        metrics
+            .mapping_script_reloads
+            .with_label_values(&["loaded"])
+            .inc();
+    }
+}
+
+/// A script mapper file was refused: it does not compile, or it claims a
+/// message type another script already claims. The reason is about the
+/// script, never about a message.
+pub struct ScriptRefused<'a> {
+    pub file: &'a str,
+    pub line: Option<usize>,
+    pub reason: &'a str,
+    /// Whether the previous version of the file keeps serving.
+    pub previous_kept: bool,
+}
+
+impl ScriptRefused<'_> {
+    /// Compiler messages can be long; the log line keeps their start.
+    const MAX_REASON_CHARS: usize = 300;
+
+    pub fn emit(&self, metrics: &Metrics) {
+        let reason: String = self.reason.chars().take(Self::MAX_REASON_CHARS).collect();
+        tracing::warn!(
+            script = self.file,
+            line = self.line,
+            reason = %reason,
+            previous_kept = self.previous_kept,
+            "mapping script refused"
+        );
+        metrics
+            .mapping_script_reloads
+            .with_label_values(&["refused"])
+            .inc();
+    }
+}
+
+/// A script mapper file disappeared from the scripts directory.
+pub struct ScriptRemoved<'a> {
+    pub file: &'a str,
+}
+
+impl ScriptRemoved<'_> {
+    pub fn emit(&self, metrics: &Metrics) {
+        tracing::info!(script = self.file, "mapping script removed");
+        metrics
+            .mapping_script_reloads
+            .with_label_values(&["removed"])
+            .inc();
+    }
+}
+
+/// The scripts directory could not be read; the scripts in force stay.
+pub struct ScriptsDirUnreadable<'a> {
+    pub dir: &'a str,
+    pub error: &'a str,
+}
+
+impl ScriptsDirUnreadable<'_> {
+    pub fn emit(&self, metrics: &Metrics) {
+        tracing::warn!(
+            dir = self.dir,
+            error = self.error,
+            "mapping scripts directory unreadable; scripts in force are kept"
+        );
+        metrics
+            .mapping_script_reloads
+            .with_label_values(&["error"])
+            .inc();
+    }
+}
+
+/// A new mapper registry (built-ins plus scripts) took over.
+pub struct MappersSwapped {
+    pub scripts_loaded: usize,
+    pub mappers: usize,
+}
+
+impl MappersSwapped {
+    pub fn emit(&self, metrics: &Metrics) {
+        tracing::info!(
+            scripts_loaded = self.scripts_loaded,
+            selectors = self.mappers,
+            "mapper registry swapped"
+        );
+        metrics
+            .mapping_scripts_loaded
+            .set(i64::try_from(self.scripts_loaded).unwrap_or(i64::MAX));
+    }
+}
+
+/// One message went through mapping. `location` is a field reference such
+/// as `PID-3`; neither the message nor the error detail is logged, since a
+/// script's error text may quote the message.
+pub struct MessageMapped<'a> {
+    pub mapper: &'a str,
+    /// `ok`, or the failure kind: `unreadable`, `required`, `invalid`,
+    /// `unsupported`, `internal`.
+    pub outcome: &'static str,
+    pub control_id: &'a str,
+    pub location: Option<&'a str>,
+    pub elapsed: Duration,
+}
+
+impl MessageMapped<'_> {
+    pub fn emit(&self, metrics: &Metrics) {
+        tracing::info!(
+            mapper = self.mapper,
+            outcome = self.outcome,
+            control_id = self.control_id,
+            location = self.location,
+            elapsed_ms = self.elapsed.as_secs_f64() * 1000.0,
+            "message mapped"
+        );
+        metrics
+            .mappings
+            .with_label_values(&[self.mapper, self.outcome])
+            .inc();
+        metrics
+            .mapping_duration
+            .with_label_values(&[self.mapper])
+            .observe(self.elapsed.as_secs_f64());
+    }
+}

@@ -18,6 +18,10 @@ pub struct Metrics {
     pub hl7v2_ack_duration: HistogramVec,
     pub mllp_connections: IntGauge,
     pub journal_commit_batch: HistogramVec,
+    pub mapping_scripts_loaded: IntGauge,
+    pub mapping_script_reloads: IntCounterVec,
+    pub mappings: IntCounterVec,
+    pub mapping_duration: HistogramVec,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -85,6 +89,34 @@ impl Metrics {
             ]),
             &["backend"],
         )?;
+        let mapping_scripts_loaded = IntGauge::new(
+            "passerelle_mapping_scripts_loaded",
+            "Script mappers currently serving.",
+        )?;
+        let mapping_script_reloads = IntCounterVec::new(
+            Opts::new(
+                "passerelle_mapping_script_reloads_total",
+                "Script mapper files examined after a change, by outcome (loaded, refused, removed, error).",
+            ),
+            &["outcome"],
+        )?;
+        let mappings = IntCounterVec::new(
+            Opts::new(
+                "passerelle_mappings_total",
+                "Messages mapped to FHIR, by mapper and outcome.",
+            ),
+            &["mapper", "outcome"],
+        )?;
+        let mapping_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "passerelle_mapping_duration_seconds",
+                "Time to map one message to FHIR, by mapper.",
+            )
+            .buckets(vec![
+                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+            ]),
+            &["mapper"],
+        )?;
         registry.register(Box::new(http_requests.clone()))?;
         registry.register(Box::new(http_request_duration.clone()))?;
         registry.register(Box::new(http_in_flight.clone()))?;
@@ -92,6 +124,10 @@ impl Metrics {
         registry.register(Box::new(hl7v2_ack_duration.clone()))?;
         registry.register(Box::new(mllp_connections.clone()))?;
         registry.register(Box::new(journal_commit_batch.clone()))?;
+        registry.register(Box::new(mapping_scripts_loaded.clone()))?;
+        registry.register(Box::new(mapping_script_reloads.clone()))?;
+        registry.register(Box::new(mappings.clone()))?;
+        registry.register(Box::new(mapping_duration.clone()))?;
         Ok(Self {
             registry,
             http_requests,
@@ -101,6 +137,10 @@ impl Metrics {
             hl7v2_ack_duration,
             mllp_connections,
             journal_commit_batch,
+            mapping_scripts_loaded,
+            mapping_script_reloads,
+            mappings,
+            mapping_duration,
         })
     }
 

@@ -166,3 +166,125 @@ pub fn http_request(addr: SocketAddr, raw: &[u8]) -> Option<String> {
     stream.read_to_end(&mut response).ok()?;
     Some(String::from_utf8_lossy(&response).into_owned())
 }
+
+/// A parsed HTTP/1.1 response (from a `Connection: close` exchange).
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    /// Header lines, names lower-cased.
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn parse(raw: &str) -> Reply {
+        let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((raw, ""));
+        let mut lines = head.split("\r\n");
+        let status = lines
+            .next()
+            .and_then(|l| l.split(' ').nth(1))
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("no status line in {raw:?}"));
+        let headers = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+            .collect();
+        Reply {
+            status,
+            headers,
+            body: body.to_string(),
+        }
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", self.body))
+    }
+}
+
+/// POSTs `body` with `content_type` and returns the parsed reply.
+pub fn http_post(addr: SocketAddr, path: &str, content_type: &str, body: &[u8]) -> Reply {
+    let mut raw = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    raw.extend_from_slice(body);
+    let response = http_request(addr, &raw).expect("HTTP exchange");
+    Reply::parse(&response)
+}
+
+/// GETs `path` and returns the parsed reply.
+pub fn http_get_reply(addr: SocketAddr, path: &str) -> Reply {
+    Reply::parse(&http_get(addr, path).expect("HTTP exchange"))
+}
+
+/// The `/metrics` text.
+pub fn metrics_text(addr: SocketAddr) -> String {
+    http_get_reply(addr, "/metrics").body
+}
+
+/// A FHIR `Parameters` body for `$convert-data` (Microsoft's contract).
+pub fn convert_parameters(message: &str, data_type: &str) -> Vec<u8> {
+    serde_json::json!({
+        "resourceType": "Parameters",
+        "parameter": [
+            { "name": "inputData", "valueString": message },
+            { "name": "inputDataType", "valueString": data_type },
+            { "name": "templateCollectionReference", "valueString": "microsofthealth/fhirconverter:default" },
+            { "name": "rootTemplate", "valueString": "ADT_A01" }
+        ]
+    })
+    .to_string()
+    .into_bytes()
+}
+
+/// A script mapper for `selector` that builds a one-Observation Bundle whose
+/// value is `decimal(value)` (so that the exact text of numbers can be
+/// checked), and throws when PID-5.1 is `THROW`.
+pub fn observation_script(selector: &str, value: &str) -> String {
+    format!(
+        r#"const SELECTORS = ["{selector}"];
+fn map(msg, ctx) {{
+    if msg.get("PID-5.1") == "THROW" {{
+        throw "asked to fail";
+    }}
+    #{{
+        resourceType: "Bundle",
+        type: "transaction",
+        entry: [#{{
+            fullUrl: "urn:uuid:0b0d5d3e-8c1f-4d8a-9d6e-2f7d2e1f0a11",
+            resource: #{{
+                resourceType: "Observation",
+                status: "final",
+                code: #{{ text: "test" }},
+                valueQuantity: #{{ value: decimal("{value}") }}
+            }},
+            request: #{{ method: "POST", url: "Observation" }}
+        }}]
+    }}
+}}
+"#
+    )
+}
+
+/// Waits up to `timeout` for `check` to hold, polling every 50 ms.
+pub fn eventually(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if check() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -64,7 +64,10 @@ fn pam_fr_admission() {
     assert_eq!(patient["name"][0]["use"], "official");
     assert_eq!(patient["name"][0]["family"], "PAT-TROIS");
     // INS rules: PID-5.3 of the birth name is the list of birth given names.
-    assert_eq!(patient["name"][0]["given"], serde_json::json!(["DOMINIQUE"]));
+    assert_eq!(
+        patient["name"][0]["given"],
+        serde_json::json!(["DOMINIQUE"])
+    );
     assert_eq!(
         patient["name"][0]["extension"][0]["valueString"],
         "DOMINIQUE"
