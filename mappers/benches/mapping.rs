@@ -48,7 +48,10 @@ fn bench_mapping(c: &mut Criterion) {
     let oru = oru_r01();
     let mut group = c.benchmark_group("hl7v2_to_fhir");
     group.throughput(Throughput::Elements(1));
-    for (name, raw) in [("adt_a01_pam_fr", ADT_A01), ("oru_r01_10_obx", oru.as_str())] {
+    for (name, raw) in [
+        ("adt_a01_pam_fr", ADT_A01),
+        ("oru_r01_10_obx", oru.as_str()),
+    ] {
         // Fail loudly rather than time an error path.
         let message = Message::parse(raw.as_bytes()).expect("sample parses");
         registry

@@ -34,7 +34,9 @@ fn map(raw: &str, with_script: bool) -> Value {
         site: &site,
         now: "2026-11-23T10:00:00Z",
     };
-    let mapped = registry.map(SourceMessage::Hl7v2(&message), &context).unwrap();
+    let mapped = registry
+        .map(SourceMessage::Hl7v2(&message), &context)
+        .unwrap();
     serde_json::from_str(&mapped.bundle).unwrap()
 }
 
@@ -62,7 +64,10 @@ fn the_worked_example_adds_the_consent_extension() {
     let mut without = adjusted.clone();
     for entry in without["entry"].as_array_mut().unwrap() {
         if entry["resource"]["resourceType"] == "Patient" {
-            entry["resource"].as_object_mut().unwrap().remove("extension");
+            entry["resource"]
+                .as_object_mut()
+                .unwrap()
+                .remove("extension");
         }
     }
     assert_eq!(without, plain);
