@@ -446,7 +446,7 @@ fn validate(
             });
         }
     }
-    mapping.load_code_maps().map_err(|error| {
+    let maps = mapping.load_code_maps().map_err(|error| {
         let index = error.index();
         let key = match error {
             CodeMapError::Duplicate { .. } => "name",
@@ -458,6 +458,17 @@ fn validate(
             message: error.to_string(),
         }
     })?;
+    // A mapper naming a code map that does not exist would fail every
+    // message it maps: refuse it here, where the line can be named.
+    if let Some(wanted) = &mapping.builtin.oru.code_map {
+        if !maps.contains_key(wanted) {
+            return Err(ConfigError::Setting {
+                origin: origin(name, text, env, "mapping.builtin.oru", "code_map", 0),
+                key: "mapping.builtin.oru.code_map".to_string(),
+                message: format!("no code map named `{wanted}` in [[mapping.code_maps]]"),
+            });
+        }
+    }
     Ok(())
 }
 
@@ -902,6 +913,34 @@ mod tests {
             .to_string();
         assert!(message.contains("missing.csv"), "{message}");
         assert!(message.contains("cannot read"), "{message}");
+    }
+
+    #[test]
+    fn a_code_map_named_by_a_mapper_must_exist() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("lab.csv"), "GLU,2345-7,Glucose\n").unwrap();
+        let path = dir.path().join("gw.toml");
+        let maps = "[[mapping.code_maps]]\nname = \"lab\"\nfile = \"lab.csv\"\ntarget_system = \"http://loinc.org\"\n\n";
+        std::fs::write(
+            &path,
+            format!("{maps}[mapping.builtin.oru]\ncode_map = \"lab\"\n"),
+        )
+        .unwrap();
+        Config::load(Some(&path), &env(&[])).unwrap();
+        std::fs::write(
+            &path,
+            format!("{maps}[mapping.builtin.oru]\ncode_map = \"labo\"\n"),
+        )
+        .unwrap();
+        let message = Config::load(Some(&path), &env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("gw.toml: line 7"), "{message}");
+        assert!(
+            message.contains("mapping.builtin.oru.code_map"),
+            "{message}"
+        );
+        assert!(message.contains("no code map named `labo`"), "{message}");
     }
 
     #[test]
