@@ -746,6 +746,30 @@ mod tests {
     }
 
     #[test]
+    fn mapper_settings_are_typed_and_refuse_unknown_keys() {
+        let text =
+            "[mapping.builtin.oru]\nobservation_category = \"laboratory\"\ncode_mapp = \"lab\"\n";
+        let message = Config::from_toml("gw.toml", text, &env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("gw.toml: line 3"), "{message}");
+        assert!(
+            message.contains("mapping.builtin.oru.code_mapp"),
+            "{message}"
+        );
+        let text = "[mapping.builtin.adt]\npatient_write = \"sometimes\"\n";
+        let message = Config::from_toml("gw.toml", text, &env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.contains("mapping.builtin.adt.patient_write"),
+            "{message}"
+        );
+        let text = "[mapping.script_limits]\nmax_operations = -1\n";
+        assert!(Config::from_toml("gw.toml", text, &env(&[])).is_err());
+    }
+
+    #[test]
     fn wrong_type_is_named_with_its_line() {
         let text = "[log]\nformat = \"json\"\n\n[http]\nmax_body_bytes = \"big\"\n";
         let err = Config::from_toml("gw.toml", text, &env(&[])).unwrap_err();
