@@ -191,7 +191,6 @@ impl ExactDecimals {
 /// written as its exact text.
 pub fn to_json<T: Serialize>(value: &T, decimals: &ExactDecimals) -> Result<String, FhirJsonError> {
     let json = serde_json::to_value(value)?;
-    let mut exact: HashMap<&str, &str> = HashMap::with_capacity(decimals.0.len());
     for (pointer, text) in &decimals.0 {
         if !json.pointer(pointer).is_some_and(Value::is_number) {
             return Err(FhirJsonError::MissingDecimal {
@@ -199,22 +198,26 @@ pub fn to_json<T: Serialize>(value: &T, decimals: &ExactDecimals) -> Result<Stri
                 text: text.clone(),
             });
         }
-        exact.insert(pointer.as_str(), text.as_str());
     }
-    let mut out = String::with_capacity(1024);
-    let mut pointer = String::new();
-    write_value(&json, &mut pointer, &exact, &mut out)?;
-    Ok(out)
+    Ok(json_with_exact_numbers(&json, &decimals.0))
 }
 
-/// Writes `value` as compact JSON; a number whose pointer is in `exact` is
-/// written as the recorded text.
-fn write_value(
-    value: &Value,
-    pointer: &mut String,
-    exact: &HashMap<&str, &str>,
-    out: &mut String,
-) -> Result<(), FhirJsonError> {
+/// Writes `value` as compact JSON, each number whose JSON pointer is in
+/// `texts` as that text (`1.50` where serde_json would write `1.5`). Texts
+/// at pointers that do not hold a number are ignored. The one writer of
+/// exact decimals: built-in mappers, script output and Bundle edits.
+pub fn json_with_exact_numbers(value: &Value, texts: &[(String, String)]) -> String {
+    let exact: HashMap<&str, &str> = texts
+        .iter()
+        .map(|(pointer, text)| (pointer.as_str(), text.as_str()))
+        .collect();
+    let mut out = String::with_capacity(1024);
+    let mut pointer = String::new();
+    write_value(value, &mut pointer, &exact, &mut out);
+    out
+}
+
+fn write_value(value: &Value, pointer: &mut String, exact: &HashMap<&str, &str>, out: &mut String) {
     match value {
         Value::Number(number) => match exact.get(pointer.as_str()) {
             Some(text) => out.push_str(text),
@@ -229,7 +232,7 @@ fn write_value(
                 let len = pointer.len();
                 pointer.push('/');
                 pointer.push_str(&index.to_string());
-                write_value(item, pointer, exact, out)?;
+                write_value(item, pointer, exact, out);
                 pointer.truncate(len);
             }
             out.push(']');
@@ -240,20 +243,25 @@ fn write_value(
                 if index > 0 {
                     out.push(',');
                 }
-                out.push_str(&serde_json::to_string(key)?);
+                out.push_str(&Value::String(key.clone()).to_string());
                 out.push(':');
                 let len = pointer.len();
                 pointer.push('/');
                 // JSON pointer escaping (RFC 6901).
-                pointer.push_str(&key.replace('~', "~0").replace('/', "~1"));
-                write_value(item, pointer, exact, out)?;
+                for c in key.chars() {
+                    match c {
+                        '~' => pointer.push_str("~0"),
+                        '/' => pointer.push_str("~1"),
+                        c => pointer.push(c),
+                    }
+                }
+                write_value(item, pointer, exact, out);
                 pointer.truncate(len);
             }
             out.push('}');
         }
-        other => out.push_str(&serde_json::to_string(other)?),
+        other => out.push_str(&other.to_string()),
     }
-    Ok(())
 }
 
 #[cfg(test)]

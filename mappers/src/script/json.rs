@@ -4,8 +4,6 @@
 //! numbers as `f64`, so `1.50` must be carried beside the value, by JSON
 //! pointer, and written back verbatim).
 
-use std::collections::HashMap;
-
 use rhai::{Dynamic, ImmutableString, Map};
 use serde_json::Value;
 
@@ -339,56 +337,7 @@ impl Scanner<'_> {
 }
 
 /// Writes `value` as compact JSON, each number whose pointer is in `texts`
-/// as that text (e.g. `1.50` where serde_json would write `1.5`). Texts at
-/// pointers that do not hold a number are ignored. This is
-/// [`crate::fhir::to_json`]'s writer for a value that is already JSON.
+/// as that text (see [`crate::fhir::json_with_exact_numbers`]).
 pub fn to_json_with_texts(value: &Value, texts: &[(String, String)]) -> String {
-    let exact: HashMap<&str, &str> = texts
-        .iter()
-        .map(|(pointer, text)| (pointer.as_str(), text.as_str()))
-        .collect();
-    let mut out = String::with_capacity(1024);
-    let mut pointer = String::new();
-    write_value(value, &mut pointer, &exact, &mut out);
-    out
-}
-
-fn write_value(value: &Value, pointer: &mut String, exact: &HashMap<&str, &str>, out: &mut String) {
-    match value {
-        Value::Number(number) => match exact.get(pointer.as_str()) {
-            Some(text) => out.push_str(text),
-            None => out.push_str(&number.to_string()),
-        },
-        Value::Array(items) => {
-            out.push('[');
-            for (index, item) in items.iter().enumerate() {
-                if index > 0 {
-                    out.push(',');
-                }
-                let len = pointer.len();
-                pointer.push('/');
-                pointer.push_str(&index.to_string());
-                write_value(item, pointer, exact, out);
-                pointer.truncate(len);
-            }
-            out.push(']');
-        }
-        Value::Object(map) => {
-            out.push('{');
-            for (index, (key, item)) in map.iter().enumerate() {
-                if index > 0 {
-                    out.push(',');
-                }
-                out.push_str(&Value::String(key.clone()).to_string());
-                out.push(':');
-                let len = pointer.len();
-                pointer.push('/');
-                push_pointer_token(pointer, key);
-                write_value(item, pointer, exact, out);
-                pointer.truncate(len);
-            }
-            out.push('}');
-        }
-        other => out.push_str(&other.to_string()),
-    }
+    crate::fhir::json_with_exact_numbers(value, texts)
 }
