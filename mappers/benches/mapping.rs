@@ -16,7 +16,7 @@ const ADT_A01: &str = "MSH|^~\\&|GAM|CHU-X|DPI|CHU-X|20240306111154||ADT^A01^ADT
 /// A typical lab result: one OBR with 10 numeric OBX (values, units,
 /// reference ranges, flags).
 fn oru_r01() -> String {
-    let mut oru = String::from("MSH|^~\\&|LAB|BIOLAB|DPI|CHU-X|20240306111154+0100||ORU^R01^ORU_R01|L0001|P|2.5|||||FRA|8859/1\rPID|1||000003^^^CHU-X&000897406&N^PI||PAT-TROIS^DOMINIQUE^^^^^L||19790328|F\rPV1|1|O\rORC|RE|P123|F456\rOBR|1|P123|F456|24326-1^Electrolytes^LN|||20240306080000|||||||||801234567897^Reault^Pierre|||||||20240306110000||CH|F\r");
+    let mut oru = String::from("MSH|^~\\&|LAB|BIOLAB|DPI|CHU-X|20240306111154+0100||ORU^R01^ORU_R01|L0001|P|2.5|||||FRA|8859/1\rPID|1||000003^^^CHU-X&000897406&N^PI||PAT-TROIS^DOMINIQUE^^^^^L||19790328|F\rPV1|1|O\rORC|RE|P123|F456\rOBR|1|P123|F456|24326-1^Electrolytes^LN|||20240306080000|||||||||801234567897^Reault^Pierre||||||20240306110000||CH|F\r");
     let tests = [
         ("2951-2", "Sodium", "mmol/L", "140.0", "135.0-145.0", "N"),
         ("2823-3", "Potassium", "mmol/L", "4.10", "3.50-5.00", "N"),

@@ -58,8 +58,20 @@ impl Mapper for AdtMapper {
         let env = Env::new(msg, context);
         let event = msg.trigger_event();
         let mut tx = Transaction::default();
-        if event == "A40" {
+        // Merges and identifier changes carry the old identifier in MRG-1.
+        if matches!(
+            event.as_str(),
+            "A34" | "A36" | "A39" | "A40" | "A46" | "A47"
+        ) {
             return merge(msg, &env, tx, self.config.patient_write);
+        }
+        // Deletions: writing the message's data would re-create what it
+        // asks to delete, and deleting at the targets is a decision for
+        // the site, not for a mapping.
+        if matches!(event.as_str(), "A23" | "A29") {
+            return Err(MappingError::unsupported(format!(
+                "ADT^{event} deletes data; Passerelle does not delete at FHIR servers"
+            )));
         }
         let mut additions = PatientAdditions::default();
         let (demographics, reliability) = pamfr::zfd(msg, &env)?;
@@ -89,7 +101,8 @@ impl Mapper for AdtMapper {
 fn encounter_status_for(event: &str) -> Option<EncounterStatusChoice> {
     use codes::EncounterStatus::*;
     Some(EncounterStatusChoice::Fixed(match event {
-        "A01" | "A02" | "A04" | "A06" | "A07" | "A12" | "A13" | "A22" => InProgress,
+        "A01" | "A02" | "A04" | "A06" | "A07" | "A12" | "A13" | "A15" | "A16" | "A22" | "A25"
+        | "A26" | "A32" | "A33" => InProgress,
         "A05" | "A14" => Planned,
         "A03" => Finished,
         "A11" | "A27" | "A38" => Cancelled,
@@ -229,12 +242,32 @@ pub(crate) fn map_encounter(
     let status = match status {
         EncounterStatusChoice::Fixed(status) => status,
         EncounterStatusChoice::FromVisit if end.is_some() => codes::EncounterStatus::Finished,
+        EncounterStatusChoice::FromVisit if class_code.as_deref() == Some("P") => {
+            codes::EncounterStatus::Planned
+        }
         EncounterStatusChoice::FromVisit => codes::EncounterStatus::InProgress,
+    };
+    // A discharge date on a visit that is not over (A13 cancels the
+    // discharge, A25 the pending one) is the one being cancelled.
+    let end = match status {
+        codes::EncounterStatus::Finished | codes::EncounterStatus::Cancelled => end,
+        _ => None,
     };
     let mut identifiers: Vec<Option<Identifier>> = vec![];
     match visit_number {
         Some(visit) => identifiers.push(Some(visit)),
         None => identifiers.push(Some(keyed.identifier()?)),
+    }
+    // PV1-50: the alternate visit ID.
+    if let Some(field) = pv1.field(50) {
+        if let Some(alternate) = cx_identifier(
+            msg,
+            &field.repetition(1),
+            env,
+            Some(&msg.sending_facility()),
+        )? {
+            identifiers.push(Some(alternate));
+        }
     }
     let mut builder = Encounter::builder()
         .identifier(identifiers)

@@ -621,7 +621,8 @@ pub(crate) fn xad_address<'a>(msg: &Message<'a>, rep: &Field<'a>) -> MapResult<O
     let state = comp_of(msg, rep, 4);
     let postal = comp_of(msg, rep, 5);
     let country = comp_of(msg, rep, 6);
-    let district = comp_of(msg, rep, 9);
+    // XAD-9 is a CWE in v2.5+ (`code&text&system`): the code.
+    let district = sub_of(msg, rep, 9, 1);
     if lines.is_empty()
         && city.is_none()
         && postal.is_none()
@@ -671,7 +672,8 @@ pub(crate) fn xtn_contact<'a>(
     let number = match (comp_of(msg, rep, 6), comp_of(msg, rep, 7)) {
         (Some(area), Some(local)) => Some(format!("{area}{local}")),
         (None, Some(local)) => Some(local),
-        _ => comp_of(msg, rep, 1),
+        // XTN-12, the unformatted number (v2.5+), before the legacy XTN-1.
+        _ => comp_of(msg, rep, 12).or_else(|| comp_of(msg, rep, 1)),
     };
     let (system, value) = match (equipment.as_deref(), email, number) {
         (Some("Internet") | Some("X.400"), Some(email), _) => {

@@ -151,12 +151,14 @@ pub(crate) fn location_from_pl<'a>(
     pl: &Field<'a>,
     tx: &mut Transaction,
 ) -> MapResult<Option<String>> {
-    let point_of_care = comp_of(msg, pl, 1);
-    let room = comp_of(msg, pl, 2);
-    let bed = comp_of(msg, pl, 3);
+    // PL components are HDs in v2.5+ (`ROOM1&2.16...&ISO`): the name is
+    // the first subcomponent.
+    let point_of_care = sub_of(msg, pl, 1, 1);
+    let room = sub_of(msg, pl, 2, 1);
+    let bed = sub_of(msg, pl, 3, 1);
     let facility = sub_of(msg, pl, 4, 1).or_else(|| sub_of(msg, pl, 4, 2));
-    let building = comp_of(msg, pl, 7);
-    let floor = comp_of(msg, pl, 8);
+    let building = sub_of(msg, pl, 7, 1);
+    let floor = sub_of(msg, pl, 8, 1);
     let description = comp_of(msg, pl, 9);
     let parts: Vec<&str> = [&building, &floor, &point_of_care, &room, &bed]
         .iter()

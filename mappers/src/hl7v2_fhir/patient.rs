@@ -120,12 +120,14 @@ pub(crate) fn map_pid(
     }
 
     let mut telecom = Vec::new();
+    // PID-40 replaces PID-13/14 from v2.7; its XTN-2 says the use.
     for (field, default_use) in [
-        (13, codes::ContactPointUse::Home),
-        (14, codes::ContactPointUse::Work),
+        (13, Some(codes::ContactPointUse::Home)),
+        (14, Some(codes::ContactPointUse::Work)),
+        (40, None),
     ] {
         for rep in pid.repetitions(field) {
-            if let Some(contact) = xtn_contact(msg, &rep, Some(default_use))? {
+            if let Some(contact) = xtn_contact(msg, &rep, default_use)? {
                 telecom.push(Some(contact));
             }
         }
@@ -217,7 +219,7 @@ fn birth_place(msg: &Message<'_>, rep: &crate::hl7v2::Field<'_>) -> MapResult<Op
     let city = comp_of(msg, rep, 3);
     let postal = comp_of(msg, rep, 5);
     let country = comp_of(msg, rep, 6);
-    let insee = comp_of(msg, rep, 9);
+    let insee = super::support::sub_of(msg, rep, 9, 1);
     if city.is_none() && postal.is_none() && country.is_none() && insee.is_none() {
         return Ok(None);
     }

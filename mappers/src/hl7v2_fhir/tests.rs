@@ -150,3 +150,42 @@ fn explicit_null_and_empty_fields_are_omitted() {
     assert!(!text.contains("\"\""), "{text}");
     assert!(!text.contains("{}"), "{text}");
 }
+
+#[test]
+fn cancelled_discharge_and_pre_admission_statuses() {
+    let a13 = "MSH|^~\\&|A|F|B|G|20240101120000+0100||ADT^A13|1|P|2.5\rPID|1||1^^^F||DOE^JOHN\rPV1|1|I|W1^R1^B1^F||||||||||||||||V1^^^F^VN|||||||||||||||||||||||||20231230100000|20240101110000\r";
+    let encounter = &resources(&map_text(a13).unwrap(), "Encounter")[0].clone();
+    assert_eq!(encounter["status"], "in-progress");
+    assert!(encounter["period"].get("end").is_none(), "{encounter}");
+    let a08 = "MSH|^~\\&|A|F|B|G|20240101120000+0100||ADT^A08|1|P|2.5\rPID|1||1^^^F||DOE^JOHN\rPV1|1|P|||||||||||||||||V1^^^F^VN\r";
+    assert_eq!(
+        resources(&map_text(a08).unwrap(), "Encounter")[0]["status"],
+        "planned"
+    );
+}
+
+#[test]
+fn identifier_changes_link_and_deletions_are_not_written() {
+    let a47 = "MSH|^~\\&|A|F|B|G|20240101120000+0100||ADT^A47^ADT_A30|1|P|2.5\rPID|1||MR101^^^F^MR||DOE^JOHN\rMRG|MR102^^^F^MR\r";
+    let patients = resources(&map_text(a47).unwrap(), "Patient")
+        .into_iter()
+        .cloned()
+        .collect::<Vec<_>>();
+    assert_eq!(patients.len(), 2);
+    assert_eq!(patients[1]["link"][0]["type"], "replaced-by");
+    let a29 = "MSH|^~\\&|A|F|B|G|20240101120000+0100||ADT^A29^ADT_A21|1|P|2.5\rPID|1||MR101^^^F^MR||DOE^JOHN\r";
+    let error = map_text(a29).unwrap_err();
+    assert_eq!(error.kind, crate::mapping::MappingErrorKind::Unsupported);
+}
+
+#[test]
+fn subcomponents_never_leak_into_text() {
+    let raw = "MSH|^~\\&|A|F|B|G|20240101120000+0100||ADT^A01|1|P|2.5\rPID|1||1^^^F||DOE^JOHN||||||1 rue A^^Lyon^^69001^FRA^H^^69381&Lyon 1er&INSEE||^PRN^PH^^^^^^^^^0478000000\rPV1|1|I|ICU&1.2.3&ISO^ROOM1&1.2.4&ISO^B2||||||||||||||||V1^^^F^VN\r";
+    let bundle = map_text(raw).unwrap();
+    let text = bundle.to_string();
+    assert!(!text.contains('&'), "{text}");
+    let patient = resources(&bundle, "Patient")[0];
+    assert_eq!(patient["address"][0]["district"], "69381");
+    assert_eq!(patient["telecom"][0]["value"], "0478000000");
+    assert_eq!(resources(&bundle, "Location")[0]["name"], "ICU ROOM1 B2");
+}
