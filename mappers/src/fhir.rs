@@ -190,16 +190,7 @@ impl ExactDecimals {
 /// Serialises a fhir-sdk value to JSON text with every recorded decimal
 /// written as its exact text.
 pub fn to_json<T: Serialize>(value: &T, decimals: &ExactDecimals) -> Result<String, FhirJsonError> {
-    let json = serde_json::to_value(value)?;
-    for (pointer, text) in &decimals.0 {
-        if !json.pointer(pointer).is_some_and(Value::is_number) {
-            return Err(FhirJsonError::MissingDecimal {
-                pointer: pointer.clone(),
-                text: text.clone(),
-            });
-        }
-    }
-    Ok(json_with_exact_numbers(&json, &decimals.0))
+    crate::fhir_stream::to_json_exact(value, &decimals.0)
 }
 
 /// Writes `value` as compact JSON, each number whose JSON pointer is in

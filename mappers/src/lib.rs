@@ -8,6 +8,7 @@
 )]
 
 pub mod fhir;
+mod fhir_stream;
 pub mod hl7v2;
 pub mod hl7v2_fhir;
 pub mod mapping;
