@@ -598,3 +598,15 @@ fn vxu_9999_is_no_immunization_id() {
     let error = map_text(&raw).unwrap_err();
     assert!(error.to_string().starts_with("ORC(2)-3: "), "{error}");
 }
+
+#[test]
+fn vxu_names_the_visit_of_its_pv1() {
+    let raw = "MSH|^~\\&|LGC|CAB|GW|GW|20250412100000+0200||VXU^V04^VXU_V04|V9|P|2.5.1\rPID|1||P1^^^CAB^PI||ROUX^Camille||20010915|F\rPV1|1|O|||||||||||||||||V77^^^CAB^VN\rORC|RE||VAC-9^CAB\rRXA|0|1|20250412094500||208^COVID-19^CVX|0.3|mL^^UCUM||00||||||FK1|||||CP|A\r";
+    let bundle = super::tests::map_text(raw).unwrap();
+    let encounters = super::tests::resources(&bundle, "Encounter");
+    assert_eq!(encounters.len(), 1);
+    let immunization = super::tests::resources(&bundle, "Immunization")[0];
+    assert!(immunization["encounter"]["reference"]
+        .as_str()
+        .is_some_and(|r| r.starts_with("urn:uuid:")));
+}

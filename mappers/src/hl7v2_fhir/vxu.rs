@@ -53,9 +53,26 @@ impl Mapper for VxuMapper {
             PatientWrite::CreateIfAbsent,
             PatientAdditions::default(),
         )?;
+        // The visit the doses were given in, if the sender names one;
+        // written only if absent, like every non-ADT visit.
+        let encounter = super::adt::map_encounter(
+            msg,
+            &env,
+            &mut tx,
+            &patient.reference,
+            super::adt::EncounterStatusChoice::FromVisit,
+            super::adt::EncounterWrite::CreateIfAbsent,
+        )?;
         let mut keys = Vec::new();
         for dose in doses(msg) {
-            map_dose(&dose, &env, &mut tx, &patient.reference, &mut keys)?;
+            map_dose(
+                &dose,
+                &env,
+                &mut tx,
+                &patient.reference,
+                encounter.as_deref(),
+                &mut keys,
+            )?;
         }
         tx.finish(Some(patient.key))
     }
@@ -143,6 +160,7 @@ fn map_dose(
     env: &Env<'_, '_>,
     tx: &mut Transaction,
     patient: &str,
+    encounter: Option<&str>,
     keys: &mut Vec<String>,
 ) -> MapResult<String> {
     let rxa = &dose.rxa;
@@ -204,6 +222,9 @@ fn map_dose(
         .vaccine_code(vaccine)
         .patient(reference(patient)?)
         .occurrence(ImmunizationOccurrence::DateTime(occurrence));
+    if let Some(encounter) = encounter {
+        builder = builder.encounter(reference(encounter)?);
+    }
     if subpotent {
         builder = builder.is_subpotent(true);
     }
