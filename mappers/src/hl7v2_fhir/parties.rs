@@ -29,18 +29,7 @@ pub(crate) fn practitioner<'a>(
     }
     let sending_facility = msg.sending_facility();
     let keyed = match &id {
-        Some(id) => {
-            let system = system_for_authority(
-                env,
-                sub_of(msg, rep, 9, 1)
-                    .as_deref()
-                    .or(Some(sending_facility.as_str())),
-                sub_of(msg, rep, 9, 2).as_deref(),
-                sub_of(msg, rep, 9, 3).as_deref(),
-            )
-            .unwrap_or_default();
-            Keyed::business("Practitioner", &system, id)
-        }
+        Some(id) => keyed_by_authority(msg, rep, 9, env, "Practitioner", id, &sending_facility),
         None => {
             let text = msg.decode(rep.raw);
             Keyed::derived("Practitioner", &[&sending_facility, &text])
@@ -62,6 +51,30 @@ pub(crate) fn practitioner<'a>(
     .map(Some)
 }
 
+/// The identity of a resource identified by `id` and the assigning
+/// authority (an HD) in component `authority_at` of `rep`; an ID with no
+/// authority belongs to the sending facility.
+fn keyed_by_authority<'a>(
+    msg: &Message<'a>,
+    rep: &Field<'a>,
+    authority_at: usize,
+    env: &Env<'_, '_>,
+    resource_type: &str,
+    id: &str,
+    sending_facility: &str,
+) -> Keyed {
+    let system = system_for_authority(
+        env,
+        sub_of(msg, rep, authority_at, 1)
+            .as_deref()
+            .or(Some(sending_facility)),
+        sub_of(msg, rep, authority_at, 2).as_deref(),
+        sub_of(msg, rep, authority_at, 3).as_deref(),
+    )
+    .unwrap_or_default();
+    Keyed::business(resource_type, &system, id)
+}
+
 /// An Organization from one XON repetition (name ^ type ^ ID (3) ^ ... ^
 /// assigning authority (6) ^ identifier type (7) ^ ... ^ organization
 /// identifier (10)).
@@ -78,18 +91,7 @@ pub(crate) fn organization_from_xon<'a>(
     }
     let sending_facility = msg.sending_facility();
     let keyed = match &id {
-        Some(id) => {
-            let system = system_for_authority(
-                env,
-                sub_of(msg, rep, 6, 1)
-                    .as_deref()
-                    .or(Some(sending_facility.as_str())),
-                sub_of(msg, rep, 6, 2).as_deref(),
-                sub_of(msg, rep, 6, 3).as_deref(),
-            )
-            .unwrap_or_default();
-            Keyed::business("Organization", &system, id)
-        }
+        Some(id) => keyed_by_authority(msg, rep, 6, env, "Organization", id, &sending_facility),
         None => Keyed::derived(
             "Organization",
             &[&sending_facility, name.as_deref().unwrap_or("")],
