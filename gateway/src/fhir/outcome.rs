@@ -40,6 +40,7 @@ pub enum IssueType {
     Exception,
     Transient,
     Informational,
+    Forbidden,
 }
 
 impl IssueType {
@@ -57,6 +58,7 @@ impl IssueType {
             IssueType::Exception => "exception",
             IssueType::Transient => "transient",
             IssueType::Informational => "informational",
+            IssueType::Forbidden => "forbidden",
         }
     }
 }

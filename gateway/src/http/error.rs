@@ -55,6 +55,8 @@ pub enum ApiError {
     BodyRead,
     #[error("storage is not available")]
     StorageUnavailable,
+    #[error("{0}")]
+    Forbidden(&'static str),
     #[error("internal error")]
     Internal,
 }
@@ -91,6 +93,7 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, IssueType::TooLong),
             ApiError::BodyRead => (StatusCode::BAD_REQUEST, IssueType::Structure),
             ApiError::StorageUnavailable => (StatusCode::SERVICE_UNAVAILABLE, IssueType::Transient),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, IssueType::Forbidden),
             ApiError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, IssueType::Exception),
         };
         Outcome::error(status, issue, self.to_string())

@@ -76,6 +76,9 @@ where
         (Route::Metrics, method) => Err(not_allowed(method, "GET")),
         (Route::Hl7v2, &Method::POST) => hl7v2(&state, request).await,
         (Route::Hl7v2, method) => Err(not_allowed(method, "POST")),
+        (Route::Admin, _) => {
+            crate::admin::handle(&state, request.method().clone(), request.uri().clone()).await
+        }
         _ => Err(ApiError::NotFound),
     }
 }
@@ -164,8 +167,8 @@ async fn ready(state: &SharedState) -> Result<Response<ResponseBody>, ApiError> 
     if !state.accepting.load(Ordering::Acquire) {
         return Err(ApiError::StorageUnavailable);
     }
-    let storage = state.storage.clone();
-    let writable = tokio::task::spawn_blocking(move || storage.check_writable())
+    let store = state.store.clone();
+    let writable = tokio::task::spawn_blocking(move || store.check_writable())
         .await
         .map_err(|_| ApiError::Internal)?;
     match writable {

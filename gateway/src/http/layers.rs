@@ -308,3 +308,95 @@ where
         Box::pin(self.inner.call(request))
     }
 }
+
+/// The address a request's connection came from, set per connection by
+/// the server.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddr(pub std::net::SocketAddr);
+
+/// Keeps `/admin` to loopback clients: the admin API can replay and purge
+/// patient messages, and has no authentication of its own yet (see the
+/// security issue), so it answers only on the gateway's own host.
+#[derive(Clone, Default)]
+pub struct AdminAccessLayer;
+
+impl<S> Layer<S> for AdminAccessLayer {
+    type Service = AdminAccessService<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        AdminAccessService { inner }
+    }
+}
+
+#[derive(Clone)]
+pub struct AdminAccessService<S> {
+    inner: S,
+}
+
+impl<S, B> Service<Request<B>> for AdminAccessService<S>
+where
+    S: Service<Request<B>, Response = Response<ResponseBody>, Error = BoxError> + Send,
+    S::Future: Send + 'static,
+{
+    type Response = Response<ResponseBody>;
+    type Error = BoxError;
+    type Future = BoxFuture<Result<Self::Response, BoxError>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let path = request.uri().path();
+        let admin = path == "/admin" || path.starts_with("/admin/");
+        let loopback = request
+            .extensions()
+            .get::<PeerAddr>()
+            .is_some_and(|peer| peer.0.ip().is_loopback());
+        if admin && !loopback {
+            let response =
+                super::error::ApiError::Forbidden("the admin API answers loopback clients only")
+                    .into_response();
+            return Box::pin(async move { Ok(response) });
+        }
+        Box::pin(self.inner.call(request))
+    }
+}
+
+#[cfg(test)]
+mod admin_access_tests {
+    use super::*;
+    use bytes::Bytes;
+    use http_body_util::Full;
+    use tower::ServiceExt;
+
+    async fn status(path: &str, peer: Option<&str>) -> u16 {
+        let inner = tower::service_fn(|_request: Request<()>| async {
+            Ok::<_, BoxError>(Response::new(Full::new(Bytes::new())))
+        });
+        let mut request = Request::builder().uri(path).body(()).unwrap();
+        if let Some(peer) = peer {
+            request
+                .extensions_mut()
+                .insert(PeerAddr(peer.parse().unwrap()));
+        }
+        AdminAccessLayer
+            .layer(inner)
+            .oneshot(request)
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
+    #[tokio::test]
+    async fn admin_answers_loopback_clients_only() {
+        assert_eq!(status("/admin/messages", Some("127.0.0.1:5000")).await, 200);
+        assert_eq!(status("/admin/messages", Some("[::1]:5000")).await, 200);
+        assert_eq!(status("/admin/messages", Some("10.1.2.3:5000")).await, 403);
+        assert_eq!(status("/admin", Some("192.168.0.9:5000")).await, 403);
+        assert_eq!(status("/admin/targets", None).await, 403);
+        // Everything else is not this layer's business.
+        assert_eq!(status("/fhir/metadata", Some("10.1.2.3:5000")).await, 200);
+        assert_eq!(status("/administration", Some("10.1.2.3:5000")).await, 200);
+    }
+}

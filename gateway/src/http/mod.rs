@@ -14,10 +14,11 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http_body_util::Full;
 
+use crate::delivery::Wakers;
 use crate::fhir::capability::CapabilityInputs;
 use crate::intake::Intake;
 use crate::mapping::MappingService;
-use crate::storage::Storage;
+use crate::storage::SharedStore;
 use crate::telemetry::metrics::Metrics;
 
 /// Response body type of every handler.
@@ -27,7 +28,11 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// What the handlers share.
 pub struct AppState {
     pub metrics: Metrics,
-    pub storage: Storage,
+    pub store: SharedStore,
+    /// Wakes the mapping stage (after a replay).
+    pub mapping_wake: std::sync::Arc<tokio::sync::Notify>,
+    /// Wakes delivery workers (after dead letters are retried).
+    pub deliveries: Wakers,
     pub intake: Intake,
     pub mapping: MappingService,
     pub max_body_bytes: usize,

@@ -10,6 +10,8 @@ pub enum Route {
     Ready,
     Metrics,
     Hl7v2,
+    /// `/admin` and below (loopback only).
+    Admin,
     FhirMetadata,
     /// `/fhir` itself (batch/transaction, whole-system search).
     FhirBase,
@@ -36,6 +38,9 @@ impl Route {
             "/fhir/metadata" => return Route::FhirMetadata,
             _ => {}
         }
+        if path == "/admin" || path.starts_with("/admin/") {
+            return Route::Admin;
+        }
         let Some(rest) = path.strip_prefix("/fhir/") else {
             return Route::NotFound;
         };
@@ -60,6 +65,7 @@ impl Route {
             Route::Ready => "/ready",
             Route::Metrics => "/metrics",
             Route::Hl7v2 => "/hl7v2",
+            Route::Admin => "/admin",
             Route::FhirMetadata => "/fhir/metadata",
             Route::FhirBase => "/fhir",
             Route::FhirSystemOperation => "/fhir/$operation",

@@ -17,7 +17,9 @@ use tower::timeout::TimeoutLayer;
 use tower::ServiceBuilder;
 
 use super::handlers::Router;
-use super::layers::{BodyLimitLayer, ErrorEdgeLayer, RequestIdLayer, TelemetryLayer};
+use super::layers::{
+    AdminAccessLayer, BodyLimitLayer, ErrorEdgeLayer, PeerAddr, RequestIdLayer, TelemetryLayer,
+};
 use super::SharedState;
 use crate::config::HttpConfig;
 use crate::runtime::accept_or_back_off;
@@ -40,6 +42,7 @@ pub fn stack(
         .layer(RequestIdLayer)
         .layer(TelemetryLayer::new(state.metrics.clone()))
         .layer(ErrorEdgeLayer)
+        .layer(AdminAccessLayer)
         .layer(LoadShedLayer::new())
         .layer(ConcurrencyLimitLayer::new(
             config.max_concurrent_requests.max(1),
@@ -65,10 +68,17 @@ pub async fn run(
         tokio::select! {
             accepted = accept_or_back_off(&listener, "http") => {
                 let Some(stream) = accepted else { continue };
+                let Ok(peer) = stream.peer_addr() else { continue };
+                let per_connection = ServiceBuilder::new()
+                    .map_request(move |mut request: http::Request<Incoming>| {
+                        request.extensions_mut().insert(PeerAddr(peer));
+                        request
+                    })
+                    .service(service.clone());
                 let connection = http1::Builder::new()
                     .timer(TokioTimer::new())
                     .header_read_timeout(Duration::from_secs(30))
-                    .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service.clone()));
+                    .serve_connection(TokioIo::new(stream), TowerToHyperService::new(per_connection));
                 let connection = graceful.watch(connection);
                 tokio::spawn(async move {
                     if let Err(error) = connection.await {

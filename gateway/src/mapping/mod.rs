@@ -380,6 +380,41 @@ impl MappingService {
             .collect()
     }
 
+    /// Maps one journaled message for delivery, with the mapper named by a
+    /// route or else the registry's choice. Blocking (CPU work).
+    pub fn map_stored(
+        &self,
+        raw: &[u8],
+        mapper: Option<&str>,
+    ) -> Result<MappedBundle, ConvertError> {
+        let registry = self.registry();
+        let now = crate::runtime::now_fhir_datetime();
+        let context = MappingContext {
+            site: &self.inner.site,
+            now: &now,
+        };
+        let Some(named) = mapper else {
+            return self.convert_one(&registry, &context, raw, raw);
+        };
+        let started = Instant::now();
+        let message =
+            Message::parse(raw).map_err(|error| ConvertError::Unreadable { error, offset: 0 })?;
+        let result = match registry.named(named) {
+            Some(found) => found.map(SourceMessage::Hl7v2(&message), &context),
+            None => Err(mappers::mapping::MappingError::unsupported(format!(
+                "no mapper named `{named}` is loaded"
+            ))),
+        };
+        let result = result.map_err(|error| ConvertError::Mapping { error, offset: 0 });
+        self.record(
+            named,
+            &message.control_id(),
+            &result.as_ref().map(|_| ()),
+            started,
+        );
+        result
+    }
+
     fn convert_one(
         &self,
         registry: &MapperRegistry,

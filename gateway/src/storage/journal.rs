@@ -9,12 +9,12 @@
 //! ACK code back. A different message that reuses a control ID is stored as
 //! a message of its own: acknowledging it without keeping it would lose it.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use rusqlite::{params, Connection, OptionalExtension};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Notify};
 
-use super::{Storage, StorageError};
+use super::{SharedStore, StorageError};
 use crate::telemetry::metrics::Metrics;
 
 /// Most messages committed in one transaction.
@@ -68,17 +68,18 @@ pub struct Journal {
 }
 
 impl Journal {
-    /// Starts the writer thread on its own connection to `storage`.
-    pub fn start(storage: &Storage, metrics: Metrics) -> Result<Journal, StorageError> {
-        let connection = storage.connect()?;
+    /// Starts the writer thread on `store`; `committed` is notified after
+    /// every commit that stored a new message (it wakes the mapping stage).
+    pub fn start(
+        store: SharedStore,
+        metrics: Metrics,
+        committed: Arc<Notify>,
+    ) -> Result<Journal, StorageError> {
         let (submissions, queue) = mpsc::channel(QUEUE_DEPTH);
         std::thread::Builder::new()
             .name("journal-writer".to_string())
-            .spawn(move || writer(connection, queue, metrics))
-            .map_err(|source| StorageError::CreateDir {
-                path: storage.path().to_path_buf(),
-                source,
-            })?;
+            .spawn(move || writer(store, queue, metrics, committed))
+            .map_err(StorageError::Thread)?;
         Ok(Journal { submissions })
     }
 
@@ -94,8 +95,14 @@ impl Journal {
     }
 }
 
-fn writer(mut connection: Connection, mut queue: mpsc::Receiver<Submission>, metrics: Metrics) {
+fn writer(
+    store: SharedStore,
+    mut queue: mpsc::Receiver<Submission>,
+    metrics: Metrics,
+    committed: Arc<Notify>,
+) {
     let mut batch: Vec<Submission> = Vec::with_capacity(MAX_BATCH);
+    let mut entries: Vec<JournalEntry> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = queue.blocking_recv() {
         batch.push(first);
         while batch.len() < MAX_BATCH {
@@ -104,13 +111,24 @@ fn writer(mut connection: Connection, mut queue: mpsc::Receiver<Submission>, met
                 Err(_) => break,
             }
         }
-        let results = commit_batch(&mut connection, &batch);
+        // The entries move into the commit and back, so the raw bytes are
+        // never copied.
+        entries.extend(
+            batch
+                .iter_mut()
+                .map(|s| std::mem::replace(&mut s.entry, empty_entry())),
+        );
+        let results = store.journal_commit(&entries);
+        entries.clear();
         metrics
             .journal_commit_batch
-            .with_label_values(&["sqlite"])
+            .with_label_values(&[store.backend()])
             .observe(batch.len() as f64);
         match results {
             Ok(results) => {
+                if results.iter().any(|r| matches!(r, Stored::New { .. })) {
+                    committed.notify_one();
+                }
                 for (submission, result) in batch.drain(..).zip(results) {
                     let _ = submission.reply.send(Ok(result));
                 }
@@ -129,66 +147,32 @@ fn writer(mut connection: Connection, mut queue: mpsc::Receiver<Submission>, met
     }
 }
 
-fn commit_batch(
-    connection: &mut Connection,
-    batch: &[Submission],
-) -> Result<Vec<Stored>, rusqlite::Error> {
-    let transaction = connection.transaction()?;
-    let mut results = Vec::with_capacity(batch.len());
-    {
-        let mut insert = transaction.prepare_cached(
-            "INSERT INTO journal (received_at, transport, sending_application, sending_facility,
-                control_id, message_type, version, charset, sha256, ack_code, raw)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
-             ON CONFLICT (sending_application, sending_facility, control_id, sha256) DO NOTHING",
-        )?;
-        let mut existing = transaction.prepare_cached(
-            "SELECT id, ack_code FROM journal
-             WHERE sending_application = ?1 AND sending_facility = ?2 AND control_id = ?3
-               AND sha256 = ?4",
-        )?;
-        for Submission { entry, .. } in batch {
-            let inserted = insert.execute(params![
-                entry.received_at,
-                entry.transport,
-                entry.sending_application,
-                entry.sending_facility,
-                entry.control_id,
-                entry.message_type,
-                entry.version,
-                entry.charset,
-                entry.sha256,
-                entry.ack_code,
-                entry.raw,
-            ])?;
-            if inserted == 1 {
-                results.push(Stored::New {
-                    id: transaction.last_insert_rowid(),
-                });
-            } else {
-                let found: Option<(i64, String)> = existing
-                    .query_row(
-                        params![
-                            entry.sending_application,
-                            entry.sending_facility,
-                            entry.control_id,
-                            entry.sha256
-                        ],
-                        |row| Ok((row.get(0)?, row.get(1)?)),
-                    )
-                    .optional()?;
-                let (id, ack_code) = found.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
-                results.push(Stored::Duplicate { id, ack_code });
-            }
-        }
+fn empty_entry() -> JournalEntry {
+    JournalEntry {
+        received_at: String::new(),
+        transport: "",
+        sending_application: String::new(),
+        sending_facility: String::new(),
+        control_id: String::new(),
+        message_type: String::new(),
+        version: String::new(),
+        charset: String::new(),
+        sha256: String::new(),
+        ack_code: String::new(),
+        raw: Vec::new(),
     }
-    transaction.commit()?;
-    Ok(results)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn all() -> crate::storage::MessageFilter {
+        crate::storage::MessageFilter {
+            limit: 1000,
+            ..Default::default()
+        }
+    }
 
     fn entry(control_id: &str) -> JournalEntry {
         JournalEntry {
@@ -209,17 +193,19 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn stores_once_and_reports_duplicates() {
         let dir = tempfile::tempdir().unwrap();
-        let storage = Storage::open(dir.path()).unwrap();
-        let journal = Journal::start(&storage, Metrics::new("test").unwrap()).unwrap();
+        let store: SharedStore =
+            Arc::new(crate::storage::sqlite::SqliteStore::open(dir.path()).unwrap());
+        let journal = Journal::start(
+            store.clone(),
+            Metrics::new("test").unwrap(),
+            Arc::new(Notify::new()),
+        )
+        .unwrap();
         let first = journal.store(entry("C1")).await.unwrap();
         assert!(matches!(first, Stored::New { .. }));
         let again = journal.store(entry("C1")).await.unwrap();
         assert!(matches!(again, Stored::Duplicate { ref ack_code, .. } if ack_code == "AA"));
-        let count: i64 = storage
-            .connect()
-            .unwrap()
-            .query_row("SELECT count(*) FROM journal", [], |r| r.get(0))
-            .unwrap();
+        let count = store.list_messages(&all()).unwrap().len();
         assert_eq!(count, 1);
         // Same control id, different content: kept, not swallowed.
         let mut other = entry("C1");
@@ -231,8 +217,14 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_submissions_share_commits_and_all_land() {
         let dir = tempfile::tempdir().unwrap();
-        let storage = Storage::open(dir.path()).unwrap();
-        let journal = Journal::start(&storage, Metrics::new("test").unwrap()).unwrap();
+        let store: SharedStore =
+            Arc::new(crate::storage::sqlite::SqliteStore::open(dir.path()).unwrap());
+        let journal = Journal::start(
+            store.clone(),
+            Metrics::new("test").unwrap(),
+            Arc::new(Notify::new()),
+        )
+        .unwrap();
         let mut tasks = tokio::task::JoinSet::new();
         for n in 0..500 {
             let journal = journal.clone();
@@ -246,13 +238,7 @@ mod tests {
             }
         }
         assert_eq!(new, 250);
-        let count: i64 = storage
-            .connect()
-            .unwrap()
-            .query_row("SELECT count(DISTINCT control_id) FROM journal", [], |r| {
-                r.get(0)
-            })
-            .unwrap();
+        let count = store.list_messages(&all()).unwrap().len();
         assert_eq!(count, 250);
     }
 }

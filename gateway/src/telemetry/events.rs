@@ -176,3 +176,112 @@ impl MessageMapped<'_> {
             .observe(self.elapsed.as_secs_f64());
     }
 }
+
+/// The mapping stage ended one message (routed to targets, failed, or
+/// matched by no route).
+pub struct MessageRouted {
+    pub journal_id: i64,
+    pub outcome: &'static str,
+    pub targets: usize,
+}
+
+impl MessageRouted {
+    pub fn emit(&self, metrics: &Metrics) {
+        tracing::info!(
+            journal_id = self.journal_id,
+            outcome = self.outcome,
+            targets = self.targets,
+            "message routed"
+        );
+        metrics
+            .messages_routed
+            .with_label_values(&[self.outcome])
+            .inc();
+    }
+}
+
+/// The mapping stage could not read or write the store; it retries.
+pub struct MappingStageFailed<'a> {
+    pub error: &'a str,
+}
+
+impl MappingStageFailed<'_> {
+    pub fn emit(&self, metrics: &Metrics) {
+        tracing::error!(
+            error = self.error,
+            "mapping stage: store operation failed; retrying"
+        );
+        metrics.storage_errors.with_label_values(&["mapping"]).inc();
+    }
+}
+
+/// One delivery attempt to a target ended.
+pub struct DeliveryAttempted<'a> {
+    pub target: &'a str,
+    pub control_id: &'a str,
+    pub journal_id: i64,
+    pub attempt: u32,
+    pub status: Option<u16>,
+    /// `delivered`, `retry` or `dead`.
+    pub result: &'static str,
+    pub elapsed: Duration,
+}
+
+impl DeliveryAttempted<'_> {
+    pub fn emit(&self, metrics: &Metrics) {
+        let elapsed_ms = self.elapsed.as_secs_f64() * 1000.0;
+        match self.result {
+            "delivered" => tracing::info!(
+                target_name = self.target,
+                control_id = self.control_id,
+                journal_id = self.journal_id,
+                attempt = self.attempt,
+                status = self.status,
+                elapsed_ms,
+                "delivered"
+            ),
+            _ => tracing::warn!(
+                target_name = self.target,
+                control_id = self.control_id,
+                journal_id = self.journal_id,
+                attempt = self.attempt,
+                status = self.status,
+                result = self.result,
+                elapsed_ms,
+                "delivery attempt failed"
+            ),
+        }
+        metrics
+            .delivery_attempts
+            .with_label_values(&[self.target, self.result])
+            .inc();
+        metrics
+            .delivery_duration
+            .with_label_values(&[self.target])
+            .observe(self.elapsed.as_secs_f64());
+        if self.result == "dead" {
+            metrics.dead_letters.with_label_values(&[self.target]).inc();
+        }
+    }
+}
+
+/// A delivery worker could not read or write the store (the row's lease
+/// runs out and it is delivered again).
+pub struct DeliveryStoreFailed<'a> {
+    pub target: &'a str,
+    pub error: &'a str,
+}
+
+impl DeliveryStoreFailed<'_> {
+    pub fn emit(&self, metrics: &Metrics) {
+        tracing::error!(
+            target_name = self.target,
+            error = self.error,
+            "delivery: store operation failed"
+        );
+        metrics
+            .storage_errors
+            .with_label_values(&["delivery"])
+            .inc();
+    }
+}

@@ -4,8 +4,8 @@
 //! codes), never data from a message.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 #[derive(Clone)]
@@ -22,6 +22,14 @@ pub struct Metrics {
     pub mapping_script_reloads: IntCounterVec,
     pub mappings: IntCounterVec,
     pub mapping_duration: HistogramVec,
+    pub messages_routed: IntCounterVec,
+    pub outbox_depth: IntGaugeVec,
+    pub outbox_oldest_age: GaugeVec,
+    pub delivery_attempts: IntCounterVec,
+    pub delivery_duration: HistogramVec,
+    pub dead_letters: IntCounterVec,
+    pub circuit_state: IntGaugeVec,
+    pub storage_errors: IntCounterVec,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -117,6 +125,77 @@ impl Metrics {
             ]),
             &["mapper"],
         )?;
+        let messages_routed = IntCounterVec::new(
+            Opts::new(
+                "passerelle_messages_routed_total",
+                "Journaled messages through the mapping stage, by outcome (routed, failed, unrouted).",
+            ),
+            &["outcome"],
+        )?;
+        let outbox_depth = IntGaugeVec::new(
+            Opts::new(
+                "passerelle_outbox_depth",
+                "Outbox rows not yet delivered, by target and state (pending, in_flight, dead).",
+            ),
+            &["target", "state"],
+        )?;
+        let outbox_oldest_age = GaugeVec::new(
+            Opts::new(
+                "passerelle_outbox_oldest_age_seconds",
+                "Age of the oldest undelivered (pending or in flight) outbox row, by target.",
+            ),
+            &["target"],
+        )?;
+        let delivery_attempts = IntCounterVec::new(
+            Opts::new(
+                "passerelle_delivery_attempts_total",
+                "Delivery attempts, by target and result (delivered, retry, dead).",
+            ),
+            &["target", "result"],
+        )?;
+        let delivery_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "passerelle_delivery_duration_seconds",
+                "Time of one delivery attempt (request and answer), by target.",
+            )
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+            ]),
+            &["target"],
+        )?;
+        let dead_letters = IntCounterVec::new(
+            Opts::new(
+                "passerelle_dead_letters_total",
+                "Deliveries moved to the dead-letter state, by target.",
+            ),
+            &["target"],
+        )?;
+        let circuit_state = IntGaugeVec::new(
+            Opts::new(
+                "passerelle_circuit_state",
+                "Circuit breaker of each target: 0 closed, 1 open, 2 half-open.",
+            ),
+            &["target"],
+        )?;
+        let storage_errors = IntCounterVec::new(
+            Opts::new(
+                "passerelle_storage_errors_total",
+                "Store operations that failed, by stage (mapping, delivery).",
+            ),
+            &["stage"],
+        )?;
+        for collector in [
+            Box::new(messages_routed.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(outbox_depth.clone()),
+            Box::new(outbox_oldest_age.clone()),
+            Box::new(delivery_attempts.clone()),
+            Box::new(delivery_duration.clone()),
+            Box::new(dead_letters.clone()),
+            Box::new(circuit_state.clone()),
+            Box::new(storage_errors.clone()),
+        ] {
+            registry.register(collector)?;
+        }
         registry.register(Box::new(http_requests.clone()))?;
         registry.register(Box::new(http_request_duration.clone()))?;
         registry.register(Box::new(http_in_flight.clone()))?;
@@ -141,6 +220,14 @@ impl Metrics {
             mapping_script_reloads,
             mappings,
             mapping_duration,
+            messages_routed,
+            outbox_depth,
+            outbox_oldest_age,
+            delivery_attempts,
+            delivery_duration,
+            dead_letters,
+            circuit_state,
+            storage_errors,
         })
     }
 

@@ -133,14 +133,20 @@ impl Keyed {
     }
 
     /// Identity from source parts when there is no business identifier:
-    /// the identifier is the deterministic `urn:uuid` itself.
+    /// the identifier is a deterministic `urn:uuid` of its own. It is not
+    /// the entry's `fullUrl`: servers that resolve `urn:uuid` placeholders
+    /// by rewriting every matching string in the Bundle (Medplum does)
+    /// would rewrite the identifier too, and the next delivery of the same
+    /// message would no longer find the resource and create a duplicate.
     pub fn derived(resource_type: &str, parts: &[&str]) -> Keyed {
-        let mut all = Vec::with_capacity(parts.len() + 1);
+        let mut all = Vec::with_capacity(parts.len() + 2);
         all.push(resource_type);
         all.extend_from_slice(parts);
         let uuid = uuid_for(&all);
+        all.push("identifier");
+        let identifier = uuid_for(&all);
         Keyed {
-            identifier: (URI_SYSTEM.to_string(), format!("urn:uuid:{uuid}")),
+            identifier: (URI_SYSTEM.to_string(), format!("urn:uuid:{identifier}")),
             uuid,
         }
     }

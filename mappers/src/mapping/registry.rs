@@ -130,6 +130,15 @@ impl MapperRegistry {
         }
     }
 
+    /// The registered mapper called `name`, if any.
+    pub fn named(&self, name: &str) -> Option<&Arc<dyn Mapper>> {
+        self.entries
+            .iter()
+            .rev()
+            .map(|(_, mapper)| mapper)
+            .find(|mapper| mapper.name() == name)
+    }
+
     /// The mapper for `message`, if any.
     pub fn find(&self, message: &SourceMessage<'_, '_>) -> Option<&Arc<dyn Mapper>> {
         let (message_type, trigger_event) = match message {
