@@ -16,6 +16,7 @@ pub mod http;
 pub mod intake;
 pub mod mapping;
 pub mod mllp;
+pub mod repository;
 pub mod routing;
 pub mod runtime;
 pub mod storage;

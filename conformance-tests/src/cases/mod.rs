@@ -5,6 +5,7 @@ mod fhir_api;
 mod hl7v2;
 pub mod mapping;
 mod operations;
+mod repository;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -24,5 +25,6 @@ pub fn all() -> Vec<Case> {
     cases.extend(fhir_api::cases());
     cases.extend(hl7v2::cases());
     cases.extend(mapping::cases());
+    cases.extend(repository::cases());
     cases
 }

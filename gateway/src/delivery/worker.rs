@@ -14,6 +14,7 @@ use super::circuit::CircuitBreaker;
 use super::client::TargetClient;
 use super::policy::{classify_status, Jitter, RetryPolicy, Verdict};
 use crate::config::{DeliveryConfig, TargetConfig};
+use crate::repository::Repository;
 use crate::storage::{now_ms, Attempt, AttemptResult, Delivery, SharedStore};
 use crate::telemetry::events::{DeliveryAttempted, DeliveryStoreFailed};
 use crate::telemetry::metrics::Metrics;
@@ -224,27 +225,30 @@ impl TargetWorker {
 /// Rows claimed for the local target at once (one transaction).
 const LOCAL_BATCH: usize = 256;
 
-/// Stores a claim of local rows in one transaction.
+/// Applies a claim of local rows to the repository (one database
+/// transaction, a savepoint per Bundle), then records them: applied rows
+/// delivered, refused ones dead with the OperationOutcome that says why.
 async fn deliver_locally(shared: &Arc<Shared>, deliveries: Vec<Delivery>) -> Health {
     let started = Instant::now();
     let store = shared.store.clone();
     let owner = shared.owner.clone();
     // The rows move into the store call and back: their Bundles are not copied.
     let stored = tokio::task::spawn_blocking(move || {
-        let stored = store.deliver_locally(&deliveries, &owner, now_ms());
+        let stored = apply_locally(&store, &owner, &deliveries);
         (deliveries, stored)
     })
     .await;
     match stored {
-        Ok((deliveries, Ok(_))) => {
-            for delivery in &deliveries {
+        Ok((deliveries, Ok(refused))) => {
+            for (index, delivery) in deliveries.iter().enumerate() {
+                let dead = refused.contains(&index);
                 DeliveryAttempted {
                     target: &shared.name,
                     control_id: &delivery.control_id,
                     journal_id: delivery.journal_id,
                     attempt: delivery.attempt,
-                    status: None,
-                    result: "delivered",
+                    status: dead.then_some(400),
+                    result: if dead { "dead" } else { "delivered" },
                     elapsed: started.elapsed(),
                 }
                 .emit(&shared.metrics);
@@ -264,6 +268,49 @@ async fn deliver_locally(shared: &Arc<Shared>, deliveries: Vec<Delivery>) -> Hea
             Health::Unknown
         }
     }
+}
+
+/// The blocking part of [`deliver_locally`]; returns the indexes of the
+/// refused rows.
+fn apply_locally(
+    store: &SharedStore,
+    owner: &str,
+    deliveries: &[Delivery],
+) -> Result<Vec<usize>, crate::storage::StorageError> {
+    let now = now_ms();
+    let bundles: Vec<&str> = deliveries.iter().map(|d| d.bundle.as_str()).collect();
+    let results = Repository::new(store.clone()).transactions(&bundles, now)?;
+    let mut refused = Vec::new();
+    for (index, (delivery, result)) in deliveries.iter().zip(results).enumerate() {
+        match result {
+            Ok(_) => {}
+            Err(error) => {
+                refused.push(index);
+                let outcome = crate::http::error::transaction_outcome(&error);
+                let attempt = Attempt {
+                    started_at_ms: now,
+                    latency_ms: 0,
+                    status: Some(outcome.status.as_u16()),
+                    result: AttemptResult::Dead,
+                    detail: Some(outcome.to_json().to_string()),
+                };
+                store.record_attempt(delivery, owner, &attempt, now)?;
+            }
+        }
+    }
+    if refused.is_empty() {
+        store.deliver_locally(deliveries, owner, now)?;
+    } else {
+        // Rare: only then are the applied rows copied out.
+        let applied: Vec<Delivery> = deliveries
+            .iter()
+            .enumerate()
+            .filter(|(index, _)| !refused.contains(index))
+            .map(|(_, delivery)| delivery.clone())
+            .collect();
+        store.deliver_locally(&applied, owner, now)?;
+    }
+    Ok(refused)
 }
 
 /// Delivers one row to a FHIR target and records the attempt.

@@ -43,7 +43,9 @@ pub fn capability_statement(inputs: &CapabilityInputs) -> Value {
         "format": inputs.formats,
         "rest": [{
             "mode": "server",
-            "documentation": "Capabilities of this Passerelle instance. Resource interactions are listed as they are implemented; any other interaction answers 405 with an OperationOutcome.",
+            "documentation": "Capabilities of this Passerelle instance. Reads and searches answer from Passerelle's own repository (what the local target received, and transactions posted to the base). Other interactions answer 405 with an OperationOutcome.",
+            "interaction": [{"code": "transaction"}],
+            "resource": repository_resources(),
             "operation": [{
                 "name": "convert-data",
                 "definition": convert_data_definition_url(&inputs.base_url),
@@ -51,6 +53,34 @@ pub fn capability_statement(inputs: &CapabilityInputs) -> Value {
             }],
         }]
     })
+}
+
+/// What the repository offers per resource type.
+fn repository_resources() -> Vec<Value> {
+    crate::repository::params::INDEXED_TYPES
+        .iter()
+        .map(|resource_type| {
+            let mut params: Vec<Value> = crate::repository::params::params_of(resource_type)
+                .iter()
+                .map(|p| json!({"name": p.name, "type": p.kind.code()}))
+                .collect();
+            params.push(json!({"name": "_id", "type": "token"}));
+            params.push(json!({"name": "_lastUpdated", "type": "date"}));
+            json!({
+                "type": resource_type,
+                "interaction": [
+                    {"code": "read"}, {"code": "vread"},
+                    {"code": "history-instance"}, {"code": "search-type"}
+                ],
+                "versioning": "versioned",
+                "readHistory": true,
+                "conditionalCreate": true,
+                "conditionalUpdate": true,
+                "conditionalDelete": "single",
+                "searchParam": params,
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -41,6 +41,10 @@ pub enum IssueType {
     Transient,
     Informational,
     Forbidden,
+    Processing,
+    Conflict,
+    Deleted,
+    MultipleMatches,
 }
 
 impl IssueType {
@@ -58,6 +62,10 @@ impl IssueType {
             IssueType::Exception => "exception",
             IssueType::Transient => "transient",
             IssueType::Informational => "informational",
+            IssueType::Processing => "processing",
+            IssueType::Conflict => "conflict",
+            IssueType::Deleted => "deleted",
+            IssueType::MultipleMatches => "multiple-matches",
             IssueType::Forbidden => "forbidden",
         }
     }

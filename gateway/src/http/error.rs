@@ -13,6 +13,8 @@ use super::{BoxError, ResponseBody};
 use crate::fhir::negotiate::{Format, NotAcceptable};
 use crate::fhir::outcome::{IssueType, Outcome};
 use crate::mapping::ConvertError;
+use crate::repository::transaction::Refusal;
+use crate::repository::{RepositoryError, SearchError, TransactionError};
 
 /// A request body was larger than `http.max_body_bytes`.
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +61,8 @@ pub enum ApiError {
     Forbidden(&'static str),
     #[error("internal error")]
     Internal,
+    #[error(transparent)]
+    Repository(#[from] RepositoryError),
 }
 
 impl ApiError {
@@ -95,6 +99,7 @@ impl ApiError {
             ApiError::StorageUnavailable => (StatusCode::SERVICE_UNAVAILABLE, IssueType::Transient),
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, IssueType::Forbidden),
             ApiError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, IssueType::Exception),
+            ApiError::Repository(error) => return repository_outcome(error),
         };
         Outcome::error(status, issue, self.to_string())
     }
@@ -111,6 +116,53 @@ impl ApiError {
         }
         response
     }
+}
+
+fn repository_outcome(error: &RepositoryError) -> Outcome {
+    let (status, issue) = match error {
+        RepositoryError::NotFound(_) => (StatusCode::NOT_FOUND, IssueType::NotFound),
+        RepositoryError::Gone(_) => (StatusCode::GONE, IssueType::Deleted),
+        RepositoryError::Search(SearchError::UnknownParameter(_)) => {
+            (StatusCode::BAD_REQUEST, IssueType::NotSupported)
+        }
+        RepositoryError::Search(SearchError::InvalidValue { .. }) => {
+            (StatusCode::BAD_REQUEST, IssueType::Value)
+        }
+        RepositoryError::Transaction(error) => return transaction_outcome(error),
+        RepositoryError::Storage(_) => {
+            return Outcome::error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                IssueType::Transient,
+                "the repository's storage failed; retry later",
+            )
+        }
+    };
+    Outcome::error(status, issue, error.to_string())
+}
+
+/// A refused FHIR transaction as an OperationOutcome (also what the
+/// `local` target keeps with a dead letter).
+pub fn transaction_outcome(error: &TransactionError) -> Outcome {
+    let (status, issue) = match error {
+        TransactionError::NotJson(_) => (StatusCode::BAD_REQUEST, IssueType::Structure),
+        TransactionError::InvalidBundle(_) => (StatusCode::BAD_REQUEST, IssueType::Invalid),
+        TransactionError::Entry { refusal, .. } => match refusal {
+            Refusal::Invalid => (StatusCode::BAD_REQUEST, IssueType::Processing),
+            Refusal::NotFound => (StatusCode::NOT_FOUND, IssueType::NotFound),
+            Refusal::PreconditionFailed => {
+                (StatusCode::PRECONDITION_FAILED, IssueType::MultipleMatches)
+            }
+            Refusal::NotSupported => (StatusCode::BAD_REQUEST, IssueType::NotSupported),
+        },
+        TransactionError::Storage(_) => {
+            return Outcome::error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                IssueType::Transient,
+                "the repository's storage failed; retry later",
+            )
+        }
+    };
+    Outcome::error(status, issue, error.to_string())
 }
 
 /// Classifies an error raised by a tower layer and answers it.

@@ -14,10 +14,13 @@ use tower::Service;
 use super::convert;
 use super::error::{ApiError, PayloadTooLarge};
 use super::layers::BoxFuture;
+use super::rest;
 use super::routes::Route;
 use super::{BoxError, ResponseBody, SharedState};
 use crate::fhir::capability::capability_statement;
-use crate::fhir::negotiate::{media_type, query_param, response_format, Format};
+use crate::fhir::negotiate::{
+    is_readable_fhir_body, media_type, query_param, response_format, Format,
+};
 use crate::intake::Transport;
 
 /// Dispatches a classified request to its handler.
@@ -234,11 +237,55 @@ where
                 _ => Err(not_allowed(&method, "GET, HEAD")),
             }
         }
-        Route::FhirBase | Route::FhirType | Route::FhirTypeChild => {
-            Err(ApiError::MethodNotAllowed {
-                interaction: format!("{} on {}", method.as_str(), route.label()),
-                allow: "",
-            })
+        Route::FhirBase => match method {
+            Method::POST => {
+                let content_type = request
+                    .headers()
+                    .get(CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string);
+                if !is_readable_fhir_body(content_type.as_deref()) {
+                    return Err(ApiError::UnsupportedMediaType {
+                        received: content_type.unwrap_or_default(),
+                        expected: "application/fhir+json",
+                    });
+                }
+                let body = read_body(request.into_body(), state.max_body_bytes).await?;
+                rest::transaction(&state, body).await
+            }
+            _ => Err(not_allowed(&method, "POST")),
+        },
+        Route::FhirType | Route::FhirTypeChild => {
+            let path = request.uri().path().to_string();
+            let Some((resource_type, interaction)) = rest::interaction(&path) else {
+                return Err(ApiError::NotFound);
+            };
+            match (&method, &interaction) {
+                (&Method::GET | &Method::HEAD, _) => {
+                    rest::get(
+                        &state,
+                        format,
+                        resource_type,
+                        interaction,
+                        request.uri().query(),
+                        request.headers(),
+                    )
+                    .await
+                }
+                (&Method::POST, rest::Interaction::Search)
+                    if path.trim_end_matches('/').ends_with("/_search") =>
+                {
+                    let strict = rest::strict(request.headers());
+                    let mut pairs =
+                        crate::fhir::query::decode_pairs(request.uri().query().unwrap_or(""));
+                    let body = read_body(request.into_body(), state.max_body_bytes).await?;
+                    pairs.extend(crate::fhir::query::decode_pairs(&String::from_utf8_lossy(
+                        &body,
+                    )));
+                    rest::search_response(&state, format, resource_type, &pairs, strict).await
+                }
+                _ => Err(not_allowed(&method, "GET, HEAD")),
+            }
         }
         Route::FhirSystemOperation => Err(ApiError::NotFound),
         Route::FhirUnknown => Err(ApiError::UnknownResourceType),

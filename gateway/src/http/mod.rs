@@ -6,6 +6,7 @@ pub mod convert;
 pub mod error;
 pub mod handlers;
 pub mod layers;
+pub mod rest;
 pub mod routes;
 pub mod server;
 

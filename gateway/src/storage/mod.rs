@@ -14,13 +14,16 @@
 //!   (a refusal retrying cannot fix, the target's answer kept);
 //! - the **attempts**: every delivery attempt with its status and latency,
 //!   so a message's journey can be shown;
-//! - the **local bundles**: what the `local` target stored.
+//! - the **local bundles**: what the `local` target stored;
+//! - the **FHIR repository** tables, owned by `crate::repository` and
+//!   written through [`sql::Sql`].
 //!
 //! The trait is synchronous: SQLite is, and the PostgreSQL backend uses the
 //! blocking client. Async callers go through `tokio::task::spawn_blocking`.
 
 pub mod journal;
 pub mod postgres;
+pub mod sql;
 pub mod sqlite;
 #[cfg(test)]
 pub(crate) mod suite;
@@ -419,6 +422,14 @@ pub trait Store: Send + Sync + 'static {
     /// Bundles the `local` target holds, newest last (tests and the
     /// repository to come).
     fn local_bundles(&self, limit: usize) -> Result<Vec<String>, StorageError>;
+
+    /// Runs `work` in one write transaction, committed when it returns
+    /// `Ok(true)`. Writers are serialised (across instances on PostgreSQL),
+    /// so what `work` reads stays true until it commits.
+    fn sql_write(&self, work: &mut sql::WriteWork<'_>) -> Result<(), StorageError>;
+
+    /// Runs `work` on one consistent snapshot.
+    fn sql_read(&self, work: &mut sql::ReadWork<'_>) -> Result<(), StorageError>;
 
     /// Calls `on_change(channel, payload)` when another instance changes
     /// the journal (`passerelle_journal`) or a target's outbox

@@ -10,7 +10,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use postgres::types::ToSql;
+use postgres::types::{ToSql, Type};
+
+use super::sql::{ReadWork, Sql, SqlRow, SqlValue, WriteWork};
 use postgres::{Client, NoTls, Transaction};
 
 use super::{
@@ -87,6 +89,36 @@ const MIGRATIONS: &[&str] = &[
         stored_at_ms BIGINT NOT NULL,
         bundle TEXT NOT NULL
     );",
+    // 2: the FHIR repository (gateway::repository).
+    "CREATE TABLE fhir_resources (
+        resource_type TEXT NOT NULL,
+        id TEXT NOT NULL,
+        version BIGINT NOT NULL,
+        last_updated_ms BIGINT NOT NULL,
+        deleted BIGINT NOT NULL,
+        resource TEXT NOT NULL,
+        PRIMARY KEY (resource_type, id)
+    );
+    CREATE TABLE fhir_history (
+        resource_type TEXT NOT NULL,
+        id TEXT NOT NULL,
+        version BIGINT NOT NULL,
+        last_updated_ms BIGINT NOT NULL,
+        deleted BIGINT NOT NULL,
+        resource TEXT NOT NULL,
+        PRIMARY KEY (resource_type, id, version)
+    );
+    CREATE TABLE fhir_index (
+        resource_type TEXT NOT NULL,
+        id TEXT NOT NULL,
+        param TEXT NOT NULL,
+        system TEXT NOT NULL,
+        value TEXT NOT NULL,
+        low TEXT NOT NULL,
+        high TEXT NOT NULL
+    );
+    CREATE INDEX fhir_index_value ON fhir_index (resource_type, param, value, system);
+    CREATE INDEX fhir_index_resource ON fhir_index (resource_type, id, param);",
 ];
 
 /// A few connections reused across calls; a broken one is dropped.
@@ -173,7 +205,7 @@ impl PostgresStore {
     pub fn reset(url: &str) -> Result<(), StorageError> {
         let mut client = connect(url)?;
         client.batch_execute(
-            "DROP TABLE IF EXISTS local_bundles, delivery_attempts, outbox, journal, passerelle_schema CASCADE",
+            "DROP TABLE IF EXISTS fhir_index, fhir_history, fhir_resources, local_bundles, delivery_attempts, outbox, journal, passerelle_schema CASCADE",
         )?;
         Ok(())
     }
@@ -204,7 +236,74 @@ fn migrate(client: &mut Client) -> Result<(), StorageError> {
     Ok(())
 }
 
+/// Serialises repository writers across instances (conditional creates
+/// must see what the previous writer committed).
+const REPOSITORY_LOCK: i64 = 0x7061_7373_6669_7200;
+
+/// [`Sql`] on a PostgreSQL transaction.
+struct PostgresSql<'a, 'b>(&'a mut postgres::Transaction<'b>);
+
+fn postgres_params(params: &[SqlValue]) -> Vec<&(dyn ToSql + Sync)> {
+    static NULL: Option<String> = None;
+    params
+        .iter()
+        .map(|value| match value {
+            SqlValue::Null => &NULL as &(dyn ToSql + Sync),
+            SqlValue::Int(value) => value as &(dyn ToSql + Sync),
+            SqlValue::Text(value) => value as &(dyn ToSql + Sync),
+        })
+        .collect()
+}
+
+impl Sql for PostgresSql<'_, '_> {
+    fn execute(&mut self, statement: &str, params: &[SqlValue]) -> Result<u64, StorageError> {
+        Ok(self.0.execute(statement, &postgres_params(params))?)
+    }
+
+    fn query(&mut self, statement: &str, params: &[SqlValue]) -> Result<Vec<SqlRow>, StorageError> {
+        let rows = self.0.query(statement, &postgres_params(params))?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let mut values = Vec::with_capacity(row.len());
+            for (index, column) in row.columns().iter().enumerate() {
+                let value = match *column.type_() {
+                    Type::INT8 => row.try_get::<_, Option<i64>>(index)?.map(SqlValue::Int),
+                    Type::INT4 => row
+                        .try_get::<_, Option<i32>>(index)?
+                        .map(|v| SqlValue::Int(i64::from(v))),
+                    _ => row.try_get::<_, Option<String>>(index)?.map(SqlValue::Text),
+                };
+                values.push(value.unwrap_or(SqlValue::Null));
+            }
+            out.push(values);
+        }
+        Ok(out)
+    }
+}
+
 impl Store for PostgresStore {
+    fn sql_write(&self, work: &mut WriteWork<'_>) -> Result<(), StorageError> {
+        let mut client = self.pool.get()?;
+        let mut transaction = client.transaction()?;
+        transaction.execute("SELECT pg_advisory_xact_lock($1)", &[&REPOSITORY_LOCK])?;
+        if work(&mut PostgresSql(&mut transaction))? {
+            transaction.commit()?;
+        }
+        Ok(())
+    }
+
+    fn sql_read(&self, work: &mut ReadWork<'_>) -> Result<(), StorageError> {
+        let mut client = self.pool.get()?;
+        let mut transaction = client
+            .build_transaction()
+            .isolation_level(postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()?;
+        work(&mut PostgresSql(&mut transaction))?;
+        transaction.commit()?;
+        Ok(())
+    }
+
     fn backend(&self) -> &'static str {
         "postgres"
     }

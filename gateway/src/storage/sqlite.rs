@@ -7,7 +7,10 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
+use rusqlite::types::ValueRef;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
+
+use super::sql::{sqlite_placeholders, ReadWork, Sql, SqlRow, SqlValue, WriteWork};
 
 use super::{
     bounded_detail, instant_from_ms, Attempt, AttemptRecord, Delivery, DeliverySummary,
@@ -83,6 +86,36 @@ const MIGRATIONS: &[&str] = &[
         stored_at_ms INTEGER NOT NULL,
         bundle TEXT NOT NULL
     );",
+    // 3: the FHIR repository (gateway::repository).
+    "CREATE TABLE fhir_resources (
+        resource_type TEXT NOT NULL,
+        id TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        last_updated_ms INTEGER NOT NULL,
+        deleted INTEGER NOT NULL,
+        resource TEXT NOT NULL,
+        PRIMARY KEY (resource_type, id)
+    );
+    CREATE TABLE fhir_history (
+        resource_type TEXT NOT NULL,
+        id TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        last_updated_ms INTEGER NOT NULL,
+        deleted INTEGER NOT NULL,
+        resource TEXT NOT NULL,
+        PRIMARY KEY (resource_type, id, version)
+    );
+    CREATE TABLE fhir_index (
+        resource_type TEXT NOT NULL,
+        id TEXT NOT NULL,
+        param TEXT NOT NULL,
+        system TEXT NOT NULL,
+        value TEXT NOT NULL,
+        low TEXT NOT NULL,
+        high TEXT NOT NULL
+    );
+    CREATE INDEX fhir_index_value ON fhir_index (resource_type, param, value, system);
+    CREATE INDEX fhir_index_resource ON fhir_index (resource_type, id, param);",
 ];
 
 pub struct SqliteStore {
@@ -156,7 +189,65 @@ const DELIVERABLE: &str = "
     ORDER BY o.journal_id
     LIMIT ?3";
 
+/// [`Sql`] on a SQLite connection or transaction.
+struct SqliteSql<'a>(&'a Connection);
+
+fn sqlite_value(value: &SqlValue) -> rusqlite::types::Value {
+    match value {
+        SqlValue::Null => rusqlite::types::Value::Null,
+        SqlValue::Int(value) => rusqlite::types::Value::Integer(*value),
+        SqlValue::Text(value) => rusqlite::types::Value::Text(value.clone()),
+    }
+}
+
+impl Sql for SqliteSql<'_> {
+    fn execute(&mut self, statement: &str, params: &[SqlValue]) -> Result<u64, StorageError> {
+        let mut statement = self.0.prepare_cached(&sqlite_placeholders(statement))?;
+        Ok(statement.execute(params_from_iter(params.iter().map(sqlite_value)))? as u64)
+    }
+
+    fn query(&mut self, statement: &str, params: &[SqlValue]) -> Result<Vec<SqlRow>, StorageError> {
+        let mut statement = self.0.prepare_cached(&sqlite_placeholders(statement))?;
+        let columns = statement.column_count();
+        let mut rows = statement.query(params_from_iter(params.iter().map(sqlite_value)))?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            let mut values = Vec::with_capacity(columns);
+            for column in 0..columns {
+                values.push(match row.get_ref(column)? {
+                    ValueRef::Null => SqlValue::Null,
+                    ValueRef::Integer(value) => SqlValue::Int(value),
+                    ValueRef::Real(value) => SqlValue::Int(value as i64),
+                    ValueRef::Text(text) | ValueRef::Blob(text) => {
+                        SqlValue::Text(String::from_utf8_lossy(text).into_owned())
+                    }
+                });
+            }
+            out.push(values);
+        }
+        Ok(out)
+    }
+}
+
 impl Store for SqliteStore {
+    fn sql_write(&self, work: &mut WriteWork<'_>) -> Result<(), StorageError> {
+        let mut connection = self.writer()?;
+        let transaction = connection.transaction()?;
+        if work(&mut SqliteSql(&transaction))? {
+            transaction.commit()?;
+        }
+        Ok(())
+    }
+
+    fn sql_read(&self, work: &mut ReadWork<'_>) -> Result<(), StorageError> {
+        let mut connection = self.reader()?;
+        // A read transaction: one snapshot for every statement of `work`.
+        let transaction = connection.transaction()?;
+        work(&mut SqliteSql(&transaction))?;
+        transaction.finish()?;
+        Ok(())
+    }
+
     fn backend(&self) -> &'static str {
         "sqlite"
     }

@@ -1,0 +1,171 @@
+//! JSON trees whose numbers keep the text they were written with, so a
+//! resource edited by the repository (ids, `meta`, references) still says
+//! `1.50` where its sender wrote `1.50`. The workspace's `serde_json` keeps
+//! numbers as `f64` (it never enables `arbitrary_precision`, which breaks
+//! fhir-sdk), so a number is carried through the `Value` as a marked
+//! string: a NUL character, `n:`, then its text. FHIR strings cannot hold
+//! NUL (nor any control character but tab, CR and LF), so no string a
+//! client sends can look like one.
+
+use serde_json::Value;
+
+const MARK: &str = "\u{0}n:";
+/// How `serde_json` writes a marked string's opening.
+const WRITTEN_MARK: &str = "\"\\u0000n:";
+
+/// Parses `text`, numbers kept as written.
+pub fn parse(text: &str) -> Result<Value, serde_json::Error> {
+    serde_json::from_str(&mark_numbers(text))
+}
+
+/// Writes `value` compactly, marked numbers back as the numbers they were.
+pub fn to_string(value: &Value) -> String {
+    let written = serde_json::to_string(value).unwrap_or_default();
+    unmark_numbers(&written)
+}
+
+/// A number read by [`parse`], as its text.
+pub fn number_text(value: &Value) -> Option<&str> {
+    value.as_str().and_then(|text| text.strip_prefix(MARK))
+}
+
+fn mark_numbers(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + text.len() / 8);
+    let mut chars = text.char_indices().peekable();
+    while let Some((_, c)) = chars.next() {
+        match c {
+            '"' => {
+                out.push('"');
+                let mut escaped = false;
+                for (_, c) in chars.by_ref() {
+                    out.push(c);
+                    match c {
+                        _ if escaped => escaped = false,
+                        '\\' => escaped = true,
+                        '"' => break,
+                        _ => {}
+                    }
+                }
+            }
+            '-' | '0'..='9' => {
+                let mut number = String::from(c);
+                while let Some(&(_, next)) = chars.peek() {
+                    if next.is_ascii_digit() || matches!(next, '.' | 'e' | 'E' | '+' | '-') {
+                        number.push(next);
+                        chars.next();
+                    } else {
+                        break;
+                    }
+                }
+                if is_json_number(&number) {
+                    out.push_str("\"\\u0000n:");
+                    out.push_str(&number);
+                    out.push('"');
+                } else {
+                    // Left as it is, for serde_json to refuse.
+                    out.push_str(&number);
+                }
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`
+fn is_json_number(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    let mut i = usize::from(bytes.first() == Some(&b'-'));
+    let digits = |i: &mut usize| {
+        let start = *i;
+        while bytes.get(*i).is_some_and(u8::is_ascii_digit) {
+            *i += 1;
+        }
+        *i - start
+    };
+    let start = i;
+    let integer = digits(&mut i);
+    if integer == 0 || (integer > 1 && bytes[start] == b'0') {
+        return false;
+    }
+    if bytes.get(i) == Some(&b'.') {
+        i += 1;
+        if digits(&mut i) == 0 {
+            return false;
+        }
+    }
+    if matches!(bytes.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        if matches!(bytes.get(i), Some(b'+' | b'-')) {
+            i += 1;
+        }
+        if digits(&mut i) == 0 {
+            return false;
+        }
+    }
+    i == bytes.len()
+}
+
+fn unmark_numbers(written: &str) -> String {
+    if !written.contains(WRITTEN_MARK) {
+        return written.to_string();
+    }
+    let mut out = String::with_capacity(written.len());
+    let mut rest = written;
+    while let Some(position) = rest.find(WRITTEN_MARK) {
+        // A match inside another string would need an escaped backslash
+        // before it; a marked string always starts right at a quote that
+        // opens a token, which `find` reaches first.
+        out.push_str(&rest[..position]);
+        let after = &rest[position + WRITTEN_MARK.len()..];
+        let end = after.find('"').unwrap_or(after.len());
+        out.push_str(&after[..end]);
+        rest = after.get(end + 1..).unwrap_or("");
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_keep_their_text_through_an_edit() {
+        let text =
+            r#"{"valueQuantity":{"value":1.50,"unit":"g/L"},"n":[0,-2.0e3,10],"s":"1.50 \"x\" 2"}"#;
+        let mut value = parse(text).unwrap();
+        value["id"] = Value::String("abc".into());
+        assert_eq!(number_text(&value["valueQuantity"]["value"]), Some("1.50"));
+        assert_eq!(
+            to_string(&value),
+            r#"{"valueQuantity":{"value":1.50,"unit":"g/L"},"n":[0,-2.0e3,10],"s":"1.50 \"x\" 2","id":"abc"}"#
+        );
+    }
+
+    #[test]
+    fn text_that_is_not_json_is_an_error() {
+        for text in [
+            "{",
+            "{\"a\":}",
+            "[1,,2]",
+            "nope",
+            "{\"a\":1-}",
+            "[01]",
+            "[1.]",
+            "[-]",
+            "[1e]",
+        ] {
+            assert!(parse(text).is_err(), "{text}");
+        }
+    }
+
+    #[test]
+    fn strings_with_escapes_and_non_ascii_round_trip() {
+        let text = r#"{"a":"é\n\u00e9\\","b":true,"c":null}"#;
+        assert_eq!(
+            to_string(&parse(text).unwrap()),
+            r#"{"a":"é\né\\","b":true,"c":null}"#
+        );
+    }
+}

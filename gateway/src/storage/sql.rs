@@ -1,0 +1,94 @@
+//! A dialect-neutral SQL surface that both backends provide, so code that
+//! owns tables of its own (the FHIR repository) writes each statement once.
+//! Statements use `$1`, `$2`, … placeholders (PostgreSQL's), turned into
+//! SQLite's `?1`, `?2`, … by the SQLite side. Values are 64-bit integers
+//! and text only: booleans are 0/1 and there are no NULL parameters, so the
+//! two backends' type systems never disagree.
+
+use super::StorageError;
+
+/// A parameter or column value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SqlValue {
+    Null,
+    Int(i64),
+    Text(String),
+}
+
+impl SqlValue {
+    pub fn as_i64(&self) -> Option<i64> {
+        match self {
+            SqlValue::Int(value) => Some(*value),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            SqlValue::Text(value) => Some(value),
+            _ => None,
+        }
+    }
+
+    pub fn into_string(self) -> Option<String> {
+        match self {
+            SqlValue::Text(value) => Some(value),
+            _ => None,
+        }
+    }
+}
+
+impl From<i64> for SqlValue {
+    fn from(value: i64) -> Self {
+        SqlValue::Int(value)
+    }
+}
+
+impl From<&str> for SqlValue {
+    fn from(value: &str) -> Self {
+        SqlValue::Text(value.to_string())
+    }
+}
+
+impl From<String> for SqlValue {
+    fn from(value: String) -> Self {
+        SqlValue::Text(value)
+    }
+}
+
+/// One row of a result, columns in `SELECT` order.
+pub type SqlRow = Vec<SqlValue>;
+
+/// Statements on an open connection or transaction.
+pub trait Sql {
+    /// Runs a statement; returns the number of rows it changed.
+    fn execute(&mut self, statement: &str, params: &[SqlValue]) -> Result<u64, StorageError>;
+    /// Runs a query; returns every row.
+    fn query(&mut self, statement: &str, params: &[SqlValue]) -> Result<Vec<SqlRow>, StorageError>;
+}
+
+/// Work done in one write transaction: it returns `Ok(true)` to commit and
+/// `Ok(false)` to roll back (the caller keeps its own reason).
+pub type WriteWork<'a> = dyn FnMut(&mut dyn Sql) -> Result<bool, StorageError> + Send + 'a;
+
+/// Work done on a read connection.
+pub type ReadWork<'a> = dyn FnMut(&mut dyn Sql) -> Result<(), StorageError> + Send + 'a;
+
+/// `$N` placeholders as SQLite's `?N`. Statements here hold no `$` other
+/// than placeholders.
+pub fn sqlite_placeholders(statement: &str) -> String {
+    statement.replace('$', "?")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_become_sqlite_numbered_parameters() {
+        assert_eq!(
+            sqlite_placeholders("SELECT a FROM t WHERE b = $1 AND c = $2"),
+            "SELECT a FROM t WHERE b = ?1 AND c = ?2"
+        );
+    }
+}

@@ -1,0 +1,267 @@
+//! The FHIR repository over the wire, on embedded defaults: HL7 v2 messages
+//! pushed over MLLP reach the `local` target, and `/fhir` finds the patient
+//! by INS, reads, vreads and lists versions, searches results, and answers
+//! bad requests with OperationOutcomes. Transactions posted to `/fhir` are
+//! all or nothing.
+
+mod common;
+#[path = "support/delivery.rs"]
+mod delivery;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::{eventually, http_get_reply, http_post, http_request, Gateway, Reply};
+
+const INS: &str = "urn%3Aoid%3A1.2.250.1.213.1.4.10%7C279035121518989";
+
+fn case_input(name: &str) -> String {
+    std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../conformance-tests/cases/mapping")
+            .join(name)
+            .join("input.hl7"),
+    )
+    .unwrap()
+    .replace("\r\n", "\r")
+    .replace('\n', "\r")
+}
+
+fn get_with(gateway: &Gateway, path: &str, header: &str) -> Reply {
+    let raw = format!("GET {path} HTTP/1.1\r\nHost: x\r\n{header}\r\nConnection: close\r\n\r\n");
+    Reply::parse(&http_request(gateway.http_addr, raw.as_bytes()).expect("answer"))
+}
+
+fn lab_result(control_id: &str, value: &str) -> String {
+    format!(
+        "MSH|^~\\&|SIL|LABO|GW|GW|20261122101500||ORU^R01^ORU_R01|{control_id}|P|2.5\r\
+         PID|1||000003^^^CHU-X&000897406&N^PI~279035121518989^^^ASIP-SANTE-INS-NIR&1.2.250.1.213.1.4.10&ISO^INS||PAT-TROIS^DOMINIQUE||19790328|F\r\
+         OBR|1|PO1|FO1|2345-7^Glucose^LN|||20261122100000\r\
+         OBX|1|NM|2345-7^Glucose^LN||{value}|g/L|||||F\r"
+    )
+}
+
+fn assert_outcome(reply: &Reply, status: u16, code: &str) {
+    assert_eq!(reply.status, status, "{}", reply.body);
+    let json = reply.json();
+    assert_eq!(json["resourceType"], "OperationOutcome", "{json}");
+    assert_eq!(json["issue"][0]["code"], code, "{json}");
+}
+
+#[test]
+fn pushed_messages_are_found_by_ins_read_and_searched() {
+    let gateway = Gateway::start();
+    let acks = delivery::send_mllp(
+        gateway.mllp_addr,
+        &[case_input("adt-a01-pam-fr-ins"), lab_result("LAB1", "1.50")],
+    );
+    assert_eq!(acks, ["AA", "AA"]);
+
+    let search = format!("/fhir/Patient?identifier={INS}");
+    assert!(
+        eventually(Duration::from_secs(30), || {
+            http_get_reply(gateway.http_addr, &search).json()["total"] == 1
+        }),
+        "{}",
+        http_get_reply(gateway.http_addr, &search).body
+    );
+    let bundle = http_get_reply(gateway.http_addr, &search).json();
+    assert_eq!(bundle["type"], "searchset");
+    assert_eq!(bundle["link"][0]["relation"], "self");
+    let patient = &bundle["entry"][0]["resource"];
+    let id = patient["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        bundle["entry"][0]["fullUrl"],
+        format!("{}/fhir/Patient/{id}", gateway.base_url())
+    );
+    assert_eq!(bundle["entry"][0]["search"]["mode"], "match");
+
+    // Read: the resource with its version in ETag and meta.
+    let read = http_get_reply(gateway.http_addr, &format!("/fhir/Patient/{id}"));
+    assert_eq!(read.status, 200);
+    assert!(read
+        .header("content-type")
+        .unwrap()
+        .starts_with("application/fhir+json"));
+    let version = read.json()["meta"]["versionId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        read.header("etag"),
+        Some(format!("W/\"{version}\"").as_str())
+    );
+    assert!(read.header("last-modified").is_some());
+    let vread = http_get_reply(
+        gateway.http_addr,
+        &format!("/fhir/Patient/{id}/_history/{version}"),
+    );
+    assert_eq!(vread.status, 200);
+    assert_eq!(vread.json()["id"], id.as_str());
+    let history = http_get_reply(gateway.http_addr, &format!("/fhir/Patient/{id}/_history"));
+    assert_eq!(history.json()["type"], "history");
+
+    // The result: found by patient and code, its decimal as the lab wrote it.
+    let results = format!("/fhir/Observation?patient={id}&code=http%3A%2F%2Floinc.org%7C2345-7");
+    assert!(eventually(Duration::from_secs(30), || {
+        http_get_reply(gateway.http_addr, &results).json()["total"] == 1
+    }));
+    let reply = http_get_reply(gateway.http_addr, &results);
+    assert!(reply.body.contains("\"value\":1.50"), "{}", reply.body);
+    let with_patient = http_get_reply(
+        gateway.http_addr,
+        &format!("{results}&_include=Observation:patient"),
+    )
+    .json();
+    assert_eq!(with_patient["entry"][1]["search"]["mode"], "include");
+    assert_eq!(with_patient["entry"][1]["resource"]["id"], id.as_str());
+    let count = http_get_reply(
+        gateway.http_addr,
+        &format!("/fhir/Observation?patient={id}&_summary=count"),
+    )
+    .json();
+    assert_eq!(count["total"], 1);
+    assert!(count.get("entry").is_none());
+
+    // Errors are OperationOutcomes.
+    assert_outcome(
+        &http_get_reply(gateway.http_addr, "/fhir/Patient/nobody"),
+        404,
+        "not-found",
+    );
+    assert_outcome(
+        &http_get_reply(gateway.http_addr, "/fhir/Patient?birthdate=yesterday"),
+        400,
+        "value",
+    );
+    assert_outcome(
+        &get_with(
+            &gateway,
+            "/fhir/Patient?shoe-size=42",
+            "Prefer: handling=strict",
+        ),
+        400,
+        "not-supported",
+    );
+    // Lenient (the default): the unknown parameter is ignored and left out
+    // of the self link.
+    let lenient = http_get_reply(
+        gateway.http_addr,
+        "/fhir/Patient?shoe-size=42&gender=female",
+    )
+    .json();
+    assert_eq!(lenient["total"], 1);
+    let self_link = lenient["link"][0]["url"].as_str().unwrap();
+    assert!(
+        !self_link.contains("shoe-size") && self_link.contains("gender=female"),
+        "{self_link}"
+    );
+}
+
+#[test]
+fn transactions_posted_to_the_base_are_all_or_nothing_and_paged() {
+    let gateway = Gateway::start();
+    let post = |body: &serde_json::Value| {
+        http_post(
+            gateway.http_addr,
+            "/fhir",
+            "application/fhir+json",
+            body.to_string().as_bytes(),
+        )
+    };
+    let dangling = serde_json::json!({
+        "resourceType": "Bundle", "type": "transaction",
+        "entry": [
+            {"fullUrl": "urn:uuid:a", "resource": {"resourceType": "Patient", "name": [{"family": "Seul"}]},
+             "request": {"method": "POST", "url": "Patient"}},
+            {"resource": {"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+                          "subject": {"reference": "Patient/absent"}},
+             "request": {"method": "POST", "url": "Observation"}}
+        ]
+    });
+    let refused = post(&dangling);
+    assert_outcome(&refused, 400, "processing");
+    assert!(refused.body.contains("Bundle.entry[1]"), "{}", refused.body);
+    assert_eq!(
+        http_get_reply(gateway.http_addr, "/fhir/Patient?family=seul").json()["total"],
+        0,
+        "nothing of a refused transaction is kept"
+    );
+
+    let mut entries = Vec::new();
+    for n in 0..25 {
+        entries.push(serde_json::json!({
+            "resource": {"resourceType": "Patient", "name": [{"family": format!("Page{n:02}")}], "birthDate": "2001-02-03"},
+            "request": {"method": "POST", "url": "Patient"}
+        }));
+    }
+    let created = post(
+        &serde_json::json!({"resourceType": "Bundle", "type": "transaction", "entry": entries}),
+    );
+    assert_eq!(created.status, 200, "{}", created.body);
+    let response = created.json();
+    assert_eq!(response["type"], "transaction-response");
+    assert_eq!(response["entry"][0]["response"]["status"], "201 Created");
+
+    // Paging: 25 matches, 10 a page, next links to the end.
+    let mut path = "/fhir/Patient?birthdate=2001-02-03&_count=10&_sort=family".to_string();
+    let mut families = Vec::new();
+    loop {
+        let page = http_get_reply(gateway.http_addr, &path).json();
+        assert_eq!(page["total"], 25);
+        for entry in page["entry"].as_array().unwrap() {
+            families.push(
+                entry["resource"]["name"][0]["family"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+            );
+        }
+        let next = page["link"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["relation"] == "next")
+            .and_then(|l| l["url"].as_str())
+            .map(str::to_string);
+        match next {
+            Some(url) => path = url.strip_prefix(&gateway.base_url()).unwrap().to_string(),
+            None => break,
+        }
+    }
+    let expected: Vec<String> = (0..25).map(|n| format!("Page{n:02}")).collect();
+    assert_eq!(families, expected);
+
+    // A deleted resource answers 410.
+    let id = response["entry"][0]["response"]["location"]
+        .as_str()
+        .unwrap()
+        .split('/')
+        .nth(1)
+        .unwrap()
+        .to_string();
+    let delete = serde_json::json!({"resourceType": "Bundle", "type": "transaction",
+        "entry": [{"request": {"method": "DELETE", "url": format!("Patient/{id}")}}]});
+    assert_eq!(post(&delete).status, 200);
+    assert_outcome(
+        &http_get_reply(gateway.http_addr, &format!("/fhir/Patient/{id}")),
+        410,
+        "deleted",
+    );
+
+    // Not JSON, wrong type, wrong media type.
+    assert_outcome(
+        &http_post(
+            gateway.http_addr,
+            "/fhir",
+            "application/fhir+json",
+            b"{nope",
+        ),
+        400,
+        "structure",
+    );
+    assert_eq!(
+        http_post(gateway.http_addr, "/fhir", "text/plain", b"{}").status,
+        415
+    );
+}
