@@ -46,6 +46,10 @@ pub fn cases() -> Vec<Case> {
             run: |c| Box::pin(transaction_errors(c.client)),
         },
         Case {
+            name: "repository/Patient $summary (IPS) and $everything",
+            run: |c| Box::pin(summary(c.client)),
+        },
+        Case {
             name: "repository/HL7 v2 over MLLP is found by INS",
             run: |c| Box::pin(mllp_to_repository(c)),
         },
@@ -422,6 +426,76 @@ async fn transaction_errors(client: Client) -> CaseResult {
         )
         .await?;
     expect_outcome(&response, 415, "wrong media type")
+}
+
+async fn summary(client: Client) -> CaseResult {
+    let tag = run_tag();
+    let entries = vec![
+        patient(&tag, "Resume", "1960-03-04"),
+        json!({
+            "resource": {
+                "resourceType": "AllergyIntolerance",
+                "identifier": [{"system": TAG_SYSTEM, "value": format!("{tag}-allergy")}],
+                "code": {"coding": [{"system": "http://snomed.info/sct", "code": "91936005", "display": "Allergy to penicillin"}]},
+                "patient": {"reference": format!("urn:uuid:patient-{tag}-Resume")}
+            },
+            "request": {"method": "POST", "url": "AllergyIntolerance"}
+        }),
+    ];
+    let response = post_transaction(&client, entries).await?;
+    ensure(response.status == 200, || response.text())?;
+    let id = created_id(&response.json()?, 0)?;
+
+    let document = ok_json(&client, &format!("/fhir/Patient/{id}/$summary")).await?;
+    ensure(document["type"] == "document", || {
+        format!("type {}", document["type"])
+    })?;
+    let composition = &document["entry"][0]["resource"];
+    ensure(composition["resourceType"] == "Composition", || {
+        "the Composition is not the first entry".to_string()
+    })?;
+    let section = |code: &str| {
+        composition["section"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|s| s["code"]["coding"][0]["code"] == code)
+            .cloned()
+    };
+    let allergies = section("48765-2").ok_or_else(|| Failure::new("no allergies section"))?;
+    ensure(
+        allergies["entry"].as_array().map(Vec::len) == Some(1),
+        || format!("{allergies}"),
+    )?;
+    ensure(
+        allergies["text"]["div"]
+            .as_str()
+            .unwrap_or("")
+            .contains("Allergy to penicillin"),
+        || "the allergies narrative does not name the allergy".to_string(),
+    )?;
+    let problems = section("11450-4").ok_or_else(|| Failure::new("no problems section"))?;
+    ensure(
+        problems.get("emptyReason").is_some() && problems.get("entry").is_none(),
+        || format!("an empty section without its reason: {problems}"),
+    )?;
+
+    let by_identifier = client
+        .get(&format!(
+            "/fhir/Patient/$summary?identifier={}",
+            encode(&format!("{TAG_SYSTEM}|{tag}-Resume"))
+        ))
+        .await?;
+    ensure(by_identifier.status == 200, || by_identifier.text())?;
+    let response = client.get("/fhir/Patient/no-such-patient/$summary").await?;
+    expect_outcome(&response, 404, "$summary of an unknown Patient")?;
+    let response = client.get("/fhir/Patient/$summary").await?;
+    expect_outcome(&response, 400, "$summary without a Patient")?;
+
+    let everything = ok_json(&client, &format!("/fhir/Patient/{id}/$everything")).await?;
+    ensure(everything["total"] == 2, || {
+        format!("$everything: {everything}")
+    })
 }
 
 async fn mllp_to_repository(context: Context) -> CaseResult {

@@ -122,6 +122,9 @@ fn repository_outcome(error: &RepositoryError) -> Outcome {
     let (status, issue) = match error {
         RepositoryError::NotFound(_) => (StatusCode::NOT_FOUND, IssueType::NotFound),
         RepositoryError::Gone(_) => (StatusCode::GONE, IssueType::Deleted),
+        RepositoryError::Ambiguous(_) => {
+            (StatusCode::PRECONDITION_FAILED, IssueType::MultipleMatches)
+        }
         RepositoryError::Search(SearchError::UnknownParameter(_)) => {
             (StatusCode::BAD_REQUEST, IssueType::NotSupported)
         }

@@ -26,6 +26,8 @@ pub enum Interaction<'a> {
     Read(&'a str),
     History(&'a str),
     Vread(&'a str, &'a str),
+    /// `/{type}/$op` (no id) or `/{type}/{id}/$op`.
+    Operation(Option<&'a str>, &'a str),
 }
 
 /// Reads `/fhir/{type}[/…]` (trailing slash ignored); `None` for paths the
@@ -36,6 +38,12 @@ pub fn interaction(path: &str) -> Option<(&str, Interaction<'_>)> {
     let resource_type = segments.next()?;
     let interaction = match (segments.next(), segments.next(), segments.next()) {
         (None, _, _) | (Some("_search"), None, _) => Interaction::Search,
+        (Some(operation), None, _) if operation.starts_with('$') => {
+            Interaction::Operation(None, operation)
+        }
+        (Some(id), Some(operation), None) if operation.starts_with('$') => {
+            Interaction::Operation(Some(id), operation)
+        }
         (Some(id), None, _) => Interaction::Read(id),
         (Some(id), Some("_history"), None) => Interaction::History(id),
         (Some(id), Some("_history"), Some(version)) => Interaction::Vread(id, version),
@@ -120,6 +128,9 @@ pub async fn get(
             .await?;
             Ok(resource_response(StatusCode::OK, format, &stored))
         }
+        Interaction::Operation(id, operation) => {
+            patient_operation(state, resource_type, id, operation, query).await
+        }
         Interaction::History(id) => {
             let id = id.to_string();
             let versions = read_repository(state, move |sql| {
@@ -136,6 +147,61 @@ pub async fn get(
             )))
         }
     }
+}
+
+/// `Patient/$summary` and `Patient/$everything`, by id or (`$summary`) by
+/// `identifier=system|value`.
+async fn patient_operation(
+    state: &SharedState,
+    resource_type: &str,
+    id: Option<&str>,
+    operation: &str,
+    query: Option<&str>,
+) -> Result<Response<ResponseBody>, ApiError> {
+    if resource_type != "Patient" || !matches!(operation, "$summary" | "$everything") {
+        return Err(ApiError::NotFound);
+    }
+    let identifier = decode_pairs(query.unwrap_or(""))
+        .into_iter()
+        .find(|(key, _)| key == "identifier")
+        .map(|(_, value)| value);
+    let id = id.map(str::to_string);
+    if id.is_none() && (identifier.is_none() || operation != "$summary") {
+        return Err(ApiError::BadRequest(format!(
+            "{operation} needs a Patient id in the path, or (for $summary) identifier=system|value"
+        )));
+    }
+    let page_base = fhir_base(state);
+    let summary = operation == "$summary";
+    let body = read_repository(state, move |sql| {
+        let id = match (&id, &identifier) {
+            (Some(id), _) => id.clone(),
+            (None, Some(identifier)) => {
+                repository::summary::patient_by_identifier(sql, identifier)?
+            }
+            (None, None) => String::new(),
+        };
+        if summary {
+            repository::summary::patient_summary(
+                sql,
+                &id,
+                &page_base,
+                now_ms(),
+                &mut repository::transaction::new_id,
+            )
+        } else {
+            let resources = repository::summary::everything(sql, &id)?;
+            let total = resources.len() as i64;
+            let page = repository::SearchPage {
+                matches: resources,
+                included: Vec::new(),
+                total,
+            };
+            Ok(searchset_text(&page_base, &[], &page))
+        }
+    })
+    .await?;
+    Ok(bundle_response(body))
 }
 
 /// Runs a search and answers the `searchset` Bundle.
@@ -268,6 +334,12 @@ fn searchset(base: &str, request: &SearchRequest, page: &repository::SearchPage)
             ));
         }
     }
+    searchset_text(base, &links, page)
+}
+
+/// A `searchset` Bundle around stored resource texts (`link` left out when
+/// there is none: FHIR JSON has no empty arrays).
+fn searchset_text(base: &str, links: &[String], page: &repository::SearchPage) -> String {
     let mut out = String::with_capacity(
         256 + page
             .matches
@@ -282,9 +354,11 @@ fn searchset(base: &str, request: &SearchRequest, page: &repository::SearchPage)
     out.push_str(&json_string(&instant_from_ms(now_ms())));
     out.push_str("},\"type\":\"searchset\",\"total\":");
     out.push_str(&page.total.to_string());
-    out.push_str(",\"link\":[");
-    out.push_str(&links.join(","));
-    out.push(']');
+    if !links.is_empty() {
+        out.push_str(",\"link\":[");
+        out.push_str(&links.join(","));
+        out.push(']');
+    }
     let entries: Vec<(&StoredResource, &str)> = page
         .matches
         .iter()

@@ -16,6 +16,7 @@ pub mod dates;
 pub mod exact_json;
 pub mod params;
 pub mod search;
+pub mod summary;
 pub mod transaction;
 
 use crate::storage::sql::{Sql, SqlRow, SqlValue};
@@ -82,6 +83,8 @@ pub enum RepositoryError {
     NotFound(String),
     #[error("{0} was deleted")]
     Gone(String),
+    #[error("{0}")]
+    Ambiguous(String),
     #[error(transparent)]
     Search(#[from] SearchError),
     #[error(transparent)]

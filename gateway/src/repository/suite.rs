@@ -292,7 +292,10 @@ pub fn search_matches_pages_sorts_and_includes(store: SharedStore) {
         vec![p2.clone()]
     );
     assert!(search_ids(&repository, "Patient", "identifier=other%7C2").is_empty());
-    assert_eq!(search_ids(&repository, "Patient", "name=DUP"), vec![p1.clone()]);
+    assert_eq!(
+        search_ids(&repository, "Patient", "name=DUP"),
+        vec![p1.clone()]
+    );
     assert_eq!(
         search_ids(&repository, "Patient", "family:exact=Dupont"),
         vec![p1.clone()]
