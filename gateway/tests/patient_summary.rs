@@ -232,3 +232,64 @@ fn the_summary_of_a_pushed_patient_is_a_valid_ips_document() {
         );
     }
 }
+
+#[test]
+fn pixm_follows_merges_to_the_surviving_record() {
+    let gateway = Gateway::start();
+    let acks = delivery::send_mllp(gateway.mllp_addr, &[case_input("adt-a40-merge")]);
+    assert_eq!(acks, ["AA"]);
+    let survivor = "/fhir/Patient?identifier=urn%3Apasserelle%3Aauthority%3ACHU-X%7C000042";
+    assert!(eventually(Duration::from_secs(30), || {
+        http_get_reply(gateway.http_addr, survivor).json()["total"] == 1
+    }));
+    let survivor_id = http_get_reply(gateway.http_addr, survivor).json()["entry"][0]["resource"]
+        ["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // The merged-away local id gives the survivor's INS.
+    let pix = |query: &str| {
+        http_get_reply(
+            gateway.http_addr,
+            &format!("/fhir/Patient/$ihe-pix?{query}"),
+        )
+    };
+    let reply = pix("sourceIdentifier=urn%3Apasserelle%3Aauthority%3ACHU-X%7C000099&targetSystem=urn%3Aoid%3A1.2.250.1.213.1.4.8");
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let parameters = reply.json();
+    assert_eq!(parameters["resourceType"], "Parameters");
+    let list = parameters["parameter"].as_array().unwrap();
+    assert_eq!(list.len(), 2, "{parameters}");
+    assert_eq!(list[0]["name"], "targetIdentifier");
+    assert_eq!(list[0]["valueIdentifier"]["value"], "1800175123456");
+    assert_eq!(list[1]["name"], "targetId");
+    assert!(list[1]["valueReference"]["reference"]
+        .as_str()
+        .unwrap()
+        .ends_with(&format!("/Patient/{survivor_id}")));
+
+    // And the other way: the INS gives the local identifier.
+    let reply = pix("sourceIdentifier=urn%3Aoid%3A1.2.250.1.213.1.4.8%7C1800175123456&targetSystem=urn%3Apasserelle%3Aauthority%3ACHU-X");
+    assert_eq!(
+        reply.json()["parameter"][0]["valueIdentifier"]["value"],
+        "000042"
+    );
+
+    // IHE PIXm's errors.
+    let status = |query: &str| pix(query).status;
+    assert_eq!(status("sourceIdentifier=urn%3Anobody%7C1"), 400);
+    assert_eq!(
+        status("sourceIdentifier=urn%3Apasserelle%3Aauthority%3ACHU-X%7C000042&targetSystem=urn%3Anobody"),
+        403
+    );
+    assert_eq!(
+        status("sourceIdentifier=urn%3Apasserelle%3Aauthority%3ACHU-X%7C777"),
+        404
+    );
+    assert_eq!(status("targetSystem=urn%3Anobody"), 400);
+    assert_eq!(
+        pix("sourceIdentifier=x").json()["resourceType"],
+        "OperationOutcome"
+    );
+}

@@ -50,6 +50,10 @@ pub fn cases() -> Vec<Case> {
             run: |c| Box::pin(summary(c.client)),
         },
         Case {
+            name: "repository/IHE PDQm patient search and PIXm $ihe-pix",
+            run: |c| Box::pin(pdqm_pixm(c.client)),
+        },
+        Case {
             name: "repository/HL7 v2 over MLLP is found by INS",
             run: |c| Box::pin(mllp_to_repository(c)),
         },
@@ -496,6 +500,72 @@ async fn summary(client: Client) -> CaseResult {
     ensure(everything["total"] == 2, || {
         format!("$everything: {everything}")
     })
+}
+
+async fn pdqm_pixm(client: Client) -> CaseResult {
+    let tag = run_tag();
+    let mut entry = patient(&tag, "Pixm", "1975-05-05");
+    entry["resource"]["identifier"]
+        .as_array_mut()
+        .ok_or_else(|| Failure::new("patient without identifiers"))?
+        .push(json!({"system": "urn:oid:1.2.250.1.213.1.4.8", "value": format!("2{tag}")}));
+    entry["resource"]["address"] =
+        json!([{"city": "Besançon", "postalCode": "25000", "country": "FRA"}]);
+    let response = post_transaction(&client, vec![entry]).await?;
+    ensure(response.status == 200, || response.text())?;
+    let id = created_id(&response.json()?, 0)?;
+
+    // PDQm (ITI-78): demographics, accents and case ignored.
+    let found = ok_json(
+        &client,
+        &format!("/fhir/Patient?family=PIXM&given=conformance&birthdate=1975-05-05&gender=other&address-city=besancon&address-postalcode=25000&identifier={}", encode(&format!("{TAG_SYSTEM}|{tag}-Pixm"))),
+    )
+    .await?;
+    ensure(found["total"] == 1, || format!("PDQm search: {found}"))?;
+
+    // PIXm (ITI-83): the local identifier gives the INS, and the reverse.
+    let pix = ok_json(
+        &client,
+        &format!(
+            "/fhir/Patient/$ihe-pix?sourceIdentifier={}&targetSystem={}",
+            encode(&format!("{TAG_SYSTEM}|{tag}-Pixm")),
+            encode("urn:oid:1.2.250.1.213.1.4.8")
+        ),
+    )
+    .await?;
+    ensure(pix["resourceType"] == "Parameters", || format!("{pix}"))?;
+    ensure(
+        pix["parameter"][0]["valueIdentifier"]["value"] == format!("2{tag}").as_str(),
+        || format!("{pix}"),
+    )?;
+    ensure(
+        pix["parameter"][1]["valueReference"]["reference"]
+            .as_str()
+            .is_some_and(|r| r.ends_with(&format!("Patient/{id}"))),
+        || format!("targetId: {pix}"),
+    )?;
+    let response = client
+        .get(&format!(
+            "/fhir/Patient/$ihe-pix?sourceIdentifier={}",
+            encode("urn:no-such-domain|1")
+        ))
+        .await?;
+    expect_outcome(&response, 400, "PIXm unknown source domain")?;
+    let response = client
+        .get(&format!(
+            "/fhir/Patient/$ihe-pix?sourceIdentifier={}&targetSystem={}",
+            encode(&format!("{TAG_SYSTEM}|{tag}-Pixm")),
+            encode("urn:no-such-domain")
+        ))
+        .await?;
+    expect_outcome(&response, 403, "PIXm unknown target domain")?;
+    let response = client
+        .get(&format!(
+            "/fhir/Patient/$ihe-pix?sourceIdentifier={}",
+            encode(&format!("{TAG_SYSTEM}|{tag}-nobody"))
+        ))
+        .await?;
+    expect_outcome(&response, 404, "PIXm unknown patient")
 }
 
 async fn mllp_to_repository(context: Context) -> CaseResult {

@@ -47,6 +47,17 @@ pub fn capability_statement(inputs: &CapabilityInputs) -> Value {
             "interaction": [{"code": "transaction"}],
             "resource": repository_resources(),
             "operation": [{
+                "name": "summary",
+                "definition": "http://hl7.org/fhir/uv/ips/OperationDefinition/summary",
+                "documentation": "GET /fhir/Patient/{id}/$summary or /fhir/Patient/$summary?identifier=system|value: an IPS document Bundle from the repository.",
+            }, {
+                "name": "everything",
+                "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything",
+            }, {
+                "name": "ihe-pix",
+                "definition": "https://profiles.ihe.net/ITI/PIXm/OperationDefinition/IHE.PIXm.pix",
+                "documentation": "IHE PIXm (ITI-83) identifier cross-referencing, following ADT A40 merges.",
+            }, {
                 "name": "convert-data",
                 "definition": convert_data_definition_url(&inputs.base_url),
                 "documentation": "POST /fhir/$convert-data: one HL7 v2 message (a Parameters resource with inputData and inputDataType = Hl7v2, or the ER7 text as x-application/hl7-v2+er7) to its FHIR R4 transaction Bundle, with the mappers in force; nothing is stored.",
@@ -100,8 +111,10 @@ mod tests {
         assert_eq!(value["kind"], "instance");
         assert_eq!(value["rest"][0]["mode"], "server");
         assert_eq!(value["implementation"]["url"], "http://127.0.0.1:8080/fhir");
-        let operation = &value["rest"][0]["operation"][0];
-        assert_eq!(operation["name"], "convert-data");
+        let operation = value["rest"][0]["operation"]
+            .as_array()
+            .and_then(|operations| operations.iter().find(|o| o["name"] == "convert-data"))
+            .expect("convert-data is listed");
         assert_eq!(
             operation["definition"],
             "http://127.0.0.1:8080/fhir/OperationDefinition/convert-data"

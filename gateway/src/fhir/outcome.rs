@@ -45,6 +45,7 @@ pub enum IssueType {
     Conflict,
     Deleted,
     MultipleMatches,
+    CodeInvalid,
 }
 
 impl IssueType {
@@ -66,6 +67,7 @@ impl IssueType {
             IssueType::Conflict => "conflict",
             IssueType::Deleted => "deleted",
             IssueType::MultipleMatches => "multiple-matches",
+            IssueType::CodeInvalid => "code-invalid",
             IssueType::Forbidden => "forbidden",
         }
     }

@@ -125,6 +125,10 @@ fn repository_outcome(error: &RepositoryError) -> Outcome {
         RepositoryError::Ambiguous(_) => {
             (StatusCode::PRECONDITION_FAILED, IssueType::MultipleMatches)
         }
+        // IHE PIXm's answers: an unknown source domain is 400, an unknown
+        // target domain 403.
+        RepositoryError::UnknownDomain(_) => (StatusCode::BAD_REQUEST, IssueType::CodeInvalid),
+        RepositoryError::UnknownTargetDomain(_) => (StatusCode::FORBIDDEN, IssueType::CodeInvalid),
         RepositoryError::Search(SearchError::UnknownParameter(_)) => {
             (StatusCode::BAD_REQUEST, IssueType::NotSupported)
         }

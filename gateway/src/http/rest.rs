@@ -158,10 +158,14 @@ async fn patient_operation(
     operation: &str,
     query: Option<&str>,
 ) -> Result<Response<ResponseBody>, ApiError> {
-    if resource_type != "Patient" || !matches!(operation, "$summary" | "$everything") {
+    if resource_type != "Patient" || !matches!(operation, "$summary" | "$everything" | "$ihe-pix") {
         return Err(ApiError::NotFound);
     }
-    let identifier = decode_pairs(query.unwrap_or(""))
+    let pairs = decode_pairs(query.unwrap_or(""));
+    if operation == "$ihe-pix" {
+        return cross_reference(state, &pairs).await;
+    }
+    let identifier = pairs
         .into_iter()
         .find(|(key, _)| key == "identifier")
         .map(|(_, value)| value);
@@ -199,6 +203,43 @@ async fn patient_operation(
             };
             Ok(searchset_text(&page_base, &[], &page))
         }
+    })
+    .await?;
+    Ok(bundle_response(body))
+}
+
+/// IHE PIXm `Patient/$ihe-pix?sourceIdentifier=system|value[&targetSystem=…]`.
+async fn cross_reference(
+    state: &SharedState,
+    pairs: &[(String, String)],
+) -> Result<Response<ResponseBody>, ApiError> {
+    let mut source = None;
+    let mut targets = Vec::new();
+    for (key, value) in pairs {
+        match key.as_str() {
+            "sourceIdentifier" => source = Some(value.clone()),
+            "targetSystem" => targets.extend(
+                value
+                    .split(',')
+                    .filter(|v| !v.is_empty())
+                    .map(str::to_string),
+            ),
+            "_format" => {}
+            other => {
+                return Err(ApiError::BadRequest(format!(
+                    "$ihe-pix does not take '{other}'"
+                )))
+            }
+        }
+    }
+    let Some(source) = source else {
+        return Err(ApiError::BadRequest(
+            "$ihe-pix needs sourceIdentifier=system|value".into(),
+        ));
+    };
+    let base = fhir_base(state);
+    let body = read_repository(state, move |sql| {
+        repository::summary::cross_reference(sql, &source, &targets, &base)
     })
     .await?;
     Ok(bundle_response(body))

@@ -85,6 +85,12 @@ pub enum RepositoryError {
     Gone(String),
     #[error("{0}")]
     Ambiguous(String),
+    /// PIXm: the source identifier's system is nobody's.
+    #[error("{0}")]
+    UnknownDomain(String),
+    /// PIXm: a target system is nobody's.
+    #[error("{0}")]
+    UnknownTargetDomain(String),
     #[error(transparent)]
     Search(#[from] SearchError),
     #[error(transparent)]

@@ -70,6 +70,8 @@ static PATIENT: &[SearchParam] = &[
     p("address", Str, &["address"]),
     p("address-city", Str, &["address.city"]),
     p("address-postalcode", Str, &["address.postalCode"]),
+    p("address-country", Str, &["address.country"]),
+    p("address-state", Str, &["address.state"]),
     p("telecom", Token, &["telecom"]),
     p("active", Token, &["active"]),
     p("link", Reference, &["link.other"]),

@@ -441,3 +441,114 @@ pub fn patient_by_identifier(
         ))),
     }
 }
+
+/// How many `replaced-by` links a cross-reference follows (merges of
+/// merges), so a cycle cannot hold a request.
+const MAX_MERGE_HOPS: usize = 10;
+
+/// Whether some Patient has an identifier in `system`.
+fn known_domain(sql: &mut dyn Sql, system: &str) -> Result<bool, RepositoryError> {
+    Ok(!sql
+        .query(
+            "SELECT id FROM fhir_index WHERE resource_type = 'Patient' AND param = 'identifier' \
+             AND system = $1 LIMIT 1",
+            &[system.into()],
+        )?
+        .is_empty())
+}
+
+/// IHE PIXm (`Patient/$ihe-pix`): the identifiers the Patient with
+/// `source` (`system|value`) has in `target_systems` (every other one
+/// when empty), following `replaced-by` links left by merges (ADT A40) to
+/// the surviving record, as a Parameters resource (JSON text).
+pub fn cross_reference(
+    sql: &mut dyn Sql,
+    source: &str,
+    target_systems: &[String],
+    base: &str,
+) -> Result<String, RepositoryError> {
+    let Some((system, value)) = source
+        .split_once('|')
+        .filter(|(s, v)| !s.is_empty() && !v.is_empty())
+    else {
+        return Err(RepositoryError::UnknownDomain(format!(
+            "sourceIdentifier '{source}' is not system|value"
+        )));
+    };
+    if !known_domain(sql, system)? {
+        return Err(RepositoryError::UnknownDomain(format!(
+            "sourceIdentifier Assigning Authority not found: {system}"
+        )));
+    }
+    for target in target_systems {
+        if !known_domain(sql, target)? {
+            return Err(RepositoryError::UnknownTargetDomain(format!(
+                "targetSystem not found: {target}"
+            )));
+        }
+    }
+    let mut id = patient_by_identifier(sql, source).map_err(|e| match e {
+        RepositoryError::NotFound(_) => RepositoryError::NotFound(format!(
+            "sourceIdentifier Patient Identifier not found: {value}"
+        )),
+        other => other,
+    })?;
+    let mut patient = patient(sql, &id)?;
+    for _ in 0..MAX_MERGE_HOPS {
+        let Ok(value) = exact_json::parse(&patient.text) else {
+            break;
+        };
+        let successor = value["link"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find_map(|link| {
+                (link["type"] == "replaced-by")
+                    .then(|| link["other"]["reference"].as_str())
+                    .flatten()
+                    .and_then(params::relative_reference)
+                    .and_then(|r| r.strip_prefix("Patient/").map(str::to_string))
+            });
+        match successor {
+            Some(next) if next != id => match live(sql, "Patient", &next)? {
+                Some(stored) => {
+                    id = next;
+                    patient = stored;
+                }
+                None => break,
+            },
+            _ => break,
+        }
+    }
+    let value = exact_json::parse(&patient.text).unwrap_or(Value::Null);
+    let mut parameters: Vec<Value> = value["identifier"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|identifier| {
+            let (s, v) = (
+                identifier["system"].as_str().unwrap_or(""),
+                identifier["value"].as_str().unwrap_or(""),
+            );
+            !(s == system && v == value_of(source))
+                && (target_systems.is_empty() || target_systems.iter().any(|t| t == s))
+        })
+        .map(|identifier| {
+            let mut plain = serde_json::Map::new();
+            for key in ["use", "type", "system", "value"] {
+                if let Some(inner) = identifier.get(key) {
+                    plain.insert(key.to_string(), inner.clone());
+                }
+            }
+            json!({"name": "targetIdentifier", "valueIdentifier": plain})
+        })
+        .collect();
+    parameters.push(json!({"name": "targetId", "valueReference": {"reference": format!("{base}/Patient/{id}")}}));
+    Ok(exact_json::to_string(
+        &json!({"resourceType": "Parameters", "parameter": parameters}),
+    ))
+}
+
+fn value_of(source: &str) -> &str {
+    source.split_once('|').map_or(source, |(_, value)| value)
+}
