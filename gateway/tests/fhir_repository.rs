@@ -8,37 +8,15 @@ mod common;
 #[path = "support/delivery.rs"]
 mod delivery;
 
-use std::path::Path;
 use std::time::Duration;
 
 use common::{eventually, http_get_reply, http_post, http_request, Gateway, Reply};
 
 const INS: &str = "urn%3Aoid%3A1.2.250.1.213.1.4.10%7C279035121518989";
 
-fn case_input(name: &str) -> String {
-    std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../conformance-tests/cases/mapping")
-            .join(name)
-            .join("input.hl7"),
-    )
-    .unwrap()
-    .replace("\r\n", "\r")
-    .replace('\n', "\r")
-}
-
 fn get_with(gateway: &Gateway, path: &str, header: &str) -> Reply {
     let raw = format!("GET {path} HTTP/1.1\r\nHost: x\r\n{header}\r\nConnection: close\r\n\r\n");
     Reply::parse(&http_request(gateway.http_addr, raw.as_bytes()).expect("answer"))
-}
-
-fn lab_result(control_id: &str, value: &str) -> String {
-    format!(
-        "MSH|^~\\&|SIL|LABO|GW|GW|20261122101500||ORU^R01^ORU_R01|{control_id}|P|2.5\r\
-         PID|1||000003^^^CHU-X&000897406&N^PI~279035121518989^^^ASIP-SANTE-INS-NIR&1.2.250.1.213.1.4.10&ISO^INS||PAT-TROIS^DOMINIQUE||19790328|F\r\
-         OBR|1|PO1|FO1|2345-7^Glucose^LN|||20261122100000\r\
-         OBX|1|NM|2345-7^Glucose^LN||{value}|g/L|||||F\r"
-    )
 }
 
 fn assert_outcome(reply: &Reply, status: u16, code: &str) {
@@ -53,7 +31,10 @@ fn pushed_messages_are_found_by_ins_read_and_searched() {
     let gateway = Gateway::start();
     let acks = delivery::send_mllp(
         gateway.mllp_addr,
-        &[case_input("adt-a01-pam-fr-ins"), lab_result("LAB1", "1.50")],
+        &[
+            delivery::mapping_case_input("adt-a01-pam-fr-ins"),
+            delivery::ins_lab_result("LAB1", "1.50"),
+        ],
     );
     assert_eq!(acks, ["AA", "AA"]);
 

@@ -9,7 +9,7 @@ mod common;
 mod delivery;
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
@@ -17,25 +17,6 @@ use common::{eventually, http_get_reply, Gateway};
 use serde_json::Value;
 
 const INS: &str = "urn:oid:1.2.250.1.213.1.4.10|279035121518989";
-
-fn case_input(name: &str) -> String {
-    std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../conformance-tests/cases/mapping")
-            .join(name)
-            .join("input.hl7"),
-    )
-    .unwrap()
-}
-
-fn lab_result(control_id: &str, value: &str) -> String {
-    format!(
-        "MSH|^~\\&|SIL|LABO|GW|GW|20261122101500||ORU^R01^ORU_R01|{control_id}|P|2.5\r\
-         PID|1||000003^^^CHU-X&000897406&N^PI~279035121518989^^^ASIP-SANTE-INS-NIR&1.2.250.1.213.1.4.10&ISO^INS||PAT-TROIS^DOMINIQUE||19790328|F\r\
-         OBR|1|PO1|FO1|2345-7^Glucose^LN|||20261122100000\r\
-         OBX|1|NM|2345-7^Glucose^LN||{value}|g/L|||||F\r"
-    )
-}
 
 /// Every `reference` in `value`.
 fn references(value: &Value, out: &mut Vec<String>) {
@@ -106,7 +87,10 @@ fn the_summary_of_a_pushed_patient_is_a_valid_ips_document() {
     let gateway = Gateway::start();
     let acks = delivery::send_mllp(
         gateway.mllp_addr,
-        &[case_input("adt-a01-pam-fr-ins"), lab_result("SUM1", "1.50")],
+        &[
+            delivery::mapping_case_input("adt-a01-pam-fr-ins"),
+            delivery::ins_lab_result("SUM1", "1.50"),
+        ],
     );
     assert_eq!(acks, ["AA", "AA"]);
     let search = "/fhir/Observation?code=2345-7&_include=Observation:patient";
@@ -236,7 +220,10 @@ fn the_summary_of_a_pushed_patient_is_a_valid_ips_document() {
 #[test]
 fn pixm_follows_merges_to_the_surviving_record() {
     let gateway = Gateway::start();
-    let acks = delivery::send_mllp(gateway.mllp_addr, &[case_input("adt-a40-merge")]);
+    let acks = delivery::send_mllp(
+        gateway.mllp_addr,
+        &[delivery::mapping_case_input("adt-a40-merge")],
+    );
     assert_eq!(acks, ["AA"]);
     let survivor = "/fhir/Patient?identifier=urn%3Apasserelle%3Aauthority%3ACHU-X%7C000042";
     assert!(eventually(Duration::from_secs(30), || {

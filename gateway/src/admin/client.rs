@@ -10,6 +10,8 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
+use crate::fhir::query::percent_encode;
+
 #[derive(Debug, clap::Args)]
 pub struct MessagesArgs {
     /// Base URL of the gateway's HTTP listener (default: from the
@@ -78,7 +80,7 @@ impl ListArgs {
         let mut pairs = Vec::new();
         let mut add = |key: &str, value: Option<String>| {
             if let Some(value) = value {
-                pairs.push(format!("{key}={}", encode(&value)));
+                pairs.push(format!("{key}={}", percent_encode(&value)));
             }
         };
         add("state", self.state.clone());
@@ -92,18 +94,6 @@ impl ListArgs {
     fn is_empty(&self) -> bool {
         self.state.is_none() && self.target.is_none() && self.since.is_none()
     }
-}
-
-fn encode(value: &str) -> String {
-    let mut out = String::new();
-    for byte in value.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
-            out.push(byte as char);
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
 }
 
 pub fn run(args: &MessagesArgs, default_base: &str) -> ExitCode {
@@ -132,7 +122,7 @@ pub fn run(args: &MessagesArgs, default_base: &str) -> ExitCode {
         MessagesCommand::RetryDead { target, ids } => {
             let mut query = Vec::new();
             if let Some(target) = target {
-                query.push(format!("target={}", encode(target)));
+                query.push(format!("target={}", percent_encode(target)));
             }
             if !ids.is_empty() {
                 let ids: Vec<String> = ids.iter().map(i64::to_string).collect();
@@ -150,7 +140,7 @@ pub fn run(args: &MessagesArgs, default_base: &str) -> ExitCode {
             Method::POST,
             format!(
                 "/admin/purge?before={}{}",
-                encode(before),
+                percent_encode(before),
                 if *include_dead {
                     "&include_dead=true"
                 } else {

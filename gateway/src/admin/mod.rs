@@ -234,16 +234,7 @@ struct Params(Vec<(String, String)>);
 
 impl Params {
     fn parse(query: &str) -> Params {
-        Params(
-            query
-                .split('&')
-                .filter(|pair| !pair.is_empty())
-                .map(|pair| {
-                    let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-                    (percent_decode(key), percent_decode(value))
-                })
-                .collect(),
-        )
+        Params(crate::fhir::query::decode_pairs(query))
     }
 
     fn get(&self, key: &str) -> Option<&str> {
@@ -252,32 +243,6 @@ impl Params {
             .find(|(k, _)| k == key)
             .map(|(_, v)| v.as_str())
     }
-}
-
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                match std::str::from_utf8(&bytes[i + 1..i + 3])
-                    .ok()
-                    .and_then(|h| u8::from_str_radix(h, 16).ok())
-                {
-                    Some(byte) => {
-                        out.push(byte);
-                        i += 2;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            byte => out.push(byte),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]
@@ -297,7 +262,7 @@ mod tests {
         assert!(filter_from_query("limit=0").is_err());
         assert!(filter_from_query("since=yesterday").is_err());
         assert!(filter_from_query("colour=red").is_err());
-        assert_eq!(percent_decode("a%2"), "a%2");
-        assert_eq!(percent_decode("%e9%"), "\u{fffd}%");
+        assert_eq!(crate::fhir::query::percent_decode("a%2"), "a%2");
+        assert_eq!(crate::fhir::query::percent_decode("%e9%"), "\u{fffd}%");
     }
 }

@@ -615,3 +615,25 @@ pub fn assert_each_delivered_once(gateway: &Gateway) {
         assert_eq!(delivered, 1, "message {id}: {journey}");
     }
 }
+
+/// The HL7 v2 input of a mapping golden case (`conformance-tests/cases/mapping/NAME`).
+pub fn mapping_case_input(name: &str) -> String {
+    std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../conformance-tests/cases/mapping")
+            .join(name)
+            .join("input.hl7"),
+    )
+    .expect("mapping case input")
+}
+
+/// An ORU^R01 glucose result for the patient of the `adt-a01-pam-fr-ins`
+/// case (same local id and INS).
+pub fn ins_lab_result(control_id: &str, value: &str) -> String {
+    format!(
+        "MSH|^~\\&|SIL|LABO|GW|GW|20261122101500||ORU^R01^ORU_R01|{control_id}|P|2.5\r\
+         PID|1||000003^^^CHU-X&000897406&N^PI~279035121518989^^^ASIP-SANTE-INS-NIR&1.2.250.1.213.1.4.10&ISO^INS||PAT-TROIS^DOMINIQUE||19790328|F\r\
+         OBR|1|PO1|FO1|2345-7^Glucose^LN|||20261122100000\r\
+         OBX|1|NM|2345-7^Glucose^LN||{value}|g/L|||||F\r"
+    )
+}
