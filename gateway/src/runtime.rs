@@ -113,7 +113,16 @@ pub async fn start_with_base(
             .await
             .map_err(|_| StartError::StorageTask)??;
     }
-    let intake = Intake::new(journal, metrics.clone(), config.hl7v2.accept_acks);
+    let queries = crate::intake::Queries::new(
+        crate::repository::Repository::new(store.clone()),
+        config
+            .mapping
+            .identifier_systems
+            .clone()
+            .into_iter()
+            .collect(),
+    );
+    let intake = Intake::with_queries(journal, metrics.clone(), config.hl7v2.accept_acks, queries);
     let (http_listener, http_addr) = bind("http", config.http.listen).await?;
     let (mllp_listener, mllp_addr) = if config.mllp.enabled {
         let (listener, addr) = bind("mllp", config.mllp.listen).await?;

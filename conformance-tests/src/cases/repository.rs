@@ -54,6 +54,10 @@ pub fn cases() -> Vec<Case> {
             run: |c| Box::pin(pdqm_pixm(c.client)),
         },
         Case {
+            name: "repository/QBP^Q22 (PDQ) and QBP^Q23 (PIX) over MLLP",
+            run: |c| Box::pin(hl7v2_queries(c)),
+        },
+        Case {
             name: "repository/HL7 v2 over MLLP is found by INS",
             run: |c| Box::pin(mllp_to_repository(c)),
         },
@@ -566,6 +570,80 @@ async fn pdqm_pixm(client: Client) -> CaseResult {
         ))
         .await?;
     expect_outcome(&response, 404, "PIXm unknown patient")
+}
+
+/// The segments of an answer, by name.
+fn segment_of(ack: &crate::mllp::Ack, name: &str) -> Option<String> {
+    String::from_utf8_lossy(&ack.raw)
+        .split(['\r', '\n'])
+        .find(|s| s.starts_with(name))
+        .map(str::to_string)
+}
+
+async fn hl7v2_queries(context: Context) -> CaseResult {
+    let Some(addr) = context.mllp_addr.clone() else {
+        return Err(Failure::new("no MLLP address given (--mllp-addr)"));
+    };
+    let tag = run_tag();
+    let mut connection = MllpConnection::connect(&addr).await?;
+    let adt = format!(
+        "MSH|^~\\&|CONFORMANCE|SITE|PASSERELLE|GW|20261124090000||ADT^A01^ADT_A01|QRY{tag}|P|2.5\r\
+         EVN|A01|20261124090000\r\
+         PID|1||{tag}^^^CONFQ^PI||QUERY{tag}^ALICE||19700101|F\r\
+         PV1|1|O\r"
+    );
+    let ack = connection.exchange(adt.as_bytes()).await?;
+    ensure(ack.code == "AA", || format!("ADT: {}", ack.text()))?;
+    let search = format!(
+        "/fhir/Patient?identifier={}",
+        encode(&format!("urn:passerelle:authority:CONFQ|{tag}"))
+    );
+    let mut stored = false;
+    for _ in 0..100 {
+        if ok_json(&context.client, &search).await?["total"] == 1 {
+            stored = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    ensure(stored, || {
+        "the ADT never reached the repository".to_string()
+    })?;
+
+    let q22 = format!(
+        "MSH|^~\\&|HIS|HOSP|PASSERELLE|GW|20261124090000||QBP^Q22^QBP_Q21|Q22{tag}|P|2.5\r\
+         QPD|IHE PDQ Query|T{tag}|@PID.5.1.1^QUERY{tag}~@PID.7^19700101\rRCP|I|5^RD\r"
+    );
+    let answer = connection.exchange(q22.as_bytes()).await?;
+    ensure(
+        answer.message_type == "RSP^K22^RSP_K21" && answer.code == "AA",
+        || answer.text(),
+    )?;
+    let pid =
+        segment_of(&answer, "PID").ok_or_else(|| Failure(format!("no PID: {}", answer.text())))?;
+    ensure(pid.contains(&format!("{tag}^^^CONFQ^PI")), || pid.clone())?;
+    let qak = segment_of(&answer, "QAK").unwrap_or_default();
+    ensure(qak.starts_with(&format!("QAK|T{tag}|OK")), || qak.clone())?;
+
+    let q23 = format!(
+        "MSH|^~\\&|HIS|HOSP|PASSERELLE|GW|20261124090000||QBP^Q23^QBP_Q21|Q23{tag}|P|2.5\r\
+         QPD|IHE PIX Query|U{tag}|{tag}^^^CONFQ^PI|^^^UNKNOWN-DOMAIN\rRCP|I\r"
+    );
+    let answer = connection.exchange(q23.as_bytes()).await?;
+    ensure(
+        answer.message_type == "RSP^K23^RSP_K23" && answer.code == "AE",
+        || answer.text(),
+    )?;
+    ensure(answer.errors.iter().any(|e| e.contains("QPD^1^4")), || {
+        answer.text()
+    })?;
+    let q23 = format!(
+        "MSH|^~\\&|HIS|HOSP|PASSERELLE|GW|20261124090000||QBP^Q23^QBP_Q21|Q2N{tag}|P|2.5\r\
+         QPD|IHE PIX Query|V{tag}|NOBODY{tag}^^^CONFQ^PI\rRCP|I\r"
+    );
+    let answer = connection.exchange(q23.as_bytes()).await?;
+    let qak = segment_of(&answer, "QAK").unwrap_or_default();
+    ensure(qak.starts_with(&format!("QAK|V{tag}|NF")), || answer.text())
 }
 
 async fn mllp_to_repository(context: Context) -> CaseResult {

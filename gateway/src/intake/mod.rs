@@ -15,9 +15,11 @@ use crate::storage::journal::{Journal, JournalEntry, Stored};
 use crate::telemetry::metrics::Metrics;
 
 mod acks;
+pub mod queries;
 
 pub use acks::Rejection;
 pub use mappers::hl7v2::AckCode;
+pub use queries::Queries;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transport {
@@ -54,6 +56,9 @@ struct Inner {
     policy: AcceptAckPolicy,
     metrics: Metrics,
     ack_counter: AtomicU64,
+    /// Answers QBP^Q22/Q23 from the repository; without it they are
+    /// journaled like any message.
+    queries: Option<Queries>,
 }
 
 impl Intake {
@@ -64,6 +69,25 @@ impl Intake {
                 policy,
                 metrics,
                 ack_counter: AtomicU64::new(0),
+                queries: None,
+            }),
+        }
+    }
+
+    /// The same intake, answering patient queries from `queries`.
+    pub fn with_queries(
+        journal: Journal,
+        metrics: Metrics,
+        policy: AcceptAckPolicy,
+        queries: Queries,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                journal,
+                policy,
+                metrics,
+                ack_counter: AtomicU64::new(0),
+                queries: Some(queries),
             }),
         }
     }
@@ -100,6 +124,22 @@ impl Intake {
                     &timestamp,
                     self.inner.policy,
                 )
+            }
+            Ok((message, header)) if Queries::handles(&header) && self.inner.queries.is_some() => {
+                tracing::info!(
+                    transport = transport.label(),
+                    control_id = %header.control_id,
+                    message_type = %header.message_type,
+                    "hl7v2 patient query answered from the repository"
+                );
+                match &self.inner.queries {
+                    Some(queries) => {
+                        queries
+                            .answer(&message, &header, &ack_control_id, &timestamp)
+                            .await
+                    }
+                    None => unreachable_query(),
+                }
             }
             Ok((message, header)) => {
                 let entry = JournalEntry {
@@ -196,6 +236,15 @@ impl Intake {
             .with_label_values(&[transport.label(), processed.code.as_str()])
             .inc();
         processed.ack.unwrap_or_default()
+    }
+}
+
+/// The guard above makes this arm dead; answering AR keeps it total
+/// without a panic.
+fn unreachable_query() -> Processed {
+    Processed {
+        code: AckCode::AR,
+        ack: None,
     }
 }
 

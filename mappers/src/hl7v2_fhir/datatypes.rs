@@ -383,7 +383,25 @@ pub(crate) fn system_for_authority(
     universal_id: Option<&str>,
     universal_type: Option<&str>,
 ) -> Option<String> {
-    let systems = &env.context.site.identifier_systems;
+    identifier_system(
+        &env.context.site.identifier_systems,
+        namespace,
+        universal_id,
+        universal_type,
+    )
+}
+
+/// The FHIR identifier system of an HL7 v2 assigning authority (HD:
+/// namespace ID, universal ID, universal ID type), with the site's
+/// `identifier_systems` first. The mappers and the gateway's HL7 v2
+/// queries use this one function, so a query names a patient's identifier
+/// as the mapped Patient holds it.
+pub fn identifier_system(
+    systems: &std::collections::HashMap<String, String>,
+    namespace: Option<&str>,
+    universal_id: Option<&str>,
+    universal_type: Option<&str>,
+) -> Option<String> {
     if let Some(namespace) = namespace {
         if let Some(system) = systems.get(namespace) {
             return Some(system.clone());

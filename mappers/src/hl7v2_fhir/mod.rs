@@ -21,6 +21,7 @@ mod vxu;
 
 pub use config::{AdtConfig, BuiltinConfig, MapperToggle, OruConfig, PatientWrite};
 
+pub use datatypes::identifier_system;
 pub use fuzzing::fuzz_map;
 
 use std::sync::Arc;
