@@ -331,9 +331,13 @@ impl SearchRequest {
                         .iter()
                         .map(|alternative| alternative_sql(alternative, params))
                         .collect();
+                    // Driven from the index (`fhir_index_value` leads with
+                    // type and parameter), not by probing it once per
+                    // resource of the type: with 100 000 Patients the
+                    // probing form took ~100 ms per search.
                     parts.push(format!(
-                        "{}EXISTS (SELECT 1 FROM fhir_index i WHERE i.resource_type = r.resource_type \
-                         AND i.id = r.id AND i.param = ${param_n} AND ({}))",
+                        "r.id {}IN (SELECT i.id FROM fhir_index i WHERE i.resource_type = $1 \
+                         AND i.param = ${param_n} AND ({}))",
                         if *negated { "NOT " } else { "" },
                         if ors.is_empty() { "1 = 0".to_string() } else { ors.join(" OR ") }
                     ));

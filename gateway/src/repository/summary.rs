@@ -1,5 +1,7 @@
-//! `Patient/$summary` (an International Patient Summary document Bundle)
-//! and `Patient/$everything`, built from what the repository holds.
+//! What the repository answers about one patient as a whole:
+//! `Patient/$summary` (an International Patient Summary document Bundle),
+//! `Patient/$everything`, and identifier cross-referencing (IHE PIXm
+//! `$ihe-pix`, also behind HL7 v2 QBP^Q23), following ADT A40 merges.
 //!
 //! The document is a `document` Bundle: the Composition first (LOINC
 //! 60591-5, one section per IPS section with a generated narrative, an
