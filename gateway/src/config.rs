@@ -36,6 +36,17 @@ pub struct Config {
     /// targets, every message is mapped and kept by the `local` target.
     pub routes: Vec<RouteConfig>,
     pub delivery: DeliveryConfig,
+    pub fhir: FhirApiConfig,
+}
+
+/// The FHIR API on `/fhir`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct FhirApiConfig {
+    /// A `fhir` target whose server answers reads, searches and patient
+    /// operations instead of Passerelle's own repository (proxy mode, with
+    /// the target's URL, auth and TLS). Absent: the repository answers.
+    pub upstream: Option<String>,
 }
 
 /// The HTTP listener (FHIR API, HL7 v2 over HTTP, health and metrics).
@@ -805,6 +816,19 @@ fn validate_routes(
         }
         if target.concurrency == 0 {
             return Err(fail("concurrency", "must be at least 1".into()));
+        }
+    }
+    if let Some(upstream) = &config.fhir.upstream {
+        let is_fhir = config
+            .targets
+            .get(upstream)
+            .is_some_and(|t| t.kind == TargetKind::Fhir);
+        if !is_fhir {
+            return Err(ConfigError::Setting {
+                origin: origin(name, text, env, "fhir", "upstream", 0),
+                key: "fhir.upstream".to_string(),
+                message: format!("no fhir target named `{upstream}` in [targets]"),
+            });
         }
     }
     if config.storage.backend == StorageBackend::Postgres && config.storage.postgres_url.is_none() {

@@ -177,7 +177,27 @@ pub async fn start_with_base(
             shutdown.clone(),
         ));
     }
+    let upstream = match &config.fhir.upstream {
+        None => None,
+        Some(name) => {
+            let target = config.targets.get(name).ok_or_else(|| DeliverySetupError {
+                target: name.clone(),
+                message: "fhir.upstream names no target".into(),
+            })?;
+            let client = crate::delivery::client::TargetClient::new(target).map_err(|error| {
+                DeliverySetupError {
+                    target: name.clone(),
+                    message: error.to_string(),
+                }
+            })?;
+            Some(crate::http::proxy::Upstream {
+                name: name.clone(),
+                client,
+            })
+        }
+    };
     let state = Arc::new(AppState {
+        upstream,
         metrics,
         store,
         mapping_wake,

@@ -35,6 +35,7 @@ const TOKEN_MARGIN: Duration = Duration::from_secs(30);
 pub struct TargetAnswer {
     pub status: u16,
     pub retry_after: Option<Duration>,
+    pub content_type: Option<String>,
     pub body: Bytes,
 }
 
@@ -178,6 +179,41 @@ impl TargetClient {
         Ok(answer)
     }
 
+    /// `GET {url}/{path_and_query}` (proxy mode), with the target's auth.
+    pub async fn get(&self, path_and_query: &str) -> Result<TargetAnswer, SendError> {
+        let authorization = self.authorization().await?;
+        let uri = format!(
+            "{}/{}",
+            self.url.trim_end_matches('/'),
+            path_and_query.trim_start_matches('/')
+        );
+        let mut request = Request::builder()
+            .method(Method::GET)
+            .uri(&uri)
+            .header(ACCEPT, "application/fhir+json")
+            .header(
+                USER_AGENT,
+                concat!("passerelle/", env!("CARGO_PKG_VERSION")),
+            )
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| SendError::Request(e.to_string()))?;
+        if let Some(value) = authorization {
+            request.headers_mut().insert(AUTHORIZATION, value);
+        }
+        let answer = self.send(request).await?;
+        if answer.status == StatusCode::UNAUTHORIZED.as_u16() {
+            if let Auth::OAuth2(source) = &self.auth {
+                *source.cached.lock().await = None;
+            }
+        }
+        Ok(answer)
+    }
+
+    /// The target's base URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
     /// Whether a 401 from this target is worth retrying (a fresh token may
     /// fix it).
     pub fn renews_tokens(&self) -> bool {
@@ -192,6 +228,11 @@ impl TargetClient {
                 .await
                 .map_err(|e| SendError::Connection(error_chain(&e)))?;
             let status = response.status().as_u16();
+            let content_type = response
+                .headers()
+                .get(CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
             let retry_after = response
                 .headers()
                 .get(RETRY_AFTER)
@@ -205,6 +246,7 @@ impl TargetClient {
             Ok(TargetAnswer {
                 status,
                 retry_after,
+                content_type,
                 body,
             })
         };

@@ -63,6 +63,16 @@ pub enum ApiError {
     Internal,
     #[error(transparent)]
     Repository(#[from] RepositoryError),
+    /// Proxy mode: the upstream FHIR server gave no answer.
+    #[error("the upstream FHIR server '{name}' did not answer: {reason}")]
+    UpstreamUnreachable { name: String, reason: String },
+    /// Proxy mode: the upstream answered with an error status.
+    #[error("the upstream FHIR server '{name}' answered {status}")]
+    UpstreamRefused {
+        name: String,
+        status: u16,
+        body: bytes::Bytes,
+    },
 }
 
 impl ApiError {
@@ -100,6 +110,10 @@ impl ApiError {
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, IssueType::Forbidden),
             ApiError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, IssueType::Exception),
             ApiError::Repository(error) => return repository_outcome(error),
+            ApiError::UpstreamUnreachable { .. } => (StatusCode::BAD_GATEWAY, IssueType::Transient),
+            ApiError::UpstreamRefused { status, .. } => {
+                (upstream_status(*status), IssueType::Processing)
+            }
         };
         Outcome::error(status, issue, self.to_string())
     }
@@ -107,6 +121,9 @@ impl ApiError {
     pub fn into_response(self) -> Response<ResponseBody> {
         if let ApiError::Convert(error) = &self {
             return convert_error_response(self.outcome(), error);
+        }
+        if let ApiError::UpstreamRefused { body, .. } = &self {
+            return upstream_refusal_response(self.outcome(), body);
         }
         let mut response = outcome_response(&self.outcome());
         if let ApiError::MethodNotAllowed { allow, .. } = self {
@@ -145,6 +162,38 @@ fn repository_outcome(error: &RepositoryError) -> Outcome {
         }
     };
     Outcome::error(status, issue, error.to_string())
+}
+
+/// A client error of the upstream stays that error; a server error of the
+/// upstream is this gateway's 502.
+fn upstream_status(status: u16) -> StatusCode {
+    match StatusCode::from_u16(status) {
+        Ok(status) if status.is_client_error() => status,
+        _ => StatusCode::BAD_GATEWAY,
+    }
+}
+
+/// The upstream's own OperationOutcome, when it sent one, with a first
+/// issue saying which upstream answered what; otherwise ours alone.
+fn upstream_refusal_response(outcome: Outcome, body: &bytes::Bytes) -> Response<ResponseBody> {
+    let mut json = outcome.to_json();
+    let theirs: Option<serde_json::Value> = serde_json::from_slice(body).ok();
+    if let Some(theirs) = theirs.filter(|v| v["resourceType"] == "OperationOutcome") {
+        if let (Some(ours), Some(their_issues)) = (
+            json.get_mut("issue")
+                .and_then(serde_json::Value::as_array_mut),
+            theirs.get("issue").and_then(serde_json::Value::as_array),
+        ) {
+            ours.extend(their_issues.iter().cloned());
+        }
+    }
+    let mut response = Response::new(Full::new(bytes::Bytes::from(json.to_string())));
+    *response.status_mut() = outcome.status;
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static(Format::Json.content_type()),
+    );
+    response
 }
 
 /// A refused FHIR transaction as an OperationOutcome (also what the

@@ -14,6 +14,7 @@ use tower::Service;
 use super::convert;
 use super::error::{ApiError, PayloadTooLarge};
 use super::layers::BoxFuture;
+use super::proxy;
 use super::rest;
 use super::routes::Route;
 use super::{BoxError, ResponseBody, SharedState};
@@ -260,6 +261,21 @@ where
             let Some((resource_type, interaction)) = rest::interaction(&path) else {
                 return Err(ApiError::NotFound);
             };
+            if let Some(upstream) = &state.upstream {
+                let rest_path = path.strip_prefix("/fhir").unwrap_or(&path);
+                return match method {
+                    Method::GET | Method::HEAD => {
+                        proxy::forward(
+                            upstream,
+                            &rest::fhir_base(&state),
+                            rest_path,
+                            request.uri().query(),
+                        )
+                        .await
+                    }
+                    _ => Err(not_allowed(&method, "GET, HEAD")),
+                };
+            }
             match (&method, &interaction) {
                 (&Method::GET | &Method::HEAD, _) => {
                     rest::get(

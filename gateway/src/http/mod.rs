@@ -6,6 +6,7 @@ pub mod convert;
 pub mod error;
 pub mod handlers;
 pub mod layers;
+pub mod proxy;
 pub mod rest;
 pub mod routes;
 pub mod server;
@@ -38,6 +39,9 @@ pub struct AppState {
     pub mapping: MappingService,
     pub max_body_bytes: usize,
     pub capability: CapabilityInputs,
+    /// Proxy mode: the FHIR server that answers reads instead of the
+    /// repository.
+    pub upstream: Option<proxy::Upstream>,
     /// False while starting and once shutdown has begun, so `/ready` tells a
     /// load balancer to stop sending work.
     pub accepting: std::sync::atomic::AtomicBool,

@@ -56,7 +56,7 @@ pub fn interaction(path: &str) -> Option<(&str, Interaction<'_>)> {
 }
 
 /// The FHIR base URL links and `fullUrl`s start with.
-fn fhir_base(state: &SharedState) -> String {
+pub fn fhir_base(state: &SharedState) -> String {
     format!("{}/fhir", state.capability.base_url.trim_end_matches('/'))
 }
 

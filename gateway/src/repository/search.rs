@@ -339,7 +339,11 @@ impl SearchRequest {
                         "r.id {}IN (SELECT i.id FROM fhir_index i WHERE i.resource_type = $1 \
                          AND i.param = ${param_n} AND ({}))",
                         if *negated { "NOT " } else { "" },
-                        if ors.is_empty() { "1 = 0".to_string() } else { ors.join(" OR ") }
+                        if ors.is_empty() {
+                            "1 = 0".to_string()
+                        } else {
+                            ors.join(" OR ")
+                        }
                     ));
                 }
             }
