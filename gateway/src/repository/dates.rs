@@ -255,4 +255,27 @@ mod tests {
         }
         assert_eq!(format_ms(0), "1970-01-01T00:00:00.000");
     }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn any_text_has_a_range_or_none_and_never_panics(text in any::<String>()) {
+            if let Some(range) = range(&text) {
+                prop_assert!(range.low <= range.high);
+            }
+        }
+
+        #[test]
+        fn a_dates_range_holds_its_own_instant(
+            year in 1800i64..2200, month in 1i64..=12, day in 1i64..=28,
+            hour in 0i64..24, minute in 0i64..60, second in 0i64..60,
+        ) {
+            let date = format!("{year:04}-{month:02}-{day:02}");
+            let instant = format!("{date}T{hour:02}:{minute:02}:{second:02}Z");
+            let day_range = range(&date).unwrap();
+            let instant_range = range(&instant).unwrap();
+            prop_assert!(day_range.low <= instant_range.low && instant_range.high <= day_range.high);
+        }
+    }
 }

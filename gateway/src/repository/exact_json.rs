@@ -168,4 +168,72 @@ mod tests {
             r#"{"a":"é\né\\","b":true,"c":null}"#
         );
     }
+
+    use proptest::prelude::*;
+
+    /// JSON text written compactly: strings as serde_json writes them,
+    /// numbers as arbitrary valid number texts.
+    fn json_text() -> impl Strategy<Value = String> {
+        let number = (
+            any::<bool>(),
+            "(0|[1-9][0-9]{0,12})",
+            proptest::option::of("[0-9]{1,6}"),
+            proptest::option::of(("[eE]", "[+-]?", "[0-9]{1,3}")),
+        )
+            .prop_map(|(negative, integer, fraction, exponent)| {
+                let mut text = String::new();
+                if negative {
+                    text.push('-');
+                }
+                text.push_str(&integer);
+                if let Some(fraction) = fraction {
+                    text.push('.');
+                    text.push_str(&fraction);
+                }
+                if let Some((e, sign, digits)) = exponent {
+                    text.push_str(&e);
+                    text.push_str(&sign);
+                    text.push_str(&digits);
+                }
+                text
+            });
+        let string = any::<String>()
+            .prop_filter("FHIR strings hold no NUL", |s| !s.contains('\0'))
+            .prop_map(|s| serde_json::to_string(&s).unwrap_or_default());
+        let leaf = prop_oneof![
+            number,
+            string,
+            Just("true".to_string()),
+            Just("false".to_string()),
+            Just("null".to_string()),
+        ];
+        leaf.prop_recursive(4, 32, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6)
+                    .prop_map(|items| format!("[{}]", items.join(","))),
+                proptest::collection::btree_map("[a-zA-Z_]{1,8}", inner, 0..6).prop_map(
+                    |members| {
+                        let members: Vec<String> = members
+                            .into_iter()
+                            .map(|(key, value)| format!("\"{key}\":{value}"))
+                            .collect();
+                        format!("{{{}}}", members.join(","))
+                    }
+                ),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn compact_json_comes_back_byte_for_byte(text in json_text()) {
+            let value = parse(&text).unwrap();
+            prop_assert_eq!(to_string(&value), text);
+        }
+
+        #[test]
+        fn any_text_parses_or_fails_without_panicking(text in any::<String>()) {
+            let _ = parse(&text).map(|value| to_string(&value));
+        }
+    }
 }

@@ -522,4 +522,59 @@ mod tests {
     fn escaped_commas_stay_in_the_value() {
         assert_eq!(values("a\\,b,c").collect::<Vec<_>>(), ["a,b", "c"]);
     }
+
+    use proptest::prelude::*;
+
+    /// The highest `$N` of a statement.
+    fn highest_placeholder(sql: &str) -> usize {
+        sql.split('$')
+            .skip(1)
+            .filter_map(|rest| {
+                let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+                digits.parse().ok()
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
+    fn pair() -> impl Strategy<Value = (String, String)> {
+        let key = prop_oneof![
+            Just("identifier".to_string()),
+            Just("family:exact".to_string()),
+            Just("name:contains".to_string()),
+            Just("birthdate".to_string()),
+            Just("gender:not".to_string()),
+            Just("_id".to_string()),
+            Just("_lastUpdated".to_string()),
+            Just("_sort".to_string()),
+            Just("_count".to_string()),
+            Just("link".to_string()),
+            "[a-z_:.-]{1,12}",
+        ];
+        let value = prop_oneof![
+            Just("ge1980".to_string()),
+            Just("lt2026-01-01T10:00:00Z,eq1990".to_string()),
+            Just("urn:oid:1.2|42,|7,x|".to_string()),
+            Just("-birthdate,family".to_string()),
+            Just("Patient/1,2".to_string()),
+            any::<String>(),
+        ];
+        (key, value)
+    }
+
+    proptest! {
+        // Every parameter bound is used and every placeholder bound: the
+        // SQLite backend counts parameters by the highest placeholder.
+        #[test]
+        fn statements_bind_exactly_their_placeholders(
+            pairs in proptest::collection::vec(pair(), 0..8),
+            strict in any::<bool>(),
+        ) {
+            if let Ok(request) = SearchRequest::parse("Patient", &pairs, strict) {
+                for (sql, params) in [request.page_sql(), request.count_sql()] {
+                    prop_assert_eq!(highest_placeholder(&sql), params.len(), "{}", sql);
+                }
+            }
+        }
+    }
 }
