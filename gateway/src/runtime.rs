@@ -209,7 +209,12 @@ pub async fn start_with_base(
             base_url: http_config.base_url(),
             software_version: VERSION.to_string(),
             started_at: now_fhir_datetime(),
-            formats: vec!["application/fhir+json", "json"],
+            formats: vec![
+                "application/fhir+json",
+                "json",
+                "application/fhir+xml",
+                "xml",
+            ],
         },
         accepting: AtomicBool::new(false),
     });

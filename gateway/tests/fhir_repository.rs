@@ -246,3 +246,102 @@ fn transactions_posted_to_the_base_are_all_or_nothing_and_paged() {
         415
     );
 }
+
+#[test]
+fn fhir_xml_both_ways_on_the_api() {
+    let gateway = Gateway::start();
+    let transaction = r#"<?xml version="1.0" encoding="UTF-8"?>
+<Bundle xmlns="http://hl7.org/fhir">
+  <type value="transaction"/>
+  <entry>
+    <fullUrl value="urn:uuid:61ebe359-bfdc-4613-8bf2-c5e300945f0a"/>
+    <resource>
+      <Patient>
+        <identifier><system value="urn:oid:1.2.250.1.213.1.4.10"/><value value="180017512345678"/></identifier>
+        <name><family value="Lefèvre"/><given value="Zoé"/></name>
+        <birthDate value="1980-01-17"/>
+      </Patient>
+    </resource>
+    <request><method value="POST"/><url value="Patient"/></request>
+  </entry>
+  <entry>
+    <resource>
+      <Observation>
+        <status value="final"/>
+        <code><text value="Glucose"/></code>
+        <subject><reference value="urn:uuid:61ebe359-bfdc-4613-8bf2-c5e300945f0a"/></subject>
+        <valueQuantity><value value="1.50"/><unit value="g/L"/></valueQuantity>
+      </Observation>
+    </resource>
+    <request><method value="POST"/><url value="Observation"/></request>
+  </entry>
+</Bundle>"#;
+    let raw = format!(
+        "POST /fhir HTTP/1.1\r\nHost: x\r\nContent-Type: application/fhir+xml\r\nAccept: application/fhir+xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{transaction}",
+        transaction.len()
+    );
+    let reply = Reply::parse(&http_request(gateway.http_addr, raw.as_bytes()).unwrap());
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert!(reply
+        .header("content-type")
+        .unwrap()
+        .starts_with("application/fhir+xml"));
+    assert!(
+        reply
+            .body
+            .contains("<type value=\"transaction-response\"/>"),
+        "{}",
+        reply.body
+    );
+
+    // Read and search in XML, by Accept and by _format; the decimal as written.
+    let search = http_get_reply(
+        gateway.http_addr,
+        "/fhir/Observation?code:not=x&_include=Observation:subject&_format=xml",
+    );
+    assert_eq!(search.status, 200, "{}", search.body);
+    assert!(search.body.starts_with("<?xml"), "{}", search.body);
+    assert!(
+        search.body.contains("<value value=\"1.50\"/>"),
+        "{}",
+        search.body
+    );
+    assert!(
+        search.body.contains("<family value=\"Lefèvre\"/>"),
+        "{}",
+        search.body
+    );
+    let json = http_get_reply(gateway.http_addr, "/fhir/Patient?family=lefevre").json();
+    let id = json["entry"][0]["resource"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let read = get_with(
+        &gateway,
+        &format!("/fhir/Patient/{id}"),
+        "Accept: application/fhir+xml",
+    );
+    assert!(
+        read.body.contains(&format!("<id value=\"{id}\"/>")),
+        "{}",
+        read.body
+    );
+    let summary = http_get_reply(
+        gateway.http_addr,
+        &format!("/fhir/Patient/{id}/$summary?_format=xml"),
+    );
+    assert_eq!(summary.status, 200, "{}", summary.body);
+    assert!(summary.body.contains("<Composition>"), "{}", summary.body);
+    assert!(summary
+        .body
+        .contains("<div xmlns=\"http://www.w3.org/1999/xhtml\">"));
+
+    // Bad XML is a 400 OperationOutcome.
+    let bad = "<Bundle xmlns=\"http://hl7.org/fhir\"><type value=\"transaction\"/><shoe/></Bundle>";
+    let raw = format!(
+        "POST /fhir HTTP/1.1\r\nHost: x\r\nContent-Type: application/fhir+xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{bad}",
+        bad.len()
+    );
+    let reply = Reply::parse(&http_request(gateway.http_addr, raw.as_bytes()).unwrap());
+    assert_outcome(&reply, 400, "structure");
+}

@@ -91,7 +91,7 @@ fn capability_statement_and_outcomes_are_valid_r4() {
         ("capability", "GET /fhir/metadata HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".to_string()),
         ("not-found", "GET /fhir/NoSuchType HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".to_string()),
         ("not-allowed", "DELETE /fhir/metadata HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".to_string()),
-        ("not-acceptable", "GET /fhir/metadata HTTP/1.1\r\nHost: x\r\nAccept: application/fhir+xml\r\nConnection: close\r\n\r\n".to_string()),
+        ("not-acceptable", "GET /fhir/metadata HTTP/1.1\r\nHost: x\r\nAccept: text/turtle\r\nConnection: close\r\n\r\n".to_string()),
         ("unsupported-media", "POST /hl7v2 HTTP/1.1\r\nHost: x\r\nContent-Type: application/pdf\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}".to_string()),
         ("too-large", "POST /hl7v2 HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999\r\nConnection: close\r\n\r\n".to_string()),
     ];

@@ -58,6 +58,10 @@ pub fn cases() -> Vec<Case> {
             run: |c| Box::pin(hl7v2_queries(c)),
         },
         Case {
+            name: "repository/FHIR XML both ways",
+            run: |c| Box::pin(xml_both_ways(c.client)),
+        },
+        Case {
             name: "repository/HL7 v2 over MLLP is found by INS",
             run: |c| Box::pin(mllp_to_repository(c)),
         },
@@ -644,6 +648,59 @@ async fn hl7v2_queries(context: Context) -> CaseResult {
     let answer = connection.exchange(q23.as_bytes()).await?;
     let qak = segment_of(&answer, "QAK").unwrap_or_default();
     ensure(qak.starts_with(&format!("QAK|V{tag}|NF")), || answer.text())
+}
+
+async fn xml_both_ways(client: Client) -> CaseResult {
+    let tag = run_tag();
+    let bundle = format!(
+        "<Bundle xmlns=\"http://hl7.org/fhir\"><type value=\"transaction\"/><entry><resource><Observation>\
+         <identifier><system value=\"{TAG_SYSTEM}\"/><value value=\"{tag}-xml\"/></identifier>\
+         <status value=\"final\"/><code><text value=\"glucose\"/></code>\
+         <valueQuantity><value value=\"1.50\"/><unit value=\"g/L\"/></valueQuantity>\
+         </Observation></resource><request><method value=\"POST\"/><url value=\"Observation\"/></request></entry></Bundle>"
+    );
+    let response = client
+        .send(
+            Method::POST,
+            "/fhir",
+            &[
+                ("content-type", "application/fhir+xml"),
+                ("accept", "application/fhir+xml"),
+            ],
+            Bytes::from(bundle),
+        )
+        .await?;
+    ensure(response.status == 200, || response.text())?;
+    ensure(
+        response
+            .header("content-type")
+            .is_some_and(|c| c.starts_with("application/fhir+xml")),
+        || format!("content type {:?}", response.header("content-type")),
+    )?;
+    let search = format!(
+        "/fhir/Observation?identifier={}&_format=xml",
+        encode(&format!("{TAG_SYSTEM}|{tag}-xml"))
+    );
+    let found = client.get(&search).await?;
+    let text = found.text();
+    ensure(
+        text.contains("<Bundle xmlns=\"http://hl7.org/fhir\">"),
+        || text.clone(),
+    )?;
+    ensure(text.contains("<value value=\"1.50\"/>"), || {
+        format!("decimal lost: {text}")
+    })?;
+    let json = ok_json(&client, &search.replace("&_format=xml", "")).await?;
+    ensure(json["total"] == 1, || format!("{json}"))?;
+    let response = client
+        .send(
+            Method::POST,
+            "/fhir",
+            &[("content-type", "application/fhir+xml")],
+            Bytes::from_static(b"<Bundle xmlns=\"http://hl7.org/fhir\"><nonsense/></Bundle>"),
+        )
+        .await?;
+    expect_outcome(&response, 400, "unknown XML element")
 }
 
 async fn mllp_to_repository(context: Context) -> CaseResult {

@@ -6,6 +6,7 @@ pub mod capability;
 pub mod negotiate;
 pub mod outcome;
 pub mod query;
+pub mod xml;
 
 /// The FHIR version every endpoint speaks.
 pub const FHIR_VERSION: &str = "4.0.1";

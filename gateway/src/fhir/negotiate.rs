@@ -6,20 +6,36 @@
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     Json,
+    Xml,
 }
 
 impl Format {
     pub fn content_type(self) -> &'static str {
         match self {
             Format::Json => "application/fhir+json; charset=utf-8",
+            Format::Xml => "application/fhir+xml; charset=utf-8",
         }
+    }
+}
+
+fn format_of(media: &str) -> Option<Format> {
+    match media {
+        "json" | "application/json" | "application/fhir+json" | "application/json+fhir" => {
+            Some(Format::Json)
+        }
+        "xml"
+        | "text/xml"
+        | "application/xml"
+        | "application/fhir+xml"
+        | "application/xml+fhir" => Some(Format::Xml),
+        _ => None,
     }
 }
 
 /// The client asked only for representations the gateway cannot write.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "cannot produce the requested format `{requested}`; this server writes application/fhir+json"
+    "cannot produce the requested format `{requested}`; this server writes application/fhir+json and application/fhir+xml"
 )]
 pub struct NotAcceptable {
     pub requested: String,
@@ -32,14 +48,9 @@ pub fn response_format(
     accept: Option<&str>,
 ) -> Result<Format, NotAcceptable> {
     if let Some(param) = format_param.map(str::trim).filter(|p| !p.is_empty()) {
-        return match param.to_ascii_lowercase().as_str() {
-            "json" | "application/json" | "application/fhir+json" | "application/json+fhir" => {
-                Ok(Format::Json)
-            }
-            _ => Err(NotAcceptable {
-                requested: param.to_string(),
-            }),
-        };
+        return format_of(&media_type(param)).ok_or_else(|| NotAcceptable {
+            requested: param.to_string(),
+        });
     }
     let Some(accept) = accept.map(str::trim).filter(|a| !a.is_empty()) else {
         return Ok(Format::Json);
@@ -56,15 +67,11 @@ pub fn response_format(
         if refused {
             continue;
         }
-        if matches!(
-            media.as_str(),
-            "application/fhir+json"
-                | "application/json"
-                | "application/json+fhir"
-                | "application/*"
-                | "*/*"
-        ) {
+        if matches!(media.as_str(), "application/*" | "*/*") {
             return Ok(Format::Json);
+        }
+        if let Some(format) = format_of(&media).filter(|_| media.contains('/')) {
+            return Ok(format);
         }
     }
     Err(NotAcceptable {
@@ -93,6 +100,11 @@ pub fn is_readable_fhir_body(content_type: Option<&str>) -> bool {
         media.as_str(),
         "application/fhir+json" | "application/json" | "application/json+fhir"
     )
+}
+
+/// Whether a request body's `Content-Type` is FHIR XML.
+pub fn is_xml_fhir_body(content_type: Option<&str>) -> bool {
+    content_type.is_some_and(|c| format_of(&media_type(c)) == Some(Format::Xml) && c.contains('/'))
 }
 
 /// The first value of a query parameter, percent-decoding only what `_format`
@@ -136,10 +148,25 @@ mod tests {
     }
 
     #[test]
-    fn xml_only_is_not_acceptable_yet() {
-        assert!(response_format(None, Some("application/fhir+xml")).is_err());
-        assert!(response_format(Some("xml"), None).is_err());
+    fn xml_is_written_when_asked_for() {
+        assert_eq!(
+            response_format(None, Some("application/fhir+xml")),
+            Ok(Format::Xml)
+        );
+        assert_eq!(response_format(Some("xml"), None), Ok(Format::Xml));
+        assert_eq!(
+            response_format(Some("application/fhir+xml"), Some("*/*")),
+            Ok(Format::Xml)
+        );
+        assert_eq!(
+            response_format(None, Some("application/fhir+xml;q=0, application/xml")),
+            Ok(Format::Xml)
+        );
         assert!(response_format(None, Some("application/fhir+json;q=0, text/plain")).is_err());
+        assert!(is_xml_fhir_body(Some(
+            "application/fhir+xml; charset=utf-8"
+        )));
+        assert!(!is_xml_fhir_body(Some("xml")));
     }
 
     #[test]

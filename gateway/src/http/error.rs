@@ -63,6 +63,12 @@ pub enum ApiError {
     Internal,
     #[error(transparent)]
     Repository(#[from] RepositoryError),
+    /// A resource the XML writer cannot write (an element FHIR R4 lacks).
+    #[error("cannot write this answer as FHIR XML ({0}); ask for application/fhir+json")]
+    XmlUnwritable(crate::fhir::xml::XmlError),
+    /// A request body in FHIR XML that is not.
+    #[error("the FHIR XML body cannot be read: {0}")]
+    XmlUnreadable(crate::fhir::xml::XmlError),
     /// Proxy mode: the upstream FHIR server gave no answer.
     #[error("the upstream FHIR server '{name}' did not answer: {reason}")]
     UpstreamUnreachable { name: String, reason: String },
@@ -110,6 +116,8 @@ impl ApiError {
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, IssueType::Forbidden),
             ApiError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, IssueType::Exception),
             ApiError::Repository(error) => return repository_outcome(error),
+            ApiError::XmlUnwritable(_) => (StatusCode::NOT_ACCEPTABLE, IssueType::NotSupported),
+            ApiError::XmlUnreadable(_) => (StatusCode::BAD_REQUEST, IssueType::Structure),
             ApiError::UpstreamUnreachable { .. } => (StatusCode::BAD_GATEWAY, IssueType::Transient),
             ApiError::UpstreamRefused { status, .. } => {
                 (upstream_status(*status), IssueType::Processing)

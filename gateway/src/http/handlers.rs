@@ -20,7 +20,7 @@ use super::routes::Route;
 use super::{BoxError, ResponseBody, SharedState};
 use crate::fhir::capability::capability_statement;
 use crate::fhir::negotiate::{
-    is_readable_fhir_body, media_type, query_param, response_format, Format,
+    is_readable_fhir_body, is_xml_fhir_body, media_type, query_param, response_format, Format,
 };
 use crate::intake::Transport;
 
@@ -211,6 +211,50 @@ where
         query_param(request.uri().query(), "_format").as_deref(),
         request.headers().get(ACCEPT).and_then(|v| v.to_str().ok()),
     )?;
+    let response = fhir_json(state, route, request, format).await?;
+    match format {
+        Format::Json => Ok(response),
+        Format::Xml => as_xml(response).await,
+    }
+}
+
+/// A FHIR JSON answer rewritten as FHIR XML: the one place responses
+/// change format, whoever produced them (repository, proxy, operations).
+async fn as_xml(response: Response<ResponseBody>) -> Result<Response<ResponseBody>, ApiError> {
+    let is_fhir_json = response
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| media_type(v) == "application/fhir+json");
+    if !is_fhir_json {
+        return Ok(response);
+    }
+    let (mut parts, body) = response.into_parts();
+    let bytes = body
+        .collect()
+        .await
+        .map_err(|_| ApiError::Internal)?
+        .to_bytes();
+    let text = std::str::from_utf8(&bytes).map_err(|_| ApiError::Internal)?;
+    let value = crate::repository::exact_json::parse(text).map_err(|_| ApiError::Internal)?;
+    let xml = crate::fhir::xml::to_xml(&value).map_err(ApiError::XmlUnwritable)?;
+    parts.headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static(Format::Xml.content_type()),
+    );
+    Ok(Response::from_parts(parts, Full::new(Bytes::from(xml))))
+}
+
+async fn fhir_json<B>(
+    state: SharedState,
+    route: Route,
+    request: Request<Limited<B>>,
+    format: Format,
+) -> Result<Response<ResponseBody>, ApiError>
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
     let method = request.method().clone();
     match route {
         Route::FhirMetadata => match method {
@@ -245,13 +289,21 @@ where
                     .get(CONTENT_TYPE)
                     .and_then(|v| v.to_str().ok())
                     .map(str::to_string);
-                if !is_readable_fhir_body(content_type.as_deref()) {
+                let xml = is_xml_fhir_body(content_type.as_deref());
+                if !xml && !is_readable_fhir_body(content_type.as_deref()) {
                     return Err(ApiError::UnsupportedMediaType {
                         received: content_type.unwrap_or_default(),
-                        expected: "application/fhir+json",
+                        expected: "application/fhir+json or application/fhir+xml",
                     });
                 }
-                let body = read_body(request.into_body(), state.max_body_bytes).await?;
+                let mut body = read_body(request.into_body(), state.max_body_bytes).await?;
+                if xml {
+                    let text = std::str::from_utf8(&body)
+                        .map_err(|_| ApiError::BadRequest("the XML body is not UTF-8".into()))?;
+                    let value =
+                        crate::fhir::xml::from_xml(text).map_err(ApiError::XmlUnreadable)?;
+                    body = Bytes::from(crate::repository::exact_json::to_string(&value));
+                }
                 rest::transaction(&state, body).await
             }
             _ => Err(not_allowed(&method, "POST")),
@@ -314,13 +366,13 @@ fn fhir_response(
     format: Format,
     value: &serde_json::Value,
 ) -> Response<ResponseBody> {
-    match format {
-        Format::Json => json_response(
-            status,
-            format.content_type(),
-            Bytes::from(value.to_string()),
-        ),
-    }
+    // Written as JSON; `as_xml` turns it into XML when that was asked for.
+    let _ = format;
+    json_response(
+        status,
+        Format::Json.content_type(),
+        Bytes::from(value.to_string()),
+    )
 }
 
 pub fn json_response(

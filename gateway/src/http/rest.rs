@@ -107,7 +107,7 @@ pub async fn get(
                 }
             })
             .await?;
-            Ok(resource_response(StatusCode::OK, format, &stored))
+            Ok(resource_response(StatusCode::OK, &stored))
         }
         Interaction::Vread(id, version) => {
             let id = id.to_string();
@@ -126,7 +126,7 @@ pub async fn get(
                 }
             })
             .await?;
-            Ok(resource_response(StatusCode::OK, format, &stored))
+            Ok(resource_response(StatusCode::OK, &stored))
         }
         Interaction::Operation(id, operation) => {
             patient_operation(state, resource_type, id, operation, query).await
@@ -291,14 +291,10 @@ fn bundle_response(body: String) -> Response<ResponseBody> {
     )
 }
 
-fn resource_response(
-    status: StatusCode,
-    format: Format,
-    stored: &StoredResource,
-) -> Response<ResponseBody> {
+fn resource_response(status: StatusCode, stored: &StoredResource) -> Response<ResponseBody> {
     let mut response = json_response(
         status,
-        format.content_type(),
+        Format::Json.content_type(),
         Bytes::from(stored.text.clone()),
     );
     let headers = response.headers_mut();
@@ -320,7 +316,7 @@ fn resource_response(
     }
     headers.insert(
         CONTENT_TYPE,
-        HeaderValue::from_static(format.content_type()),
+        HeaderValue::from_static(Format::Json.content_type()),
     );
     response
 }
