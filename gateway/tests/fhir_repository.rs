@@ -336,6 +336,30 @@ fn fhir_xml_both_ways_on_the_api() {
         .body
         .contains("<div xmlns=\"http://www.w3.org/1999/xhtml\">"));
 
+    // Errors come in the format asked for.
+    let missing = get_with(
+        &gateway,
+        "/fhir/Patient/nobody",
+        "Accept: application/fhir+xml",
+    );
+    assert_eq!(missing.status, 404);
+    assert!(missing
+        .header("content-type")
+        .unwrap()
+        .starts_with("application/fhir+xml"));
+    assert!(
+        missing
+            .body
+            .contains("<OperationOutcome xmlns=\"http://hl7.org/fhir\">"),
+        "{}",
+        missing.body
+    );
+    assert!(
+        missing.body.contains("<code value=\"not-found\"/>"),
+        "{}",
+        missing.body
+    );
+
     // Bad XML is a 400 OperationOutcome.
     let bad = "<Bundle xmlns=\"http://hl7.org/fhir\"><type value=\"transaction\"/><shoe/></Bundle>";
     let raw = format!(

@@ -211,7 +211,11 @@ where
         query_param(request.uri().query(), "_format").as_deref(),
         request.headers().get(ACCEPT).and_then(|v| v.to_str().ok()),
     )?;
-    let response = fhir_json(state, route, request, format).await?;
+    // Errors too: a client that asked for XML gets its OperationOutcome in
+    // XML (only a format refusal itself, above, stays JSON).
+    let response = fhir_json(state, route, request, format)
+        .await
+        .unwrap_or_else(ApiError::into_response);
     match format {
         Format::Json => Ok(response),
         Format::Xml => as_xml(response).await,
