@@ -6,27 +6,8 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-
-const VALIDATOR_PYTHON: &str = "/tmp/peers/venv-r4/bin/python";
-
-fn validator() -> Option<(PathBuf, PathBuf)> {
-    let script = PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/peers/validate_r4.py"
-    ));
-    let python = PathBuf::from(VALIDATOR_PYTHON);
-    if script.is_file() && python.is_file() {
-        return Some((python, script));
-    }
-    assert!(
-        std::env::var_os("PASSERELLE_REQUIRE_PEERS").is_none(),
-        "the R4 validator is required here: run .ci/peers.sh"
-    );
-    println!("skipped: R4 validator not installed (run .ci/peers.sh)");
-    None
-}
 
 fn body(response: &str) -> &str {
     response
@@ -37,7 +18,7 @@ fn body(response: &str) -> &str {
 
 #[test]
 fn capability_statement_and_outcomes_are_valid_r4() {
-    let Some((python, script)) = validator() else {
+    let Some((python, script)) = common::r4_validator() else {
         return;
     };
     // A script that throws, for the `processing` outcome of $convert-data.

@@ -9,7 +9,6 @@ mod common;
 mod delivery;
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
@@ -63,23 +62,6 @@ fn assert_references_resolve(bundle: &Value) {
             );
         }
     }
-}
-
-fn validator() -> Option<(PathBuf, PathBuf)> {
-    let script = PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/peers/validate_r4.py"
-    ));
-    let python = PathBuf::from("/tmp/peers/venv-r4/bin/python");
-    if script.is_file() && python.is_file() {
-        return Some((python, script));
-    }
-    assert!(
-        std::env::var_os("PASSERELLE_REQUIRE_PEERS").is_none(),
-        "the R4 validator is required here: run .ci/peers.sh"
-    );
-    println!("skipped validation: R4 validator not installed (run .ci/peers.sh)");
-    None
 }
 
 #[test]
@@ -198,7 +180,7 @@ fn the_summary_of_a_pushed_patient_is_a_valid_ips_document() {
     }
     assert_references_resolve(&everything);
 
-    if let Some((python, script)) = validator() {
+    if let Some((python, script)) = common::r4_validator() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("summary.json");
         std::fs::write(&file, &reply.body).unwrap();

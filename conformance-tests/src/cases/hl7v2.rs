@@ -78,7 +78,7 @@ fn mllp_addr(context: &Context) -> Result<String, Failure> {
 
 /// A unique-enough suffix so that repeated suite runs against one gateway
 /// do not collide with its duplicate detection.
-fn run_tag() -> String {
+pub(crate) fn run_tag() -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())

@@ -11,6 +11,7 @@ use http::Method;
 use serde_json::{json, Value};
 
 use super::fhir_api::expect_outcome;
+use super::hl7v2::run_tag;
 use super::Case;
 use crate::mllp::MllpConnection;
 use crate::{ensure, CaseResult, Client, Context, Failure, HttpResponse};
@@ -66,14 +67,6 @@ pub fn cases() -> Vec<Case> {
             run: |c| Box::pin(mllp_to_repository(c)),
         },
     ]
-}
-
-fn run_tag() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    format!("{:X}", nanos % 0xFFFF_FFFF_FFFF)
 }
 
 const TAG_SYSTEM: &str = "urn:passerelle:conformance";

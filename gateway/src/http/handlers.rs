@@ -213,7 +213,7 @@ where
     )?;
     // Errors too: a client that asked for XML gets its OperationOutcome in
     // XML (only a format refusal itself, above, stays JSON).
-    let response = fhir_json(state, route, request, format)
+    let response = fhir_json(state, route, request)
         .await
         .unwrap_or_else(ApiError::into_response);
     match format {
@@ -253,7 +253,6 @@ async fn fhir_json<B>(
     state: SharedState,
     route: Route,
     request: Request<Limited<B>>,
-    format: Format,
 ) -> Result<Response<ResponseBody>, ApiError>
 where
     B: Body<Data = Bytes> + Send + 'static,
@@ -264,7 +263,7 @@ where
         Route::FhirMetadata => match method {
             Method::GET | Method::HEAD => {
                 let statement = capability_statement(&state.capability);
-                Ok(fhir_response(StatusCode::OK, format, &statement))
+                Ok(fhir_response(StatusCode::OK, &statement))
             }
             _ => Err(not_allowed(&method, "GET, HEAD")),
         },
@@ -336,7 +335,6 @@ where
                 (&Method::GET | &Method::HEAD, _) => {
                     rest::get(
                         &state,
-                        format,
                         resource_type,
                         interaction,
                         request.uri().query(),
@@ -354,7 +352,7 @@ where
                     pairs.extend(crate::fhir::query::decode_pairs(&String::from_utf8_lossy(
                         &body,
                     )));
-                    rest::search_response(&state, format, resource_type, &pairs, strict).await
+                    rest::search_response(&state, resource_type, &pairs, strict).await
                 }
                 _ => Err(not_allowed(&method, "GET, HEAD")),
             }
@@ -365,13 +363,8 @@ where
     }
 }
 
-fn fhir_response(
-    status: StatusCode,
-    format: Format,
-    value: &serde_json::Value,
-) -> Response<ResponseBody> {
-    // Written as JSON; `as_xml` turns it into XML when that was asked for.
-    let _ = format;
+/// A FHIR JSON answer; `as_xml` turns it into XML when that was asked for.
+fn fhir_response(status: StatusCode, value: &serde_json::Value) -> Response<ResponseBody> {
     json_response(
         status,
         Format::Json.content_type(),

@@ -84,7 +84,6 @@ async fn read_repository<T: Send + 'static>(
 /// GET on a resource type or below it.
 pub async fn get(
     state: &SharedState,
-    format: Format,
     resource_type: &str,
     interaction: Interaction<'_>,
     query: Option<&str>,
@@ -94,7 +93,7 @@ pub async fn get(
     match interaction {
         Interaction::Search => {
             let pairs = decode_pairs(query.unwrap_or(""));
-            search_response(state, format, resource_type, &pairs, strict(headers)).await
+            search_response(state, resource_type, &pairs, strict(headers)).await
         }
         Interaction::Read(id) => {
             let id = id.to_string();
@@ -248,12 +247,10 @@ async fn cross_reference(
 /// Runs a search and answers the `searchset` Bundle.
 pub async fn search_response(
     state: &SharedState,
-    format: Format,
     resource_type: &str,
     pairs: &[(String, String)],
     strict: bool,
 ) -> Result<Response<ResponseBody>, ApiError> {
-    let _ = format;
     let request = SearchRequest::parse(resource_type, pairs, strict)
         .map_err(|e| ApiError::Repository(e.into()))?;
     let page_request = request.clone();

@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 
 use bytes::Bytes;
-use mappers::hl7v2::ack::build_ack;
+use mappers::hl7v2::ack::build_reply;
 use mappers::hl7v2::{AckCode, AckError, Charset, ErrorLocation, Field, Message};
 use mappers::hl7v2_fhir::identifier_system;
 use serde_json::Value;
@@ -102,13 +102,19 @@ impl Queries {
                 "AE",
             ),
         };
-        let ack = build_ack(Some(message), code, control_id, timestamp, error.as_ref());
         let structure = if pix {
             "RSP^K23^RSP_K23"
         } else {
             "RSP^K22^RSP_K21"
         };
-        let mut out = with_message_type(&ack, message, structure);
+        let mut out = build_reply(
+            Some(message),
+            Some(structure),
+            code,
+            control_id,
+            timestamp,
+            error.as_ref(),
+        );
         let d = *message.delimiters();
         let charset = message.charset().unwrap_or(Charset::Ascii);
         let text = |value: &str| {
@@ -309,14 +315,7 @@ impl Queries {
                 limit,
             } => repository.read(|sql| {
                 for domain in &domains {
-                    if sql
-                        .query(
-                            "SELECT id FROM fhir_index WHERE resource_type = 'Patient' \
-                             AND param = 'identifier' AND system = $1 LIMIT 1",
-                            &[domain.as_str().into()],
-                        )?
-                        .is_empty()
-                    {
+                    if !repository::summary::known_domain(sql, domain)? {
                         return Ok(Answer::Refused(Refusal {
                             field: 8,
                             code: 204,
@@ -390,21 +389,6 @@ impl Queries {
             }),
         }
     }
-}
-
-/// `ack` with MSH-9 replaced by `structure` (`RSP^K22^RSP_K21`), written
-/// with the message's component separator.
-fn with_message_type(ack: &[u8], message: &Message<'_>, structure: &str) -> Vec<u8> {
-    let d = message.delimiters();
-    let structure = structure.replace('^', &char::from(d.component).to_string());
-    let end = ack.iter().position(|b| *b == b'\r').unwrap_or(ack.len());
-    let mut fields: Vec<&[u8]> = ack[..end].split(|b| *b == d.field).collect();
-    if let Some(field) = fields.get_mut(8) {
-        *field = structure.as_bytes();
-    }
-    let mut out = fields.join(&d.field);
-    out.extend_from_slice(&ack[end..]);
-    out
 }
 
 /// `19800101`, `198001` or `1980` as a FHIR date.

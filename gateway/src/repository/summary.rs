@@ -448,8 +448,9 @@ pub fn patient_by_identifier(
 /// merges), so a cycle cannot hold a request.
 const MAX_MERGE_HOPS: usize = 10;
 
-/// Whether some Patient has an identifier in `system`.
-fn known_domain(sql: &mut dyn Sql, system: &str) -> Result<bool, RepositoryError> {
+/// Whether some Patient has an identifier in `system` (an identifier
+/// domain the repository knows, for PIXm and HL7 v2 queries).
+pub fn known_domain(sql: &mut dyn Sql, system: &str) -> Result<bool, RepositoryError> {
     Ok(!sql
         .query(
             "SELECT id FROM fhir_index WHERE resource_type = 'Patient' AND param = 'identifier' \

@@ -288,3 +288,23 @@ pub fn eventually(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// The independent R4 validator (`shared/peers/validate_r4.py`, installed
+/// by `.ci/peers.sh`): its python and script, or `None` (the test says it
+/// is skipped) when missing outside CI. CI sets PASSERELLE_REQUIRE_PEERS.
+pub fn r4_validator() -> Option<(PathBuf, PathBuf)> {
+    let script = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../shared/peers/validate_r4.py"
+    ));
+    let python = PathBuf::from("/tmp/peers/venv-r4/bin/python");
+    if script.is_file() && python.is_file() {
+        return Some((python, script));
+    }
+    assert!(
+        std::env::var_os("PASSERELLE_REQUIRE_PEERS").is_none(),
+        "the R4 validator is required here: run .ci/peers.sh"
+    );
+    println!("skipped: R4 validator not installed (run .ci/peers.sh)");
+    None
+}

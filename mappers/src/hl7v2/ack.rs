@@ -189,6 +189,21 @@ pub fn build_ack(
     timestamp: &str,
     error: Option<&AckError>,
 ) -> Vec<u8> {
+    build_reply(original, None, code, control_id, timestamp, error)
+}
+
+/// As [`build_ack`], for an answer of another type: `message_type` is
+/// MSH-9 with `^` between components (`RSP^K22^RSP_K21`), written with the
+/// original's component separator; `None` answers with an ACK. The caller
+/// appends the segments that follow MSA (and ERR).
+pub fn build_reply(
+    original: Option<&Message<'_>>,
+    message_type: Option<&str>,
+    code: AckCode,
+    control_id: &str,
+    timestamp: &str,
+    error: Option<&AckError>,
+) -> Vec<u8> {
     let origin = match original {
         Some(m) => Origin {
             delimiters: *m.delimiters(),
@@ -257,12 +272,24 @@ pub fn build_ack(
     out.extend_from_slice(&text(timestamp));
     out.push(d.field); // MSH-8 security
     out.push(d.field);
-    out.extend_from_slice(b"ACK");
-    if !origin.trigger.is_empty() {
-        out.push(d.component);
-        out.extend_from_slice(&origin.trigger);
-        out.push(d.component);
-        out.extend_from_slice(b"ACK");
+    match message_type {
+        Some(message_type) => {
+            for (index, part) in message_type.split('^').enumerate() {
+                if index > 0 {
+                    out.push(d.component);
+                }
+                out.extend_from_slice(&text(part));
+            }
+        }
+        None => {
+            out.extend_from_slice(b"ACK");
+            if !origin.trigger.is_empty() {
+                out.push(d.component);
+                out.extend_from_slice(&origin.trigger);
+                out.push(d.component);
+                out.extend_from_slice(b"ACK");
+            }
+        }
     }
     out.push(d.field);
     out.extend_from_slice(&text(control_id));
