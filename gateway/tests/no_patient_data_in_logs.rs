@@ -19,7 +19,17 @@ fn send_patient_data(gateway: &Gateway) {
     let hl7 = format!(
         "MSH|^~\\&|APP|FAC|GW|GW|20240101120000||ADT^A01^ADT_A01|CTRL-LOG-1|P|2.5\rPID|||{INS_NIR}^^^ASIP-SANTE-INS-NIR&1.2.250.1.213.1.4.8&ISO^INS||{NAME}^{GIVEN}||{BIRTH_DATE_V2}|F\r"
     );
+    let query = format!(
+        "MSH|^~\\&|HIS|HOSP|GW|GW|20240101120000||QBP^Q22^QBP_Q21|CTRL-LOG-2|P|2.5\rQPD|IHE PDQ Query|T1|@PID.5.1.1^{NAME}~@PID.7^{BIRTH_DATE_V2}\rRCP|I\r"
+    );
+    let dangling = format!(
+        r#"{{"resourceType":"Bundle","type":"transaction","entry":[{{"resource":{{"resourceType":"Observation","status":"final","code":{{"text":"{GIVEN}"}},"subject":{{"reference":"Patient?identifier=urn:oid:1.2.250.1.213.1.4.8|{INS_NIR}"}}}},"request":{{"method":"POST","url":"Observation"}}}}]}}"#
+    );
     let requests = [
+        format!("POST /hl7v2 HTTP/1.1\r\nHost: x\r\nContent-Type: x-application/hl7-v2+er7\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{query}", query.len()),
+        format!("POST /fhir HTTP/1.1\r\nHost: x\r\nContent-Type: application/fhir+json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{dangling}", dangling.len()),
+        format!("GET /fhir/Patient/$summary?identifier=urn:oid:1.2.250.1.213.1.4.8|{INS_NIR}&_format=xml HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+        format!("GET /fhir/Patient/$ihe-pix?sourceIdentifier=urn:oid:1.2.250.1.213.1.4.8|{INS_NIR} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
         format!("GET /fhir/Patient?family={NAME}&birthdate={BIRTH_DATE}&identifier=urn:oid:1.2.250.1.213.1.4.8|{INS_NIR} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
         format!("GET /fhir/Patient/{NAME}-{INS_NIR} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
         format!("GET /{NAME}/{BIRTH_DATE} HTTP/1.1\r\nHost: x\r\nX-Request-ID: {INS_NIR}\r\nConnection: close\r\n\r\n"),
