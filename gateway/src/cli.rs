@@ -104,16 +104,7 @@ where
         }
     };
     match command {
-        Command::CheckConfig => match toml::to_string_pretty(&config) {
-            Ok(text) => {
-                println!("# configuration is valid; effective settings:\n{text}");
-                ExitCode::SUCCESS
-            }
-            Err(error) => {
-                eprintln!("passerelle: cannot print configuration: {error}");
-                ExitCode::FAILURE
-            }
-        },
+        Command::CheckConfig => check_config(&config, base),
         Command::Convert(args) => convert(&config, base, &args),
         Command::Messages(args) => {
             let mut listen = config.http.listen;
@@ -124,6 +115,60 @@ where
         }
         Command::Serve | Command::Version => serve(config, base),
     }
+}
+
+/// `passerelle check-config`: the effective settings on stdout once the
+/// mapping set-up they name (code maps, Rust mappers, every script of the
+/// scripts directory) loads; otherwise each problem on stderr and exit 2,
+/// a refused script as `FILE:LINE: script refused: reason`.
+fn check_config(config: &Config, base: MapperRegistry) -> ExitCode {
+    let metrics = match Metrics::new(VERSION) {
+        Ok(metrics) => metrics,
+        Err(error) => {
+            eprintln!("passerelle: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let service = match MappingService::with_base(&config.mapping, base, metrics) {
+        Ok(service) => service,
+        Err(error) => {
+            eprintln!("passerelle: invalid configuration: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    if report_refused_scripts(config, &service) {
+        return ExitCode::from(2);
+    }
+    match toml::to_string_pretty(config) {
+        Ok(text) => {
+            println!("# configuration is valid; effective settings:\n{text}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("passerelle: cannot print configuration: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Prints each script the mapping service refused as
+/// `FILE:LINE: script refused: reason`; whether there was one.
+fn report_refused_scripts(config: &Config, service: &MappingService) -> bool {
+    let scripts_dir = config
+        .mapping
+        .scripts_dir
+        .as_deref()
+        .unwrap_or(Path::new(""));
+    let refused = service.refused_scripts();
+    for script in &refused {
+        let line = script.line.map(|l| format!(":{l}")).unwrap_or_default();
+        eprintln!(
+            "{}{line}: script refused: {}",
+            scripts_dir.join(&script.file).display(),
+            script.message
+        );
+    }
+    !refused.is_empty()
 }
 
 /// `passerelle convert`: every Bundle on stdout, pretty-printed with its
@@ -146,21 +191,7 @@ fn convert(config: &Config, base: MapperRegistry, args: &ConvertArgs) -> ExitCod
             return ExitCode::from(2);
         }
     };
-    let mut failed = false;
-    let scripts_dir = config
-        .mapping
-        .scripts_dir
-        .as_deref()
-        .unwrap_or(Path::new(""));
-    for refused in service.refused_scripts() {
-        failed = true;
-        let line = refused.line.map(|l| format!(":{l}")).unwrap_or_default();
-        eprintln!(
-            "{}{line}: script refused: {}",
-            scripts_dir.join(&refused.file).display(),
-            refused.message
-        );
-    }
+    let mut failed = report_refused_scripts(config, &service);
     let mut stdout = std::io::stdout().lock();
     for path in &args.files {
         let (name, input) = match read_input(path) {

@@ -6,6 +6,11 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+// Mapping allocates many small boxed FHIR elements; see the workspace
+// Cargo.toml and docs/performance.md for why and by how much.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     gateway::cli::main()
 }

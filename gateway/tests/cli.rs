@@ -88,3 +88,51 @@ fn missing_config_file_is_an_error_naming_it() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("/nonexistent/passerelle.toml"));
 }
+
+/// `check-config` compiles the scripts of the scripts directory: a bad one
+/// is named with its line, exit 2; good ones pass.
+#[test]
+fn check_config_compiles_the_scripts() {
+    let dir = tempfile::tempdir().unwrap();
+    let scripts = dir.path().join("scripts");
+    std::fs::create_dir(&scripts).unwrap();
+    std::fs::write(
+        scripts.join("good.rhai"),
+        "const SELECTORS = [\"ADT^A01\"];\nfn adjust(msg, bundle) { bundle }\n",
+    )
+    .unwrap();
+    let config = dir.path().join("passerelle.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[mapping]\nscripts_dir = {:?}\n",
+            scripts.display().to_string()
+        ),
+    )
+    .unwrap();
+    let check = || {
+        passerelle()
+            .arg("check-config")
+            .arg("--config")
+            .arg(&config)
+            .output()
+            .unwrap()
+    };
+    let output = check();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    std::fs::write(
+        scripts.join("bad.rhai"),
+        "const SELECTORS = [\"ORU^R01\"];\n\nfn adjust(msg, bundle) {\n    let x = ;\n}\n",
+    )
+    .unwrap();
+    let output = check();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("bad.rhai:4: script refused"), "{stderr}");
+    assert!(!stderr.contains("good.rhai"), "{stderr}");
+}

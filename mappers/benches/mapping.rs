@@ -11,6 +11,10 @@ use mappers::hl7v2::Message;
 use mappers::hl7v2_fhir::{builtin_registry, BuiltinConfig};
 use mappers::mapping::{MappingContext, SiteSettings, SourceMessage};
 
+// The `passerelle` binary's allocator, so that the figures are the gateway's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const ADT_A01: &str = "MSH|^~\\&|GAM|CHU-X|DPI|CHU-X|20240306111154||ADT^A01^ADT_A01|3975|P|2.5^FRA^2.11|||||FRA|UNICODE UTF-8|FR||2.11^IHE_FRANCE-2.11-PAM\rEVN||20240306111154||||20240306110000|\rPID|1||000003^^^CHU-X&000897406&N^PI~279035121518989^^^ASIP-SANTE-INS-NIR&1.2.250.1.213.1.4.10&ISO^INS^^20101207||PAT-TROIS^DOMINIQUE^DOMINIQUE^^^^L||19790328|F|||28 Av de Breteuil^^PARIS^^75007^FRA^H^^^^^^^~^^^^^^BDL^^63220|||||S||24000006^^^CHU-X&000897406&M^AN|||||||1|||||N||VALI|20240306111153||||||\rPD1||U||||||||||N|||||||||\rPV1|1|I|^^^CHU-X&000897406&M^O^^|R|||801234567897^Reault^Pierre^^^^^^ASIP-SANTE-PS&1.2.250.1.71.4.2.1&ISO^D^^^IDNPS|||||||||N|801234567897^Reault^Pierre^^^^^^ASIP-SANTE-PS&1.2.250.1.71.4.2.1&ISO^D^^^IDNPS||000897406^^^CHU-X&000897406&M^VN^^20210409|||N||||||||||||||4||||||||20240306110000|||||||V|\rZBE|312^CHU-X^000897406|20240306110000||INSERT|N||Chir V^^^^^CHU-X&000897406&N^UF^^^6268|Chir V^^^^^CHU-X&000897406&N^UF^^^6268|HMS\rZFA|ACTIF|20240306111154|||||||INO|20240306111154|IC|20240306111154\rZFD|||Y|N|INSI|20211201||\r";
 
 /// A typical lab result: one OBR with 10 numeric OBX (values, units,

@@ -41,12 +41,19 @@ pub(crate) fn to_json_exact<T: Serialize + ?Sized>(
             .and_modify(|entry| entry.0 = text.as_str())
             .or_insert((text.as_str(), slot));
     }
+    let mut out = Vec::with_capacity(16384);
+    if texts.is_empty() {
+        serde_json::to_writer(&mut out, value)?;
+        return String::from_utf8(out)
+            .map_err(|error| FhirJsonError::Serialise(serde_json::Error::custom(error)));
+    }
+    let recorded: Vec<&str> = exact.keys().copied().collect();
     let state = RefCell::new(State {
         pointer: String::with_capacity(128),
         hits: vec![false; exact.len()],
         exact,
+        recorded,
     });
-    let mut out = Vec::with_capacity(8192);
     {
         let mut serializer = serde_json::Serializer::new(&mut out);
         value.serialize(Exact {
@@ -78,6 +85,9 @@ struct State<'d> {
     /// Text and hit slot by pointer.
     exact: HashMap<&'d str, (&'d str, usize)>,
     hits: Vec<bool>,
+    /// The recorded pointers: a value whose pointer leads to none of them
+    /// is written by serde_json alone, without tracking.
+    recorded: Vec<&'d str>,
 }
 
 impl<'d> State<'d> {
@@ -91,6 +101,24 @@ impl<'d> State<'d> {
             *hit = true;
         }
         Some(text)
+    }
+
+    /// Whether a recorded pointer is the current pointer or below it. The
+    /// recorded pointers are few (those of one Bundle entry), so a scan
+    /// that rejects on the byte after the prefix and on the prefix's last
+    /// byte, before comparing the rest, is cheaper than any search.
+    fn leads_to_decimal(&self) -> bool {
+        let here = self.pointer.as_bytes();
+        let Some(&last) = here.last() else {
+            return !self.recorded.is_empty();
+        };
+        self.recorded.iter().any(|recorded| {
+            let recorded = recorded.as_bytes();
+            recorded.get(here.len()).is_none_or(|&next| next == b'/')
+                && recorded.len() >= here.len()
+                && recorded.get(here.len() - 1) == Some(&last)
+                && recorded.starts_with(here)
+        })
     }
 
     /// Appends `/key` (RFC 6901 escaped); returns the length to restore.
@@ -376,11 +404,15 @@ impl<'s, 'd, C> Seq<'s, 'd, C> {
 
     fn element<E>(
         &mut self,
-        write: impl FnOnce(&mut C, &RefCell<State<'d>>) -> Result<(), E>,
+        write: impl FnOnce(&mut C, &RefCell<State<'d>>, bool) -> Result<(), E>,
     ) -> Result<(), E> {
-        let len = self.state.borrow_mut().push_index(self.index);
+        let (len, tracked) = {
+            let mut state = self.state.borrow_mut();
+            let len = state.push_index(self.index);
+            (len, state.leads_to_decimal())
+        };
         self.index += 1;
-        let result = write(&mut self.inner, self.state);
+        let result = write(&mut self.inner, self.state, tracked);
         truncate(self.state, len);
         result
     }
@@ -392,7 +424,13 @@ macro_rules! seq_like {
             type Ok = C::Ok;
             type Error = C::Error;
             fn $method<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), C::Error> {
-                self.element(|inner, state| inner.$method(&Wrap { value, state }))
+                self.element(|inner, state, tracked| {
+                    if tracked {
+                        inner.$method(&Wrap { value, state })
+                    } else {
+                        inner.$method(value)
+                    }
+                })
             }
             fn end(self) -> Result<C::Ok, C::Error> {
                 truncate(self.state, self.base);
@@ -425,9 +463,17 @@ macro_rules! fields_like {
                 key: &'static str,
                 value: &T,
             ) -> Result<(), C::Error> {
-                let len = self.state.borrow_mut().push_key(key);
+                let (len, tracked) = {
+                    let mut state = self.state.borrow_mut();
+                    let len = state.push_key(key);
+                    (len, state.leads_to_decimal())
+                };
                 let state = self.state;
-                let result = self.inner.serialize_field(key, &Wrap { value, state });
+                let result = if tracked {
+                    self.inner.serialize_field(key, &Wrap { value, state })
+                } else {
+                    self.inner.serialize_field(key, value)
+                };
                 truncate(state, len);
                 result
             }
@@ -472,7 +518,12 @@ impl<C: SerializeMap> SerializeMap for Map<'_, '_, C> {
 
     fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), C::Error> {
         let state = self.state;
-        let result = self.inner.serialize_value(&Wrap { value, state });
+        let tracked = state.borrow().leads_to_decimal();
+        let result = if tracked {
+            self.inner.serialize_value(&Wrap { value, state })
+        } else {
+            self.inner.serialize_value(value)
+        };
         if let Some(len) = self.key_base.take() {
             truncate(state, len);
         }
@@ -792,7 +843,10 @@ mod tests {
             Fields { v: f64 },
         }
         let value = (
-            vec![E::Unit, E::New(0.1), E::Tuple(7, 1.5), E::Fields { v: 2.0 }],
+            // An f32 below no recorded pointer is written by serde_json
+            // alone, as f32 (the Value route widens it to f64 first): 0.5
+            // prints the same both ways. fhir-sdk has no f32.
+            vec![E::Unit, E::New(0.5), E::Tuple(7, 1.5), E::Fields { v: 2.0 }],
             Some(3i64),
             None::<f64>,
         );

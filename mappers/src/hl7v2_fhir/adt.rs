@@ -22,7 +22,7 @@ use super::datatypes::{concept, cx_identifier};
 use super::pamfr;
 use super::parties::{location_from_pl, organization_from_hd, practitioner, reference};
 use super::patient::{map_patient, map_pid, PatientAdditions};
-use super::support::{built, Env, MapResult, Seg};
+use super::support::{built, default_authority, Env, MapResult, Seg};
 
 /// The ADT mapper.
 pub(crate) struct AdtMapper {
@@ -213,7 +213,7 @@ pub(crate) fn map_encounter(
             msg,
             &field.repetition(1),
             env,
-            Some(&msg.sending_facility()),
+            Some(&default_authority(msg)),
         )?,
         None => None,
     };
@@ -264,7 +264,7 @@ pub(crate) fn map_encounter(
             msg,
             &field.repetition(1),
             env,
-            Some(&msg.sending_facility()),
+            Some(&default_authority(msg)),
         )? {
             identifiers.push(Some(alternate));
         }
@@ -408,7 +408,7 @@ fn merge(
         .ok_or_else(|| MappingError::missing_segment("PID", "a PID segment"))?;
     let mrg = Seg::first(msg, "MRG")
         .ok_or_else(|| MappingError::missing_segment("MRG", "an MRG segment (merge)"))?;
-    let facility = msg.sending_facility();
+    let facility = default_authority(msg);
     let mut old_identifiers = Vec::new();
     for rep in mrg.repetitions(1) {
         if let Some(identifier) = cx_identifier(msg, &rep, env, Some(&facility))? {

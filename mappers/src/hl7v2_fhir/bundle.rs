@@ -6,13 +6,12 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::fhir::r4b::codes::{BundleType, HTTPVerb};
-use crate::fhir::r4b::resources::{Bundle, BundleEntry, BundleEntryRequest, Resource};
+use crate::fhir::r4b::codes::HTTPVerb;
+use crate::fhir::r4b::resources::{BundleEntry, BundleEntryRequest, Resource};
 use crate::fhir::r4b::types::Identifier;
 use crate::fhir::{to_json, ExactDecimals};
 use crate::mapping::{MappedBundle, MappingError};
 
-use super::datatypes::url_safe;
 use super::support::{built, MapResult};
 
 /// The identifier system of deterministic identifiers: the value is the
@@ -99,19 +98,31 @@ impl Write {
 }
 
 fn identifier_query(system: &str, value: &str) -> String {
-    // `|` and `,` and `\` are escaped by FHIR search rules inside a token
-    // value; the whole is then URL-encoded.
-    let escape = |text: &str| {
-        text.replace('\\', "\\\\")
-            .replace('|', "\\|")
-            .replace(',', "\\,")
-            .replace('$', "\\$")
-    };
-    format!(
-        "identifier={}%7C{}",
-        url_safe(&escape(system)),
-        url_safe(&escape(value))
-    )
+    let mut query = String::with_capacity(16 + system.len() + value.len() + 8);
+    query.push_str("identifier=");
+    push_token_part(&mut query, system);
+    query.push_str("%7C");
+    push_token_part(&mut query, value);
+    query
+}
+
+/// Appends one part of a token search value: `|`, `,`, `$` and `\` are
+/// escaped with `\` by FHIR search rules, then the whole is URL-encoded
+/// (RFC 3986 unreserved characters kept).
+fn push_token_part(out: &mut String, text: &str) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for byte in text.bytes() {
+        if matches!(byte, b'\\' | b'|' | b',' | b'$') {
+            out.push_str("%5C");
+        }
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(byte));
+        } else {
+            out.push('%');
+            out.push(char::from(HEX[usize::from(byte >> 4)]));
+            out.push(char::from(HEX[usize::from(byte & 0x0f)]));
+        }
+    }
 }
 
 /// A resource's deterministic identity: its `urn:uuid` and the identifier
@@ -121,6 +132,9 @@ pub(crate) struct Keyed {
     pub uuid: String,
     /// (system, value)
     pub identifier: (String, String),
+    /// A source ID that no assigning authority qualifies: kept on the
+    /// resource as an identifier without a system, but not searched on.
+    pub unqualified: Option<String>,
 }
 
 impl Keyed {
@@ -129,6 +143,25 @@ impl Keyed {
         Keyed {
             uuid: uuid_for(&[resource_type, system, value]),
             identifier: (system.to_string(), value.to_string()),
+            unqualified: None,
+        }
+    }
+
+    /// Identity from a source ID and its assigning authority's system; an
+    /// ID with no system is derived from the sending application and the
+    /// ID, and the ID is kept on the resource (see [`Keyed::identifiers`]).
+    pub fn by_id(
+        resource_type: &str,
+        system: Option<&str>,
+        id: &str,
+        sending_application: &str,
+    ) -> Keyed {
+        match system {
+            Some(system) => Keyed::business(resource_type, system, id),
+            None => Keyed {
+                unqualified: Some(id.to_string()),
+                ..Keyed::derived(resource_type, &["unqualified", sending_application, id])
+            },
         }
     }
 
@@ -148,6 +181,7 @@ impl Keyed {
         Keyed {
             identifier: (URI_SYSTEM.to_string(), format!("urn:uuid:{identifier}")),
             uuid,
+            unqualified: None,
         }
     }
 
@@ -168,6 +202,20 @@ impl Keyed {
                 .value(self.identifier.1.clone())
                 .build(),
         )
+    }
+
+    /// The identifiers to put on a resource keyed by [`Keyed::by_id`]: the
+    /// unqualified source ID first, when there is one, then the identifier
+    /// the resource is written by.
+    pub fn identifiers(&self) -> MapResult<Vec<Option<Identifier>>> {
+        let mut out = Vec::with_capacity(2);
+        if let Some(id) = &self.unqualified {
+            out.push(Some(built(
+                Identifier::builder().value(id.clone()).build(),
+            )?));
+        }
+        out.push(Some(self.identifier()?));
+        Ok(out)
     }
 }
 
@@ -227,22 +275,27 @@ impl Transaction {
         self.full_urls.iter().any(|url| url == reference)
     }
 
-    /// The Bundle as JSON text, every decimal written as sent.
+    /// The Bundle as JSON text, every decimal written as sent. Each entry
+    /// is written on its own, with its own few decimal pointers, so that
+    /// the writer's pointer tracking never searches the whole Bundle's;
+    /// the text is the one fhir-sdk's `Bundle` would serialise to.
     pub fn finish(self, patient_key: Option<String>) -> MapResult<MappedBundle> {
-        let mut decimals = ExactDecimals::default();
-        for (index, recorded) in self.decimals.into_iter().enumerate() {
-            if !recorded.is_empty() {
-                decimals.extend(recorded.nested_under(&format!("/entry/{index}/resource")));
-            }
+        let cannot_write =
+            |error| MappingError::internal(format!("cannot write the Bundle: {error}"));
+        let mut bundle = String::with_capacity(2048 * (self.entries.len() + 1));
+        bundle.push_str(r#"{"resourceType":"Bundle","type":"transaction""#);
+        for (index, (entry, recorded)) in self.entries.iter().zip(&self.decimals).enumerate() {
+            bundle.push_str(if index == 0 { r#","entry":["# } else { "," });
+            let decimals = match recorded.is_empty() {
+                true => ExactDecimals::default(),
+                false => recorded.nested_under("/resource"),
+            };
+            bundle.push_str(&to_json(entry, &decimals).map_err(cannot_write)?);
         }
-        let bundle = built(
-            Bundle::builder()
-                .r#type(BundleType::Transaction)
-                .entry(self.entries.into_iter().map(Some).collect())
-                .build(),
-        )?;
-        let bundle = to_json(&bundle, &decimals)
-            .map_err(|error| MappingError::internal(format!("cannot write the Bundle: {error}")))?;
+        if !self.entries.is_empty() {
+            bundle.push(']');
+        }
+        bundle.push('}');
         Ok(MappedBundle {
             bundle,
             patient_key,
@@ -265,11 +318,74 @@ mod tests {
         assert!(matches!(&a[19..20], "8" | "9" | "a" | "b"));
     }
 
+    /// `finish` writes entry by entry what serialising fhir-sdk's Bundle
+    /// with the decimals nested under each entry writes.
+    #[test]
+    fn finished_bundle_is_the_fhir_sdk_bundle_text() {
+        use crate::fhir::r4b::codes::{BundleType, ObservationStatus};
+        use crate::fhir::r4b::resources::{Bundle, Observation, ObservationValue, Organization};
+        use crate::fhir::r4b::types::{CodeableConcept, Quantity};
+        use crate::fhir::Decimal;
+
+        assert_eq!(
+            Transaction::default().finish(None).unwrap().bundle,
+            r#"{"resourceType":"Bundle","type":"transaction"}"#
+        );
+        let mut tx = Transaction::default();
+        let organization = Organization::builder().name("Lab".into()).build().unwrap();
+        let keyed = Keyed::business("Organization", "urn:oid:1.2", "9");
+        let write = Write::create_if_absent(&keyed.identifier);
+        let resource = Resource::Organization(organization);
+        tx.add(
+            &keyed,
+            "Organization",
+            resource,
+            ExactDecimals::default(),
+            write,
+        )
+        .unwrap();
+        let value = Decimal::parse("1.50").unwrap();
+        let mut observation = Observation::builder()
+            .status(ObservationStatus::Final)
+            .code(
+                CodeableConcept::builder()
+                    .text("Glucose".into())
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+            .unwrap();
+        observation.value = Some(ObservationValue::Quantity(
+            Quantity::builder().value(value.value()).build().unwrap(),
+        ));
+        let mut decimals = ExactDecimals::default();
+        decimals.record("/valueQuantity/value", &value);
+        let keyed = Keyed::derived("Observation", &["x"]);
+        let write = Write::update(&keyed.identifier);
+        let resource = Resource::Observation(observation);
+        tx.add(&keyed, "Observation", resource, decimals.clone(), write)
+            .unwrap();
+
+        let expected = Bundle::builder()
+            .r#type(BundleType::Transaction)
+            .entry(tx.entries.iter().cloned().map(Some).collect())
+            .build()
+            .unwrap();
+        let expected = to_json(&expected, &decimals.nested_under("/entry/1/resource")).unwrap();
+        let written = tx.finish(None).unwrap().bundle;
+        assert_eq!(written, expected);
+        assert!(written.contains(r#""value":1.50"#));
+    }
+
     #[test]
     fn conditional_urls_escape_search_and_url_syntax() {
         assert_eq!(
             identifier_query("urn:oid:1.2.250", "A|B 1"),
             "identifier=urn%3Aoid%3A1.2.250%7CA%5C%7CB%201"
+        );
+        assert_eq!(
+            identifier_query("s", "a\\b,c$\u{e9}"),
+            "identifier=s%7Ca%5C%5Cb%5C%2Cc%5C%24%C3%A9"
         );
     }
 }

@@ -402,6 +402,11 @@ pub fn identifier_system(
     universal_id: Option<&str>,
     universal_type: Option<&str>,
 ) -> Option<String> {
+    // An empty HD part (an empty MSH-4 used as the fallback authority) is
+    // an absent one: `urn:passerelle:authority:` would name no authority
+    // and merge every unassigned identifier of every sender.
+    let namespace = namespace.filter(|text| !text.trim().is_empty());
+    let universal_id = universal_id.filter(|text| !text.trim().is_empty());
     if let Some(namespace) = namespace {
         if let Some(system) = systems.get(namespace) {
             return Some(system.clone());

@@ -317,7 +317,12 @@ fn document_number(
         )
         .map(Some);
     }
-    ei_identifier(msg, &rep, env, Some(&msg.sending_facility()))
+    ei_identifier(
+        msg,
+        &rep,
+        env,
+        Some(&super::support::default_authority(msg)),
+    )
 }
 
 /// TXA-17 (table 0271): authenticated documents are final, the others

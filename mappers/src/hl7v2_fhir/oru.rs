@@ -37,7 +37,7 @@ use super::datatypes::{
 };
 use super::parties::{organization_from_xon, practitioner, reference};
 use super::patient::{map_patient, map_pid, PatientAdditions};
-use super::support::{built, comp_of, sub_of, whole_of, Env, MapResult, Seg};
+use super::support::{built, comp_of, default_authority, sub_of, whole_of, Env, MapResult, Seg};
 
 const OBSERVATION_CATEGORY: &str = "http://terminology.hl7.org/CodeSystem/observation-category";
 const INTERPRETATION: &str = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation";
@@ -605,12 +605,16 @@ impl<'m, 'a> Results<'m, 'a, '_, '_, '_> {
                 Some(id) => {
                     let system = system_for_authority(
                         self.env,
-                        part(9).as_deref().or(Some(sending.as_str())),
+                        part(9).as_deref().or(Some(default_authority(msg).as_str())),
                         part(10).as_deref(),
                         part(11).as_deref(),
+                    );
+                    Keyed::by_id(
+                        "Practitioner",
+                        system.as_deref(),
+                        id,
+                        &msg.sending_application(),
                     )
-                    .unwrap_or_default();
-                    Keyed::business("Practitioner", &system, id)
                 }
                 None => {
                     let text = rep
@@ -620,7 +624,7 @@ impl<'m, 'a> Results<'m, 'a, '_, '_, '_> {
                     Keyed::derived("Practitioner", &[&sending, &text])
                 }
             };
-            let mut builder = Practitioner::builder().identifier(vec![Some(keyed.identifier()?)]);
+            let mut builder = Practitioner::builder().identifier(keyed.identifiers()?);
             if family.is_some() || !given.is_empty() {
                 let mut name = HumanName::builder().given(given);
                 if let Some(family) = family {
@@ -848,7 +852,7 @@ impl<'m, 'a> Results<'m, 'a, '_, '_, '_> {
                 self.msg,
                 &field.repetition(1),
                 self.env,
-                Some(&self.msg.sending_facility()),
+                Some(&super::support::default_authority(self.msg)),
             )?,
             None => None,
         };
@@ -892,24 +896,27 @@ impl<'m, 'a> Results<'m, 'a, '_, '_, '_> {
             ));
         }
 
-        let mut builder = Observation::builder()
-            .identifier(identifiers)
-            .status(status.observation())
-            .code(code)
-            .subject(reference(scope.patient)?)
-            .note(annotations(&notes)?);
+        // The required elements through the builder, the rest written in
+        // place: each builder setter moves the whole (large) builder.
+        let mut observation = built(
+            Observation::builder()
+                .status(status.observation())
+                .code(code)
+                .build(),
+        )?;
+        observation.identifier = identifiers;
+        observation.subject = Some(reference(scope.patient)?);
+        observation.note = annotations(&notes)?;
         if !self.config.observation_category.trim().is_empty() {
-            builder = builder.category(vec![Some(concept(
+            observation.category = vec![Some(concept(
                 Some(OBSERVATION_CATEGORY),
                 self.config.observation_category.trim(),
                 None,
-            )?)]);
+            )?)];
         }
-        if let Some(value) = value {
-            builder = builder.value(value);
-        }
+        observation.value = value;
         if let Some(encounter) = scope.encounter {
-            builder = builder.encounter(reference(encounter)?);
+            observation.encounter = Some(reference(encounter)?);
         }
         let effective = match obx.datetime(14, self.env)? {
             Some(when) => Some(when),
@@ -918,11 +925,9 @@ impl<'m, 'a> Results<'m, 'a, '_, '_, '_> {
                 None => None,
             },
         };
-        if let Some(effective) = effective {
-            builder = builder.effective(ObservationEffective::DateTime(effective));
-        }
+        observation.effective = effective.map(ObservationEffective::DateTime);
         if let Some(order) = &scope.order {
-            builder = builder.based_on(vec![Some(reference(&order.service_request)?)]);
+            observation.based_on = vec![Some(reference(&order.service_request)?)];
             let specimen = match item.specimen {
                 Some(index) => order.specimens.get(index),
                 // Before any SPM: the group's specimen when there is only one.
@@ -930,30 +935,26 @@ impl<'m, 'a> Results<'m, 'a, '_, '_, '_> {
                 None => None,
             };
             if let Some(specimen) = specimen {
-                builder = builder.specimen(reference(specimen)?);
+                observation.specimen = Some(reference(specimen)?);
             }
         }
-        let mut interpretations = Vec::new();
         for rep in obx.repetitions(8) {
             if let Some(flag) = comp_of(self.msg, &rep, 1) {
                 let display = comp_of(self.msg, &rep, 2);
-                interpretations.push(Some(concept(
+                observation.interpretation.push(Some(concept(
                     Some(INTERPRETATION),
                     &flag,
                     display.as_deref(),
                 )?));
             }
         }
-        builder = builder.interpretation(interpretations);
         if let Some(range) = obx.text(7) {
             let range = reference_range(&range, unit.as_ref(), 0, &mut decimals)?;
-            builder = builder.reference_range(vec![Some(range)]);
+            observation.reference_range = vec![Some(range)];
         }
-        if let Some(method) = obx.codeable(17)? {
-            builder = builder.method(method);
-        }
-        builder = builder.performer(refs(&self.performers(tx, obx)?)?);
-        let resource = Resource::Observation(built(builder.build())?);
+        observation.method = obx.codeable(17)?;
+        observation.performer = refs(&self.performers(tx, obx)?)?;
+        let resource = Resource::Observation(observation);
         tx.add(
             &keyed,
             "Observation",

@@ -180,7 +180,7 @@ pub(crate) fn zbe(
             msg,
             &field.repetition(1),
             env,
-            Some(&msg.sending_facility()),
+            Some(&super::support::default_authority(msg)),
         )?;
         parts.push("identifier", id.map(ExtensionValue::Identifier))?;
     }

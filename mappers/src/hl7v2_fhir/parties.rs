@@ -11,7 +11,7 @@ use crate::hl7v2::{Field, Message};
 
 use super::bundle::{Keyed, Transaction, Write};
 use super::datatypes::{concept, system_for_authority, xcn_name};
-use super::support::{built, comp_of, sub_of, Env, MapResult};
+use super::support::{built, comp_of, default_authority, sub_of, Env, MapResult};
 
 /// A Practitioner from one XCN repetition (ID ^ family ^ given ^ ... ^
 /// assigning authority (9) ^ name type (10) ^ ... ^ identifier type (13));
@@ -29,13 +29,13 @@ pub(crate) fn practitioner<'a>(
     }
     let sending_facility = msg.sending_facility();
     let keyed = match &id {
-        Some(id) => keyed_by_authority(msg, rep, 9, env, "Practitioner", id, &sending_facility),
+        Some(id) => keyed_by_authority(msg, rep, 9, env, "Practitioner", id),
         None => {
             let text = msg.decode(rep.raw);
             Keyed::derived("Practitioner", &[&sending_facility, &text])
         }
     };
-    let mut builder = Practitioner::builder().identifier(vec![Some(keyed.identifier()?)]);
+    let mut builder = Practitioner::builder().identifier(keyed.identifiers()?);
     if let Some(name) = name {
         builder = builder.name(vec![Some(name)]);
     }
@@ -53,7 +53,7 @@ pub(crate) fn practitioner<'a>(
 
 /// The identity of a resource identified by `id` and the assigning
 /// authority (an HD) in component `authority_at` of `rep`; an ID with no
-/// authority belongs to the sending facility.
+/// authority belongs to the sender ([`default_authority`]).
 fn keyed_by_authority<'a>(
     msg: &Message<'a>,
     rep: &Field<'a>,
@@ -61,18 +61,21 @@ fn keyed_by_authority<'a>(
     env: &Env<'_, '_>,
     resource_type: &str,
     id: &str,
-    sending_facility: &str,
 ) -> Keyed {
     let system = system_for_authority(
         env,
         sub_of(msg, rep, authority_at, 1)
             .as_deref()
-            .or(Some(sending_facility)),
+            .or(Some(default_authority(msg).as_str())),
         sub_of(msg, rep, authority_at, 2).as_deref(),
         sub_of(msg, rep, authority_at, 3).as_deref(),
+    );
+    Keyed::by_id(
+        resource_type,
+        system.as_deref(),
+        id,
+        &msg.sending_application(),
     )
-    .unwrap_or_default();
-    Keyed::business(resource_type, &system, id)
 }
 
 /// An Organization from one XON repetition (name ^ type ^ ID (3) ^ ... ^
@@ -91,7 +94,7 @@ pub(crate) fn organization_from_xon<'a>(
     }
     let sending_facility = msg.sending_facility();
     let keyed = match &id {
-        Some(id) => keyed_by_authority(msg, rep, 6, env, "Organization", id, &sending_facility),
+        Some(id) => keyed_by_authority(msg, rep, 6, env, "Organization", id),
         None => Keyed::derived(
             "Organization",
             &[&sending_facility, name.as_deref().unwrap_or("")],
@@ -130,7 +133,7 @@ pub(crate) fn organization_from_hd<'a>(
 }
 
 fn add_organization(keyed: Keyed, name: Option<String>, tx: &mut Transaction) -> MapResult<String> {
-    let mut builder = Organization::builder().identifier(vec![Some(keyed.identifier()?)]);
+    let mut builder = Organization::builder().identifier(keyed.identifiers()?);
     if let Some(name) = name {
         builder = builder.name(name);
     }

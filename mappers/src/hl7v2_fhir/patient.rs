@@ -52,7 +52,7 @@ pub(crate) struct PatientAdditions {
 
 /// The identifiers of PID-3 (or, for old senders, PID-2 and PID-4).
 fn identifiers(pid: &Seg<'_, '_>, env: &Env<'_, '_>) -> MapResult<Vec<Identifier>> {
-    let facility = pid.msg.sending_facility();
+    let facility = super::support::default_authority(pid.msg);
     let mut out = Vec::new();
     for field in [3, 2, 4] {
         for rep in pid.repetitions(field) {
@@ -93,7 +93,16 @@ pub(crate) fn map_pid(
     let keying = identifiers
         .iter()
         .find_map(|id| Some((id.system.clone()?, id.value.clone()?)))
-        .ok_or_else(|| pid.missing(3, "a patient identifier"))?;
+        .ok_or_else(|| match identifiers.is_empty() {
+            true => pid.missing(3, "a patient identifier"),
+            // An ID nobody qualifies cannot be told from another sender's
+            // same ID: matching on it could merge two patients.
+            false => pid.invalid(
+                3,
+                "the patient identifier names no assigning authority (PID-3.4) \
+                 and the message no sender (MSH-3, MSH-4)",
+            ),
+        })?;
     let keyed = Keyed::business("Patient", &keying.0, &keying.1);
     let key = patient_key(&keying.0, &keying.1);
 

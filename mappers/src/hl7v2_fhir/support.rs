@@ -166,3 +166,16 @@ impl<'c, 's> Env<'c, 's> {
         }
     }
 }
+
+/// The assigning authority of an identifier that names none: the sending
+/// facility (MSH-4), or, when the sender leaves MSH-4 empty, the sending
+/// application (MSH-3), so that such IDs still get a system of their own
+/// rather than none or an empty one.
+pub(crate) fn default_authority(msg: &Message<'_>) -> String {
+    let facility = msg.sending_facility();
+    if facility.trim().is_empty() {
+        msg.sending_application()
+    } else {
+        facility
+    }
+}

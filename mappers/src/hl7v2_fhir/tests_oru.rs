@@ -446,3 +446,43 @@ fn results_stay_with_their_own_patient() {
     let reports = resources(&bundle, "DiagnosticReport");
     assert_eq!(reports[1]["subject"]["reference"], patients[1].as_str());
 }
+
+/// A sender that fills neither MSH-4 nor any assigning authority: its IDs
+/// belong to the sending application (MSH-3); with MSH-3 empty too an ID
+/// keeps its value without a system. No identifier ever gets the empty
+/// authority `urn:passerelle:authority:`, which would merge every such ID
+/// of every sender.
+#[test]
+fn ids_without_an_authority_never_get_an_empty_system() {
+    let with_application = "MSH|^~\\&|LAB||||20240306111154||ORU^R01|M1|P|2.5\rPID|1||123456^^^^MR||DOE^JOHN\rOBR|1|P1|F1|24326-1^Electrolytes^LN|||20240306080000\rOBX|1|NM|2951-2^Sodium^LN||140|mmol/L|||||F|||||801^Reault^Pierre\rSPM|1|SPEC1||BLD\r";
+    let bundle = map_text(with_application).unwrap();
+    let text = bundle.to_string();
+    assert!(!text.contains("urn:passerelle:authority:\""), "{text}");
+    let patient = resources(&bundle, "Patient")[0];
+    assert_eq!(
+        patient["identifier"][0]["system"],
+        "urn:passerelle:authority:LAB"
+    );
+    let specimen = resources(&bundle, "Specimen")[0];
+    assert_eq!(specimen["identifier"][0]["value"], "SPEC1");
+    assert!(specimen["identifier"][0].get("system").is_none());
+
+    // No sender at all: a patient ID nobody qualifies is refused (matching
+    // on it could merge two patients), other IDs keep their bare value.
+    let anonymous = with_application.replacen("|LAB|", "||", 1);
+    let error = map_text(&anonymous).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "PID-3: the patient identifier names no assigning authority (PID-3.4) \
+         and the message no sender (MSH-3, MSH-4)"
+    );
+    let anonymous = anonymous.replace("123456^^^^MR", "123456^^^HOSP^MR");
+    let bundle = map_text(&anonymous).unwrap();
+    let text = bundle.to_string();
+    assert!(!text.contains("urn:passerelle:authority:\""), "{text}");
+    for practitioner in resources(&bundle, "Practitioner") {
+        let identifiers = practitioner["identifier"].as_array().unwrap();
+        assert_eq!(identifiers[0], serde_json::json!({"value": "801"}));
+        assert_eq!(identifiers[1]["system"], "urn:ietf:rfc:3986");
+    }
+}
