@@ -80,7 +80,21 @@ impl Mapper for AdtMapper {
         additions.extensions.extend(pamfr::zfa(msg, &env)?);
         additions.extensions.extend(pamfr::zfp(msg)?);
         let patient = map_patient(msg, &env, &mut tx, self.config.patient_write, additions)?;
-        if !matches!(event.as_str(), "A28" | "A31") {
+        if event == "A45" {
+            // A visit move: each MRG/PV1 group moves one visit to the
+            // patient of PID, so every PV1 is an Encounter of that patient.
+            for pv1 in Seg::all(msg, "PV1") {
+                map_visit(
+                    msg,
+                    &pv1,
+                    &env,
+                    &mut tx,
+                    &patient.reference,
+                    EncounterStatusChoice::FromVisit,
+                    EncounterWrite::Update,
+                )?;
+            }
+        } else if !matches!(event.as_str(), "A28" | "A31") {
             if let Some(status) = encounter_status_for(&event) {
                 map_encounter(
                     msg,
@@ -208,6 +222,20 @@ pub(crate) fn map_encounter(
     let Some(pv1) = Seg::first(msg, "PV1") else {
         return Ok(None);
     };
+    map_visit(msg, &pv1, env, tx, patient, status, write)
+}
+
+/// The Encounter of one PV1 (the message's first, or each of a visit
+/// move's MRG/PV1 groups).
+fn map_visit(
+    msg: &Message<'_>,
+    pv1: &Seg<'_, '_>,
+    env: &Env<'_, '_>,
+    tx: &mut Transaction,
+    patient: &str,
+    status: EncounterStatusChoice,
+    write: EncounterWrite,
+) -> MapResult<Option<String>> {
     let visit_number = match pv1.field(19) {
         Some(field) => cx_identifier(
             msg,
@@ -282,7 +310,7 @@ pub(crate) fn map_encounter(
         (9, "CON", "consultant"),
         (17, "ADM", "admitter"),
     ] {
-        participants.extend(participant(msg, &pv1, field, code, display, env, tx)?);
+        participants.extend(participant(msg, pv1, field, code, display, env, tx)?);
     }
     builder = builder.participant(participants);
 

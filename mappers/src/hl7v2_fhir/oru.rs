@@ -463,6 +463,21 @@ impl<'m, 'a> Results<'m, 'a, '_, '_, '_> {
         if let Some(requester) = requester {
             request = request.requester(reference(&requester)?);
         }
+        // ORC-4, the placer group number: the placer (the receiver of a
+        // result) assigned it, as it did the placer order number.
+        if let Some(orc) = &group.orc {
+            let group_number = super::orders::order_number(
+                msg,
+                orc,
+                4,
+                self.env,
+                super::orders::Role::Group,
+                false,
+            )?;
+            if let Some(group_number) = group_number {
+                request = request.requisition(group_number);
+            }
+        }
         let resource = Resource::ServiceRequest(built(request.build())?);
         // The order belongs to the placer: an ORU creates it when the
         // server has not got it, and never overwrites the placer's version.

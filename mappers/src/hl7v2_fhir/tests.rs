@@ -189,3 +189,27 @@ fn subcomponents_never_leak_into_text() {
     assert_eq!(patient["telecom"][0]["value"], "0478000000");
     assert_eq!(resources(&bundle, "Location")[0]["name"], "ICU ROOM1 B2");
 }
+
+/// ADT^A45 moves visits: every MRG/PV1 group's visit becomes an Encounter
+/// of the patient of PID, not only the first.
+#[test]
+fn visit_move_maps_every_visit() {
+    let a45 = "MSH|^~\\&|ADT1|GHH|EHR|HOSP|20210914112000+0200||ADT^A45^ADT_A45|M45|P|2.5\rEVN|A45|20210115160010\rPID|1||PAT1^^^ADT1^MR||EVERYMAN^ADAM\rMRG|PAT9^^^ADT1^MR||||5001^^^AccMgr^VN\rPV1|1|O|OPD||||||||||||||||5001^^^AccMgr^VN|||||||||||||||||||||||||20210115160010\rMRG|PAT9^^^ADT1^MR||||5010^^^AccMgr^VN\rPV1|2|O|OPD||||||||||||||||5010^^^AccMgr^VN|||||||||||||||||||||||||20210215160010\r";
+    let bundle = map_text(a45).unwrap();
+    let encounters = resources(&bundle, "Encounter");
+    let numbers: Vec<&str> = encounters
+        .iter()
+        .map(|e| e["identifier"][0]["value"].as_str().unwrap())
+        .collect();
+    assert_eq!(numbers, ["5001", "5010"]);
+    let patient = bundle["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["resource"]["resourceType"] == "Patient")
+        .unwrap()["fullUrl"]
+        .clone();
+    for encounter in encounters {
+        assert_eq!(encounter["subject"]["reference"], patient);
+    }
+}

@@ -486,3 +486,22 @@ fn ids_without_an_authority_never_get_an_empty_system() {
         assert_eq!(identifiers[1]["system"], "urn:ietf:rfc:3986");
     }
 }
+
+/// ORC-4, the placer group number, is the ServiceRequest's `requisition`,
+/// under the placer's authority (the receiver of the result, MSH-6).
+#[test]
+fn placer_group_number_is_the_requisition() {
+    let with_group = oru().replace("ORC|RE|PL1^EHR|FI1^LAB", "ORC|RE|PL1^EHR|FI1^LAB|G77");
+    let bundle = map_text(&with_group).unwrap();
+    let request = resources(&bundle, "ServiceRequest")[0];
+    assert_eq!(request["requisition"]["value"], "G77");
+    assert_eq!(
+        request["requisition"]["system"],
+        "urn:passerelle:authority:HOSP"
+    );
+    assert!(request["requisition"].get("type").is_none());
+    let bundle = map_text(&oru()).unwrap();
+    assert!(resources(&bundle, "ServiceRequest")[0]
+        .get("requisition")
+        .is_none());
+}

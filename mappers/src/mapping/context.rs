@@ -3,13 +3,16 @@
 //! in so that mappers stay pure and testable.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// One code map (e.g. a lab's local codes to LOINC): source code to target
 /// system, code and display.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CodeMap {
     pub target_system: String,
-    pub entries: HashMap<String, (String, Option<String>)>,
+    /// Shared, so that a script's `ctx` can hold the maps without copying
+    /// them for every message.
+    pub entries: Arc<HashMap<String, (String, Option<String>)>>,
 }
 
 impl CodeMap {
@@ -39,7 +42,7 @@ impl CodeMap {
         }
         Ok(CodeMap {
             target_system: target_system.to_string(),
-            entries,
+            entries: Arc::new(entries),
         })
     }
 

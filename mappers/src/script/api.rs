@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use super::ScriptLimits;
 use crate::fhir::Decimal;
 use crate::hl7v2::{parse_path, unescape, Charset, Delimiters, Message, Path};
-use crate::mapping::MappingContext;
+use crate::mapping::{CodeMap, MappingContext};
 
 type Fallible<T> = Result<T, Box<EvalAltResult>>;
 
@@ -232,6 +232,8 @@ fn register_message(engine: &mut Engine) {
 pub(crate) struct ScriptContext {
     now: ImmutableString,
     identifier_systems: Arc<HashMap<String, String>>,
+    /// The site's code maps (their entries shared, not copied).
+    code_maps: Arc<HashMap<String, CodeMap>>,
 }
 
 impl ScriptContext {
@@ -239,7 +241,30 @@ impl ScriptContext {
         ScriptContext {
             now: context.now.into(),
             identifier_systems: Arc::new(context.site.identifier_systems.clone()),
+            code_maps: Arc::new(context.site.code_maps.clone()),
         }
+    }
+
+    /// `ctx.code_map(name, code)`: the target coding of `code` in the code
+    /// map `name` as a FHIR Coding map (`system`, `code`, `display` when
+    /// the map has one), `()` when the map has no entry for it. A name
+    /// that is not configured is an error, so that a typo is not silently
+    /// a map without entries.
+    fn code_map(&self, name: &str, code: &str) -> Fallible<Dynamic> {
+        let map = self
+            .code_maps
+            .get(name)
+            .ok_or_else(|| format!("no code map named `{name}` in [[mapping.code_maps]]"))?;
+        let Some((target, display)) = map.lookup(code) else {
+            return Ok(Dynamic::UNIT);
+        };
+        let mut coding = rhai::Map::new();
+        coding.insert("system".into(), map.target_system.as_str().into());
+        coding.insert("code".into(), target.into());
+        if let Some(display) = display {
+            coding.insert("display".into(), display.into());
+        }
+        Ok(Dynamic::from_map(coding))
     }
 }
 
@@ -257,6 +282,15 @@ fn register_context(engine: &mut Engine) {
     // for an empty component first.
     engine.register_fn("identifier_system", |_: &mut ScriptContext, _: ()| {
         Dynamic::UNIT
+    });
+    engine.register_fn(
+        "code_map",
+        |c: &mut ScriptContext, name: &str, code: &str| c.code_map(name, code),
+    );
+    // `ctx.code_map("lab-loinc", msg.get("OBX-3.1"))` with OBX-3.1 empty:
+    // no coding, but a misspelt map name is still an error.
+    engine.register_fn("code_map", |c: &mut ScriptContext, name: &str, _: ()| {
+        c.code_map(name, "").map(|_| Dynamic::UNIT)
     });
 }
 

@@ -60,6 +60,11 @@ fn site() -> SiteSettings {
     let mut site = SiteSettings::default();
     site.identifier_systems
         .insert("HOSP".to_string(), "urn:oid:1.2.250.1.71.4.2.1".to_string());
+    site.code_maps.insert(
+        "lab-loinc".to_string(),
+        crate::mapping::CodeMap::from_csv("http://loinc.org", "GLU,2345-7,Glucose\nK,2823-3\n")
+            .unwrap(),
+    );
     site
 }
 
@@ -336,6 +341,33 @@ fn context_and_helpers() {
     assert_eq!(
         text(eval(ADT, "ctx.identifier_system(msg.get(\"PID-2\"))").unwrap()),
         None
+    );
+
+    // Code maps: a Coding map, `()` when the code is not mapped, an error
+    // naming the map when no such map is configured.
+    let coding = eval(ADT, "ctx.code_map(\"lab-loinc\", \"GLU\")")
+        .unwrap()
+        .try_cast::<rhai::Map>()
+        .unwrap();
+    let field = |key: &str| coding.get(key).cloned().and_then(text);
+    assert_eq!(field("system").as_deref(), Some("http://loinc.org"));
+    assert_eq!(field("code").as_deref(), Some("2345-7"));
+    assert_eq!(field("display").as_deref(), Some("Glucose"));
+    let coding = eval(ADT, "ctx.code_map(\"lab-loinc\", \"K\")")
+        .unwrap()
+        .try_cast::<rhai::Map>()
+        .unwrap();
+    assert!(!coding.contains_key("display"));
+    assert!(eval(ADT, "ctx.code_map(\"lab-loinc\", \"NA\")")
+        .unwrap()
+        .is_unit());
+    assert!(eval(ADT, "ctx.code_map(\"lab-loinc\", msg.get(\"PID-2\"))")
+        .unwrap()
+        .is_unit());
+    let error = eval(ADT, "ctx.code_map(\"lab-lonic\", \"GLU\")").unwrap_err();
+    assert!(
+        error.to_string().contains("no code map named `lab-lonic`"),
+        "{error}"
     );
 
     let id = uuid("CTRL1/Patient");
