@@ -80,6 +80,7 @@ impl Mapper for AdtMapper {
         additions.extensions.extend(pamfr::zfa(msg, &env)?);
         additions.extensions.extend(pamfr::zfp(msg)?);
         let patient = map_patient(msg, &env, &mut tx, self.config.patient_write, additions)?;
+        let mut encounter = None;
         if event == "A45" {
             // A visit move: each MRG/PV1 group moves one visit to the
             // patient of PID, so every PV1 is an Encounter of that patient.
@@ -96,7 +97,7 @@ impl Mapper for AdtMapper {
             }
         } else if !matches!(event.as_str(), "A28" | "A31") {
             if let Some(status) = encounter_status_for(&event) {
-                map_encounter(
+                encounter = map_encounter(
                     msg,
                     &env,
                     &mut tx,
@@ -106,6 +107,13 @@ impl Mapper for AdtMapper {
                 )?;
             }
         }
+        super::oru::standalone_observations(
+            msg,
+            &env,
+            &mut tx,
+            &patient.reference,
+            encounter.as_deref(),
+        )?;
         tx.finish(Some(patient.key))
     }
 }

@@ -148,6 +148,44 @@ impl Mapper for OruMapper {
     }
 }
 
+/// The OBX segments of a message that is not a result (ADT: vital signs,
+/// height, weight, answers) as Observations of `patient` at `encounter`,
+/// each with the NTE comments that follow it, mapped as an ORU's OBX
+/// outside any order (no category: they are not laboratory results).
+/// Their identity derives from the visit, else the patient, and from
+/// OBX-1, OBX-4 and OBX-3, so that an A08 repeating an A01's OBX updates
+/// the same Observation.
+pub(crate) fn standalone_observations(
+    msg: &Message<'_>,
+    env: &Env<'_, '_>,
+    tx: &mut Transaction,
+    patient: &str,
+    encounter: Option<&str>,
+) -> MapResult<()> {
+    let structure = Structure::read(msg);
+    let config = OruConfig {
+        observation_category: String::new(),
+        ..OruConfig::default()
+    };
+    let results = Results {
+        msg,
+        env,
+        config: &config,
+        code_map: None,
+        cisis: false,
+    };
+    let scope = Scope {
+        patient,
+        encounter,
+        anchor: format!("obx|{}", encounter.unwrap_or(patient)),
+        order: None,
+    };
+    for (position, (_, item)) in structure.patient_results.iter().enumerate() {
+        results.result(tx, &scope, item, position)?;
+    }
+    Ok(())
+}
+
 /// One OBX with the NTE comments that follow it.
 struct ResultItem<'m, 'a> {
     obx: Seg<'m, 'a>,

@@ -213,3 +213,40 @@ fn visit_move_maps_every_visit() {
         assert_eq!(encounter["subject"]["reference"], patient);
     }
 }
+
+/// The OBX of an ADT (vital signs) are Observations of the patient at the
+/// visit, without the laboratory category; an A08 repeating the A01's OBX
+/// writes the same Observation.
+#[test]
+fn adt_obx_are_observations_of_the_visit() {
+    let a01 = "MSH|^~\\&|GAM|CHU-X|DPI|CHU-X|20240306111154+0100||ADT^A01^ADT_A01|A1|P|2.5\rEVN|A01|20240306111154\rPID|1||000003^^^CHU-X^PI||DOE^JANE||19800101|F\rPV1|1|I|||||||||||||||||V42^^^CHU-X^VN|||||||||||||||||||||||||20240306110000\rOBX|1|NM|8867-4^Heart rate^LN||72.0|/min^^UCUM|60-100|N|||F\rNTE|1||At rest\rOBX|2|NM|29463-7^Body weight^LN||68.50|kg^^UCUM||||F\r";
+    let (bundle, text) = map_with(a01, &SiteSettings::default()).unwrap();
+    let observations = resources(&bundle, "Observation");
+    assert_eq!(observations.len(), 2);
+    let encounter = |b: &Value| {
+        b["entry"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["resource"]["resourceType"] == "Encounter")
+            .unwrap()["fullUrl"]
+            .clone()
+    };
+    for observation in &observations {
+        assert_eq!(observation["encounter"]["reference"], encounter(&bundle));
+        assert!(observation.get("category").is_none());
+    }
+    assert_eq!(observations[0]["note"][0]["text"], "At rest");
+    assert!(text.contains(r#""value":68.50"#), "{text}");
+    let urls = |b: &Value| -> Vec<String> {
+        b["entry"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["resource"]["resourceType"] == "Observation")
+            .map(|e| e["fullUrl"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let a08 = a01.replace("ADT^A01^ADT_A01|A1", "ADT^A08^ADT_A01|A2");
+    assert_eq!(urls(&map_text(&a08).unwrap()), urls(&bundle));
+}
