@@ -116,11 +116,14 @@ struct OrderGroup<'m, 'a> {
     specimens: Vec<Seg<'m, 'a>>,
     /// A detail segment of an order that is not a service (RXO, RQD...).
     other_detail: Option<Seg<'m, 'a>>,
+    /// OBX sent with the order (answers to questions, height or weight
+    /// for a dose), each with the text of the NTE after it.
+    observations: Vec<(Seg<'m, 'a>, Vec<String>)>,
 }
 
 /// Segments whose place decides the order groups.
 const ORDER_SEGMENTS: &[&str] = &[
-    "ORC", "OBR", "TQ1", "NTE", "SPM", "RXO", "RXE", "RQD", "RQ1", "ODS", "ODT",
+    "ORC", "OBR", "TQ1", "NTE", "SPM", "OBX", "RXO", "RXE", "RQD", "RQ1", "ODS", "ODT",
 ];
 
 /// Splits the message into order groups. An ORC starts a group; an OBR
@@ -129,11 +132,17 @@ const ORDER_SEGMENTS: &[&str] = &[
 fn order_groups<'m, 'a>(msg: &'m Message<'a>) -> Vec<OrderGroup<'m, 'a>> {
     let mut groups: Vec<OrderGroup<'m, 'a>> = Vec::new();
     let mut notes_open = false;
+    // Whether an NTE now comments the group's last OBX.
+    let mut observation_open = false;
     for walked in walk_all(msg, ORDER_SEGMENTS) {
         let Some(seg) = walked else {
             notes_open = false;
+            observation_open = false;
             continue;
         };
+        if seg.name != "NTE" {
+            observation_open = false;
+        }
         match seg.name {
             "ORC" => {
                 groups.push(OrderGroup {
@@ -164,7 +173,19 @@ fn order_groups<'m, 'a>(msg: &'m Message<'a>) -> Vec<OrderGroup<'m, 'a>> {
                     if let Some(group) = groups.last_mut() {
                         group.notes.push(seg);
                     }
+                } else if observation_open {
+                    let last = groups.last_mut().and_then(|g| g.observations.last_mut());
+                    if let (Some((_, notes)), Some(text)) = (last, nte_text(&seg)) {
+                        notes.push(text);
+                    }
                 }
+            }
+            "OBX" => {
+                if let Some(group) = groups.last_mut() {
+                    group.observations.push((seg, Vec::new()));
+                    observation_open = true;
+                }
+                notes_open = false;
             }
             "SPM" => {
                 if let Some(group) = groups.last_mut() {
@@ -270,6 +291,17 @@ impl ServiceOrder<'_, '_, '_> {
         }
         keys.push(keyed.uuid.clone());
         let this = keyed.reference();
+        // The order's OBX support it (ServiceRequest.supportingInfo): they
+        // are not its results, so they do not point back with basedOn.
+        let supporting = super::oru::observations_of(
+            msg,
+            env,
+            tx,
+            self.patient,
+            self.encounter,
+            &format!("order-obx|{this}"),
+            &group.observations,
+        )?;
 
         let status = order_status(group.orc.as_ref(), origin)?;
         let mut identifiers: Vec<Option<Identifier>> = Vec::new();
@@ -336,6 +368,12 @@ impl ServiceOrder<'_, '_, '_> {
             }
         }
         builder = builder.specimen(specimens);
+        builder = builder.supporting_info(
+            supporting
+                .iter()
+                .map(|to| reference(to).map(Some))
+                .collect::<MapResult<Vec<_>>>()?,
+        );
 
         let resource = Resource::ServiceRequest(built(builder.build())?);
         let write = Write::update(&keyed.identifier);

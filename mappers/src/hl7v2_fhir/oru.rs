@@ -163,6 +163,27 @@ pub(crate) fn standalone_observations(
     encounter: Option<&str>,
 ) -> MapResult<()> {
     let structure = Structure::read(msg);
+    let items: Vec<(Seg, Vec<String>)> = structure
+        .patient_results
+        .into_iter()
+        .map(|(_, item)| (item.obx, item.notes))
+        .collect();
+    let anchor = format!("obx|{}", encounter.unwrap_or(patient));
+    observations_of(msg, env, tx, patient, encounter, &anchor, &items).map(|_| ())
+}
+
+/// OBX segments (each with its NTE texts) as Observations of `patient`,
+/// mapped as an ORU's OBX outside an order but without category, their
+/// identities derived from `anchor`; the references of those written.
+pub(crate) fn observations_of<'m, 'a>(
+    msg: &'m Message<'a>,
+    env: &Env<'_, '_>,
+    tx: &mut Transaction,
+    patient: &str,
+    encounter: Option<&str>,
+    anchor: &str,
+    items: &[(Seg<'m, 'a>, Vec<String>)],
+) -> MapResult<Vec<String>> {
     let config = OruConfig {
         observation_category: String::new(),
         ..OruConfig::default()
@@ -177,13 +198,21 @@ pub(crate) fn standalone_observations(
     let scope = Scope {
         patient,
         encounter,
-        anchor: format!("obx|{}", encounter.unwrap_or(patient)),
+        anchor: anchor.to_string(),
         order: None,
     };
-    for (position, (_, item)) in structure.patient_results.iter().enumerate() {
-        results.result(tx, &scope, item, position)?;
+    let mut written = Vec::new();
+    for (position, (obx, notes)) in items.iter().enumerate() {
+        let item = ResultItem {
+            obx: *obx,
+            notes: notes.clone(),
+            specimen: None,
+        };
+        if let Some(reference) = results.result(tx, &scope, &item, position)? {
+            written.push(reference);
+        }
     }
-    Ok(())
+    Ok(written)
 }
 
 /// One OBX with the NTE comments that follow it.

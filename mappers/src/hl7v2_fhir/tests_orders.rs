@@ -610,3 +610,39 @@ fn vxu_names_the_visit_of_its_pv1() {
         .as_str()
         .is_some_and(|r| r.starts_with("urn:uuid:")));
 }
+
+/// The OBX sent with an order (a weight for a dose, an answer) are
+/// Observations the ServiceRequest names in `supportingInfo`, with the NTE
+/// that follows each; they are not its results (no `basedOn`).
+#[test]
+fn order_obx_support_the_request() {
+    let orm = "MSH|^~\\&|DPI|CHU-X|LABO|CHU-X|20240306111154+0100||ORM^O01^ORM_O01|O9|P|2.5\r\
+PID|1||000003^^^CHU-X^PI||DOE^JANE||19800101|F\r\
+ORC|NW|P900^DPI\r\
+OBR|1|P900^DPI||2951-2^Sodium^LN\r\
+NTE|1||Order note\r\
+OBX|1|NM|29463-7^Body weight^LN||68.50|kg^^UCUM||||F\r\
+NTE|1||Weighed this morning\r\
+OBX|2|ST|FAST^Fasting^L||Yes||||||F\r";
+    let bundle = map_text(orm).unwrap();
+    let observations = resources(&bundle, "Observation");
+    assert_eq!(observations.len(), 2);
+    assert_eq!(observations[0]["note"][0]["text"], "Weighed this morning");
+    assert!(observations.iter().all(|o| o.get("basedOn").is_none()));
+    let request = resources(&bundle, "ServiceRequest")[0];
+    assert_eq!(request["note"][0]["text"], "Order note");
+    let supporting: Vec<&str> = request["supportingInfo"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["reference"].as_str().unwrap())
+        .collect();
+    let urls: Vec<&str> = bundle["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["resource"]["resourceType"] == "Observation")
+        .map(|e| e["fullUrl"].as_str().unwrap())
+        .collect();
+    assert_eq!(supporting, urls);
+}
