@@ -122,19 +122,9 @@ where
 /// scripts directory) loads; otherwise each problem on stderr and exit 2,
 /// a refused script as `FILE:LINE: script refused: reason`.
 fn check_config(config: &Config, base: MapperRegistry) -> ExitCode {
-    let metrics = match Metrics::new(VERSION) {
-        Ok(metrics) => metrics,
-        Err(error) => {
-            eprintln!("passerelle: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let service = match MappingService::with_base(&config.mapping, base, metrics) {
+    let service = match offline_mapping_service(config, base) {
         Ok(service) => service,
-        Err(error) => {
-            eprintln!("passerelle: invalid configuration: {error}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     if report_refused_scripts(config, &service) {
         return ExitCode::from(2);
@@ -149,6 +139,22 @@ fn check_config(config: &Config, base: MapperRegistry) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The mapping service of `check-config` and `convert` (no server): a
+/// set-up error is printed, with the exit code to end with.
+fn offline_mapping_service(
+    config: &Config,
+    base: MapperRegistry,
+) -> Result<MappingService, ExitCode> {
+    let metrics = Metrics::new(VERSION).map_err(|error| {
+        eprintln!("passerelle: {error}");
+        ExitCode::FAILURE
+    })?;
+    MappingService::with_base(&config.mapping, base, metrics).map_err(|error| {
+        eprintln!("passerelle: invalid configuration: {error}");
+        ExitCode::from(2)
+    })
 }
 
 /// Prints each script the mapping service refused as
@@ -177,19 +183,9 @@ fn report_refused_scripts(config: &Config, service: &MappingService) -> bool {
 /// in the file. Goes through every file before failing.
 fn convert(config: &Config, base: MapperRegistry, args: &ConvertArgs) -> ExitCode {
     let InputFormat::Hl7v2 = args.from;
-    let metrics = match Metrics::new(VERSION) {
-        Ok(metrics) => metrics,
-        Err(error) => {
-            eprintln!("passerelle: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let service = match MappingService::with_base(&config.mapping, base, metrics) {
+    let service = match offline_mapping_service(config, base) {
         Ok(service) => service,
-        Err(error) => {
-            eprintln!("passerelle: invalid configuration: {error}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     let mut failed = report_refused_scripts(config, &service);
     let mut stdout = std::io::stdout().lock();
