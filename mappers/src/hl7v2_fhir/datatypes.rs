@@ -114,8 +114,10 @@ pub(crate) fn parse_dtm(text: &str) -> Result<Dtm, &'static str> {
 
 impl Dtm {
     fn calendar_date(self) -> Result<Option<time::Date>, &'static str> {
-        if !(1..=9999).contains(&self.year) {
-            return Err("year out of range");
+        // FHIR's own range starts at 0001, but fhir-sdk writes a year or a
+        // year-month before 1000 as an error: refuse it here, located.
+        if !(1000..=9999).contains(&self.year) {
+            return Err("year out of range (1000 to 9999)");
         }
         let Some(month) = self.month else {
             return Ok(None);
@@ -784,6 +786,11 @@ mod tests {
             "2024031525",
             "202403151230+2",
             "abcd",
+            // Found by `cargo fuzz`: fhir-sdk cannot write a year before
+            // 1000, so mapping one failed as an internal error.
+            "0506",
+            "050601",
+            "09991231",
         ] {
             assert!(parse_dtm(bad).is_err(), "{bad}");
         }
