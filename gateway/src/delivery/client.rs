@@ -154,8 +154,7 @@ impl TargetClient {
 
     /// POSTs a transaction Bundle to the target's base URL.
     pub async fn post_transaction(&self, bundle: &str) -> Result<TargetAnswer, SendError> {
-        let authorization = self.authorization().await?;
-        let mut request = Request::builder()
+        let request = Request::builder()
             .method(Method::POST)
             .uri(&self.url)
             .header(CONTENT_TYPE, "application/fhir+json")
@@ -166,28 +165,17 @@ impl TargetClient {
             )
             .body(Full::new(Bytes::copy_from_slice(bundle.as_bytes())))
             .map_err(|e| SendError::Request(e.to_string()))?;
-        if let Some(value) = authorization {
-            request.headers_mut().insert(AUTHORIZATION, value);
-        }
-        let answer = self.send(request).await?;
-        if answer.status == StatusCode::UNAUTHORIZED.as_u16() {
-            // An expired or revoked token: fetch a new one next time.
-            if let Auth::OAuth2(source) = &self.auth {
-                *source.cached.lock().await = None;
-            }
-        }
-        Ok(answer)
+        self.send_authorized(request).await
     }
 
     /// `GET {url}/{path_and_query}` (proxy mode), with the target's auth.
     pub async fn get(&self, path_and_query: &str) -> Result<TargetAnswer, SendError> {
-        let authorization = self.authorization().await?;
         let uri = format!(
             "{}/{}",
             self.url.trim_end_matches('/'),
             path_and_query.trim_start_matches('/')
         );
-        let mut request = Request::builder()
+        let request = Request::builder()
             .method(Method::GET)
             .uri(&uri)
             .header(ACCEPT, "application/fhir+json")
@@ -197,7 +185,17 @@ impl TargetClient {
             )
             .body(Full::new(Bytes::new()))
             .map_err(|e| SendError::Request(e.to_string()))?;
-        if let Some(value) = authorization {
+        self.send_authorized(request).await
+    }
+
+    /// Sends `request` with the target's credentials; a 401 drops a cached
+    /// OAuth2 token (expired or revoked) so that the next request fetches
+    /// a new one.
+    async fn send_authorized(
+        &self,
+        mut request: Request<Full<Bytes>>,
+    ) -> Result<TargetAnswer, SendError> {
+        if let Some(value) = self.authorization().await? {
             request.headers_mut().insert(AUTHORIZATION, value);
         }
         let answer = self.send(request).await?;
