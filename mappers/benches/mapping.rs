@@ -72,6 +72,44 @@ fn bench_mapping(c: &mut Criterion) {
         });
     }
     group.finish();
+    fhir_sdk_floor(c, &registry, &context, &oru);
+}
+
+/// What fhir-sdk's types cost on their own for the ORU's Bundle entries,
+/// whatever the mapping does: writing them with fhir-sdk's serde code and
+/// serde_json (no exact decimals), and cloning then dropping them (the
+/// allocations of building the boxed elements, and freeing them). These
+/// bound from below what `oru_r01_10_obx` can reach while the mappers build
+/// fhir-sdk resources.
+fn fhir_sdk_floor(
+    c: &mut Criterion,
+    registry: &mappers::mapping::MapperRegistry,
+    context: &MappingContext<'_>,
+    oru: &str,
+) {
+    use mappers::fhir::r4b::resources::{Bundle, BundleEntry};
+    let message = Message::parse(oru.as_bytes()).expect("sample parses");
+    let text = registry
+        .map(SourceMessage::Hl7v2(&message), context)
+        .expect("sample maps")
+        .bundle;
+    let bundle: Bundle = serde_json::from_str(&text).expect("the Bundle reads back");
+    let entries: Vec<BundleEntry> = bundle.entry.iter().flatten().cloned().collect();
+    let mut group = c.benchmark_group("fhir_sdk_floor_oru_r01_10_obx");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("serde_write_entries", |b| {
+        b.iter(|| {
+            let mut out = Vec::with_capacity(32768);
+            for entry in black_box(&entries) {
+                serde_json::to_writer(&mut out, entry).expect("writes");
+            }
+            out.len()
+        })
+    });
+    group.bench_function("clone_and_drop_entries", |b| {
+        b.iter(|| black_box(black_box(&entries).clone()).len())
+    });
+    group.finish();
 }
 
 criterion_group!(benches, bench_mapping);

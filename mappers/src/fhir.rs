@@ -139,10 +139,13 @@ impl Decimal {
         }
         let int = int.trim_start_matches('0');
         let int = if int.is_empty() { "0" } else { int };
-        let text = match frac {
-            Some(frac) => format!("{sign}{int}.{frac}"),
-            None => format!("{sign}{int}"),
-        };
+        let mut text = String::with_capacity(sign.len() + int.len() + 1 + frac.map_or(0, str::len));
+        text.push_str(sign);
+        text.push_str(int);
+        if let Some(frac) = frac {
+            text.push('.');
+            text.push_str(frac);
+        }
         let value = text.parse::<f64>().ok()?;
         Some(Decimal { text, value })
     }
@@ -191,6 +194,15 @@ impl ExactDecimals {
 /// written as its exact text.
 pub fn to_json<T: Serialize>(value: &T, decimals: &ExactDecimals) -> Result<String, FhirJsonError> {
     crate::fhir_stream::to_json_exact(value, &decimals.0)
+}
+
+/// [`to_json`] appending to `out` (UTF-8).
+pub(crate) fn write_json<T: Serialize>(
+    out: &mut Vec<u8>,
+    value: &T,
+    decimals: &ExactDecimals,
+) -> Result<(), FhirJsonError> {
+    crate::fhir_stream::write_json_exact(out, value, &decimals.0)
 }
 
 /// Writes `value` as compact JSON, each number whose JSON pointer is in

@@ -12,7 +12,6 @@
 //! byte for byte what serde_json writes for that Value tree.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use serde::ser::{
@@ -20,7 +19,7 @@ use serde::ser::{
     SerializeStructVariant, SerializeTuple, SerializeTupleStruct, SerializeTupleVariant,
     Serializer,
 };
-use serde_json::value::RawValue;
+use serde_json::ser::{CompactFormatter, Formatter};
 
 use crate::fhir::FhirJsonError;
 
@@ -33,29 +32,44 @@ pub(crate) fn to_json_exact<T: Serialize + ?Sized>(
     value: &T,
     texts: &[(String, String)],
 ) -> Result<String, FhirJsonError> {
-    let mut exact: HashMap<&str, (&str, usize)> = HashMap::with_capacity(texts.len());
-    for (pointer, text) in texts {
-        let slot = exact.len();
-        exact
-            .entry(pointer.as_str())
-            .and_modify(|entry| entry.0 = text.as_str())
-            .or_insert((text.as_str(), slot));
-    }
-    let mut out = Vec::with_capacity(16384);
+    let mut out = Vec::with_capacity(4096);
+    write_json_exact(&mut out, value, texts)?;
+    String::from_utf8(out)
+        .map_err(|error| FhirJsonError::Serialise(serde_json::Error::custom(error)))
+}
+
+/// [`to_json_exact`] appending to `out`, so that the entries of a Bundle
+/// share one buffer. The text appended is valid UTF-8 (serde_json writes
+/// only that, and the recorded texts are `str`).
+pub(crate) fn write_json_exact<T: Serialize + ?Sized>(
+    out: &mut Vec<u8>,
+    value: &T,
+    texts: &[(String, String)],
+) -> Result<(), FhirJsonError> {
     if texts.is_empty() {
-        serde_json::to_writer(&mut out, value)?;
-        return String::from_utf8(out)
-            .map_err(|error| FhirJsonError::Serialise(serde_json::Error::custom(error)));
+        serde_json::to_writer(&mut *out, value)?;
+        return Ok(());
     }
-    let recorded: Vec<&str> = exact.keys().copied().collect();
+    // The texts of one resource are few: a scan beats hashing the pointer.
+    let mut exact: Vec<Recorded<'_>> = Vec::with_capacity(texts.len());
+    for (pointer, text) in texts {
+        match exact.iter_mut().find(|r| r.pointer == pointer.as_str()) {
+            Some(recorded) => recorded.text = text.as_str(),
+            None => exact.push(Recorded {
+                pointer: pointer.as_str(),
+                text: text.as_str(),
+                hit: false,
+            }),
+        }
+    }
     let state = RefCell::new(State {
         pointer: String::with_capacity(128),
-        hits: vec![false; exact.len()],
         exact,
-        recorded,
+        pending: None,
     });
     {
-        let mut serializer = serde_json::Serializer::new(&mut out);
+        let formatter = ExactFormatter { state: &state };
+        let mut serializer = serde_json::Serializer::with_formatter(&mut *out, formatter);
         value.serialize(Exact {
             inner: &mut serializer,
             state: &state,
@@ -65,9 +79,8 @@ pub(crate) fn to_json_exact<T: Serialize + ?Sized>(
     for (pointer, text) in texts {
         let hit = state
             .exact
-            .get(pointer.as_str())
-            .and_then(|&(_, slot)| state.hits.get(slot).copied())
-            .unwrap_or(false);
+            .iter()
+            .any(|r| r.pointer == pointer.as_str() && r.hit);
         if !hit {
             return Err(FhirJsonError::MissingDecimal {
                 pointer: pointer.clone(),
@@ -75,32 +88,34 @@ pub(crate) fn to_json_exact<T: Serialize + ?Sized>(
             });
         }
     }
-    String::from_utf8(out)
-        .map_err(|error| FhirJsonError::Serialise(serde_json::Error::custom(error)))
+    Ok(())
+}
+
+/// One recorded decimal: where, its text, and whether it was written.
+struct Recorded<'d> {
+    pointer: &'d str,
+    text: &'d str,
+    hit: bool,
 }
 
 /// The pointer of the value being written and the recorded texts.
 struct State<'d> {
     pointer: String,
-    /// Text and hit slot by pointer.
-    exact: HashMap<&'d str, (&'d str, usize)>,
-    hits: Vec<bool>,
-    /// The recorded pointers: a value whose pointer leads to none of them
-    /// is written by serde_json alone, without tracking.
-    recorded: Vec<&'d str>,
+    /// Distinct pointers; a value whose pointer leads to none of them is
+    /// written by serde_json alone, without tracking.
+    exact: Vec<Recorded<'d>>,
+    /// The text of the number serde_json is about to write, for
+    /// [`ExactFormatter`].
+    pending: Option<&'d str>,
 }
 
 impl<'d> State<'d> {
     /// The text recorded for the current pointer, marked as written.
     fn exact_text(&mut self) -> Option<&'d str> {
-        if self.exact.is_empty() {
-            return None;
-        }
-        let &(text, slot) = self.exact.get(self.pointer.as_str())?;
-        if let Some(hit) = self.hits.get_mut(slot) {
-            *hit = true;
-        }
-        Some(text)
+        let pointer = self.pointer.as_str();
+        let recorded = self.exact.iter_mut().find(|r| r.pointer == pointer)?;
+        recorded.hit = true;
+        Some(recorded.text)
     }
 
     /// Whether a recorded pointer is the current pointer or below it. The
@@ -110,10 +125,10 @@ impl<'d> State<'d> {
     fn leads_to_decimal(&self) -> bool {
         let here = self.pointer.as_bytes();
         let Some(&last) = here.last() else {
-            return !self.recorded.is_empty();
+            return !self.exact.is_empty();
         };
-        self.recorded.iter().any(|recorded| {
-            let recorded = recorded.as_bytes();
+        self.exact.iter().any(|recorded| {
+            let recorded = recorded.pointer.as_bytes();
             recorded.get(here.len()).is_none_or(|&next| next == b'/')
                 && recorded.len() >= here.len()
                 && recorded.get(here.len() - 1) == Some(&last)
@@ -135,6 +150,54 @@ impl<'d> State<'d> {
         // Writing to a String cannot fail.
         let _ = write!(self.pointer, "/{index}");
         len
+    }
+}
+
+/// serde_json's compact formatter, except that a number with a recorded
+/// text (set in [`State::pending`] just before serde_json writes it) is
+/// written as that text. The texts are FHIR decimals checked by
+/// [`crate::fhir::Decimal::parse`], so valid JSON numbers. A non-finite
+/// `f64` (a decimal too large for one) reaches `write_null`: its text is
+/// written too.
+struct ExactFormatter<'s, 'd> {
+    state: &'s RefCell<State<'d>>,
+}
+
+impl ExactFormatter<'_, '_> {
+    fn pending(&self) -> Option<&str> {
+        self.state.borrow_mut().pending.take()
+    }
+}
+
+macro_rules! exact_numbers {
+    ($($method:ident: $type:ty),* $(,)?) => {
+        $(
+            fn $method<W: ?Sized + std::io::Write>(
+                &mut self,
+                writer: &mut W,
+                value: $type,
+            ) -> std::io::Result<()> {
+                match self.pending() {
+                    Some(text) => writer.write_all(text.as_bytes()),
+                    None => CompactFormatter.$method(writer, value),
+                }
+            }
+        )*
+    };
+}
+
+impl Formatter for ExactFormatter<'_, '_> {
+    exact_numbers!(
+        write_i8: i8, write_i16: i16, write_i32: i32, write_i64: i64, write_i128: i128,
+        write_u8: u8, write_u16: u16, write_u32: u32, write_u64: u64, write_u128: u128,
+        write_f32: f32, write_f64: f64,
+    );
+
+    fn write_null<W: ?Sized + std::io::Write>(&mut self, writer: &mut W) -> std::io::Result<()> {
+        match self.pending() {
+            Some(text) => writer.write_all(text.as_bytes()),
+            None => CompactFormatter.write_null(writer),
+        }
     }
 }
 
@@ -174,15 +237,16 @@ impl<T: Serialize + ?Sized> Serialize for Wrap<'_, '_, '_, T> {
 }
 
 impl<'s, 'd, S: Serializer> Exact<'s, 'd, S> {
+    /// A number: serde_json writes it, and [`ExactFormatter`] writes the
+    /// recorded text instead when there is one.
     fn number(self, plain: impl FnOnce(S) -> Result<S::Ok, S::Error>) -> Result<S::Ok, S::Error> {
-        let text = self.state.borrow_mut().exact_text();
-        match text {
-            Some(text) => {
-                let raw: &RawValue = serde_json::from_str(text).map_err(S::Error::custom)?;
-                raw.serialize(self.inner)
-            }
-            None => plain(self.inner),
+        {
+            let mut state = self.state.borrow_mut();
+            state.pending = state.exact_text();
         }
+        let result = plain(self.inner);
+        self.state.borrow_mut().pending = None;
+        result
     }
 
     fn push_key(&self, key: &str) -> usize {
@@ -858,6 +922,25 @@ mod tests {
         ]);
         assert_same(&value, &recorded);
         assert_same(&value, &texts(&[("/0/1/New", "0.10")]));
+    }
+
+    /// A decimal too large for an f64 is infinite there, which serde_json
+    /// would write as `null`: its text is written.
+    #[test]
+    fn a_decimal_beyond_f64_keeps_its_text() {
+        let huge = format!("1{}", "0".repeat(400));
+        let decimal = crate::fhir::Decimal::parse(&huge).unwrap();
+        assert!(decimal.value().is_infinite());
+        let quantity = r4b::types::Quantity::builder()
+            .value(decimal.value())
+            .unit("g".into())
+            .build()
+            .unwrap();
+        let text = to_json_exact(&quantity, &texts(&[("/value", &huge)])).unwrap();
+        assert_eq!(text, format!(r#"{{"value":{huge},"unit":"g"}}"#));
+        // Numbers without a text around it are serde_json's.
+        let plain = r4b::types::Quantity::builder().value(0.5).build().unwrap();
+        assert_eq!(to_json_exact(&plain, &[]).unwrap(), r#"{"value":0.5}"#);
     }
 
     #[test]

@@ -388,6 +388,23 @@ mod tests {
     const ADT: &[u8] = b"MSH|^~\\&|APP|FAC|GW|GWF|20240101120000||ADT^A01^ADT_A01|CTRL1|P|2.5|||AL|NE||8859/1\rEVN|A01\rPID|1||123^^^A~456^^^B^NI||DUPONT^Jean^^^^^L~MARTIN^Jean^^^^^D||19800101|M\rOBX|1|NM|A||1.50\rOBX|2|ST|B||x\\S\\y\r";
 
     #[test]
+    fn fields_by_number() {
+        let m = Message::parse(ADT).unwrap();
+        let obx = m.segment("OBX", 1).unwrap();
+        let raw = |n| obx.field(n).map(|f| f.raw);
+        assert_eq!(raw(0), None);
+        assert_eq!(raw(1), Some(&b"1"[..]));
+        assert_eq!(raw(3), Some(&b"A"[..]));
+        assert_eq!(raw(4), Some(&b""[..]));
+        // The last field runs to the end of the segment.
+        assert_eq!(raw(5), Some(&b"1.50"[..]));
+        assert_eq!(raw(6), None);
+        let msh = m.segment("MSH", 1).unwrap();
+        assert_eq!(msh.field(3).map(|f| f.raw), Some(&b"APP"[..]));
+        assert_eq!(msh.field(10).map(|f| f.raw), Some(&b"CTRL1"[..]));
+    }
+
+    #[test]
     fn header_accessors() {
         let m = Message::parse(ADT).unwrap();
         assert_eq!(m.sending_application(), "APP");

@@ -7,9 +7,9 @@
 use sha2::{Digest, Sha256};
 
 use crate::fhir::r4b::codes::HTTPVerb;
-use crate::fhir::r4b::resources::{BundleEntry, BundleEntryRequest, Resource};
+use crate::fhir::r4b::resources::{BundleEntryRequest, Resource};
 use crate::fhir::r4b::types::Identifier;
-use crate::fhir::{to_json, ExactDecimals};
+use crate::fhir::{write_json, ExactDecimals};
 use crate::mapping::{MappedBundle, MappingError};
 
 use super::support::{built, MapResult};
@@ -22,26 +22,36 @@ pub(crate) const URI_SYSTEM: &str = "urn:ietf:rfc:3986";
 /// A deterministic UUID (RFC 9562 version 8, name-based with SHA-256) from
 /// the parts that identify a resource at its source.
 pub(crate) fn uuid_for(parts: &[&str]) -> String {
+    uuid_of(hash_parts(parts))
+}
+
+/// The hasher after the parts, each followed by a unit separator so that
+/// ["ab", "c"] and ["a", "bc"] differ.
+fn hash_parts(parts: &[&str]) -> Sha256 {
     let mut hasher = Sha256::new();
     for part in parts {
         hasher.update(part.as_bytes());
-        // Unit separator: ["ab", "c"] and ["a", "bc"] differ.
         hasher.update([0x1f]);
     }
+    hasher
+}
+
+fn uuid_of(hasher: Sha256) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let digest = hasher.finalize();
     let mut bytes = [0u8; 16];
     bytes.copy_from_slice(digest.get(..16).unwrap_or(&[0; 16]));
     bytes[6] = (bytes[6] & 0x0f) | 0x80;
     bytes[8] = (bytes[8] & 0x3f) | 0x80;
-    let hex = hex_lower(&bytes);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    )
+    let mut out = String::with_capacity(36);
+    for (index, byte) in bytes.iter().enumerate() {
+        if matches!(index, 4 | 6 | 8 | 10) {
+            out.push('-');
+        }
+        out.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        out.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
+    }
+    out
 }
 
 fn hex_lower(bytes: &[u8]) -> String {
@@ -99,11 +109,16 @@ impl Write {
 
 fn identifier_query(system: &str, value: &str) -> String {
     let mut query = String::with_capacity(16 + system.len() + value.len() + 8);
-    query.push_str("identifier=");
-    push_token_part(&mut query, system);
-    query.push_str("%7C");
-    push_token_part(&mut query, value);
+    push_identifier_query(&mut query, system, value);
     query
+}
+
+/// Appends `identifier=system|value`, escaped for a search URL.
+fn push_identifier_query(out: &mut String, system: &str, value: &str) {
+    out.push_str("identifier=");
+    push_token_part(out, system);
+    out.push_str("%7C");
+    push_token_part(out, value);
 }
 
 /// Appends one part of a token search value: `|`, `,`, `$` and `\` are
@@ -172,15 +187,21 @@ impl Keyed {
     /// would rewrite the identifier too, and the next delivery of the same
     /// message would no longer find the resource and create a duplicate.
     pub fn derived(resource_type: &str, parts: &[&str]) -> Keyed {
-        let mut all = Vec::with_capacity(parts.len() + 2);
-        all.push(resource_type);
-        all.extend_from_slice(parts);
-        let uuid = uuid_for(&all);
-        all.push("identifier");
-        let identifier = uuid_for(&all);
+        let mut hasher = hash_parts(&[resource_type]);
+        for part in parts {
+            hasher.update(part.as_bytes());
+            hasher.update([0x1f]);
+        }
+        // The identifier's uuid is that of the same parts and "identifier":
+        // the hash of the shared prefix is computed once.
+        let mut identifier = hasher.clone();
+        identifier.update(b"identifier\x1f");
+        let mut value = String::with_capacity(45);
+        value.push_str("urn:uuid:");
+        value.push_str(&uuid_of(identifier));
         Keyed {
-            identifier: (URI_SYSTEM.to_string(), format!("urn:uuid:{identifier}")),
-            uuid,
+            identifier: (URI_SYSTEM.to_string(), value),
+            uuid: uuid_of(hasher),
             unqualified: None,
         }
     }
@@ -196,12 +217,10 @@ impl Keyed {
 
     /// The identifier element to put on the resource.
     pub fn identifier(&self) -> MapResult<Identifier> {
-        built(
-            Identifier::builder()
-                .system(self.identifier.0.clone())
-                .value(self.identifier.1.clone())
-                .build(),
-        )
+        let mut identifier = built(Identifier::builder().build())?;
+        identifier.system = Some(self.identifier.0.clone());
+        identifier.value = Some(self.identifier.1.clone());
+        Ok(identifier)
     }
 
     /// The identifiers to put on a resource keyed by [`Keyed::by_id`]: the
@@ -222,9 +241,30 @@ impl Keyed {
 /// Entries collected by a mapping.
 #[derive(Default)]
 pub(crate) struct Transaction {
-    entries: Vec<BundleEntry>,
-    decimals: Vec<ExactDecimals>,
-    full_urls: Vec<String>,
+    entries: Vec<Entry>,
+}
+
+/// One Bundle entry, kept in parts so that the resource is written with
+/// its own decimal pointers (`/valueQuantity/value`, not
+/// `/resource/valueQuantity/value`).
+struct Entry {
+    full_url: String,
+    resource: Resource,
+    decimals: ExactDecimals,
+    request: BundleEntryRequest,
+}
+
+impl Entry {
+    /// The fhir-sdk entry these parts are.
+    #[cfg(test)]
+    fn bundle_entry(&self) -> crate::fhir::r4b::resources::BundleEntry {
+        use crate::fhir::r4b::resources::BundleEntry;
+        let mut entry = BundleEntry::builder().build().unwrap();
+        entry.full_url = Some(self.full_url.clone());
+        entry.resource = Some(self.resource.clone());
+        entry.request = Some(self.request.clone());
+        entry
+    }
 }
 
 impl Transaction {
@@ -240,16 +280,17 @@ impl Transaction {
         write: Write,
     ) -> MapResult<String> {
         let full_url = keyed.reference();
-        if self.full_urls.contains(&full_url) {
+        if self.entries.iter().any(|entry| entry.full_url == full_url) {
             return Ok(full_url);
         }
         let request = match &write {
-            Write::Update { system, value } => BundleEntryRequest::builder()
-                .method(HTTPVerb::Put)
-                .url(format!(
-                    "{resource_type}?{}",
-                    identifier_query(system, value)
-                )),
+            Write::Update { system, value } => {
+                let mut url = String::with_capacity(resource_type.len() + 64);
+                url.push_str(resource_type);
+                url.push('?');
+                push_identifier_query(&mut url, system, value);
+                BundleEntryRequest::builder().method(HTTPVerb::Put).url(url)
+            }
             Write::CreateIfAbsent { system, value } => BundleEntryRequest::builder()
                 .method(HTTPVerb::Post)
                 .url(resource_type.to_string())
@@ -258,44 +299,51 @@ impl Transaction {
                 .method(HTTPVerb::Put)
                 .url(format!("{resource_type}/{}", keyed.uuid)),
         };
-        let entry = built(
-            BundleEntry::builder()
-                .full_url(full_url.clone())
-                .resource(resource)
-                .request(built(request.build())?)
-                .build(),
-        )?;
-        self.entries.push(entry);
-        self.decimals.push(decimals);
-        self.full_urls.push(full_url.clone());
+        self.entries.push(Entry {
+            full_url: full_url.clone(),
+            resource,
+            decimals,
+            request: built(request.build())?,
+        });
         Ok(full_url)
     }
 
-    pub fn contains(&self, reference: &str) -> bool {
-        self.full_urls.iter().any(|url| url == reference)
+    /// Whether an entry has this identity.
+    pub fn holds(&self, keyed: &Keyed) -> bool {
+        self.entries
+            .iter()
+            .any(|entry| entry.full_url.strip_prefix("urn:uuid:") == Some(keyed.uuid.as_str()))
     }
 
     /// The Bundle as JSON text, every decimal written as sent. Each entry
-    /// is written on its own, with its own few decimal pointers, so that
-    /// the writer's pointer tracking never searches the whole Bundle's;
-    /// the text is the one fhir-sdk's `Bundle` would serialise to.
+    /// is written as fhir-sdk's `BundleEntry` writes one (fullUrl,
+    /// resource, request), the resource with its own few decimal pointers,
+    /// so that the writer's pointer tracking never searches the whole
+    /// Bundle's; the text is the one fhir-sdk's `Bundle` would serialise to
+    /// (a test compares).
     pub fn finish(self, patient_key: Option<String>) -> MapResult<MappedBundle> {
         let cannot_write =
             |error| MappingError::internal(format!("cannot write the Bundle: {error}"));
-        let mut bundle = String::with_capacity(2048 * (self.entries.len() + 1));
-        bundle.push_str(r#"{"resourceType":"Bundle","type":"transaction""#);
-        for (index, (entry, recorded)) in self.entries.iter().zip(&self.decimals).enumerate() {
-            bundle.push_str(if index == 0 { r#","entry":["# } else { "," });
-            let decimals = match recorded.is_empty() {
-                true => ExactDecimals::default(),
-                false => recorded.nested_under("/resource"),
-            };
-            bundle.push_str(&to_json(entry, &decimals).map_err(cannot_write)?);
+        let mut bundle = Vec::with_capacity(2048 * (self.entries.len() + 1));
+        bundle.extend_from_slice(br#"{"resourceType":"Bundle","type":"transaction""#);
+        for (index, entry) in self.entries.iter().enumerate() {
+            bundle.extend_from_slice(if index == 0 { br#","entry":["# } else { b"," });
+            bundle.extend_from_slice(br#"{"fullUrl":"#);
+            serde_json::to_writer(&mut bundle, &entry.full_url)
+                .map_err(|error| cannot_write(error.into()))?;
+            bundle.extend_from_slice(br#","resource":"#);
+            write_json(&mut bundle, &entry.resource, &entry.decimals).map_err(cannot_write)?;
+            bundle.extend_from_slice(br#","request":"#);
+            serde_json::to_writer(&mut bundle, &entry.request)
+                .map_err(|error| cannot_write(error.into()))?;
+            bundle.push(b'}');
         }
         if !self.entries.is_empty() {
-            bundle.push(']');
+            bundle.push(b']');
         }
-        bundle.push('}');
+        bundle.push(b'}');
+        let bundle = String::from_utf8(bundle)
+            .map_err(|error| MappingError::internal(format!("cannot write the Bundle: {error}")))?;
         Ok(MappedBundle {
             bundle,
             patient_key,
@@ -306,6 +354,7 @@ impl Transaction {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fhir::to_json;
 
     #[test]
     fn uuids_are_deterministic_and_well_formed() {
@@ -316,6 +365,18 @@ mod tests {
         assert_eq!(a.len(), 36);
         assert_eq!(&a[14..15], "8");
         assert!(matches!(&a[19..20], "8" | "9" | "a" | "b"));
+        // Pinned: ids already written at FHIR servers must never change.
+        assert_eq!(a, "573fddfe-7f8b-86a5-9de5-e940b1cc6d6e");
+        let keyed = Keyed::derived("Observation", &["a", "b"]);
+        assert_eq!(keyed.uuid, "a1461fbe-b810-8a29-a81b-81fd36d61d80");
+        assert_eq!(keyed.uuid, uuid_for(&["Observation", "a", "b"]));
+        assert_eq!(
+            keyed.identifier.1,
+            format!(
+                "urn:uuid:{}",
+                uuid_for(&["Observation", "a", "b", "identifier"])
+            )
+        );
     }
 
     /// `finish` writes entry by entry what serialising fhir-sdk's Bundle
@@ -368,7 +429,7 @@ mod tests {
 
         let expected = Bundle::builder()
             .r#type(BundleType::Transaction)
-            .entry(tx.entries.iter().cloned().map(Some).collect())
+            .entry(tx.entries.iter().map(|e| Some(e.bundle_entry())).collect())
             .build()
             .unwrap();
         let expected = to_json(&expected, &decimals.nested_under("/entry/1/resource")).unwrap();

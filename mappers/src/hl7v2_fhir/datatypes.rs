@@ -320,14 +320,13 @@ pub(crate) fn is_oid(text: &str) -> bool {
 }
 
 fn coding(system: Option<&str>, code: &str, display: Option<&str>) -> MapResult<Coding> {
-    let mut builder = Coding::builder().code(code.to_string());
-    if let Some(system) = system {
-        builder = builder.system(system.to_string());
-    }
-    if let Some(display) = display {
-        builder = builder.display(display.to_string());
-    }
-    built(builder.build())
+    // Filled in place: each builder setter moves the whole builder, and
+    // codings are built for every OBX.
+    let mut coding = built(Coding::builder().build())?;
+    coding.code = Some(code.to_string());
+    coding.system = system.map(str::to_string);
+    coding.display = display.map(str::to_string);
+    Ok(coding)
 }
 
 /// A CodeableConcept with one coding.
@@ -336,11 +335,9 @@ pub(crate) fn concept(
     code: &str,
     display: Option<&str>,
 ) -> MapResult<CodeableConcept> {
-    built(
-        CodeableConcept::builder()
-            .coding(vec![Some(coding(system, code, display)?)])
-            .build(),
-    )
+    let mut concept = built(CodeableConcept::builder().build())?;
+    concept.coding = vec![Some(coding(system, code, display)?)];
+    Ok(concept)
 }
 
 /// A CodeableConcept with text only.
@@ -370,11 +367,10 @@ pub(crate) fn codeable_concept<'a>(
     if codings.is_empty() && text.is_none() {
         return Ok(None);
     }
-    let mut builder = CodeableConcept::builder().coding(codings);
-    if let Some(text) = text {
-        builder = builder.text(text);
-    }
-    built(builder.build()).map(Some)
+    let mut concept = built(CodeableConcept::builder().build())?;
+    concept.coding = codings;
+    concept.text = text;
+    Ok(Some(concept))
 }
 
 /// Where an identifier's namespace comes from: an HD (namespace ID ^

@@ -386,7 +386,7 @@ struct Results<'m, 'a, 'e, 'c, 's> {
 /// the same set ID): the same identity refined by `extra`, so that the
 /// second resource is not silently dropped as a duplicate.
 fn unique(tx: &Transaction, keyed: Keyed, resource_type: &str, extra: &[&str]) -> Keyed {
-    if !tx.contains(&keyed.reference()) {
+    if !tx.holds(&keyed) {
         return keyed;
     }
     let mut parts = vec![keyed.identifier.0.as_str(), keyed.identifier.1.as_str()];
@@ -1540,17 +1540,17 @@ fn quantity(
     unit: Option<&Unit>,
     comparator: Option<codes::QuantityComparator>,
 ) -> MapResult<Quantity> {
-    let mut builder = Quantity::builder().value(value.value());
-    if let Some(comparator) = comparator {
-        builder = builder.comparator(comparator);
-    }
+    let mut quantity = built(Quantity::builder().build())?;
+    quantity.value = Some(value.value());
+    quantity.comparator = comparator;
     if let Some(unit) = unit {
-        builder = builder.unit(unit.display.clone());
+        quantity.unit = Some(unit.display.clone());
         if let Some(code) = &unit.ucum {
-            builder = builder.system(UCUM.to_string()).code(code.clone());
+            quantity.system = Some(UCUM.to_string());
+            quantity.code = Some(code.clone());
         }
     }
-    built(builder.build())
+    Ok(quantity)
 }
 
 /// OBX-7: `3.5-5.0` gives low and high, `<5` or `<=5` a high, `>10` or
@@ -1563,7 +1563,7 @@ fn reference_range(
     decimals: &mut ExactDecimals,
 ) -> MapResult<ObservationReferenceRange> {
     let text = text.trim();
-    let mut builder = ObservationReferenceRange::builder();
+    let mut range = built(ObservationReferenceRange::builder().build())?;
     let bound = |rest: &str| Decimal::parse(rest.trim());
     let upper = text
         .strip_prefix("<=")
@@ -1575,24 +1575,21 @@ fn reference_range(
         .and_then(bound);
     if let Some(high) = upper {
         decimals.record(format!("/referenceRange/{index}/high/value"), &high);
-        builder = builder
-            .high(quantity(&high, unit, None)?)
-            .text(text.to_string());
+        range.high = Some(quantity(&high, unit, None)?);
+        range.text = Some(text.to_string());
     } else if let Some(low) = lower {
         decimals.record(format!("/referenceRange/{index}/low/value"), &low);
-        builder = builder
-            .low(quantity(&low, unit, None)?)
-            .text(text.to_string());
+        range.low = Some(quantity(&low, unit, None)?);
+        range.text = Some(text.to_string());
     } else if let Some((low, high)) = split_range(text) {
         decimals.record(format!("/referenceRange/{index}/low/value"), &low);
         decimals.record(format!("/referenceRange/{index}/high/value"), &high);
-        builder = builder
-            .low(quantity(&low, unit, None)?)
-            .high(quantity(&high, unit, None)?);
+        range.low = Some(quantity(&low, unit, None)?);
+        range.high = Some(quantity(&high, unit, None)?);
     } else {
-        builder = builder.text(text.to_string());
+        range.text = Some(text.to_string());
     }
-    built(builder.build())
+    Ok(range)
 }
 
 /// `low-high`, either bound possibly negative (`-1.5-2.0`, `-3--1`).

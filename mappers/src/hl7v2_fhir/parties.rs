@@ -218,5 +218,7 @@ pub(crate) fn location_from_pl<'a>(
 
 /// A Reference to an entry of the Bundle.
 pub(crate) fn reference(to: &str) -> MapResult<Reference> {
-    built(Reference::builder().reference(to.to_string()).build())
+    let mut reference = built(Reference::builder().build())?;
+    reference.reference = Some(to.to_string());
+    Ok(reference)
 }
