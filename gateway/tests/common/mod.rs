@@ -50,6 +50,21 @@ impl Gateway {
     }
 
     pub fn start_with(options: Options) -> Gateway {
+        // A port found free can be taken before the gateway binds it (by
+        // another test's client socket, say): start again on new ports.
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let mut gateway = Self::spawn(&options);
+            match gateway.wait_ready() {
+                Ok(()) => return gateway,
+                Err(why) if why.contains("Address already in use") && attempts < 5 => continue,
+                Err(why) => panic!("{why}"),
+            }
+        }
+    }
+
+    fn spawn(options: &Options) -> Gateway {
         let dir = tempfile::tempdir().expect("tempdir");
         let data_dir = options
             .data_dir
@@ -73,34 +88,35 @@ impl Gateway {
             command.env(key, value);
         }
         let child = command.spawn().expect("spawn passerelle");
-        let mut gateway = Gateway {
+        Gateway {
             child,
             http_addr,
             mllp_addr,
             data_dir,
             log_path,
             _dir: dir,
-        };
-        gateway.wait_ready();
-        gateway
+        }
     }
 
     pub fn base_url(&self) -> String {
         format!("http://{}", self.http_addr)
     }
 
-    fn wait_ready(&mut self) {
+    fn wait_ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("passerelle exited early with {status}: {}", self.logs());
+                return Err(format!(
+                    "passerelle exited early with {status}: {}",
+                    self.logs()
+                ));
             }
             if http_get(self.http_addr, "/ready").is_some_and(|r| r.starts_with("HTTP/1.1 200")) {
-                return;
+                return Ok(());
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("passerelle not ready within 30 s: {}", self.logs());
+        Err(format!("passerelle not ready within 30 s: {}", self.logs()))
     }
 
     pub fn logs(&self) -> String {

@@ -25,7 +25,7 @@ use super::config::PatientWrite;
 use super::datatypes::{ei_identifier, is_oid};
 use super::oru::{
     carried_document, document_content, is_cisis, is_transport_metadata, result_status, text_lines,
-    Carried, ResultStatus,
+    visibility_labels, Carried, ResultStatus,
 };
 use super::parties::{practitioner, reference};
 use super::patient::{map_patient, PatientAdditions};
@@ -209,6 +209,7 @@ impl Mapper for MdmMapper {
         let mut builder = DocumentReference::builder()
             .status(status)
             .subject(reference(&patient.reference)?)
+            .security_label(visibility_labels(msg, cisis)?)
             .content(content);
         match number {
             Some(number) => builder = builder.master_identifier(number),

@@ -1267,6 +1267,7 @@ impl<'m, 'a> Results<'m, 'a, '_, '_, '_> {
             .subject(reference(scope.patient)?)
             .author(refs(&self.performers(tx, obx)?)?)
             .content(vec![Some(content)]);
+        builder = builder.security_label(visibility_labels(self.msg, self.cisis)?);
         if let Some(composition) = composition {
             builder = builder.doc_status(composition);
         }
@@ -1762,6 +1763,52 @@ pub(crate) fn is_transport_metadata(obx: &Seg<'_, '_>, cisis: bool) -> bool {
         && obx
             .comp(3, 1)
             .is_some_and(|code| CISIS_METADATA.contains(&code.to_ascii_uppercase().as_str()))
+}
+
+/// The ANS code system of document visibility (TRE_A07
+/// StatutVisibiliteDocument, `urn:oid:1.2.250.1.213.1.1.4.13`), the codes
+/// the DMP takes among a document's confidentiality codes.
+const VISIBILITY_SYSTEM: &str =
+    "https://mos.esante.gouv.fr/NOS/TRE_A07-StatutVisibiliteDocument/FHIR/TRE-A07-StatutVisibiliteDocument";
+
+/// The CI-SIS visibility flags (transport metadata OBX, see
+/// [`is_transport_metadata`]) of the message set to `Y` (OBX-5, table
+/// 0136), as `DocumentReference.securityLabel`: masked to health
+/// professionals, invisible to the patient, invisible to the patient's
+/// legal representatives. A flag sent `N`, or not sent, gives nothing.
+/// `CONNEXION_SECRETE` is not a property of the document (it is the
+/// secret-connection mode of the DMP session) and is not mapped.
+pub(crate) fn visibility_labels(
+    msg: &Message<'_>,
+    cisis: bool,
+) -> MapResult<Vec<Option<CodeableConcept>>> {
+    let mut labels = Vec::new();
+    let mut seen: Vec<&str> = Vec::new();
+    for obx in Seg::all(msg, "OBX") {
+        if !is_transport_metadata(&obx, cisis) {
+            continue;
+        }
+        let Some(flag) = obx.comp(3, 1).map(|code| code.to_ascii_uppercase()) else {
+            continue;
+        };
+        let (code, display) = match flag.as_str() {
+            "MASQUE_PS" => ("MASQUE_PS", "Masqué aux professionnels de santé"),
+            "INVISIBLE_PATIENT" => ("INVISIBLE_PATIENT", "Non visible par le patient"),
+            "INVISIBLE_REP_LEGAUX" | "INVISIBLE_REPRESENTANTS_LEGAUX" => (
+                "INVISIBLE_REPRESENTANTS_LEGAUX",
+                "Non visible par représentants légaux du patient",
+            ),
+            _ => continue,
+        };
+        let set = obx
+            .comp(5, 1)
+            .is_some_and(|value| value.eq_ignore_ascii_case("Y"));
+        if set && !seen.contains(&code) {
+            seen.push(code);
+            labels.push(Some(concept(Some(VISIBILITY_SYSTEM), code, Some(display))?));
+        }
+    }
+    Ok(labels)
 }
 
 /// A document sent in OBX-5.

@@ -280,6 +280,48 @@ fn mdm(event: &str, number: &str, parent: &str, status: &str) -> String {
     .join("\r")
 }
 
+/// CI-SIS visibility flags set to `Y` are the DocumentReference's security
+/// labels (TRE_A07); `N` and the secret connection give none.
+#[test]
+fn mdm_visibility_flags_are_security_labels() {
+    const A07: &str =
+        "https://mos.esante.gouv.fr/NOS/TRE_A07-StatutVisibiliteDocument/FHIR/TRE-A07-StatutVisibiliteDocument";
+    // The profile's own example sends MASQUE_PS at N.
+    let bundle = map_text(&mdm("T02", "1.2.250.1.71.4.2.2.1.81", "", "F")).unwrap();
+    let document = resources(&bundle, "DocumentReference")[0];
+    assert!(document.get("securityLabel").is_none(), "{document}");
+
+    let message = [
+        mdm("T02", "1.2.250.1.71.4.2.2.1.81", "", "F"),
+        "OBX|4|CWE|INVISIBLE_PATIENT^Document Non Visible par le patient^MetaDMPMSS||Y^^HL70136||||||F|".to_string(),
+        "OBX|5|CWE|INVISIBLE_REP_LEGAUX^Non visible par les représentants Légaux^MetaDMPMSS||Y^^HL70136||||||F|".to_string(),
+        "OBX|6|CWE|CONNEXION_SECRETE^Connexion Secrete^MetaDMPMSS||Y^^HL70136||||||F|".to_string(),
+    ]
+    .join("\r");
+    let bundle = map_text(&message).unwrap();
+    let document = resources(&bundle, "DocumentReference")[0];
+    let labels = document["securityLabel"].as_array().unwrap();
+    let codes: Vec<(&str, &str)> = labels
+        .iter()
+        .map(|label| {
+            let coding = &label["coding"][0];
+            (
+                coding["system"].as_str().unwrap(),
+                coding["code"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        codes,
+        [
+            (A07, "INVISIBLE_PATIENT"),
+            (A07, "INVISIBLE_REPRESENTANTS_LEGAUX")
+        ]
+    );
+    // Still routing metadata, not observations.
+    assert!(resources(&bundle, "Observation").is_empty());
+}
+
 #[test]
 fn mdm_cda_bytes_are_untouched() {
     let bundle = map_text(&mdm("T02", "1.2.250.1.71.4.2.2.1.81", "", "F")).unwrap();
