@@ -172,6 +172,36 @@ pub(crate) fn standalone_observations(
     observations_of(msg, env, tx, patient, encounter, &anchor, &items).map(|_| ())
 }
 
+/// The OBX of each patient group of a message without orders (SIU): each
+/// an Observation of the patient whose PID precedes it, mapped as
+/// [`standalone_observations`] does. `patients` are the references of the
+/// message's PIDs in order; returns the references written.
+pub(crate) fn observations_by_patient(
+    msg: &Message<'_>,
+    env: &Env<'_, '_>,
+    tx: &mut Transaction,
+    patients: &[String],
+) -> MapResult<Vec<String>> {
+    let structure = Structure::read(msg);
+    let mut written = Vec::new();
+    for (index, patient) in patients.iter().enumerate() {
+        let items: Vec<(Seg, Vec<String>)> = structure
+            .patient_results
+            .iter()
+            .filter(|(owner, _)| *owner == index)
+            .map(|(_, item)| (item.obx, item.notes.clone()))
+            .collect();
+        if items.is_empty() {
+            continue;
+        }
+        let anchor = format!("obx|{patient}");
+        written.extend(observations_of(
+            msg, env, tx, patient, None, &anchor, &items,
+        )?);
+    }
+    Ok(written)
+}
+
 /// OBX segments (each with its NTE texts) as Observations of `patient`,
 /// mapped as an ORU's OBX outside an order but without category, their
 /// identities derived from `anchor`; the references of those written.
@@ -348,9 +378,14 @@ impl<'m, 'a> Structure<'m, 'a> {
                         notes.push(text);
                     }
                 }
-                // PRT, TQ1, CTD, FT1, CTI, PV1...: they neither open a
-                // group nor take comments.
-                _ => {}
+                // A participation (v2.7) sits between an OBX or OBR and its
+                // comments.
+                b"PRT" => {}
+                // Any other segment (TQ1, CTD, DG1, or SIU's AIS, AIL,
+                // AIP...) ends the comments of what came before: an NTE
+                // after it is its own (an SIU resource's instructions are
+                // not the comments of the patient's last OBX).
+                _ => owner = NoteOwner::Nothing,
             }
         }
         structure

@@ -74,6 +74,7 @@ impl Mapper for SiuMapper {
 
         let mut participants = Participants::default();
         let mut patient_key = None;
+        let mut patients = Vec::new();
         let default_status = participation_for(status);
         // A group booking has one PID per patient; a resource-only booking
         // (a blocked slot) none.
@@ -86,6 +87,7 @@ impl Mapper for SiuMapper {
                 PatientAdditions::default(),
             )?;
             patient_key.get_or_insert(patient.key);
+            patients.push(patient.reference.clone());
             participants.add(patient.reference, None, default_status, None);
         }
         for aip in Seg::all(msg, "AIP") {
@@ -127,10 +129,19 @@ impl Mapper for SiuMapper {
             ));
         }
 
+        // The patient group's OBX (vital signs, height, weight...) are
+        // Observations of the patient that the appointment cites.
+        let observations = super::oru::observations_by_patient(msg, &env, &mut tx, &patients)?;
         let mut builder = Appointment::builder()
             .identifier(identifiers)
             .status(status)
-            .participant(participants.build()?);
+            .participant(participants.build()?)
+            .supporting_information(
+                observations
+                    .iter()
+                    .map(|to| reference(to).map(Some))
+                    .collect::<MapResult<Vec<_>>>()?,
+            );
 
         if let Some(reason) = sch.codeable(7)? {
             // The reason's text also makes the subject line.

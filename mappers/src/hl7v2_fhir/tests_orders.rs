@@ -184,6 +184,50 @@ fn minimal_online_booking_takes_the_time_from_the_resource() {
     assert!(bundle.to_string().find("\"\"").is_none());
 }
 
+/// The patient group's OBX are Observations of that patient, which the
+/// Appointment cites; an NTE after an AIS is not the OBX's comment.
+#[test]
+fn siu_patient_observations_are_supporting_information() {
+    let raw = "MSH|^~\\&|BOOK|WEB|PMS|CAB|20240310101500||SIU^S12|1|P|2.5\r\
+               SCH||RDV-9^WEB\r\
+               PID|1||42^^^CAB^PI||DURAND^PAUL\r\
+               OBX|1|NM|8867-4^Heart rate^LN||72|/min^^UCUM|60-100||||F|||20240310\r\
+               NTE|1||Au repos\r\
+               OBX|2|NM|29463-7^Body weight^LN||71.50|kg^^UCUM|||||F\r\
+               RGS|1\r\
+               AIS|1||CONSULT^Consultation^L\r\
+               NTE|1||Venir à jeun\r\
+               AIP|1||RPPS1^MOREAU^ANNE|||20240315093000|||15\r";
+    let (bundle, text) = map_with(raw, &SiteSettings::default()).unwrap();
+    assert!(text.contains(r#""value":71.50"#), "{text}");
+    let observations = resources(&bundle, "Observation");
+    assert_eq!(observations.len(), 2);
+    let patient = entry_of(&bundle, "Patient")["fullUrl"].clone();
+    for observation in &observations {
+        assert_eq!(observation["subject"]["reference"], patient);
+        assert!(observation.get("category").is_none());
+    }
+    assert_eq!(observations[0]["note"][0]["text"], "Au repos");
+    assert!(observations[1].get("note").is_none(), "{}", observations[1]);
+    let appointment = resources(&bundle, "Appointment")[0];
+    let cited: Vec<&Value> = appointment["supportingInformation"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| &r["reference"])
+        .collect();
+    let written: Vec<&Value> = bundle["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["resource"]["resourceType"] == "Observation")
+        .map(|e| &e["fullUrl"])
+        .collect();
+    assert_eq!(cited, written);
+    // The same message again gives the same Observations.
+    assert_eq!(map_text(raw).unwrap(), bundle);
+}
+
 #[test]
 fn siu_with_tq1_and_sch_duration_in_seconds() {
     let raw = "MSH|^~\\&|S|F|R|G|20240310101500+0100||SIU^S14^SIU_S12|1|P|2.6\r\
