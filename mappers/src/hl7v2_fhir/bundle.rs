@@ -25,19 +25,23 @@ pub(crate) fn uuid_for(parts: &[&str]) -> String {
     uuid_of(hash_parts(parts))
 }
 
-/// The hasher after the parts, each followed by a unit separator so that
-/// ["ab", "c"] and ["a", "bc"] differ.
+/// The hasher after the parts.
 fn hash_parts(parts: &[&str]) -> Sha256 {
     let mut hasher = Sha256::new();
     for part in parts {
-        hasher.update(part.as_bytes());
-        hasher.update([0x1f]);
+        add_part(&mut hasher, part);
     }
     hasher
 }
 
+/// One part, followed by a unit separator so that ["ab", "c"] and
+/// ["a", "bc"] differ.
+fn add_part(hasher: &mut Sha256, part: &str) {
+    hasher.update(part.as_bytes());
+    hasher.update([0x1f]);
+}
+
 fn uuid_of(hasher: Sha256) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let digest = hasher.finalize();
     let mut bytes = [0u8; 16];
     bytes.copy_from_slice(digest.get(..16).unwrap_or(&[0; 16]));
@@ -48,20 +52,23 @@ fn uuid_of(hasher: Sha256) -> String {
         if matches!(index, 4 | 6 | 8 | 10) {
             out.push('-');
         }
-        out.push(char::from(DIGITS[usize::from(byte >> 4)]));
-        out.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
+        push_hex(&mut out, *byte);
     }
     out
 }
 
 fn hex_lower(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(bytes.len() * 2);
     for byte in bytes {
-        out.push(DIGITS[usize::from(byte >> 4)] as char);
-        out.push(DIGITS[usize::from(byte & 0x0f)] as char);
+        push_hex(&mut out, *byte);
     }
     out
+}
+
+fn push_hex(out: &mut String, byte: u8) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    out.push(char::from(DIGITS[usize::from(byte >> 4)]));
+    out.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
 }
 
 /// A short stable key for a patient identifier (delivery orders messages
@@ -189,13 +196,12 @@ impl Keyed {
     pub fn derived(resource_type: &str, parts: &[&str]) -> Keyed {
         let mut hasher = hash_parts(&[resource_type]);
         for part in parts {
-            hasher.update(part.as_bytes());
-            hasher.update([0x1f]);
+            add_part(&mut hasher, part);
         }
         // The identifier's uuid is that of the same parts and "identifier":
         // the hash of the shared prefix is computed once.
         let mut identifier = hasher.clone();
-        identifier.update(b"identifier\x1f");
+        add_part(&mut identifier, "identifier");
         let mut value = String::with_capacity(45);
         value.push_str("urn:uuid:");
         value.push_str(&uuid_of(identifier));
@@ -280,7 +286,7 @@ impl Transaction {
         write: Write,
     ) -> MapResult<String> {
         let full_url = keyed.reference();
-        if self.entries.iter().any(|entry| entry.full_url == full_url) {
+        if self.holds(keyed) {
             return Ok(full_url);
         }
         let request = match &write {

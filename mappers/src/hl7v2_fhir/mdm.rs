@@ -27,7 +27,7 @@ use super::oru::{
     carried_document, document_content, is_cisis, is_transport_metadata, result_status, text_lines,
     visibility_labels, Carried, ResultStatus,
 };
-use super::parties::{practitioner, reference};
+use super::parties::{practitioner, reference, references};
 use super::patient::{map_patient, PatientAdditions};
 use super::support::{built, comp_of, Env, MapResult, Seg};
 
@@ -238,12 +238,7 @@ impl Mapper for MdmMapper {
                 }
             }
         }
-        builder = builder.author(
-            authors
-                .iter()
-                .map(|to| reference(to).map(Some))
-                .collect::<MapResult<Vec<_>>>()?,
-        );
+        builder = builder.author(references(&authors)?);
         if let Some(field) = txa.field(22) {
             if let Some(to) = practitioner(msg, &field.repetition(1), &env, &mut tx)? {
                 builder = builder.authenticator(reference(&to)?);

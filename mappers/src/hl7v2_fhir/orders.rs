@@ -24,7 +24,7 @@ use super::adt::{map_encounter, EncounterStatusChoice};
 use super::bundle::{Keyed, Transaction, Write};
 use super::config::PatientWrite;
 use super::datatypes::{concept, parse_dtm, system_for_authority, Dtm, V2_0203};
-use super::parties::{practitioner, reference};
+use super::parties::{practitioner, reference, references};
 use super::patient::{map_patient, PatientAdditions};
 use super::support::{built, comp_of, sub_of, whole_of, Env, MapResult, Seg};
 
@@ -368,12 +368,7 @@ impl ServiceOrder<'_, '_, '_> {
             }
         }
         builder = builder.specimen(specimens);
-        builder = builder.supporting_info(
-            supporting
-                .iter()
-                .map(|to| reference(to).map(Some))
-                .collect::<MapResult<Vec<_>>>()?,
-        );
+        builder = builder.supporting_info(references(&supporting)?);
 
         let resource = Resource::ServiceRequest(built(builder.build())?);
         let write = Write::update(&keyed.identifier);

@@ -20,7 +20,7 @@ use crate::fhir::r4b::resources::{
 };
 use crate::fhir::r4b::types::{
     Annotation, Attachment, CodeableConcept, Coding, HumanName, Identifier, Period, Quantity,
-    Range, Ratio, Reference,
+    Range, Ratio,
 };
 use crate::fhir::{Decimal, ExactDecimals};
 use crate::hl7v2::{Field, Message};
@@ -35,7 +35,7 @@ use super::datatypes::{
     codeable_concept, coding_system_uri, concept, ei_identifier, parse_dtm, system_for_authority,
     V2_0203,
 };
-use super::parties::{organization_from_xon, practitioner, reference};
+use super::parties::{organization_from_xon, practitioner, reference, references};
 use super::patient::{map_patient, map_pid, PatientAdditions};
 use super::support::{built, comp_of, default_authority, sub_of, whole_of, Env, MapResult, Seg};
 
@@ -550,7 +550,7 @@ impl<'m, 'a> Results<'m, 'a, '_, '_, '_> {
             .intent(codes::RequestIntent::Order)
             .code(code.clone())
             .subject(reference(patient)?)
-            .specimen(refs(&specimens)?)
+            .specimen(references(&specimens)?)
             .note(annotations(&group.notes)?);
         if let Some(encounter) = encounter {
             request = request.encounter(reference(encounter)?);
@@ -635,8 +635,8 @@ impl<'m, 'a> Results<'m, 'a, '_, '_, '_> {
             .category(vec![Some(category)])
             .code(code)
             .subject(reference(patient)?)
-            .specimen(refs(&specimens)?)
-            .result(refs(&results)?);
+            .specimen(references(&specimens)?)
+            .result(references(&results)?);
         if let Some(encounter) = encounter {
             report = report.encounter(reference(encounter)?);
         }
@@ -667,8 +667,8 @@ impl<'m, 'a> Results<'m, 'a, '_, '_, '_> {
             }
         }
         report = report
-            .performer(refs(&performers)?)
-            .results_interpreter(refs(&interpreters)?);
+            .performer(references(&performers)?)
+            .results_interpreter(references(&interpreters)?);
         let narrative = narrative.join("\n");
         let narrative = narrative.trim_matches('\n');
         if !narrative.trim().is_empty() {
@@ -1070,7 +1070,7 @@ impl<'m, 'a> Results<'m, 'a, '_, '_, '_> {
             observation.reference_range = vec![Some(range)];
         }
         observation.method = obx.codeable(17)?;
-        observation.performer = refs(&self.performers(tx, obx)?)?;
+        observation.performer = references(&self.performers(tx, obx)?)?;
         let resource = Resource::Observation(observation);
         tx.add(
             &keyed,
@@ -1300,7 +1300,7 @@ impl<'m, 'a> Results<'m, 'a, '_, '_, '_> {
             .status(doc_status)
             .r#type(kind)
             .subject(reference(scope.patient)?)
-            .author(refs(&self.performers(tx, obx)?)?)
+            .author(references(&self.performers(tx, obx)?)?)
             .content(vec![Some(content)]);
         builder = builder.security_label(visibility_labels(self.msg, self.cisis)?);
         if let Some(composition) = composition {
@@ -1748,10 +1748,6 @@ fn annotations(notes: &[String]) -> MapResult<Vec<Option<Annotation>>> {
         .iter()
         .map(|text| built(Annotation::builder().text(text.clone()).build()).map(Some))
         .collect()
-}
-
-fn refs(to: &[String]) -> MapResult<Vec<Option<Reference>>> {
-    to.iter().map(|to| reference(to).map(Some)).collect()
 }
 
 /// Whether the message follows the ANS profile "transmission of CDA

@@ -222,3 +222,8 @@ pub(crate) fn reference(to: &str) -> MapResult<Reference> {
     reference.reference = Some(to.to_string());
     Ok(reference)
 }
+
+/// References to entries of the Bundle, for a repeating element.
+pub(crate) fn references(to: &[String]) -> MapResult<Vec<Option<Reference>>> {
+    to.iter().map(|to| reference(to).map(Some)).collect()
+}

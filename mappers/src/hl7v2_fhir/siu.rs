@@ -25,7 +25,7 @@ use super::datatypes::text_concept;
 use super::orders::{
     duration_seconds, instant_after, keyed_by, nte_text, order_number, ts_component, walk_all, Role,
 };
-use super::parties::{location_from_pl, practitioner, reference};
+use super::parties::{location_from_pl, practitioner, reference, references};
 use super::patient::{map_pid, PatientAdditions};
 use super::support::{built, sub_of, Env, MapResult, Seg};
 
@@ -136,12 +136,7 @@ impl Mapper for SiuMapper {
             .identifier(identifiers)
             .status(status)
             .participant(participants.build()?)
-            .supporting_information(
-                observations
-                    .iter()
-                    .map(|to| reference(to).map(Some))
-                    .collect::<MapResult<Vec<_>>>()?,
-            );
+            .supporting_information(references(&observations)?);
 
         if let Some(reason) = sch.codeable(7)? {
             // The reason's text also makes the subject line.

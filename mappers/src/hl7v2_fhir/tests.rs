@@ -28,6 +28,27 @@ pub(crate) fn map_with(
     Ok((serde_json::from_str(&mapped.bundle).unwrap(), mapped.bundle))
 }
 
+/// The fullUrls of the entries holding a `kind` resource, in Bundle order.
+pub(crate) fn full_urls<'v>(bundle: &'v Value, kind: &str) -> Vec<&'v str> {
+    bundle["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["resource"]["resourceType"] == kind)
+        .map(|e| e["fullUrl"].as_str().unwrap())
+        .collect()
+}
+
+/// The `reference` of each Reference of a repeating element.
+pub(crate) fn cited(element: &Value) -> Vec<&str> {
+    element
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["reference"].as_str().unwrap())
+        .collect()
+}
+
 pub(crate) fn resources<'v>(bundle: &'v Value, kind: &str) -> Vec<&'v Value> {
     bundle["entry"]
         .as_array()
@@ -238,15 +259,9 @@ fn adt_obx_are_observations_of_the_visit() {
     }
     assert_eq!(observations[0]["note"][0]["text"], "At rest");
     assert!(text.contains(r#""value":68.50"#), "{text}");
-    let urls = |b: &Value| -> Vec<String> {
-        b["entry"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|e| e["resource"]["resourceType"] == "Observation")
-            .map(|e| e["fullUrl"].as_str().unwrap().to_string())
-            .collect()
-    };
     let a08 = a01.replace("ADT^A01^ADT_A01|A1", "ADT^A08^ADT_A01|A2");
-    assert_eq!(urls(&map_text(&a08).unwrap()), urls(&bundle));
+    assert_eq!(
+        full_urls(&map_text(&a08).unwrap(), "Observation"),
+        full_urls(&bundle, "Observation")
+    );
 }

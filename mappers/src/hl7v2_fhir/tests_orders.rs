@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use super::tests::{map_text, map_with, resources};
+use super::tests::{cited, full_urls, map_text, map_with, resources};
 use crate::mapping::{MappingErrorKind, SiteSettings};
 
 /// An SIU message: `event`, SCH-1/2, SCH-6 event reason, SCH-11 start and
@@ -210,20 +210,10 @@ fn siu_patient_observations_are_supporting_information() {
     assert_eq!(observations[0]["note"][0]["text"], "Au repos");
     assert!(observations[1].get("note").is_none(), "{}", observations[1]);
     let appointment = resources(&bundle, "Appointment")[0];
-    let cited: Vec<&Value> = appointment["supportingInformation"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| &r["reference"])
-        .collect();
-    let written: Vec<&Value> = bundle["entry"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["resource"]["resourceType"] == "Observation")
-        .map(|e| &e["fullUrl"])
-        .collect();
-    assert_eq!(cited, written);
+    assert_eq!(
+        cited(&appointment["supportingInformation"]),
+        full_urls(&bundle, "Observation")
+    );
     // The same message again gives the same Observations.
     assert_eq!(map_text(raw).unwrap(), bundle);
 }
@@ -675,18 +665,8 @@ OBX|2|ST|FAST^Fasting^L||Yes||||||F\r";
     assert!(observations.iter().all(|o| o.get("basedOn").is_none()));
     let request = resources(&bundle, "ServiceRequest")[0];
     assert_eq!(request["note"][0]["text"], "Order note");
-    let supporting: Vec<&str> = request["supportingInfo"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["reference"].as_str().unwrap())
-        .collect();
-    let urls: Vec<&str> = bundle["entry"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["resource"]["resourceType"] == "Observation")
-        .map(|e| e["fullUrl"].as_str().unwrap())
-        .collect();
-    assert_eq!(supporting, urls);
+    assert_eq!(
+        cited(&request["supportingInfo"]),
+        full_urls(&bundle, "Observation")
+    );
 }
