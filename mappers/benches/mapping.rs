@@ -77,7 +77,8 @@ fn bench_mapping(c: &mut Criterion) {
 
 /// What fhir-sdk's types cost on their own for the ORU's Bundle entries,
 /// whatever the mapping does: writing them with fhir-sdk's serde code and
-/// serde_json (no exact decimals), and cloning then dropping them (the
+/// serde_json (no exact decimals) and with Passerelle's own writer (a
+/// String per entry), and cloning then dropping them (the
 /// allocations of building the boxed elements, and freeing them). These
 /// bound from below what `oru_r01_10_obx` can reach while the mappers build
 /// fhir-sdk resources.
@@ -104,6 +105,16 @@ fn fhir_sdk_floor(
                 serde_json::to_writer(&mut out, entry).expect("writes");
             }
             out.len()
+        })
+    });
+    group.bench_function("passerelle_write_entries", |b| {
+        let none = mappers::fhir::ExactDecimals::default();
+        b.iter(|| {
+            let mut length = 0;
+            for entry in black_box(&entries) {
+                length += mappers::fhir::to_json(entry, &none).expect("writes").len();
+            }
+            length
         })
     });
     group.bench_function("clone_and_drop_entries", |b| {

@@ -1,17 +1,20 @@
-//! The streaming writer behind [`crate::fhir::to_json`]: serialises a
-//! fhir-sdk value straight to compact JSON text, writing each recorded exact
-//! decimal verbatim.
+//! The JSON writer behind [`crate::fhir::to_json`]: a serde `Serializer`
+//! that writes fhir-sdk values as compact JSON, byte for byte what
+//! serde_json writes, except that each recorded exact decimal is written
+//! as its text.
 //!
 //! fhir-sdk holds decimals as `f64`, which would print a lab value `1.50` as
 //! `1.5`; FHIR requires the decimal text to be kept. The mappers record each
 //! decimal's text at its JSON pointer, and this writer tracks the current
-//! pointer while serde drives it, so that a number whose pointer was
-//! recorded is written as that text. It replaces going through a
-//! `serde_json::Value` tree (an IndexMap per object, a key allocation per
-//! element), which dominated the time of mapping a message. Its output is
-//! byte for byte what serde_json writes for that Value tree.
+//! pointer, along the paths that lead to a recorded one only, so that a
+//! number whose pointer was recorded is written as that text.
+//!
+//! It is its own serializer rather than a wrapper around serde_json's
+//! because writing the Bundle is a third of mapping a message: struct keys
+//! are fhir-sdk's field names, written without an escape scan, strings
+//! without escapes are copied whole, and there is no per-value indirection.
+//! The tests compare its output with serde_json's.
 
-use std::cell::RefCell;
 use std::fmt::Write as _;
 
 use serde::ser::{
@@ -19,9 +22,10 @@ use serde::ser::{
     SerializeStructVariant, SerializeTuple, SerializeTupleStruct, SerializeTupleVariant,
     Serializer,
 };
-use serde_json::ser::{CompactFormatter, Formatter};
 
 use crate::fhir::FhirJsonError;
+
+type Error = serde_json::Error;
 
 /// Serialises `value` as compact JSON, each number whose JSON pointer is in
 /// `texts` written as that text (the last text wins for a pointer recorded
@@ -34,22 +38,17 @@ pub(crate) fn to_json_exact<T: Serialize + ?Sized>(
 ) -> Result<String, FhirJsonError> {
     let mut out = Vec::with_capacity(4096);
     write_json_exact(&mut out, value, texts)?;
-    String::from_utf8(out)
-        .map_err(|error| FhirJsonError::Serialise(serde_json::Error::custom(error)))
+    String::from_utf8(out).map_err(|error| FhirJsonError::Serialise(Error::custom(error)))
 }
 
 /// [`to_json_exact`] appending to `out`, so that the entries of a Bundle
-/// share one buffer. The text appended is valid UTF-8 (serde_json writes
-/// only that, and the recorded texts are `str`).
+/// share one buffer. The text appended is valid UTF-8 (strings are copied
+/// from `str`, everything else is ASCII).
 pub(crate) fn write_json_exact<T: Serialize + ?Sized>(
     out: &mut Vec<u8>,
     value: &T,
     texts: &[(String, String)],
 ) -> Result<(), FhirJsonError> {
-    if texts.is_empty() {
-        serde_json::to_writer(&mut *out, value)?;
-        return Ok(());
-    }
     // The texts of one resource are few: a scan beats hashing the pointer.
     let mut exact: Vec<Recorded<'_>> = Vec::with_capacity(texts.len());
     for (pointer, text) in texts {
@@ -62,22 +61,15 @@ pub(crate) fn write_json_exact<T: Serialize + ?Sized>(
             }),
         }
     }
-    let state = RefCell::new(State {
-        pointer: String::with_capacity(128),
+    let mut writer = JsonWriter {
+        out,
+        tracking: !exact.is_empty(),
+        pointer: String::new(),
         exact,
-        pending: None,
-    });
-    {
-        let formatter = ExactFormatter { state: &state };
-        let mut serializer = serde_json::Serializer::with_formatter(&mut *out, formatter);
-        value.serialize(Exact {
-            inner: &mut serializer,
-            state: &state,
-        })?;
-    }
-    let state = state.into_inner();
+    };
+    value.serialize(&mut writer)?;
     for (pointer, text) in texts {
-        let hit = state
+        let hit = writer
             .exact
             .iter()
             .any(|r| r.pointer == pointer.as_str() && r.hit);
@@ -98,20 +90,31 @@ struct Recorded<'d> {
     hit: bool,
 }
 
-/// The pointer of the value being written and the recorded texts.
-struct State<'d> {
+/// The output, and the pointer of the value being written.
+struct JsonWriter<'o, 'd> {
+    out: &'o mut Vec<u8>,
+    /// Whether the value being written is, or contains, a recorded
+    /// pointer; when not, `pointer` is not kept up to date below it.
+    tracking: bool,
     pointer: String,
-    /// Distinct pointers; a value whose pointer leads to none of them is
-    /// written by serde_json alone, without tracking.
+    /// Distinct pointers.
     exact: Vec<Recorded<'d>>,
-    /// The text of the number serde_json is about to write, for
-    /// [`ExactFormatter`].
-    pending: Option<&'d str>,
 }
 
-impl<'d> State<'d> {
+/// Where to return to after writing a member: the pointer length and the
+/// tracking flag of the container.
+#[derive(Clone, Copy)]
+struct Mark {
+    len: usize,
+    tracking: bool,
+}
+
+impl<'d> JsonWriter<'_, 'd> {
     /// The text recorded for the current pointer, marked as written.
     fn exact_text(&mut self) -> Option<&'d str> {
+        if !self.tracking {
+            return None;
+        }
         let pointer = self.pointer.as_str();
         let recorded = self.exact.iter_mut().find(|r| r.pointer == pointer)?;
         recorded.hit = true;
@@ -136,69 +139,122 @@ impl<'d> State<'d> {
         })
     }
 
-    /// Appends `/key` (RFC 6901 escaped); returns the length to restore.
-    fn push_key(&mut self, key: &str) -> usize {
-        let len = self.pointer.len();
-        self.pointer.push('/');
-        push_escaped(&mut self.pointer, key);
-        len
+    /// Enters member `/key` (RFC 6901 escaped) when tracking.
+    #[inline]
+    fn enter_key(&mut self, key: &str) -> Mark {
+        let mark = Mark {
+            len: self.pointer.len(),
+            tracking: self.tracking,
+        };
+        if self.tracking {
+            self.pointer.push('/');
+            push_escaped(&mut self.pointer, key);
+            self.tracking = self.leads_to_decimal();
+        }
+        mark
     }
 
-    /// Appends `/index`; returns the length to restore.
-    fn push_index(&mut self, index: usize) -> usize {
-        let len = self.pointer.len();
-        // Writing to a String cannot fail.
-        let _ = write!(self.pointer, "/{index}");
-        len
+    /// Enters element `/index` when tracking.
+    #[inline]
+    fn enter_index(&mut self, index: usize) -> Mark {
+        let mark = Mark {
+            len: self.pointer.len(),
+            tracking: self.tracking,
+        };
+        if self.tracking {
+            // Writing to a String cannot fail.
+            let _ = write!(self.pointer, "/{index}");
+            self.tracking = self.leads_to_decimal();
+        }
+        mark
     }
-}
 
-/// serde_json's compact formatter, except that a number with a recorded
-/// text (set in [`State::pending`] just before serde_json writes it) is
-/// written as that text. The texts are FHIR decimals checked by
-/// [`crate::fhir::Decimal::parse`], so valid JSON numbers. A non-finite
-/// `f64` (a decimal too large for one) reaches `write_null`: its text is
-/// written too.
-struct ExactFormatter<'s, 'd> {
-    state: &'s RefCell<State<'d>>,
-}
-
-impl ExactFormatter<'_, '_> {
-    fn pending(&self) -> Option<&str> {
-        self.state.borrow_mut().pending.take()
+    #[inline]
+    fn leave(&mut self, mark: Mark) {
+        self.pointer.truncate(mark.len);
+        self.tracking = mark.tracking;
     }
-}
 
-macro_rules! exact_numbers {
-    ($($method:ident: $type:ty),* $(,)?) => {
-        $(
-            fn $method<W: ?Sized + std::io::Write>(
-                &mut self,
-                writer: &mut W,
-                value: $type,
-            ) -> std::io::Result<()> {
-                match self.pending() {
-                    Some(text) => writer.write_all(text.as_bytes()),
-                    None => CompactFormatter.$method(writer, value),
-                }
-            }
-        )*
-    };
-}
-
-impl Formatter for ExactFormatter<'_, '_> {
-    exact_numbers!(
-        write_i8: i8, write_i16: i16, write_i32: i32, write_i64: i64, write_i128: i128,
-        write_u8: u8, write_u16: u16, write_u32: u32, write_u64: u64, write_u128: u128,
-        write_f32: f32, write_f64: f64,
-    );
-
-    fn write_null<W: ?Sized + std::io::Write>(&mut self, writer: &mut W) -> std::io::Result<()> {
-        match self.pending() {
-            Some(text) => writer.write_all(text.as_bytes()),
-            None => CompactFormatter.write_null(writer),
+    /// A number: its recorded text, else `plain`'s.
+    fn number(&mut self, plain: impl FnOnce(&mut Vec<u8>)) {
+        match self.exact_text() {
+            Some(text) => self.out.extend_from_slice(text.as_bytes()),
+            None => plain(self.out),
         }
     }
+
+    fn integer<I: itoa::Integer>(&mut self, value: I) {
+        self.number(|out| out.extend_from_slice(itoa::Buffer::new().format(value).as_bytes()));
+    }
+
+    /// An f64 as serde_json writes one: shortest round-trip text, `null`
+    /// when not finite (a recorded decimal too large for an f64 is
+    /// infinite there: its text is written).
+    fn float(&mut self, value: f64) {
+        self.number(|out| write_f64(out, value));
+    }
+
+    /// `"key":` for a struct field: fhir-sdk's field names need no
+    /// escaping, but a name that would is escaped all the same.
+    fn field_key(&mut self, first: bool, key: &str) {
+        if !first {
+            self.out.push(b',');
+        }
+        write_str(self.out, key);
+        self.out.push(b':');
+    }
+}
+
+fn write_f64(out: &mut Vec<u8>, value: f64) {
+    if value.is_finite() {
+        out.extend_from_slice(zmij::Buffer::new().format_finite(value).as_bytes());
+    } else {
+        out.extend_from_slice(b"null");
+    }
+}
+
+/// Bytes JSON strings must escape (serde_json's table: controls, `"`, `\`).
+#[inline]
+fn needs_escape(byte: u8) -> bool {
+    (byte < 0x20) | (byte == b'"') | (byte == b'\\')
+}
+
+/// `text` as a JSON string, escaped as serde_json escapes.
+#[inline]
+fn write_str(out: &mut Vec<u8>, text: &str) {
+    let bytes = text.as_bytes();
+    out.reserve(bytes.len() + 2);
+    out.push(b'"');
+    // Without an early exit the check is vectorised; escapes are rare.
+    if !bytes.iter().fold(false, |any, &b| any | needs_escape(b)) {
+        out.extend_from_slice(bytes);
+    } else {
+        let mut start = 0;
+        for (at, &byte) in bytes.iter().enumerate() {
+            if !needs_escape(byte) {
+                continue;
+            }
+            out.extend_from_slice(bytes.get(start..at).unwrap_or_default());
+            start = at + 1;
+            match byte {
+                b'"' => out.extend_from_slice(b"\\\""),
+                b'\\' => out.extend_from_slice(b"\\\\"),
+                b'\n' => out.extend_from_slice(b"\\n"),
+                b'\r' => out.extend_from_slice(b"\\r"),
+                b'\t' => out.extend_from_slice(b"\\t"),
+                0x08 => out.extend_from_slice(b"\\b"),
+                0x0c => out.extend_from_slice(b"\\f"),
+                _ => {
+                    const HEX: &[u8; 16] = b"0123456789abcdef";
+                    out.extend_from_slice(b"\\u00");
+                    out.push(HEX[usize::from(byte >> 4)]);
+                    out.push(HEX[usize::from(byte & 0xf)]);
+                }
+            }
+        }
+        out.extend_from_slice(bytes.get(start..).unwrap_or_default());
+    }
+    out.push(b'"');
 }
 
 fn push_escaped(pointer: &mut String, key: &str) {
@@ -215,477 +271,443 @@ fn push_escaped(pointer: &mut String, key: &str) {
     }
 }
 
-/// A serializer that forwards to `inner`, tracking the pointer in `state`.
-struct Exact<'s, 'd, S> {
-    inner: S,
-    state: &'s RefCell<State<'d>>,
-}
+/// serde_json writes `RawValue` as a struct with this name; no fhir-sdk
+/// type holds one, and writing it as a struct would be wrong JSON.
+const RAW_VALUE_TOKEN: &str = "$serde_json::private::RawValue";
 
-/// A value to serialise through [`Exact`] at the current pointer.
-struct Wrap<'a, 's, 'd, T: ?Sized> {
-    value: &'a T,
-    state: &'s RefCell<State<'d>>,
-}
+impl<'a, 'o, 'd> Serializer for &'a mut JsonWriter<'o, 'd> {
+    type Ok = ();
+    type Error = Error;
+    type SerializeSeq = Compound<'a, 'o, 'd>;
+    type SerializeTuple = Compound<'a, 'o, 'd>;
+    type SerializeTupleStruct = Compound<'a, 'o, 'd>;
+    type SerializeTupleVariant = Compound<'a, 'o, 'd>;
+    type SerializeMap = Compound<'a, 'o, 'd>;
+    type SerializeStruct = Compound<'a, 'o, 'd>;
+    type SerializeStructVariant = Compound<'a, 'o, 'd>;
 
-impl<T: Serialize + ?Sized> Serialize for Wrap<'_, '_, '_, T> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.value.serialize(Exact {
-            inner: serializer,
-            state: self.state,
-        })
+    fn serialize_bool(self, v: bool) -> Result<(), Error> {
+        self.out
+            .extend_from_slice(if v { b"true" } else { b"false" });
+        Ok(())
     }
-}
-
-impl<'s, 'd, S: Serializer> Exact<'s, 'd, S> {
-    /// A number: serde_json writes it, and [`ExactFormatter`] writes the
-    /// recorded text instead when there is one.
-    fn number(self, plain: impl FnOnce(S) -> Result<S::Ok, S::Error>) -> Result<S::Ok, S::Error> {
-        {
-            let mut state = self.state.borrow_mut();
-            state.pending = state.exact_text();
+    fn serialize_i8(self, v: i8) -> Result<(), Error> {
+        self.integer(v);
+        Ok(())
+    }
+    fn serialize_i16(self, v: i16) -> Result<(), Error> {
+        self.integer(v);
+        Ok(())
+    }
+    fn serialize_i32(self, v: i32) -> Result<(), Error> {
+        self.integer(v);
+        Ok(())
+    }
+    fn serialize_i64(self, v: i64) -> Result<(), Error> {
+        self.integer(v);
+        Ok(())
+    }
+    fn serialize_i128(self, v: i128) -> Result<(), Error> {
+        self.integer(v);
+        Ok(())
+    }
+    fn serialize_u8(self, v: u8) -> Result<(), Error> {
+        self.integer(v);
+        Ok(())
+    }
+    fn serialize_u16(self, v: u16) -> Result<(), Error> {
+        self.integer(v);
+        Ok(())
+    }
+    fn serialize_u32(self, v: u32) -> Result<(), Error> {
+        self.integer(v);
+        Ok(())
+    }
+    fn serialize_u64(self, v: u64) -> Result<(), Error> {
+        self.integer(v);
+        Ok(())
+    }
+    fn serialize_u128(self, v: u128) -> Result<(), Error> {
+        self.integer(v);
+        Ok(())
+    }
+    fn serialize_f32(self, v: f32) -> Result<(), Error> {
+        if self.tracking {
+            // Where a text may be recorded, as a `serde_json::Value` holds
+            // an f32: widened to f64.
+            self.float(f64::from(v));
+        } else if v.is_finite() {
+            self.out
+                .extend_from_slice(zmij::Buffer::new().format_finite(v).as_bytes());
+        } else {
+            self.out.extend_from_slice(b"null");
         }
-        let result = plain(self.inner);
-        self.state.borrow_mut().pending = None;
-        result
+        Ok(())
     }
-
-    fn push_key(&self, key: &str) -> usize {
-        self.state.borrow_mut().push_key(key)
+    fn serialize_f64(self, v: f64) -> Result<(), Error> {
+        self.float(v);
+        Ok(())
     }
-
-    fn wrap<'a, T: ?Sized>(&self, value: &'a T) -> Wrap<'a, 's, 'd, T> {
-        Wrap {
-            value,
-            state: self.state,
+    fn serialize_char(self, v: char) -> Result<(), Error> {
+        write_str(self.out, v.encode_utf8(&mut [0; 4]));
+        Ok(())
+    }
+    fn serialize_str(self, v: &str) -> Result<(), Error> {
+        write_str(self.out, v);
+        Ok(())
+    }
+    fn serialize_bytes(self, v: &[u8]) -> Result<(), Error> {
+        // serde_json writes bytes as an array of numbers.
+        let mut seq = self.serialize_seq(Some(v.len()))?;
+        for byte in v {
+            SerializeSeq::serialize_element(&mut seq, byte)?;
         }
+        SerializeSeq::end(seq)
     }
-}
-
-fn truncate(state: &RefCell<State<'_>>, len: usize) {
-    state.borrow_mut().pointer.truncate(len);
-}
-
-impl<'s, 'd, S: Serializer> Serializer for Exact<'s, 'd, S> {
-    type Ok = S::Ok;
-    type Error = S::Error;
-    type SerializeSeq = Seq<'s, 'd, S::SerializeSeq>;
-    type SerializeTuple = Seq<'s, 'd, S::SerializeTuple>;
-    type SerializeTupleStruct = Seq<'s, 'd, S::SerializeTupleStruct>;
-    type SerializeTupleVariant = Seq<'s, 'd, S::SerializeTupleVariant>;
-    type SerializeMap = Map<'s, 'd, S::SerializeMap>;
-    type SerializeStruct = Fields<'s, 'd, S::SerializeStruct>;
-    type SerializeStructVariant = Fields<'s, 'd, S::SerializeStructVariant>;
-
-    fn serialize_bool(self, v: bool) -> Result<S::Ok, S::Error> {
-        self.inner.serialize_bool(v)
+    fn serialize_none(self) -> Result<(), Error> {
+        self.serialize_unit()
     }
-    fn serialize_i8(self, v: i8) -> Result<S::Ok, S::Error> {
-        self.number(|s| s.serialize_i8(v))
-    }
-    fn serialize_i16(self, v: i16) -> Result<S::Ok, S::Error> {
-        self.number(|s| s.serialize_i16(v))
-    }
-    fn serialize_i32(self, v: i32) -> Result<S::Ok, S::Error> {
-        self.number(|s| s.serialize_i32(v))
-    }
-    fn serialize_i64(self, v: i64) -> Result<S::Ok, S::Error> {
-        self.number(|s| s.serialize_i64(v))
-    }
-    fn serialize_i128(self, v: i128) -> Result<S::Ok, S::Error> {
-        self.number(|s| s.serialize_i128(v))
-    }
-    fn serialize_u8(self, v: u8) -> Result<S::Ok, S::Error> {
-        self.number(|s| s.serialize_u8(v))
-    }
-    fn serialize_u16(self, v: u16) -> Result<S::Ok, S::Error> {
-        self.number(|s| s.serialize_u16(v))
-    }
-    fn serialize_u32(self, v: u32) -> Result<S::Ok, S::Error> {
-        self.number(|s| s.serialize_u32(v))
-    }
-    fn serialize_u64(self, v: u64) -> Result<S::Ok, S::Error> {
-        self.number(|s| s.serialize_u64(v))
-    }
-    fn serialize_u128(self, v: u128) -> Result<S::Ok, S::Error> {
-        self.number(|s| s.serialize_u128(v))
-    }
-    fn serialize_f32(self, v: f32) -> Result<S::Ok, S::Error> {
-        // A `serde_json::Value` holds an f32 as f64 and prints it so.
-        self.number(|s| s.serialize_f64(f64::from(v)))
-    }
-    fn serialize_f64(self, v: f64) -> Result<S::Ok, S::Error> {
-        self.number(|s| s.serialize_f64(v))
-    }
-    fn serialize_char(self, v: char) -> Result<S::Ok, S::Error> {
-        self.inner.serialize_char(v)
-    }
-    fn serialize_str(self, v: &str) -> Result<S::Ok, S::Error> {
-        self.inner.serialize_str(v)
-    }
-    fn serialize_bytes(self, v: &[u8]) -> Result<S::Ok, S::Error> {
-        self.inner.serialize_bytes(v)
-    }
-    fn serialize_none(self) -> Result<S::Ok, S::Error> {
-        self.inner.serialize_none()
-    }
-    fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result<S::Ok, S::Error> {
+    fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result<(), Error> {
         value.serialize(self)
     }
-    fn serialize_unit(self) -> Result<S::Ok, S::Error> {
-        self.inner.serialize_unit()
+    fn serialize_unit(self) -> Result<(), Error> {
+        // Not a number: a text recorded here is reported missing.
+        self.out.extend_from_slice(b"null");
+        Ok(())
     }
-    fn serialize_unit_struct(self, name: &'static str) -> Result<S::Ok, S::Error> {
-        self.inner.serialize_unit_struct(name)
+    fn serialize_unit_struct(self, _name: &'static str) -> Result<(), Error> {
+        self.serialize_unit()
     }
     fn serialize_unit_variant(
         self,
-        name: &'static str,
-        index: u32,
+        _name: &'static str,
+        _index: u32,
         variant: &'static str,
-    ) -> Result<S::Ok, S::Error> {
-        self.inner.serialize_unit_variant(name, index, variant)
+    ) -> Result<(), Error> {
+        self.serialize_str(variant)
     }
     fn serialize_newtype_struct<T: Serialize + ?Sized>(
         self,
         _name: &'static str,
         value: &T,
-    ) -> Result<S::Ok, S::Error> {
+    ) -> Result<(), Error> {
         // serde_json writes a newtype struct as its content.
         value.serialize(self)
     }
     fn serialize_newtype_variant<T: Serialize + ?Sized>(
         self,
-        name: &'static str,
-        index: u32,
+        _name: &'static str,
+        _index: u32,
         variant: &'static str,
         value: &T,
-    ) -> Result<S::Ok, S::Error> {
-        let len = self.push_key(variant);
-        let wrapped = self.wrap(value);
-        let state = self.state;
-        let result = self
-            .inner
-            .serialize_newtype_variant(name, index, variant, &wrapped);
-        truncate(state, len);
+    ) -> Result<(), Error> {
+        self.out.push(b'{');
+        self.field_key(true, variant);
+        let mark = self.enter_key(variant);
+        let result = value.serialize(&mut *self);
+        self.leave(mark);
+        self.out.push(b'}');
         result
     }
-    fn serialize_seq(self, len: Option<usize>) -> Result<Self::SerializeSeq, S::Error> {
-        let base = self.state.borrow().pointer.len();
-        Ok(Seq::new(self.inner.serialize_seq(len)?, self.state, base))
+    fn serialize_seq(self, _len: Option<usize>) -> Result<Compound<'a, 'o, 'd>, Error> {
+        self.out.push(b'[');
+        Ok(Compound::new(self, None, b"]"))
     }
-    fn serialize_tuple(self, len: usize) -> Result<Self::SerializeTuple, S::Error> {
-        let base = self.state.borrow().pointer.len();
-        Ok(Seq::new(self.inner.serialize_tuple(len)?, self.state, base))
+    fn serialize_tuple(self, len: usize) -> Result<Compound<'a, 'o, 'd>, Error> {
+        self.serialize_seq(Some(len))
     }
     fn serialize_tuple_struct(
         self,
-        name: &'static str,
+        _name: &'static str,
         len: usize,
-    ) -> Result<Self::SerializeTupleStruct, S::Error> {
-        let base = self.state.borrow().pointer.len();
-        Ok(Seq::new(
-            self.inner.serialize_tuple_struct(name, len)?,
-            self.state,
-            base,
-        ))
+    ) -> Result<Compound<'a, 'o, 'd>, Error> {
+        self.serialize_seq(Some(len))
     }
     fn serialize_tuple_variant(
         self,
-        name: &'static str,
-        index: u32,
+        _name: &'static str,
+        _index: u32,
         variant: &'static str,
-        len: usize,
-    ) -> Result<Self::SerializeTupleVariant, S::Error> {
-        let base = self.push_key(variant);
-        Ok(Seq::new(
-            self.inner
-                .serialize_tuple_variant(name, index, variant, len)?,
-            self.state,
-            base,
-        ))
+        _len: usize,
+    ) -> Result<Compound<'a, 'o, 'd>, Error> {
+        self.out.push(b'{');
+        self.field_key(true, variant);
+        self.out.push(b'[');
+        let mark = self.enter_key(variant);
+        Ok(Compound::new(self, Some(mark), b"]}"))
     }
-    fn serialize_map(self, len: Option<usize>) -> Result<Self::SerializeMap, S::Error> {
-        Ok(Map {
-            inner: self.inner.serialize_map(len)?,
-            state: self.state,
-            key_base: None,
-        })
+    fn serialize_map(self, _len: Option<usize>) -> Result<Compound<'a, 'o, 'd>, Error> {
+        self.out.push(b'{');
+        Ok(Compound::new(self, None, b"}"))
     }
     fn serialize_struct(
         self,
         name: &'static str,
         len: usize,
-    ) -> Result<Self::SerializeStruct, S::Error> {
-        let base = self.state.borrow().pointer.len();
-        Ok(Fields {
-            inner: self.inner.serialize_struct(name, len)?,
-            state: self.state,
-            base,
-        })
+    ) -> Result<Compound<'a, 'o, 'd>, Error> {
+        if name == RAW_VALUE_TOKEN {
+            return Err(Error::custom("raw JSON values are not written here"));
+        }
+        self.serialize_map(Some(len))
     }
     fn serialize_struct_variant(
         self,
-        name: &'static str,
-        index: u32,
+        _name: &'static str,
+        _index: u32,
         variant: &'static str,
-        len: usize,
-    ) -> Result<Self::SerializeStructVariant, S::Error> {
-        let base = self.push_key(variant);
-        Ok(Fields {
-            inner: self
-                .inner
-                .serialize_struct_variant(name, index, variant, len)?,
-            state: self.state,
-            base,
-        })
+        _len: usize,
+    ) -> Result<Compound<'a, 'o, 'd>, Error> {
+        self.out.push(b'{');
+        self.field_key(true, variant);
+        self.out.push(b'{');
+        let mark = self.enter_key(variant);
+        Ok(Compound::new(self, Some(mark), b"}}"))
     }
-    fn collect_str<T: std::fmt::Display + ?Sized>(self, value: &T) -> Result<S::Ok, S::Error> {
-        self.inner.collect_str(value)
-    }
-    fn is_human_readable(&self) -> bool {
-        self.inner.is_human_readable()
+    fn collect_str<T: std::fmt::Display + ?Sized>(self, value: &T) -> Result<(), Error> {
+        self.serialize_str(&value.to_string())
     }
 }
 
-/// Sequences, tuples and tuple variants: each element at `/index`.
-struct Seq<'s, 'd, C> {
-    inner: C,
-    state: &'s RefCell<State<'d>>,
+/// An array or object being written: its members, in order.
+struct Compound<'a, 'o, 'd> {
+    writer: &'a mut JsonWriter<'o, 'd>,
+    first: bool,
     index: usize,
-    /// The pointer length to restore at the end (before a variant's name).
-    base: usize,
+    /// Where to return after a variant's content (its name was entered).
+    variant: Option<Mark>,
+    /// For maps, where to return after the value of the current key.
+    key: Option<Mark>,
+    close: &'static [u8],
 }
 
-impl<'s, 'd, C> Seq<'s, 'd, C> {
-    fn new(inner: C, state: &'s RefCell<State<'d>>, base: usize) -> Self {
-        Seq {
-            inner,
-            state,
+impl<'a, 'o, 'd> Compound<'a, 'o, 'd> {
+    fn new(
+        writer: &'a mut JsonWriter<'o, 'd>,
+        variant: Option<Mark>,
+        close: &'static [u8],
+    ) -> Self {
+        Compound {
+            writer,
+            first: true,
             index: 0,
-            base,
+            variant,
+            key: None,
+            close,
         }
     }
 
-    fn element<E>(
-        &mut self,
-        write: impl FnOnce(&mut C, &RefCell<State<'d>>, bool) -> Result<(), E>,
-    ) -> Result<(), E> {
-        let (len, tracked) = {
-            let mut state = self.state.borrow_mut();
-            let len = state.push_index(self.index);
-            (len, state.leads_to_decimal())
-        };
+    fn element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
+        if !self.first {
+            self.writer.out.push(b',');
+        }
+        self.first = false;
+        let mark = self.writer.enter_index(self.index);
         self.index += 1;
-        let result = write(&mut self.inner, self.state, tracked);
-        truncate(self.state, len);
+        let result = value.serialize(&mut *self.writer);
+        self.writer.leave(mark);
         result
+    }
+
+    fn field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> Result<(), Error> {
+        self.writer.field_key(self.first, key);
+        self.first = false;
+        let mark = self.writer.enter_key(key);
+        let result = value.serialize(&mut *self.writer);
+        self.writer.leave(mark);
+        result
+    }
+
+    fn finish(self) -> Result<(), Error> {
+        self.writer.out.extend_from_slice(self.close);
+        if let Some(mark) = self.variant {
+            self.writer.leave(mark);
+        }
+        Ok(())
     }
 }
 
-macro_rules! seq_like {
+macro_rules! sequence {
     ($trait:ident, $method:ident) => {
-        impl<C: $trait> $trait for Seq<'_, '_, C> {
-            type Ok = C::Ok;
-            type Error = C::Error;
-            fn $method<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), C::Error> {
-                self.element(|inner, state, tracked| {
-                    if tracked {
-                        inner.$method(&Wrap { value, state })
-                    } else {
-                        inner.$method(value)
-                    }
-                })
+        impl $trait for Compound<'_, '_, '_> {
+            type Ok = ();
+            type Error = Error;
+            fn $method<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
+                self.element(value)
             }
-            fn end(self) -> Result<C::Ok, C::Error> {
-                truncate(self.state, self.base);
-                self.inner.end()
+            fn end(self) -> Result<(), Error> {
+                self.finish()
             }
         }
     };
 }
 
-seq_like!(SerializeSeq, serialize_element);
-seq_like!(SerializeTuple, serialize_element);
-seq_like!(SerializeTupleStruct, serialize_field);
-seq_like!(SerializeTupleVariant, serialize_field);
+sequence!(SerializeSeq, serialize_element);
+sequence!(SerializeTuple, serialize_element);
+sequence!(SerializeTupleStruct, serialize_field);
+sequence!(SerializeTupleVariant, serialize_field);
 
-/// Structs and struct variants: each field at `/name`.
-struct Fields<'s, 'd, C> {
-    inner: C,
-    state: &'s RefCell<State<'d>>,
-    /// The pointer length to restore at the end (before a variant's name).
-    base: usize,
-}
-
-macro_rules! fields_like {
+macro_rules! fields {
     ($trait:ident) => {
-        impl<C: $trait> $trait for Fields<'_, '_, C> {
-            type Ok = C::Ok;
-            type Error = C::Error;
+        impl $trait for Compound<'_, '_, '_> {
+            type Ok = ();
+            type Error = Error;
             fn serialize_field<T: Serialize + ?Sized>(
                 &mut self,
                 key: &'static str,
                 value: &T,
-            ) -> Result<(), C::Error> {
-                let (len, tracked) = {
-                    let mut state = self.state.borrow_mut();
-                    let len = state.push_key(key);
-                    (len, state.leads_to_decimal())
-                };
-                let state = self.state;
-                let result = if tracked {
-                    self.inner.serialize_field(key, &Wrap { value, state })
-                } else {
-                    self.inner.serialize_field(key, value)
-                };
-                truncate(state, len);
-                result
+            ) -> Result<(), Error> {
+                self.field(key, value)
             }
-            fn skip_field(&mut self, key: &'static str) -> Result<(), C::Error> {
-                self.inner.skip_field(key)
-            }
-            fn end(self) -> Result<C::Ok, C::Error> {
-                truncate(self.state, self.base);
-                self.inner.end()
+            fn end(self) -> Result<(), Error> {
+                self.finish()
             }
         }
     };
 }
 
-fields_like!(SerializeStruct);
-fields_like!(SerializeStructVariant);
+fields!(SerializeStruct);
+fields!(SerializeStructVariant);
 
-/// Maps (and structs with `#[serde(flatten)]` fields): each value at `/key`.
-struct Map<'s, 'd, C> {
-    inner: C,
-    state: &'s RefCell<State<'d>>,
-    /// The pointer length before the current key, between key and value.
-    key_base: Option<usize>,
-}
+/// Maps (and structs with `#[serde(flatten)]` fields): keys written as
+/// serde_json writes map keys, each value at `/key`.
+impl SerializeMap for Compound<'_, '_, '_> {
+    type Ok = ();
+    type Error = Error;
 
-impl<C: SerializeMap> SerializeMap for Map<'_, '_, C> {
-    type Ok = C::Ok;
-    type Error = C::Error;
-
-    fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result<(), C::Error> {
-        self.inner.serialize_key(key)?;
-        let mut state = self.state.borrow_mut();
-        let len = state.pointer.len();
-        state.pointer.push('/');
+    fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result<(), Error> {
+        if !self.first {
+            self.writer.out.push(b',');
+        }
+        self.first = false;
+        let mark = Mark {
+            len: self.writer.pointer.len(),
+            tracking: self.writer.tracking,
+        };
         key.serialize(KeyText {
-            pointer: &mut state.pointer,
-        })
-        .map_err(C::Error::custom)?;
-        self.key_base = Some(len);
+            writer: &mut *self.writer,
+        })?;
+        self.writer.out.push(b':');
+        if self.writer.tracking {
+            self.writer.tracking = self.writer.leads_to_decimal();
+        }
+        self.key = Some(mark);
         Ok(())
     }
 
-    fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), C::Error> {
-        let state = self.state;
-        let tracked = state.borrow().leads_to_decimal();
-        let result = if tracked {
-            self.inner.serialize_value(&Wrap { value, state })
-        } else {
-            self.inner.serialize_value(value)
-        };
-        if let Some(len) = self.key_base.take() {
-            truncate(state, len);
+    fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
+        let result = value.serialize(&mut *self.writer);
+        if let Some(mark) = self.key.take() {
+            self.writer.leave(mark);
         }
         result
     }
 
-    fn end(self) -> Result<C::Ok, C::Error> {
-        self.inner.end()
+    fn end(self) -> Result<(), Error> {
+        self.finish()
     }
 }
 
-/// Appends a map key's text, pointer-escaped, to the pointer. Accepts the
-/// keys serde_json accepts.
-struct KeyText<'a> {
-    pointer: &'a mut String,
+/// Writes a map key as serde_json does (strings, and numbers and booleans
+/// as strings) and, when tracking, appends it to the pointer.
+struct KeyText<'w, 'o, 'd> {
+    writer: &'w mut JsonWriter<'o, 'd>,
 }
 
-impl KeyText<'_> {
-    fn display(self, value: impl std::fmt::Display) -> Result<(), serde_json::Error> {
-        write!(self.pointer, "{value}").map_err(serde_json::Error::custom)
+impl KeyText<'_, '_, '_> {
+    fn text(self, text: &str) -> Result<(), Error> {
+        write_str(self.writer.out, text);
+        if self.writer.tracking {
+            self.writer.pointer.push('/');
+            push_escaped(&mut self.writer.pointer, text);
+        }
+        Ok(())
+    }
+
+    fn display<I: itoa::Integer>(self, value: I) -> Result<(), Error> {
+        self.text(itoa::Buffer::new().format(value))
+    }
+
+    fn float<F: zmij::Float>(self, value: F, finite: bool) -> Result<(), Error> {
+        if !finite {
+            return Err(key_must_be_a_string());
+        }
+        self.text(zmij::Buffer::new().format_finite(value))
     }
 }
 
-fn key_must_be_a_string() -> serde_json::Error {
-    serde_json::Error::custom("key must be a string")
+fn key_must_be_a_string() -> Error {
+    Error::custom("key must be a string")
 }
 
-impl<'a> Serializer for KeyText<'a> {
+impl Serializer for KeyText<'_, '_, '_> {
     type Ok = ();
-    type Error = serde_json::Error;
-    type SerializeSeq = Impossible<(), serde_json::Error>;
-    type SerializeTuple = Impossible<(), serde_json::Error>;
-    type SerializeTupleStruct = Impossible<(), serde_json::Error>;
-    type SerializeTupleVariant = Impossible<(), serde_json::Error>;
-    type SerializeMap = Impossible<(), serde_json::Error>;
-    type SerializeStruct = Impossible<(), serde_json::Error>;
-    type SerializeStructVariant = Impossible<(), serde_json::Error>;
+    type Error = Error;
+    type SerializeSeq = Impossible<(), Error>;
+    type SerializeTuple = Impossible<(), Error>;
+    type SerializeTupleStruct = Impossible<(), Error>;
+    type SerializeTupleVariant = Impossible<(), Error>;
+    type SerializeMap = Impossible<(), Error>;
+    type SerializeStruct = Impossible<(), Error>;
+    type SerializeStructVariant = Impossible<(), Error>;
 
-    fn serialize_str(self, v: &str) -> Result<(), serde_json::Error> {
-        push_escaped(self.pointer, v);
-        Ok(())
+    fn serialize_str(self, v: &str) -> Result<(), Error> {
+        self.text(v)
     }
-    fn serialize_char(self, v: char) -> Result<(), serde_json::Error> {
-        push_escaped(self.pointer, v.encode_utf8(&mut [0; 4]));
-        Ok(())
+    fn serialize_char(self, v: char) -> Result<(), Error> {
+        self.text(v.encode_utf8(&mut [0; 4]))
     }
-    fn serialize_bool(self, v: bool) -> Result<(), serde_json::Error> {
+    fn serialize_bool(self, v: bool) -> Result<(), Error> {
+        self.text(if v { "true" } else { "false" })
+    }
+    fn serialize_i8(self, v: i8) -> Result<(), Error> {
         self.display(v)
     }
-    fn serialize_i8(self, v: i8) -> Result<(), serde_json::Error> {
+    fn serialize_i16(self, v: i16) -> Result<(), Error> {
         self.display(v)
     }
-    fn serialize_i16(self, v: i16) -> Result<(), serde_json::Error> {
+    fn serialize_i32(self, v: i32) -> Result<(), Error> {
         self.display(v)
     }
-    fn serialize_i32(self, v: i32) -> Result<(), serde_json::Error> {
+    fn serialize_i64(self, v: i64) -> Result<(), Error> {
         self.display(v)
     }
-    fn serialize_i64(self, v: i64) -> Result<(), serde_json::Error> {
+    fn serialize_i128(self, v: i128) -> Result<(), Error> {
         self.display(v)
     }
-    fn serialize_i128(self, v: i128) -> Result<(), serde_json::Error> {
+    fn serialize_u8(self, v: u8) -> Result<(), Error> {
         self.display(v)
     }
-    fn serialize_u8(self, v: u8) -> Result<(), serde_json::Error> {
+    fn serialize_u16(self, v: u16) -> Result<(), Error> {
         self.display(v)
     }
-    fn serialize_u16(self, v: u16) -> Result<(), serde_json::Error> {
+    fn serialize_u32(self, v: u32) -> Result<(), Error> {
         self.display(v)
     }
-    fn serialize_u32(self, v: u32) -> Result<(), serde_json::Error> {
+    fn serialize_u64(self, v: u64) -> Result<(), Error> {
         self.display(v)
     }
-    fn serialize_u64(self, v: u64) -> Result<(), serde_json::Error> {
+    fn serialize_u128(self, v: u128) -> Result<(), Error> {
         self.display(v)
     }
-    fn serialize_u128(self, v: u128) -> Result<(), serde_json::Error> {
-        self.display(v)
+    fn serialize_f32(self, v: f32) -> Result<(), Error> {
+        self.float(v, v.is_finite())
     }
-    fn serialize_f32(self, v: f32) -> Result<(), serde_json::Error> {
-        self.display(v)
+    fn serialize_f64(self, v: f64) -> Result<(), Error> {
+        self.float(v, v.is_finite())
     }
-    fn serialize_f64(self, v: f64) -> Result<(), serde_json::Error> {
-        self.display(v)
-    }
-    fn serialize_bytes(self, _v: &[u8]) -> Result<(), serde_json::Error> {
+    fn serialize_bytes(self, _v: &[u8]) -> Result<(), Error> {
         Err(key_must_be_a_string())
     }
-    fn serialize_none(self) -> Result<(), serde_json::Error> {
+    fn serialize_none(self) -> Result<(), Error> {
         Err(key_must_be_a_string())
     }
-    fn serialize_some<T: Serialize + ?Sized>(self, _value: &T) -> Result<(), serde_json::Error> {
+    fn serialize_some<T: Serialize + ?Sized>(self, _value: &T) -> Result<(), Error> {
         Err(key_must_be_a_string())
     }
-    fn serialize_unit(self) -> Result<(), serde_json::Error> {
+    fn serialize_unit(self) -> Result<(), Error> {
         Err(key_must_be_a_string())
     }
-    fn serialize_unit_struct(self, _name: &'static str) -> Result<(), serde_json::Error> {
+    fn serialize_unit_struct(self, _name: &'static str) -> Result<(), Error> {
         Err(key_must_be_a_string())
     }
     fn serialize_unit_variant(
@@ -693,14 +715,14 @@ impl<'a> Serializer for KeyText<'a> {
         _name: &'static str,
         _index: u32,
         variant: &'static str,
-    ) -> Result<(), serde_json::Error> {
+    ) -> Result<(), Error> {
         self.serialize_str(variant)
     }
     fn serialize_newtype_struct<T: Serialize + ?Sized>(
         self,
         _name: &'static str,
         value: &T,
-    ) -> Result<(), serde_json::Error> {
+    ) -> Result<(), Error> {
         value.serialize(self)
     }
     fn serialize_newtype_variant<T: Serialize + ?Sized>(
@@ -709,20 +731,20 @@ impl<'a> Serializer for KeyText<'a> {
         _index: u32,
         _variant: &'static str,
         _value: &T,
-    ) -> Result<(), serde_json::Error> {
+    ) -> Result<(), Error> {
         Err(key_must_be_a_string())
     }
-    fn serialize_seq(self, _len: Option<usize>) -> Result<Self::SerializeSeq, serde_json::Error> {
+    fn serialize_seq(self, _len: Option<usize>) -> Result<Self::SerializeSeq, Error> {
         Err(key_must_be_a_string())
     }
-    fn serialize_tuple(self, _len: usize) -> Result<Self::SerializeTuple, serde_json::Error> {
+    fn serialize_tuple(self, _len: usize) -> Result<Self::SerializeTuple, Error> {
         Err(key_must_be_a_string())
     }
     fn serialize_tuple_struct(
         self,
         _name: &'static str,
         _len: usize,
-    ) -> Result<Self::SerializeTupleStruct, serde_json::Error> {
+    ) -> Result<Self::SerializeTupleStruct, Error> {
         Err(key_must_be_a_string())
     }
     fn serialize_tuple_variant(
@@ -731,17 +753,17 @@ impl<'a> Serializer for KeyText<'a> {
         _index: u32,
         _variant: &'static str,
         _len: usize,
-    ) -> Result<Self::SerializeTupleVariant, serde_json::Error> {
+    ) -> Result<Self::SerializeTupleVariant, Error> {
         Err(key_must_be_a_string())
     }
-    fn serialize_map(self, _len: Option<usize>) -> Result<Self::SerializeMap, serde_json::Error> {
+    fn serialize_map(self, _len: Option<usize>) -> Result<Self::SerializeMap, Error> {
         Err(key_must_be_a_string())
     }
     fn serialize_struct(
         self,
         _name: &'static str,
         _len: usize,
-    ) -> Result<Self::SerializeStruct, serde_json::Error> {
+    ) -> Result<Self::SerializeStruct, Error> {
         Err(key_must_be_a_string())
     }
     fn serialize_struct_variant(
@@ -750,7 +772,7 @@ impl<'a> Serializer for KeyText<'a> {
         _index: u32,
         _variant: &'static str,
         _len: usize,
-    ) -> Result<Self::SerializeStructVariant, serde_json::Error> {
+    ) -> Result<Self::SerializeStructVariant, Error> {
         Err(key_must_be_a_string())
     }
 }
@@ -922,6 +944,50 @@ mod tests {
         ]);
         assert_same(&value, &recorded);
         assert_same(&value, &texts(&[("/0/1/New", "0.10")]));
+    }
+
+    proptest::proptest! {
+        /// Without recorded texts the writer is serde_json: strings with
+        /// any character, every kind of number, map keys of every kind
+        /// serde_json accepts.
+        #[test]
+        fn without_texts_the_bytes_are_serde_jsons(
+            text in proptest::prelude::any::<String>(),
+            float in proptest::prelude::any::<f64>(),
+            single in proptest::prelude::any::<f32>(),
+            integer in proptest::prelude::any::<i64>(),
+            wide in proptest::prelude::any::<u128>(),
+            flag in proptest::prelude::any::<bool>(),
+            bytes in proptest::prelude::any::<Vec<u8>>(),
+        ) {
+            let value = (
+                &text,
+                float,
+                single,
+                integer,
+                wide,
+                text.chars().next(),
+                serde_bytes_like(&bytes),
+                BTreeMap::from([(text.clone(), integer)]),
+                BTreeMap::from([(integer, flag)]),
+                BTreeMap::from([(flag, ())]),
+            );
+            proptest::prop_assert_eq!(
+                to_json_exact(&value, &[]).unwrap(),
+                serde_json::to_string(&value).unwrap()
+            );
+        }
+    }
+
+    /// Bytes through `serialize_bytes` (a `Vec<u8>` is a sequence).
+    fn serde_bytes_like(bytes: &[u8]) -> impl Serialize + '_ {
+        struct Bytes<'b>(&'b [u8]);
+        impl Serialize for Bytes<'_> {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_bytes(self.0)
+            }
+        }
+        Bytes(bytes)
     }
 
     /// A decimal too large for an f64 is infinite there, which serde_json

@@ -44,7 +44,12 @@ impl Charset {
     }
 
     pub fn decode(self, bytes: &[u8]) -> Cow<'_, str> {
-        if bytes.is_ascii() {
+        if self == Charset::Utf8 {
+            // One pass: UTF-8 validation has its own ASCII fast path.
+            if let Ok(text) = std::str::from_utf8(bytes) {
+                return Cow::Borrowed(text);
+            }
+        } else if bytes.is_ascii() {
             // ASCII is the same in every supported charset.
             return Cow::Borrowed(std::str::from_utf8(bytes).unwrap_or_default());
         }

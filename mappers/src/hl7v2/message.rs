@@ -340,14 +340,13 @@ impl<'a> Field<'a> {
         Field { raw, ..*self }
     }
 
-    pub fn repetitions(&self) -> impl Iterator<Item = Field<'a>> + '_ {
+    pub fn repetitions(&self) -> impl Iterator<Item = Field<'a>> + 'a {
         let whole = *self;
-        let parts: Box<dyn Iterator<Item = &'a [u8]>> = if self.atomic {
-            Box::new(std::iter::once(self.raw))
-        } else {
-            Box::new(self.raw.split(move |b| *b == whole.delimiters.repetition))
-        };
-        parts.map(move |raw| Field { raw, ..whole })
+        // An atomic field never splits: one part, the whole field.
+        let separator = self.delimiters.repetition;
+        self.raw
+            .split(move |b| !whole.atomic && *b == separator)
+            .map(move |raw| Field { raw, ..whole })
     }
 
     /// Component `n` (from 1) of this (single-repetition) value.
@@ -381,9 +380,106 @@ impl<'a> Field<'a> {
     }
 }
 
+/// How many field separators [`IndexedSegment`] records; fields past them
+/// are found by scanning, as [`Segment::field`] finds every field.
+const INDEXED_SEPARATORS: usize = 32;
+
+/// A segment with the positions of its field separators found in one
+/// scan, for readers that take many fields of one segment: the FHIR
+/// mappings read some twenty fields of each OBX, and finding each from the
+/// segment's start cost more than reading it. Gives exactly what
+/// [`Segment::field`] gives.
+#[derive(Debug, Clone, Copy)]
+pub struct IndexedSegment<'a> {
+    segment: Segment<'a>,
+    separators: [u32; INDEXED_SEPARATORS],
+    /// Separators recorded in `separators`.
+    count: usize,
+    /// Whether `separators` holds every separator of the segment.
+    complete: bool,
+}
+
+impl<'a> IndexedSegment<'a> {
+    pub fn new(segment: Segment<'a>) -> Self {
+        let mut index = IndexedSegment {
+            segment,
+            separators: [0; INDEXED_SEPARATORS],
+            count: 0,
+            complete: false,
+        };
+        // MSH-1 and MSH-2 are special (the separator is a field): MSH is
+        // read rarely, through `Segment::field`.
+        if segment.is_msh() || u32::try_from(segment.raw.len()).is_err() {
+            return index;
+        }
+        let separator = segment.delimiters.field;
+        for (at, byte) in segment.raw.iter().enumerate() {
+            if *byte != separator {
+                continue;
+            }
+            let (Some(slot), Ok(at)) = (index.separators.get_mut(index.count), u32::try_from(at))
+            else {
+                return index;
+            };
+            *slot = at;
+            index.count += 1;
+        }
+        index.complete = true;
+        index
+    }
+
+    pub fn segment(&self) -> Segment<'a> {
+        self.segment
+    }
+
+    /// Field `n` in HL7 numbering, as [`Segment::field`].
+    pub fn field(&self, n: usize) -> Option<Field<'a>> {
+        if !self.complete && n >= self.count {
+            return self.segment.field(n);
+        }
+        if n == 0 || n > self.count {
+            // Field 0 is the segment ID; past the last separator, absent.
+            return None;
+        }
+        let start = usize::try_from(*self.separators.get(n - 1)?).ok()? + 1;
+        let end = match self.separators.get(n).filter(|_| n < self.count) {
+            Some(end) => usize::try_from(*end).ok()?,
+            None => self.segment.raw.len(),
+        };
+        Some(Field {
+            raw: self.segment.raw.get(start..end)?,
+            delimiters: self.segment.delimiters,
+            atomic: false,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_indexed_segment_gives_what_the_segment_gives() {
+        let many = format!("ZZZ{}\r", "|f".repeat(INDEXED_SEPARATORS + 5));
+        let raw = format!(
+            "{}{many}PID|||a~b||x^y\rNTE\rZZ1|\rOBX|1|NM|A||1.50|\r",
+            String::from_utf8_lossy(ADT)
+        );
+        let message = Message::parse(raw.as_bytes()).unwrap();
+        for segment in message.segments() {
+            let indexed = IndexedSegment::new(segment);
+            for n in 0..INDEXED_SEPARATORS + 10 {
+                let expected = segment.field(n).map(|f| (f.raw, f.atomic));
+                let got = indexed.field(n).map(|f| (f.raw, f.atomic));
+                assert_eq!(
+                    got,
+                    expected,
+                    "{:?} field {n}",
+                    String::from_utf8_lossy(segment.name())
+                );
+            }
+        }
+    }
 
     const ADT: &[u8] = b"MSH|^~\\&|APP|FAC|GW|GWF|20240101120000||ADT^A01^ADT_A01|CTRL1|P|2.5|||AL|NE||8859/1\rEVN|A01\rPID|1||123^^^A~456^^^B^NI||DUPONT^Jean^^^^^L~MARTIN^Jean^^^^^D||19800101|M\rOBX|1|NM|A||1.50\rOBX|2|ST|B||x\\S\\y\r";
 

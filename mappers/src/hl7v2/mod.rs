@@ -25,6 +25,6 @@ pub use error::{ParseError, ParseErrorKind};
 pub use escape::{escape, unescape};
 pub use fuzzing::{build_ack_for_bench, fuzz_check};
 pub use header::{validate_header, HeaderError, Version};
-pub use message::{Field, Message, Segment};
+pub use message::{Field, IndexedSegment, Message, Segment};
 pub use path::{parse_path, Path, PathError};
 pub use split::split_messages;

@@ -213,7 +213,10 @@ impl Keyed {
     }
 
     pub fn reference(&self) -> String {
-        format!("urn:uuid:{}", self.uuid)
+        let mut reference = String::with_capacity(9 + self.uuid.len());
+        reference.push_str("urn:uuid:");
+        reference.push_str(&self.uuid);
+        reference
     }
 
     /// Whether the identifier is a derived `urn:uuid` (not a business one).
@@ -328,6 +331,7 @@ impl Transaction {
     /// Bundle's; the text is the one fhir-sdk's `Bundle` would serialise to
     /// (a test compares).
     pub fn finish(self, patient_key: Option<String>) -> MapResult<MappedBundle> {
+        const NO_DECIMALS: ExactDecimals = ExactDecimals::none();
         let cannot_write =
             |error| MappingError::internal(format!("cannot write the Bundle: {error}"));
         let mut bundle = Vec::with_capacity(2048 * (self.entries.len() + 1));
@@ -335,13 +339,11 @@ impl Transaction {
         for (index, entry) in self.entries.iter().enumerate() {
             bundle.extend_from_slice(if index == 0 { br#","entry":["# } else { b"," });
             bundle.extend_from_slice(br#"{"fullUrl":"#);
-            serde_json::to_writer(&mut bundle, &entry.full_url)
-                .map_err(|error| cannot_write(error.into()))?;
+            write_json(&mut bundle, &entry.full_url, &NO_DECIMALS).map_err(cannot_write)?;
             bundle.extend_from_slice(br#","resource":"#);
             write_json(&mut bundle, &entry.resource, &entry.decimals).map_err(cannot_write)?;
             bundle.extend_from_slice(br#","request":"#);
-            serde_json::to_writer(&mut bundle, &entry.request)
-                .map_err(|error| cannot_write(error.into()))?;
+            write_json(&mut bundle, &entry.request, &NO_DECIMALS).map_err(cannot_write)?;
             bundle.push(b'}');
         }
         if !self.entries.is_empty() {

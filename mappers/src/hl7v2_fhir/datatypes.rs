@@ -4,6 +4,8 @@
 //! Address and ContactPoint, and the code-system names HL7 v2 uses to FHIR
 //! system URIs.
 
+use std::borrow::Cow;
+
 use fhir_sdk::time::{self, Month, OffsetDateTime, PrimitiveDateTime, UtcOffset};
 use fhir_sdk::{Date, DateTime, Instant};
 
@@ -14,7 +16,7 @@ use crate::fhir::r4b::types::{
 };
 use crate::hl7v2::{Field, Message};
 
-use super::support::{built, comp_of, sub_of, whole_of, Env, MapResult, Seg};
+use super::support::{built, comp_of, comp_str_of, sub_of, whole_of, Env, MapResult, Seg};
 
 /// An HL7 v2 DTM as sent: `YYYY[MM[DD[HH[MM[SS[.S[S[S[S]]]]]]]]][+/-ZZZZ]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -189,7 +191,7 @@ impl Dtm {
 
 impl Seg<'_, '_> {
     fn dtm(&self, n: usize) -> MapResult<Option<Dtm>> {
-        match self.comp(n, 1) {
+        match self.comp_str(n, 1) {
             None => Ok(None),
             Some(text) => parse_dtm(&text)
                 .map(Some)
@@ -262,51 +264,75 @@ impl Seg<'_, '_> {
 
 /// The FHIR system URI for an HL7 v2 coding-system name (CWE-3), `None`
 /// for local systems that have no URI (the code is kept without a system).
-pub(crate) fn coding_system_uri(name: &str) -> Option<String> {
-    let upper = name.trim().to_ascii_uppercase();
-    let known = match upper.as_str() {
-        "LN" | "LOINC" => "http://loinc.org",
-        "SCT" | "SNM" | "SNOMED" | "SNOMED-CT" | "SNOMEDCT" => "http://snomed.info/sct",
-        "I10" | "ICD10" | "ICD-10" => "http://hl7.org/fhir/sid/icd-10",
-        "I10C" | "ICD10CM" => "http://hl7.org/fhir/sid/icd-10-cm",
-        "I9" | "I9C" | "ICD9" => "http://hl7.org/fhir/sid/icd-9-cm",
-        "CIM10" | "CIM-10" => "https://smt.esante.gouv.fr/terminologie-cim-10/",
-        "UCUM" | "ANS+" => "http://unitsofmeasure.org",
-        "CVX" => "http://hl7.org/fhir/sid/cvx",
-        "MVX" => "http://hl7.org/fhir/sid/mvx",
-        "NDC" => "http://hl7.org/fhir/sid/ndc",
-        "RXNORM" | "RXN" => "http://www.nlm.nih.gov/research/umls/rxnorm",
-        "ATC" | "WHOATC" => "http://www.whocc.no/atc",
-        "CPT" | "C4" => "http://www.ama-assn.org/go/cpt",
-        "NUCC" => "http://nucc.org/provider-taxonomy",
-        "NCIT" => "http://ncicb.nci.nih.gov/xml/owl/EVS/Thesaurus.owl",
-        "CDCPHINVS" => "urn:oid:2.16.840.1.114222.4.5.274",
-        "ISO3166" | "ISO3166_1" => "urn:iso:std:iso:3166",
-        "UCD" => "urn:oid:1.2.250.1.213.2.3.2",
-        "CIP" => "urn:oid:1.2.250.1.213.2.3.1",
-        "CCAM" => "https://smt.esante.gouv.fr/terminologie-ccam/",
-        "LPDOCUMENT" | "LP" => "http://loinc.org",
-        _ => {
-            // HL7 tables: HL70078 / HL7nnnn → the v2 code system.
-            if let Some(table) = upper.strip_prefix("HL7") {
-                if table.len() == 4 && table.bytes().all(|b| b.is_ascii_digit()) {
-                    return Some(format!("http://terminology.hl7.org/CodeSystem/v2-{table}"));
-                }
-            }
-            if is_oid(name.trim()) {
-                return Some(format!("urn:oid:{}", name.trim()));
-            }
-            if name.starts_with("http://")
-                || name.starts_with("https://")
-                || name.starts_with("urn:")
-            {
-                return Some(name.trim().to_string());
-            }
-            return None;
+pub(crate) fn coding_system_uri(name: &str) -> Option<Cow<'static, str>> {
+    let name = name.trim();
+    // A scan without allocating: this runs for every coded value.
+    if let Some((_, uri)) = KNOWN_CODING_SYSTEMS
+        .iter()
+        .find(|(names, _)| names.iter().any(|known| known.eq_ignore_ascii_case(name)))
+    {
+        return Some(Cow::Borrowed(uri));
+    }
+    // HL7 tables: HL70078 / HL7nnnn → the v2 code system.
+    if let Some(table) = name
+        .get(..3)
+        .filter(|prefix| prefix.eq_ignore_ascii_case("HL7"))
+        .and_then(|_| name.get(3..))
+    {
+        if table.len() == 4 && table.bytes().all(|b| b.is_ascii_digit()) {
+            return Some(Cow::Owned(format!(
+                "http://terminology.hl7.org/CodeSystem/v2-{table}"
+            )));
         }
-    };
-    Some(known.to_string())
+    }
+    if is_oid(name) {
+        return Some(Cow::Owned(format!("urn:oid:{name}")));
+    }
+    if name.starts_with("http://") || name.starts_with("https://") || name.starts_with("urn:") {
+        return Some(Cow::Owned(name.to_string()));
+    }
+    None
 }
+
+/// HL7 v2 coding-system names (compared without case) and their FHIR URIs.
+const KNOWN_CODING_SYSTEMS: &[(&[&str], &str)] = &[
+    (&["LN", "LOINC"], "http://loinc.org"),
+    (
+        &["SCT", "SNM", "SNOMED", "SNOMED-CT", "SNOMEDCT"],
+        "http://snomed.info/sct",
+    ),
+    (
+        &["I10", "ICD10", "ICD-10"],
+        "http://hl7.org/fhir/sid/icd-10",
+    ),
+    (&["I10C", "ICD10CM"], "http://hl7.org/fhir/sid/icd-10-cm"),
+    (&["I9", "I9C", "ICD9"], "http://hl7.org/fhir/sid/icd-9-cm"),
+    (
+        &["CIM10", "CIM-10"],
+        "https://smt.esante.gouv.fr/terminologie-cim-10/",
+    ),
+    (&["UCUM", "ANS+"], "http://unitsofmeasure.org"),
+    (&["CVX"], "http://hl7.org/fhir/sid/cvx"),
+    (&["MVX"], "http://hl7.org/fhir/sid/mvx"),
+    (&["NDC"], "http://hl7.org/fhir/sid/ndc"),
+    (
+        &["RXNORM", "RXN"],
+        "http://www.nlm.nih.gov/research/umls/rxnorm",
+    ),
+    (&["ATC", "WHOATC"], "http://www.whocc.no/atc"),
+    (&["CPT", "C4"], "http://www.ama-assn.org/go/cpt"),
+    (&["NUCC"], "http://nucc.org/provider-taxonomy"),
+    (
+        &["NCIT"],
+        "http://ncicb.nci.nih.gov/xml/owl/EVS/Thesaurus.owl",
+    ),
+    (&["CDCPHINVS"], "urn:oid:2.16.840.1.114222.4.5.274"),
+    (&["ISO3166", "ISO3166_1"], "urn:iso:std:iso:3166"),
+    (&["UCD"], "urn:oid:1.2.250.1.213.2.3.2"),
+    (&["CIP"], "urn:oid:1.2.250.1.213.2.3.1"),
+    (&["CCAM"], "https://smt.esante.gouv.fr/terminologie-ccam/"),
+    (&["LPDOCUMENT", "LP"], "http://loinc.org"),
+];
 
 pub(crate) fn is_oid(text: &str) -> bool {
     let mut parts = 0;
@@ -352,11 +378,11 @@ pub(crate) fn codeable_concept<'a>(
 ) -> MapResult<Option<CodeableConcept>> {
     let mut codings = Vec::new();
     for (code_at, text_at, system_at) in [(1, 2, 3), (4, 5, 6)] {
-        let Some(code) = comp_of(msg, rep, code_at) else {
+        let Some(code) = comp_str_of(msg, rep, code_at) else {
             continue;
         };
-        let display = comp_of(msg, rep, text_at);
-        let system = comp_of(msg, rep, system_at).and_then(|s| coding_system_uri(&s));
+        let display = comp_str_of(msg, rep, text_at);
+        let system = comp_str_of(msg, rep, system_at).and_then(|s| coding_system_uri(&s));
         codings.push(Some(coding(system.as_deref(), &code, display.as_deref())?));
     }
     let text = comp_of(msg, rep, 9).or_else(|| match codings.is_empty() {

@@ -7,6 +7,8 @@
 //! contents (ED decoding, Binary entries, result status) and the ANS
 //! "transmission of CDA documents over HL7 v2" (CI-SIS) conventions.
 
+use std::borrow::Cow;
+
 use fhir_sdk::time;
 use fhir_sdk::{Base64Binary, Time};
 use serde_json::Value;
@@ -37,7 +39,10 @@ use super::datatypes::{
 };
 use super::parties::{organization_from_xon, practitioner, reference, references};
 use super::patient::{map_patient, map_pid, PatientAdditions};
-use super::support::{built, comp_of, default_authority, sub_of, whole_of, Env, MapResult, Seg};
+use super::support::{
+    ascii_upper, built, comp_of, comp_str_of, default_authority, sub_of, whole_of, Env, MapResult,
+    Seg,
+};
 
 const OBSERVATION_CATEGORY: &str = "http://terminology.hl7.org/CodeSystem/observation-category";
 const INTERPRETATION: &str = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation";
@@ -943,20 +948,29 @@ impl<'m, 'a> Results<'m, 'a, '_, '_, '_> {
         if is_transport_metadata(obx, self.cisis) {
             return Ok(None);
         }
-        let value_type = obx.text(2).unwrap_or_default().to_ascii_uppercase();
-        let set_id = obx.text(1).unwrap_or_else(|| format!("#{position}"));
-        let sub_id = obx.text(4).unwrap_or_default();
-        let code_key = format!(
-            "{}|{}",
-            obx.comp(3, 3).unwrap_or_default(),
-            obx.comp(3, 1).unwrap_or_default()
-        );
+        // Read borrowed from the message: these are compared and hashed,
+        // never kept.
+        let value_type = ascii_upper(obx.text_str(2).unwrap_or_default());
+        let set_id = obx
+            .text_str(1)
+            .unwrap_or_else(|| Cow::Owned(format!("#{position}")));
+        let sub_id = obx.text_str(4).unwrap_or_default();
+        let local_code = obx.comp_str(3, 1);
+        let code_key = {
+            let system = obx.comp_str(3, 3).unwrap_or_default();
+            let code = local_code.as_deref().unwrap_or_default();
+            let mut key = String::with_capacity(system.len() + 1 + code.len());
+            key.push_str(&system);
+            key.push('|');
+            key.push_str(code);
+            key
+        };
         let position_text = position.to_string();
         let status = result_status(obx)?;
-        if matches!(value_type.as_str(), "ED" | "RP") {
+        if matches!(&*value_type, "ED" | "RP") {
             let parts = [
-                set_id.as_str(),
-                sub_id.as_str(),
+                &*set_id,
+                &*sub_id,
                 code_key.as_str(),
                 position_text.as_str(),
             ];
@@ -989,8 +1003,8 @@ impl<'m, 'a> Results<'m, 'a, '_, '_, '_> {
         let mut code = obx
             .codeable(3)?
             .ok_or_else(|| obx.missing(3, "the observation identifier"))?;
-        if let (Some(map), Some(local)) = (self.code_map, obx.comp(3, 1)) {
-            if let Some((target, display)) = map.lookup(&local) {
+        if let (Some(map), Some(local)) = (self.code_map, local_code.as_deref()) {
+            if let Some((target, display)) = map.lookup(local) {
                 let mut coding = Coding::builder()
                     .system(map.target_system.clone())
                     .code(target.to_string());
@@ -1055,9 +1069,9 @@ impl<'m, 'a> Results<'m, 'a, '_, '_, '_> {
                 observation.specimen = Some(reference(specimen)?);
             }
         }
-        for rep in obx.repetitions(8) {
-            if let Some(flag) = comp_of(self.msg, &rep, 1) {
-                let display = comp_of(self.msg, &rep, 2);
+        for rep in obx.each_repetition(8) {
+            if let Some(flag) = comp_str_of(self.msg, &rep, 1) {
+                let display = comp_str_of(self.msg, &rep, 2);
                 observation.interpretation.push(Some(concept(
                     Some(INTERPRETATION),
                     &flag,
@@ -1065,7 +1079,7 @@ impl<'m, 'a> Results<'m, 'a, '_, '_, '_> {
                 )?));
             }
         }
-        if let Some(range) = obx.text(7) {
+        if let Some(range) = obx.text_str(7) {
             let range = reference_range(&range, unit.as_ref(), 0, &mut decimals)?;
             observation.reference_range = vec![Some(range)];
         }
@@ -1085,7 +1099,7 @@ impl<'m, 'a> Results<'m, 'a, '_, '_, '_> {
     /// OBX-16 responsible observers and OBX-23 performing organization.
     fn performers(&self, tx: &mut Transaction, obx: &Seg<'m, 'a>) -> MapResult<Vec<String>> {
         let mut out = Vec::new();
-        for rep in obx.repetitions(16) {
+        for rep in obx.each_repetition(16) {
             if let Some(to) = practitioner(self.msg, &rep, self.env, tx)? {
                 if !out.contains(&to) {
                     out.push(to);
@@ -1354,10 +1368,7 @@ impl<'m, 'a> Results<'m, 'a, '_, '_, '_> {
 fn is_report_line(obx: &Seg<'_, '_>) -> bool {
     obx.field(3).is_none()
         && matches!(
-            obx.text(2)
-                .unwrap_or_default()
-                .to_ascii_uppercase()
-                .as_str(),
+            &*ascii_upper(obx.text_str(2).unwrap_or_default()),
             "TX" | "FT" | "ST"
         )
 }
@@ -1426,10 +1437,10 @@ impl ResultStatus {
 /// OBX-11 against table 0085; any other code is refused rather than
 /// guessed, since the status decides whether a value may be acted on.
 pub(crate) fn result_status(obx: &Seg<'_, '_>) -> MapResult<ResultStatus> {
-    let Some(code) = obx.text(11) else {
+    let Some(code) = obx.text_str(11) else {
         return Ok(ResultStatus::Absent);
     };
-    Ok(match code.to_ascii_uppercase().as_str() {
+    Ok(match &*ascii_upper(code) {
         "F" | "U" => ResultStatus::Final,
         "C" => ResultStatus::Corrected,
         "P" | "S" | "R" => ResultStatus::Preliminary,
@@ -1470,7 +1481,7 @@ impl Unit {
     fn of(obx: &Seg<'_, '_>) -> Option<Unit> {
         let code = obx.comp(6, 1);
         let text = obx.comp(6, 2);
-        let system = obx.comp(6, 3);
+        let system = obx.comp_str(6, 3);
         let display = text.clone().or_else(|| code.clone())?;
         let ucum = code.filter(|code| is_ucum(system.as_deref(), code));
         Some(Unit { display, ucum })
@@ -1601,6 +1612,17 @@ fn reference_range(
     let text = text.trim();
     let mut range = built(ObservationReferenceRange::builder().build())?;
     let bound = |rest: &str| Decimal::parse(rest.trim());
+    // Built without `format!`: this runs for nearly every OBX.
+    let pointer = |end: &str| {
+        let mut pointer = String::with_capacity(32);
+        pointer.push_str("/referenceRange/");
+        match u8::try_from(index) {
+            Ok(digit @ 0..=9) => pointer.push(char::from(b'0' + digit)),
+            _ => pointer.push_str(&index.to_string()),
+        }
+        pointer.push_str(end);
+        pointer
+    };
     let upper = text
         .strip_prefix("<=")
         .or_else(|| text.strip_prefix('<'))
@@ -1610,16 +1632,16 @@ fn reference_range(
         .or_else(|| text.strip_prefix('>'))
         .and_then(bound);
     if let Some(high) = upper {
-        decimals.record(format!("/referenceRange/{index}/high/value"), &high);
+        decimals.record(pointer("/high/value"), &high);
         range.high = Some(quantity(&high, unit, None)?);
         range.text = Some(text.to_string());
     } else if let Some(low) = lower {
-        decimals.record(format!("/referenceRange/{index}/low/value"), &low);
+        decimals.record(pointer("/low/value"), &low);
         range.low = Some(quantity(&low, unit, None)?);
         range.text = Some(text.to_string());
     } else if let Some((low, high)) = split_range(text) {
-        decimals.record(format!("/referenceRange/{index}/low/value"), &low);
-        decimals.record(format!("/referenceRange/{index}/high/value"), &high);
+        decimals.record(pointer("/low/value"), &low);
+        decimals.record(pointer("/high/value"), &high);
         range.low = Some(quantity(&low, unit, None)?);
         range.high = Some(quantity(&high, unit, None)?);
     } else {
@@ -1705,7 +1727,7 @@ fn concept_from_subcomponents<'a>(
         (Some(code), text) => {
             let mut coding = Coding::builder().code(code);
             if let Some(system) = system {
-                coding = coding.system(system);
+                coding = coding.system(system.into_owned());
             }
             if let Some(text) = text {
                 coding = coding.display(text);
@@ -1785,15 +1807,17 @@ const CISIS_METADATA: &[&str] = &[
 /// how to route the document, not anything about the patient.
 pub(crate) fn is_transport_metadata(obx: &Seg<'_, '_>, cisis: bool) -> bool {
     if obx
-        .comp(3, 3)
+        .comp_str(3, 3)
         .is_some_and(|system| system.eq_ignore_ascii_case("MetaDMPMSS"))
     {
         return true;
     }
     cisis
-        && obx
-            .comp(3, 1)
-            .is_some_and(|code| CISIS_METADATA.contains(&code.to_ascii_uppercase().as_str()))
+        && obx.comp_str(3, 1).is_some_and(|code| {
+            CISIS_METADATA
+                .iter()
+                .any(|known| known.eq_ignore_ascii_case(&code))
+        })
 }
 
 /// The ANS code system of document visibility (TRE_A07
@@ -2021,7 +2045,9 @@ pub(crate) fn document_content(
             Some(code) => {
                 let system = match code.starts_with("urn:ihe:") {
                     true => Some(IHE_FORMAT_CODES.to_string()),
-                    false => obx.comp(3, 6).and_then(|s| coding_system_uri(&s)),
+                    false => obx
+                        .comp(3, 6)
+                        .and_then(|s| coding_system_uri(&s).map(Cow::into_owned)),
                 };
                 let mut coding = Coding::builder().code(code);
                 if let Some(system) = system {

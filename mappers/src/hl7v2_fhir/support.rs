@@ -2,7 +2,9 @@
 //! field and component text with HL7's explicit null (`""`) treated as
 //! absent, and every error located at its segment, occurrence and field.
 
-use crate::hl7v2::{Field, Message, Segment};
+use std::borrow::Cow;
+
+use crate::hl7v2::{Field, IndexedSegment, Message, Segment};
 use crate::mapping::{MappingContext, MappingError, MappingErrorKind};
 
 pub(crate) type MapResult<T> = Result<T, MappingError>;
@@ -17,7 +19,8 @@ pub(crate) fn built<T>(result: Result<T, fhir_sdk::BuilderError>) -> MapResult<T
 #[derive(Clone, Copy)]
 pub(crate) struct Seg<'m, 'a> {
     pub msg: &'m Message<'a>,
-    pub seg: Segment<'a>,
+    /// The segment, its fields located once.
+    fields: IndexedSegment<'a>,
     pub name: &'static str,
     /// 1-based occurrence of this segment ID in the message.
     pub occurrence: usize,
@@ -26,24 +29,14 @@ pub(crate) struct Seg<'m, 'a> {
 impl<'m, 'a> Seg<'m, 'a> {
     /// The first segment with ID `name`.
     pub fn first(msg: &'m Message<'a>, name: &'static str) -> Option<Seg<'m, 'a>> {
-        msg.segment(name, 1).map(|seg| Seg {
-            msg,
-            seg,
-            name,
-            occurrence: 1,
-        })
+        msg.segment(name, 1).map(|seg| Seg::at(msg, seg, name, 1))
     }
 
     /// Every segment with ID `name`, in order.
     pub fn all(msg: &'m Message<'a>, name: &'static str) -> Vec<Seg<'m, 'a>> {
         msg.segments_named(name)
             .enumerate()
-            .map(|(index, seg)| Seg {
-                msg,
-                seg,
-                name,
-                occurrence: index + 1,
-            })
+            .map(|(index, seg)| Seg::at(msg, seg, name, index + 1))
             .collect()
     }
 
@@ -56,7 +49,7 @@ impl<'m, 'a> Seg<'m, 'a> {
     ) -> Self {
         Seg {
             msg,
-            seg,
+            fields: IndexedSegment::new(seg),
             name,
             occurrence,
         }
@@ -66,31 +59,44 @@ impl<'m, 'a> Seg<'m, 'a> {
     /// the receiver to delete the value: with whole-resource updates, leaving
     /// the element out does exactly that).
     pub fn field(&self, n: usize) -> Option<Field<'a>> {
-        self.seg
+        self.fields
             .field(n)
             .filter(|field| !field.is_empty() && !field.is_null())
     }
 
     /// The non-empty repetitions of field `n`.
     pub fn repetitions(&self, n: usize) -> Vec<Field<'a>> {
-        match self.field(n) {
-            Some(field) => field
-                .repetitions()
-                .filter(|rep| !rep.is_empty() && !rep.is_null())
-                .collect(),
-            None => Vec::new(),
-        }
+        self.each_repetition(n).collect()
+    }
+
+    /// The non-empty repetitions of field `n`, without collecting them.
+    pub fn each_repetition(&self, n: usize) -> impl Iterator<Item = Field<'a>> {
+        self.field(n)
+            .into_iter()
+            .flat_map(|field| field.repetitions())
+            .filter(|rep| !rep.is_empty() && !rep.is_null())
     }
 
     /// Component `c` of the first repetition of field `n`, decoded.
     pub fn comp(&self, n: usize, c: usize) -> Option<String> {
-        let field = self.field(n)?;
-        text_of(self.msg, field.repetition(1).component(c)?)
+        self.comp_str(n, c).map(Cow::into_owned)
     }
 
     /// The first component of field `n` (its whole value for simple types).
     pub fn text(&self, n: usize) -> Option<String> {
         self.comp(n, 1)
+    }
+
+    /// Component `c` of the first repetition of field `n`, decoded and
+    /// borrowed from the message when it can be.
+    pub fn comp_str(&self, n: usize, c: usize) -> Option<Cow<'a, str>> {
+        let field = self.field(n)?;
+        str_of(self.msg, field.repetition(1).component(c)?)
+    }
+
+    /// The first component of field `n`, borrowed when it can be.
+    pub fn text_str(&self, n: usize) -> Option<Cow<'a, str>> {
+        self.comp_str(n, 1)
     }
 
     /// An error at field `n` of this segment.
@@ -118,19 +124,58 @@ impl<'m, 'a> Seg<'m, 'a> {
     }
 }
 
-/// Decoded text of raw bytes, `None` when empty or `""`.
-pub(crate) fn text_of<'a>(msg: &Message<'a>, raw: &'a [u8]) -> Option<String> {
+/// Decoded, trimmed text of raw bytes, `None` when empty or `""`;
+/// borrowed from the message unless an escape or the charset changed it
+/// (most values are read only to be compared or parsed).
+pub(crate) fn str_of<'a>(msg: &Message<'a>, raw: &'a [u8]) -> Option<Cow<'a, str>> {
     if raw.is_empty() || raw == b"\"\"" {
         return None;
     }
-    let text = msg.decode(raw);
-    let trimmed = text.trim();
-    (!trimmed.is_empty()).then(|| trimmed.to_string())
+    match msg.decode(raw) {
+        Cow::Borrowed(text) => {
+            let trimmed = text.trim();
+            (!trimmed.is_empty()).then_some(Cow::Borrowed(trimmed))
+        }
+        Cow::Owned(text) => {
+            let trimmed = text.trim();
+            if trimmed.is_empty() {
+                None
+            } else if trimmed.len() == text.len() {
+                Some(Cow::Owned(text))
+            } else {
+                Some(Cow::Owned(trimmed.to_string()))
+            }
+        }
+    }
+}
+
+/// Decoded text of raw bytes, `None` when empty or `""`.
+pub(crate) fn text_of<'a>(msg: &Message<'a>, raw: &'a [u8]) -> Option<String> {
+    str_of(msg, raw).map(Cow::into_owned)
 }
 
 /// Component `c` of one repetition, decoded.
 pub(crate) fn comp_of<'a>(msg: &Message<'a>, rep: &Field<'a>, c: usize) -> Option<String> {
     text_of(msg, rep.component(c)?)
+}
+
+/// Component `c` of one repetition, decoded, borrowed when it can be.
+pub(crate) fn comp_str_of<'a>(
+    msg: &Message<'a>,
+    rep: &Field<'a>,
+    c: usize,
+) -> Option<Cow<'a, str>> {
+    str_of(msg, rep.component(c)?)
+}
+
+/// `text` in ASCII capitals, borrowed when it has no lower-case letter
+/// (HL7 codes almost never do).
+pub(crate) fn ascii_upper(text: Cow<'_, str>) -> Cow<'_, str> {
+    if text.bytes().any(|b| b.is_ascii_lowercase()) {
+        Cow::Owned(text.to_ascii_uppercase())
+    } else {
+        text
+    }
 }
 
 /// Subcomponent `s` of component `c` of one repetition, decoded.

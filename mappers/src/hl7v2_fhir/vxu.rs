@@ -344,7 +344,7 @@ fn dose_quantity(rxa: &Seg<'_, '_>, decimals: &mut ExactDecimals) -> MapResult<O
     }
     // FHIR wants a system with any unit code (qty-3).
     if let (Some(code), Some(system)) = (code, rxa.comp(7, 3).and_then(|s| coding_system_uri(&s))) {
-        builder = builder.code(code).system(system);
+        builder = builder.code(code).system(system.into_owned());
     }
     decimals.record("/doseQuantity/value", &value);
     built(builder.build()).map(Some)
