@@ -165,11 +165,6 @@ impl Decimal {
 pub struct ExactDecimals(Vec<(String, String)>);
 
 impl ExactDecimals {
-    /// No exact decimal (a value with no decimal, or none recorded).
-    pub const fn none() -> ExactDecimals {
-        ExactDecimals(Vec::new())
-    }
-
     /// Records that the number at `pointer` (e.g. `/valueQuantity/value`)
     /// must be written as `decimal`'s text.
     pub fn record(&mut self, pointer: impl Into<String>, decimal: &Decimal) {

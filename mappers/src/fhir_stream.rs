@@ -139,13 +139,19 @@ impl<'d> JsonWriter<'_, 'd> {
         })
     }
 
+    /// Where the writer is, to return to after a member.
+    #[inline]
+    fn mark(&self) -> Mark {
+        Mark {
+            len: self.pointer.len(),
+            tracking: self.tracking,
+        }
+    }
+
     /// Enters member `/key` (RFC 6901 escaped) when tracking.
     #[inline]
     fn enter_key(&mut self, key: &str) -> Mark {
-        let mark = Mark {
-            len: self.pointer.len(),
-            tracking: self.tracking,
-        };
+        let mark = self.mark();
         if self.tracking {
             self.pointer.push('/');
             push_escaped(&mut self.pointer, key);
@@ -157,10 +163,7 @@ impl<'d> JsonWriter<'_, 'd> {
     /// Enters element `/index` when tracking.
     #[inline]
     fn enter_index(&mut self, index: usize) -> Mark {
-        let mark = Mark {
-            len: self.pointer.len(),
-            tracking: self.tracking,
-        };
+        let mark = self.mark();
         if self.tracking {
             // Writing to a String cannot fail.
             let _ = write!(self.pointer, "/{index}");
@@ -191,7 +194,15 @@ impl<'d> JsonWriter<'_, 'd> {
     /// when not finite (a recorded decimal too large for an f64 is
     /// infinite there: its text is written).
     fn float(&mut self, value: f64) {
-        self.number(|out| write_f64(out, value));
+        self.number(|out| write_float(out, value, value.is_finite()));
+    }
+
+    /// `{"variant":`, serde_json's externally tagged enum, entering
+    /// `/variant`.
+    fn open_variant(&mut self, variant: &str) -> Mark {
+        self.out.push(b'{');
+        self.field_key(true, variant);
+        self.enter_key(variant)
     }
 
     /// `"key":` for a struct field: fhir-sdk's field names need no
@@ -205,8 +216,8 @@ impl<'d> JsonWriter<'_, 'd> {
     }
 }
 
-fn write_f64(out: &mut Vec<u8>, value: f64) {
-    if value.is_finite() {
+fn write_float<F: zmij::Float>(out: &mut Vec<u8>, value: F, finite: bool) {
+    if finite {
         out.extend_from_slice(zmij::Buffer::new().format_finite(value).as_bytes());
     } else {
         out.extend_from_slice(b"null");
@@ -336,11 +347,8 @@ impl<'a, 'o, 'd> Serializer for &'a mut JsonWriter<'o, 'd> {
             // Where a text may be recorded, as a `serde_json::Value` holds
             // an f32: widened to f64.
             self.float(f64::from(v));
-        } else if v.is_finite() {
-            self.out
-                .extend_from_slice(zmij::Buffer::new().format_finite(v).as_bytes());
         } else {
-            self.out.extend_from_slice(b"null");
+            write_float(self.out, v, v.is_finite());
         }
         Ok(())
     }
@@ -401,9 +409,7 @@ impl<'a, 'o, 'd> Serializer for &'a mut JsonWriter<'o, 'd> {
         variant: &'static str,
         value: &T,
     ) -> Result<(), Error> {
-        self.out.push(b'{');
-        self.field_key(true, variant);
-        let mark = self.enter_key(variant);
+        let mark = self.open_variant(variant);
         let result = value.serialize(&mut *self);
         self.leave(mark);
         self.out.push(b'}');
@@ -430,10 +436,8 @@ impl<'a, 'o, 'd> Serializer for &'a mut JsonWriter<'o, 'd> {
         variant: &'static str,
         _len: usize,
     ) -> Result<Compound<'a, 'o, 'd>, Error> {
-        self.out.push(b'{');
-        self.field_key(true, variant);
+        let mark = self.open_variant(variant);
         self.out.push(b'[');
-        let mark = self.enter_key(variant);
         Ok(Compound::new(self, Some(mark), b"]}"))
     }
     fn serialize_map(self, _len: Option<usize>) -> Result<Compound<'a, 'o, 'd>, Error> {
@@ -457,10 +461,8 @@ impl<'a, 'o, 'd> Serializer for &'a mut JsonWriter<'o, 'd> {
         variant: &'static str,
         _len: usize,
     ) -> Result<Compound<'a, 'o, 'd>, Error> {
+        let mark = self.open_variant(variant);
         self.out.push(b'{');
-        self.field_key(true, variant);
-        self.out.push(b'{');
-        let mark = self.enter_key(variant);
         Ok(Compound::new(self, Some(mark), b"}}"))
     }
     fn collect_str<T: std::fmt::Display + ?Sized>(self, value: &T) -> Result<(), Error> {
@@ -579,10 +581,7 @@ impl SerializeMap for Compound<'_, '_, '_> {
             self.writer.out.push(b',');
         }
         self.first = false;
-        let mark = Mark {
-            len: self.writer.pointer.len(),
-            tracking: self.writer.tracking,
-        };
+        let mark = self.writer.mark();
         key.serialize(KeyText {
             writer: &mut *self.writer,
         })?;

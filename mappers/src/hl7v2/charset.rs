@@ -44,22 +44,16 @@ impl Charset {
     }
 
     pub fn decode(self, bytes: &[u8]) -> Cow<'_, str> {
-        if self == Charset::Utf8 {
-            // One pass: UTF-8 validation has its own ASCII fast path.
-            if let Ok(text) = std::str::from_utf8(bytes) {
-                return Cow::Borrowed(text);
-            }
-        } else if bytes.is_ascii() {
-            // ASCII is the same in every supported charset.
-            return Cow::Borrowed(std::str::from_utf8(bytes).unwrap_or_default());
-        }
         match self {
+            // One pass: UTF-8 validation has its own ASCII fast path.
             Charset::Utf8 => match std::str::from_utf8(bytes) {
                 Ok(text) => Cow::Borrowed(text),
                 // A message that says UTF-8 but is not: keep every byte
                 // readable rather than replace it.
                 Err(_) => Cow::Owned(bytes.iter().map(|b| char::from(*b)).collect()),
             },
+            // ASCII is the same in every supported charset.
+            _ if bytes.is_ascii() => Cow::Borrowed(std::str::from_utf8(bytes).unwrap_or_default()),
             Charset::Latin1 | Charset::Ascii => {
                 Cow::Owned(bytes.iter().map(|b| char::from(*b)).collect())
             }

@@ -409,14 +409,17 @@ impl<'a> IndexedSegment<'a> {
         };
         // MSH-1 and MSH-2 are special (the separator is a field): MSH is
         // read rarely, through `Segment::field`.
-        if segment.is_msh() || u32::try_from(segment.raw.len()).is_err() {
+        if segment.is_msh() {
             return index;
         }
         let separator = segment.delimiters.field;
-        for (at, byte) in segment.raw.iter().enumerate() {
-            if *byte != separator {
-                continue;
-            }
+        let positions = segment
+            .raw
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| **b == separator);
+        for (at, _) in positions {
+            // Past the recorded ones (or past 4 GiB), the rest is scanned.
             let (Some(slot), Ok(at)) = (index.separators.get_mut(index.count), u32::try_from(at))
             else {
                 return index;
@@ -442,9 +445,10 @@ impl<'a> IndexedSegment<'a> {
             return None;
         }
         let start = usize::try_from(*self.separators.get(n - 1)?).ok()? + 1;
-        let end = match self.separators.get(n).filter(|_| n < self.count) {
-            Some(end) => usize::try_from(*end).ok()?,
-            None => self.segment.raw.len(),
+        let end = if n < self.count {
+            usize::try_from(*self.separators.get(n)?).ok()?
+        } else {
+            self.segment.raw.len()
         };
         Some(Field {
             raw: self.segment.raw.get(start..end)?,

@@ -331,19 +331,19 @@ impl Transaction {
     /// Bundle's; the text is the one fhir-sdk's `Bundle` would serialise to
     /// (a test compares).
     pub fn finish(self, patient_key: Option<String>) -> MapResult<MappedBundle> {
-        const NO_DECIMALS: ExactDecimals = ExactDecimals::none();
         let cannot_write =
             |error| MappingError::internal(format!("cannot write the Bundle: {error}"));
+        let no_decimals = ExactDecimals::default();
         let mut bundle = Vec::with_capacity(2048 * (self.entries.len() + 1));
         bundle.extend_from_slice(br#"{"resourceType":"Bundle","type":"transaction""#);
         for (index, entry) in self.entries.iter().enumerate() {
             bundle.extend_from_slice(if index == 0 { br#","entry":["# } else { b"," });
             bundle.extend_from_slice(br#"{"fullUrl":"#);
-            write_json(&mut bundle, &entry.full_url, &NO_DECIMALS).map_err(cannot_write)?;
+            write_json(&mut bundle, &entry.full_url, &no_decimals).map_err(cannot_write)?;
             bundle.extend_from_slice(br#","resource":"#);
             write_json(&mut bundle, &entry.resource, &entry.decimals).map_err(cannot_write)?;
             bundle.extend_from_slice(br#","request":"#);
-            write_json(&mut bundle, &entry.request, &NO_DECIMALS).map_err(cannot_write)?;
+            write_json(&mut bundle, &entry.request, &no_decimals).map_err(cannot_write)?;
             bundle.push(b'}');
         }
         if !self.entries.is_empty() {
