@@ -42,46 +42,49 @@ def identifier_query(system, value, encoded):
     return f"identifier={system}|{value}"
 
 
-def entry(resource, request):
-    return {"fullUrl": "urn:uuid:" + str(uuid.uuid4()), "resource": resource, "request": request}
+def resource(resource_type, system, value):
+    """The smallest valid resource of the type, with one identifier."""
+    out = {"resourceType": resource_type, "identifier": [{"system": system, "value": value}]}
+    if resource_type == "Encounter":
+        out.update({"status": "in-progress",
+                    "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "IMP"}})
+    elif resource_type == "Observation":
+        out.update({"status": "final", "code": {"text": "probe"}})
+    return out
 
 
-def patient(number, method, encoded):
-    nir = "1%014d" % number
-    resource = {"resourceType": "Patient", "identifier": [{"system": INS_NIR, "value": nir}]}
-    if method == "POST":
-        return entry(resource, {"method": "POST", "url": "Patient"})
-    return entry(resource, {"method": "PUT", "url": "Patient?" + identifier_query(INS_NIR, nir, encoded)})
+def entry(resource_type, system, value, write, encoded=True):
+    """A Bundle entry written as `write` says: "POST", "PUT" (conditional on
+    the identifier) or "POST ifNoneExist"."""
+    request = {"method": write.split()[0], "url": resource_type}
+    if write == "PUT":
+        request["url"] += "?" + identifier_query(system, value, encoded)
+    elif write == "POST ifNoneExist":
+        request["ifNoneExist"] = identifier_query(system, value, encoded)
+    return {"fullUrl": "urn:uuid:" + str(uuid.uuid4()),
+            "resource": resource(resource_type, system, value), "request": request}
 
 
-def encounter(number, encoded):
-    visit = "V%d" % number
-    resource = {
-        "resourceType": "Encounter",
-        "status": "in-progress",
-        "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "IMP"},
-        "identifier": [{"system": VISITS, "value": visit}],
-    }
-    return entry(resource, {"method": "PUT", "url": "Encounter?" + identifier_query(VISITS, visit, encoded)})
+def patient(number, write, encoded=True):
+    return entry("Patient", INS_NIR, "1%014d" % number, write, encoded)
 
 
-def organization(encoded):
-    resource = {"resourceType": "Organization", "identifier": [{"system": FACILITY, "value": "123456789"}]}
-    return entry(resource, {
-        "method": "POST",
-        "url": "Organization",
-        "ifNoneExist": identifier_query(FACILITY, "123456789", encoded),
-    })
+def encounter(number, encoded=True):
+    return entry("Encounter", VISITS, "V%d" % number, "PUT", encoded)
+
+
+def organization(encoded=True):
+    return entry("Organization", FACILITY, "123456789", "POST ifNoneExist", encoded)
 
 
 # Each case: a name and the entries of the Bundle for message number n.
 CASES = [
-    ("POST Patient (the bridge's write)", lambda n: [patient(n, "POST", False)]),
-    ("conditional PUT Patient", lambda n: [patient(n, "PUT", True)]),
-    ("conditional PUT Encounter", lambda n: [encounter(n, True)]),
-    ("POST Organization ifNoneExist", lambda n: [organization(True)]),
+    ("POST Patient (the bridge's write)", lambda n: [patient(n, "POST")]),
+    ("conditional PUT Patient", lambda n: [patient(n, "PUT")]),
+    ("conditional PUT Encounter", lambda n: [encounter(n)]),
+    ("POST Organization ifNoneExist", lambda n: [organization()]),
     ("Passerelle's A04 (Patient, Encounter, Organization)",
-     lambda n: [patient(n, "PUT", True), encounter(n, True), organization(True)]),
+     lambda n: [patient(n, "PUT"), encounter(n), organization()]),
     ("the same, identifier queries not percent-encoded",
      lambda n: [patient(n, "PUT", False), encounter(n, False), organization(False)]),
 ]
@@ -128,18 +131,18 @@ def transactions(bundle_of, count):
 
 def searches(resource_type, count):
     for n in range(count):
-        resource = {"resourceType": resource_type, "identifier": [{"system": VISITS, "value": "V%d" % n}]}
-        if resource_type == "Encounter":
-            resource.update({"status": "in-progress", "class": {"code": "IMP"}})
-        if resource_type == "Observation":
-            resource.update({"status": "final", "code": {"text": "probe"}})
-        call("POST", "/" + resource_type, resource)
+        call("POST", "/" + resource_type, resource(resource_type, VISITS, "V%d" % n))
     return mean([call("GET", f"/{resource_type}?" + identifier_query(VISITS, "V%d" % n, True))
-                 for n in range(20)])
+                 for n in range(min(count, 20))])
 
 
 def main():
-    count = int(sys.argv[1]) if len(sys.argv) > 1 else 150
+    try:
+        count = int(sys.argv[1]) if len(sys.argv) > 1 else 150
+    except ValueError:
+        count = 0
+    if count < 1:
+        sys.exit(f"COUNT must be a positive whole number, not {sys.argv[1]!r}\n\n{__doc__}")
     print(f"{count} transactions per case, each on a fresh server: mean ms of the first and last ten")
     for name, bundle_of in CASES:
         first, last = with_server(lambda: transactions(bundle_of, count))
