@@ -196,13 +196,27 @@ pub fn to_json<T: Serialize>(value: &T, decimals: &ExactDecimals) -> Result<Stri
     crate::fhir_stream::to_json_exact(value, &decimals.0)
 }
 
-/// [`to_json`] appending to `out` (UTF-8).
-pub(crate) fn write_json<T: Serialize>(
+/// [`to_json`] of a resource appending to `out` (UTF-8); the resources of a
+/// lab result are written without going through serde, the same bytes.
+pub(crate) fn write_resource(
     out: &mut Vec<u8>,
-    value: &T,
+    resource: &r4b::resources::Resource,
     decimals: &ExactDecimals,
 ) -> Result<(), FhirJsonError> {
-    crate::fhir_stream::write_json_exact(out, value, &decimals.0)
+    crate::fhir_stream::write_resource_exact(out, resource, &decimals.0)
+}
+
+/// A Bundle entry's request as JSON appending to `out` (UTF-8).
+pub(crate) fn write_request(
+    out: &mut Vec<u8>,
+    request: &r4b::resources::BundleEntryRequest,
+) -> Result<(), FhirJsonError> {
+    crate::fhir_stream::write_request(out, request)
+}
+
+/// A JSON string appending to `out`, escaped as serde_json escapes.
+pub(crate) fn write_string(out: &mut Vec<u8>, text: &str) {
+    crate::fhir_stream::write_json_str(out, text);
 }
 
 /// Writes `value` as compact JSON, each number whose JSON pointer is in

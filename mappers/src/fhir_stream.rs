@@ -23,7 +23,10 @@ use serde::ser::{
     Serializer,
 };
 
+use crate::fhir::r4b::resources::{BundleEntryRequest, Resource};
 use crate::fhir::FhirJsonError;
+
+mod direct;
 
 type Error = serde_json::Error;
 
@@ -49,6 +52,59 @@ pub(crate) fn write_json_exact<T: Serialize + ?Sized>(
     value: &T,
     texts: &[(String, String)],
 ) -> Result<(), FhirJsonError> {
+    write_with(out, texts, |writer| value.serialize(writer))
+}
+
+/// [`write_json_exact`] for a resource: the resources of a lab result are
+/// written by [`direct`] where it can, the same bytes without serde.
+pub(crate) fn write_resource_exact(
+    out: &mut Vec<u8>,
+    resource: &Resource,
+    texts: &[(String, String)],
+) -> Result<(), FhirJsonError> {
+    write_with(out, texts, |writer| {
+        let start = writer.out.len();
+        let written = match resource {
+            Resource::Observation(observation) if direct::allowed() => {
+                writer.observation(observation)
+            }
+            _ => Err(direct::Unsupported),
+        };
+        if written.is_err() {
+            writer.restart(start);
+            resource.serialize(writer)?;
+        }
+        Ok(())
+    })
+}
+
+/// A Bundle entry's request, by [`direct`] where it can.
+pub(crate) fn write_request(
+    out: &mut Vec<u8>,
+    request: &BundleEntryRequest,
+) -> Result<(), FhirJsonError> {
+    write_with(out, &[], |writer| {
+        let start = writer.out.len();
+        if !direct::allowed() || writer.request(request).is_err() {
+            writer.restart(start);
+            request.serialize(writer)?;
+        }
+        Ok(())
+    })
+}
+
+/// A string as a JSON string.
+pub(crate) fn write_json_str(out: &mut Vec<u8>, text: &str) {
+    write_str(out, text);
+}
+
+/// Runs `write` with a writer over `out` that knows `texts`, then checks
+/// that every text was written.
+fn write_with(
+    out: &mut Vec<u8>,
+    texts: &[(String, String)],
+    write: impl FnOnce(&mut JsonWriter<'_, '_>) -> Result<(), Error>,
+) -> Result<(), FhirJsonError> {
     // The texts of one resource are few: a scan beats hashing the pointer.
     let mut exact: Vec<Recorded<'_>> = Vec::with_capacity(texts.len());
     for (pointer, text) in texts {
@@ -67,7 +123,7 @@ pub(crate) fn write_json_exact<T: Serialize + ?Sized>(
         pointer: String::new(),
         exact,
     };
-    value.serialize(&mut writer)?;
+    write(&mut writer)?;
     for (pointer, text) in texts {
         let hit = writer
             .exact
@@ -170,6 +226,17 @@ impl<'d> JsonWriter<'_, 'd> {
             self.tracking = self.leads_to_decimal();
         }
         mark
+    }
+
+    /// Back to where the writer was at `start` of the value, before
+    /// anything of it was written.
+    fn restart(&mut self, start: usize) {
+        self.out.truncate(start);
+        self.pointer.clear();
+        self.tracking = !self.exact.is_empty();
+        for recorded in &mut self.exact {
+            recorded.hit = false;
+        }
     }
 
     #[inline]

@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 use crate::fhir::r4b::codes::HTTPVerb;
 use crate::fhir::r4b::resources::{BundleEntryRequest, Resource};
 use crate::fhir::r4b::types::Identifier;
-use crate::fhir::{write_json, ExactDecimals};
+use crate::fhir::{write_request, write_resource, write_string, ExactDecimals};
 use crate::mapping::{MappedBundle, MappingError};
 
 use super::support::{built, MapResult};
@@ -333,17 +333,16 @@ impl Transaction {
     pub fn finish(self, patient_key: Option<String>) -> MapResult<MappedBundle> {
         let cannot_write =
             |error| MappingError::internal(format!("cannot write the Bundle: {error}"));
-        let no_decimals = ExactDecimals::default();
         let mut bundle = Vec::with_capacity(2048 * (self.entries.len() + 1));
         bundle.extend_from_slice(br#"{"resourceType":"Bundle","type":"transaction""#);
         for (index, entry) in self.entries.iter().enumerate() {
             bundle.extend_from_slice(if index == 0 { br#","entry":["# } else { b"," });
             bundle.extend_from_slice(br#"{"fullUrl":"#);
-            write_json(&mut bundle, &entry.full_url, &no_decimals).map_err(cannot_write)?;
+            write_string(&mut bundle, &entry.full_url);
             bundle.extend_from_slice(br#","resource":"#);
-            write_json(&mut bundle, &entry.resource, &entry.decimals).map_err(cannot_write)?;
+            write_resource(&mut bundle, &entry.resource, &entry.decimals).map_err(cannot_write)?;
             bundle.extend_from_slice(br#","request":"#);
-            write_json(&mut bundle, &entry.request, &no_decimals).map_err(cannot_write)?;
+            write_request(&mut bundle, &entry.request).map_err(cannot_write)?;
             bundle.push(b'}');
         }
         if !self.entries.is_empty() {
