@@ -77,33 +77,31 @@ impl JsonWriter<'_, '_> {
         self.out.push(b'}');
     }
 
-    /// `,"name":`, entering `/name`; `quoted` is `key!("name")`.
-    fn member(&mut self, members: &mut Members, quoted: &'static str) -> Mark {
+    /// `,"name":` (no comma before the first member); `quoted` is
+    /// `key!("name")`.
+    fn key(&mut self, members: &mut Members, quoted: &'static str) {
         if members.first {
             members.first = false;
         } else {
             self.out.push(b',');
         }
         self.out.extend_from_slice(quoted.as_bytes());
-        if self.tracking {
-            let name = quoted
-                .get(1..quoted.len().saturating_sub(2))
-                .unwrap_or_default();
-            self.enter_key(name)
-        } else {
-            self.mark()
-        }
     }
 
-    /// A string member; strings never hold a recorded decimal.
+    /// [`Self::key`], entering `/name`.
+    fn member(&mut self, members: &mut Members, quoted: &'static str) -> Mark {
+        self.key(members, quoted);
+        let name = quoted
+            .get(1..quoted.len().saturating_sub(2))
+            .unwrap_or_default();
+        self.enter_key(name)
+    }
+
+    /// A string member; strings never hold a recorded decimal, so the
+    /// pointer is not entered.
     fn string(&mut self, members: &mut Members, quoted: &'static str, value: Option<&str>) {
         if let Some(value) = value {
-            if members.first {
-                members.first = false;
-            } else {
-                self.out.push(b',');
-            }
-            self.out.extend_from_slice(quoted.as_bytes());
+            self.key(members, quoted);
             write_str(self.out, value);
         }
     }
