@@ -206,14 +206,6 @@ pub(crate) fn write_resource(
     crate::fhir_stream::write_resource_exact(out, resource, &decimals.0)
 }
 
-/// A Bundle entry's request as JSON appending to `out` (UTF-8).
-pub(crate) fn write_request(
-    out: &mut Vec<u8>,
-    request: &r4b::resources::BundleEntryRequest,
-) -> Result<(), FhirJsonError> {
-    crate::fhir_stream::write_request(out, request)
-}
-
 /// A JSON string appending to `out`, escaped as serde_json escapes.
 pub(crate) fn write_string(out: &mut Vec<u8>, text: &str) {
     crate::fhir_stream::write_json_str(out, text);

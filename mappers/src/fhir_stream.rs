@@ -23,7 +23,7 @@ use serde::ser::{
     Serializer,
 };
 
-use crate::fhir::r4b::resources::{BundleEntryRequest, Resource};
+use crate::fhir::r4b::resources::Resource;
 use crate::fhir::FhirJsonError;
 
 mod direct;
@@ -67,16 +67,6 @@ pub(crate) fn write_resource_exact(
             Resource::Observation(observation) => writer.observation(observation),
             _ => Err(direct::Unsupported),
         })
-    })
-}
-
-/// A Bundle entry's request, by [`direct`] where it can.
-pub(crate) fn write_request(
-    out: &mut Vec<u8>,
-    request: &BundleEntryRequest,
-) -> Result<(), FhirJsonError> {
-    write_with(out, &[], |writer| {
-        direct_or_serde(writer, request, |writer| writer.request(request))
     })
 }
 

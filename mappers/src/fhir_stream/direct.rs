@@ -1,5 +1,5 @@
-//! Writing the resources of a lab result without serde: Observation, the
-//! elements it holds, and a Bundle entry's request.
+//! Writing the resources of a lab result without serde: Observation and
+//! the elements it holds.
 //!
 //! An ORU^R01's Bundle is mostly Observations, and fhir-sdk's serde code
 //! for them goes through serde's `flatten` machinery (for `effective[x]`
@@ -24,8 +24,8 @@ use serde::Serialize;
 
 use super::{write_str, JsonWriter, Mark};
 use crate::fhir::r4b::resources::{
-    BundleEntryRequest, Observation, ObservationEffective, ObservationInner,
-    ObservationReferenceRange, ObservationValue,
+    Observation, ObservationEffective, ObservationInner, ObservationReferenceRange,
+    ObservationValue,
 };
 use crate::fhir::r4b::types::{
     Annotation, AnnotationAuthor, AnnotationInner, CodeableConcept, CodeableConceptInner, Coding,
@@ -686,53 +686,10 @@ impl JsonWriter<'_, '_> {
         self.close();
         Ok(())
     }
-
-    /// A Bundle entry's request (no decimals), or [`Unsupported`].
-    pub(super) fn request(&mut self, request: &BundleEntryRequest) -> Step {
-        let BundleEntryRequest {
-            id,
-            extension,
-            modifier_extension,
-            method,
-            method_ext,
-            url,
-            url_ext,
-            if_none_match,
-            if_none_match_ext,
-            if_modified_since,
-            if_modified_since_ext,
-            if_match,
-            if_match_ext,
-            if_none_exist,
-            if_none_exist_ext,
-        } = request;
-        absent(id)?;
-        empty(extension)?;
-        empty(modifier_extension)?;
-        for ext in [
-            method_ext,
-            url_ext,
-            if_none_match_ext,
-            if_modified_since_ext,
-            if_match_ext,
-            if_none_exist_ext,
-        ] {
-            absent(ext)?;
-        }
-        let mut m = self.open();
-        self.string(&mut m, key!("method"), Some(method.as_ref()));
-        self.string(&mut m, key!("url"), Some(url));
-        self.string(&mut m, key!("ifNoneMatch"), if_none_match.as_deref());
-        self.leaf(&mut m, key!("ifModifiedSince"), if_modified_since.as_ref())?;
-        self.string(&mut m, key!("ifMatch"), if_match.as_deref());
-        self.string(&mut m, key!("ifNoneExist"), if_none_exist.as_deref());
-        self.close();
-        Ok(())
-    }
 }
 
-/// Whether [`JsonWriter::observation`] and [`JsonWriter::request`] may be
-/// used; tests turn them off to get serde's bytes for the same values.
+/// Whether [`JsonWriter::observation`] may be used; tests turn it off to
+/// get serde's bytes for the same values.
 #[cfg(not(test))]
 #[inline]
 pub(super) fn allowed() -> bool {
@@ -1143,26 +1100,6 @@ mod tests {
             }
         }
         assert!(direct * 2 > all && direct < all, "{direct} of {all}");
-    }
-
-    #[test]
-    fn requests_are_written_as_serde_writes_them() {
-        use crate::fhir::r4b::resources::BundleEntryRequest;
-        for json in [
-            json!({"method": "PUT", "url": "Observation?identifier=a%7Cb"}),
-            json!({"method": "POST", "url": "Patient", "ifNoneExist": "identifier=x\"y"}),
-            json!({"method": "GET", "url": "Patient/1", "ifNoneMatch": "W/\"1\"", "ifModifiedSince": "2024-03-06T08:00:00Z", "ifMatch": "W/\"2\""}),
-            json!({"method": "DELETE", "url": "Patient/1", "id": "r"}),
-            json!({"method": "PUT", "url": "Patient/1", "_url": {"extension": [{"url": "u", "valueString": "v"}]}}),
-        ] {
-            let request: BundleEntryRequest = serde_json::from_value(json).unwrap();
-            let mut direct = Vec::new();
-            crate::fhir_stream::write_request(&mut direct, &request).unwrap();
-            assert_eq!(
-                String::from_utf8(direct).unwrap(),
-                serde_json::to_string(&request).unwrap()
-            );
-        }
     }
 
     /// `ObservationInner` has a private field, so the direct writer cannot

@@ -10,10 +10,21 @@ use super::delimiters::Delimiters;
 
 /// Decodes a raw value (escapes, then charset) into text.
 pub fn unescape<'a>(raw: &'a [u8], delimiters: &Delimiters, charset: Charset) -> Cow<'a, str> {
-    if !raw.contains(&delimiters.escape) {
+    let esc = delimiters.escape;
+    // Nearly every value is ASCII without an escape: one scan (without an
+    // early exit, so it is vectorised) tells, and ASCII is the same text
+    // in every charset. This runs for each value a mapper reads.
+    if !raw
+        .iter()
+        .fold(false, |any, &b| any | (b == esc) | !b.is_ascii())
+    {
+        if let Ok(text) = std::str::from_utf8(raw) {
+            return Cow::Borrowed(text);
+        }
+    }
+    if !raw.contains(&esc) {
         return charset.decode(raw);
     }
-    let esc = delimiters.escape;
     let mut out: Vec<u8> = Vec::with_capacity(raw.len());
     let mut i = 0;
     while i < raw.len() {

@@ -417,8 +417,8 @@ fn map_visit(
 
     let resource = Resource::Encounter(built(builder.build())?);
     let write = match write {
-        EncounterWrite::Update => Write::update(&keyed.identifier),
-        EncounterWrite::CreateIfAbsent => Write::create_if_absent(&keyed.identifier),
+        EncounterWrite::Update => Write::Update,
+        EncounterWrite::CreateIfAbsent => Write::CreateIfAbsent,
     };
     tx.add(
         &keyed,
@@ -481,7 +481,7 @@ fn merge(
         "Patient",
         resource,
         ExactDecimals::default(),
-        Write::update(&old.identifier),
+        Write::Update,
     )?;
     std::mem::take(tx).finish(Some(survivor.key))
 }

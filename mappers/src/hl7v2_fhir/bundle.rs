@@ -6,10 +6,9 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::fhir::r4b::codes::HTTPVerb;
-use crate::fhir::r4b::resources::{BundleEntryRequest, Resource};
+use crate::fhir::r4b::resources::Resource;
 use crate::fhir::r4b::types::Identifier;
-use crate::fhir::{write_request, write_resource, write_string, ExactDecimals};
+use crate::fhir::{write_resource, write_string, ExactDecimals};
 use crate::mapping::{MappedBundle, MappingError};
 
 use super::support::{built, MapResult};
@@ -81,16 +80,17 @@ pub(crate) fn patient_key(system: &str, value: &str) -> String {
     hex_lower(hasher.finalize().get(..12).unwrap_or(&[]))
 }
 
-/// How an entry is written at the server.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// How an entry is written at the server, by the identifier of its
+/// [`Keyed`] identity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Write {
     /// `PUT Type?identifier=system|value`: created if absent, replaced if
     /// present (the message is the source of truth for it).
-    Update { system: String, value: String },
+    Update,
     /// `POST Type` with `ifNoneExist: identifier=system|value`: created
     /// only if absent (reference data such as practitioners, where the
     /// message is not the source of truth).
-    CreateIfAbsent { system: String, value: String },
+    CreateIfAbsent,
     /// `PUT Type/<uuid>` with the resource's `id` set to the uuid: for
     /// resources that have no identifier element to search on (Binary).
     /// Servers that accept client-assigned ids (HAPI, Medplum, Firely)
@@ -98,51 +98,31 @@ pub(crate) enum Write {
     UpdateById,
 }
 
-impl Write {
-    pub fn update(identifier: &(String, String)) -> Write {
-        Write::Update {
-            system: identifier.0.clone(),
-            value: identifier.1.clone(),
-        }
-    }
-
-    pub fn create_if_absent(identifier: &(String, String)) -> Write {
-        Write::CreateIfAbsent {
-            system: identifier.0.clone(),
-            value: identifier.1.clone(),
-        }
-    }
-}
-
-fn identifier_query(system: &str, value: &str) -> String {
-    let mut query = String::with_capacity(16 + system.len() + value.len() + 8);
-    push_identifier_query(&mut query, system, value);
-    query
-}
-
 /// Appends `identifier=system|value`, escaped for a search URL.
-fn push_identifier_query(out: &mut String, system: &str, value: &str) {
-    out.push_str("identifier=");
+fn push_identifier_query(out: &mut Vec<u8>, system: &str, value: &str) {
+    out.extend_from_slice(b"identifier=");
     push_token_part(out, system);
-    out.push_str("%7C");
+    out.extend_from_slice(b"%7C");
     push_token_part(out, value);
 }
 
 /// Appends one part of a token search value: `|`, `,`, `$` and `\` are
 /// escaped with `\` by FHIR search rules, then the whole is URL-encoded
-/// (RFC 3986 unreserved characters kept).
-fn push_token_part(out: &mut String, text: &str) {
+/// (RFC 3986 unreserved characters kept). The output is ASCII.
+fn push_token_part(out: &mut Vec<u8>, text: &str) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
     for byte in text.bytes() {
         if matches!(byte, b'\\' | b'|' | b',' | b'$') {
-            out.push_str("%5C");
+            out.extend_from_slice(b"%5C");
         }
         if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(byte));
+            out.push(byte);
         } else {
-            out.push('%');
-            out.push(char::from(HEX[usize::from(byte >> 4)]));
-            out.push(char::from(HEX[usize::from(byte & 0x0f)]));
+            out.extend_from_slice(&[
+                b'%',
+                HEX[usize::from(byte >> 4)],
+                HEX[usize::from(byte & 0x0f)],
+            ]);
         }
     }
 }
@@ -247,32 +227,29 @@ impl Keyed {
     }
 }
 
-/// Entries collected by a mapping.
-#[derive(Default)]
+/// The Bundle a mapping writes: each entry is written as JSON when it is
+/// added, so that its fhir-sdk resource is freed at once (the next
+/// resource's allocations reuse that memory while it is still in cache)
+/// and no second pass over the entries is needed.
 pub(crate) struct Transaction {
-    entries: Vec<Entry>,
+    /// `{"resourceType":"Bundle","type":"transaction"` and the entries
+    /// written so far, each as fhir-sdk's `BundleEntry` writes one.
+    written: Vec<u8>,
+    /// The uuid of each entry written, for [`Transaction::holds`].
+    uuids: Vec<String>,
 }
 
-/// One Bundle entry, kept in parts so that the resource is written with
-/// its own decimal pointers (`/valueQuantity/value`, not
-/// `/resource/valueQuantity/value`).
-struct Entry {
-    full_url: String,
-    resource: Resource,
-    decimals: ExactDecimals,
-    request: BundleEntryRequest,
-}
+const BUNDLE_START: &[u8] = br#"{"resourceType":"Bundle","type":"transaction""#;
 
-impl Entry {
-    /// The fhir-sdk entry these parts are.
-    #[cfg(test)]
-    fn bundle_entry(&self) -> crate::fhir::r4b::resources::BundleEntry {
-        use crate::fhir::r4b::resources::BundleEntry;
-        let mut entry = BundleEntry::builder().build().unwrap();
-        entry.full_url = Some(self.full_url.clone());
-        entry.resource = Some(self.resource.clone());
-        entry.request = Some(self.request.clone());
-        entry
+impl Default for Transaction {
+    fn default() -> Self {
+        // An ORU with ten results is about 17 kB: one allocation for most.
+        let mut written = Vec::with_capacity(32 * 1024);
+        written.extend_from_slice(BUNDLE_START);
+        Transaction {
+            written,
+            uuids: Vec::new(),
+        }
     }
 }
 
@@ -280,6 +257,12 @@ impl Transaction {
     /// Adds a resource; a second resource with the same identity (the same
     /// practitioner named twice) is not added again. Returns the reference
     /// other resources use.
+    ///
+    /// The entry is written as its parts (fullUrl, resource, request), the
+    /// resource with its own few decimal pointers (`/valueQuantity/value`,
+    /// not `/entry/3/resource/valueQuantity/value`), so that the writer's
+    /// pointer tracking never searches the whole Bundle's; the text is the
+    /// one fhir-sdk's `Bundle` would serialise to (a test compares).
     pub fn add(
         &mut self,
         keyed: &Keyed,
@@ -292,60 +275,33 @@ impl Transaction {
         if self.holds(keyed) {
             return Ok(full_url);
         }
-        let request = match &write {
-            Write::Update { system, value } => {
-                let mut url = String::with_capacity(resource_type.len() + 64);
-                url.push_str(resource_type);
-                url.push('?');
-                push_identifier_query(&mut url, system, value);
-                BundleEntryRequest::builder().method(HTTPVerb::Put).url(url)
-            }
-            Write::CreateIfAbsent { system, value } => BundleEntryRequest::builder()
-                .method(HTTPVerb::Post)
-                .url(resource_type.to_string())
-                .if_none_exist(identifier_query(system, value)),
-            Write::UpdateById => BundleEntryRequest::builder()
-                .method(HTTPVerb::Put)
-                .url(format!("{resource_type}/{}", keyed.uuid)),
-        };
-        self.entries.push(Entry {
-            full_url: full_url.clone(),
-            resource,
-            decimals,
-            request: built(request.build())?,
+        let out = &mut self.written;
+        out.extend_from_slice(if self.uuids.is_empty() {
+            br#","entry":["#
+        } else {
+            b","
         });
+        out.extend_from_slice(br#"{"fullUrl":"#);
+        write_string(out, &full_url);
+        out.extend_from_slice(br#","resource":"#);
+        write_resource(out, &resource, &decimals)
+            .map_err(|error| MappingError::internal(format!("cannot write the Bundle: {error}")))?;
+        out.extend_from_slice(br#","request":"#);
+        write_request(out, resource_type, keyed, write);
+        out.push(b'}');
+        self.uuids.push(keyed.uuid.clone());
         Ok(full_url)
     }
 
     /// Whether an entry has this identity.
     pub fn holds(&self, keyed: &Keyed) -> bool {
-        self.entries
-            .iter()
-            .any(|entry| entry.full_url.strip_prefix("urn:uuid:") == Some(keyed.uuid.as_str()))
+        self.uuids.contains(&keyed.uuid)
     }
 
-    /// The Bundle as JSON text, every decimal written as sent. Each entry
-    /// is written as fhir-sdk's `BundleEntry` writes one (fullUrl,
-    /// resource, request), the resource with its own few decimal pointers,
-    /// so that the writer's pointer tracking never searches the whole
-    /// Bundle's; the text is the one fhir-sdk's `Bundle` would serialise to
-    /// (a test compares).
+    /// The Bundle as JSON text, every decimal written as sent.
     pub fn finish(self, patient_key: Option<String>) -> MapResult<MappedBundle> {
-        let cannot_write =
-            |error| MappingError::internal(format!("cannot write the Bundle: {error}"));
-        let mut bundle = Vec::with_capacity(2048 * (self.entries.len() + 1));
-        bundle.extend_from_slice(br#"{"resourceType":"Bundle","type":"transaction""#);
-        for (index, entry) in self.entries.iter().enumerate() {
-            bundle.extend_from_slice(if index == 0 { br#","entry":["# } else { b"," });
-            bundle.extend_from_slice(br#"{"fullUrl":"#);
-            write_string(&mut bundle, &entry.full_url);
-            bundle.extend_from_slice(br#","resource":"#);
-            write_resource(&mut bundle, &entry.resource, &entry.decimals).map_err(cannot_write)?;
-            bundle.extend_from_slice(br#","request":"#);
-            write_request(&mut bundle, &entry.request).map_err(cannot_write)?;
-            bundle.push(b'}');
-        }
-        if !self.entries.is_empty() {
+        let mut bundle = self.written;
+        if !self.uuids.is_empty() {
             bundle.push(b']');
         }
         bundle.push(b'}');
@@ -356,6 +312,37 @@ impl Transaction {
             patient_key,
         })
     }
+}
+
+/// An entry's `request` as fhir-sdk's `BundleEntryRequest` writes it
+/// (method, url, then ifNoneExist), written straight from the identity:
+/// the URL's characters are the resource type's letters, the uuid's hex
+/// digits and [`push_token_part`]'s output, none of which JSON escapes.
+fn write_request(out: &mut Vec<u8>, resource_type: &str, keyed: &Keyed, write: Write) {
+    let method = match write {
+        Write::Update | Write::UpdateById => "PUT",
+        Write::CreateIfAbsent => "POST",
+    };
+    out.extend_from_slice(br#"{"method":""#);
+    out.extend_from_slice(method.as_bytes());
+    out.extend_from_slice(br#"","url":""#);
+    out.extend_from_slice(resource_type.as_bytes());
+    let (system, value) = &keyed.identifier;
+    match write {
+        Write::Update => {
+            out.push(b'?');
+            push_identifier_query(out, system, value);
+        }
+        Write::CreateIfAbsent => {
+            out.extend_from_slice(br#"","ifNoneExist":""#);
+            push_identifier_query(out, system, value);
+        }
+        Write::UpdateById => {
+            out.push(b'/');
+            out.extend_from_slice(keyed.uuid.as_bytes());
+        }
+    }
+    out.extend_from_slice(br#""}"#);
 }
 
 #[cfg(test)]
@@ -386,12 +373,24 @@ mod tests {
         );
     }
 
-    /// `finish` writes entry by entry what serialising fhir-sdk's Bundle
-    /// with the decimals nested under each entry writes.
+    /// The conditional search of a request, as text.
+    fn identifier_query(system: &str, value: &str) -> String {
+        let mut query = Vec::new();
+        push_identifier_query(&mut query, system, value);
+        String::from_utf8(query).unwrap()
+    }
+
+    /// What `add` writes, entry by entry, is what serialising fhir-sdk's
+    /// Bundle of the same entries (decimals nested under each entry)
+    /// writes, for each kind of request; a resource added twice is one
+    /// entry.
     #[test]
-    fn finished_bundle_is_the_fhir_sdk_bundle_text() {
-        use crate::fhir::r4b::codes::{BundleType, ObservationStatus};
-        use crate::fhir::r4b::resources::{Bundle, Observation, ObservationValue, Organization};
+    fn written_bundle_is_the_fhir_sdk_bundle_text() {
+        use crate::fhir::r4b::codes::{BundleType, HTTPVerb, ObservationStatus};
+        use crate::fhir::r4b::resources::{
+            Binary, Bundle, BundleEntry, BundleEntryRequest, Observation, ObservationValue,
+            Organization,
+        };
         use crate::fhir::r4b::types::{CodeableConcept, Quantity};
         use crate::fhir::Decimal;
 
@@ -400,18 +399,34 @@ mod tests {
             r#"{"resourceType":"Bundle","type":"transaction"}"#
         );
         let mut tx = Transaction::default();
+        let mut expected = Vec::new();
+        let mut expect = |keyed: &Keyed, resource: &Resource, request: BundleEntryRequest| {
+            let mut entry = BundleEntry::builder().build().unwrap();
+            entry.full_url = Some(keyed.reference());
+            entry.resource = Some(resource.clone());
+            entry.request = Some(request);
+            expected.push(Some(entry));
+        };
+
         let organization = Organization::builder().name("Lab".into()).build().unwrap();
-        let keyed = Keyed::business("Organization", "urn:oid:1.2", "9");
-        let write = Write::create_if_absent(&keyed.identifier);
         let resource = Resource::Organization(organization);
-        tx.add(
-            &keyed,
-            "Organization",
-            resource,
-            ExactDecimals::default(),
-            write,
-        )
-        .unwrap();
+        // A value with every kind of escape a search URL needs.
+        let keyed = Keyed::business("Organization", "urn:oid:1.2", "A|b\\c, d$\u{e9}");
+        let request = BundleEntryRequest::builder()
+            .method(HTTPVerb::Post)
+            .url("Organization".into())
+            .if_none_exist(identifier_query("urn:oid:1.2", "A|b\\c, d$\u{e9}"))
+            .build()
+            .unwrap();
+        expect(&keyed, &resource, request);
+        let write = Write::CreateIfAbsent;
+        let none = ExactDecimals::default;
+        tx.add(&keyed, "Organization", resource.clone(), none(), write)
+            .unwrap();
+        // The same identity again: no second entry.
+        tx.add(&keyed, "Organization", resource, none(), write)
+            .unwrap();
+
         let value = Decimal::parse("1.50").unwrap();
         let mut observation = Observation::builder()
             .status(ObservationStatus::Final)
@@ -429,14 +444,38 @@ mod tests {
         let mut decimals = ExactDecimals::default();
         decimals.record("/valueQuantity/value", &value);
         let keyed = Keyed::derived("Observation", &["x"]);
-        let write = Write::update(&keyed.identifier);
         let resource = Resource::Observation(observation);
+        let request = BundleEntryRequest::builder()
+            .method(HTTPVerb::Put)
+            .url(format!(
+                "Observation?{}",
+                identifier_query(&keyed.identifier.0, &keyed.identifier.1)
+            ))
+            .build()
+            .unwrap();
+        expect(&keyed, &resource, request);
+        let write = Write::Update;
         tx.add(&keyed, "Observation", resource, decimals.clone(), write)
+            .unwrap();
+
+        let binary = Binary::builder()
+            .content_type("text/plain".into())
+            .build()
+            .unwrap();
+        let resource = Resource::Binary(binary);
+        let keyed = Keyed::derived("Binary", &["y"]);
+        let request = BundleEntryRequest::builder()
+            .method(HTTPVerb::Put)
+            .url(format!("Binary/{}", keyed.uuid))
+            .build()
+            .unwrap();
+        expect(&keyed, &resource, request);
+        tx.add(&keyed, "Binary", resource, none(), Write::UpdateById)
             .unwrap();
 
         let expected = Bundle::builder()
             .r#type(BundleType::Transaction)
-            .entry(tx.entries.iter().map(|e| Some(e.bundle_entry())).collect())
+            .entry(expected)
             .build()
             .unwrap();
         let expected = to_json(&expected, &decimals.nested_under("/entry/1/resource")).unwrap();

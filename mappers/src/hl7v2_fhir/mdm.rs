@@ -282,7 +282,7 @@ impl Mapper for MdmMapper {
             "DocumentReference",
             resource,
             ExactDecimals::default(),
-            Write::update(&keyed.identifier),
+            Write::Update,
         )?;
         tx.finish(Some(patient.key))
     }

@@ -371,7 +371,7 @@ impl ServiceOrder<'_, '_, '_> {
         builder = builder.supporting_info(references(&supporting)?);
 
         let resource = Resource::ServiceRequest(built(builder.build())?);
-        let write = Write::update(&keyed.identifier);
+        let write = Write::Update;
         tx.add(
             &keyed,
             "ServiceRequest",
@@ -569,7 +569,7 @@ fn map_specimen(
         )?);
     }
     let resource = Resource::Specimen(built(builder.build())?);
-    let write = Write::update(&keyed.identifier);
+    let write = Write::Update;
     tx.add(
         &keyed,
         "Specimen",

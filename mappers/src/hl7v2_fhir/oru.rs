@@ -593,7 +593,7 @@ impl<'m, 'a> Results<'m, 'a, '_, '_, '_> {
             "ServiceRequest",
             resource,
             ExactDecimals::default(),
-            Write::create_if_absent(&order_keyed.identifier),
+            Write::CreateIfAbsent,
         )?;
 
         let scope = Scope {
@@ -690,7 +690,7 @@ impl<'m, 'a> Results<'m, 'a, '_, '_, '_> {
             "DiagnosticReport",
             resource,
             ExactDecimals::default(),
-            Write::update(&report_keyed.identifier),
+            Write::Update,
         )?;
         Ok(())
     }
@@ -761,7 +761,7 @@ impl<'m, 'a> Results<'m, 'a, '_, '_, '_> {
                 builder = builder.name(vec![Some(built(name.build())?)]);
             }
             let resource = Resource::Practitioner(built(builder.build())?);
-            let write = Write::create_if_absent(&keyed.identifier);
+            let write = Write::CreateIfAbsent;
             let to = tx.add(
                 &keyed,
                 "Practitioner",
@@ -880,7 +880,7 @@ impl<'m, 'a> Results<'m, 'a, '_, '_, '_> {
             "Specimen",
             resource,
             ExactDecimals::default(),
-            Write::update(&keyed.identifier),
+            Write::Update,
         )
     }
 
@@ -928,7 +928,7 @@ impl<'m, 'a> Results<'m, 'a, '_, '_, '_> {
             "Specimen",
             resource,
             ExactDecimals::default(),
-            Write::update(&keyed.identifier),
+            Write::Update,
         )
         .map(Some)
     }
@@ -1086,14 +1086,8 @@ impl<'m, 'a> Results<'m, 'a, '_, '_, '_> {
         observation.method = obx.codeable(17)?;
         observation.performer = references(&self.performers(tx, obx)?)?;
         let resource = Resource::Observation(observation);
-        tx.add(
-            &keyed,
-            "Observation",
-            resource,
-            decimals,
-            Write::update(&keyed.identifier),
-        )
-        .map(Some)
+        tx.add(&keyed, "Observation", resource, decimals, Write::Update)
+            .map(Some)
     }
 
     /// OBX-16 responsible observers and OBX-23 performing organization.
@@ -1356,7 +1350,7 @@ impl<'m, 'a> Results<'m, 'a, '_, '_, '_> {
             "DocumentReference",
             resource,
             ExactDecimals::default(),
-            Write::update(&keyed.identifier),
+            Write::Update,
         )?;
         Ok(())
     }

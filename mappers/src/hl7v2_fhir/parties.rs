@@ -40,7 +40,7 @@ pub(crate) fn practitioner<'a>(
         builder = builder.name(vec![Some(name)]);
     }
     let resource = Resource::Practitioner(built(builder.build())?);
-    let write = Write::create_if_absent(&keyed.identifier);
+    let write = Write::CreateIfAbsent;
     tx.add(
         &keyed,
         "Practitioner",
@@ -138,7 +138,7 @@ fn add_organization(keyed: Keyed, name: Option<String>, tx: &mut Transaction) ->
         builder = builder.name(name);
     }
     let resource = Resource::Organization(built(builder.build())?);
-    let write = Write::create_if_absent(&keyed.identifier);
+    let write = Write::CreateIfAbsent;
     tx.add(
         &keyed,
         "Organization",
@@ -205,7 +205,7 @@ pub(crate) fn location_from_pl<'a>(
         )?);
     }
     let resource = Resource::Location(built(builder.build())?);
-    let write = Write::create_if_absent(&keyed.identifier);
+    let write = Write::CreateIfAbsent;
     tx.add(
         &keyed,
         "Location",

@@ -215,8 +215,8 @@ pub(crate) fn map_pid(
 
     let resource = Resource::Patient(built(builder.build())?);
     let write = match write {
-        PatientWrite::Update => Write::update(&keyed.identifier),
-        PatientWrite::CreateIfAbsent => Write::create_if_absent(&keyed.identifier),
+        PatientWrite::Update => Write::Update,
+        PatientWrite::CreateIfAbsent => Write::CreateIfAbsent,
     };
     let reference = tx.add(&keyed, "Patient", resource, ExactDecimals::default(), write)?;
     Ok(PatientEntry { reference, key })

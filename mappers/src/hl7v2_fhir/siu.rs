@@ -203,7 +203,7 @@ impl Mapper for SiuMapper {
         }
 
         let resource = Resource::Appointment(built(builder.build())?);
-        let write = Write::update(&keyed.identifier);
+        let write = Write::Update;
         tx.add(
             &keyed,
             "Appointment",

@@ -322,7 +322,7 @@ fn map_dose(
         .education(observed.education.into_iter().map(Some).collect());
 
     let resource = Resource::Immunization(built(builder.build())?);
-    let write = Write::update(&keyed.identifier);
+    let write = Write::Update;
     tx.add(&keyed, "Immunization", resource, decimals, write)
 }
 
@@ -373,7 +373,7 @@ fn manufacturer(rxa: &Seg<'_, '_>, tx: &mut Transaction) -> MapResult<Option<Str
         builder = builder.name(name);
     }
     let resource = Resource::Organization(built(builder.build())?);
-    let write = Write::create_if_absent(&keyed.identifier);
+    let write = Write::CreateIfAbsent;
     tx.add(
         &keyed,
         "Organization",
