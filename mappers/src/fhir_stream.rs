@@ -63,26 +63,20 @@ pub(crate) fn write_resource_exact(
     texts: &[(String, String)],
 ) -> Result<(), FhirJsonError> {
     write_with(out, texts, |writer| {
-        direct_or_serde(writer, resource, |writer| match resource {
-            Resource::Observation(observation) => writer.observation(observation),
+        let start = writer.out.len();
+        let written = match resource {
+            Resource::Observation(observation) if direct::allowed() => {
+                writer.observation(observation)
+            }
             _ => Err(direct::Unsupported),
-        })
+        };
+        if written.is_ok() {
+            return Ok(());
+        }
+        // What the direct writer wrote before giving up is thrown away.
+        writer.restart(start);
+        resource.serialize(writer)
     })
-}
-
-/// `value` written by `direct`, or, when that gives up, whatever it wrote
-/// thrown away and `value` written by serde.
-fn direct_or_serde<T: Serialize + ?Sized>(
-    writer: &mut JsonWriter<'_, '_>,
-    value: &T,
-    direct: impl FnOnce(&mut JsonWriter<'_, '_>) -> Result<(), direct::Unsupported>,
-) -> Result<(), Error> {
-    let start = writer.out.len();
-    if direct::allowed() && direct(writer).is_ok() {
-        return Ok(());
-    }
-    writer.restart(start);
-    value.serialize(writer)
 }
 
 /// A string as a JSON string.

@@ -284,8 +284,7 @@ impl Transaction {
         out.extend_from_slice(br#"{"fullUrl":"#);
         write_string(out, &full_url);
         out.extend_from_slice(br#","resource":"#);
-        write_resource(out, &resource, &decimals)
-            .map_err(|error| MappingError::internal(format!("cannot write the Bundle: {error}")))?;
+        write_resource(out, &resource, &decimals).map_err(cannot_write)?;
         out.extend_from_slice(br#","request":"#);
         write_request(out, resource_type, keyed, write);
         out.push(b'}');
@@ -305,13 +304,18 @@ impl Transaction {
             bundle.push(b']');
         }
         bundle.push(b'}');
-        let bundle = String::from_utf8(bundle)
-            .map_err(|error| MappingError::internal(format!("cannot write the Bundle: {error}")))?;
+        let bundle = String::from_utf8(bundle).map_err(cannot_write)?;
         Ok(MappedBundle {
             bundle,
             patient_key,
         })
     }
+}
+
+/// A Bundle that cannot be written is a bug in a mapping, never the
+/// sender's fault.
+fn cannot_write(error: impl std::fmt::Display) -> MappingError {
+    MappingError::internal(format!("cannot write the Bundle: {error}"))
 }
 
 /// An entry's `request` as fhir-sdk's `BundleEntryRequest` writes it
