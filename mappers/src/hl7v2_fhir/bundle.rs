@@ -11,6 +11,7 @@ use crate::fhir::r4b::types::Identifier;
 use crate::fhir::{write_resource, write_string, ExactDecimals};
 use crate::mapping::{MappedBundle, MappingError};
 
+use super::elements;
 use super::support::{built, MapResult};
 
 /// The identifier system of deterministic identifiers: the value is the
@@ -206,7 +207,7 @@ impl Keyed {
 
     /// The identifier element to put on the resource.
     pub fn identifier(&self) -> MapResult<Identifier> {
-        let mut identifier = built(Identifier::builder().build())?;
+        let mut identifier = elements::identifier();
         identifier.system = Some(self.identifier.0.clone());
         identifier.value = Some(self.identifier.1.clone());
         Ok(identifier)

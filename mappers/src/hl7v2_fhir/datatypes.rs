@@ -16,6 +16,7 @@ use crate::fhir::r4b::types::{
 };
 use crate::hl7v2::{Field, Message};
 
+use super::elements;
 use super::support::{built, comp_of, comp_str_of, sub_of, whole_of, Env, MapResult, Seg};
 
 /// An HL7 v2 DTM as sent: `YYYY[MM[DD[HH[MM[SS[.S[S[S[S]]]]]]]]][+/-ZZZZ]`.
@@ -346,9 +347,8 @@ pub(crate) fn is_oid(text: &str) -> bool {
 }
 
 fn coding(system: Option<&str>, code: &str, display: Option<&str>) -> MapResult<Coding> {
-    // Filled in place: each builder setter moves the whole builder, and
-    // codings are built for every OBX.
-    let mut coding = built(Coding::builder().build())?;
+    // Filled in place (codings are built for every OBX): see `elements`.
+    let mut coding = elements::coding();
     coding.code = Some(code.to_string());
     coding.system = system.map(str::to_string);
     coding.display = display.map(str::to_string);
@@ -361,7 +361,7 @@ pub(crate) fn concept(
     code: &str,
     display: Option<&str>,
 ) -> MapResult<CodeableConcept> {
-    let mut concept = built(CodeableConcept::builder().build())?;
+    let mut concept = elements::codeable_concept();
     concept.coding = vec![Some(coding(system, code, display)?)];
     Ok(concept)
 }
@@ -393,7 +393,7 @@ pub(crate) fn codeable_concept<'a>(
     if codings.is_empty() && text.is_none() {
         return Ok(None);
     }
-    let mut concept = built(CodeableConcept::builder().build())?;
+    let mut concept = elements::codeable_concept();
     concept.coding = codings;
     concept.text = text;
     Ok(Some(concept))

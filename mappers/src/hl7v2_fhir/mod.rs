@@ -8,6 +8,7 @@ mod adt;
 mod bundle;
 mod config;
 mod datatypes;
+mod elements;
 mod fuzzing;
 mod mdm;
 mod orders;

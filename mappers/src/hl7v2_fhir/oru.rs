@@ -16,7 +16,7 @@ use serde_json::Value;
 use crate::fhir::r4b::codes;
 use crate::fhir::r4b::resources::{
     Binary, DiagnosticReport, DiagnosticReportEffective, DocumentReference,
-    DocumentReferenceContent, DocumentReferenceContext, Observation, ObservationEffective,
+    DocumentReferenceContent, DocumentReferenceContext, ObservationEffective,
     ObservationReferenceRange, ObservationValue, Practitioner, Resource, ServiceRequest, Specimen,
     SpecimenCollection, SpecimenCollectionCollected,
 };
@@ -37,6 +37,7 @@ use super::datatypes::{
     codeable_concept, coding_system_uri, concept, ei_identifier, parse_dtm, system_for_authority,
     V2_0203,
 };
+use super::elements;
 use super::parties::{organization_from_xon, practitioner, reference, references};
 use super::patient::{map_patient, map_pid, PatientAdditions};
 use super::support::{
@@ -1027,14 +1028,7 @@ impl<'m, 'a> Results<'m, 'a, '_, '_, '_> {
             ));
         }
 
-        // The required elements through the builder, the rest written in
-        // place: each builder setter moves the whole (large) builder.
-        let mut observation = built(
-            Observation::builder()
-                .status(status.observation())
-                .code(code)
-                .build(),
-        )?;
+        let mut observation = elements::observation(status.observation(), code)?;
         observation.identifier = identifiers;
         observation.subject = Some(reference(scope.patient)?);
         observation.note = annotations(&notes)?;
@@ -1581,7 +1575,7 @@ fn quantity(
     unit: Option<&Unit>,
     comparator: Option<codes::QuantityComparator>,
 ) -> MapResult<Quantity> {
-    let mut quantity = built(Quantity::builder().build())?;
+    let mut quantity = elements::quantity();
     quantity.value = Some(value.value());
     quantity.comparator = comparator;
     if let Some(unit) = unit {

@@ -11,6 +11,7 @@ use crate::hl7v2::{Field, Message};
 
 use super::bundle::{Keyed, Transaction, Write};
 use super::datatypes::{concept, system_for_authority, xcn_name};
+use super::elements;
 use super::support::{built, comp_of, default_authority, sub_of, Env, MapResult};
 
 /// A Practitioner from one XCN repetition (ID ^ family ^ given ^ ... ^
@@ -218,7 +219,7 @@ pub(crate) fn location_from_pl<'a>(
 
 /// A Reference to an entry of the Bundle.
 pub(crate) fn reference(to: &str) -> MapResult<Reference> {
-    let mut reference = built(Reference::builder().build())?;
+    let mut reference = elements::reference();
     reference.reference = Some(to.to_string());
     Ok(reference)
 }
