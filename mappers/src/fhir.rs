@@ -171,6 +171,12 @@ impl ExactDecimals {
         self.0.push((pointer.into(), decimal.text.clone()));
     }
 
+    /// [`ExactDecimals::record`] of a decimal the caller is done with, its
+    /// text kept rather than copied.
+    pub fn record_owned(&mut self, pointer: impl Into<String>, decimal: Decimal) {
+        self.0.push((pointer.into(), decimal.text));
+    }
+
     /// The same records below `prefix` (e.g. `/entry/3/resource`).
     pub fn nested_under(&self, prefix: &str) -> ExactDecimals {
         ExactDecimals(
@@ -187,6 +193,11 @@ impl ExactDecimals {
 
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+
+    /// No records, the storage kept for the next resource's.
+    pub fn clear(&mut self) {
+        self.0.clear();
     }
 }
 

@@ -202,6 +202,19 @@ impl<'d> JsonWriter<'_, 'd> {
         mark
     }
 
+    /// [`Self::enter_key`] of a FHIR element name, which has no `~` nor
+    /// `/` to escape; inlined, so that the name's copy has a known length.
+    #[inline(always)]
+    fn enter_element(&mut self, name: &'static str) -> Mark {
+        let mark = self.mark();
+        if self.tracking {
+            self.pointer.push('/');
+            self.pointer.push_str(name);
+            self.tracking = self.leads_to_decimal();
+        }
+        mark
+    }
+
     /// Enters element `/index` when tracking.
     #[inline]
     fn enter_index(&mut self, index: usize) -> Mark {

@@ -4,6 +4,8 @@
 //! message, or receiving a duplicate, never creates a second resource at a
 //! FHIR server.
 
+use std::borrow::Cow;
+
 use sha2::{Digest, Sha256};
 
 use crate::fhir::r4b::resources::Resource;
@@ -42,19 +44,32 @@ fn add_part(hasher: &mut Sha256, part: &str) {
 }
 
 fn uuid_of(hasher: Sha256) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let digest = hasher.finalize();
-    let mut bytes = [0u8; 16];
-    bytes.copy_from_slice(digest.get(..16).unwrap_or(&[0; 16]));
-    bytes[6] = (bytes[6] & 0x0f) | 0x80;
-    bytes[8] = (bytes[8] & 0x3f) | 0x80;
-    let mut out = String::with_capacity(36);
-    for (index, byte) in bytes.iter().enumerate() {
+    // Written as bytes, then checked as UTF-8 once: pushing 36 chars one by
+    // one costs more than the hash on a CPU with SHA instructions.
+    let mut text = [b'-'; 36];
+    let mut at = 0;
+    for (index, byte) in digest.iter().take(16).enumerate() {
+        let byte = match index {
+            6 => (byte & 0x0f) | 0x80,
+            8 => (byte & 0x3f) | 0x80,
+            _ => *byte,
+        };
         if matches!(index, 4 | 6 | 8 | 10) {
-            out.push('-');
+            at += 1;
         }
-        push_hex(&mut out, *byte);
+        if let Some(pair) = text.get_mut(at..at + 2) {
+            pair.copy_from_slice(&[
+                DIGITS[usize::from(byte >> 4)],
+                DIGITS[usize::from(byte & 0x0f)],
+            ]);
+        }
+        at += 2;
     }
-    out
+    std::str::from_utf8(&text)
+        .map(str::to_owned)
+        .unwrap_or_default()
 }
 
 fn hex_lower(bytes: &[u8]) -> String {
@@ -112,29 +127,48 @@ fn push_identifier_query(out: &mut Vec<u8>, system: &str, value: &str) {
 /// (RFC 3986 unreserved characters kept). The output is ASCII.
 fn push_token_part(out: &mut Vec<u8>, text: &str) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    for byte in text.bytes() {
+    let bytes = text.as_bytes();
+    out.reserve(bytes.len() + 8);
+    // Runs of unreserved characters (all of a uuid's) are copied whole.
+    let mut start = 0;
+    for (at, &byte) in bytes.iter().enumerate() {
+        if UNRESERVED[usize::from(byte)] {
+            continue;
+        }
+        out.extend_from_slice(bytes.get(start..at).unwrap_or_default());
+        start = at + 1;
         if matches!(byte, b'\\' | b'|' | b',' | b'$') {
             out.extend_from_slice(b"%5C");
         }
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
-            out.push(byte);
-        } else {
-            out.extend_from_slice(&[
-                b'%',
-                HEX[usize::from(byte >> 4)],
-                HEX[usize::from(byte & 0x0f)],
-            ]);
-        }
+        out.extend_from_slice(&[
+            b'%',
+            HEX[usize::from(byte >> 4)],
+            HEX[usize::from(byte & 0x0f)],
+        ]);
     }
+    out.extend_from_slice(bytes.get(start..).unwrap_or_default());
 }
+
+/// RFC 3986's unreserved characters, by byte.
+const UNRESERVED: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        let b = byte as u8;
+        table[byte] = b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~');
+        byte += 1;
+    }
+    table
+};
 
 /// A resource's deterministic identity: its `urn:uuid` and the identifier
 /// it is written by (a business identifier when the source has one).
 #[derive(Debug, Clone)]
 pub(crate) struct Keyed {
     pub uuid: String,
-    /// (system, value)
-    pub identifier: (String, String),
+    /// (system, value); the system of a derived identity is
+    /// [`URI_SYSTEM`], not copied for each resource.
+    pub identifier: (Cow<'static, str>, String),
     /// A source ID that no assigning authority qualifies: kept on the
     /// resource as an identifier without a system, but not searched on.
     pub unqualified: Option<String>,
@@ -145,7 +179,7 @@ impl Keyed {
     pub fn business(resource_type: &str, system: &str, value: &str) -> Keyed {
         Keyed {
             uuid: uuid_for(&[resource_type, system, value]),
-            identifier: (system.to_string(), value.to_string()),
+            identifier: (Cow::Owned(system.to_string()), value.to_string()),
             unqualified: None,
         }
     }
@@ -187,7 +221,7 @@ impl Keyed {
         value.push_str("urn:uuid:");
         value.push_str(&uuid_of(identifier));
         Keyed {
-            identifier: (URI_SYSTEM.to_string(), value),
+            identifier: (Cow::Borrowed(URI_SYSTEM), value),
             uuid: uuid_of(hasher),
             unqualified: None,
         }
@@ -208,7 +242,7 @@ impl Keyed {
     /// The identifier element to put on the resource.
     pub fn identifier(&self) -> MapResult<Identifier> {
         let mut identifier = elements::identifier();
-        identifier.system = Some(self.identifier.0.clone());
+        identifier.system = Some(self.identifier.0.to_string());
         identifier.value = Some(self.identifier.1.clone());
         Ok(identifier)
     }
@@ -272,6 +306,19 @@ impl Transaction {
         decimals: ExactDecimals,
         write: Write,
     ) -> MapResult<String> {
+        self.add_borrowed(keyed, resource_type, &resource, &decimals, write)
+    }
+
+    /// [`Transaction::add`] of a resource the caller keeps (to refill it
+    /// for the next entry: see `elements::Spare`).
+    pub fn add_borrowed(
+        &mut self,
+        keyed: &Keyed,
+        resource_type: &str,
+        resource: &Resource,
+        decimals: &ExactDecimals,
+        write: Write,
+    ) -> MapResult<String> {
         let full_url = keyed.reference();
         if self.holds(keyed) {
             return Ok(full_url);
@@ -285,7 +332,7 @@ impl Transaction {
         out.extend_from_slice(br#"{"fullUrl":"#);
         write_string(out, &full_url);
         out.extend_from_slice(br#","resource":"#);
-        write_resource(out, &resource, &decimals).map_err(cannot_write)?;
+        write_resource(out, resource, decimals).map_err(cannot_write)?;
         out.extend_from_slice(br#","request":"#);
         write_request(out, resource_type, keyed, write);
         out.push(b'}');

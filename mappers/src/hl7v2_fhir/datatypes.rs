@@ -376,27 +376,42 @@ pub(crate) fn codeable_concept<'a>(
     msg: &Message<'a>,
     rep: &Field<'a>,
 ) -> MapResult<Option<CodeableConcept>> {
-    let mut codings = Vec::new();
+    let mut concept = elements::codeable_concept();
+    Ok(refill_codeable_concept(msg, rep, &mut concept).then_some(concept))
+}
+
+/// [`codeable_concept`] written over `concept` (see
+/// [`elements::refill_coding`]); false, with `concept` left half
+/// written, when the field gives no code and no text.
+pub(crate) fn refill_codeable_concept<'a>(
+    msg: &Message<'a>,
+    rep: &Field<'a>,
+    concept: &mut CodeableConcept,
+) -> bool {
+    let mut codings = 0;
     for (code_at, text_at, system_at) in [(1, 2, 3), (4, 5, 6)] {
         let Some(code) = comp_str_of(msg, rep, code_at) else {
             continue;
         };
         let display = comp_str_of(msg, rep, text_at);
         let system = comp_str_of(msg, rep, system_at).and_then(|s| coding_system_uri(&s));
-        codings.push(Some(coding(system.as_deref(), &code, display.as_deref())?));
+        elements::refill_coding_at(
+            &mut concept.coding,
+            codings,
+            system.as_deref(),
+            &code,
+            display.as_deref(),
+        );
+        codings += 1;
     }
-    let text = comp_of(msg, rep, 9).or_else(|| match codings.is_empty() {
+    concept.coding.truncate(codings);
+    let text = comp_str_of(msg, rep, 9).or_else(|| match codings {
         // A CE with only a text (or a plain value) keeps it as text.
-        true => comp_of(msg, rep, 2).or_else(|| whole_of(msg, rep)),
-        false => None,
+        0 => comp_str_of(msg, rep, 2).or_else(|| whole_of(msg, rep).map(Cow::Owned)),
+        _ => None,
     });
-    if codings.is_empty() && text.is_none() {
-        return Ok(None);
-    }
-    let mut concept = elements::codeable_concept();
-    concept.coding = codings;
-    concept.text = text;
-    Ok(Some(concept))
+    elements::reset_concept(concept, text.as_deref());
+    codings > 0 || text.is_some()
 }
 
 /// Where an identifier's namespace comes from: an HD (namespace ID ^

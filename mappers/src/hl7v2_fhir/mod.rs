@@ -8,7 +8,7 @@ mod adt;
 mod bundle;
 mod config;
 mod datatypes;
-mod elements;
+pub(crate) mod elements;
 mod fuzzing;
 mod mdm;
 mod orders;

@@ -34,10 +34,10 @@ use super::adt::{map_encounter, EncounterStatusChoice};
 use super::bundle::{Keyed, Transaction, Write};
 use super::config::{OruConfig, PatientWrite};
 use super::datatypes::{
-    codeable_concept, coding_system_uri, concept, ei_identifier, parse_dtm, system_for_authority,
-    V2_0203,
+    codeable_concept, coding_system_uri, concept, ei_identifier, parse_dtm,
+    refill_codeable_concept, system_for_authority, V2_0203,
 };
-use super::elements;
+use super::elements::{self, refill_concept_at, Spare};
 use super::parties::{organization_from_xon, practitioner, reference, references};
 use super::patient::{map_patient, map_pid, PatientAdditions};
 use super::support::{
@@ -130,6 +130,7 @@ impl Mapper for OruMapper {
             code_map,
             cisis: is_cisis(msg),
         };
+        let mut spare = Spare::default();
         for (position, (patient, item)) in structure.patient_results.iter().enumerate() {
             let Some(subject) = patients.get(*patient) else {
                 continue;
@@ -140,7 +141,7 @@ impl Mapper for OruMapper {
                 anchor: format!("patient-result|{}", subject.reference),
                 order: None,
             };
-            results.result(&mut tx, &scope, item, position)?;
+            results.result(&mut tx, &scope, item, position, &mut spare)?;
         }
         for group in &structure.orders {
             let Some(subject) = patients.get(group.patient) else {
@@ -238,13 +239,14 @@ pub(crate) fn observations_of<'m, 'a>(
         order: None,
     };
     let mut written = Vec::new();
+    let mut spare = Spare::default();
     for (position, (obx, notes)) in items.iter().enumerate() {
         let item = ResultItem {
             obx: *obx,
             notes: notes.clone(),
             specimen: None,
         };
-        if let Some(reference) = results.result(tx, &scope, &item, position)? {
+        if let Some(reference) = results.result(tx, &scope, &item, position, &mut spare)? {
             written.push(reference);
         }
     }
@@ -430,7 +432,7 @@ fn unique(tx: &Transaction, keyed: Keyed, resource_type: &str, extra: &[&str]) -
     if !tx.holds(&keyed) {
         return keyed;
     }
-    let mut parts = vec![keyed.identifier.0.as_str(), keyed.identifier.1.as_str()];
+    let mut parts = vec![&*keyed.identifier.0, keyed.identifier.1.as_str()];
     parts.extend_from_slice(extra);
     Keyed::derived(resource_type, &parts)
 }
@@ -610,13 +612,14 @@ impl<'m, 'a> Results<'m, 'a, '_, '_, '_> {
         };
         let mut results = Vec::new();
         let mut narrative = Vec::new();
+        let mut spare = Spare::default();
         for (position, item) in group.results.iter().enumerate() {
             if is_report_line(&item.obx) {
                 let line = item.obx.field(5).and_then(|f| text_lines(msg, &f));
                 narrative.push(line.unwrap_or_default());
                 continue;
             }
-            if let Some(result) = self.result(tx, &scope, item, position)? {
+            if let Some(result) = self.result(tx, &scope, item, position, &mut spare)? {
                 results.push(result);
             }
         }
@@ -944,6 +947,7 @@ impl<'m, 'a> Results<'m, 'a, '_, '_, '_> {
         scope: &Scope<'_>,
         item: &ResultItem<'m, 'a>,
         position: usize,
+        spare: &mut Spare,
     ) -> MapResult<Option<String>> {
         let obx = &item.obx;
         if is_transport_metadata(obx, self.cisis) {
@@ -966,15 +970,11 @@ impl<'m, 'a> Results<'m, 'a, '_, '_, '_> {
             key.push_str(code);
             key
         };
-        let position_text = position.to_string();
+        let mut position_buffer = itoa::Buffer::new();
+        let position_text = position_buffer.format(position);
         let status = result_status(obx)?;
         if matches!(&*value_type, "ED" | "RP") {
-            let parts = [
-                &*set_id,
-                &*sub_id,
-                code_key.as_str(),
-                position_text.as_str(),
-            ];
+            let parts = [&*set_id, &*sub_id, code_key.as_str(), position_text];
             self.document(tx, scope, item, status, parts)?;
             return Ok(None);
         }
@@ -992,18 +992,34 @@ impl<'m, 'a> Results<'m, 'a, '_, '_, '_> {
             Some((system, value)) => Keyed::business("Observation", &system, &value),
             None => Keyed::derived("Observation", &[&scope.anchor, &set_id, &sub_id, &code_key]),
         };
-        let keyed = unique(tx, keyed, "Observation", &[&scope.anchor, &position_text]);
-        let mut identifiers = Vec::new();
+        let keyed = unique(tx, keyed, "Observation", &[&scope.anchor, position_text]);
+
+        // The previous result's Observation, refilled: every element below
+        // is set, or cleared, whatever this OBX sends.
+        let mut observation = spare.observation(status.observation())?;
+        let identifiers = &mut observation.identifier;
+        let mut count = 0;
         if let Some(instance) = instance {
-            identifiers.push(Some(instance));
+            identifiers.insert(0, Some(instance));
+            count += 1;
         }
         if keyed.is_derived() {
-            identifiers.push(Some(keyed.identifier()?));
+            let (system, value) = &keyed.identifier;
+            match identifiers.get_mut(count) {
+                Some(Some(slot)) => elements::refill_identifier(slot, system, value),
+                Some(slot) => *slot = Some(keyed.identifier()?),
+                None => identifiers.push(Some(keyed.identifier()?)),
+            }
+            count += 1;
         }
+        identifiers.truncate(count);
 
-        let mut code = obx
-            .codeable(3)?
+        let code_field = obx
+            .field(3)
             .ok_or_else(|| obx.missing(3, "the observation identifier"))?;
+        if !refill_codeable_concept(self.msg, &code_field.repetition(1), &mut observation.code) {
+            return Err(obx.missing(3, "the observation identifier"));
+        }
         if let (Some(map), Some(local)) = (self.code_map, local_code.as_deref()) {
             if let Some((target, display)) = map.lookup(local) {
                 let mut coding = Coding::builder()
@@ -1012,13 +1028,20 @@ impl<'m, 'a> Results<'m, 'a, '_, '_, '_> {
                 if let Some(display) = display {
                     coding = coding.display(display.to_string());
                 }
-                code.coding.push(Some(built(coding.build())?));
+                observation.code.coding.push(Some(built(coding.build())?));
             }
         }
 
-        let mut decimals = ExactDecimals::default();
+        let mut decimals = spare.decimals();
         let unit = Unit::of(obx);
-        let (value, further) = self.value(obx, &value_type, unit.as_ref(), &mut decimals)?;
+        let previous_value = observation.value.take();
+        let (value, further) = self.value(
+            obx,
+            &value_type,
+            unit.as_ref(),
+            &mut decimals,
+            previous_value,
+        )?;
         let mut notes = item.notes.clone();
         if !further.is_empty() {
             // One Observation has one value: the others are kept, as text.
@@ -1028,20 +1051,25 @@ impl<'m, 'a> Results<'m, 'a, '_, '_, '_> {
             ));
         }
 
-        let mut observation = elements::observation(status.observation(), code)?;
-        observation.identifier = identifiers;
-        observation.subject = Some(reference(scope.patient)?);
+        elements::set_reference(&mut observation.subject, scope.patient);
         observation.note = annotations(&notes)?;
-        if !self.config.observation_category.trim().is_empty() {
-            observation.category = vec![Some(concept(
+        let category = self.config.observation_category.trim();
+        if category.is_empty() {
+            observation.category.clear();
+        } else {
+            refill_concept_at(
+                &mut observation.category,
+                0,
                 Some(OBSERVATION_CATEGORY),
-                self.config.observation_category.trim(),
+                category,
                 None,
-            )?)];
+            );
+            observation.category.truncate(1);
         }
         observation.value = value;
-        if let Some(encounter) = scope.encounter {
-            observation.encounter = Some(reference(encounter)?);
+        match scope.encounter {
+            Some(encounter) => elements::set_reference(&mut observation.encounter, encounter),
+            None => observation.encounter = None,
         }
         let effective = match obx.datetime(14, self.env)? {
             Some(when) => Some(when),
@@ -1051,37 +1079,51 @@ impl<'m, 'a> Results<'m, 'a, '_, '_, '_> {
             },
         };
         observation.effective = effective.map(ObservationEffective::DateTime);
-        if let Some(order) = &scope.order {
-            observation.based_on = vec![Some(reference(&order.service_request)?)];
-            let specimen = match item.specimen {
-                Some(index) => order.specimens.get(index),
-                // Before any SPM: the group's specimen when there is only one.
-                None if order.specimens.len() == 1 => order.specimens.first(),
-                None => None,
-            };
-            if let Some(specimen) = specimen {
-                observation.specimen = Some(reference(specimen)?);
+        let mut specimen = None;
+        match &scope.order {
+            Some(order) => {
+                elements::set_one_reference(&mut observation.based_on, &order.service_request);
+                specimen = match item.specimen {
+                    Some(index) => order.specimens.get(index),
+                    // Before any SPM: the group's specimen when there is only one.
+                    None if order.specimens.len() == 1 => order.specimens.first(),
+                    None => None,
+                };
             }
+            None => observation.based_on.clear(),
         }
+        match specimen {
+            Some(specimen) => elements::set_reference(&mut observation.specimen, specimen),
+            None => observation.specimen = None,
+        }
+        let mut flags = 0;
         for rep in obx.each_repetition(8) {
             if let Some(flag) = comp_str_of(self.msg, &rep, 1) {
                 let display = comp_str_of(self.msg, &rep, 2);
-                observation.interpretation.push(Some(concept(
+                refill_concept_at(
+                    &mut observation.interpretation,
+                    flags,
                     Some(INTERPRETATION),
                     &flag,
                     display.as_deref(),
-                )?));
+                );
+                flags += 1;
             }
         }
+        observation.interpretation.truncate(flags);
+        let previous_range = observation.reference_range.drain(..).next().flatten();
         if let Some(range) = obx.text_str(7) {
-            let range = reference_range(&range, unit.as_ref(), 0, &mut decimals)?;
-            observation.reference_range = vec![Some(range)];
+            let range = reference_range(&range, unit.as_ref(), 0, &mut decimals, previous_range)?;
+            observation.reference_range.push(Some(range));
         }
         observation.method = obx.codeable(17)?;
         observation.performer = references(&self.performers(tx, obx)?)?;
         let resource = Resource::Observation(observation);
-        tx.add(&keyed, "Observation", resource, decimals, Write::Update)
-            .map(Some)
+        let added = tx.add_borrowed(&keyed, "Observation", &resource, &decimals, Write::Update);
+        if let Resource::Observation(observation) = resource {
+            spare.keep(observation, decimals);
+        }
+        added.map(Some)
     }
 
     /// OBX-16 responsible observers and OBX-23 performing organization.
@@ -1110,6 +1152,7 @@ impl<'m, 'a> Results<'m, 'a, '_, '_, '_> {
         value_type: &str,
         unit: Option<&Unit>,
         decimals: &mut ExactDecimals,
+        previous: Option<ObservationValue>,
     ) -> MapResult<(Option<ObservationValue>, Vec<String>)> {
         let msg = self.msg;
         let reps = obx.repetitions(5);
@@ -1141,10 +1184,11 @@ impl<'m, 'a> Results<'m, 'a, '_, '_, '_> {
                         return Err(obx.invalid(5, "not a number (NM)"));
                     }
                 }
-                decimals.record("/valueQuantity/value", &number);
-                Some(ObservationValue::Quantity(quantity(&number, unit, None)?))
+                let quantity = quantity_over(previous_quantity(previous), &number, unit, None);
+                decimals.record_owned("/valueQuantity/value", number);
+                Some(ObservationValue::Quantity(quantity))
             }
-            "SN" => self.structured_numeric(obx, first, unit, decimals)?,
+            "SN" => self.structured_numeric(obx, first, unit, decimals, previous)?,
             "CQ" => {
                 let Some(text) = comp_of(msg, first, 1) else {
                     return Ok((None, further));
@@ -1152,8 +1196,9 @@ impl<'m, 'a> Results<'m, 'a, '_, '_, '_> {
                 let number =
                     Decimal::parse(&text).ok_or_else(|| obx.invalid(5, "not a number (CQ)"))?;
                 let own_unit = sub_of(msg, first, 2, 1).map(|code| Unit {
-                    display: sub_of(msg, first, 2, 2).unwrap_or_else(|| code.clone()),
-                    ucum: is_ucum(sub_of(msg, first, 2, 3).as_deref(), &code).then_some(code),
+                    display: Cow::Owned(sub_of(msg, first, 2, 2).unwrap_or_else(|| code.clone())),
+                    ucum: is_ucum(sub_of(msg, first, 2, 3).as_deref(), &code)
+                        .then_some(Cow::Owned(code)),
                 });
                 decimals.record("/valueQuantity/value", &number);
                 Some(ObservationValue::Quantity(quantity(
@@ -1216,6 +1261,7 @@ impl<'m, 'a> Results<'m, 'a, '_, '_, '_> {
         rep: &Field<'a>,
         unit: Option<&Unit>,
         decimals: &mut ExactDecimals,
+        previous: Option<ObservationValue>,
     ) -> MapResult<Option<ObservationValue>> {
         let msg = self.msg;
         let comparator = comp_of(msg, rep, 1);
@@ -1243,7 +1289,12 @@ impl<'m, 'a> Results<'m, 'a, '_, '_, '_> {
                     Some(_) => return Ok(sn_text(msg, rep).map(ObservationValue::String)),
                 };
                 decimals.record("/valueQuantity/value", value);
-                ObservationValue::Quantity(quantity(value, unit, comparator)?)
+                ObservationValue::Quantity(quantity_over(
+                    previous_quantity(previous),
+                    value,
+                    unit,
+                    comparator,
+                ))
             }
             (Some(low), Some("-"), Some(high)) if plain => {
                 decimals.record("/valueRange/low/value", low);
@@ -1458,19 +1509,20 @@ fn report_status(obr: &Seg<'_, '_>) -> MapResult<codes::DiagnosticReportStatus> 
     })
 }
 
-/// The unit of OBX-6 (CE: code ^ text ^ system).
-struct Unit {
-    display: String,
+/// The unit of OBX-6 (CE: code ^ text ^ system), borrowed from the
+/// message when it has no escape.
+struct Unit<'a> {
+    display: Cow<'a, str>,
     /// The code, when it is UCUM.
-    ucum: Option<String>,
+    ucum: Option<Cow<'a, str>>,
 }
 
-impl Unit {
-    fn of(obx: &Seg<'_, '_>) -> Option<Unit> {
-        let code = obx.comp(6, 1);
-        let text = obx.comp(6, 2);
+impl<'a> Unit<'a> {
+    fn of(obx: &Seg<'_, 'a>) -> Option<Unit<'a>> {
+        let code = obx.comp_str(6, 1);
+        let text = obx.comp_str(6, 2);
         let system = obx.comp_str(6, 3);
-        let display = text.clone().or_else(|| code.clone())?;
+        let display = text.or_else(|| code.clone())?;
         let ucum = code.filter(|code| is_ucum(system.as_deref(), code));
         Some(Unit { display, ucum })
     }
@@ -1575,17 +1627,30 @@ fn quantity(
     unit: Option<&Unit>,
     comparator: Option<codes::QuantityComparator>,
 ) -> MapResult<Quantity> {
-    let mut quantity = elements::quantity();
-    quantity.value = Some(value.value());
-    quantity.comparator = comparator;
-    if let Some(unit) = unit {
-        quantity.unit = Some(unit.display.clone());
-        if let Some(code) = &unit.ucum {
-            quantity.system = Some(UCUM.to_string());
-            quantity.code = Some(code.clone());
-        }
+    Ok(quantity_over(elements::quantity(), value, unit, comparator))
+}
+
+/// [`quantity`] written over `quantity` (see [`elements::refill_quantity`]).
+fn quantity_over(
+    mut quantity: Quantity,
+    value: &Decimal,
+    unit: Option<&Unit>,
+    comparator: Option<codes::QuantityComparator>,
+) -> Quantity {
+    let unit = unit.map(|unit| {
+        let coded = unit.ucum.as_deref().map(|code| (UCUM, code));
+        (&*unit.display, coded)
+    });
+    elements::refill_quantity(&mut quantity, value.value(), unit, comparator);
+    quantity
+}
+
+/// The Quantity of the previous result's value, to write over, or a new one.
+fn previous_quantity(previous: Option<ObservationValue>) -> Quantity {
+    match previous {
+        Some(ObservationValue::Quantity(quantity)) => quantity,
+        _ => elements::quantity(),
     }
-    Ok(quantity)
 }
 
 /// OBX-7: `3.5-5.0` gives low and high, `<5` or `<=5` a high, `>10` or
@@ -1596,9 +1661,50 @@ fn reference_range(
     unit: Option<&Unit>,
     index: usize,
     decimals: &mut ExactDecimals,
+    previous: Option<ObservationReferenceRange>,
 ) -> MapResult<ObservationReferenceRange> {
     let text = text.trim();
-    let mut range = built(ObservationReferenceRange::builder().build())?;
+    let mut range = match previous {
+        Some(previous) => previous,
+        None => built(ObservationReferenceRange::builder().build())?,
+    };
+    // Written over the previous result's range: every field is set below
+    // or cleared here, its bounds' allocations reused.
+    let ObservationReferenceRange {
+        id,
+        extension,
+        modifier_extension,
+        low: _,
+        low_ext,
+        high: _,
+        high_ext,
+        r#type,
+        r#type_ext,
+        applies_to,
+        applies_to_ext,
+        age,
+        age_ext,
+        text: _,
+        text_ext,
+    } = &mut range;
+    *id = None;
+    extension.clear();
+    modifier_extension.clear();
+    *low_ext = None;
+    *high_ext = None;
+    *r#type = None;
+    *r#type_ext = None;
+    applies_to.clear();
+    applies_to_ext.clear();
+    *age = None;
+    *age_ext = None;
+    *text_ext = None;
+    let mut low_slot = range.low.take();
+    let mut high_slot = range.high.take();
+    let bound_over = |slot: &mut Option<Quantity>, value: &Decimal| {
+        let previous = slot.take().unwrap_or_else(elements::quantity);
+        *slot = Some(quantity_over(previous, value, unit, None));
+    };
     let bound = |rest: &str| Decimal::parse(rest.trim());
     // Built without `format!`: this runs for nearly every OBX.
     let pointer = |end: &str| {
@@ -1619,22 +1725,28 @@ fn reference_range(
         .strip_prefix(">=")
         .or_else(|| text.strip_prefix('>'))
         .and_then(bound);
+    let mut with_text = true;
     if let Some(high) = upper {
-        decimals.record(pointer("/high/value"), &high);
-        range.high = Some(quantity(&high, unit, None)?);
-        range.text = Some(text.to_string());
+        bound_over(&mut high_slot, &high);
+        decimals.record_owned(pointer("/high/value"), high);
+        low_slot = None;
     } else if let Some(low) = lower {
-        decimals.record(pointer("/low/value"), &low);
-        range.low = Some(quantity(&low, unit, None)?);
-        range.text = Some(text.to_string());
+        bound_over(&mut low_slot, &low);
+        decimals.record_owned(pointer("/low/value"), low);
+        high_slot = None;
     } else if let Some((low, high)) = split_range(text) {
-        decimals.record(pointer("/low/value"), &low);
-        decimals.record(pointer("/high/value"), &high);
-        range.low = Some(quantity(&low, unit, None)?);
-        range.high = Some(quantity(&high, unit, None)?);
+        bound_over(&mut low_slot, &low);
+        bound_over(&mut high_slot, &high);
+        decimals.record_owned(pointer("/low/value"), low);
+        decimals.record_owned(pointer("/high/value"), high);
+        with_text = false;
     } else {
-        range.text = Some(text.to_string());
+        low_slot = None;
+        high_slot = None;
     }
+    range.low = low_slot;
+    range.high = high_slot;
+    elements::set_optional_text(&mut range.text, with_text.then_some(text));
     Ok(range)
 }
 
