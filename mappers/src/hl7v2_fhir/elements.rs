@@ -194,19 +194,22 @@ pub(crate) fn refill_coding_at(
     code: &str,
     display: Option<&str>,
 ) {
-    match codings.get_mut(index) {
-        Some(Some(existing)) => refill_coding(existing, system, code, display),
-        Some(slot) => {
-            let mut fresh = self::coding();
-            refill_coding(&mut fresh, system, code, display);
-            *slot = Some(fresh);
-        }
-        None => {
-            let mut fresh = self::coding();
-            refill_coding(&mut fresh, system, code, display);
-            codings.push(Some(fresh));
-        }
+    refill_coding(slot_at(codings, index, coding), system, code, display);
+}
+
+/// Item `index` of `items` to refill: the one there, or a new one from
+/// `fresh` in an empty slot or pushed. Callers fill items in order, so
+/// `index` is at most `items.len()`.
+pub(crate) fn slot_at<T>(
+    items: &mut Vec<Option<T>>,
+    index: usize,
+    fresh: impl FnOnce() -> T,
+) -> &mut T {
+    if index >= items.len() {
+        items.push(None);
     }
+    let at = index.min(items.len() - 1);
+    items[at].get_or_insert_with(fresh)
 }
 
 /// A CodeableConcept's own fields cleared but for its codings (left for
@@ -248,19 +251,12 @@ pub(crate) fn refill_concept_at(
     code: &str,
     display: Option<&str>,
 ) {
-    match concepts.get_mut(index) {
-        Some(Some(existing)) => refill_concept(existing, system, code, display),
-        Some(slot) => {
-            let mut fresh = codeable_concept();
-            refill_concept(&mut fresh, system, code, display);
-            *slot = Some(fresh);
-        }
-        None => {
-            let mut fresh = codeable_concept();
-            refill_concept(&mut fresh, system, code, display);
-            concepts.push(Some(fresh));
-        }
-    }
+    refill_concept(
+        slot_at(concepts, index, codeable_concept),
+        system,
+        code,
+        display,
+    );
 }
 
 /// A Reference to `to` (a Bundle entry's fullUrl) over `reference`.
@@ -291,26 +287,12 @@ pub(crate) fn refill_reference(reference: &mut Reference, to: &str) {
 
 /// `slot` holding a Reference to `to`.
 pub(crate) fn set_reference(slot: &mut Option<Reference>, to: &str) {
-    match slot {
-        Some(existing) => refill_reference(existing, to),
-        None => {
-            let mut fresh = reference();
-            refill_reference(&mut fresh, to);
-            *slot = Some(fresh);
-        }
-    }
+    refill_reference(slot.get_or_insert_with(reference), to);
 }
 
 /// `slots` holding one Reference, to `to`.
 pub(crate) fn set_one_reference(slots: &mut Vec<Option<Reference>>, to: &str) {
-    match slots.first_mut() {
-        Some(first) => set_reference(first, to),
-        None => {
-            let mut fresh = None;
-            set_reference(&mut fresh, to);
-            slots.push(fresh);
-        }
-    }
+    refill_reference(slot_at(slots, 0, reference), to);
     slots.truncate(1);
 }
 

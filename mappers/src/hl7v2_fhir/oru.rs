@@ -1005,11 +1005,8 @@ impl<'m, 'a> Results<'m, 'a, '_, '_, '_> {
         }
         if keyed.is_derived() {
             let (system, value) = &keyed.identifier;
-            match identifiers.get_mut(count) {
-                Some(Some(slot)) => elements::refill_identifier(slot, system, value),
-                Some(slot) => *slot = Some(keyed.identifier()?),
-                None => identifiers.push(Some(keyed.identifier()?)),
-            }
+            let slot = elements::slot_at(identifiers, count, elements::identifier);
+            elements::refill_identifier(slot, system, value);
             count += 1;
         }
         identifiers.truncate(count);
