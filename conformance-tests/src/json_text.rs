@@ -1,354 +1,101 @@
-//! A small JSON reader that keeps every number as the text it was written
-//! with, and a comparison of two documents over it. Mapping golden cases
-//! need both: `1.50` and `1.5` are different FHIR decimals (precision is
-//! data), and `serde_json` without `arbitrary_precision` (which the
-//! workspace never enables) reads both as the same `f64`.
+//! The comparison of two JSON documents for the mapping golden cases, over
+//! the workspace's one representation of JSON whose numbers keep their
+//! text ([`exact_json`]): `1.50` and `1.5` are different FHIR decimals
+//! (precision is data).
 //!
 //! Objects compare without regard to member order, arrays in order,
-//! numbers by their text, strings by their value once unescaped.
+//! numbers by their text, strings by their value once unescaped. A number
+//! never equals a string, even one with the same text.
 
-use std::fmt::Write as _;
+use std::collections::HashSet;
+use std::fmt;
 
-/// A JSON value with numbers as written.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Json {
-    Null,
-    Bool(bool),
-    /// The number's text, exactly as in the document.
-    Number(String),
-    String(String),
-    Array(Vec<Json>),
-    /// Members in document order; keys are unique.
-    Object(Vec<(String, Json)>),
-}
+use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
+use serde_json::Value;
 
-impl Json {
-    /// Looks up an object member.
-    pub fn get(&self, key: &str) -> Option<&Json> {
-        match self {
-            Json::Object(members) => members.iter().find(|(k, _)| k == key).map(|(_, v)| v),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(&self) -> Option<&str> {
-        match self {
-            Json::String(s) => Some(s),
-            _ => None,
-        }
-    }
-
-    /// Compact JSON text, numbers as read.
-    pub fn to_text(&self) -> String {
-        let mut out = String::new();
-        self.write(&mut out);
-        out
-    }
-
-    fn write(&self, out: &mut String) {
-        match self {
-            Json::Null => out.push_str("null"),
-            Json::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-            Json::Number(n) => out.push_str(n),
-            Json::String(s) => write_string(out, s),
-            Json::Array(items) => {
-                out.push('[');
-                for (i, item) in items.iter().enumerate() {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    item.write(out);
-                }
-                out.push(']');
-            }
-            Json::Object(members) => {
-                out.push('{');
-                for (i, (key, value)) in members.iter().enumerate() {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    write_string(out, key);
-                    out.push(':');
-                    value.write(out);
-                }
-                out.push('}');
-            }
-        }
-    }
-}
-
-fn write_string(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-}
-
-/// Reads one JSON document (surrounding whitespace allowed). The error
-/// gives the byte offset.
-pub fn parse(text: &str) -> Result<Json, String> {
-    let mut reader = Reader {
-        bytes: text.as_bytes(),
-        text,
-        at: 0,
-        depth: 0,
-    };
-    reader.skip_whitespace();
-    let value = reader.value()?;
-    reader.skip_whitespace();
-    if reader.at != reader.bytes.len() {
-        return Err(reader.error("text after the JSON document"));
-    }
+/// Reads one JSON document (surrounding whitespace allowed) with
+/// [`exact_json::parse`]: each number is carried as its text (read it with
+/// [`exact_json::number_text`]), and strings holding control characters
+/// other than tab, CR and LF are refused, as FHIR forbids them. Member
+/// names must be unique in each object: serde_json would keep the last of
+/// a repeated name silently, letting a wrong document pass.
+pub fn parse(text: &str) -> Result<Value, String> {
+    let value = exact_json::parse(text).map_err(|e| e.to_string())?;
+    let text = text.trim_start_matches([' ', '\t', '\n', '\r']);
+    refuse_repeated_names(text, &mut String::new())?;
     Ok(value)
 }
 
-/// Deeper nesting is refused rather than risking the stack.
-const MAX_DEPTH: usize = 256;
-
-struct Reader<'t> {
-    bytes: &'t [u8],
-    text: &'t str,
-    at: usize,
-    depth: usize,
+/// The members (or the items) of one object (or array), each as its text.
+enum Children<'t> {
+    Members(Vec<(String, &'t RawValue)>),
+    Items(Vec<&'t RawValue>),
 }
 
-impl Reader<'_> {
-    fn error(&self, what: &str) -> String {
-        format!("{what} at byte {}", self.at)
+impl<'de> Deserialize<'de> for Children<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(ChildrenVisitor)
+    }
+}
+
+struct ChildrenVisitor;
+
+impl<'de> Visitor<'de> for ChildrenVisitor {
+    type Value = Children<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object or an array")
     }
 
-    fn peek(&self) -> Option<u8> {
-        self.bytes.get(self.at).copied()
-    }
-
-    fn skip_whitespace(&mut self) {
-        while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
-            self.at += 1;
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut members = Vec::new();
+        while let Some(member) = map.next_entry::<String, &'de RawValue>()? {
+            members.push(member);
         }
+        Ok(Children::Members(members))
     }
 
-    fn expect(&mut self, byte: u8) -> Result<(), String> {
-        if self.peek() == Some(byte) {
-            self.at += 1;
-            Ok(())
-        } else {
-            Err(self.error(&format!("expected `{}`", byte as char)))
-        }
-    }
-
-    fn literal(&mut self, word: &str, value: Json) -> Result<Json, String> {
-        if self.bytes.get(self.at..self.at + word.len()) == Some(word.as_bytes()) {
-            self.at += word.len();
-            Ok(value)
-        } else {
-            Err(self.error("unexpected token"))
-        }
-    }
-
-    fn value(&mut self) -> Result<Json, String> {
-        match self.peek() {
-            Some(b'{') => self.nested(Self::object),
-            Some(b'[') => self.nested(Self::array),
-            Some(b'"') => Ok(Json::String(self.string()?)),
-            Some(b't') => self.literal("true", Json::Bool(true)),
-            Some(b'f') => self.literal("false", Json::Bool(false)),
-            Some(b'n') => self.literal("null", Json::Null),
-            Some(b'-' | b'0'..=b'9') => self.number(),
-            Some(_) => Err(self.error("unexpected character")),
-            None => Err(self.error("unexpected end of text")),
-        }
-    }
-
-    fn nested(&mut self, read: fn(&mut Self) -> Result<Json, String>) -> Result<Json, String> {
-        self.depth += 1;
-        if self.depth > MAX_DEPTH {
-            return Err(self.error("nesting too deep"));
-        }
-        let value = read(self);
-        self.depth -= 1;
-        value
-    }
-
-    fn object(&mut self) -> Result<Json, String> {
-        self.expect(b'{')?;
-        let mut members: Vec<(String, Json)> = Vec::new();
-        self.skip_whitespace();
-        if self.peek() == Some(b'}') {
-            self.at += 1;
-            return Ok(Json::Object(members));
-        }
-        loop {
-            self.skip_whitespace();
-            let key_at = self.at;
-            let key = self.string()?;
-            if members.iter().any(|(k, _)| *k == key) {
-                return Err(format!("duplicate key \"{key}\" at byte {key_at}"));
-            }
-            self.skip_whitespace();
-            self.expect(b':')?;
-            self.skip_whitespace();
-            let value = self.value()?;
-            members.push((key, value));
-            self.skip_whitespace();
-            match self.peek() {
-                Some(b',') => self.at += 1,
-                Some(b'}') => {
-                    self.at += 1;
-                    return Ok(Json::Object(members));
-                }
-                _ => return Err(self.error("expected `,` or `}`")),
-            }
-        }
-    }
-
-    fn array(&mut self) -> Result<Json, String> {
-        self.expect(b'[')?;
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         let mut items = Vec::new();
-        self.skip_whitespace();
-        if self.peek() == Some(b']') {
-            self.at += 1;
-            return Ok(Json::Array(items));
+        while let Some(item) = seq.next_element::<&'de RawValue>()? {
+            items.push(item);
         }
-        loop {
-            self.skip_whitespace();
-            items.push(self.value()?);
-            self.skip_whitespace();
-            match self.peek() {
-                Some(b',') => self.at += 1,
-                Some(b']') => {
-                    self.at += 1;
-                    return Ok(Json::Array(items));
-                }
-                _ => return Err(self.error("expected `,` or `]`")),
-            }
-        }
+        Ok(Children::Items(items))
     }
+}
 
-    /// A number token, checked against the JSON grammar, kept as text.
-    fn number(&mut self) -> Result<Json, String> {
-        let start = self.at;
-        let digits = |reader: &mut Self| {
-            let from = reader.at;
-            while matches!(reader.peek(), Some(b'0'..=b'9')) {
-                reader.at += 1;
-            }
-            reader.at > from
-        };
-        if self.peek() == Some(b'-') {
-            self.at += 1;
-        }
-        if self.peek() == Some(b'0') {
-            self.at += 1;
-        } else if !digits(self) {
-            return Err(self.error("malformed number"));
-        }
-        if self.peek() == Some(b'.') {
-            self.at += 1;
-            if !digits(self) {
-                return Err(self.error("malformed number"));
-            }
-        }
-        if matches!(self.peek(), Some(b'e' | b'E')) {
-            self.at += 1;
-            if matches!(self.peek(), Some(b'+' | b'-')) {
-                self.at += 1;
-            }
-            if !digits(self) {
-                return Err(self.error("malformed number"));
-            }
-        }
-        let text = self
-            .text
-            .get(start..self.at)
-            .ok_or_else(|| self.error("malformed number"))?;
-        Ok(Json::Number(text.to_string()))
+/// Walks `text`, a JSON value that [`exact_json::parse`] accepted, at
+/// `pointer`; the error names the first repeated member. Scalars are not
+/// read as values (serde_json would refuse a number beyond `f64`).
+fn refuse_repeated_names(text: &str, pointer: &mut String) -> Result<(), String> {
+    if !text.starts_with(['{', '[']) {
+        return Ok(());
     }
-
-    fn string(&mut self) -> Result<String, String> {
-        self.expect(b'"')?;
-        let mut out = String::new();
-        loop {
-            let start = self.at;
-            while let Some(b) = self.peek() {
-                if b == b'"' || b == b'\\' || b < 0x20 {
-                    break;
+    let children: Children<'_> =
+        serde_json::from_str(text).map_err(|e| format!("{e} (at {})", shown_pointer(pointer)))?;
+    let length = pointer.len();
+    match children {
+        Children::Members(members) => {
+            let mut names = HashSet::new();
+            for (name, value) in &members {
+                push_token(pointer, name);
+                if !names.insert(name.as_str()) {
+                    return Err(format!("duplicate key \"{name}\" at {pointer}"));
                 }
-                self.at += 1;
+                refuse_repeated_names(value.get(), pointer)?;
+                pointer.truncate(length);
             }
-            out.push_str(
-                self.text
-                    .get(start..self.at)
-                    .ok_or_else(|| self.error("invalid text"))?,
-            );
-            match self.peek() {
-                Some(b'"') => {
-                    self.at += 1;
-                    return Ok(out);
-                }
-                Some(b'\\') => {
-                    self.at += 1;
-                    let escape = self
-                        .peek()
-                        .ok_or_else(|| self.error("unterminated string"))?;
-                    self.at += 1;
-                    match escape {
-                        b'"' => out.push('"'),
-                        b'\\' => out.push('\\'),
-                        b'/' => out.push('/'),
-                        b'b' => out.push('\u{8}'),
-                        b'f' => out.push('\u{c}'),
-                        b'n' => out.push('\n'),
-                        b'r' => out.push('\r'),
-                        b't' => out.push('\t'),
-                        b'u' => out.push(self.unicode_escape()?),
-                        _ => return Err(self.error("invalid escape")),
-                    }
-                }
-                Some(_) => return Err(self.error("control character in string")),
-                None => return Err(self.error("unterminated string")),
+        }
+        Children::Items(items) => {
+            for (index, item) in items.iter().enumerate() {
+                push_token(pointer, &index.to_string());
+                refuse_repeated_names(item.get(), pointer)?;
+                pointer.truncate(length);
             }
         }
     }
-
-    fn hex4(&mut self) -> Result<u32, String> {
-        let text = self
-            .text
-            .get(self.at..self.at + 4)
-            .ok_or_else(|| self.error("short \\u escape"))?;
-        let value = u32::from_str_radix(text, 16).map_err(|_| self.error("bad \\u escape"))?;
-        self.at += 4;
-        Ok(value)
-    }
-
-    /// After `\u`: one code point, surrogate pairs joined.
-    fn unicode_escape(&mut self) -> Result<char, String> {
-        let first = self.hex4()?;
-        let code = if (0xD800..0xDC00).contains(&first) {
-            if self.bytes.get(self.at..self.at + 2) != Some(b"\\u") {
-                return Err(self.error("lone surrogate"));
-            }
-            self.at += 2;
-            let second = self.hex4()?;
-            if !(0xDC00..0xE000).contains(&second) {
-                return Err(self.error("bad surrogate pair"));
-            }
-            0x10000 + ((first - 0xD800) << 10) + (second - 0xDC00)
-        } else {
-            first
-        };
-        char::from_u32(code).ok_or_else(|| self.error("invalid code point"))
-    }
+    Ok(())
 }
 
 /// One difference between the expected and the actual document.
@@ -361,18 +108,23 @@ pub struct Mismatch {
     pub actual: String,
 }
 
-impl std::fmt::Display for Mismatch {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let pointer = if self.pointer.is_empty() {
-            "(root)"
-        } else {
-            &self.pointer
-        };
+impl fmt::Display for Mismatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "at {pointer}: expected {}, actual {}",
-            self.expected, self.actual
+            "at {}: expected {}, actual {}",
+            shown_pointer(&self.pointer),
+            self.expected,
+            self.actual
         )
+    }
+}
+
+fn shown_pointer(pointer: &str) -> &str {
+    if pointer.is_empty() {
+        "(root)"
+    } else {
+        pointer
     }
 }
 
@@ -380,8 +132,9 @@ const ABSENT: &str = "(absent)";
 /// Values in a report are cut to this many characters.
 const SHOWN_CHARS: usize = 200;
 
-fn shown(value: &Json) -> String {
-    let text = value.to_text();
+/// Compact JSON text, numbers as read.
+fn shown(value: &Value) -> String {
+    let text = exact_json::to_string(value);
     if text.chars().count() > SHOWN_CHARS {
         let mut cut: String = text.chars().take(SHOWN_CHARS).collect();
         cut.push('…');
@@ -391,21 +144,22 @@ fn shown(value: &Json) -> String {
     }
 }
 
-/// Every difference between `expected` and `actual`, in document order of
-/// `expected` (then members only `actual` has).
-pub fn compare(expected: &Json, actual: &Json) -> Vec<Mismatch> {
+/// Every difference between `expected` and `actual` (both read by
+/// [`parse`]), in document order of `expected` (then members only `actual`
+/// has).
+pub fn compare(expected: &Value, actual: &Value) -> Vec<Mismatch> {
     let mut mismatches = Vec::new();
     compare_at(&mut String::new(), expected, actual, &mut mismatches);
     mismatches
 }
 
-fn compare_at(pointer: &mut String, expected: &Json, actual: &Json, out: &mut Vec<Mismatch>) {
+fn compare_at(pointer: &mut String, expected: &Value, actual: &Value, out: &mut Vec<Mismatch>) {
     match (expected, actual) {
-        (Json::Object(want), Json::Object(have)) => {
+        (Value::Object(want), Value::Object(have)) => {
             for (key, value) in want {
                 let length = pointer.len();
                 push_token(pointer, key);
-                match actual.get(key) {
+                match have.get(key) {
                     Some(other) => compare_at(pointer, value, other, out),
                     None => out.push(Mismatch {
                         pointer: pointer.clone(),
@@ -416,7 +170,7 @@ fn compare_at(pointer: &mut String, expected: &Json, actual: &Json, out: &mut Ve
                 pointer.truncate(length);
             }
             for (key, value) in have {
-                if expected.get(key).is_none() {
+                if !want.contains_key(key) {
                     let length = pointer.len();
                     push_token(pointer, key);
                     out.push(Mismatch {
@@ -428,7 +182,7 @@ fn compare_at(pointer: &mut String, expected: &Json, actual: &Json, out: &mut Ve
                 }
             }
         }
-        (Json::Array(want), Json::Array(have)) => {
+        (Value::Array(want), Value::Array(have)) => {
             for (index, (a, b)) in want.iter().zip(have.iter()).enumerate() {
                 let length = pointer.len();
                 push_token(pointer, &index.to_string());
@@ -450,6 +204,9 @@ fn compare_at(pointer: &mut String, expected: &Json, actual: &Json, out: &mut Ve
                 });
             }
         }
+        // Numbers are carried as strings that no JSON string can equal
+        // (see `exact_json`): comparing the values compares number texts,
+        // and a number never equals a string.
         _ if expected == actual => {}
         _ => out.push(Mismatch {
             pointer: pointer.clone(),
@@ -469,20 +226,31 @@ fn push_token(pointer: &mut String, token: &str) {
 mod tests {
     use super::*;
 
-    fn json(text: &str) -> Json {
+    fn json(text: &str) -> Value {
         parse(text).unwrap()
     }
 
     #[test]
     fn numbers_keep_their_text() {
+        let value = json("[1.50, -0, 1e3, 2E-7, 10, 1e400, 123456789012345678901234567890]");
+        let texts: Vec<Option<&str>> = value
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(exact_json::number_text)
+            .collect();
         assert_eq!(
-            json("[1.50, -0, 1e3, 2E-7, 10]"),
-            Json::Array(
-                ["1.50", "-0", "1e3", "2E-7", "10"]
-                    .iter()
-                    .map(|n| Json::Number(n.to_string()))
-                    .collect()
-            )
+            texts,
+            [
+                "1.50",
+                "-0",
+                "1e3",
+                "2E-7",
+                "10",
+                "1e400",
+                "123456789012345678901234567890"
+            ]
+            .map(Some)
         );
         for bad in ["01", "1.", "-", ".5", "1e", "+1"] {
             assert!(parse(bad).is_err(), "{bad}");
@@ -491,12 +259,13 @@ mod tests {
 
     #[test]
     fn strings_are_unescaped() {
-        assert_eq!(
-            json(r#""a\"b\\c\/d\n\u00e9\ud83d\ude00""#),
-            Json::String("a\"b\\c/d\né😀".to_string())
-        );
+        let value = json(r#""a\"b\\c\/d\n\u00e9\ud83d\ude00""#);
+        assert_eq!(value, Value::String("a\"b\\c/d\né😀".to_string()));
+        assert_eq!(exact_json::number_text(&value), None);
         assert!(parse(r#""\ud83d""#).is_err());
         assert!(parse("\"raw\nnewline\"").is_err());
+        // FHIR strings hold no control character but tab, CR and LF.
+        assert!(parse(r#"["\u0001"]"#).is_err());
     }
 
     #[test]
@@ -513,8 +282,22 @@ mod tests {
         ] {
             assert!(parse(bad).is_err(), "{bad:?}");
         }
-        let deep = "[".repeat(MAX_DEPTH + 1) + &"]".repeat(MAX_DEPTH + 1);
+        let deep = "[".repeat(257) + &"]".repeat(257);
         assert!(parse(&deep).is_err());
+    }
+
+    #[test]
+    fn repeated_member_names_are_refused_where_they_are() {
+        assert_eq!(
+            parse(r#" {"entry":[{"resource":{"id":"a","a/b":1,"a\/b":2.0}}]}"#).unwrap_err(),
+            r#"duplicate key "a/b" at /entry/0/resource/a~1b"#
+        );
+        assert_eq!(
+            parse(r#"{"a":1,"\u0061":1}"#).unwrap_err(),
+            r#"duplicate key "a" at /a"#
+        );
+        // The same name in different objects is no repetition.
+        assert!(parse(r#"{"a":{"a":1},"b":[{"a":1},{"a":1e400}]}"#).is_ok());
     }
 
     #[test]
@@ -563,8 +346,20 @@ mod tests {
             "at /entry/0/resource/valueQuantity/value: expected 1.50, actual 1.5"
         );
         assert_eq!(compare(&expected, &expected.clone()), vec![]);
-        // A number is not the string of its text.
-        assert_eq!(compare(&json("[1]"), &json("[\"1\"]")).len(), 1);
+        // A number is not the string of its text, either way round.
+        assert_eq!(
+            compare(&json("[1]"), &json("[\"1\"]")),
+            vec![Mismatch {
+                pointer: "/0".into(),
+                expected: "1".into(),
+                actual: "\"1\"".into()
+            }]
+        );
+        assert_eq!(compare(&json("\"1.50\""), &json("1.50")).len(), 1);
+        assert_eq!(
+            compare(&json("1.50"), &json("1.5"))[0].to_string(),
+            "at (root): expected 1.50, actual 1.5"
+        );
     }
 
     #[test]
@@ -596,8 +391,12 @@ mod tests {
     }
 
     #[test]
-    fn text_round_trips() {
+    fn values_are_shown_as_read_and_cut_when_long() {
         let text = r#"{"a":[1.50,"x\"y",true,null,{}],"b":-2e10}"#;
-        assert_eq!(json(text).to_text(), text);
+        assert_eq!(shown(&json(text)), text);
+        let long = format!("[\"{}\"]", "x".repeat(300));
+        let cut = shown(&json(&long));
+        assert_eq!(cut.chars().count(), SHOWN_CHARS + 1);
+        assert!(cut.starts_with("[\"xxx") && cut.ends_with("x…"), "{cut}");
     }
 }

@@ -12,7 +12,7 @@
 pub mod cases;
 pub mod client;
 pub mod corpus;
-pub mod json_text;
+mod json_text;
 pub mod mllp;
 
 use std::time::Instant;

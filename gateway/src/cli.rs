@@ -12,11 +12,11 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 use mappers::mapping::{Mapper, MapperRegistry};
 
-use crate::config::{Config, LogFormat};
-use crate::mapping::pretty::pretty_json;
-use crate::mapping::{base_registry, MappingService};
 use crate::runtime::{self, VERSION};
-use crate::telemetry::metrics::Metrics;
+use passerelle_config::{Config, LogFormat};
+use passerelle_pipeline::mapping::pretty::pretty_json;
+use passerelle_pipeline::mapping::{base_registry, MappingService};
+use passerelle_telemetry::metrics::Metrics;
 
 #[derive(Debug, Parser)]
 #[command(name = "passerelle", version = VERSION, about = "Passerelle HL7 FHIR interoperability gateway")]
@@ -42,7 +42,7 @@ pub enum Command {
     Convert(ConvertArgs),
     /// Inspect and act on messages through a running gateway's admin API
     /// (list, show, replay, retry-dead, purge, targets).
-    Messages(crate::admin::client::MessagesArgs),
+    Messages(crate::admin_client::MessagesArgs),
     /// Print the version.
     Version,
 }
@@ -111,7 +111,7 @@ where
             if listen.ip().is_unspecified() {
                 listen.set_ip(std::net::IpAddr::from([127, 0, 0, 1]));
             }
-            crate::admin::client::run(&args, &format!("http://{listen}"))
+            crate::admin_client::run(&args, &format!("http://{listen}"))
         }
         Command::Serve | Command::Version => serve(config, base),
     }
@@ -241,7 +241,7 @@ fn read_input(path: &Path) -> Result<(String, Vec<u8>), String> {
 }
 
 fn serve(config: Config, base: MapperRegistry) -> ExitCode {
-    crate::telemetry::init_logging(&config.log);
+    passerelle_telemetry::init_logging(&config.log);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

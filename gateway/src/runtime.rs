@@ -7,17 +7,17 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
-use crate::delivery::DeliverySetupError;
-use crate::fhir::capability::CapabilityInputs;
-use crate::http::AppState;
-use crate::intake::Intake;
-use crate::mapping::{MappingService, MappingSetupError};
-use crate::routing::stage::MappingStage;
-use crate::routing::RouteTable;
-use crate::storage::journal::Journal;
-use crate::storage::StorageError;
-use crate::telemetry::metrics::{Metrics, MetricsError};
+use passerelle_config::Config;
+use passerelle_delivery::DeliverySetupError;
+use passerelle_http::capability::CapabilityInputs;
+use passerelle_http::AppState;
+use passerelle_intake::Intake;
+use passerelle_pipeline::mapping::{MappingService, MappingSetupError};
+use passerelle_pipeline::routing::stage::MappingStage;
+use passerelle_pipeline::routing::RouteTable;
+use passerelle_storage::journal::Journal;
+use passerelle_storage::StorageError;
+use passerelle_telemetry::metrics::{Metrics, MetricsError};
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -74,7 +74,7 @@ pub async fn start_with_base(
 ) -> Result<Running, StartError> {
     let store = {
         let config = config.storage.clone();
-        tokio::task::spawn_blocking(move || crate::storage::open(&config))
+        tokio::task::spawn_blocking(move || passerelle_storage::open(&config))
             .await
             .map_err(|_| StartError::StorageTask)??
     };
@@ -113,8 +113,8 @@ pub async fn start_with_base(
             .await
             .map_err(|_| StartError::StorageTask)??;
     }
-    let queries = crate::intake::Queries::new(
-        crate::repository::Repository::new(store.clone()),
+    let queries = passerelle_intake::Queries::new(
+        passerelle_repository::Repository::new(store.clone()),
         config
             .mapping
             .identifier_systems
@@ -134,9 +134,9 @@ pub async fn start_with_base(
     http_config.listen = http_addr;
     let shutdown = CancellationToken::new();
     let mut tasks = tokio::task::JoinSet::new();
-    let deliveries = crate::delivery::start(
+    let deliveries = passerelle_delivery::start(
         store.clone(),
-        &routes,
+        routes.targets(),
         &config.delivery,
         &owner,
         metrics.clone(),
@@ -184,13 +184,13 @@ pub async fn start_with_base(
                 target: name.clone(),
                 message: "fhir.upstream names no target".into(),
             })?;
-            let client = crate::delivery::client::TargetClient::new(target).map_err(|error| {
+            let client = passerelle_fhir_client::TargetClient::new(target).map_err(|error| {
                 DeliverySetupError {
                     target: name.clone(),
                     message: error.to_string(),
                 }
             })?;
-            Some(crate::http::proxy::Upstream {
+            Some(passerelle_http::proxy::Upstream {
                 name: name.clone(),
                 client,
             })
@@ -208,7 +208,7 @@ pub async fn start_with_base(
         capability: CapabilityInputs {
             base_url: http_config.base_url(),
             software_version: VERSION.to_string(),
-            started_at: now_fhir_datetime(),
+            started_at: passerelle_storage::clock::now_fhir_datetime(),
             formats: vec![
                 "application/fhir+json",
                 "json",
@@ -218,7 +218,7 @@ pub async fn start_with_base(
         },
         accepting: AtomicBool::new(false),
     });
-    tasks.spawn(crate::http::server::run(
+    tasks.spawn(passerelle_http::server::run(
         http_listener,
         state.clone(),
         http_config,
@@ -226,7 +226,7 @@ pub async fn start_with_base(
     ));
     tasks.spawn(mapping.watch_scripts(shutdown.clone()));
     if let Some(listener) = mllp_listener {
-        tasks.spawn(crate::mllp::listener::run(
+        tasks.spawn(passerelle_mllp::listener::run(
             listener,
             intake,
             config.mllp.clone(),
@@ -255,7 +255,7 @@ pub async fn start_with_base(
 /// history of messages received more than `days` days ago whose
 /// deliveries are all delivered (dead letters stay until dealt with).
 async fn apply_retention(
-    store: crate::storage::SharedStore,
+    store: passerelle_storage::SharedStore,
     days: u32,
     every: std::time::Duration,
     shutdown: CancellationToken,
@@ -263,8 +263,8 @@ async fn apply_retention(
     loop {
         // Second precision with `Z`, like the journal's `received_at`, so
         // that the two compare as text.
-        let instant = crate::storage::instant_from_ms(
-            crate::storage::now_ms() - i64::from(days) * 86_400_000,
+        let instant = passerelle_storage::instant_from_ms(
+            passerelle_storage::now_ms() - i64::from(days) * 86_400_000,
         );
         let cutoff = format!("{}Z", instant.get(..19).unwrap_or(&instant));
         let store_for_purge = store.clone();
@@ -298,8 +298,8 @@ fn instance_id(config: &Config) -> String {
         return id.clone();
     }
     match config.storage.backend {
-        crate::config::StorageBackend::Sqlite => "local".to_string(),
-        crate::config::StorageBackend::Postgres => {
+        passerelle_config::StorageBackend::Sqlite => "local".to_string(),
+        passerelle_config::StorageBackend::Postgres => {
             let host = std::fs::read_to_string("/etc/hostname")
                 .ok()
                 .map(|h| h.trim().to_string())
@@ -307,26 +307,6 @@ fn instance_id(config: &Config) -> String {
                 .or_else(|| std::env::var("HOSTNAME").ok())
                 .unwrap_or_else(|| "passerelle".to_string());
             format!("{host}:{}", config.http.listen.port())
-        }
-    }
-}
-
-/// Accepts the next connection; on a failed accept (out of file
-/// descriptors and the like) logs it, backs off briefly and returns `None`,
-/// so the listener keeps serving.
-pub async fn accept_or_back_off(
-    listener: &tokio::net::TcpListener,
-    name: &'static str,
-) -> Option<tokio::net::TcpStream> {
-    match listener.accept().await {
-        Ok((stream, _peer)) => {
-            let _ = stream.set_nodelay(true);
-            Some(stream)
-        }
-        Err(error) => {
-            tracing::warn!(listener = name, error = %error, "accept failed");
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            None
         }
     }
 }
@@ -366,51 +346,5 @@ pub async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = interrupt.await;
-    }
-}
-
-/// The current UTC time as a FHIR instant (second precision).
-pub fn now_fhir_datetime() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let (y, m, d, hh, mm, ss) = civil_from_unix(secs);
-    format!("{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}Z")
-}
-
-/// Splits Unix seconds into a UTC calendar date and time (Howard Hinnant's
-/// days-from-civil inverse), so no date crate is needed for timestamps.
-pub fn civil_from_unix(secs: u64) -> (i64, u32, u32, u32, u32, u32) {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (
-        year,
-        month,
-        day,
-        (rem / 3600) as u32,
-        ((rem % 3600) / 60) as u32,
-        (rem % 60) as u32,
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn civil_dates() {
-        assert_eq!(civil_from_unix(0), (1970, 1, 1, 0, 0, 0));
-        assert_eq!(civil_from_unix(951_782_400), (2000, 2, 29, 0, 0, 0));
-        assert_eq!(civil_from_unix(1_795_000_000), (2026, 11, 18, 11, 6, 40));
     }
 }

@@ -9,7 +9,8 @@
 
 pub mod fhir;
 mod fhir_stream;
-pub mod hl7v2;
+/// The HL7 v2 crate, re-exported so mappers and their users name it as before.
+pub use hl7v2;
 pub mod hl7v2_fhir;
 pub mod mapping;
 pub mod script;

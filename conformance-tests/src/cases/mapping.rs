@@ -4,16 +4,17 @@
 //! (`expected.json`) or the error it must give (`expected-error.json`,
 //! `{ "status": 422, "location": "PID-3" }`). The runner posts the message
 //! to `$convert-data` as raw ER7 and compares the answer semantically
-//! (`crate::json_text`): object members in any order, arrays in order,
-//! numbers by their text.
+//! (`crate::json_text`, over `exact_json`): object members in any order,
+//! arrays in order, numbers by their text.
 
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use http::Method;
+use serde_json::Value;
 
 use super::Case;
-use crate::json_text::{compare, parse, Json};
+use crate::json_text::{compare, parse};
 use crate::{CaseResult, Client, Context, Failure};
 
 pub fn cases() -> Vec<Case> {
@@ -30,8 +31,9 @@ async fn golden(context: Context) -> CaseResult {
 /// What a case expects.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Expectation {
-    /// 200 with this Bundle.
-    Bundle(Json),
+    /// 200 with this Bundle (numbers carried as their text, see
+    /// `exact_json::number_text`).
+    Bundle(Value),
     /// An OperationOutcome with this status, and, when given, this field
     /// location (`issue.expression`) and issue code.
     Error {
@@ -103,18 +105,17 @@ pub fn load_case(dir: &Path) -> Result<GoldenCase, Failure> {
         (None, Some(text)) => {
             let value =
                 parse(&text).map_err(|e| fail(format!("expected-error.json is not JSON: {e}")))?;
-            let status = match value.get("status") {
-                Some(Json::Number(n)) => n.parse::<u16>().ok(),
-                _ => None,
-            }
-            .ok_or_else(|| fail("expected-error.json needs a numeric \"status\"".into()))?;
+            let status = value
+                .get("status")
+                .and_then(exact_json::number_text)
+                .and_then(|n| n.parse::<u16>().ok())
+                .ok_or_else(|| fail("expected-error.json needs a numeric \"status\"".into()))?;
             let text_member = |key: &str| -> Result<Option<String>, Failure> {
                 match value.get(key) {
-                    None | Some(Json::Null) => Ok(None),
-                    Some(Json::String(s)) => Ok(Some(s.clone())),
-                    Some(_) => Err(fail(format!(
-                        "expected-error.json: \"{key}\" must be a string"
-                    ))),
+                    None | Some(Value::Null) => Ok(None),
+                    Some(member) => string(member).map(|s| Some(s.to_owned())).ok_or_else(|| {
+                        fail(format!("expected-error.json: \"{key}\" must be a string"))
+                    }),
                 }
             };
             Expectation::Error {
@@ -139,6 +140,15 @@ pub fn load_case(dir: &Path) -> Result<GoldenCase, Failure> {
         input,
         expectation,
     })
+}
+
+/// A JSON string's value: `None` for anything else, a number included
+/// (`exact_json` carries numbers as strings).
+fn string(value: &Value) -> Option<&str> {
+    match exact_json::number_text(value) {
+        Some(_) => None,
+        None => value.as_str(),
+    }
 }
 
 /// How many differences one case reports before cutting the list short.
@@ -189,23 +199,23 @@ pub async fn run_case(client: &Client, case: &GoldenCase) -> Result<(), String> 
                 ));
             }
             let outcome = actual.map_err(|e| format!("the response is not JSON ({e})"))?;
-            if outcome.get("resourceType").and_then(Json::as_str) != Some("OperationOutcome") {
+            if outcome.get("resourceType").and_then(string) != Some("OperationOutcome") {
                 return Err(format!("expected an OperationOutcome, got {body}"));
             }
             let issue = match outcome.get("issue") {
-                Some(Json::Array(issues)) => issues.first(),
+                Some(Value::Array(issues)) => issues.first(),
                 _ => None,
             }
             .ok_or_else(|| format!("OperationOutcome without an issue: {body}"))?;
             if let Some(code) = code {
-                if issue.get("code").and_then(Json::as_str) != Some(code.as_str()) {
+                if issue.get("code").and_then(string) != Some(code.as_str()) {
                     return Err(format!("expected issue code {code}: {body}"));
                 }
             }
             if let Some(location) = location {
                 let listed = |key: &str| match issue.get(key) {
-                    Some(Json::Array(items)) => {
-                        items.iter().any(|i| i.as_str() == Some(location.as_str()))
+                    Some(Value::Array(items)) => {
+                        items.iter().any(|i| string(i) == Some(location.as_str()))
                     }
                     _ => false,
                 };
@@ -298,13 +308,11 @@ mod tests {
         let cases = load_cases(&root).unwrap();
         let names: Vec<&str> = cases.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(names, ["a-bundle", "b-error"]);
-        assert_eq!(
-            cases[0].expectation,
-            Expectation::Bundle(Json::Object(vec![(
-                "value".into(),
-                Json::Number("1.50".into())
-            )]))
-        );
+        let Expectation::Bundle(bundle) = &cases[0].expectation else {
+            panic!("{:?}", cases[0].expectation)
+        };
+        assert_eq!(exact_json::number_text(&bundle["value"]), Some("1.50"));
+        assert_eq!(exact_json::to_string(bundle), r#"{"value":1.50}"#);
         assert_eq!(
             cases[1].expectation,
             Expectation::Error {
@@ -329,6 +337,28 @@ mod tests {
         let error = load_cases(&root).unwrap_err().to_string();
         assert!(error.contains("no-input: input.hl7"), "{error}");
         let _ = std::fs::remove_dir_all(&root);
+    }
+
+    #[test]
+    fn error_expectations_tell_numbers_from_strings() {
+        for (content, complaint) in [
+            (r#"{"status":"422"}"#, r#"numeric "status""#),
+            (
+                r#"{"status":422,"location":3}"#,
+                r#""location" must be a string"#,
+            ),
+            (r#"{"status":422,"code":null,"code":1}"#, "duplicate key"),
+        ] {
+            let root = tempfile_dir();
+            case_dir(
+                &root,
+                "bad-error",
+                &[("input.hl7", "MSH|x"), ("expected-error.json", content)],
+            );
+            let error = load_cases(&root).unwrap_err().to_string();
+            assert!(error.contains(complaint), "{content}: {error}");
+            let _ = std::fs::remove_dir_all(&root);
+        }
     }
 
     /// A fresh directory under the system temp dir (this crate has no

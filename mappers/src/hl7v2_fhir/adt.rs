@@ -107,7 +107,7 @@ impl Mapper for AdtMapper {
                 )?;
             }
         }
-        super::oru::standalone_observations(
+        super::observations::standalone_observations(
             msg,
             &env,
             &mut tx,

@@ -335,16 +335,7 @@ const KNOWN_CODING_SYSTEMS: &[(&[&str], &str)] = &[
     (&["LPDOCUMENT", "LP"], "http://loinc.org"),
 ];
 
-pub(crate) fn is_oid(text: &str) -> bool {
-    let mut parts = 0;
-    for part in text.split('.') {
-        if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
-            return false;
-        }
-        parts += 1;
-    }
-    parts >= 2
-}
+pub(crate) use mapping_settings::is_oid;
 
 fn coding(system: Option<&str>, code: &str, display: Option<&str>) -> MapResult<Coding> {
     // Filled in place (codings are built for every OBX): see `elements`.
@@ -430,63 +421,7 @@ pub(crate) fn system_for_authority(
     )
 }
 
-/// The FHIR identifier system of an HL7 v2 assigning authority (HD:
-/// namespace ID, universal ID, universal ID type), with the site's
-/// `identifier_systems` first. The mappers and the gateway's HL7 v2
-/// queries use this one function, so a query names a patient's identifier
-/// as the mapped Patient holds it.
-pub fn identifier_system(
-    systems: &std::collections::HashMap<String, String>,
-    namespace: Option<&str>,
-    universal_id: Option<&str>,
-    universal_type: Option<&str>,
-) -> Option<String> {
-    // An empty HD part (an empty MSH-4 used as the fallback authority) is
-    // an absent one: `urn:passerelle:authority:` would name no authority
-    // and merge every unassigned identifier of every sender.
-    let namespace = namespace.filter(|text| !text.trim().is_empty());
-    let universal_id = universal_id.filter(|text| !text.trim().is_empty());
-    if let Some(namespace) = namespace {
-        if let Some(system) = systems.get(namespace) {
-            return Some(system.clone());
-        }
-    }
-    if let Some(universal) = universal_id {
-        if let Some(system) = systems.get(universal) {
-            return Some(system.clone());
-        }
-        match universal_type.map(str::to_ascii_uppercase).as_deref() {
-            Some("ISO") if is_oid(universal) => return Some(format!("urn:oid:{universal}")),
-            Some("UUID") => return Some(format!("urn:uuid:{}", universal.to_ascii_lowercase())),
-            Some("URI") | Some("URL") => return Some(universal.to_string()),
-            _ if is_oid(universal) => return Some(format!("urn:oid:{universal}")),
-            _ => {}
-        }
-    }
-    let namespace = namespace.or(universal_id)?;
-    if is_oid(namespace) {
-        return Some(format!("urn:oid:{namespace}"));
-    }
-    // An authority the site has not mapped: a stable, collision-free URN
-    // per authority name, so two facilities' "12345" never merge.
-    Some(format!("urn:passerelle:authority:{}", url_safe(namespace)))
-}
-
-/// Percent-encodes what is not unreserved in URIs (RFC 3986).
-pub(crate) fn url_safe(text: &str) -> String {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    let mut out = String::with_capacity(text.len() + 8);
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
-            out.push(byte as char);
-        } else {
-            out.push('%');
-            out.push(HEX[usize::from(byte >> 4)] as char);
-            out.push(HEX[usize::from(byte & 0x0f)] as char);
-        }
-    }
-    out
-}
+pub use mapping_settings::identifier_system;
 
 /// French national identifiers by OID (ANS): INS-NIR, INS-NIA and their
 /// test variants.

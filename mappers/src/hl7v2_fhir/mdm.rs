@@ -23,10 +23,10 @@ use super::adt::{map_encounter, EncounterStatusChoice};
 use super::bundle::{Keyed, Transaction, Write, URI_SYSTEM};
 use super::config::PatientWrite;
 use super::datatypes::{ei_identifier, is_oid};
-use super::oru::{
-    carried_document, document_content, is_cisis, is_transport_metadata, result_status, text_lines,
-    visibility_labels, Carried, ResultStatus,
+use super::documents::{
+    carried_document, document_content, is_cisis, is_transport_metadata, visibility_labels, Carried,
 };
+use super::observations::{result_status, text_lines, ResultStatus};
 use super::parties::{practitioner, reference, references};
 use super::patient::{map_patient, PatientAdditions};
 use super::support::{built, comp_of, Env, MapResult, Seg};

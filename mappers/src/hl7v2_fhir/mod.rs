@@ -6,21 +6,27 @@
 
 mod adt;
 mod bundle;
-mod config;
 mod datatypes;
+mod documents;
 pub(crate) mod elements;
 mod fuzzing;
 mod mdm;
+mod observations;
 mod orders;
 mod oru;
 mod pamfr;
 mod parties;
 mod patient;
 mod siu;
+mod specimens;
 mod support;
+mod ucum;
 mod vxu;
 
-pub use config::{AdtConfig, BuiltinConfig, MapperToggle, OruConfig, PatientWrite};
+// The mappers' settings are plain data of their own crate (the gateway's
+// configuration names them without compiling the mappers).
+use mapping_settings as config;
+pub use mapping_settings::{AdtConfig, BuiltinConfig, MapperToggle, OruConfig, PatientWrite};
 
 pub use datatypes::identifier_system;
 pub use fuzzing::fuzz_map;

@@ -293,7 +293,7 @@ impl ServiceOrder<'_, '_, '_> {
         let this = keyed.reference();
         // The order's OBX support it (ServiceRequest.supportingInfo): they
         // are not its results, so they do not point back with basedOn.
-        let supporting = super::oru::observations_of(
+        let supporting = super::observations::observations_of(
             msg,
             env,
             tx,

@@ -131,7 +131,8 @@ impl Mapper for SiuMapper {
 
         // The patient group's OBX (vital signs, height, weight...) are
         // Observations of the patient that the appointment cites.
-        let observations = super::oru::observations_by_patient(msg, &env, &mut tx, &patients)?;
+        let observations =
+            super::observations::observations_by_patient(msg, &env, &mut tx, &patients)?;
         let mut builder = Appointment::builder()
             .identifier(identifiers)
             .status(status)

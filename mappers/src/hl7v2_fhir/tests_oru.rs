@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use super::oru::decode_base64;
+use super::documents::decode_base64;
 use super::tests::{map_text, map_with, resources};
 use crate::mapping::{CodeMap, MappingErrorKind, SiteSettings};
 

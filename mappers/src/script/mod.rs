@@ -23,7 +23,6 @@ mod tests;
 use std::sync::Arc;
 
 use rhai::{CallFnOptions, Dynamic, Engine, EvalAltResult, FuncArgs, Scope, AST};
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::mapping::{
@@ -38,59 +37,27 @@ use api::{sandboxed_engine, ScriptContext, ScriptMessage};
 use json::{dynamic_to_json, json_to_dynamic};
 use output::check_bundle;
 
-/// Sandbox limits for every script.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ScriptLimits {
-    /// Rhai operations per call (roughly: expressions evaluated), top-level
-    /// statements included. Bounds the time a script can take.
-    pub max_operations: u64,
-    /// Nested function calls (recursion depth).
-    pub max_call_depth: usize,
-    /// Nesting of expressions and statements, checked when compiling.
-    pub max_expression_depth: usize,
-    /// Length of any one string, in bytes.
-    pub max_string_bytes: usize,
-    /// Items in an array (nested arrays counted in).
-    pub max_array_items: usize,
-    /// Entries in an object map (nested maps counted in).
-    pub max_map_entries: usize,
-}
+pub use mapping_settings::ScriptLimits;
 
-impl Default for ScriptLimits {
-    fn default() -> Self {
-        Self {
-            max_operations: 1_000_000,
-            max_call_depth: 32,
-            max_expression_depth: 64,
-            max_string_bytes: 4 * 1024 * 1024,
-            max_array_items: 100_000,
-            max_map_entries: 100_000,
-        }
-    }
-}
-
-impl ScriptLimits {
-    /// Rhai reads 0 as "unlimited", which a sandbox must not allow.
-    fn check(&self, file: &str) -> Result<(), ScriptError> {
-        let zero = [
-            ("max_operations", self.max_operations == 0),
-            ("max_call_depth", self.max_call_depth == 0),
-            ("max_expression_depth", self.max_expression_depth == 0),
-            ("max_string_bytes", self.max_string_bytes == 0),
-            ("max_array_items", self.max_array_items == 0),
-            ("max_map_entries", self.max_map_entries == 0),
-        ]
-        .into_iter()
-        .find(|(_, zero)| *zero);
-        match zero {
-            Some((name, _)) => Err(ScriptError {
-                file: file.to_string(),
-                line: None,
-                message: format!("script limit `{name}` must be at least 1"),
-            }),
-            None => Ok(()),
-        }
+/// Rhai reads 0 as "unlimited", which a sandbox must not allow.
+fn check_limits(limits: &ScriptLimits, file: &str) -> Result<(), ScriptError> {
+    let zero = [
+        ("max_operations", limits.max_operations == 0),
+        ("max_call_depth", limits.max_call_depth == 0),
+        ("max_expression_depth", limits.max_expression_depth == 0),
+        ("max_string_bytes", limits.max_string_bytes == 0),
+        ("max_array_items", limits.max_array_items == 0),
+        ("max_map_entries", limits.max_map_entries == 0),
+    ]
+    .into_iter()
+    .find(|(_, zero)| *zero);
+    match zero {
+        Some((name, _)) => Err(ScriptError {
+            file: file.to_string(),
+            line: None,
+            message: format!("script limit `{name}` must be at least 1"),
+        }),
+        None => Ok(()),
     }
 }
 
@@ -167,7 +134,7 @@ impl ScriptMapper {
         limits: &ScriptLimits,
         builtins: Arc<MapperRegistry>,
     ) -> Result<ScriptMapper, ScriptError> {
-        limits.check(file)?;
+        check_limits(limits, file)?;
         let fail = |line: Option<usize>, message: String| ScriptError {
             file: file.to_string(),
             line,

@@ -1,0 +1,1373 @@
+//! Gateway configuration: the typed settings, their embedded defaults, and the
+//! one place where a TOML file, `${VAR}` references inside it and
+//! `PASSERELLE_<SECTION>__<KEY>` environment overrides are combined.
+//!
+//! Environment expansion happens here and nowhere else, so that a value seen in
+//! `check-config` is exactly the value the gateway runs with. Files the
+//! configuration names (the scripts directory, code map CSVs) are checked
+//! here too, relative paths taken from the configuration file's directory,
+//! so that a broken reference stops the gateway at start (exit 2).
+
+// Input must never reach a panic: no unwrap/expect/panic outside tests.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use mapping_settings::{BuiltinConfig, CodeMap, ScriptLimits, SiteTimeZone};
+use serde::{Deserialize, Serialize};
+
+/// Prefix of the environment variables that override configuration keys.
+pub const ENV_PREFIX: &str = "PASSERELLE_";
+
+/// Everything the gateway can be configured with.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub http: HttpConfig,
+    pub mllp: MllpConfig,
+    pub hl7v2: Hl7v2Config,
+    pub storage: StorageConfig,
+    pub log: LogConfig,
+    pub mapping: MappingConfig,
+    /// Where mapped messages go, by name (`[targets.NAME]`).
+    pub targets: BTreeMap<String, TargetConfig>,
+    /// Which messages go where (`[[routes]]`). With no routes and no
+    /// targets, every message is mapped and kept by the `local` target.
+    pub routes: Vec<RouteConfig>,
+    pub delivery: DeliveryConfig,
+    pub fhir: FhirApiConfig,
+}
+
+/// The FHIR API on `/fhir`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct FhirApiConfig {
+    /// A `fhir` target whose server answers reads, searches and patient
+    /// operations instead of Passerelle's own repository (proxy mode, with
+    /// the target's URL, auth and TLS). Absent: the repository answers.
+    pub upstream: Option<String>,
+}
+
+/// The HTTP listener (FHIR API, HL7 v2 over HTTP, health and metrics).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    pub listen: SocketAddr,
+    /// Largest request body accepted, in bytes; larger ones get 413.
+    pub max_body_bytes: usize,
+    /// Time a request may take before it is answered 503 with a timeout outcome.
+    pub request_timeout_secs: u64,
+    /// Requests processed at once; further requests are shed with 503.
+    pub max_concurrent_requests: usize,
+    /// On SIGINT/SIGTERM, how long in-flight requests may take to finish.
+    pub shutdown_grace_secs: u64,
+    /// Base URL the gateway is reached at, used in absolute links; derived
+    /// from `listen` when absent.
+    pub public_base_url: Option<String>,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            max_body_bytes: 16 * 1024 * 1024,
+            request_timeout_secs: 30,
+            max_concurrent_requests: 512,
+            shutdown_grace_secs: 30,
+            public_base_url: None,
+        }
+    }
+}
+
+impl HttpConfig {
+    pub fn base_url(&self) -> String {
+        match &self.public_base_url {
+            Some(url) => url.trim_end_matches('/').to_string(),
+            None => format!("http://{}", self.listen),
+        }
+    }
+}
+
+/// The MLLP (HL7 v2 over TCP) listener.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MllpConfig {
+    pub enabled: bool,
+    pub listen: SocketAddr,
+    /// Largest HL7 v2 message accepted in one frame, in bytes.
+    pub max_message_bytes: usize,
+    pub max_connections: usize,
+    /// A connection idle for this long is closed.
+    pub idle_timeout_secs: u64,
+}
+
+impl Default for MllpConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 2575)),
+            max_message_bytes: 16 * 1024 * 1024,
+            max_connections: 256,
+            idle_timeout_secs: 600,
+        }
+    }
+}
+
+/// When the intake sends an accept acknowledgement in enhanced mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum AcceptAckPolicy {
+    /// Every message gets an answer, whatever MSH-15 says: MLLP senders wait
+    /// for one, and a silent receiver makes them time out and resend.
+    #[default]
+    Always,
+    /// Follow MSH-15 to the letter (AL, NE, ER, SU).
+    AsRequested,
+}
+
+/// HL7 v2 intake, whatever the transport.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Hl7v2Config {
+    pub accept_acks: AcceptAckPolicy,
+}
+
+/// Where durable state lives.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    pub backend: StorageBackend,
+    /// The SQLite database's directory (backend `sqlite`).
+    pub data_dir: PathBuf,
+    /// `postgresql://user@host:port/db` (backend `postgres`).
+    pub postgres_url: Option<String>,
+    /// This instance's name in leases and delivery attempts; must differ
+    /// between instances sharing one PostgreSQL database. Defaults to the
+    /// host name and the HTTP port.
+    pub instance_id: Option<String>,
+    /// Retention: message history (journal entries, their deliveries and
+    /// attempts) older than this many days is deleted once every delivery
+    /// is over; dead letters are kept until dealt with. Absent: kept for
+    /// ever (purge with `passerelle messages purge`).
+    pub retention_days: Option<u32>,
+    /// How often the retention policy runs.
+    pub retention_check_interval_secs: u64,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            backend: StorageBackend::Sqlite,
+            data_dir: PathBuf::from("./data"),
+            postgres_url: None,
+            instance_id: None,
+            retention_days: None,
+            retention_check_interval_secs: 3600,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageBackend {
+    /// One SQLite file in `data_dir`: no server needed.
+    #[default]
+    Sqlite,
+    /// A PostgreSQL database, shared by several gateway instances.
+    Postgres,
+}
+
+/// Kinds of delivery target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TargetKind {
+    /// A remote FHIR R4 server: transaction Bundles are POSTed to `url`.
+    Fhir,
+    /// Passerelle's own store: the Bundle is kept durably in the database.
+    Local,
+}
+
+/// One `[targets.NAME]` table.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetConfig {
+    pub kind: TargetKind,
+    /// FHIR base URL (`kind = "fhir"`), e.g. `https://fhir.example.org/r4`.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Time one delivery request may take.
+    #[serde(default = "defaults::timeout_secs")]
+    pub timeout_secs: u64,
+    /// Deliveries in flight at once to this target.
+    #[serde(default = "defaults::concurrency")]
+    pub concurrency: usize,
+    /// Attempts before a retryable failure becomes a dead letter; 0 means
+    /// never give up (a target down for hours is waited for).
+    #[serde(default)]
+    pub max_attempts: u32,
+    /// First retry delay; doubles per attempt up to `backoff_max_ms`, with
+    /// full jitter.
+    #[serde(default = "defaults::backoff_initial_ms")]
+    pub backoff_initial_ms: u64,
+    #[serde(default = "defaults::backoff_max_ms")]
+    pub backoff_max_ms: u64,
+    /// Consecutive failures that open the circuit (no requests for
+    /// `circuit_open_ms`, then one trial request).
+    #[serde(default = "defaults::circuit_failures")]
+    pub circuit_failures: u32,
+    #[serde(default = "defaults::circuit_open_ms")]
+    pub circuit_open_ms: u64,
+    #[serde(default)]
+    pub auth: Option<TargetAuth>,
+    #[serde(default)]
+    pub tls: Option<TargetTls>,
+}
+
+mod defaults {
+    pub fn timeout_secs() -> u64 {
+        30
+    }
+    pub fn concurrency() -> usize {
+        4
+    }
+    pub fn backoff_initial_ms() -> u64 {
+        500
+    }
+    pub fn backoff_max_ms() -> u64 {
+        300_000
+    }
+    pub fn circuit_failures() -> u32 {
+        5
+    }
+    pub fn circuit_open_ms() -> u64 {
+        10_000
+    }
+}
+
+impl TargetConfig {
+    /// Makes the target's file paths relative to `base` (the configuration
+    /// file's directory).
+    fn resolve_paths(&mut self, base: &Path) {
+        let resolve = |path: &mut PathBuf| {
+            if path.is_relative() {
+                *path = base.join(&*path);
+            }
+        };
+        if let Some(tls) = &mut self.tls {
+            for path in [
+                &mut tls.ca_file,
+                &mut tls.client_cert_file,
+                &mut tls.client_key_file,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                resolve(path);
+            }
+        }
+        if let Some(TargetAuth::SmartBackend {
+            private_key_file, ..
+        }) = &mut self.auth
+        {
+            resolve(private_key_file);
+        }
+    }
+}
+
+/// How Passerelle authenticates to a target.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum TargetAuth {
+    /// `Authorization: Bearer TOKEN`.
+    Bearer { token: String },
+    /// HTTP basic authentication.
+    Basic { username: String, password: String },
+    /// OAuth 2.0 client credentials with a client secret; the token is
+    /// cached until shortly before it expires.
+    Oauth2 {
+        token_url: String,
+        client_id: String,
+        client_secret: String,
+        #[serde(default)]
+        scope: Option<String>,
+    },
+    /// SMART Backend Services: client credentials with a signed JWT client
+    /// assertion (RFC 7523) instead of a secret.
+    SmartBackend {
+        token_url: String,
+        client_id: String,
+        /// PEM private key (PKCS#8; PKCS#1 for RSA too) whose public key
+        /// the authorization server has in the client's JWKS.
+        private_key_file: PathBuf,
+        /// `RS384` or `ES384`, as SMART requires servers to support.
+        algorithm: JwtAlgorithm,
+        /// The key's `kid` in the client's JWKS.
+        key_id: String,
+        scope: String,
+    },
+}
+
+/// Signature algorithms of SMART Backend Services client assertions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+pub enum JwtAlgorithm {
+    RS384,
+    ES384,
+}
+
+/// TLS settings of a target (HTTPS URLs).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetTls {
+    /// PEM file of CA certificates to trust instead of the built-in roots.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate chain and key, for mutual TLS.
+    #[serde(default)]
+    pub client_cert_file: Option<PathBuf>,
+    #[serde(default)]
+    pub client_key_file: Option<PathBuf>,
+}
+
+/// One `[[routes]]` entry: which messages (every criterion given must
+/// hold; an absent one matches anything), the mapper, and the targets.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    pub name: String,
+    /// Transports the message came in by: `mllp`, `http`.
+    #[serde(default)]
+    pub sources: Vec<String>,
+    /// MSH-3 values.
+    #[serde(default)]
+    pub sending_applications: Vec<String>,
+    /// MSH-4 values.
+    #[serde(default)]
+    pub sending_facilities: Vec<String>,
+    /// Message type patterns: `ORU^R01`, `ADT^*`, `ADT`.
+    #[serde(default)]
+    pub message_types: Vec<String>,
+    /// Source format; only `hl7v2` today.
+    #[serde(default = "defaults_format")]
+    pub format: String,
+    /// The mapper to use, by name; absent: the registry's choice for the
+    /// message type (scripts before built-ins).
+    #[serde(default)]
+    pub mapper: Option<String>,
+    /// Target names; at least one.
+    pub targets: Vec<String>,
+}
+
+fn defaults_format() -> String {
+    "hl7v2".to_string()
+}
+
+/// How delivery workers behave, whatever the target.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeliveryConfig {
+    /// How long a claimed outbox row belongs to this instance; another
+    /// instance takes it over after that. Longer than any target timeout.
+    pub lease_secs: u64,
+    /// Outbox polling interval (notifications wake workers earlier).
+    pub poll_interval_ms: u64,
+    /// Messages mapped per batch by the mapping stage.
+    pub mapping_batch: usize,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        Self {
+            lease_secs: 120,
+            poll_interval_ms: 1000,
+            mapping_batch: 64,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Human,
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A `tracing` filter directive, e.g. `info` or `gateway=debug,info`.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Human,
+            level: "info".to_string(),
+        }
+    }
+}
+
+/// Mapping to FHIR: the site's settings handed to every mapper, the
+/// built-in mappers' settings, and the script mappers' directory.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MappingConfig {
+    /// IANA zone of HL7 v2 timestamps sent without an offset.
+    pub timezone: TimeZoneName,
+    /// Directory of `*.rhai` script mappers, watched for changes; no
+    /// scripts when absent.
+    pub scripts_dir: Option<PathBuf>,
+    /// How often `scripts_dir` is checked for new, changed or removed
+    /// scripts.
+    pub scripts_poll_interval_ms: u64,
+    /// Identifier system URI per assigning authority or sending facility
+    /// as it appears in messages (PID-3.4, MSH-4).
+    pub identifier_systems: BTreeMap<String, String>,
+    /// CSV code maps, by name.
+    pub code_maps: Vec<CodeMapConfig>,
+    pub builtin: BuiltinConfig,
+    pub script_limits: ScriptLimits,
+}
+
+impl Default for MappingConfig {
+    fn default() -> Self {
+        Self {
+            timezone: TimeZoneName::default(),
+            scripts_dir: None,
+            scripts_poll_interval_ms: 1000,
+            identifier_systems: BTreeMap::new(),
+            code_maps: Vec::new(),
+            builtin: BuiltinConfig::default(),
+            script_limits: ScriptLimits::default(),
+        }
+    }
+}
+
+/// One `[[mapping.code_maps]]` entry: a CSV file
+/// (`source_code,target_code[,display]` per line).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CodeMapConfig {
+    pub name: String,
+    /// Relative paths are relative to the configuration file's directory.
+    pub file: PathBuf,
+    pub target_system: String,
+}
+
+/// A time zone name checked against the IANA database when the
+/// configuration is read, so that a typo is a configuration error with its
+/// line rather than a mapping failure later.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct TimeZoneName(String);
+
+impl TimeZoneName {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn zone(&self) -> Result<SiteTimeZone, String> {
+        SiteTimeZone::named(&self.0)
+    }
+}
+
+impl Default for TimeZoneName {
+    fn default() -> Self {
+        TimeZoneName("Europe/Paris".to_string())
+    }
+}
+
+impl TryFrom<String> for TimeZoneName {
+    type Error = String;
+    fn try_from(name: String) -> Result<Self, String> {
+        SiteTimeZone::named(&name)?;
+        Ok(TimeZoneName(name))
+    }
+}
+
+impl From<TimeZoneName> for String {
+    fn from(name: TimeZoneName) -> String {
+        name.0
+    }
+}
+
+/// A code map that could not be loaded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CodeMapError {
+    #[error("code map `{name}`: {file}: cannot read: {message}")]
+    Read {
+        index: usize,
+        name: String,
+        file: String,
+        message: String,
+    },
+    /// `message` starts with the CSV line (`line N: ...`).
+    #[error("code map `{name}`: {file}: {message}")]
+    Invalid {
+        index: usize,
+        name: String,
+        file: String,
+        message: String,
+    },
+    #[error("code map `{name}` is defined twice")]
+    Duplicate { index: usize, name: String },
+}
+
+impl CodeMapError {
+    /// Position of the entry in `mapping.code_maps`.
+    pub fn index(&self) -> usize {
+        match self {
+            CodeMapError::Read { index, .. }
+            | CodeMapError::Invalid { index, .. }
+            | CodeMapError::Duplicate { index, .. } => *index,
+        }
+    }
+}
+
+impl MappingConfig {
+    /// Reads every code map file, by name.
+    pub fn load_code_maps(&self) -> Result<HashMap<String, CodeMap>, CodeMapError> {
+        let mut maps = HashMap::new();
+        for (index, entry) in self.code_maps.iter().enumerate() {
+            let file = entry.file.display().to_string();
+            if maps.contains_key(&entry.name) {
+                return Err(CodeMapError::Duplicate {
+                    index,
+                    name: entry.name.clone(),
+                });
+            }
+            let text =
+                std::fs::read_to_string(&entry.file).map_err(|error| CodeMapError::Read {
+                    index,
+                    name: entry.name.clone(),
+                    file: file.clone(),
+                    message: error.to_string(),
+                })?;
+            let map = CodeMap::from_csv(&entry.target_system, &text).map_err(|message| {
+                CodeMapError::Invalid {
+                    index,
+                    name: entry.name.clone(),
+                    file,
+                    message,
+                }
+            })?;
+            maps.insert(entry.name.clone(), map);
+        }
+        Ok(maps)
+    }
+
+    /// Makes relative paths relative to `base` (the configuration file's
+    /// directory) rather than to wherever the gateway was started from.
+    fn resolve_paths(&mut self, base: &Path) {
+        if let Some(dir) = &mut self.scripts_dir {
+            if dir.is_relative() {
+                *dir = base.join(&*dir);
+            }
+        }
+        for entry in &mut self.code_maps {
+            if entry.file.is_relative() {
+                entry.file = base.join(&entry.file);
+            }
+        }
+    }
+}
+
+/// Why a configuration could not be loaded; every variant names where the
+/// fault is (file and line, or environment variable).
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: line {line}, column {column}{key}: {message}", key = key.as_ref().map(|k| format!(", key `{k}`")).unwrap_or_default())]
+    Invalid {
+        path: String,
+        line: usize,
+        column: usize,
+        key: Option<String>,
+        message: String,
+    },
+    #[error("{path}: line {line}: environment variable `{name}` is not set (write `${{{name}:-default}}` to give a default)")]
+    UnsetVariable {
+        path: String,
+        line: usize,
+        name: String,
+    },
+    #[error("{path}: line {line}: unterminated `${{` reference")]
+    UnterminatedReference { path: String, line: usize },
+    #[error("environment variable `{var}`: {message}")]
+    Override { var: String, message: String },
+    /// A value that parsed but does not hold (a missing directory, a bad
+    /// code map file); `origin` is the file and line, or the environment
+    /// variable, it came from.
+    #[error("{origin}, key `{key}`: {message}")]
+    Setting {
+        origin: String,
+        key: String,
+        message: String,
+    },
+}
+
+impl Config {
+    /// Loads the configuration: the file when given (embedded defaults
+    /// otherwise), then `PASSERELLE_<SECTION>__<KEY>` overrides from `env`.
+    pub fn load(
+        path: Option<&Path>,
+        env: &BTreeMap<String, String>,
+    ) -> Result<Config, ConfigError> {
+        let (name, text) = match path {
+            Some(path) => {
+                let name = path.display().to_string();
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: name.clone(),
+                    source,
+                })?;
+                (name, text)
+            }
+            None => ("<defaults>".to_string(), String::new()),
+        };
+        let base = path.map(|p| match p.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+            _ => PathBuf::from("."),
+        });
+        Self::parse(&name, &text, env, base.as_deref())
+    }
+
+    /// Parses `text` (named `name` in errors) and applies overrides from
+    /// `env`; relative paths stay relative to the working directory.
+    pub fn from_toml(
+        name: &str,
+        text: &str,
+        env: &BTreeMap<String, String>,
+    ) -> Result<Config, ConfigError> {
+        Self::parse(name, text, env, None)
+    }
+
+    fn parse(
+        name: &str,
+        text: &str,
+        env: &BTreeMap<String, String>,
+        base: Option<&Path>,
+    ) -> Result<Config, ConfigError> {
+        let expanded = expand_env(name, text, env)?;
+        // Deserialising the text itself (not a value tree) keeps spans, so
+        // errors can name the line.
+        let config: Config = toml::from_str(&expanded).map_err(|err| {
+            let (line, column) = err
+                .span()
+                .map(|span| line_and_column(&expanded, span.start))
+                .unwrap_or((1, 1));
+            ConfigError::Invalid {
+                path: name.to_string(),
+                line,
+                column,
+                key: key_at(&expanded, line, err.message()),
+                message: err.message().trim().to_string(),
+            }
+        })?;
+        let mut config = config;
+        if let Some(base) = base {
+            // Before the overrides: a path from the environment is relative
+            // to the working directory, like any command-line path.
+            config.mapping.resolve_paths(base);
+            for target in config.targets.values_mut() {
+                target.resolve_paths(base);
+            }
+        }
+        let config = apply_overrides(config, env)?;
+        validate(&config, name, &expanded, env)?;
+        Ok(config)
+    }
+}
+
+/// Checks what deserialising cannot: that files and directories named by
+/// the configuration exist and read correctly.
+fn validate(
+    config: &Config,
+    name: &str,
+    text: &str,
+    env: &BTreeMap<String, String>,
+) -> Result<(), ConfigError> {
+    let mapping = &config.mapping;
+    if let Some(dir) = &mapping.scripts_dir {
+        if !dir.is_dir() {
+            return Err(ConfigError::Setting {
+                origin: origin(name, text, env, "mapping", "scripts_dir", 0),
+                key: "mapping.scripts_dir".to_string(),
+                message: format!("{}: not a directory", dir.display()),
+            });
+        }
+    }
+    let maps = mapping.load_code_maps().map_err(|error| {
+        let index = error.index();
+        let key = match error {
+            CodeMapError::Duplicate { .. } => "name",
+            _ => "file",
+        };
+        ConfigError::Setting {
+            origin: origin(name, text, env, "mapping.code_maps", key, index),
+            key: format!("mapping.code_maps[{index}].{key}"),
+            message: error.to_string(),
+        }
+    })?;
+    validate_routes(config, name, text, env)?;
+    // A mapper naming a code map that does not exist would fail every
+    // message it maps: refuse it here, where the line can be named.
+    if let Some(wanted) = &mapping.builtin.oru.code_map {
+        if !maps.contains_key(wanted) {
+            return Err(ConfigError::Setting {
+                origin: origin(name, text, env, "mapping.builtin.oru", "code_map", 0),
+                key: "mapping.builtin.oru.code_map".to_string(),
+                message: format!("no code map named `{wanted}` in [[mapping.code_maps]]"),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Routes must name targets that exist; targets must be usable.
+fn validate_routes(
+    config: &Config,
+    name: &str,
+    text: &str,
+    env: &BTreeMap<String, String>,
+) -> Result<(), ConfigError> {
+    let mut seen = std::collections::BTreeSet::new();
+    for (index, route) in config.routes.iter().enumerate() {
+        let fail = |key: &str, message: String| ConfigError::Setting {
+            origin: origin(name, text, env, "routes", key, index),
+            key: format!("routes[{index}].{key}"),
+            message,
+        };
+        if !seen.insert(route.name.as_str()) {
+            return Err(fail(
+                "name",
+                format!("route `{}` is defined twice", route.name),
+            ));
+        }
+        if route.targets.is_empty() {
+            return Err(fail("targets", "a route needs at least one target".into()));
+        }
+        for target in &route.targets {
+            if !config.targets.contains_key(target) && target != "local" {
+                return Err(fail(
+                    "targets",
+                    format!("no target named `{target}` in [targets]"),
+                ));
+            }
+        }
+        if route.format != "hl7v2" {
+            return Err(fail(
+                "format",
+                format!("unknown format `{}` (known: hl7v2)", route.format),
+            ));
+        }
+        for source in &route.sources {
+            if source != "mllp" && source != "http" {
+                return Err(fail(
+                    "sources",
+                    format!("unknown source `{source}` (known: mllp, http)"),
+                ));
+            }
+        }
+    }
+    for (target_name, target) in &config.targets {
+        let section = format!("targets.{target_name}");
+        let fail = |key: &str, message: String| ConfigError::Setting {
+            origin: origin(name, text, env, &section, key, 0),
+            key: format!("{section}.{key}"),
+            message,
+        };
+        match target.kind {
+            TargetKind::Fhir => {
+                let Some(url) = &target.url else {
+                    return Err(fail("url", "a fhir target needs a url".into()));
+                };
+                if !(url.starts_with("http://") || url.starts_with("https://"))
+                    || url.parse::<http::Uri>().is_err()
+                {
+                    return Err(fail(
+                        "url",
+                        format!("`{url}` is not an http:// or https:// URL"),
+                    ));
+                }
+                if url.starts_with("http://") && target.tls.is_some() {
+                    return Err(fail("tls", "tls settings need an https:// url".into()));
+                }
+                if let Some(tls) = &target.tls {
+                    if tls.client_cert_file.is_some() != tls.client_key_file.is_some() {
+                        return Err(fail(
+                            "tls",
+                            "client_cert_file and client_key_file go together".into(),
+                        ));
+                    }
+                }
+            }
+            TargetKind::Local => {
+                if target.url.is_some() {
+                    return Err(fail("url", "a local target has no url".into()));
+                }
+            }
+        }
+        if target.concurrency == 0 {
+            return Err(fail("concurrency", "must be at least 1".into()));
+        }
+    }
+    if let Some(upstream) = &config.fhir.upstream {
+        let is_fhir = config
+            .targets
+            .get(upstream)
+            .is_some_and(|t| t.kind == TargetKind::Fhir);
+        if !is_fhir {
+            return Err(ConfigError::Setting {
+                origin: origin(name, text, env, "fhir", "upstream", 0),
+                key: "fhir.upstream".to_string(),
+                message: format!("no fhir target named `{upstream}` in [targets]"),
+            });
+        }
+    }
+    if config.storage.backend == StorageBackend::Postgres && config.storage.postgres_url.is_none() {
+        return Err(ConfigError::Setting {
+            origin: origin(name, text, env, "storage", "backend", 0),
+            key: "storage.postgres_url".to_string(),
+            message: "storage.backend = \"postgres\" needs storage.postgres_url".to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// Where a key's value came from: its environment override when set, else
+/// the file and the line of `key` in the `index`-th `[section]` (or
+/// `[[section]]`) table.
+fn origin(
+    name: &str,
+    text: &str,
+    env: &BTreeMap<String, String>,
+    section: &str,
+    key: &str,
+    index: usize,
+) -> String {
+    let var = format!(
+        "{ENV_PREFIX}{}__{}",
+        section.replace('.', "__").to_ascii_uppercase(),
+        key.to_ascii_uppercase()
+    );
+    if env.contains_key(&var) {
+        return format!("environment variable `{var}`");
+    }
+    match key_line(text, section, key, index) {
+        Some(line) => format!("{name}: line {line}"),
+        None => name.to_string(),
+    }
+}
+
+/// The 1-based line of `key = ...` in the `index`-th table named `section`.
+fn key_line(text: &str, section: &str, key: &str, index: usize) -> Option<usize> {
+    let mut tables_seen = 0usize;
+    let mut inside = false;
+    for (number, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.starts_with('[') {
+            let header = line
+                .trim_start_matches('[')
+                .split(']')
+                .next()
+                .unwrap_or("")
+                .trim();
+            if header == section {
+                tables_seen += 1;
+                inside = tables_seen == index + 1;
+            } else {
+                inside = false;
+            }
+            continue;
+        }
+        if inside {
+            let found = line
+                .split_once('=')
+                .is_some_and(|(k, _)| k.trim().trim_matches('"') == key);
+            if found {
+                return Some(number + 1);
+            }
+        }
+    }
+    None
+}
+
+/// Applies `PASSERELLE_<SECTION>__<KEY>=value` variables. The value is read as
+/// a TOML value when it is one (`8080`, `true`) and as a string otherwise.
+fn apply_overrides(config: Config, env: &BTreeMap<String, String>) -> Result<Config, ConfigError> {
+    let overrides: Vec<(&String, &String)> = env
+        .iter()
+        .filter(|(k, _)| k.starts_with(ENV_PREFIX) && k.contains("__"))
+        .collect();
+    if overrides.is_empty() {
+        return Ok(config);
+    }
+    let mut tree = toml::Table::try_from(&config).map_err(|err| ConfigError::Override {
+        var: "(all)".to_string(),
+        message: err.to_string(),
+    })?;
+    for (var, raw) in overrides {
+        let path: Vec<String> = var[ENV_PREFIX.len()..]
+            .split("__")
+            .map(|part| part.to_ascii_lowercase())
+            .collect();
+        let value = parse_override_value(raw);
+        set_path(&mut tree, &path, value).map_err(|message| ConfigError::Override {
+            var: var.clone(),
+            message,
+        })?;
+    }
+    Config::deserialize(toml::Value::Table(tree)).map_err(|err| ConfigError::Override {
+        var: env
+            .keys()
+            .filter(|k| k.starts_with(ENV_PREFIX) && k.contains("__"))
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", "),
+        message: err.message().trim().to_string(),
+    })
+}
+
+fn parse_override_value(raw: &str) -> toml::Value {
+    let probe = format!("v = {raw}");
+    match toml::from_str::<toml::Table>(&probe) {
+        Ok(mut table) => table
+            .remove("v")
+            .unwrap_or_else(|| toml::Value::String(raw.to_string())),
+        Err(_) => toml::Value::String(raw.to_string()),
+    }
+}
+
+/// Keys whose default is "absent", which an override may still set.
+const OPTIONAL_KEYS: &[&str] = &["public_base_url", "scripts_dir", "code_map"];
+
+fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> Result<(), String> {
+    match path {
+        [] => Err("empty key".to_string()),
+        [key] => {
+            // Optional keys are absent from the serialised defaults.
+            if !table.contains_key(key) && !OPTIONAL_KEYS.contains(&key.as_str()) {
+                return Err(format!("unknown configuration key `{key}`"));
+            }
+            table.insert(key.clone(), value);
+            Ok(())
+        }
+        [section, rest @ ..] => match table.get_mut(section) {
+            Some(toml::Value::Table(inner)) => set_path(inner, rest, value),
+            _ => Err(format!("unknown configuration section `{section}`")),
+        },
+    }
+}
+
+/// Replaces `${NAME}` and `${NAME:-default}` with values from `env`; `$${`
+/// stands for a literal `${`. Comments are left as they are.
+fn expand_env(
+    name: &str,
+    text: &str,
+    env: &BTreeMap<String, String>,
+) -> Result<String, ConfigError> {
+    let mut out = String::with_capacity(text.len());
+    for (index, line) in text.split_inclusive('\n').enumerate() {
+        let code_end = comment_start(line).unwrap_or(line.len());
+        let (code, comment) = line.split_at(code_end);
+        out.push_str(&expand_line(name, index + 1, code, env)?);
+        out.push_str(comment);
+    }
+    Ok(out)
+}
+
+/// Byte offset of a `#` that starts a comment (outside any string).
+fn comment_start(line: &str) -> Option<usize> {
+    let mut quote: Option<char> = None;
+    let mut escaped = false;
+    for (offset, c) in line.char_indices() {
+        match quote {
+            Some('"') if escaped => escaped = false,
+            Some('"') if c == '\\' => escaped = true,
+            Some(q) if c == q => quote = None,
+            Some(_) => {}
+            None if c == '"' || c == '\'' => quote = Some(c),
+            None if c == '#' => return Some(offset),
+            None => {}
+        }
+    }
+    None
+}
+
+fn expand_line(
+    name: &str,
+    line: usize,
+    text: &str,
+    env: &BTreeMap<String, String>,
+) -> Result<String, ConfigError> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(pos) = rest.find("${") {
+        if pos > 0 && rest.as_bytes().get(pos - 1) == Some(&b'$') {
+            out.push_str(&rest[..pos - 1]);
+            out.push_str("${");
+            rest = &rest[pos + 2..];
+            continue;
+        }
+        out.push_str(&rest[..pos]);
+        let after = &rest[pos + 2..];
+        let Some(end) = after.find('}') else {
+            return Err(ConfigError::UnterminatedReference {
+                path: name.to_string(),
+                line,
+            });
+        };
+        let reference = &after[..end];
+        let (var, default) = match reference.split_once(":-") {
+            Some((var, default)) => (var, Some(default)),
+            None => (reference, None),
+        };
+        match (env.get(var), default) {
+            (Some(value), _) => out.push_str(value),
+            (None, Some(default)) => out.push_str(default),
+            (None, None) => {
+                return Err(ConfigError::UnsetVariable {
+                    path: name.to_string(),
+                    line,
+                    name: var.to_string(),
+                })
+            }
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = text.get(..offset).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+/// The dotted key an error is about: the table header above `line` plus the
+/// key on that line, or the field named in the message.
+fn key_at(text: &str, line: usize, message: &str) -> Option<String> {
+    let lines: Vec<&str> = text.lines().collect();
+    let here = lines.get(line.checked_sub(1)?)?.trim();
+    let key_here = here
+        .split_once('=')
+        .map(|(k, _)| k.trim().trim_matches('"').to_string())
+        .filter(|k| !k.is_empty() && !k.starts_with('['));
+    let section = lines
+        .iter()
+        .take(line)
+        .rev()
+        .map(|l| l.trim())
+        .find(|l| l.starts_with('[') && l.ends_with(']'))
+        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_string());
+    let key = key_here.or_else(|| {
+        // "missing field `x`" points at the table, not at a key line.
+        message
+            .split('`')
+            .nth(1)
+            .map(str::to_string)
+            .filter(|_| message.contains("missing field"))
+    });
+    match (section, key) {
+        (Some(section), Some(key)) => Some(format!("{section}.{key}")),
+        (None, Some(key)) => Some(key),
+        (Some(section), None) => Some(section),
+        (None, None) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn no_file_gives_embedded_defaults() {
+        let config = Config::load(None, &env(&[])).unwrap();
+        assert_eq!(config, Config::default());
+        assert_eq!(config.http.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.storage.data_dir, PathBuf::from("./data"));
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_its_line() {
+        let text = "[http]\nlisten = \"127.0.0.1:9000\"\nlisen = 3\n";
+        let err = Config::from_toml("gw.toml", text, &env(&[])).unwrap_err();
+        let message = err.to_string();
+        assert!(message.contains("gw.toml: line 3"), "{message}");
+        assert!(message.contains("http.lisen"), "{message}");
+        assert!(message.contains("unknown field"), "{message}");
+    }
+
+    #[test]
+    fn mapper_settings_are_typed_and_refuse_unknown_keys() {
+        let text =
+            "[mapping.builtin.oru]\nobservation_category = \"laboratory\"\ncode_mapp = \"lab\"\n";
+        let message = Config::from_toml("gw.toml", text, &env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("gw.toml: line 3"), "{message}");
+        assert!(
+            message.contains("mapping.builtin.oru.code_mapp"),
+            "{message}"
+        );
+        let text = "[mapping.builtin.adt]\npatient_write = \"sometimes\"\n";
+        let message = Config::from_toml("gw.toml", text, &env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.contains("mapping.builtin.adt.patient_write"),
+            "{message}"
+        );
+        let text = "[mapping.script_limits]\nmax_operations = -1\n";
+        assert!(Config::from_toml("gw.toml", text, &env(&[])).is_err());
+    }
+
+    #[test]
+    fn wrong_type_is_named_with_its_line() {
+        let text = "[log]\nformat = \"json\"\n\n[http]\nmax_body_bytes = \"big\"\n";
+        let err = Config::from_toml("gw.toml", text, &env(&[])).unwrap_err();
+        let message = err.to_string();
+        assert!(message.contains("line 5"), "{message}");
+        assert!(message.contains("http.max_body_bytes"), "{message}");
+    }
+
+    #[test]
+    fn env_references_are_expanded_once_here() {
+        let text = "[storage]\ndata_dir = \"${DATA:-/var/lib/passerelle}\"\n[http]\nlisten = \"127.0.0.1:${PORT}\"\n";
+        let config = Config::from_toml("gw.toml", text, &env(&[("PORT", "9001")])).unwrap();
+        assert_eq!(config.http.listen.port(), 9001);
+        assert_eq!(
+            config.storage.data_dir,
+            PathBuf::from("/var/lib/passerelle")
+        );
+        let err = Config::from_toml("gw.toml", text, &env(&[])).unwrap_err();
+        assert!(err.to_string().contains("line 4"), "{err}");
+        assert!(err.to_string().contains("`PORT`"), "{err}");
+    }
+
+    #[test]
+    fn references_in_comments_are_left_alone() {
+        let text = "# use ${UNSET} here\n[log]\nlevel = \"debug\" # or ${ALSO_UNSET}\n";
+        let config = Config::from_toml("gw.toml", text, &env(&[])).unwrap();
+        assert_eq!(config.log.level, "debug");
+    }
+
+    #[test]
+    fn escaped_reference_is_literal() {
+        let text = "[log]\nlevel = \"$${NOT_EXPANDED}\"\n";
+        let config = Config::from_toml("gw.toml", text, &env(&[])).unwrap();
+        assert_eq!(config.log.level, "${NOT_EXPANDED}");
+    }
+
+    #[test]
+    fn environment_overrides_file_values() {
+        let text = "[http]\nlisten = \"127.0.0.1:9000\"\n";
+        let config = Config::from_toml(
+            "gw.toml",
+            text,
+            &env(&[
+                ("PASSERELLE_HTTP__LISTEN", "127.0.0.1:9100"),
+                ("PASSERELLE_LOG__FORMAT", "json"),
+                ("PASSERELLE_MLLP__ENABLED", "false"),
+                ("PASSERELLE_CONFIG", "ignored: no section separator"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.http.listen.port(), 9100);
+        assert_eq!(config.log.format, LogFormat::Json);
+        assert!(!config.mllp.enabled);
+    }
+
+    #[test]
+    fn unknown_override_names_the_variable() {
+        let err =
+            Config::from_toml("gw.toml", "", &env(&[("PASSERELLE_HTTP__LISTN", "x")])).unwrap_err();
+        assert!(err.to_string().contains("PASSERELLE_HTTP__LISTN"), "{err}");
+    }
+
+    #[test]
+    fn mapping_defaults() {
+        let config = Config::load(None, &env(&[])).unwrap();
+        assert_eq!(config.mapping.timezone.as_str(), "Europe/Paris");
+        assert_eq!(config.mapping.scripts_dir, None);
+        assert_eq!(config.mapping.scripts_poll_interval_ms, 1000);
+        assert!(config.mapping.code_maps.is_empty());
+    }
+
+    #[test]
+    fn unknown_time_zone_is_named_with_its_line() {
+        let text = "[mapping]\ntimezone = \"Europe/Parsi\"\n";
+        let err = Config::from_toml("gw.toml", text, &env(&[])).unwrap_err();
+        let message = err.to_string();
+        assert!(message.contains("gw.toml: line 2"), "{message}");
+        assert!(message.contains("mapping.timezone"), "{message}");
+        assert!(message.contains("Europe/Parsi"), "{message}");
+    }
+
+    #[test]
+    fn time_zone_override_from_the_environment() {
+        let config = Config::from_toml(
+            "gw.toml",
+            "",
+            &env(&[("PASSERELLE_MAPPING__TIMEZONE", "America/Cayenne")]),
+        )
+        .unwrap();
+        assert_eq!(config.mapping.timezone.as_str(), "America/Cayenne");
+        let err = Config::from_toml(
+            "gw.toml",
+            "",
+            &env(&[("PASSERELLE_MAPPING__TIMEZONE", "Nowhere/Land")]),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("PASSERELLE_MAPPING__TIMEZONE"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn mapping_tables_and_relative_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("scripts")).unwrap();
+        std::fs::write(dir.path().join("lab.csv"), "GLU,2345-7,Glucose\n").unwrap();
+        let path = dir.path().join("gw.toml");
+        std::fs::write(
+            &path,
+            "[mapping]\nscripts_dir = \"scripts\"\nscripts_poll_interval_ms = 100\n\n\
+             [mapping.identifier_systems]\n\"CHU-NANTES\" = \"urn:oid:1.2.250.1.71.4.2.7\"\n\n\
+             [[mapping.code_maps]]\nname = \"lab-loinc\"\nfile = \"lab.csv\"\ntarget_system = \"http://loinc.org\"\n\n\
+             [mapping.builtin.adt]\nenabled = false\n\n[mapping.script_limits]\nmax_call_depth = 8\n",
+        )
+        .unwrap();
+        let config = Config::load(Some(&path), &env(&[])).unwrap();
+        let mapping = &config.mapping;
+        assert_eq!(mapping.scripts_dir, Some(dir.path().join("scripts")));
+        assert_eq!(mapping.scripts_poll_interval_ms, 100);
+        assert_eq!(
+            mapping.identifier_systems["CHU-NANTES"],
+            "urn:oid:1.2.250.1.71.4.2.7"
+        );
+        assert_eq!(mapping.code_maps[0].file, dir.path().join("lab.csv"));
+        assert!(!mapping.builtin.adt.enabled);
+        assert_eq!(mapping.script_limits.max_call_depth, 8);
+        let maps = mapping.load_code_maps().unwrap();
+        assert_eq!(
+            maps["lab-loinc"].lookup("GLU"),
+            Some(("2345-7", Some("Glucose")))
+        );
+        // The effective settings print and read back the same.
+        let printed = toml::to_string_pretty(&config).unwrap();
+        let again = Config::from_toml("printed", &printed, &env(&[])).unwrap();
+        assert_eq!(again, config);
+    }
+
+    #[test]
+    fn bad_code_map_names_the_csv_line_and_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("good.csv"), "A,1\n").unwrap();
+        std::fs::write(dir.path().join("bad.csv"), "A,1\n\nbroken\n").unwrap();
+        let path = dir.path().join("gw.toml");
+        std::fs::write(
+            &path,
+            "[[mapping.code_maps]]\nname = \"one\"\nfile = \"good.csv\"\ntarget_system = \"urn:x\"\n\n\
+             [[mapping.code_maps]]\nname = \"two\"\nfile = \"bad.csv\"\ntarget_system = \"urn:x\"\n",
+        )
+        .unwrap();
+        let message = Config::load(Some(&path), &env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("gw.toml: line 8"), "{message}");
+        assert!(message.contains("mapping.code_maps[1].file"), "{message}");
+        assert!(message.contains("bad.csv: line 3"), "{message}");
+
+        std::fs::write(
+            &path,
+            "[[mapping.code_maps]]\nname = \"one\"\nfile = \"missing.csv\"\ntarget_system = \"urn:x\"\n",
+        )
+        .unwrap();
+        let message = Config::load(Some(&path), &env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("missing.csv"), "{message}");
+        assert!(message.contains("cannot read"), "{message}");
+    }
+
+    #[test]
+    fn a_code_map_named_by_a_mapper_must_exist() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("lab.csv"), "GLU,2345-7,Glucose\n").unwrap();
+        let path = dir.path().join("gw.toml");
+        let maps = "[[mapping.code_maps]]\nname = \"lab\"\nfile = \"lab.csv\"\ntarget_system = \"http://loinc.org\"\n\n";
+        std::fs::write(
+            &path,
+            format!("{maps}[mapping.builtin.oru]\ncode_map = \"lab\"\n"),
+        )
+        .unwrap();
+        Config::load(Some(&path), &env(&[])).unwrap();
+        std::fs::write(
+            &path,
+            format!("{maps}[mapping.builtin.oru]\ncode_map = \"labo\"\n"),
+        )
+        .unwrap();
+        let message = Config::load(Some(&path), &env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("gw.toml: line 7"), "{message}");
+        assert!(
+            message.contains("mapping.builtin.oru.code_map"),
+            "{message}"
+        );
+        assert!(message.contains("no code map named `labo`"), "{message}");
+    }
+
+    #[test]
+    fn missing_scripts_dir_is_an_error() {
+        let text = "[mapping]\nscripts_dir = \"/nonexistent/passerelle-scripts\"\n";
+        let message = Config::from_toml("gw.toml", text, &env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("gw.toml: line 2"), "{message}");
+        assert!(message.contains("mapping.scripts_dir"), "{message}");
+        let message = Config::from_toml(
+            "gw.toml",
+            "",
+            &env(&[("PASSERELLE_MAPPING__SCRIPTS_DIR", "/nonexistent/x")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            message.contains("PASSERELLE_MAPPING__SCRIPTS_DIR"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn unknown_mapping_keys_are_refused() {
+        let text = "[mapping.builtin.adt]\nenabeld = true\n";
+        let message = Config::from_toml("gw.toml", text, &env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("line 2"), "{message}");
+        assert!(message.contains("enabeld"), "{message}");
+    }
+}

@@ -1,0 +1,408 @@
+//! The worker of one target: claims deliverable outbox rows up to the
+//! target's concurrency, delivers each, records the attempt and schedules
+//! the retry, and keeps the circuit breaker. On shutdown it stops claiming
+//! and lets the deliveries in flight finish.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::circuit::CircuitBreaker;
+use super::policy::{classify_status, Jitter, RetryPolicy, Verdict};
+use passerelle_config::{DeliveryConfig, TargetConfig};
+use passerelle_fhir_client::TargetClient;
+use passerelle_repository::Repository;
+use passerelle_storage::{now_ms, Attempt, AttemptResult, Delivery, SharedStore};
+use passerelle_telemetry::events::{DeliveryAttempted, DeliveryStoreFailed};
+use passerelle_telemetry::metrics::Metrics;
+
+/// Where a target's deliveries go.
+#[derive(Clone)]
+pub enum Destination {
+    Fhir(Arc<TargetClient>),
+    Local,
+}
+
+/// What the circuit breaker learns from one delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Health {
+    /// The target answered and took it (or refused it for its content).
+    Up,
+    /// No answer, a 5xx, or throttling.
+    Down,
+    /// Nothing learnt (the store failed).
+    Unknown,
+}
+
+struct Shared {
+    name: String,
+    destination: Destination,
+    store: SharedStore,
+    owner: String,
+    policy: RetryPolicy,
+    metrics: Metrics,
+}
+
+pub struct TargetWorker {
+    shared: Arc<Shared>,
+    concurrency: usize,
+    lease: Duration,
+    poll_interval: Duration,
+    circuit: CircuitBreaker,
+    wake: Arc<Notify>,
+    jitter: Jitter,
+}
+
+impl TargetWorker {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        name: &str,
+        target: &TargetConfig,
+        destination: Destination,
+        store: SharedStore,
+        owner: &str,
+        delivery: &DeliveryConfig,
+        wake: Arc<Notify>,
+        metrics: Metrics,
+    ) -> TargetWorker {
+        let seed = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+        });
+        TargetWorker {
+            shared: Arc::new(Shared {
+                name: name.to_string(),
+                destination,
+                store,
+                owner: owner.to_string(),
+                policy: RetryPolicy {
+                    initial: Duration::from_millis(target.backoff_initial_ms.max(1)),
+                    max: Duration::from_millis(
+                        target.backoff_max_ms.max(target.backoff_initial_ms).max(1),
+                    ),
+                    max_attempts: target.max_attempts,
+                },
+                metrics,
+            }),
+            concurrency: target.concurrency.max(1),
+            lease: Duration::from_secs(delivery.lease_secs.max(1))
+                .max(Duration::from_secs(target.timeout_secs.saturating_mul(2))),
+            poll_interval: Duration::from_millis(delivery.poll_interval_ms.max(10)),
+            circuit: CircuitBreaker::new(
+                target.circuit_failures,
+                Duration::from_millis(target.circuit_open_ms),
+            ),
+            wake,
+            jitter: Jitter::seeded(seed),
+        }
+    }
+
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        let mut in_flight: JoinSet<Health> = JoinSet::new();
+        loop {
+            self.set_circuit_gauge();
+            let stopping = shutdown.is_cancelled();
+            if stopping && in_flight.is_empty() {
+                break;
+            }
+            let mut claimed = 0;
+            if !stopping {
+                let capacity = self.concurrency.saturating_sub(in_flight.len());
+                let permits = self.circuit.permits(Instant::now(), capacity);
+                if permits > 0 {
+                    claimed = self.claim_and_start(permits, &mut in_flight).await;
+                    if claimed == 0 {
+                        self.circuit.trial_unused();
+                    }
+                }
+            }
+            if claimed > 0 && in_flight.len() < self.concurrency {
+                // More may be deliverable right away.
+                continue;
+            }
+            let wait = if in_flight.is_empty() {
+                self.idle_wait().await
+            } else {
+                self.poll_interval
+            };
+            tokio::select! {
+                Some(done) = in_flight.join_next(), if !in_flight.is_empty() => {
+                    self.learn(done.unwrap_or(Health::Unknown));
+                }
+                () = self.wake.notified(), if !stopping => {}
+                () = tokio::time::sleep(wait), if !stopping => {}
+                () = shutdown.cancelled(), if !stopping => {}
+            }
+            while let Some(done) = in_flight.try_join_next() {
+                self.learn(done.unwrap_or(Health::Unknown));
+            }
+        }
+    }
+
+    fn learn(&mut self, health: Health) {
+        match health {
+            Health::Up => self.circuit.on_success(),
+            Health::Down => self.circuit.on_failure(Instant::now()),
+            Health::Unknown => self.circuit.trial_unused(),
+        }
+    }
+
+    fn set_circuit_gauge(&self) {
+        self.shared
+            .metrics
+            .circuit_state
+            .with_label_values(&[&self.shared.name])
+            .set(self.circuit.state(Instant::now()).gauge());
+    }
+
+    /// How long to sleep with nothing in flight: until the next retry is
+    /// due or the circuit lets a trial through, at most the poll interval.
+    async fn idle_wait(&self) -> Duration {
+        let mut wait = self.poll_interval;
+        if let Some(reopens) = self.circuit.reopens_at() {
+            wait = wait.min(reopens.saturating_duration_since(Instant::now()));
+        }
+        let store = self.shared.store.clone();
+        let name = self.shared.name.clone();
+        if let Ok(Ok(Some(due))) = tokio::task::spawn_blocking(move || store.next_due(&name)).await
+        {
+            let until = (due - now_ms()).max(0) as u64;
+            wait = wait.min(Duration::from_millis(until));
+        }
+        wait.max(Duration::from_millis(5))
+    }
+
+    async fn claim_and_start(&mut self, permits: usize, in_flight: &mut JoinSet<Health>) -> usize {
+        // The local target stores a whole claim in one transaction.
+        let permits = match self.shared.destination {
+            Destination::Local => LOCAL_BATCH,
+            Destination::Fhir(_) => permits,
+        };
+        let shared = self.shared.clone();
+        let lease_ms = self.lease.as_millis() as i64;
+        let claimed = tokio::task::spawn_blocking(move || {
+            shared
+                .store
+                .claim_deliveries(&shared.name, &shared.owner, permits, now_ms(), lease_ms)
+        })
+        .await;
+        let deliveries = match claimed {
+            Ok(Ok(deliveries)) => deliveries,
+            Ok(Err(error)) => {
+                DeliveryStoreFailed {
+                    target: &self.shared.name,
+                    error: &error.to_string(),
+                }
+                .emit(&self.shared.metrics);
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                return 0;
+            }
+            Err(_) => return 0,
+        };
+        let count = deliveries.len();
+        let client = match &self.shared.destination {
+            Destination::Local => {
+                if count > 0 {
+                    let shared = self.shared.clone();
+                    in_flight.spawn(async move { deliver_locally(&shared, deliveries).await });
+                }
+                return count;
+            }
+            Destination::Fhir(client) => client.clone(),
+        };
+        for delivery in deliveries {
+            let shared = self.shared.clone();
+            let client = client.clone();
+            let random = self.jitter.draw();
+            in_flight.spawn(async move { deliver(&shared, &client, delivery, random).await });
+        }
+        count
+    }
+}
+
+/// Rows claimed for the local target at once (one transaction).
+const LOCAL_BATCH: usize = 256;
+
+/// Applies a claim of local rows to the repository (one database
+/// transaction, a savepoint per Bundle), then records them: applied rows
+/// delivered, refused ones dead with the OperationOutcome that says why.
+async fn deliver_locally(shared: &Arc<Shared>, deliveries: Vec<Delivery>) -> Health {
+    let started = Instant::now();
+    let store = shared.store.clone();
+    let owner = shared.owner.clone();
+    // The rows move into the store call and back: their Bundles are not copied.
+    let stored = tokio::task::spawn_blocking(move || {
+        let stored = apply_locally(&store, &owner, &deliveries);
+        (deliveries, stored)
+    })
+    .await;
+    match stored {
+        Ok((deliveries, Ok(refused))) => {
+            for (index, delivery) in deliveries.iter().enumerate() {
+                let dead = refused.contains(&index);
+                DeliveryAttempted {
+                    target: &shared.name,
+                    control_id: &delivery.control_id,
+                    journal_id: delivery.journal_id,
+                    attempt: delivery.attempt,
+                    status: dead.then_some(400),
+                    result: if dead { "dead" } else { "delivered" },
+                    elapsed: started.elapsed(),
+                }
+                .emit(&shared.metrics);
+            }
+            Health::Up
+        }
+        other => {
+            let error = match other {
+                Ok((_, Err(error))) => error.to_string(),
+                _ => "storage task failed".to_string(),
+            };
+            DeliveryStoreFailed {
+                target: &shared.name,
+                error: &error,
+            }
+            .emit(&shared.metrics);
+            Health::Unknown
+        }
+    }
+}
+
+/// The blocking part of [`deliver_locally`]; returns the indexes of the
+/// refused rows.
+fn apply_locally(
+    store: &SharedStore,
+    owner: &str,
+    deliveries: &[Delivery],
+) -> Result<Vec<usize>, passerelle_storage::StorageError> {
+    let now = now_ms();
+    let bundles: Vec<&str> = deliveries.iter().map(|d| d.bundle.as_str()).collect();
+    let results = Repository::new(store.clone()).transactions(&bundles, now)?;
+    let mut refused = Vec::new();
+    for (index, (delivery, result)) in deliveries.iter().zip(results).enumerate() {
+        match result {
+            Ok(_) => {}
+            Err(error) => {
+                refused.push(index);
+                let outcome = passerelle_repository::transaction_outcome(&error);
+                let attempt = Attempt {
+                    started_at_ms: now,
+                    latency_ms: 0,
+                    status: Some(outcome.status.as_u16()),
+                    result: AttemptResult::Dead,
+                    detail: Some(outcome.to_json().to_string()),
+                };
+                store.record_attempt(delivery, owner, &attempt, now)?;
+            }
+        }
+    }
+    if refused.is_empty() {
+        store.deliver_locally(deliveries, owner, now)?;
+    } else {
+        // Rare: only then are the applied rows copied out.
+        let applied: Vec<Delivery> = deliveries
+            .iter()
+            .enumerate()
+            .filter(|(index, _)| !refused.contains(index))
+            .map(|(_, delivery)| delivery.clone())
+            .collect();
+        store.deliver_locally(&applied, owner, now)?;
+    }
+    Ok(refused)
+}
+
+/// Delivers one row to a FHIR target and records the attempt.
+async fn deliver(
+    shared: &Arc<Shared>,
+    client: &TargetClient,
+    delivery: Delivery,
+    random: u64,
+) -> Health {
+    let started_ms = now_ms();
+    let started = Instant::now();
+    let answer = client.post_transaction(&delivery.bundle).await;
+    let latency = started.elapsed();
+    let (verdict, status, detail, health) = match answer {
+        Ok(answer) => {
+            let mut verdict = classify_status(answer.status, answer.retry_after);
+            if answer.status == 401 && client.renews_tokens() {
+                verdict = Verdict::Retry { after: None };
+            }
+            let health = if answer.status >= 500 || answer.status == 429 {
+                Health::Down
+            } else {
+                Health::Up
+            };
+            let detail = (!(200..300).contains(&answer.status))
+                .then(|| String::from_utf8_lossy(&answer.body).into_owned());
+            (verdict, Some(answer.status), detail, health)
+        }
+        Err(error) => (
+            Verdict::Retry { after: None },
+            None,
+            Some(error.to_string()),
+            Health::Down,
+        ),
+    };
+    let result = match verdict {
+        Verdict::Delivered => AttemptResult::Delivered,
+        Verdict::Dead => AttemptResult::Dead,
+        Verdict::Retry { .. } if shared.policy.exhausted(delivery.attempt) => AttemptResult::Dead,
+        Verdict::Retry { after } => AttemptResult::Retry {
+            next_attempt_at_ms: now_ms()
+                + shared
+                    .policy
+                    .delay(delivery.attempt, after, random)
+                    .as_millis() as i64,
+        },
+    };
+    let label = result.label();
+    let attempt = Attempt {
+        started_at_ms: started_ms,
+        latency_ms: latency.as_millis() as i64,
+        status,
+        result,
+        detail,
+    };
+    // The row (and its Bundle) moves into the store call and back: no copy.
+    let store = shared.store.clone();
+    let owner = shared.owner.clone();
+    let recorded = tokio::task::spawn_blocking(move || {
+        let recorded = store.record_attempt(&delivery, &owner, &attempt, now_ms());
+        (delivery, recorded)
+    })
+    .await;
+    let delivery = match recorded {
+        Ok((delivery, Ok(_))) => delivery,
+        Ok((delivery, Err(error))) => {
+            // The lease runs out and the row is delivered again: at least once.
+            DeliveryStoreFailed {
+                target: &shared.name,
+                error: &error.to_string(),
+            }
+            .emit(&shared.metrics);
+            delivery
+        }
+        Err(_) => {
+            DeliveryStoreFailed {
+                target: &shared.name,
+                error: "storage task failed",
+            }
+            .emit(&shared.metrics);
+            return health;
+        }
+    };
+    DeliveryAttempted {
+        target: &shared.name,
+        control_id: &delivery.control_id,
+        journal_id: delivery.journal_id,
+        attempt: delivery.attempt,
+        status,
+        result: label,
+        elapsed: started.elapsed(),
+    }
+    .emit(&shared.metrics);
+    health
+}

@@ -1,0 +1,123 @@
+//! The CapabilityStatement served at `/fhir/metadata`. It lists what this
+//! gateway actually implements and nothing else; each capability that lands
+//! adds itself here.
+
+use serde_json::{json, Value};
+
+use passerelle_fhir::FHIR_VERSION;
+
+/// What the statement describes about the running instance.
+#[derive(Debug, Clone)]
+pub struct CapabilityInputs {
+    pub base_url: String,
+    pub software_version: String,
+    /// When this instance started, as a FHIR dateTime.
+    pub started_at: String,
+    pub formats: Vec<&'static str>,
+}
+
+/// Where the `$convert-data` OperationDefinition is served, below the base
+/// URL; its canonical URL is this instance's.
+pub const CONVERT_DATA_DEFINITION_PATH: &str = "/fhir/OperationDefinition/convert-data";
+
+pub fn convert_data_definition_url(base_url: &str) -> String {
+    format!("{base_url}{CONVERT_DATA_DEFINITION_PATH}")
+}
+
+pub fn capability_statement(inputs: &CapabilityInputs) -> Value {
+    json!({
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": inputs.started_at,
+        "publisher": "Passerelle",
+        "kind": "instance",
+        "software": {
+            "name": "Passerelle",
+            "version": inputs.software_version,
+        },
+        "implementation": {
+            "description": "Passerelle HL7 FHIR interoperability gateway",
+            "url": format!("{}/fhir", inputs.base_url),
+        },
+        "fhirVersion": FHIR_VERSION,
+        "format": inputs.formats,
+        "rest": [{
+            "mode": "server",
+            "documentation": "Capabilities of this Passerelle instance. Reads and searches answer from Passerelle's own repository (what the local target received, and transactions posted to the base). Other interactions answer 405 with an OperationOutcome.",
+            "interaction": [{"code": "transaction"}],
+            "resource": repository_resources(),
+            "operation": [{
+                "name": "summary",
+                "definition": "http://hl7.org/fhir/uv/ips/OperationDefinition/summary",
+                "documentation": "GET /fhir/Patient/{id}/$summary or /fhir/Patient/$summary?identifier=system|value: an IPS document Bundle from the repository.",
+            }, {
+                "name": "everything",
+                "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything",
+            }, {
+                "name": "ihe-pix",
+                "definition": "https://profiles.ihe.net/ITI/PIXm/OperationDefinition/IHE.PIXm.pix",
+                "documentation": "IHE PIXm (ITI-83) identifier cross-referencing, following ADT A40 merges.",
+            }, {
+                "name": "convert-data",
+                "definition": convert_data_definition_url(&inputs.base_url),
+                "documentation": "POST /fhir/$convert-data: one HL7 v2 message (a Parameters resource with inputData and inputDataType = Hl7v2, or the ER7 text as x-application/hl7-v2+er7) to its FHIR R4 transaction Bundle, with the mappers in force; nothing is stored.",
+            }],
+        }]
+    })
+}
+
+/// What the repository offers per resource type.
+fn repository_resources() -> Vec<Value> {
+    passerelle_repository::params::INDEXED_TYPES
+        .iter()
+        .map(|resource_type| {
+            let mut params: Vec<Value> = passerelle_repository::params::params_of(resource_type)
+                .iter()
+                .map(|p| json!({"name": p.name, "type": p.kind.code()}))
+                .collect();
+            params.push(json!({"name": "_id", "type": "token"}));
+            params.push(json!({"name": "_lastUpdated", "type": "date"}));
+            json!({
+                "type": resource_type,
+                "interaction": [
+                    {"code": "read"}, {"code": "vread"},
+                    {"code": "history-instance"}, {"code": "search-type"}
+                ],
+                "versioning": "versioned",
+                "readHistory": true,
+                "conditionalCreate": true,
+                "conditionalUpdate": true,
+                "conditionalDelete": "single",
+                "searchParam": params,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statement_has_required_elements() {
+        let value = capability_statement(&CapabilityInputs {
+            base_url: "http://127.0.0.1:8080".into(),
+            software_version: "0.1.0".into(),
+            started_at: "2026-11-22T10:00:00Z".into(),
+            formats: vec!["application/fhir+json", "json"],
+        });
+        assert_eq!(value["resourceType"], "CapabilityStatement");
+        assert_eq!(value["fhirVersion"], "4.0.1");
+        assert_eq!(value["kind"], "instance");
+        assert_eq!(value["rest"][0]["mode"], "server");
+        assert_eq!(value["implementation"]["url"], "http://127.0.0.1:8080/fhir");
+        let operation = value["rest"][0]["operation"]
+            .as_array()
+            .and_then(|operations| operations.iter().find(|o| o["name"] == "convert-data"))
+            .expect("convert-data is listed");
+        assert_eq!(
+            operation["definition"],
+            "http://127.0.0.1:8080/fhir/OperationDefinition/convert-data"
+        );
+    }
+}

@@ -1,0 +1,407 @@
+//! The router and the handlers behind it. Handlers return
+//! `Result<Response, ApiError>`; errors leave through `ApiError::into_response`.
+
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::header::{HeaderValue, ACCEPT, CACHE_CONTROL, CONTENT_TYPE};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Body;
+use tower::Service;
+
+use super::convert;
+use super::error::{ApiError, PayloadTooLarge};
+use super::layers::BoxFuture;
+use super::proxy;
+use super::rest;
+use super::routes::Route;
+use super::{BoxError, ResponseBody, SharedState};
+use crate::capability::capability_statement;
+use passerelle_fhir::negotiate::{
+    is_readable_fhir_body, is_xml_fhir_body, media_type, query_param, response_format, Format,
+};
+use passerelle_intake::Transport;
+
+/// Dispatches a classified request to its handler.
+#[derive(Clone)]
+pub struct Router {
+    state: SharedState,
+}
+
+impl Router {
+    pub fn new(state: SharedState) -> Self {
+        Self { state }
+    }
+}
+
+impl<B> Service<Request<Limited<B>>> for Router
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Response = Response<ResponseBody>;
+    type Error = BoxError;
+    type Future = BoxFuture<Result<Self::Response, BoxError>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<Limited<B>>) -> Self::Future {
+        let state = self.state.clone();
+        Box::pin(async move {
+            let response = route(state, request)
+                .await
+                .unwrap_or_else(ApiError::into_response);
+            Ok::<_, BoxError>(response)
+        })
+    }
+}
+
+async fn route<B>(
+    state: SharedState,
+    request: Request<Limited<B>>,
+) -> Result<Response<ResponseBody>, ApiError>
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let route = Route::classify(request.uri().path());
+    if route.is_fhir() {
+        return fhir(state, route, request).await;
+    }
+    match (route, request.method()) {
+        (Route::Health, &Method::GET | &Method::HEAD) => Ok(health()),
+        (Route::Ready, &Method::GET | &Method::HEAD) => ready(&state).await,
+        (Route::Metrics, &Method::GET) => metrics(&state),
+        (Route::Health | Route::Ready, method) => Err(not_allowed(method, "GET, HEAD")),
+        (Route::Metrics, method) => Err(not_allowed(method, "GET")),
+        (Route::Hl7v2, &Method::POST) => hl7v2(&state, request).await,
+        (Route::Hl7v2, method) => Err(not_allowed(method, "POST")),
+        (Route::Admin, _) => {
+            crate::admin::handle(&state, request.method().clone(), request.uri().clone()).await
+        }
+        _ => Err(ApiError::NotFound),
+    }
+}
+
+/// Media types accepted for HL7 v2 ER7 bodies.
+pub const HL7V2_MEDIA_TYPES: &[&str] = &[
+    "x-application/hl7-v2+er7",
+    "application/hl7-v2",
+    "application/hl7-v2+er7",
+    "application/edi-hl7",
+    "text/plain",
+];
+
+/// `POST /hl7v2`: one or more ER7 messages (a batch included); answers with
+/// their ACKs, in order, each sent only after its message is journaled.
+async fn hl7v2<B>(
+    state: &SharedState,
+    request: Request<Limited<B>>,
+) -> Result<Response<ResponseBody>, ApiError>
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let media = media_type(
+        request
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or(""),
+    );
+    if !HL7V2_MEDIA_TYPES.contains(&media.as_str()) {
+        return Err(ApiError::UnsupportedMediaType {
+            received: media
+                .chars()
+                .take(64)
+                .filter(|c| c.is_ascii_graphic() || *c == ' ')
+                .collect(),
+            expected: "x-application/hl7-v2+er7",
+        });
+    }
+    let body = read_body(request.into_body(), state.max_body_bytes).await?;
+    let mut messages: Vec<Bytes> = hl7v2::split_messages(&body)
+        .into_iter()
+        .map(|message| body.slice_ref(message))
+        .collect();
+    if messages.is_empty() {
+        // Nothing that starts with MSH: the intake answers it with a NAK.
+        messages.push(body.clone());
+    }
+    let answers = futures_util::future::join_all(
+        messages
+            .into_iter()
+            .map(|message| state.intake.process(message, Transport::Http)),
+    )
+    .await;
+    let mut out = Vec::new();
+    for answer in answers {
+        if let Some(ack) = answer.ack {
+            out.extend_from_slice(&ack);
+        }
+    }
+    let mut response = Response::new(Full::new(Bytes::from(out)));
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("x-application/hl7-v2+er7"),
+    );
+    Ok(response)
+}
+
+fn not_allowed(method: &Method, allow: &'static str) -> ApiError {
+    ApiError::MethodNotAllowed {
+        interaction: method.as_str().to_string(),
+        allow,
+    }
+}
+
+fn health() -> Response<ResponseBody> {
+    json_response(
+        StatusCode::OK,
+        "application/health+json",
+        Bytes::from_static(br#"{"status":"pass"}"#),
+    )
+}
+
+async fn ready(state: &SharedState) -> Result<Response<ResponseBody>, ApiError> {
+    if !state.accepting.load(Ordering::Acquire) {
+        return Err(ApiError::StorageUnavailable);
+    }
+    let store = state.store.clone();
+    let writable = tokio::task::spawn_blocking(move || store.check_writable())
+        .await
+        .map_err(|_| ApiError::Internal)?;
+    match writable {
+        Ok(()) => Ok(json_response(
+            StatusCode::OK,
+            "application/health+json",
+            Bytes::from_static(br#"{"status":"pass","checks":{"storage":"writable"}}"#),
+        )),
+        Err(error) => {
+            tracing::warn!(error = %error, "readiness check failed: storage not writable");
+            Err(ApiError::StorageUnavailable)
+        }
+    }
+}
+
+fn metrics(state: &SharedState) -> Result<Response<ResponseBody>, ApiError> {
+    let body = state.metrics.render().map_err(|_| ApiError::Internal)?;
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    Ok(response)
+}
+
+async fn fhir<B>(
+    state: SharedState,
+    route: Route,
+    request: Request<Limited<B>>,
+) -> Result<Response<ResponseBody>, ApiError>
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let format = response_format(
+        query_param(request.uri().query(), "_format").as_deref(),
+        request.headers().get(ACCEPT).and_then(|v| v.to_str().ok()),
+    )?;
+    // Errors too: a client that asked for XML gets its OperationOutcome in
+    // XML (only a format refusal itself, above, stays JSON).
+    let response = fhir_json(state, route, request)
+        .await
+        .unwrap_or_else(ApiError::into_response);
+    match format {
+        Format::Json => Ok(response),
+        Format::Xml => as_xml(response).await,
+    }
+}
+
+/// A FHIR JSON answer rewritten as FHIR XML: the one place responses
+/// change format, whoever produced them (repository, proxy, operations).
+async fn as_xml(response: Response<ResponseBody>) -> Result<Response<ResponseBody>, ApiError> {
+    let is_fhir_json = response
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| media_type(v) == "application/fhir+json");
+    if !is_fhir_json {
+        return Ok(response);
+    }
+    let (mut parts, body) = response.into_parts();
+    let bytes = body
+        .collect()
+        .await
+        .map_err(|_| ApiError::Internal)?
+        .to_bytes();
+    let text = std::str::from_utf8(&bytes).map_err(|_| ApiError::Internal)?;
+    let value = passerelle_fhir::exact_json::parse(text).map_err(|_| ApiError::Internal)?;
+    let xml = passerelle_fhir::xml::to_xml(&value).map_err(ApiError::XmlUnwritable)?;
+    parts.headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static(Format::Xml.content_type()),
+    );
+    Ok(Response::from_parts(parts, Full::new(Bytes::from(xml))))
+}
+
+async fn fhir_json<B>(
+    state: SharedState,
+    route: Route,
+    request: Request<Limited<B>>,
+) -> Result<Response<ResponseBody>, ApiError>
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let method = request.method().clone();
+    match route {
+        Route::FhirMetadata => match method {
+            Method::GET | Method::HEAD => {
+                let statement = capability_statement(&state.capability);
+                Ok(fhir_response(StatusCode::OK, &statement))
+            }
+            _ => Err(not_allowed(&method, "GET, HEAD")),
+        },
+        Route::FhirSystemOperation
+            if request.uri().path().trim_end_matches('/') == convert::OPERATION_PATH =>
+        {
+            match method {
+                Method::POST => convert::convert_data(&state, request).await,
+                _ => Err(not_allowed(&method, "POST")),
+            }
+        }
+        Route::FhirTypeChild
+            if request.uri().path().trim_end_matches('/') == convert::DEFINITION_PATH =>
+        {
+            match method {
+                Method::GET | Method::HEAD => {
+                    Ok(convert::definition_response(&state.capability.base_url))
+                }
+                _ => Err(not_allowed(&method, "GET, HEAD")),
+            }
+        }
+        Route::FhirBase => match method {
+            Method::POST => {
+                let content_type = request
+                    .headers()
+                    .get(CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string);
+                let xml = is_xml_fhir_body(content_type.as_deref());
+                if !xml && !is_readable_fhir_body(content_type.as_deref()) {
+                    return Err(ApiError::UnsupportedMediaType {
+                        received: content_type.unwrap_or_default(),
+                        expected: "application/fhir+json or application/fhir+xml",
+                    });
+                }
+                let mut body = read_body(request.into_body(), state.max_body_bytes).await?;
+                if xml {
+                    let text = std::str::from_utf8(&body)
+                        .map_err(|_| ApiError::BadRequest("the XML body is not UTF-8".into()))?;
+                    let value =
+                        passerelle_fhir::xml::from_xml(text).map_err(ApiError::XmlUnreadable)?;
+                    body = Bytes::from(passerelle_fhir::exact_json::to_string(&value));
+                }
+                rest::transaction(&state, body).await
+            }
+            _ => Err(not_allowed(&method, "POST")),
+        },
+        Route::FhirType | Route::FhirTypeChild => {
+            let path = request.uri().path().to_string();
+            let Some((resource_type, interaction)) = rest::interaction(&path) else {
+                return Err(ApiError::NotFound);
+            };
+            if let Some(upstream) = &state.upstream {
+                let rest_path = path.strip_prefix("/fhir").unwrap_or(&path);
+                return match method {
+                    Method::GET | Method::HEAD => {
+                        proxy::forward(
+                            upstream,
+                            &rest::fhir_base(&state),
+                            rest_path,
+                            request.uri().query(),
+                        )
+                        .await
+                    }
+                    _ => Err(not_allowed(&method, "GET, HEAD")),
+                };
+            }
+            match (&method, &interaction) {
+                (&Method::GET | &Method::HEAD, _) => {
+                    rest::get(
+                        &state,
+                        resource_type,
+                        interaction,
+                        request.uri().query(),
+                        request.headers(),
+                    )
+                    .await
+                }
+                (&Method::POST, rest::Interaction::Search)
+                    if path.trim_end_matches('/').ends_with("/_search") =>
+                {
+                    let strict = rest::strict(request.headers());
+                    let mut pairs =
+                        passerelle_fhir::query::decode_pairs(request.uri().query().unwrap_or(""));
+                    let body = read_body(request.into_body(), state.max_body_bytes).await?;
+                    pairs.extend(passerelle_fhir::query::decode_pairs(
+                        &String::from_utf8_lossy(&body),
+                    ));
+                    rest::search_response(&state, resource_type, &pairs, strict).await
+                }
+                _ => Err(not_allowed(&method, "GET, HEAD")),
+            }
+        }
+        Route::FhirSystemOperation => Err(ApiError::NotFound),
+        Route::FhirUnknown => Err(ApiError::UnknownResourceType),
+        _ => Err(ApiError::NotFound),
+    }
+}
+
+/// A FHIR JSON answer; `as_xml` turns it into XML when that was asked for.
+fn fhir_response(status: StatusCode, value: &serde_json::Value) -> Response<ResponseBody> {
+    json_response(
+        status,
+        Format::Json.content_type(),
+        Bytes::from(value.to_string()),
+    )
+}
+
+pub fn json_response(
+    status: StatusCode,
+    content_type: &'static str,
+    body: Bytes,
+) -> Response<ResponseBody> {
+    let mut response = Response::new(Full::new(body));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+        .headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// Reads a whole request body within the body limit.
+pub async fn read_body<B>(body: Limited<B>, limit: usize) -> Result<Bytes, ApiError>
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    match body.collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) => {
+            if error.is::<http_body_util::LengthLimitError>() {
+                Err(ApiError::PayloadTooLarge(PayloadTooLarge { limit }))
+            } else {
+                Err(ApiError::BodyRead)
+            }
+        }
+    }
+}

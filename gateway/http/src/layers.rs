@@ -1,0 +1,310 @@
+//! Tower layers for the cross-cutting concerns of the HTTP API: request IDs,
+//! telemetry (span, log line and metrics per request), the error edge and the
+//! request body limit. Timeout, concurrency limit and load shedding are
+//! tower's own layers, composed in `server::stack`.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use http::header::{HeaderValue, CONTENT_LENGTH};
+use http::{HeaderName, Request, Response};
+use http_body_util::Limited;
+use tower::{Layer, Service};
+use tracing::Instrument;
+
+use super::error::{layer_error_response, PayloadTooLarge};
+use super::routes::Route;
+use super::{BoxError, ResponseBody};
+use passerelle_telemetry::events::HttpRequestCompleted;
+use passerelle_telemetry::metrics::Metrics;
+
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The request's IDs, available to handlers as a request extension: the one
+/// the gateway made (logged) and the client's, if any (echoed, never logged:
+/// a client can put anything in it, patient identifiers included).
+#[derive(Debug, Clone)]
+pub struct RequestId {
+    pub server: HeaderValue,
+    pub client: Option<HeaderValue>,
+}
+
+impl RequestId {
+    /// What logs may carry of the client's ID: a short hash.
+    pub fn client_hash(&self) -> Option<String> {
+        use sha2::Digest;
+        self.client.as_ref().map(|value| {
+            let digest = sha2::Sha256::digest(value.as_bytes());
+            hex::encode(digest.get(..6).unwrap_or(&[]))
+        })
+    }
+}
+
+/// Makes a request ID for every request; echoes the client's `X-Request-ID`
+/// when it sent a short printable one, the gateway's otherwise.
+#[derive(Clone, Default)]
+pub struct RequestIdLayer;
+
+impl<S> Layer<S> for RequestIdLayer {
+    type Service = RequestIdService<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        RequestIdService { inner }
+    }
+}
+
+#[derive(Clone)]
+pub struct RequestIdService<S> {
+    inner: S,
+}
+
+fn next_request_id() -> HeaderValue {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    static PREFIX: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    let prefix = PREFIX.get_or_init(|| {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        nanos ^ (u64::from(std::process::id()) << 32)
+    });
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let text = format!("{prefix:016x}-{n:08x}");
+    HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
+}
+
+fn acceptable_client_id(value: &HeaderValue) -> bool {
+    let bytes = value.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 64
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+}
+
+impl<S, B> Service<Request<B>> for RequestIdService<S>
+where
+    S: Service<Request<B>, Response = Response<ResponseBody>> + Send,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<S::Response, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+        let ids = RequestId {
+            server: next_request_id(),
+            client: request
+                .headers()
+                .get(&X_REQUEST_ID)
+                .filter(|value| acceptable_client_id(value))
+                .cloned(),
+        };
+        let echoed = ids.client.clone().unwrap_or_else(|| ids.server.clone());
+        request.extensions_mut().insert(ids);
+        let future = self.inner.call(request);
+        Box::pin(async move {
+            let mut response = future.await?;
+            response.headers_mut().insert(X_REQUEST_ID.clone(), echoed);
+            Ok(response)
+        })
+    }
+}
+
+/// A span per request (request ID, route template, method), the in-flight
+/// gauge, and one `HttpRequestCompleted` event at the end.
+#[derive(Clone)]
+pub struct TelemetryLayer {
+    metrics: Metrics,
+}
+
+impl TelemetryLayer {
+    pub fn new(metrics: Metrics) -> Self {
+        Self { metrics }
+    }
+}
+
+impl<S> Layer<S> for TelemetryLayer {
+    type Service = TelemetryService<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        TelemetryService {
+            inner,
+            metrics: self.metrics.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct TelemetryService<S> {
+    inner: S,
+    metrics: Metrics,
+}
+
+impl<S, B> Service<Request<B>> for TelemetryService<S>
+where
+    S: Service<Request<B>, Response = Response<ResponseBody>> + Send,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<S::Response, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let route = Route::classify(request.uri().path()).label();
+        let method = request.method().as_str().to_string();
+        let ids = request.extensions().get::<RequestId>();
+        let request_id = ids
+            .and_then(|ids| ids.server.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let client_request_id_hash = ids.and_then(RequestId::client_hash);
+        let span = tracing::info_span!(
+            "http",
+            request_id = %request_id,
+            client_request_id_hash = client_request_id_hash.as_deref(),
+            route,
+            method = %method
+        );
+        let metrics = self.metrics.clone();
+        let started = Instant::now();
+        metrics.http_in_flight.inc();
+        let future = {
+            let _entered = span.enter();
+            self.inner.call(request)
+        };
+        Box::pin(
+            async move {
+                let result = future.await;
+                metrics.http_in_flight.dec();
+                if let Ok(response) = &result {
+                    HttpRequestCompleted {
+                        route,
+                        method: &method,
+                        status: response.status().as_u16(),
+                        elapsed: started.elapsed(),
+                    }
+                    .emit(&metrics);
+                }
+                result
+            }
+            .instrument(span),
+        )
+    }
+}
+
+/// Turns errors raised by inner layers into OperationOutcome responses, so
+/// nothing outside this layer sees an error.
+#[derive(Clone, Default)]
+pub struct ErrorEdgeLayer;
+
+impl<S> Layer<S> for ErrorEdgeLayer {
+    type Service = ErrorEdgeService<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        ErrorEdgeService { inner }
+    }
+}
+
+#[derive(Clone)]
+pub struct ErrorEdgeService<S> {
+    inner: S,
+}
+
+impl<S, B> Service<Request<B>> for ErrorEdgeService<S>
+where
+    S: Service<Request<B>, Response = Response<ResponseBody>> + Send,
+    S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
+{
+    type Response = Response<ResponseBody>;
+    type Error = std::convert::Infallible;
+    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        // Readiness errors (load shedding) surface on `call` through the
+        // oneshot; an error here would drop the connection instead.
+        match self.inner.poll_ready(cx) {
+            Poll::Ready(_) => Poll::Ready(Ok(())),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let future = self.inner.call(request);
+        Box::pin(async move {
+            match future.await {
+                Ok(response) => Ok(response),
+                Err(error) => Ok(layer_error_response(error.into())),
+            }
+        })
+    }
+}
+
+/// Refuses bodies larger than the limit: early from `Content-Length`, and
+/// while streaming for chunked bodies (the handler's read fails with
+/// `PayloadTooLarge`).
+#[derive(Clone)]
+pub struct BodyLimitLayer {
+    limit: usize,
+}
+
+impl BodyLimitLayer {
+    pub fn new(limit: usize) -> Self {
+        Self { limit }
+    }
+}
+
+impl<S> Layer<S> for BodyLimitLayer {
+    type Service = BodyLimitService<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        BodyLimitService {
+            inner,
+            limit: self.limit,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct BodyLimitService<S> {
+    inner: S,
+    limit: usize,
+}
+
+impl<S, B> Service<Request<B>> for BodyLimitService<S>
+where
+    S: Service<Request<Limited<B>>, Response = Response<ResponseBody>, Error = BoxError> + Send,
+    S::Future: Send + 'static,
+{
+    type Response = Response<ResponseBody>;
+    type Error = BoxError;
+    type Future = BoxFuture<Result<Self::Response, BoxError>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let limit = self.limit;
+        let declared = request
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|len| len > limit as u64) {
+            return Box::pin(async move { Err(Box::new(PayloadTooLarge { limit }) as BoxError) });
+        }
+        let request = request.map(|body| Limited::new(body, limit));
+        Box::pin(self.inner.call(request))
+    }
+}

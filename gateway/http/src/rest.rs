@@ -1,0 +1,499 @@
+//! FHIR REST on Passerelle's own repository (`passerelle_repository`): read,
+//! vread, instance history, search (`GET /fhir/{type}?…` and
+//! `POST /fhir/{type}/_search`), and transaction Bundles posted to `/fhir`.
+//! Resource texts go out as stored, so numbers keep their written
+//! precision; Bundles around them are assembled as text for the same
+//! reason.
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::header::{HeaderValue, CONTENT_TYPE, ETAG, LAST_MODIFIED, LOCATION};
+use http::{HeaderMap, Response, StatusCode};
+
+use super::error::ApiError;
+use super::handlers::json_response;
+use super::{ResponseBody, SharedState};
+use passerelle_fhir::negotiate::Format;
+use passerelle_fhir::query::{decode_pairs, percent_encode};
+use passerelle_repository::{self as repository, RepositoryError, SearchRequest, StoredResource};
+use passerelle_storage::{instant_from_ms, now_ms};
+
+/// What a path below `/fhir/{type}` asks for.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Interaction<'a> {
+    Search,
+    Read(&'a str),
+    History(&'a str),
+    Vread(&'a str, &'a str),
+    /// `/{type}/$op` (no id) or `/{type}/{id}/$op`.
+    Operation(Option<&'a str>, &'a str),
+}
+
+/// Reads `/fhir/{type}[/…]` (trailing slash ignored); `None` for paths the
+/// repository does not serve.
+pub fn interaction(path: &str) -> Option<(&str, Interaction<'_>)> {
+    let rest = path.trim_end_matches('/').strip_prefix("/fhir/")?;
+    let mut segments = rest.split('/');
+    let resource_type = segments.next()?;
+    let interaction = match (segments.next(), segments.next(), segments.next()) {
+        (None, _, _) | (Some("_search"), None, _) => Interaction::Search,
+        (Some(operation), None, _) if operation.starts_with('$') => {
+            Interaction::Operation(None, operation)
+        }
+        (Some(id), Some(operation), None) if operation.starts_with('$') => {
+            Interaction::Operation(Some(id), operation)
+        }
+        (Some(id), None, _) => Interaction::Read(id),
+        (Some(id), Some("_history"), None) => Interaction::History(id),
+        (Some(id), Some("_history"), Some(version)) => Interaction::Vread(id, version),
+        _ => return None,
+    };
+    if segments.next().is_some() {
+        return None;
+    }
+    Some((resource_type, interaction))
+}
+
+/// The FHIR base URL links and `fullUrl`s start with.
+pub fn fhir_base(state: &SharedState) -> String {
+    format!("{}/fhir", state.capability.base_url.trim_end_matches('/'))
+}
+
+/// `Prefer: handling=strict`.
+pub fn strict(headers: &HeaderMap) -> bool {
+    headers
+        .get_all("prefer")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split([',', ';']))
+        .any(|p| p.trim().eq_ignore_ascii_case("handling=strict"))
+}
+
+async fn read_repository<T: Send + 'static>(
+    state: &SharedState,
+    work: impl FnMut(&mut dyn passerelle_storage::sql::Sql) -> Result<T, RepositoryError>
+        + Send
+        + 'static,
+) -> Result<T, ApiError> {
+    let repository = repository::Repository::new(state.store.clone());
+    tokio::task::spawn_blocking(move || repository.read(work))
+        .await
+        .map_err(|_| ApiError::Internal)?
+        .map_err(ApiError::from)
+}
+
+/// GET on a resource type or below it.
+pub async fn get(
+    state: &SharedState,
+    resource_type: &str,
+    interaction: Interaction<'_>,
+    query: Option<&str>,
+    headers: &HeaderMap,
+) -> Result<Response<ResponseBody>, ApiError> {
+    let owned_type = resource_type.to_string();
+    match interaction {
+        Interaction::Search => {
+            let pairs = decode_pairs(query.unwrap_or(""));
+            search_response(state, resource_type, &pairs, strict(headers)).await
+        }
+        Interaction::Read(id) => {
+            let id = id.to_string();
+            let stored = read_repository(state, move |sql| {
+                let reference = format!("{owned_type}/{id}");
+                match repository::current(sql, &owned_type, &id)? {
+                    None => Err(RepositoryError::NotFound(reference)),
+                    Some(stored) if stored.deleted => Err(RepositoryError::Gone(reference)),
+                    Some(stored) => Ok(stored),
+                }
+            })
+            .await?;
+            Ok(resource_response(StatusCode::OK, &stored))
+        }
+        Interaction::Vread(id, version) => {
+            let id = id.to_string();
+            let Ok(number) = version.parse::<i64>() else {
+                return Err(RepositoryError::NotFound(format!(
+                    "{resource_type}/{id}/_history/{version}"
+                ))
+                .into());
+            };
+            let stored = read_repository(state, move |sql| {
+                let reference = format!("{owned_type}/{id}/_history/{number}");
+                match repository::version(sql, &owned_type, &id, number)? {
+                    None => Err(RepositoryError::NotFound(reference)),
+                    Some(stored) if stored.deleted => Err(RepositoryError::Gone(reference)),
+                    Some(stored) => Ok(stored),
+                }
+            })
+            .await?;
+            Ok(resource_response(StatusCode::OK, &stored))
+        }
+        Interaction::Operation(id, operation) => {
+            patient_operation(state, resource_type, id, operation, query).await
+        }
+        Interaction::History(id) => {
+            let id = id.to_string();
+            let versions = read_repository(state, move |sql| {
+                let versions = repository::history(sql, &owned_type, &id)?;
+                if versions.is_empty() {
+                    return Err(RepositoryError::NotFound(format!("{owned_type}/{id}")));
+                }
+                Ok(versions)
+            })
+            .await?;
+            Ok(bundle_response(history_bundle(
+                &fhir_base(state),
+                &versions,
+            )))
+        }
+    }
+}
+
+/// `Patient/$summary` and `Patient/$everything`, by id or (`$summary`) by
+/// `identifier=system|value`.
+async fn patient_operation(
+    state: &SharedState,
+    resource_type: &str,
+    id: Option<&str>,
+    operation: &str,
+    query: Option<&str>,
+) -> Result<Response<ResponseBody>, ApiError> {
+    if resource_type != "Patient" || !matches!(operation, "$summary" | "$everything" | "$ihe-pix") {
+        return Err(ApiError::NotFound);
+    }
+    let pairs = decode_pairs(query.unwrap_or(""));
+    if operation == "$ihe-pix" {
+        return cross_reference(state, &pairs).await;
+    }
+    let identifier = pairs
+        .into_iter()
+        .find(|(key, _)| key == "identifier")
+        .map(|(_, value)| value);
+    let id = id.map(str::to_string);
+    if id.is_none() && (identifier.is_none() || operation != "$summary") {
+        return Err(ApiError::BadRequest(format!(
+            "{operation} needs a Patient id in the path, or (for $summary) identifier=system|value"
+        )));
+    }
+    let page_base = fhir_base(state);
+    let summary = operation == "$summary";
+    let body = read_repository(state, move |sql| {
+        let id = match (&id, &identifier) {
+            (Some(id), _) => id.clone(),
+            (None, Some(identifier)) => {
+                repository::summary::patient_by_identifier(sql, identifier)?
+            }
+            (None, None) => String::new(),
+        };
+        if summary {
+            repository::summary::patient_summary(
+                sql,
+                &id,
+                &page_base,
+                now_ms(),
+                &mut repository::transaction::new_id,
+            )
+        } else {
+            let resources = repository::summary::everything(sql, &id)?;
+            let total = resources.len() as i64;
+            let page = repository::SearchPage {
+                matches: resources,
+                included: Vec::new(),
+                total,
+            };
+            Ok(searchset_text(&page_base, &[], &page))
+        }
+    })
+    .await?;
+    Ok(bundle_response(body))
+}
+
+/// IHE PIXm `Patient/$ihe-pix?sourceIdentifier=system|value[&targetSystem=…]`.
+async fn cross_reference(
+    state: &SharedState,
+    pairs: &[(String, String)],
+) -> Result<Response<ResponseBody>, ApiError> {
+    let mut source = None;
+    let mut targets = Vec::new();
+    for (key, value) in pairs {
+        match key.as_str() {
+            "sourceIdentifier" => source = Some(value.clone()),
+            "targetSystem" => targets.extend(
+                value
+                    .split(',')
+                    .filter(|v| !v.is_empty())
+                    .map(str::to_string),
+            ),
+            "_format" => {}
+            other => {
+                return Err(ApiError::BadRequest(format!(
+                    "$ihe-pix does not take '{other}'"
+                )))
+            }
+        }
+    }
+    let Some(source) = source else {
+        return Err(ApiError::BadRequest(
+            "$ihe-pix needs sourceIdentifier=system|value".into(),
+        ));
+    };
+    let base = fhir_base(state);
+    let body = read_repository(state, move |sql| {
+        repository::summary::cross_reference(sql, &source, &targets, &base)
+    })
+    .await?;
+    Ok(bundle_response(body))
+}
+
+/// Runs a search and answers the `searchset` Bundle.
+pub async fn search_response(
+    state: &SharedState,
+    resource_type: &str,
+    pairs: &[(String, String)],
+    strict: bool,
+) -> Result<Response<ResponseBody>, ApiError> {
+    let request = SearchRequest::parse(resource_type, pairs, strict)
+        .map_err(|e| ApiError::Repository(e.into()))?;
+    let page_request = request.clone();
+    let page = read_repository(state, move |sql| {
+        Ok(repository::search(sql, &page_request)?)
+    })
+    .await?;
+    Ok(bundle_response(searchset(
+        &fhir_base(state),
+        &request,
+        &page,
+    )))
+}
+
+/// `POST /fhir` with a transaction Bundle.
+pub async fn transaction(
+    state: &SharedState,
+    body: Bytes,
+) -> Result<Response<ResponseBody>, ApiError> {
+    let text = String::from_utf8(body.to_vec())
+        .map_err(|_| ApiError::BadRequest("the Bundle is not UTF-8".into()))?;
+    let repository = repository::Repository::new(state.store.clone());
+    let outcome = tokio::task::spawn_blocking(move || repository.transaction(&text, now_ms()))
+        .await
+        .map_err(|_| ApiError::Internal)??;
+    let body = outcome.response_bundle().to_string();
+    Ok(bundle_response(body))
+}
+
+fn bundle_response(body: String) -> Response<ResponseBody> {
+    json_response(
+        StatusCode::OK,
+        Format::Json.content_type(),
+        Bytes::from(body),
+    )
+}
+
+fn resource_response(status: StatusCode, stored: &StoredResource) -> Response<ResponseBody> {
+    let mut response = json_response(
+        status,
+        Format::Json.content_type(),
+        Bytes::from(stored.text.clone()),
+    );
+    let headers = response.headers_mut();
+    if let Ok(etag) = HeaderValue::from_str(&stored.etag()) {
+        headers.insert(ETAG, etag);
+    }
+    let modified = UNIX_EPOCH + Duration::from_millis(stored.last_updated_ms.max(0) as u64);
+    if let Ok(date) = HeaderValue::from_str(&httpdate::fmt_http_date(modified)) {
+        headers.insert(LAST_MODIFIED, date);
+    }
+    if status == StatusCode::CREATED {
+        let location = format!(
+            "{}/{}/_history/{}",
+            stored.resource_type, stored.id, stored.version
+        );
+        if let Ok(location) = HeaderValue::from_str(&location) {
+            headers.insert(LOCATION, location);
+        }
+    }
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static(Format::Json.content_type()),
+    );
+    response
+}
+
+fn json_string(text: &str) -> String {
+    serde_json::Value::from(text).to_string()
+}
+
+fn link(relation: &str, url: &str) -> String {
+    format!(
+        "{{\"relation\":{},\"url\":{}}}",
+        json_string(relation),
+        json_string(url)
+    )
+}
+
+fn page_url(base: &str, request: &SearchRequest, offset: usize) -> String {
+    let mut url = format!("{base}/{}", request.resource_type);
+    let mut separator = '?';
+    let mut push = |key: &str, value: &str| {
+        url.push(separator);
+        separator = '&';
+        url.push_str(&percent_encode(key).replace("%3A", ":"));
+        url.push('=');
+        url.push_str(&percent_encode(value));
+    };
+    for (key, value) in &request.used {
+        push(key, value);
+    }
+    push("_count", &request.count.to_string());
+    if offset > 0 {
+        push("_offset", &offset.to_string());
+    }
+    url
+}
+
+/// The `searchset` Bundle of a page, as text around the stored texts.
+fn searchset(base: &str, request: &SearchRequest, page: &repository::SearchPage) -> String {
+    let mut links = vec![link("self", &page_url(base, request, request.offset))];
+    let total = usize::try_from(page.total).unwrap_or(0);
+    if !request.count_only && request.count > 0 {
+        if request.offset + request.count < total {
+            links.push(link(
+                "next",
+                &page_url(base, request, request.offset + request.count),
+            ));
+        }
+        if request.offset > 0 {
+            links.push(link(
+                "previous",
+                &page_url(base, request, request.offset.saturating_sub(request.count)),
+            ));
+        }
+    }
+    searchset_text(base, &links, page)
+}
+
+/// A `searchset` Bundle around stored resource texts (`link` left out when
+/// there is none: FHIR JSON has no empty arrays).
+fn searchset_text(base: &str, links: &[String], page: &repository::SearchPage) -> String {
+    let mut out = String::with_capacity(
+        256 + page
+            .matches
+            .iter()
+            .chain(&page.included)
+            .map(|m| m.text.len() + 96)
+            .sum::<usize>(),
+    );
+    out.push_str("{\"resourceType\":\"Bundle\",\"id\":");
+    out.push_str(&json_string(&repository::transaction::new_id()));
+    out.push_str(",\"meta\":{\"lastUpdated\":");
+    out.push_str(&json_string(&instant_from_ms(now_ms())));
+    out.push_str("},\"type\":\"searchset\",\"total\":");
+    out.push_str(&page.total.to_string());
+    if !links.is_empty() {
+        out.push_str(",\"link\":[");
+        out.push_str(&links.join(","));
+        out.push(']');
+    }
+    let entries: Vec<(&StoredResource, &str)> = page
+        .matches
+        .iter()
+        .map(|m| (m, "match"))
+        .chain(page.included.iter().map(|m| (m, "include")))
+        .collect();
+    if !entries.is_empty() {
+        out.push_str(",\"entry\":[");
+        for (n, (stored, mode)) in entries.iter().enumerate() {
+            if n > 0 {
+                out.push(',');
+            }
+            out.push_str("{\"fullUrl\":");
+            out.push_str(&json_string(&format!(
+                "{base}/{}/{}",
+                stored.resource_type, stored.id
+            )));
+            out.push_str(",\"resource\":");
+            out.push_str(&stored.text);
+            out.push_str(",\"search\":{\"mode\":\"");
+            out.push_str(mode);
+            out.push_str("\"}}");
+        }
+        out.push(']');
+    }
+    out.push('}');
+    out
+}
+
+/// The `history` Bundle of one resource, newest version first.
+fn history_bundle(base: &str, versions: &[StoredResource]) -> String {
+    let mut out = String::from("{\"resourceType\":\"Bundle\",\"type\":\"history\",\"total\":");
+    out.push_str(&versions.len().to_string());
+    out.push_str(",\"entry\":[");
+    for (n, stored) in versions.iter().enumerate() {
+        if n > 0 {
+            out.push(',');
+        }
+        let reference = format!("{}/{}", stored.resource_type, stored.id);
+        out.push_str("{\"fullUrl\":");
+        out.push_str(&json_string(&format!("{base}/{reference}")));
+        if !stored.deleted {
+            out.push_str(",\"resource\":");
+            out.push_str(&stored.text);
+        }
+        let (method, status) = match (stored.deleted, stored.version) {
+            (true, _) => ("DELETE", "204 No Content"),
+            (false, 1) => ("PUT", "201 Created"),
+            (false, _) => ("PUT", "200 OK"),
+        };
+        out.push_str(&format!(
+            ",\"request\":{{\"method\":\"{method}\",\"url\":{}}},\"response\":{{\"status\":\"{status}\",\"etag\":{},\"lastModified\":{}}}}}",
+            json_string(&reference),
+            json_string(&stored.etag()),
+            json_string(&stored.last_updated())
+        ));
+    }
+    out.push_str("]}");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_name_their_interaction() {
+        assert_eq!(
+            interaction("/fhir/Patient"),
+            Some(("Patient", Interaction::Search))
+        );
+        assert_eq!(
+            interaction("/fhir/Patient/_search"),
+            Some(("Patient", Interaction::Search))
+        );
+        assert_eq!(
+            interaction("/fhir/Patient/p1"),
+            Some(("Patient", Interaction::Read("p1")))
+        );
+        assert_eq!(
+            interaction("/fhir/Patient/p1/_history/"),
+            Some(("Patient", Interaction::History("p1")))
+        );
+        assert_eq!(
+            interaction("/fhir/Patient/p1/_history/2"),
+            Some(("Patient", Interaction::Vread("p1", "2")))
+        );
+        assert_eq!(interaction("/fhir/Patient/p1/_history/2/x"), None);
+        assert_eq!(interaction("/fhir/Patient/p1/other"), None);
+    }
+
+    #[test]
+    fn strict_handling_is_read_from_prefer() {
+        let mut headers = HeaderMap::new();
+        assert!(!strict(&headers));
+        headers.insert(
+            "prefer",
+            HeaderValue::from_static("return=minimal; handling=strict"),
+        );
+        assert!(strict(&headers));
+    }
+}

@@ -1,0 +1,202 @@
+//! From a raw message to its header facts and its acknowledgement: the
+//! intake's use of `hl7v2`. Rejections carry fixed wording only.
+
+use bytes::Bytes;
+use hl7v2::ack::build_ack;
+use hl7v2::{
+    validate_header, AckCode, AckCondition, AckError, AckMode, ErrorLocation, Message, ParseError,
+};
+
+use super::Processed;
+use passerelle_config::AcceptAckPolicy;
+
+/// Why a message is refused.
+#[derive(Debug, Clone)]
+pub enum Rejection {
+    /// Not even MSH could be read.
+    Unreadable(ParseError),
+    /// MSH was read but is not acceptable.
+    Header {
+        code: u16,
+        text: &'static str,
+        field: usize,
+    },
+    /// The frame was over the size limit; its content was not read.
+    TooLarge,
+    /// The journal could not store it: a transient failure.
+    StorageUnavailable,
+}
+
+impl Rejection {
+    /// A short reason for logs (no message content).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Rejection::Unreadable(_) => "unreadable MSH",
+            Rejection::Header { text, .. } => text,
+            Rejection::TooLarge => "message over the size limit",
+            Rejection::StorageUnavailable => "journal unavailable",
+        }
+    }
+
+    fn is_for_good(&self) -> bool {
+        !matches!(self, Rejection::StorageUnavailable)
+    }
+
+    fn ack_error(&self) -> AckError {
+        match self {
+            Rejection::Unreadable(error) => AckError {
+                code: error.error_code(),
+                diagnostic: error.to_string(),
+                location: error.segment.map(|segment| ErrorLocation {
+                    segment: segment.to_string(),
+                    sequence: 1,
+                    field: error.field.unwrap_or(0),
+                }),
+            },
+            Rejection::Header { code, text, field } => AckError {
+                code: *code,
+                diagnostic: format!("MSH-{field}: {text}"),
+                location: Some(ErrorLocation {
+                    segment: "MSH".to_string(),
+                    sequence: 1,
+                    field: *field,
+                }),
+            },
+            Rejection::TooLarge => AckError {
+                code: 207,
+                diagnostic: "message larger than the configured maximum".to_string(),
+                location: None,
+            },
+            Rejection::StorageUnavailable => AckError {
+                code: 207,
+                diagnostic: "message not stored; send it again later".to_string(),
+                location: None,
+            },
+        }
+    }
+}
+
+/// The header facts the journal keeps.
+#[derive(Debug, Clone)]
+pub struct Header {
+    pub sending_application: String,
+    pub sending_facility: String,
+    pub control_id: String,
+    pub message_type: String,
+    pub version: String,
+    pub charset: String,
+    pub mode: AckMode,
+}
+
+impl Header {
+    /// The code a stored message is answered with.
+    pub fn positive_code(&self) -> AckCode {
+        match self.mode {
+            AckMode::Original => AckCode::AA,
+            AckMode::Enhanced { .. } => AckCode::CA,
+        }
+    }
+}
+
+/// Parses `raw` once and validates its header; the parsed message is kept
+/// to build the ACK from.
+pub fn read_header(raw: &[u8]) -> Result<(Message<'_>, Header), Rejection> {
+    let message = Message::parse(raw).map_err(Rejection::Unreadable)?;
+    validate_header(&message).map_err(|e| Rejection::Header {
+        code: e.code,
+        text: e.text,
+        field: e.field,
+    })?;
+    let message_type = match (message.message_type(), message.trigger_event()) {
+        (kind, event) if event.is_empty() => kind,
+        (kind, event) => format!("{kind}^{event}"),
+    };
+    let header = Header {
+        sending_application: message.sending_application(),
+        sending_facility: message.sending_facility(),
+        control_id: message.control_id(),
+        message_type,
+        version: message.version(),
+        charset: message
+            .charset()
+            .map(|c| c.name())
+            .unwrap_or("")
+            .to_string(),
+        mode: AckMode::of(&message),
+    };
+    Ok((message, header))
+}
+
+/// The answer to a message that was stored (or found stored before, with
+/// the code it was answered with then).
+pub fn accept(
+    message: &Message<'_>,
+    header: &Header,
+    control_id: &str,
+    timestamp: &str,
+    original_code: Option<&str>,
+    policy: AcceptAckPolicy,
+) -> Processed {
+    let code = original_code
+        .and_then(AckCode::parse)
+        .unwrap_or_else(|| header.positive_code());
+    let wanted = policy == AcceptAckPolicy::Always || header.mode.intake_ack(true, false).is_some();
+    let ack =
+        wanted.then(|| Bytes::from(build_ack(Some(message), code, control_id, timestamp, None)));
+    Processed { code, ack }
+}
+
+/// The answer to a refused message.
+pub fn reject(
+    raw: &[u8],
+    rejection: &Rejection,
+    control_id: &str,
+    timestamp: &str,
+    policy: AcceptAckPolicy,
+) -> Processed {
+    let message = Message::parse(raw)
+        .ok()
+        .or_else(|| Message::parse_for_reply(raw));
+    let mode = message
+        .as_ref()
+        .map(AckMode::of)
+        .unwrap_or(AckMode::Original);
+    let error = rejection.ack_error();
+    let mode = match (policy, mode) {
+        (AcceptAckPolicy::Always, AckMode::Enhanced { application, .. }) => AckMode::Enhanced {
+            accept: AckCondition::Always,
+            application,
+        },
+        (_, mode) => mode,
+    };
+    match mode.intake_ack(false, rejection.is_for_good()) {
+        Some(code) => Processed {
+            code,
+            ack: Some(Bytes::from(build_ack(
+                message.as_ref(),
+                code,
+                control_id,
+                timestamp,
+                Some(&error),
+            ))),
+        },
+        None => Processed {
+            code: if rejection.is_for_good() {
+                AckCode::CR
+            } else {
+                AckCode::CE
+            },
+            ack: None,
+        },
+    }
+}
+
+/// Now as an HL7 DTM in UTC: `YYYYMMDDHHMMSS+0000`.
+pub fn hl7_timestamp_now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let (y, m, d, hh, mm, ss) = passerelle_storage::clock::civil_from_unix(secs);
+    format!("{y:04}{m:02}{d:02}{hh:02}{mm:02}{ss:02}+0000")
+}

@@ -1,0 +1,265 @@
+//! HL7 v2 intake, shared by every transport (MLLP, HTTP): reads the message
+//! header, decides whether the message is acceptable, makes it durable in the
+//! journal, and only then builds the acknowledgement. A message is never
+//! acknowledged positively before its journal commit is on disk.
+
+// Input must never reach a panic: no unwrap/expect/panic outside tests.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+
+use passerelle_config::AcceptAckPolicy;
+use passerelle_storage::journal::{Journal, JournalEntry, Stored};
+use passerelle_telemetry::metrics::Metrics;
+
+mod acks;
+pub mod queries;
+
+pub use acks::Rejection;
+pub use hl7v2::AckCode;
+pub use queries::Queries;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Mllp,
+    Http,
+}
+
+impl Transport {
+    pub fn label(self) -> &'static str {
+        match self {
+            Transport::Mllp => "mllp",
+            Transport::Http => "http",
+        }
+    }
+}
+
+/// What became of one message.
+#[derive(Debug, Clone)]
+pub struct Processed {
+    pub code: AckCode,
+    /// The ACK to send back; `None` when the sender asked for none
+    /// (enhanced mode, MSH-15 NE/ER/SU).
+    pub ack: Option<Bytes>,
+}
+
+/// The intake service; cheap to clone.
+#[derive(Clone)]
+pub struct Intake {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    journal: Journal,
+    policy: AcceptAckPolicy,
+    metrics: Metrics,
+    ack_counter: AtomicU64,
+    /// Answers QBP^Q22/Q23 from the repository; without it they are
+    /// journaled like any message.
+    queries: Option<Queries>,
+}
+
+impl Intake {
+    pub fn new(journal: Journal, metrics: Metrics, policy: AcceptAckPolicy) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                journal,
+                policy,
+                metrics,
+                ack_counter: AtomicU64::new(0),
+                queries: None,
+            }),
+        }
+    }
+
+    /// The same intake, answering patient queries from `queries`.
+    pub fn with_queries(
+        journal: Journal,
+        metrics: Metrics,
+        policy: AcceptAckPolicy,
+        queries: Queries,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                journal,
+                policy,
+                metrics,
+                ack_counter: AtomicU64::new(0),
+                queries: Some(queries),
+            }),
+        }
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// A control ID for an ACK: unique per process run, at most 20 characters
+    /// (MSH-10 is ST(20) before v2.7).
+    fn next_ack_control_id(&self) -> String {
+        let n = self.inner.ack_counter.fetch_add(1, Ordering::Relaxed);
+        let start = process_start_secs();
+        format!("PSR{:08X}{:09}", start as u32, n % 1_000_000_000)
+    }
+
+    /// Journals `raw` when acceptable, then acknowledges it.
+    pub async fn process(&self, raw: Bytes, transport: Transport) -> Processed {
+        let started = Instant::now();
+        let ack_control_id = self.next_ack_control_id();
+        let timestamp = acks::hl7_timestamp_now();
+        let processed = match acks::read_header(&raw) {
+            Err(rejection) => {
+                tracing::warn!(
+                    transport = transport.label(),
+                    reason = rejection.reason(),
+                    bytes = raw.len(),
+                    "hl7v2 message rejected"
+                );
+                acks::reject(
+                    &raw,
+                    &rejection,
+                    &ack_control_id,
+                    &timestamp,
+                    self.inner.policy,
+                )
+            }
+            Ok((message, header)) if Queries::handles(&header) && self.inner.queries.is_some() => {
+                tracing::info!(
+                    transport = transport.label(),
+                    control_id = %header.control_id,
+                    message_type = %header.message_type,
+                    "hl7v2 patient query answered from the repository"
+                );
+                match &self.inner.queries {
+                    Some(queries) => {
+                        queries
+                            .answer(&message, &header, &ack_control_id, &timestamp)
+                            .await
+                    }
+                    None => unreachable_query(),
+                }
+            }
+            Ok((message, header)) => {
+                let entry = JournalEntry {
+                    received_at: passerelle_storage::clock::now_fhir_datetime(),
+                    transport: transport.label(),
+                    sending_application: header.sending_application.clone(),
+                    sending_facility: header.sending_facility.clone(),
+                    control_id: header.control_id.clone(),
+                    message_type: header.message_type.clone(),
+                    version: header.version.clone(),
+                    charset: header.charset.clone(),
+                    sha256: hex::encode(Sha256::digest(&raw)),
+                    ack_code: header.positive_code().as_str().to_string(),
+                    raw: raw.to_vec(),
+                };
+                match self.inner.journal.store(entry).await {
+                    Ok(Stored::New { id }) => {
+                        tracing::info!(
+                            transport = transport.label(),
+                            control_id = %header.control_id,
+                            message_type = %header.message_type,
+                            journal_id = id,
+                            "hl7v2 message journaled"
+                        );
+                        acks::accept(
+                            &message,
+                            &header,
+                            &ack_control_id,
+                            &timestamp,
+                            None,
+                            self.inner.policy,
+                        )
+                    }
+                    Ok(Stored::Duplicate { id, ack_code }) => {
+                        tracing::info!(
+                            transport = transport.label(),
+                            control_id = %header.control_id,
+                            journal_id = id,
+                            "hl7v2 duplicate control id; acknowledged again, stored once"
+                        );
+                        acks::accept(
+                            &message,
+                            &header,
+                            &ack_control_id,
+                            &timestamp,
+                            Some(&ack_code),
+                            self.inner.policy,
+                        )
+                    }
+                    Err(error) => {
+                        tracing::error!(
+                            transport = transport.label(),
+                            control_id = %header.control_id,
+                            error = %error,
+                            "hl7v2 message not journaled; answering with an error so the sender retries"
+                        );
+                        acks::reject(
+                            &raw,
+                            &Rejection::StorageUnavailable,
+                            &ack_control_id,
+                            &timestamp,
+                            self.inner.policy,
+                        )
+                    }
+                }
+            }
+        };
+        let metrics = &self.inner.metrics;
+        metrics
+            .hl7v2_messages
+            .with_label_values(&[transport.label(), processed.code.as_str()])
+            .inc();
+        metrics
+            .hl7v2_ack_duration
+            .with_label_values(&[transport.label()])
+            .observe(started.elapsed().as_secs_f64());
+        processed
+    }
+
+    /// The NAK for a frame refused for its size (its content is not read).
+    pub fn oversized_nak(&self, transport: Transport) -> Bytes {
+        let ack_control_id = self.next_ack_control_id();
+        let timestamp = acks::hl7_timestamp_now();
+        let processed = acks::reject(
+            b"",
+            &Rejection::TooLarge,
+            &ack_control_id,
+            &timestamp,
+            AcceptAckPolicy::Always,
+        );
+        self.inner
+            .metrics
+            .hl7v2_messages
+            .with_label_values(&[transport.label(), processed.code.as_str()])
+            .inc();
+        processed.ack.unwrap_or_default()
+    }
+}
+
+/// The guard above makes this arm dead; answering AR keeps it total
+/// without a panic.
+fn unreachable_query() -> Processed {
+    Processed {
+        code: AckCode::AR,
+        ack: None,
+    }
+}
+
+fn process_start_secs() -> u64 {
+    static START: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *START.get_or_init(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
+    })
+}

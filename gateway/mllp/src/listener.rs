@@ -1,0 +1,130 @@
+//! The MLLP listener: accepts connections up to the configured limit, closes
+//! idle ones, and answers every message on a connection in order.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::stream::FuturesOrdered;
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_util::codec::Framed;
+use tokio_util::sync::CancellationToken;
+
+use super::codec::{MllpCodec, MllpFrame};
+use passerelle_config::MllpConfig;
+use passerelle_intake::{Intake, Transport};
+use passerelle_security::accept_or_back_off;
+
+/// Messages of one connection being processed at once (pipelining window).
+const PIPELINE_WINDOW: usize = 64;
+
+/// The ACK (if any: enhanced mode can ask for none) of one message.
+type AckFuture = Pin<Box<dyn Future<Output = Option<Bytes>> + Send>>;
+
+/// Serves MLLP on `listener` until `shutdown`; open connections finish the
+/// messages they have already received, then close.
+pub async fn run(
+    listener: TcpListener,
+    intake: Intake,
+    config: MllpConfig,
+    shutdown: CancellationToken,
+) {
+    let slots = Arc::new(Semaphore::new(config.max_connections.max(1)));
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = accept_or_back_off(&listener, "mllp") => {
+                let Some(stream) = accepted else { continue };
+                let Ok(permit) = slots.clone().try_acquire_owned() else {
+                    // Over the limit: refuse now rather than queue unboundedly.
+                    tracing::warn!(limit = config.max_connections, "mllp connection refused: connection limit reached");
+                    drop(stream);
+                    continue;
+                };
+                let intake = intake.clone();
+                let config = config.clone();
+                let shutdown = shutdown.clone();
+                connections.spawn(async move {
+                    intake.metrics().mllp_connections.inc();
+                    serve_connection(stream, intake.clone(), &config, shutdown).await;
+                    intake.metrics().mllp_connections.dec();
+                    drop(permit);
+                });
+            }
+            () = shutdown.cancelled() => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+    drop(listener);
+    while connections.join_next().await.is_some() {}
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    intake: Intake,
+    config: &MllpConfig,
+    shutdown: CancellationToken,
+) {
+    let idle = Duration::from_secs(config.idle_timeout_secs.max(1));
+    let mut framed = Framed::new(stream, MllpCodec::new(config.max_message_bytes));
+    let mut in_flight: FuturesOrdered<AckFuture> = FuturesOrdered::new();
+    let mut reading = true;
+    let mut last_activity = Instant::now();
+    loop {
+        if !reading && in_flight.is_empty() {
+            break;
+        }
+        let can_read = reading && in_flight.len() < PIPELINE_WINDOW;
+        tokio::select! {
+            biased;
+            Some(answer) = in_flight.next(), if !in_flight.is_empty() => {
+                if let Some(ack) = answer {
+                    if framed.send(ack).await.is_err() {
+                        // The peer went away; messages already journaled stay.
+                        break;
+                    }
+                }
+                last_activity = Instant::now();
+            }
+            frame = framed.next(), if can_read => {
+                last_activity = Instant::now();
+                match frame {
+                    Some(Ok(MllpFrame::Message(payload))) => {
+                        let intake = intake.clone();
+                        in_flight.push_back(Box::pin(async move {
+                            intake.process(payload.freeze(), Transport::Mllp).await.ack
+                        }));
+                    }
+                    Some(Ok(MllpFrame::Oversized { len_seen })) => {
+                        let limit = config.max_message_bytes;
+                        tracing::warn!(bytes = len_seen, limit, "mllp frame over the size limit refused");
+                        let ack = intake.oversized_nak(Transport::Mllp);
+                        in_flight.push_back(Box::pin(async move { Some(ack) }));
+                    }
+                    Some(Ok(MllpFrame::Truncated { len })) => {
+                        tracing::warn!(bytes = len, "mllp connection closed in the middle of a frame");
+                        reading = false;
+                    }
+                    Some(Err(error)) => {
+                        tracing::warn!(error = %error, "mllp read failed; closing connection");
+                        reading = false;
+                    }
+                    None => reading = false,
+                }
+            }
+            () = tokio::time::sleep_until((last_activity + idle).into()), if in_flight.is_empty() => {
+                tracing::debug!("mllp connection idle; closing");
+                break;
+            }
+            () = shutdown.cancelled(), if reading => {
+                // Stop reading; answer what was already received.
+                reading = false;
+            }
+        }
+    }
+    let _ = SinkExt::<Bytes>::close(&mut framed).await;
+}

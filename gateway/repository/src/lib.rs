@@ -1,0 +1,410 @@
+//! Passerelle's own FHIR R4 repository: what the `local` target delivers is
+//! applied here as a FHIR transaction, and `/fhir` reads and searches it.
+//!
+//! It owns three tables in the configured store (SQLite or PostgreSQL),
+//! written through the dialect-neutral [`Sql`] surface so every statement
+//! exists once:
+//! - `fhir_resources`: the current version of each resource (deleted ones
+//!   kept as tombstones, so a read answers 410);
+//! - `fhir_history`: every version, for `vread` and `_history`;
+//! - `fhir_index`: one row per search parameter value ([`params`]).
+//!
+//! Resource texts are stored as received, numbers included (`1.50` stays
+//! `1.50`, see `passerelle_fhir::exact_json`), with `id` and `meta` set by the repository.
+
+// Input must never reach a panic: no unwrap/expect/panic outside tests.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
+pub mod dates;
+pub mod params;
+pub mod search;
+pub mod summary;
+pub mod transaction;
+
+use passerelle_storage::sql::{Sql, SqlRow, SqlValue};
+use passerelle_storage::{instant_from_ms, SharedStore, StorageError};
+
+pub use search::{SearchError, SearchRequest};
+pub use transaction::transaction_outcome;
+pub use transaction::{TransactionError, TransactionOutcome};
+
+/// One version of one resource, as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredResource {
+    pub resource_type: String,
+    pub id: String,
+    pub version: i64,
+    pub last_updated_ms: i64,
+    pub deleted: bool,
+    /// The resource's JSON (empty for a deletion).
+    pub text: String,
+}
+
+impl StoredResource {
+    fn from_row(
+        resource_type: &str,
+        id: &str,
+        row: SqlRow,
+    ) -> Result<StoredResource, StorageError> {
+        let mut columns = row.into_iter();
+        let mut next = || columns.next().unwrap_or(SqlValue::Null);
+        let version = next().as_i64();
+        let last_updated_ms = next().as_i64();
+        let deleted = next().as_i64();
+        let text = next().into_string();
+        match (version, last_updated_ms, deleted, text) {
+            (Some(version), Some(last_updated_ms), Some(deleted), Some(text)) => {
+                Ok(StoredResource {
+                    resource_type: resource_type.to_string(),
+                    id: id.to_string(),
+                    version,
+                    last_updated_ms,
+                    deleted: deleted != 0,
+                    text,
+                })
+            }
+            _ => Err(StorageError::Inconsistent(format!(
+                "repository row {resource_type}/{id} has missing columns"
+            ))),
+        }
+    }
+
+    /// `W/"3"`.
+    pub fn etag(&self) -> String {
+        format!("W/\"{}\"", self.version)
+    }
+
+    pub fn last_updated(&self) -> String {
+        instant_from_ms(self.last_updated_ms)
+    }
+}
+
+/// Failures of repository reads.
+#[derive(Debug, thiserror::Error)]
+pub enum RepositoryError {
+    #[error("{0} is not known")]
+    NotFound(String),
+    #[error("{0} was deleted")]
+    Gone(String),
+    #[error("{0}")]
+    Ambiguous(String),
+    /// PIXm: the source identifier's system is nobody's.
+    #[error("{0}")]
+    UnknownDomain(String),
+    /// PIXm: a target system is nobody's.
+    #[error("{0}")]
+    UnknownTargetDomain(String),
+    #[error(transparent)]
+    Search(#[from] SearchError),
+    #[error(transparent)]
+    Transaction(#[from] TransactionError),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// The current version of `resource_type/id`, a tombstone included.
+pub fn current(
+    sql: &mut dyn Sql,
+    resource_type: &str,
+    id: &str,
+) -> Result<Option<StoredResource>, StorageError> {
+    let rows = sql.query(
+        "SELECT version, last_updated_ms, deleted, resource FROM fhir_resources \
+         WHERE resource_type = $1 AND id = $2",
+        &[resource_type.into(), id.into()],
+    )?;
+    rows.into_iter()
+        .next()
+        .map(|row| StoredResource::from_row(resource_type, id, row))
+        .transpose()
+}
+
+/// One version of `resource_type/id`.
+pub fn version(
+    sql: &mut dyn Sql,
+    resource_type: &str,
+    id: &str,
+    version: i64,
+) -> Result<Option<StoredResource>, StorageError> {
+    let rows = sql.query(
+        "SELECT version, last_updated_ms, deleted, resource FROM fhir_history \
+         WHERE resource_type = $1 AND id = $2 AND version = $3",
+        &[resource_type.into(), id.into(), version.into()],
+    )?;
+    rows.into_iter()
+        .next()
+        .map(|row| StoredResource::from_row(resource_type, id, row))
+        .transpose()
+}
+
+/// Every version of `resource_type/id`, newest first.
+pub fn history(
+    sql: &mut dyn Sql,
+    resource_type: &str,
+    id: &str,
+) -> Result<Vec<StoredResource>, StorageError> {
+    sql.query(
+        "SELECT version, last_updated_ms, deleted, resource FROM fhir_history \
+         WHERE resource_type = $1 AND id = $2 ORDER BY version DESC",
+        &[resource_type.into(), id.into()],
+    )?
+    .into_iter()
+    .map(|row| StoredResource::from_row(resource_type, id, row))
+    .collect()
+}
+
+/// Writes a new version: history row, current row, index rows.
+pub fn write(
+    sql: &mut dyn Sql,
+    stored: &StoredResource,
+    index: &[params::IndexRow],
+) -> Result<(), StorageError> {
+    let key = [
+        SqlValue::from(stored.resource_type.as_str()),
+        SqlValue::from(stored.id.as_str()),
+    ];
+    let values = [
+        key[0].clone(),
+        key[1].clone(),
+        SqlValue::Int(stored.version),
+        SqlValue::Int(stored.last_updated_ms),
+        SqlValue::Int(i64::from(stored.deleted)),
+        SqlValue::from(stored.text.as_str()),
+    ];
+    sql.execute(
+        "INSERT INTO fhir_history (resource_type, id, version, last_updated_ms, deleted, resource) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+        &values,
+    )?;
+    sql.execute(
+        "INSERT INTO fhir_resources (resource_type, id, version, last_updated_ms, deleted, resource) \
+         VALUES ($1, $2, $3, $4, $5, $6) \
+         ON CONFLICT (resource_type, id) DO UPDATE SET version = excluded.version, \
+         last_updated_ms = excluded.last_updated_ms, deleted = excluded.deleted, resource = excluded.resource",
+        &values,
+    )?;
+    sql.execute(
+        "DELETE FROM fhir_index WHERE resource_type = $1 AND id = $2",
+        &key,
+    )?;
+    if stored.deleted {
+        return Ok(());
+    }
+    let updated = crate::dates::format_ms(stored.last_updated_ms);
+    let last_updated = params::IndexRow {
+        param: "_lastUpdated",
+        system: String::new(),
+        value: String::new(),
+        low: updated.clone(),
+        high: updated,
+    };
+    for row in index.iter().chain(std::iter::once(&last_updated)) {
+        sql.execute(
+            "INSERT INTO fhir_index (resource_type, id, param, system, value, low, high) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            &[
+                key[0].clone(),
+                key[1].clone(),
+                row.param.into(),
+                row.system.as_str().into(),
+                row.value.as_str().into(),
+                row.low.as_str().into(),
+                row.high.as_str().into(),
+            ],
+        )?;
+    }
+    Ok(())
+}
+
+/// A page of search results: the matches, what they include, and the
+/// total when asked for.
+pub struct SearchPage {
+    pub matches: Vec<StoredResource>,
+    pub included: Vec<StoredResource>,
+    pub total: i64,
+}
+
+/// Runs `request`.
+pub fn search(sql: &mut dyn Sql, request: &SearchRequest) -> Result<SearchPage, StorageError> {
+    let (statement, params) = request.count_sql();
+    let total = sql
+        .query(&statement, &params)?
+        .into_iter()
+        .next()
+        .and_then(|row| row.into_iter().next())
+        .and_then(|value| value.as_i64())
+        .unwrap_or(0);
+    if request.count_only || request.count == 0 {
+        return Ok(SearchPage {
+            matches: Vec::new(),
+            included: Vec::new(),
+            total,
+        });
+    }
+    let (statement, params) = request.page_sql();
+    let mut matches = Vec::new();
+    for row in sql.query(&statement, &params)? {
+        let mut columns = row.into_iter();
+        let id = columns
+            .next()
+            .and_then(SqlValue::into_string)
+            .unwrap_or_default();
+        matches.push(StoredResource::from_row(
+            &request.resource_type,
+            &id,
+            columns.collect(),
+        )?);
+    }
+    let included = includes(sql, request, &matches)?;
+    Ok(SearchPage {
+        matches,
+        included,
+        total,
+    })
+}
+
+/// Resources `_include`d and `_revinclude`d by a page, each once, never a
+/// page match again.
+fn includes(
+    sql: &mut dyn Sql,
+    request: &SearchRequest,
+    matches: &[StoredResource],
+) -> Result<Vec<StoredResource>, StorageError> {
+    let mut seen: std::collections::BTreeSet<(String, String)> = matches
+        .iter()
+        .map(|m| (m.resource_type.clone(), m.id.clone()))
+        .collect();
+    let mut out = Vec::new();
+    let mut add = |sql: &mut dyn Sql, resource_type: &str, id: &str| -> Result<(), StorageError> {
+        if !seen.insert((resource_type.to_string(), id.to_string()))
+            || out.len() >= search::MAX_COUNT
+        {
+            return Ok(());
+        }
+        if let Some(stored) = current(sql, resource_type, id)?.filter(|s| !s.deleted) {
+            out.push(stored);
+        }
+        Ok(())
+    };
+    for include in &request.includes {
+        for matched in matches {
+            let rows = sql.query(
+                "SELECT value FROM fhir_index WHERE resource_type = $1 AND id = $2 AND param = $3",
+                &[
+                    matched.resource_type.as_str().into(),
+                    matched.id.as_str().into(),
+                    include.param.into(),
+                ],
+            )?;
+            for reference in rows
+                .into_iter()
+                .filter_map(|row| row.into_iter().next()?.into_string())
+            {
+                if let Some((resource_type, id)) = reference.split_once('/') {
+                    add(sql, resource_type, id)?;
+                }
+            }
+        }
+    }
+    for include in &request.revincludes {
+        for matched in matches {
+            let rows = sql.query(
+                "SELECT id FROM fhir_index WHERE resource_type = $1 AND param = $2 AND value = $3",
+                &[
+                    include.source_type.as_str().into(),
+                    include.param.into(),
+                    format!("{}/{}", matched.resource_type, matched.id).into(),
+                ],
+            )?;
+            for id in rows
+                .into_iter()
+                .filter_map(|row| row.into_iter().next()?.into_string())
+            {
+                add(sql, &include.source_type, &id)?;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The repository as the HTTP API and the `local` target use it: blocking
+/// calls on the store, run through `spawn_blocking` by async callers.
+#[derive(Clone)]
+pub struct Repository {
+    store: SharedStore,
+}
+
+impl Repository {
+    pub fn new(store: SharedStore) -> Repository {
+        Repository { store }
+    }
+
+    /// Runs `work` on a read connection.
+    pub fn read<T: Send>(
+        &self,
+        mut work: impl FnMut(&mut dyn Sql) -> Result<T, RepositoryError> + Send,
+    ) -> Result<T, RepositoryError> {
+        let mut result = None;
+        self.store.sql_read(&mut |sql| {
+            result = Some(work(sql));
+            Ok(())
+        })?;
+        result.unwrap_or_else(|| Err(StorageError::Inconsistent("read did not run".into()).into()))
+    }
+
+    /// Applies several transaction Bundles in one database transaction (one
+    /// disk sync), each all or nothing on its own (a savepoint each): a
+    /// refused Bundle leaves the others applied. A storage failure fails
+    /// them all.
+    pub fn transactions(
+        &self,
+        bundles: &[&str],
+        now_ms: i64,
+    ) -> Result<Vec<Result<TransactionOutcome, TransactionError>>, StorageError> {
+        let mut results = Vec::with_capacity(bundles.len());
+        self.store.sql_write(&mut |sql| {
+            results.clear();
+            for bundle in bundles {
+                sql.execute("SAVEPOINT bundle", &[])?;
+                let outcome = transaction::apply(sql, bundle, now_ms);
+                match &outcome {
+                    Err(TransactionError::Storage(error)) => {
+                        return Err(StorageError::Inconsistent(error.to_string()))
+                    }
+                    Err(_) => {
+                        sql.execute("ROLLBACK TO SAVEPOINT bundle", &[])?;
+                    }
+                    Ok(_) => {}
+                }
+                sql.execute("RELEASE SAVEPOINT bundle", &[])?;
+                results.push(outcome);
+            }
+            Ok(true)
+        })?;
+        Ok(results)
+    }
+
+    /// Applies a transaction Bundle (text) all or nothing.
+    pub fn transaction(
+        &self,
+        bundle: &str,
+        now_ms: i64,
+    ) -> Result<TransactionOutcome, RepositoryError> {
+        let mut result = None;
+        self.store.sql_write(&mut |sql| {
+            let outcome = transaction::apply(sql, bundle, now_ms).map_err(RepositoryError::from);
+            let commit = outcome.is_ok();
+            result = Some(outcome);
+            Ok(commit)
+        })?;
+        result.unwrap_or_else(|| {
+            Err(StorageError::Inconsistent("transaction did not run".into()).into())
+        })
+    }
+}
+
+#[cfg(test)]
+mod suite;

@@ -1,0 +1,667 @@
+//! FHIR transactions on the repository, all or nothing: conditional creates
+//! (`ifNoneExist`) and updates (`PUT Type?identifier=…`) are resolved
+//! against what is stored, `urn:uuid` placeholders and conditional
+//! references become `Type/id`, every relative reference must then point at
+//! a resource that exists once the transaction is done, and only then is
+//! anything written. A resource that an update leaves unchanged (but for
+//! `meta`) keeps its version, so re-delivering a Bundle adds no history.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::{Map, Value};
+
+use super::{current, params, search::SearchRequest, StoredResource};
+use http::StatusCode;
+use passerelle_fhir::exact_json;
+use passerelle_fhir::outcome::{IssueType, Outcome};
+use passerelle_storage::sql::Sql;
+use passerelle_storage::{instant_from_ms, StorageError};
+
+/// What kind of refusal an entry met; the HTTP edge turns it into a status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// 400: the entry is malformed or points at nothing.
+    Invalid,
+    /// 404: the entry names a resource that does not exist.
+    NotFound,
+    /// 412: a condition matched several resources, or `ifMatch` failed.
+    PreconditionFailed,
+    /// 422 is not used; 400 `not-supported` for interactions not offered.
+    NotSupported,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TransactionError {
+    #[error("the Bundle is not JSON: {0}")]
+    NotJson(String),
+    #[error("{0}")]
+    InvalidBundle(String),
+    #[error("Bundle.entry[{index}]: {reason}")]
+    Entry {
+        index: usize,
+        refusal: Refusal,
+        reason: String,
+    },
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+fn refuse(index: usize, refusal: Refusal, reason: impl Into<String>) -> TransactionError {
+    TransactionError::Entry {
+        index,
+        refusal,
+        reason: reason.into(),
+    }
+}
+
+/// The answer to one entry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EntryResult {
+    pub status: &'static str,
+    pub resource_type: String,
+    pub id: String,
+    pub version: Option<i64>,
+    pub last_updated_ms: Option<i64>,
+}
+
+/// What a transaction did, entry by entry in Bundle order.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TransactionOutcome {
+    pub entries: Vec<EntryResult>,
+}
+
+impl TransactionOutcome {
+    /// The `transaction-response` Bundle.
+    pub fn response_bundle(&self) -> Value {
+        let entries: Vec<Value> = self
+            .entries
+            .iter()
+            .map(|entry| {
+                let mut response = Map::new();
+                response.insert("status".into(), entry.status.into());
+                if let Some(version) = entry.version {
+                    response.insert(
+                        "location".into(),
+                        format!("{}/{}/_history/{version}", entry.resource_type, entry.id).into(),
+                    );
+                    response.insert("etag".into(), format!("W/\"{version}\"").into());
+                }
+                if let Some(ms) = entry.last_updated_ms {
+                    response.insert("lastModified".into(), instant_from_ms(ms).into());
+                }
+                serde_json::json!({ "response": response })
+            })
+            .collect();
+        serde_json::json!({
+            "resourceType": "Bundle",
+            "type": "transaction-response",
+            "entry": entries,
+        })
+    }
+}
+
+enum Action {
+    Create,
+    Update {
+        if_match: Option<i64>,
+    },
+    /// A conditional create that matched: nothing written.
+    Keep,
+    Delete,
+    /// A delete of something absent: nothing to do.
+    Nothing,
+}
+
+struct Planned {
+    index: usize,
+    resource_type: String,
+    id: String,
+    action: Action,
+    resource: Option<Value>,
+}
+
+/// Applies `bundle` (a transaction Bundle's text). Writes nothing on error;
+/// the caller rolls the SQL transaction back.
+pub fn apply(
+    sql: &mut dyn Sql,
+    bundle: &str,
+    now_ms: i64,
+) -> Result<TransactionOutcome, TransactionError> {
+    let bundle = exact_json::parse(bundle).map_err(|e| TransactionError::NotJson(e.to_string()))?;
+    if bundle.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
+        return Err(TransactionError::InvalidBundle(
+            "the body is not a Bundle".into(),
+        ));
+    }
+    if bundle.get("type").and_then(Value::as_str) != Some("transaction") {
+        return Err(TransactionError::InvalidBundle(
+            "only Bundles of type 'transaction' are processed here".into(),
+        ));
+    }
+    let entries = match bundle.get("entry") {
+        None => &[][..],
+        Some(Value::Array(entries)) => entries.as_slice(),
+        Some(_) => {
+            return Err(TransactionError::InvalidBundle(
+                "Bundle.entry is not a list".into(),
+            ))
+        }
+    };
+
+    let mut planned = Vec::with_capacity(entries.len());
+    let mut placeholders: BTreeMap<String, String> = BTreeMap::new();
+    let mut targets: BTreeSet<(String, String)> = BTreeSet::new();
+    for (index, entry) in entries.iter().enumerate() {
+        let plan = plan_entry(sql, index, entry)?;
+        if !matches!(plan.action, Action::Nothing)
+            && !targets.insert((plan.resource_type.clone(), plan.id.clone()))
+        {
+            return Err(refuse(
+                index,
+                Refusal::Invalid,
+                format!(
+                    "{}/{} is the subject of two entries",
+                    plan.resource_type, plan.id
+                ),
+            ));
+        }
+        if let Some(full_url) = entry.get("fullUrl").and_then(Value::as_str) {
+            placeholders.insert(
+                full_url.to_string(),
+                format!("{}/{}", plan.resource_type, plan.id),
+            );
+        }
+        planned.push(plan);
+    }
+
+    // References: placeholders and conditional references resolved.
+    let deleted: BTreeSet<String> = planned
+        .iter()
+        .filter(|p| matches!(p.action, Action::Delete))
+        .map(|p| format!("{}/{}", p.resource_type, p.id))
+        .collect();
+    let present: BTreeSet<String> = planned
+        .iter()
+        .filter(|p| !matches!(p.action, Action::Delete | Action::Nothing))
+        .map(|p| format!("{}/{}", p.resource_type, p.id))
+        .collect();
+    for plan in &mut planned {
+        let Some(resource) = plan.resource.as_mut() else {
+            continue;
+        };
+        let mut references = Vec::new();
+        rewrite_references(resource, &mut |reference: &str| {
+            let resolved = if let Some(target) = placeholders.get(reference) {
+                Some(target.clone())
+            } else if reference.starts_with("urn:uuid:") || reference.starts_with("urn:oid:") {
+                return Err(format!(
+                    "reference '{reference}' names no entry of the Bundle"
+                ));
+            } else if let Some((resource_type, query)) = conditional_reference(reference) {
+                Some(resolve_conditional_reference(sql, resource_type, query)?)
+            } else {
+                None
+            };
+            if let Some(relative) = resolved.clone().or_else(|| local_reference(reference)) {
+                references.push(relative);
+            }
+            Ok(resolved)
+        })
+        .map_err(|reason| refuse(plan.index, Refusal::Invalid, reason))?;
+        for reference in references {
+            let exists = present.contains(&reference)
+                || (!deleted.contains(&reference) && {
+                    let (resource_type, id) = reference.split_once('/').unwrap_or(("", ""));
+                    current(sql, resource_type, id)?.is_some_and(|s| !s.deleted)
+                });
+            if !exists {
+                return Err(refuse(
+                    plan.index,
+                    Refusal::Invalid,
+                    format!(
+                        "reference '{reference}' points at no resource (referential integrity)"
+                    ),
+                ));
+            }
+        }
+    }
+
+    let mut outcome = TransactionOutcome::default();
+    for plan in planned {
+        outcome.entries.push(execute(sql, plan, now_ms)?);
+    }
+    Ok(outcome)
+}
+
+fn plan_entry(sql: &mut dyn Sql, index: usize, entry: &Value) -> Result<Planned, TransactionError> {
+    let request = entry
+        .get("request")
+        .ok_or_else(|| refuse(index, Refusal::Invalid, "entry.request is missing"))?;
+    let method = request.get("method").and_then(Value::as_str).unwrap_or("");
+    let url = request
+        .get("url")
+        .and_then(Value::as_str)
+        .ok_or_else(|| refuse(index, Refusal::Invalid, "entry.request.url is missing"))?;
+    let url = url.trim_start_matches('/');
+    let (path, query) = match url.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (url, None),
+    };
+    let mut segments = path.split('/');
+    let resource_type = segments.next().unwrap_or("").to_string();
+    let url_id = segments.next().map(str::to_string);
+    if !passerelle_fhir::is_r4_resource_type(&resource_type) || segments.next().is_some() {
+        return Err(refuse(
+            index,
+            Refusal::Invalid,
+            format!("request.url '{url}' names no resource type or id"),
+        ));
+    }
+    let resource = entry.get("resource").cloned();
+    if let Some(resource) = &resource {
+        if resource.get("resourceType").and_then(Value::as_str) != Some(resource_type.as_str()) {
+            return Err(refuse(
+                index,
+                Refusal::Invalid,
+                "resource.resourceType differs from request.url",
+            ));
+        }
+    }
+    let need_resource = || {
+        resource.clone().ok_or_else(|| {
+            refuse(
+                index,
+                Refusal::Invalid,
+                format!("{method} needs entry.resource"),
+            )
+        })
+    };
+    let planned = |id: String, action: Action, resource: Option<Value>| Planned {
+        index,
+        resource_type: resource_type.clone(),
+        id,
+        action,
+        resource,
+    };
+    match (method, url_id, query) {
+        ("POST", None, None) => {
+            let resource = need_resource()?;
+            match request.get("ifNoneExist").and_then(Value::as_str) {
+                Some(condition) => {
+                    match matching_ids(sql, index, &resource_type, condition)?.as_slice() {
+                        [] => Ok(planned(new_id(), Action::Create, Some(resource))),
+                        [id] => Ok(planned(id.clone(), Action::Keep, None)),
+                        _ => Err(refuse(
+                            index,
+                            Refusal::PreconditionFailed,
+                            "ifNoneExist matches several resources",
+                        )),
+                    }
+                }
+                None => Ok(planned(new_id(), Action::Create, Some(resource))),
+            }
+        }
+        ("PUT", Some(id), None) => {
+            if !valid_id(&id) {
+                return Err(refuse(
+                    index,
+                    Refusal::Invalid,
+                    format!("'{id}' is not a valid id"),
+                ));
+            }
+            let resource = need_resource()?;
+            if resource
+                .get("id")
+                .and_then(Value::as_str)
+                .is_some_and(|body_id| body_id != id)
+            {
+                return Err(refuse(
+                    index,
+                    Refusal::Invalid,
+                    "resource.id differs from the id in request.url",
+                ));
+            }
+            Ok(planned(
+                id,
+                Action::Update {
+                    if_match: if_match(request),
+                },
+                Some(resource),
+            ))
+        }
+        ("PUT", None, Some(condition)) => {
+            let resource = need_resource()?;
+            match matching_ids(sql, index, &resource_type, condition)?.as_slice() {
+                [] => {
+                    let id = resource
+                        .get("id")
+                        .and_then(Value::as_str)
+                        .filter(|id| valid_id(id))
+                        .map_or_else(new_id, str::to_string);
+                    Ok(planned(id, Action::Create, Some(resource)))
+                }
+                [id] => Ok(planned(
+                    id.clone(),
+                    Action::Update {
+                        if_match: if_match(request),
+                    },
+                    Some(resource),
+                )),
+                _ => Err(refuse(
+                    index,
+                    Refusal::PreconditionFailed,
+                    "the condition matches several resources",
+                )),
+            }
+        }
+        ("DELETE", Some(id), None) => {
+            let exists = current(sql, &resource_type, &id)?.is_some_and(|s| !s.deleted);
+            Ok(planned(
+                id,
+                if exists {
+                    Action::Delete
+                } else {
+                    Action::Nothing
+                },
+                None,
+            ))
+        }
+        ("DELETE", None, Some(condition)) => {
+            match matching_ids(sql, index, &resource_type, condition)?.as_slice() {
+                [] => Ok(planned(String::new(), Action::Nothing, None)),
+                [id] => Ok(planned(id.clone(), Action::Delete, None)),
+                _ => Err(refuse(
+                    index,
+                    Refusal::PreconditionFailed,
+                    "the condition matches several resources",
+                )),
+            }
+        }
+        ("GET" | "HEAD" | "PATCH", _, _) => Err(refuse(
+            index,
+            Refusal::NotSupported,
+            format!("{method} entries are not supported in a transaction here"),
+        )),
+        _ => Err(refuse(
+            index,
+            Refusal::Invalid,
+            format!("'{method} {url}' is not a transaction interaction"),
+        )),
+    }
+}
+
+fn if_match(request: &Value) -> Option<i64> {
+    let tag = request.get("ifMatch")?.as_str()?;
+    tag.trim_start_matches("W/").trim_matches('"').parse().ok()
+}
+
+/// Ids of `resource_type` matching a search query string (strict: an
+/// unknown parameter must not widen the match to everything).
+fn matching_ids(
+    sql: &mut dyn Sql,
+    index: usize,
+    resource_type: &str,
+    condition: &str,
+) -> Result<Vec<String>, TransactionError> {
+    let pairs = passerelle_fhir::query::decode_pairs(condition);
+    if pairs.is_empty() {
+        return Err(refuse(index, Refusal::Invalid, "an empty condition"));
+    }
+    let mut request = SearchRequest::parse(resource_type, &pairs, true).map_err(|e| {
+        refuse(
+            index,
+            Refusal::Invalid,
+            format!("condition '{condition}': {e}"),
+        )
+    })?;
+    request.count = 2;
+    let (statement, params) = request.page_sql();
+    Ok(sql
+        .query(&statement, &params)?
+        .into_iter()
+        .filter_map(|row| row.into_iter().next()?.into_string())
+        .collect())
+}
+
+fn conditional_reference(reference: &str) -> Option<(&str, &str)> {
+    let (resource_type, query) = reference.split_once('?')?;
+    passerelle_fhir::is_r4_resource_type(resource_type).then_some((resource_type, query))
+}
+
+fn resolve_conditional_reference(
+    sql: &mut dyn Sql,
+    resource_type: &str,
+    query: &str,
+) -> Result<String, String> {
+    let ids = matching_ids(sql, 0, resource_type, query).map_err(|e| match e {
+        TransactionError::Entry { reason, .. } => reason,
+        other => other.to_string(),
+    })?;
+    match ids.as_slice() {
+        [id] => Ok(format!("{resource_type}/{id}")),
+        [] => Err(format!(
+            "conditional reference '{resource_type}?{query}' matches nothing"
+        )),
+        _ => Err(format!(
+            "conditional reference '{resource_type}?{query}' matches several resources"
+        )),
+    }
+}
+
+/// `Type/id` for a relative reference; absolute URLs, contained and
+/// logical references are not checked.
+fn local_reference(reference: &str) -> Option<String> {
+    if reference.contains("://") {
+        return None;
+    }
+    params::relative_reference(reference)
+}
+
+/// Calls `resolve` on every `reference` string; a `Some` replaces it.
+fn rewrite_references(
+    value: &mut Value,
+    resolve: &mut dyn FnMut(&str) -> Result<Option<String>, String>,
+) -> Result<(), String> {
+    match value {
+        Value::Object(object) => {
+            for (key, inner) in object.iter_mut() {
+                if key == "reference" {
+                    if let Value::String(reference) = inner {
+                        if let Some(resolved) = resolve(reference)? {
+                            *reference = resolved;
+                        }
+                        continue;
+                    }
+                }
+                rewrite_references(inner, resolve)?;
+            }
+        }
+        Value::Array(items) => {
+            for item in items {
+                rewrite_references(item, resolve)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn execute(sql: &mut dyn Sql, plan: Planned, now_ms: i64) -> Result<EntryResult, TransactionError> {
+    let existing = match plan.action {
+        Action::Nothing => None,
+        _ => current(sql, &plan.resource_type, &plan.id)?,
+    };
+    let result = |status: &'static str, stored: Option<&StoredResource>| EntryResult {
+        status,
+        resource_type: plan.resource_type.clone(),
+        id: plan.id.clone(),
+        version: stored.map(|s| s.version),
+        last_updated_ms: stored.map(|s| s.last_updated_ms),
+    };
+    match plan.action {
+        Action::Nothing => Ok(result("204 No Content", None)),
+        Action::Keep => Ok(result("200 OK", existing.as_ref())),
+        Action::Delete => {
+            let previous = existing.map_or(0, |s| s.version);
+            let tombstone = StoredResource {
+                resource_type: plan.resource_type.clone(),
+                id: plan.id.clone(),
+                version: previous + 1,
+                last_updated_ms: now_ms,
+                deleted: true,
+                text: String::new(),
+            };
+            super::write(sql, &tombstone, &[])?;
+            Ok(result("204 No Content", None))
+        }
+        Action::Create | Action::Update { .. } => {
+            let live = existing.as_ref().filter(|s| !s.deleted);
+            if let Action::Update {
+                if_match: Some(expected),
+            } = plan.action
+            {
+                if live.map(|s| s.version) != Some(expected) {
+                    return Err(refuse(
+                        plan.index,
+                        Refusal::PreconditionFailed,
+                        format!("ifMatch W/\"{expected}\" is not the current version"),
+                    ));
+                }
+            }
+            let mut resource = plan.resource.clone().unwrap_or(Value::Null);
+            if let Some(live) = live {
+                if same_content(live, &resource) {
+                    return Ok(result("200 OK", Some(live)));
+                }
+            }
+            let version = existing.as_ref().map_or(0, |s| s.version) + 1;
+            stamp(&mut resource, &plan.id, version, now_ms);
+            let stored = StoredResource {
+                resource_type: plan.resource_type.clone(),
+                id: plan.id.clone(),
+                version,
+                last_updated_ms: now_ms,
+                deleted: false,
+                text: exact_json::to_string(&resource),
+            };
+            super::write(
+                sql,
+                &stored,
+                &params::index_rows(&plan.resource_type, &resource),
+            )?;
+            Ok(result(
+                if live.is_some() {
+                    "200 OK"
+                } else {
+                    "201 Created"
+                },
+                Some(&stored),
+            ))
+        }
+    }
+}
+
+/// Sets `id`, `meta.versionId` and `meta.lastUpdated`, keeping the rest of
+/// `meta` (profiles, tags, security labels); `id` goes first.
+fn stamp(resource: &mut Value, id: &str, version: i64, now_ms: i64) {
+    let Value::Object(object) = resource else {
+        return;
+    };
+    let mut meta = match object.remove("meta") {
+        Some(Value::Object(meta)) => meta,
+        _ => Map::new(),
+    };
+    meta.insert("versionId".into(), version.to_string().into());
+    meta.insert("lastUpdated".into(), instant_from_ms(now_ms).into());
+    object.remove("id");
+    let mut stamped = Map::new();
+    if let Some(resource_type) = object.remove("resourceType") {
+        stamped.insert("resourceType".into(), resource_type);
+    }
+    stamped.insert("id".into(), id.into());
+    stamped.insert("meta".into(), Value::Object(meta));
+    stamped.extend(std::mem::take(object));
+    *object = stamped;
+}
+
+/// Whether `incoming` says what `stored` says, `id` and the server's
+/// `meta` fields aside.
+fn same_content(stored: &StoredResource, incoming: &Value) -> bool {
+    let Ok(stored) = exact_json::parse(&stored.text) else {
+        return false;
+    };
+    comparable(stored) == comparable(incoming.clone())
+}
+
+fn comparable(mut value: Value) -> Value {
+    if let Value::Object(object) = &mut value {
+        object.remove("id");
+        if let Some(Value::Object(meta)) = object.get_mut("meta") {
+            meta.remove("versionId");
+            meta.remove("lastUpdated");
+            if meta.is_empty() {
+                object.remove("meta");
+            }
+        }
+    }
+    value
+}
+
+/// FHIR ids: `[A-Za-z0-9\-\.]{1,64}`.
+pub fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+}
+
+/// A random (version 4) UUID.
+pub fn new_id() -> String {
+    use ring::rand::SecureRandom;
+    let mut bytes = [0u8; 16];
+    if ring::rand::SystemRandom::new().fill(&mut bytes).is_err() {
+        // The system generator failing is not something to stop for: an id
+        // only needs to be unique, and time plus a counter is.
+        static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        bytes[..8].copy_from_slice(&passerelle_storage::now_ms().to_be_bytes());
+        bytes[8..].copy_from_slice(&n.to_be_bytes());
+    }
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    let hex = hex::encode(bytes);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    )
+}
+
+/// A refused FHIR transaction as an OperationOutcome (also what the
+/// `local` target keeps with a dead letter).
+pub fn transaction_outcome(error: &TransactionError) -> Outcome {
+    let (status, issue) = match error {
+        TransactionError::NotJson(_) => (StatusCode::BAD_REQUEST, IssueType::Structure),
+        TransactionError::InvalidBundle(_) => (StatusCode::BAD_REQUEST, IssueType::Invalid),
+        TransactionError::Entry { refusal, .. } => match refusal {
+            Refusal::Invalid => (StatusCode::BAD_REQUEST, IssueType::Processing),
+            Refusal::NotFound => (StatusCode::NOT_FOUND, IssueType::NotFound),
+            Refusal::PreconditionFailed => {
+                (StatusCode::PRECONDITION_FAILED, IssueType::MultipleMatches)
+            }
+            Refusal::NotSupported => (StatusCode::BAD_REQUEST, IssueType::NotSupported),
+        },
+        TransactionError::Storage(_) => {
+            return Outcome::error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                IssueType::Transient,
+                "the repository's storage failed; retry later",
+            )
+        }
+    };
+    Outcome::error(status, issue, error.to_string())
+}

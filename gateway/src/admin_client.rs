@@ -1,0 +1,336 @@
+//! `passerelle messages ...`: the admin API from the command line. It
+//! talks HTTP to a running gateway (the one the configuration describes,
+//! or `--url`), so it works the same against SQLite and PostgreSQL.
+
+use std::process::ExitCode;
+
+use bytes::Bytes;
+use http::{Method, Request};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+use passerelle_fhir::query::percent_encode;
+
+#[derive(Debug, clap::Args)]
+pub struct MessagesArgs {
+    /// Base URL of the gateway's HTTP listener (default: from the
+    /// configuration's `http.listen`).
+    #[arg(long, global = true)]
+    pub url: Option<String>,
+    /// Print the API's JSON instead of a table.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: MessagesCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum MessagesCommand {
+    /// List messages, newest first.
+    List(ListArgs),
+    /// Show one message: its deliveries and every attempt.
+    Show { id: i64 },
+    /// Map again and deliver again: the messages named, or every message
+    /// matching the filter.
+    Replay {
+        ids: Vec<i64>,
+        #[command(flatten)]
+        filter: ListArgs,
+    },
+    /// Move dead letters back to pending (all, one target's, or by id).
+    RetryDead {
+        #[arg(long)]
+        target: Option<String>,
+        /// Delivery (outbox) ids.
+        ids: Vec<i64>,
+    },
+    /// Delete the history of finished messages received before a date.
+    Purge {
+        /// `YYYY-MM-DD` or an instant, UTC.
+        #[arg(long)]
+        before: String,
+        /// Also purge messages whose deliveries ended dead.
+        #[arg(long)]
+        include_dead: bool,
+    },
+    /// Outbox depth per target.
+    Targets,
+}
+
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ListArgs {
+    /// received, mapping, routed, failed, unrouted (the message) or
+    /// pending, in_flight, delivered, dead (a delivery).
+    #[arg(long)]
+    pub state: Option<String>,
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Received at or after (UTC).
+    #[arg(long)]
+    pub since: Option<String>,
+    #[arg(long)]
+    pub until: Option<String>,
+    #[arg(long)]
+    pub limit: Option<usize>,
+}
+
+impl ListArgs {
+    fn query(&self) -> String {
+        let mut pairs = Vec::new();
+        let mut add = |key: &str, value: Option<String>| {
+            if let Some(value) = value {
+                pairs.push(format!("{key}={}", percent_encode(&value)));
+            }
+        };
+        add("state", self.state.clone());
+        add("target", self.target.clone());
+        add("since", self.since.clone());
+        add("until", self.until.clone());
+        add("limit", self.limit.map(|n| n.to_string()));
+        pairs.join("&")
+    }
+
+    fn is_empty(&self) -> bool {
+        self.state.is_none() && self.target.is_none() && self.since.is_none()
+    }
+}
+
+pub fn run(args: &MessagesArgs, default_base: &str) -> ExitCode {
+    let base = args
+        .url
+        .as_deref()
+        .unwrap_or(default_base)
+        .trim_end_matches('/')
+        .to_string();
+    let (method, path) = match &args.command {
+        MessagesCommand::List(filter) => {
+            (Method::GET, format!("/admin/messages?{}", filter.query()))
+        }
+        MessagesCommand::Show { id } => (Method::GET, format!("/admin/messages/{id}")),
+        MessagesCommand::Replay { ids, filter } => match (ids.as_slice(), filter.is_empty()) {
+            ([id], true) => (Method::POST, format!("/admin/messages/{id}/replay")),
+            ([], false) => (
+                Method::POST,
+                format!("/admin/messages/replay?{}", filter.query()),
+            ),
+            _ => {
+                eprintln!("passerelle messages replay: give one message id, or a filter (--state, --target, --since)");
+                return ExitCode::from(2);
+            }
+        },
+        MessagesCommand::RetryDead { target, ids } => {
+            let mut query = Vec::new();
+            if let Some(target) = target {
+                query.push(format!("target={}", percent_encode(target)));
+            }
+            if !ids.is_empty() {
+                let ids: Vec<String> = ids.iter().map(i64::to_string).collect();
+                query.push(format!("ids={}", ids.join(",")));
+            }
+            (
+                Method::POST,
+                format!("/admin/dead-letters/retry?{}", query.join("&")),
+            )
+        }
+        MessagesCommand::Purge {
+            before,
+            include_dead,
+        } => (
+            Method::POST,
+            format!(
+                "/admin/purge?before={}{}",
+                percent_encode(before),
+                if *include_dead {
+                    "&include_dead=true"
+                } else {
+                    ""
+                }
+            ),
+        ),
+        MessagesCommand::Targets => (Method::GET, "/admin/targets".to_string()),
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("passerelle messages: cannot start: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let url = format!("{base}{path}");
+    let answer = runtime.block_on(request(method, &url));
+    let (status, body) = match answer {
+        Ok(answer) => answer,
+        Err(error) => {
+            eprintln!("passerelle messages: {url}: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let value: serde_json::Value = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+    if !(200..300).contains(&status) {
+        let detail = value
+            .pointer("/issue/0/diagnostics")
+            .and_then(|d| d.as_str())
+            .map(str::to_string)
+            .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
+        eprintln!("passerelle messages: {status}: {detail}");
+        return ExitCode::FAILURE;
+    }
+    if args.json {
+        println!("{}", String::from_utf8_lossy(&body));
+        return ExitCode::SUCCESS;
+    }
+    print!("{}", human(&args.command, &value));
+    ExitCode::SUCCESS
+}
+
+async fn request(method: Method, url: &str) -> Result<(u16, Bytes), String> {
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let request = Request::builder()
+        .method(method)
+        .uri(url)
+        .header("accept", "application/json")
+        .body(Full::new(Bytes::new()))
+        .map_err(|e| e.to_string())?;
+    let response =
+        tokio::time::timeout(std::time::Duration::from_secs(60), client.request(request))
+            .await
+            .map_err(|_| "no answer within 60 s".to_string())?
+            .map_err(|e| format!("cannot reach the gateway ({e}); is it running?"))?;
+    let status = response.status().as_u16();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    Ok((status, body))
+}
+
+/// A short table of what the API answered.
+fn human(command: &MessagesCommand, value: &serde_json::Value) -> String {
+    let text = |v: &serde_json::Value, key: &str| -> String {
+        match v.get(key) {
+            Some(serde_json::Value::String(s)) => s.clone(),
+            Some(serde_json::Value::Null) | None => String::new(),
+            Some(other) => other.to_string(),
+        }
+    };
+    let deliveries = |m: &serde_json::Value| -> String {
+        m.get("deliveries")
+            .and_then(|d| d.as_array())
+            .map(|list| {
+                list.iter()
+                    .map(|d| {
+                        format!(
+                            "{}={}({})",
+                            text(d, "target"),
+                            text(d, "state"),
+                            text(d, "attempts")
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .unwrap_or_default()
+    };
+    let mut out = String::new();
+    match command {
+        MessagesCommand::List(_) => {
+            out.push_str(
+                "ID\tRECEIVED\tTYPE\tCONTROL ID\tSTATE\tDELIVERIES (target=state(attempts))\n",
+            );
+            for m in value
+                .get("messages")
+                .and_then(|m| m.as_array())
+                .into_iter()
+                .flatten()
+            {
+                out.push_str(&format!(
+                    "{}\t{}\t{}\t{}\t{}\t{}\n",
+                    text(m, "id"),
+                    text(m, "received_at"),
+                    text(m, "message_type"),
+                    text(m, "control_id"),
+                    text(m, "state"),
+                    deliveries(m)
+                ));
+            }
+        }
+        MessagesCommand::Show { .. } => {
+            out.push_str(&format!(
+                "message {} {} control id {} received {} via {}: {}\n",
+                text(value, "id"),
+                text(value, "message_type"),
+                text(value, "control_id"),
+                text(value, "received_at"),
+                text(value, "transport"),
+                text(value, "state"),
+            ));
+            if let Some(error) = value.get("mapping_error").and_then(|e| e.as_str()) {
+                out.push_str(&format!("  mapping failed: {error}\n"));
+            }
+            for d in value
+                .get("deliveries")
+                .and_then(|d| d.as_array())
+                .into_iter()
+                .flatten()
+            {
+                out.push_str(&format!(
+                    "  delivery {} to {} (route {}): {} after {} attempt(s)\n",
+                    text(d, "outbox_id"),
+                    text(d, "target"),
+                    text(d, "route"),
+                    text(d, "state"),
+                    text(d, "attempts")
+                ));
+            }
+            for a in value
+                .get("attempts")
+                .and_then(|a| a.as_array())
+                .into_iter()
+                .flatten()
+            {
+                out.push_str(&format!(
+                    "  {} attempt {} to {}: {} status {} in {} ms{}\n",
+                    text(a, "at"),
+                    text(a, "attempt"),
+                    text(a, "target"),
+                    text(a, "result"),
+                    text(a, "status"),
+                    text(a, "latency_ms"),
+                    a.get("detail")
+                        .and_then(|d| d.as_str())
+                        .map(|d| format!(": {}", d.chars().take(200).collect::<String>()))
+                        .unwrap_or_default()
+                ));
+            }
+        }
+        MessagesCommand::Targets => {
+            out.push_str("TARGET\tPENDING\tIN FLIGHT\tDEAD\tOLDEST (ms)\n");
+            for t in value
+                .get("targets")
+                .and_then(|t| t.as_array())
+                .into_iter()
+                .flatten()
+            {
+                out.push_str(&format!(
+                    "{}\t{}\t{}\t{}\t{}\n",
+                    text(t, "target"),
+                    text(t, "pending"),
+                    text(t, "in_flight"),
+                    text(t, "dead"),
+                    text(t, "oldest_pending_age_ms")
+                ));
+            }
+        }
+        _ => {
+            out.push_str(&value.to_string());
+            out.push('\n');
+        }
+    }
+    out
+}

@@ -1,0 +1,242 @@
+//! The HL7 v2 journal: every accepted message, raw, with its metadata, made
+//! durable before its ACK leaves. One writer thread owns the connection and
+//! commits whatever has queued up in one transaction (group commit), so many
+//! messages share one fsync; each submitter waits for the commit that holds
+//! its message.
+//!
+//! Retransmissions (same sending application, facility, control ID and
+//! content) are stored once: the second submission gets the original entry's
+//! ACK code back. A different message that reuses a control ID is stored as
+//! a message of its own: acknowledging it without keeping it would lose it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot, Notify};
+
+use super::{SharedStore, StorageError};
+use passerelle_telemetry::metrics::Metrics;
+
+/// Most messages committed in one transaction.
+const MAX_BATCH: usize = 512;
+/// Submissions waiting for the writer before submitters are slowed down.
+const QUEUE_DEPTH: usize = 8192;
+
+/// What the journal keeps of one message besides its bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JournalEntry {
+    pub received_at: String,
+    pub transport: &'static str,
+    pub sending_application: String,
+    pub sending_facility: String,
+    pub control_id: String,
+    pub message_type: String,
+    pub version: String,
+    pub charset: String,
+    pub sha256: String,
+    /// The acknowledgement code the message was (or will be) answered with.
+    pub ack_code: String,
+    pub raw: Vec<u8>,
+}
+
+/// Where a submitted message ended up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stored {
+    /// Newly and durably stored.
+    New { id: i64 },
+    /// Already in the journal from an earlier submission.
+    Duplicate { id: i64, ack_code: String },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error("journal writer has stopped")]
+    WriterGone,
+    #[error("journal commit failed: {0}")]
+    Commit(String),
+}
+
+struct Submission {
+    entry: JournalEntry,
+    reply: oneshot::Sender<Result<Stored, JournalError>>,
+}
+
+/// A handle on the journal writer; cheap to clone.
+#[derive(Clone)]
+pub struct Journal {
+    submissions: mpsc::Sender<Submission>,
+}
+
+impl Journal {
+    /// Starts the writer thread on `store`; `committed` is notified after
+    /// every commit that stored a new message (it wakes the mapping stage).
+    pub fn start(
+        store: SharedStore,
+        metrics: Metrics,
+        committed: Arc<Notify>,
+    ) -> Result<Journal, StorageError> {
+        let (submissions, queue) = mpsc::channel(QUEUE_DEPTH);
+        std::thread::Builder::new()
+            .name("journal-writer".to_string())
+            .spawn(move || writer(store, queue, metrics, committed))
+            .map_err(StorageError::Thread)?;
+        Ok(Journal { submissions })
+    }
+
+    /// Stores `entry` durably (or finds its earlier copy) and returns once
+    /// the commit is on disk.
+    pub async fn store(&self, entry: JournalEntry) -> Result<Stored, JournalError> {
+        let (reply, answer) = oneshot::channel();
+        self.submissions
+            .send(Submission { entry, reply })
+            .await
+            .map_err(|_| JournalError::WriterGone)?;
+        answer.await.map_err(|_| JournalError::WriterGone)?
+    }
+}
+
+fn writer(
+    store: SharedStore,
+    mut queue: mpsc::Receiver<Submission>,
+    metrics: Metrics,
+    committed: Arc<Notify>,
+) {
+    let mut batch: Vec<Submission> = Vec::with_capacity(MAX_BATCH);
+    let mut entries: Vec<JournalEntry> = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = queue.blocking_recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        // The entries move into the commit and back, so the raw bytes are
+        // never copied.
+        entries.extend(
+            batch
+                .iter_mut()
+                .map(|s| std::mem::replace(&mut s.entry, empty_entry())),
+        );
+        let results = store.journal_commit(&entries);
+        entries.clear();
+        metrics
+            .journal_commit_batch
+            .with_label_values(&[store.backend()])
+            .observe(batch.len() as f64);
+        match results {
+            Ok(results) => {
+                if results.iter().any(|r| matches!(r, Stored::New { .. })) {
+                    committed.notify_one();
+                }
+                for (submission, result) in batch.drain(..).zip(results) {
+                    let _ = submission.reply.send(Ok(result));
+                }
+            }
+            Err(error) => {
+                tracing::error!(error = %error, messages = batch.len(), "journal commit failed; messages will be refused");
+                for submission in batch.drain(..) {
+                    let _ = submission
+                        .reply
+                        .send(Err(JournalError::Commit(error.to_string())));
+                }
+                // A failing disk is usually not fixed in microseconds.
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+}
+
+fn empty_entry() -> JournalEntry {
+    JournalEntry {
+        received_at: String::new(),
+        transport: "",
+        sending_application: String::new(),
+        sending_facility: String::new(),
+        control_id: String::new(),
+        message_type: String::new(),
+        version: String::new(),
+        charset: String::new(),
+        sha256: String::new(),
+        ack_code: String::new(),
+        raw: Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn all() -> crate::MessageFilter {
+        crate::MessageFilter {
+            limit: 1000,
+            ..Default::default()
+        }
+    }
+
+    fn entry(control_id: &str) -> JournalEntry {
+        JournalEntry {
+            received_at: "2026-11-22T10:00:00Z".into(),
+            transport: "test",
+            sending_application: "LAB".into(),
+            sending_facility: "SITE".into(),
+            control_id: control_id.into(),
+            message_type: "ORU^R01".into(),
+            version: "2.5".into(),
+            charset: "UNICODE UTF-8".into(),
+            sha256: "00".into(),
+            ack_code: "AA".into(),
+            raw: b"MSH|...".to_vec(),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn stores_once_and_reports_duplicates() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: SharedStore = Arc::new(crate::sqlite::SqliteStore::open(dir.path()).unwrap());
+        let journal = Journal::start(
+            store.clone(),
+            Metrics::new("test").unwrap(),
+            Arc::new(Notify::new()),
+        )
+        .unwrap();
+        let first = journal.store(entry("C1")).await.unwrap();
+        assert!(matches!(first, Stored::New { .. }));
+        let again = journal.store(entry("C1")).await.unwrap();
+        assert!(matches!(again, Stored::Duplicate { ref ack_code, .. } if ack_code == "AA"));
+        let count = store.list_messages(&all()).unwrap().len();
+        assert_eq!(count, 1);
+        // Same control id, different content: kept, not swallowed.
+        let mut other = entry("C1");
+        other.sha256 = "11".into();
+        let reused = journal.store(other).await.unwrap();
+        assert!(matches!(reused, Stored::New { .. }));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_submissions_share_commits_and_all_land() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: SharedStore = Arc::new(crate::sqlite::SqliteStore::open(dir.path()).unwrap());
+        let journal = Journal::start(
+            store.clone(),
+            Metrics::new("test").unwrap(),
+            Arc::new(Notify::new()),
+        )
+        .unwrap();
+        let mut tasks = tokio::task::JoinSet::new();
+        for n in 0..500 {
+            let journal = journal.clone();
+            // Every id twice: each must be stored exactly once.
+            tasks.spawn(async move { journal.store(entry(&format!("C{}", n % 250))).await });
+        }
+        let mut new = 0;
+        while let Some(result) = tasks.join_next().await {
+            if let Stored::New { .. } = result.unwrap().unwrap() {
+                new += 1;
+            }
+        }
+        assert_eq!(new, 250);
+        let count = store.list_messages(&all()).unwrap().len();
+        assert_eq!(count, 250);
+    }
+}

@@ -1,0 +1,838 @@
+//! The embedded default backend: one SQLite database in the data directory,
+//! in WAL mode with `synchronous=FULL` so that a committed transaction
+//! survives power loss. Writes go through one connection (SQLite has one
+//! writer anyway, and in-process serialisation avoids busy retries); reads
+//! for the admin API use a second one, which WAL lets run beside writes.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+use rusqlite::types::ValueRef;
+use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
+
+use super::sql::{sqlite_placeholders, ReadWork, Sql, SqlRow, SqlValue, WriteWork};
+
+use super::{
+    bounded_detail, instant_from_ms, Attempt, AttemptRecord, Delivery, DeliverySummary,
+    MappingOutcome, MessageFilter, MessageJourney, MessageSummary, StorageError, Store, Stored,
+    TargetDepth, UnmappedMessage, DATABASE_FILE,
+};
+use crate::JournalEntry;
+
+/// Schema versions, applied in order at open; `user_version` records how far
+/// a database has come.
+const MIGRATIONS: &[&str] = &[
+    // 1: the HL7 v2 journal. One row per accepted message, raw bytes kept.
+    "CREATE TABLE journal (
+        id INTEGER PRIMARY KEY,
+        received_at TEXT NOT NULL,
+        transport TEXT NOT NULL,
+        sending_application TEXT NOT NULL,
+        sending_facility TEXT NOT NULL,
+        control_id TEXT NOT NULL,
+        message_type TEXT NOT NULL,
+        version TEXT NOT NULL,
+        charset TEXT NOT NULL,
+        sha256 TEXT NOT NULL,
+        ack_code TEXT NOT NULL,
+        raw BLOB NOT NULL
+    );
+    CREATE UNIQUE INDEX journal_retransmission
+        ON journal (sending_application, sending_facility, control_id, sha256);
+    CREATE INDEX journal_control_id ON journal (control_id);",
+    // 2: store and forward. Journal rows gain their mapping state; the
+    // outbox holds one row per message and target; attempts are history.
+    "ALTER TABLE journal ADD COLUMN state TEXT NOT NULL DEFAULT 'received';
+    ALTER TABLE journal ADD COLUMN mapping_error TEXT;
+    ALTER TABLE journal ADD COLUMN mapped_at_ms INTEGER;
+    ALTER TABLE journal ADD COLUMN lease_owner TEXT;
+    ALTER TABLE journal ADD COLUMN lease_until_ms INTEGER;
+    CREATE INDEX journal_state ON journal (state, id);
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY,
+        journal_id INTEGER NOT NULL REFERENCES journal (id) ON DELETE CASCADE,
+        route TEXT NOT NULL,
+        target TEXT NOT NULL,
+        patient_key TEXT NOT NULL,
+        state TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at_ms INTEGER NOT NULL,
+        lease_owner TEXT,
+        lease_until_ms INTEGER,
+        created_at_ms INTEGER NOT NULL,
+        last_status INTEGER,
+        last_error TEXT,
+        bundle TEXT NOT NULL,
+        UNIQUE (journal_id, target)
+    );
+    CREATE INDEX outbox_ready ON outbox (target, state, next_attempt_at_ms);
+    CREATE INDEX outbox_patient ON outbox (target, patient_key, journal_id);
+    CREATE TABLE delivery_attempts (
+        id INTEGER PRIMARY KEY,
+        outbox_id INTEGER NOT NULL REFERENCES outbox (id) ON DELETE CASCADE,
+        attempt INTEGER NOT NULL,
+        started_at_ms INTEGER NOT NULL,
+        latency_ms INTEGER NOT NULL,
+        status INTEGER,
+        result TEXT NOT NULL,
+        instance TEXT NOT NULL,
+        detail TEXT
+    );
+    CREATE INDEX delivery_attempts_outbox ON delivery_attempts (outbox_id, id);
+    CREATE TABLE local_bundles (
+        id INTEGER PRIMARY KEY,
+        outbox_id INTEGER NOT NULL UNIQUE,
+        journal_id INTEGER NOT NULL,
+        stored_at_ms INTEGER NOT NULL,
+        bundle TEXT NOT NULL
+    );",
+    // 3: the FHIR repository (gateway::repository).
+    "CREATE TABLE fhir_resources (
+        resource_type TEXT NOT NULL,
+        id TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        last_updated_ms INTEGER NOT NULL,
+        deleted INTEGER NOT NULL,
+        resource TEXT NOT NULL,
+        PRIMARY KEY (resource_type, id)
+    );
+    CREATE TABLE fhir_history (
+        resource_type TEXT NOT NULL,
+        id TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        last_updated_ms INTEGER NOT NULL,
+        deleted INTEGER NOT NULL,
+        resource TEXT NOT NULL,
+        PRIMARY KEY (resource_type, id, version)
+    );
+    CREATE TABLE fhir_index (
+        resource_type TEXT NOT NULL,
+        id TEXT NOT NULL,
+        param TEXT NOT NULL,
+        system TEXT NOT NULL,
+        value TEXT NOT NULL,
+        low TEXT NOT NULL,
+        high TEXT NOT NULL
+    );
+    CREATE INDEX fhir_index_value ON fhir_index (resource_type, param, value, system);
+    CREATE INDEX fhir_index_resource ON fhir_index (resource_type, id, param);",
+];
+
+pub struct SqliteStore {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    reader: Mutex<Connection>,
+}
+
+impl SqliteStore {
+    pub fn open(data_dir: &Path) -> Result<SqliteStore, StorageError> {
+        std::fs::create_dir_all(data_dir).map_err(|source| StorageError::CreateDir {
+            path: data_dir.to_path_buf(),
+            source,
+        })?;
+        let path = data_dir.join(DATABASE_FILE);
+        let mut writer = open_connection(&path)?;
+        migrate(&mut writer)?;
+        let reader = open_connection(&path)?;
+        Ok(SqliteStore {
+            path,
+            writer: Mutex::new(writer),
+            reader: Mutex::new(reader),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn writer(&self) -> Result<MutexGuard<'_, Connection>, StorageError> {
+        self.writer.lock().map_err(|_| StorageError::Poisoned)
+    }
+
+    fn reader(&self) -> Result<MutexGuard<'_, Connection>, StorageError> {
+        self.reader.lock().map_err(|_| StorageError::Poisoned)
+    }
+}
+
+fn open_connection(path: &Path) -> Result<Connection, StorageError> {
+    let connection = Connection::open(path).map_err(|source| StorageError::Open {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    connection.busy_timeout(std::time::Duration::from_secs(5))?;
+    connection.pragma_update(None, "journal_mode", "WAL")?;
+    connection.pragma_update(None, "synchronous", "FULL")?;
+    connection.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(connection)
+}
+
+fn migrate(connection: &mut Connection) -> Result<(), StorageError> {
+    let current: i64 = connection.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    for (index, migration) in MIGRATIONS.iter().enumerate().skip(current.max(0) as usize) {
+        let transaction = connection.transaction()?;
+        transaction.execute_batch(migration)?;
+        transaction.pragma_update(None, "user_version", (index + 1) as i64)?;
+        transaction.commit()?;
+    }
+    Ok(())
+}
+
+const DELIVERABLE: &str = "
+    SELECT o.id FROM outbox o
+    WHERE o.target = ?1
+      AND ((o.state = 'pending' AND o.next_attempt_at_ms <= ?2)
+           OR (o.state = 'in_flight' AND o.lease_until_ms < ?2))
+      AND NOT EXISTS (
+          SELECT 1 FROM outbox p
+          WHERE p.target = o.target AND p.patient_key = o.patient_key
+            AND p.journal_id < o.journal_id AND p.state IN ('pending', 'in_flight'))
+    ORDER BY o.journal_id
+    LIMIT ?3";
+
+/// [`Sql`] on a SQLite connection or transaction.
+struct SqliteSql<'a>(&'a Connection);
+
+fn sqlite_value(value: &SqlValue) -> rusqlite::types::Value {
+    match value {
+        SqlValue::Null => rusqlite::types::Value::Null,
+        SqlValue::Int(value) => rusqlite::types::Value::Integer(*value),
+        SqlValue::Text(value) => rusqlite::types::Value::Text(value.clone()),
+    }
+}
+
+impl Sql for SqliteSql<'_> {
+    fn execute(&mut self, statement: &str, params: &[SqlValue]) -> Result<u64, StorageError> {
+        let mut statement = self.0.prepare_cached(&sqlite_placeholders(statement))?;
+        Ok(statement.execute(params_from_iter(params.iter().map(sqlite_value)))? as u64)
+    }
+
+    fn query(&mut self, statement: &str, params: &[SqlValue]) -> Result<Vec<SqlRow>, StorageError> {
+        let mut statement = self.0.prepare_cached(&sqlite_placeholders(statement))?;
+        let columns = statement.column_count();
+        let mut rows = statement.query(params_from_iter(params.iter().map(sqlite_value)))?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            let mut values = Vec::with_capacity(columns);
+            for column in 0..columns {
+                values.push(match row.get_ref(column)? {
+                    ValueRef::Null => SqlValue::Null,
+                    ValueRef::Integer(value) => SqlValue::Int(value),
+                    ValueRef::Real(value) => SqlValue::Int(value as i64),
+                    ValueRef::Text(text) | ValueRef::Blob(text) => {
+                        SqlValue::Text(String::from_utf8_lossy(text).into_owned())
+                    }
+                });
+            }
+            out.push(values);
+        }
+        Ok(out)
+    }
+}
+
+impl Store for SqliteStore {
+    fn sql_write(&self, work: &mut WriteWork<'_>) -> Result<(), StorageError> {
+        let mut connection = self.writer()?;
+        let transaction = connection.transaction()?;
+        if work(&mut SqliteSql(&transaction))? {
+            transaction.commit()?;
+        }
+        Ok(())
+    }
+
+    fn sql_read(&self, work: &mut ReadWork<'_>) -> Result<(), StorageError> {
+        let mut connection = self.reader()?;
+        // A read transaction: one snapshot for every statement of `work`.
+        let transaction = connection.transaction()?;
+        work(&mut SqliteSql(&transaction))?;
+        transaction.finish()?;
+        Ok(())
+    }
+
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    fn check_writable(&self) -> Result<(), StorageError> {
+        let connection = self.reader()?;
+        connection.execute_batch("BEGIN IMMEDIATE; ROLLBACK;")?;
+        Ok(())
+    }
+
+    fn journal_commit(&self, entries: &[JournalEntry]) -> Result<Vec<Stored>, StorageError> {
+        let mut connection = self.writer()?;
+        let transaction = connection.transaction()?;
+        let mut results = Vec::with_capacity(entries.len());
+        {
+            let mut insert = transaction.prepare_cached(
+                "INSERT INTO journal (received_at, transport, sending_application, sending_facility,
+                    control_id, message_type, version, charset, sha256, ack_code, raw)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                 ON CONFLICT (sending_application, sending_facility, control_id, sha256) DO NOTHING",
+            )?;
+            let mut existing = transaction.prepare_cached(
+                "SELECT id, ack_code FROM journal
+                 WHERE sending_application = ?1 AND sending_facility = ?2 AND control_id = ?3
+                   AND sha256 = ?4",
+            )?;
+            for entry in entries {
+                let inserted = insert.execute(params![
+                    entry.received_at,
+                    entry.transport,
+                    entry.sending_application,
+                    entry.sending_facility,
+                    entry.control_id,
+                    entry.message_type,
+                    entry.version,
+                    entry.charset,
+                    entry.sha256,
+                    entry.ack_code,
+                    entry.raw,
+                ])?;
+                if inserted == 1 {
+                    results.push(Stored::New {
+                        id: transaction.last_insert_rowid(),
+                    });
+                } else {
+                    let found: Option<(i64, String)> = existing
+                        .query_row(
+                            params![
+                                entry.sending_application,
+                                entry.sending_facility,
+                                entry.control_id,
+                                entry.sha256
+                            ],
+                            |row| Ok((row.get(0)?, row.get(1)?)),
+                        )
+                        .optional()?;
+                    let (id, ack_code) = found.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
+                    results.push(Stored::Duplicate { id, ack_code });
+                }
+            }
+        }
+        transaction.commit()?;
+        Ok(results)
+    }
+
+    fn claim_unmapped(
+        &self,
+        owner: &str,
+        limit: usize,
+        now_ms: i64,
+        lease_ms: i64,
+    ) -> Result<Vec<UnmappedMessage>, StorageError> {
+        let mut connection = self.writer()?;
+        let transaction = connection.transaction()?;
+        let busy: bool = transaction.query_row(
+            "SELECT EXISTS (SELECT 1 FROM journal
+                WHERE state = 'mapping' AND lease_until_ms >= ?1 AND lease_owner <> ?2)",
+            params![now_ms, owner],
+            |row| row.get(0),
+        )?;
+        if busy {
+            return Ok(Vec::new());
+        }
+        let claimed = {
+            let mut claim = transaction.prepare_cached(
+                "UPDATE journal SET state = 'mapping', lease_owner = ?1, lease_until_ms = ?2
+                 WHERE id IN (SELECT id FROM journal
+                     WHERE state = 'received' OR (state = 'mapping' AND (lease_until_ms < ?3 OR lease_owner = ?1))
+                     ORDER BY id LIMIT ?4)
+                 RETURNING id, transport, sending_application, sending_facility, message_type, raw",
+            )?;
+            let rows = claim.query_map(
+                params![owner, now_ms + lease_ms, now_ms, limit as i64],
+                |row| {
+                    Ok(UnmappedMessage {
+                        journal_id: row.get(0)?,
+                        transport: row.get(1)?,
+                        sending_application: row.get(2)?,
+                        sending_facility: row.get(3)?,
+                        message_type: row.get(4)?,
+                        raw: row.get(5)?,
+                    })
+                },
+            )?;
+            let mut claimed = rows.collect::<Result<Vec<_>, _>>()?;
+            claimed.sort_by_key(|m| m.journal_id);
+            claimed
+        };
+        transaction.commit()?;
+        Ok(claimed)
+    }
+
+    fn record_mappings(
+        &self,
+        outcomes: &[(i64, MappingOutcome)],
+        now_ms: i64,
+    ) -> Result<(), StorageError> {
+        let mut connection = self.writer()?;
+        let transaction = connection.transaction()?;
+        for (journal_id, outcome) in outcomes {
+            let journal_id = *journal_id;
+            let (state, error) = match outcome {
+                MappingOutcome::Routed(deliveries) => {
+                    let mut upsert = transaction.prepare_cached(
+                    "INSERT INTO outbox (journal_id, route, target, patient_key, state, attempts,
+                        next_attempt_at_ms, created_at_ms, bundle)
+                     VALUES (?1, ?2, ?3, ?4, 'pending', 0, ?5, ?5, ?6)
+                     ON CONFLICT (journal_id, target) DO UPDATE SET
+                        route = excluded.route, patient_key = excluded.patient_key,
+                        state = 'pending', attempts = 0, next_attempt_at_ms = excluded.next_attempt_at_ms,
+                        lease_owner = NULL, lease_until_ms = NULL, last_status = NULL,
+                        last_error = NULL, bundle = excluded.bundle
+                     WHERE outbox.state <> 'in_flight'",
+                )?;
+                    for delivery in deliveries {
+                        upsert.execute(params![
+                            journal_id,
+                            delivery.route,
+                            delivery.target,
+                            delivery.patient_key,
+                            now_ms,
+                            delivery.bundle,
+                        ])?;
+                    }
+                    ("routed", None)
+                }
+                MappingOutcome::Failed { reason } => ("failed", Some(bounded_detail(reason))),
+                MappingOutcome::Unrouted => ("unrouted", None),
+            };
+            transaction.execute(
+                "UPDATE journal SET state = ?2, mapping_error = ?3, mapped_at_ms = ?4,
+                lease_owner = NULL, lease_until_ms = NULL
+             WHERE id = ?1",
+                params![journal_id, state, error, now_ms],
+            )?;
+        }
+        transaction.commit()?;
+        Ok(())
+    }
+
+    fn claim_deliveries(
+        &self,
+        target: &str,
+        owner: &str,
+        limit: usize,
+        now_ms: i64,
+        lease_ms: i64,
+    ) -> Result<Vec<Delivery>, StorageError> {
+        let mut connection = self.writer()?;
+        let transaction = connection.transaction()?;
+        let claimed = {
+            let sql = format!(
+                "UPDATE outbox SET state = 'in_flight', lease_owner = ?4, lease_until_ms = ?5,
+                    attempts = attempts + 1
+                 WHERE id IN ({DELIVERABLE})
+                 RETURNING id, journal_id, target, attempts, bundle,
+                    (SELECT control_id FROM journal WHERE journal.id = outbox.journal_id)"
+            );
+            let mut claim = transaction.prepare_cached(&sql)?;
+            let rows = claim.query_map(
+                params![target, now_ms, limit as i64, owner, now_ms + lease_ms],
+                |row| {
+                    Ok(Delivery {
+                        outbox_id: row.get(0)?,
+                        journal_id: row.get(1)?,
+                        target: row.get(2)?,
+                        attempt: row.get::<_, i64>(3)?.max(0) as u32,
+                        bundle: row.get(4)?,
+                        control_id: row.get::<_, Option<String>>(5)?.unwrap_or_default(),
+                    })
+                },
+            )?;
+            let mut claimed = rows.collect::<Result<Vec<_>, _>>()?;
+            claimed.sort_by_key(|d| d.journal_id);
+            claimed
+        };
+        transaction.commit()?;
+        Ok(claimed)
+    }
+
+    fn record_attempt(
+        &self,
+        delivery: &Delivery,
+        owner: &str,
+        attempt: &Attempt,
+        now_ms: i64,
+    ) -> Result<bool, StorageError> {
+        let mut connection = self.writer()?;
+        let transaction = connection.transaction()?;
+        let owned = record_attempt_in(&transaction, delivery, owner, attempt, now_ms)?;
+        transaction.commit()?;
+        Ok(owned)
+    }
+
+    fn deliver_locally(
+        &self,
+        deliveries: &[Delivery],
+        owner: &str,
+        now_ms: i64,
+    ) -> Result<usize, StorageError> {
+        let mut connection = self.writer()?;
+        let transaction = connection.transaction()?;
+        let mut owned = 0;
+        for delivery in deliveries {
+            transaction.execute(
+                "INSERT INTO local_bundles (outbox_id, journal_id, stored_at_ms, bundle)
+             VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (outbox_id) DO UPDATE SET stored_at_ms = excluded.stored_at_ms,
+                bundle = excluded.bundle",
+                params![
+                    delivery.outbox_id,
+                    delivery.journal_id,
+                    now_ms,
+                    delivery.bundle
+                ],
+            )?;
+            let attempt = Attempt::stored_locally(now_ms);
+            owned += usize::from(record_attempt_in(
+                &transaction,
+                delivery,
+                owner,
+                &attempt,
+                now_ms,
+            )?);
+        }
+        transaction.commit()?;
+        Ok(owned)
+    }
+
+    fn release_leases(&self, owner: &str) -> Result<u64, StorageError> {
+        let mut connection = self.writer()?;
+        let transaction = connection.transaction()?;
+        let outbox = transaction.execute(
+            "UPDATE outbox SET state = 'pending', lease_owner = NULL, lease_until_ms = NULL
+             WHERE state = 'in_flight' AND lease_owner = ?1",
+            params![owner],
+        )?;
+        transaction.execute(
+            "UPDATE journal SET state = 'received', lease_owner = NULL, lease_until_ms = NULL
+             WHERE state = 'mapping' AND lease_owner = ?1",
+            params![owner],
+        )?;
+        transaction.commit()?;
+        Ok(outbox as u64)
+    }
+
+    fn next_due(&self, target: &str) -> Result<Option<i64>, StorageError> {
+        let connection = self.reader()?;
+        Ok(connection.query_row(
+            "SELECT min(o.next_attempt_at_ms) FROM outbox o
+                 WHERE o.target = ?1 AND o.state = 'pending'
+                   AND NOT EXISTS (
+                       SELECT 1 FROM outbox p
+                       WHERE p.target = o.target AND p.patient_key = o.patient_key
+                         AND p.journal_id < o.journal_id AND p.state IN ('pending', 'in_flight'))",
+            params![target],
+            |row| row.get(0),
+        )?)
+    }
+
+    fn list_messages(&self, filter: &MessageFilter) -> Result<Vec<MessageSummary>, StorageError> {
+        let connection = self.reader()?;
+        list_messages(&connection, filter)
+    }
+
+    fn message(&self, journal_id: i64) -> Result<Option<MessageJourney>, StorageError> {
+        let connection = self.reader()?;
+        let header = connection
+            .query_row(
+                "SELECT sending_application, sending_facility, sha256, mapping_error, mapped_at_ms
+                 FROM journal WHERE id = ?1",
+                params![journal_id],
+                |row| {
+                    Ok((
+                        row.get::<_, String>(0)?,
+                        row.get::<_, String>(1)?,
+                        row.get::<_, String>(2)?,
+                        row.get::<_, Option<String>>(3)?,
+                        row.get::<_, Option<i64>>(4)?,
+                    ))
+                },
+            )
+            .optional()?;
+        let Some((sending_application, sending_facility, sha256, mapping_error, mapped_at)) =
+            header
+        else {
+            return Ok(None);
+        };
+        let filter = MessageFilter {
+            before_id: Some(journal_id + 1),
+            limit: 1,
+            ..MessageFilter::default()
+        };
+        let Some(summary) = list_messages(&connection, &filter)?.into_iter().next() else {
+            return Ok(None);
+        };
+        let mut statement = connection.prepare(
+            "SELECT a.outbox_id, o.target, a.attempt, a.started_at_ms, a.latency_ms, a.status,
+                a.result, a.instance, a.detail
+             FROM delivery_attempts a JOIN outbox o ON o.id = a.outbox_id
+             WHERE o.journal_id = ?1 ORDER BY a.id",
+        )?;
+        let attempts = statement
+            .query_map(params![journal_id], |row| {
+                Ok(AttemptRecord {
+                    outbox_id: row.get(0)?,
+                    target: row.get(1)?,
+                    attempt: row.get(2)?,
+                    at: instant_from_ms(row.get(3)?),
+                    latency_ms: row.get(4)?,
+                    status: row.get(5)?,
+                    result: row.get(6)?,
+                    instance: row.get(7)?,
+                    detail: row.get(8)?,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Some(MessageJourney {
+            summary,
+            sending_application,
+            sending_facility,
+            sha256,
+            mapping_error,
+            mapped_at: mapped_at.map(instant_from_ms),
+            attempts,
+        }))
+    }
+
+    fn replay(&self, journal_ids: &[i64]) -> Result<u64, StorageError> {
+        let mut connection = self.writer()?;
+        let transaction = connection.transaction()?;
+        let mut count = 0;
+        {
+            let mut update = transaction.prepare_cached(
+                "UPDATE journal SET state = 'received', mapping_error = NULL,
+                    lease_owner = NULL, lease_until_ms = NULL
+                 WHERE id = ?1 AND state <> 'mapping'",
+            )?;
+            for id in journal_ids {
+                count += update.execute(params![id])? as u64;
+            }
+        }
+        transaction.commit()?;
+        Ok(count)
+    }
+
+    fn retry_dead(
+        &self,
+        target: Option<&str>,
+        outbox_ids: &[i64],
+        now_ms: i64,
+    ) -> Result<u64, StorageError> {
+        let mut connection = self.writer()?;
+        let transaction = connection.transaction()?;
+        let count = if outbox_ids.is_empty() {
+            transaction.execute(
+                "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at_ms = ?2
+                 WHERE state = 'dead' AND (?1 IS NULL OR target = ?1)",
+                params![target, now_ms],
+            )? as u64
+        } else {
+            let mut update = transaction.prepare_cached(
+                "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at_ms = ?3
+                 WHERE id = ?1 AND state = 'dead' AND (?2 IS NULL OR target = ?2)",
+            )?;
+            let mut count = 0;
+            for id in outbox_ids {
+                count += update.execute(params![id, target, now_ms])? as u64;
+            }
+            count
+        };
+        transaction.commit()?;
+        Ok(count)
+    }
+
+    fn purge(&self, before: &str, include_dead: bool) -> Result<u64, StorageError> {
+        let mut connection = self.writer()?;
+        let transaction = connection.transaction()?;
+        let over = if include_dead {
+            "('delivered', 'dead')"
+        } else {
+            "('delivered')"
+        };
+        let sql = format!(
+            "DELETE FROM journal WHERE received_at < ?1
+               AND state IN ('routed', 'unrouted')
+               AND NOT EXISTS (SELECT 1 FROM outbox o
+                   WHERE o.journal_id = journal.id AND o.state NOT IN {over})"
+        );
+        // The local target's bundles are delivered data, not message
+        // history: a purge leaves them.
+        let count = transaction.execute(&sql, params![before])? as u64;
+        transaction.commit()?;
+        Ok(count)
+    }
+
+    fn depths(&self, now_ms: i64) -> Result<Vec<TargetDepth>, StorageError> {
+        let connection = self.reader()?;
+        let mut statement = connection.prepare(
+            "SELECT target,
+                sum(state = 'pending'), sum(state = 'in_flight'), sum(state = 'dead'),
+                min(CASE WHEN state IN ('pending', 'in_flight') THEN created_at_ms END)
+             FROM outbox WHERE state <> 'delivered' GROUP BY target ORDER BY target",
+        )?;
+        let rows = statement.query_map([], |row| {
+            let oldest: Option<i64> = row.get(4)?;
+            Ok(TargetDepth {
+                target: row.get(0)?,
+                pending: row.get(1)?,
+                in_flight: row.get(2)?,
+                dead: row.get(3)?,
+                oldest_pending_age_ms: oldest.map_or(0, |t| (now_ms - t).max(0)),
+            })
+        })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    fn local_bundles(&self, limit: usize) -> Result<Vec<String>, StorageError> {
+        let connection = self.reader()?;
+        let mut statement =
+            connection.prepare("SELECT bundle FROM local_bundles ORDER BY id LIMIT ?1")?;
+        let rows = statement.query_map(params![limit as i64], |row| row.get(0))?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+}
+
+fn record_attempt_in(
+    transaction: &rusqlite::Transaction<'_>,
+    delivery: &Delivery,
+    owner: &str,
+    attempt: &Attempt,
+    now_ms: i64,
+) -> Result<bool, StorageError> {
+    let detail = attempt.detail.as_deref().map(bounded_detail);
+    let status = attempt.status.map(i64::from);
+    let (result, owned) = {
+        let (state, next) = attempt.result.outbox_transition(now_ms);
+        let updated = transaction.execute(
+            "UPDATE outbox SET state = ?3, next_attempt_at_ms = ?4, lease_owner = NULL,
+                lease_until_ms = NULL, last_status = ?5, last_error = ?6
+             WHERE id = ?1 AND state = 'in_flight' AND lease_owner = ?2",
+            params![delivery.outbox_id, owner, state, next, status, detail],
+        )?;
+        let result = if updated == 1 {
+            attempt.result.label()
+        } else {
+            "lease_lost"
+        };
+        (result, updated == 1)
+    };
+    transaction.execute(
+        "INSERT INTO delivery_attempts (outbox_id, attempt, started_at_ms, latency_ms, status,
+            result, instance, detail)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![
+            delivery.outbox_id,
+            delivery.attempt,
+            attempt.started_at_ms,
+            attempt.latency_ms,
+            status,
+            result,
+            owner,
+            detail
+        ],
+    )?;
+    Ok(owned)
+}
+
+/// The list query shared by `list_messages` and `message`: journal rows
+/// matching the filter, newest first, each with its deliveries.
+fn list_messages(
+    connection: &Connection,
+    filter: &MessageFilter,
+) -> Result<Vec<MessageSummary>, StorageError> {
+    let mut conditions = Vec::new();
+    let mut values: Vec<rusqlite::types::Value> = Vec::new();
+    if let Some(state) = &filter.state {
+        if super::MessageState::parse(state).is_some() {
+            values.push(state.clone().into());
+            conditions.push(format!("j.state = ?{}", values.len()));
+        } else {
+            values.push(state.clone().into());
+            let n = values.len();
+            let target = if let Some(target) = &filter.target {
+                values.push(target.clone().into());
+                format!(" AND o.target = ?{}", values.len())
+            } else {
+                String::new()
+            };
+            conditions.push(format!(
+                "EXISTS (SELECT 1 FROM outbox o WHERE o.journal_id = j.id AND o.state = ?{n}{target})"
+            ));
+        }
+    }
+    if let (Some(target), false) = (
+        &filter.target,
+        filter
+            .state
+            .as_deref()
+            .is_some_and(|s| super::MessageState::parse(s).is_none()),
+    ) {
+        values.push(target.clone().into());
+        conditions.push(format!(
+            "EXISTS (SELECT 1 FROM outbox o WHERE o.journal_id = j.id AND o.target = ?{})",
+            values.len()
+        ));
+    }
+    if let Some(since) = &filter.since {
+        values.push(since.clone().into());
+        conditions.push(format!("j.received_at >= ?{}", values.len()));
+    }
+    if let Some(until) = &filter.until {
+        values.push(until.clone().into());
+        conditions.push(format!("j.received_at < ?{}", values.len()));
+    }
+    if let Some(before) = filter.before_id {
+        values.push(before.into());
+        conditions.push(format!("j.id < ?{}", values.len()));
+    }
+    let condition = if conditions.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", conditions.join(" AND "))
+    };
+    values.push((filter.limit.clamp(1, 1000) as i64).into());
+    let sql = format!(
+        "SELECT j.id, j.received_at, j.transport, j.control_id, j.message_type, j.state
+         FROM journal j {condition} ORDER BY j.id DESC LIMIT ?{}",
+        values.len()
+    );
+    let mut statement = connection.prepare(&sql)?;
+    let mut messages = statement
+        .query_map(params_from_iter(values.iter()), |row| {
+            Ok(MessageSummary {
+                id: row.get(0)?,
+                received_at: row.get(1)?,
+                transport: row.get(2)?,
+                control_id: row.get(3)?,
+                message_type: row.get(4)?,
+                state: row.get(5)?,
+                deliveries: Vec::new(),
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut deliveries = connection.prepare_cached(
+        "SELECT id, route, target, state, attempts, next_attempt_at_ms, last_status, last_error
+         FROM outbox WHERE journal_id = ?1 ORDER BY target",
+    )?;
+    for message in &mut messages {
+        message.deliveries = deliveries
+            .query_map(params![message.id], |row| {
+                let state: String = row.get(3)?;
+                let next: i64 = row.get(5)?;
+                Ok(DeliverySummary {
+                    outbox_id: row.get(0)?,
+                    route: row.get(1)?,
+                    target: row.get(2)?,
+                    next_attempt_at: (state == "pending").then(|| instant_from_ms(next)),
+                    state,
+                    attempts: row.get(4)?,
+                    last_status: row.get(6)?,
+                    last_error: row.get(7)?,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+    }
+    Ok(messages)
+}

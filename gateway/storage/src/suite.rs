@@ -1,0 +1,391 @@
+//! The test suite every `Store` backend passes: the same scenarios run
+//! against SQLite (`sqlite_*` tests) and against the PostgreSQL server of
+//! this machine (`postgres_*` tests, each in a database of its own; the
+//! server is started when stopped, and its absence fails the test in CI).
+
+use super::*;
+
+pub fn entry(control_id: &str, sha: &str) -> JournalEntry {
+    JournalEntry {
+        received_at: "2026-11-22T10:00:00Z".into(),
+        transport: "mllp",
+        sending_application: "LAB".into(),
+        sending_facility: "SITE".into(),
+        control_id: control_id.into(),
+        message_type: "ORU^R01".into(),
+        version: "2.5".into(),
+        charset: "UNICODE UTF-8".into(),
+        sha256: sha.into(),
+        ack_code: "AA".into(),
+        raw: b"MSH|^~\\&|LAB|SITE".to_vec(),
+    }
+}
+
+/// Journals one message per patient key given and routes each to
+/// `targets`; returns the journal ids in order.
+fn journal_and_route(store: &dyn Store, patients: &[&str], targets: &[&str]) -> Vec<i64> {
+    let mut ids = Vec::new();
+    for (n, patient) in patients.iter().enumerate() {
+        let control = format!("C{}-{n}", ids.len());
+        let stored = store.journal_commit(&[entry(&control, &control)]).unwrap();
+        let Stored::New { id } = stored[0] else {
+            panic!("new message expected")
+        };
+        ids.push(id);
+        let _ = patient;
+    }
+    let claimed = store.claim_unmapped("me", 1000, 1_000, 60_000).unwrap();
+    assert_eq!(
+        claimed.iter().map(|m| m.journal_id).collect::<Vec<_>>(),
+        ids
+    );
+    for (message, patient) in claimed.iter().zip(patients) {
+        let deliveries = targets
+            .iter()
+            .map(|target| NewDelivery {
+                route: "r".into(),
+                target: target.to_string(),
+                patient_key: patient.to_string(),
+                bundle: format!("{{\"journal\":{}}}", message.journal_id),
+            })
+            .collect();
+        store
+            .record_mapping(
+                message.journal_id,
+                &MappingOutcome::Routed(deliveries),
+                1_000,
+            )
+            .unwrap();
+    }
+    ids
+}
+
+fn delivered(now: i64) -> Attempt {
+    Attempt {
+        started_at_ms: now,
+        latency_ms: 3,
+        status: Some(200),
+        result: AttemptResult::Delivered,
+        detail: None,
+    }
+}
+
+fn claim(store: &dyn Store, target: &str, owner: &str, now: i64) -> Vec<i64> {
+    store
+        .claim_deliveries(target, owner, 100, now, 60_000)
+        .unwrap()
+        .iter()
+        .map(|d| d.journal_id)
+        .collect()
+}
+
+pub fn journal_keeps_retransmissions_once(store: &dyn Store) {
+    let first = store
+        .journal_commit(&[entry("C1", "aa"), entry("C2", "bb")])
+        .unwrap();
+    assert!(matches!(first[0], Stored::New { .. }));
+    let again = store
+        .journal_commit(&[entry("C1", "aa"), entry("C1", "cc")])
+        .unwrap();
+    assert!(matches!(&again[0], Stored::Duplicate { ack_code, .. } if ack_code == "AA"));
+    // The same control id with other content is a message of its own.
+    assert!(matches!(again[1], Stored::New { .. }));
+    let all = store
+        .list_messages(&MessageFilter {
+            limit: 100,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(all.len(), 3);
+    assert!(all.iter().all(|m| m.state == "received"));
+}
+
+pub fn mapping_outcomes_are_recorded_and_replayable(store: &dyn Store) {
+    let ids: Vec<i64> = ["A", "B", "C"]
+        .iter()
+        .map(|c| match store.journal_commit(&[entry(c, c)]).unwrap()[0] {
+            Stored::New { id } => id,
+            _ => panic!(),
+        })
+        .collect();
+    let claimed = store.claim_unmapped("me", 10, 1_000, 60_000).unwrap();
+    assert_eq!(claimed.len(), 3);
+    // Another instance cannot map while this one's lease runs.
+    assert!(store
+        .claim_unmapped("other", 10, 2_000, 60_000)
+        .unwrap()
+        .is_empty());
+    store
+        .record_mapping(
+            ids[0],
+            &MappingOutcome::Routed(vec![NewDelivery {
+                route: "r".into(),
+                target: "t".into(),
+                patient_key: "p".into(),
+                bundle: "{}".into(),
+            }]),
+            1_000,
+        )
+        .unwrap();
+    store
+        .record_mapping(
+            ids[1],
+            &MappingOutcome::Failed {
+                reason: "PID-3: missing".into(),
+            },
+            1_000,
+        )
+        .unwrap();
+    store
+        .record_mapping(ids[2], &MappingOutcome::Unrouted, 1_000)
+        .unwrap();
+    let failed = store
+        .list_messages(&MessageFilter {
+            state: Some("failed".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(
+        failed.iter().map(|m| m.id).collect::<Vec<_>>(),
+        vec![ids[1]]
+    );
+    let journey = store.message(ids[1]).unwrap().unwrap();
+    assert_eq!(journey.mapping_error.as_deref(), Some("PID-3: missing"));
+    assert!(store.message(999_999).unwrap().is_none());
+    let pending = store
+        .list_messages(&MessageFilter {
+            state: Some("pending".into()),
+            target: Some("t".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].deliveries[0].state, "pending");
+
+    // A replay maps again; the delivery row is replaced, not duplicated.
+    assert_eq!(store.replay(&[ids[0], ids[1]]).unwrap(), 2);
+    let again = store.claim_unmapped("other", 10, 200_000, 60_000).unwrap();
+    assert_eq!(
+        again.iter().map(|m| m.journal_id).collect::<Vec<_>>(),
+        vec![ids[0], ids[1]]
+    );
+    for id in [ids[0], ids[1]] {
+        store
+            .record_mapping(
+                id,
+                &MappingOutcome::Routed(vec![NewDelivery {
+                    route: "r".into(),
+                    target: "t".into(),
+                    patient_key: "p".into(),
+                    bundle: "{\"v\":2}".into(),
+                }]),
+                200_000,
+            )
+            .unwrap();
+    }
+    let claimed = store
+        .claim_deliveries("t", "me", 10, 200_000, 60_000)
+        .unwrap();
+    assert_eq!(claimed.len(), 1, "one patient: one at a time");
+    assert_eq!(claimed[0].journal_id, ids[0]);
+    assert_eq!(claimed[0].bundle, "{\"v\":2}");
+    assert_eq!(claimed[0].attempt, 1);
+}
+
+pub fn deliveries_keep_patient_order_and_skip_stuck_patients(store: &dyn Store) {
+    let ids = journal_and_route(store, &["p1", "p2", "p1", "p3", "p1"], &["t"]);
+    // The first message of each patient, not the later ones of p1.
+    let in_flight = store
+        .claim_deliveries("t", "me", 100, 2_000, 60_000)
+        .unwrap();
+    assert_eq!(
+        in_flight.iter().map(|d| d.journal_id).collect::<Vec<_>>(),
+        vec![ids[0], ids[1], ids[3]]
+    );
+    assert!(
+        claim(store, "t", "me", 2_000).is_empty(),
+        "nothing new while the first three are in flight"
+    );
+    // p1's first fails and waits; p2 and p3 are delivered.
+    for delivery in &in_flight {
+        let attempt = if delivery.journal_id == ids[0] {
+            Attempt {
+                started_at_ms: 2_000,
+                latency_ms: 5,
+                status: Some(503),
+                result: AttemptResult::Retry {
+                    next_attempt_at_ms: 10_000,
+                },
+                detail: Some("unavailable".into()),
+            }
+        } else {
+            delivered(2_000)
+        };
+        assert!(store
+            .record_attempt(delivery, "me", &attempt, 2_000)
+            .unwrap());
+    }
+    // p1 is stuck until 10 000: its later messages wait; nothing else left.
+    assert!(claim(store, "t", "me", 5_000).is_empty());
+    assert_eq!(store.next_due("t").unwrap(), Some(10_000));
+    let retried = store
+        .claim_deliveries("t", "me", 100, 10_000, 60_000)
+        .unwrap();
+    assert_eq!(
+        retried.iter().map(|d| d.journal_id).collect::<Vec<_>>(),
+        vec![ids[0]]
+    );
+    assert_eq!(retried[0].attempt, 2);
+    assert!(store
+        .record_attempt(&retried[0], "me", &delivered(10_000), 10_000)
+        .unwrap());
+    let next = store
+        .claim_deliveries("t", "me", 100, 10_000, 60_000)
+        .unwrap();
+    assert_eq!(
+        next.iter().map(|d| d.journal_id).collect::<Vec<_>>(),
+        vec![ids[2]]
+    );
+    assert!(store
+        .record_attempt(&next[0], "me", &delivered(10_000), 10_000)
+        .unwrap());
+    let last = store
+        .claim_deliveries("t", "me", 100, 10_000, 60_000)
+        .unwrap();
+    assert_eq!(
+        last.iter().map(|d| d.journal_id).collect::<Vec<_>>(),
+        vec![ids[4]]
+    );
+
+    let journey = store.message(ids[0]).unwrap().unwrap();
+    let results: Vec<&str> = journey.attempts.iter().map(|a| a.result.as_str()).collect();
+    assert_eq!(results, vec!["retry", "delivered"]);
+    assert_eq!(journey.attempts[0].status, Some(503));
+    assert_eq!(journey.summary.deliveries[0].state, "delivered");
+}
+
+pub fn dead_letters_do_not_block_and_can_be_retried(store: &dyn Store) {
+    let ids = journal_and_route(store, &["p", "p"], &["t", "u"]);
+    let first = store
+        .claim_deliveries("t", "me", 10, 2_000, 60_000)
+        .unwrap();
+    assert_eq!(first.len(), 1);
+    let dead = Attempt {
+        started_at_ms: 2_000,
+        latency_ms: 4,
+        status: Some(422),
+        result: AttemptResult::Dead,
+        detail: Some("{\"resourceType\":\"OperationOutcome\"}".into()),
+    };
+    assert!(store.record_attempt(&first[0], "me", &dead, 2_000).unwrap());
+    // The dead letter does not hold back the patient's next message.
+    assert_eq!(claim(store, "t", "me", 2_000), vec![ids[1]]);
+    // Target `u` is independent: its first row is deliverable.
+    assert_eq!(claim(store, "u", "me", 2_000), vec![ids[0]]);
+    let depths = store.depths(3_000).unwrap();
+    let t = depths.iter().find(|d| d.target == "t").unwrap();
+    assert_eq!((t.pending, t.in_flight, t.dead), (0, 1, 1));
+    assert_eq!(t.oldest_pending_age_ms, 2_000);
+    let dead_list = store
+        .list_messages(&MessageFilter {
+            state: Some("dead".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(dead_list.len(), 1);
+    assert_eq!(
+        dead_list[0]
+            .deliveries
+            .iter()
+            .find(|d| d.target == "t")
+            .unwrap()
+            .last_status,
+        Some(422)
+    );
+    assert_eq!(store.retry_dead(Some("u"), &[], 4_000).unwrap(), 0);
+    assert_eq!(store.retry_dead(Some("t"), &[], 4_000).unwrap(), 1);
+    store.release_leases("me").unwrap();
+    // Back in order: the retried first message goes before the second.
+    assert_eq!(claim(store, "t", "me", 4_000), vec![ids[0]]);
+}
+
+pub fn leases_expire_and_late_owners_are_told(store: &dyn Store) {
+    let ids = journal_and_route(store, &["p"], &["t"]);
+    let mine = store.claim_deliveries("t", "a", 10, 1_000, 5_000).unwrap();
+    assert_eq!(mine.len(), 1);
+    assert!(
+        claim(store, "t", "b", 3_000).is_empty(),
+        "lease still running"
+    );
+    let theirs = store.claim_deliveries("t", "b", 10, 7_000, 5_000).unwrap();
+    assert_eq!(theirs.iter().map(|d| d.journal_id).collect::<Vec<_>>(), ids);
+    // The first owner finishes late: recorded, but the state is b's.
+    assert!(!store
+        .record_attempt(&mine[0], "a", &delivered(8_000), 8_000)
+        .unwrap());
+    assert!(store
+        .record_attempt(&theirs[0], "b", &delivered(8_000), 8_000)
+        .unwrap());
+    let journey = store.message(ids[0]).unwrap().unwrap();
+    let results: Vec<&str> = journey.attempts.iter().map(|a| a.result.as_str()).collect();
+    assert_eq!(results, vec!["lease_lost", "delivered"]);
+}
+
+pub fn local_delivery_and_purge(store: &dyn Store) {
+    let ids = journal_and_route(store, &["p", "q"], &["local"]);
+    let claimed = store
+        .claim_deliveries("local", "me", 10, 2_000, 60_000)
+        .unwrap();
+    assert_eq!(claimed.len(), 2);
+    assert_eq!(
+        store.deliver_locally(&claimed[..1], "me", 2_000).unwrap(),
+        1
+    );
+    assert_eq!(
+        store.local_bundles(10).unwrap(),
+        vec![format!("{{\"journal\":{}}}", ids[0])]
+    );
+    // Only finished messages go; the local bundle stays.
+    assert_eq!(store.purge("2027-01-01", false).unwrap(), 1);
+    assert!(store.message(ids[0]).unwrap().is_none());
+    assert!(store.message(ids[1]).unwrap().is_some());
+    assert_eq!(store.local_bundles(10).unwrap().len(), 1);
+    assert_eq!(store.purge("2020-01-01", true).unwrap(), 0);
+}
+
+macro_rules! suite {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite_backend {
+            $(
+                #[test]
+                fn $name() {
+                    let dir = tempfile::tempdir().unwrap();
+                    let store = crate::sqlite::SqliteStore::open(dir.path()).unwrap();
+                    super::$name(&store);
+                }
+            )*
+        }
+        mod postgres_backend {
+            $(
+                #[test]
+                fn $name() {
+                    let Some(url) = crate::postgres_test::database(stringify!($name)) else { return };
+                    let store = crate::postgres::PostgresStore::open(&url).unwrap();
+                    super::$name(&store);
+                }
+            )*
+        }
+    };
+}
+
+suite!(
+    journal_keeps_retransmissions_once,
+    mapping_outcomes_are_recorded_and_replayable,
+    deliveries_keep_patient_order_and_skip_stuck_patients,
+    dead_letters_do_not_block_and_can_be_retried,
+    leases_expire_and_late_owners_are_told,
+    local_delivery_and_purge,
+);

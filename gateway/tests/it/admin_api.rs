@@ -1,0 +1,212 @@
+//! The admin API and what it is for: a mapping failure is recorded with its
+//! reason and replayed after the mapper is fixed; a refusal from the
+//! target becomes a dead letter keeping the target's OperationOutcome and
+//! goes out again when retried; finished history is purged; bad requests
+//! get OperationOutcomes. The target is the FHIR server peer behind the
+//! fault proxy.
+
+use crate::common;
+
+use std::time::Duration;
+
+use crate::common::{http_get_reply, http_post};
+use crate::delivery::{all_messages, config, oru, start_gateway, Fault, FaultProxy, Upstream};
+
+fn state_of(gateway: &common::Gateway, control_id: &str) -> (String, Vec<String>) {
+    let messages = all_messages(gateway);
+    let message = messages
+        .iter()
+        .find(|m| m["control_id"] == control_id)
+        .unwrap_or_else(|| panic!("{control_id} not listed"));
+    (
+        message["state"].as_str().unwrap().to_string(),
+        message["deliveries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["state"].as_str().unwrap().to_string())
+            .collect(),
+    )
+}
+
+fn id_of(gateway: &common::Gateway, control_id: &str) -> i64 {
+    all_messages(gateway)
+        .iter()
+        .find(|m| m["control_id"] == control_id)
+        .and_then(|m| m["id"].as_i64())
+        .unwrap()
+}
+
+#[test]
+fn failures_and_dead_letters_are_visible_and_replayable() {
+    let Some(upstream) = Upstream::start() else {
+        return;
+    };
+    let proxy = FaultProxy::start(upstream.port, Fault::Status(422));
+    let dir = tempfile::tempdir().unwrap();
+    let scripts = dir.path().join("scripts");
+    std::fs::create_dir(&scripts).unwrap();
+    std::fs::write(
+        scripts.join("oru.rhai"),
+        common::observation_script("ORU^R01", "1.50"),
+    )
+    .unwrap();
+    let settings = format!(
+        "[mapping]\nscripts_dir = \"{}\"\nscripts_poll_interval_ms = 100\n{}",
+        scripts.display(),
+        config(proxy.port, "")
+    );
+    let gateway = start_gateway(&settings, dir.path(), None);
+    let addr = gateway.http_addr;
+    let post = |message: String| {
+        let ack = http_post(
+            addr,
+            "/hl7v2",
+            "x-application/hl7-v2+er7",
+            message.as_bytes(),
+        );
+        assert!(ack.body.contains("MSA|AA"), "{}", ack.body);
+    };
+
+    // The script throws on this one: the message is acknowledged (it is
+    // safe in the journal) and its mapping failure is recorded.
+    post(oru("FAIL1", 1, 1).replace("TEST^PATIENT1", "THROW^PATIENT1"));
+    // The target refuses this one for its content: a dead letter.
+    post(oru("DEAD1", 2, 2));
+    assert!(common::eventually(Duration::from_secs(30), || {
+        state_of(&gateway, "FAIL1").0 == "failed" && state_of(&gateway, "DEAD1").1 == ["dead"]
+    }));
+    let failed = http_get_reply(addr, "/admin/messages?state=failed").json();
+    assert_eq!(failed["messages"].as_array().unwrap().len(), 1, "{failed}");
+    let journey = http_get_reply(
+        addr,
+        &format!("/admin/messages/{}", id_of(&gateway, "FAIL1")),
+    )
+    .json();
+    let reason = journey["mapping_error"].as_str().unwrap();
+    assert!(
+        reason.contains("asked to fail") && reason.contains("route `lab`"),
+        "{reason}"
+    );
+    let journey = http_get_reply(
+        addr,
+        &format!("/admin/messages/{}", id_of(&gateway, "DEAD1")),
+    )
+    .json();
+    let attempt = &journey["attempts"][0];
+    assert_eq!(attempt["status"], 422, "{journey}");
+    assert_eq!(attempt["result"], "dead");
+    assert!(attempt["detail"]
+        .as_str()
+        .unwrap()
+        .contains("OperationOutcome"));
+    assert_eq!(
+        journey["attempts"].as_array().unwrap().len(),
+        1,
+        "a 422 is not retried"
+    );
+    let metrics = common::metrics_text(addr);
+    assert!(
+        metrics.contains("passerelle_dead_letters_total{target=\"hospital\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("passerelle_messages_routed_total{outcome=\"failed\"} 1"),
+        "{metrics}"
+    );
+
+    // Fix the mapper and the target, then replay and retry.
+    std::fs::write(
+        scripts.join("oru.rhai"),
+        common::observation_script("ORU^R01", "1.50").replace("\"THROW\"", "\"NEVER\""),
+    )
+    .unwrap();
+    proxy.set(Fault::None);
+    let retried = http_post(
+        addr,
+        "/admin/dead-letters/retry?target=hospital",
+        "text/plain",
+        b"",
+    )
+    .json();
+    assert_eq!(retried["retried"], 1);
+    assert!(common::eventually(Duration::from_secs(30), || {
+        // The script reload is polled: replay until the new version maps it.
+        if state_of(&gateway, "FAIL1").0 == "failed" {
+            let replayed = http_post(
+                addr,
+                "/admin/messages/replay?state=failed",
+                "text/plain",
+                b"",
+            )
+            .json();
+            assert!(replayed["replayed"].as_u64().is_some(), "{replayed}");
+        }
+        state_of(&gateway, "FAIL1") == ("routed".to_string(), vec!["delivered".to_string()])
+            && state_of(&gateway, "DEAD1").1 == ["delivered"]
+    }));
+    assert_eq!(upstream.settled_count("Observation", 2), 2);
+
+    // A single replay delivers again (the script's Bundle is a plain POST,
+    // so the target gets a second Observation: replays re-send).
+    let replayed = http_post(
+        addr,
+        &format!("/admin/messages/{}/replay", id_of(&gateway, "DEAD1")),
+        "text/plain",
+        b"",
+    )
+    .json();
+    assert_eq!(replayed["replayed"], 1);
+    assert!(common::eventually(Duration::from_secs(30), || upstream
+        .count("Observation")
+        == 3));
+
+    // Errors are OperationOutcomes.
+    let bad = http_get_reply(addr, "/admin/messages?state=lost");
+    assert_eq!(bad.status, 400);
+    assert_eq!(bad.json()["resourceType"], "OperationOutcome");
+    assert_eq!(http_get_reply(addr, "/admin/nothing").status, 404);
+    assert_eq!(http_get_reply(addr, "/admin/messages/999999").status, 404);
+    assert_eq!(
+        http_post(addr, "/admin/messages", "text/plain", b"").status,
+        405
+    );
+    assert_eq!(
+        http_post(addr, "/admin/purge", "text/plain", b"").status,
+        400
+    );
+    assert_eq!(
+        http_post(addr, "/admin/messages/replay", "text/plain", b"").status,
+        400
+    );
+
+    // Purge: everything here is over, so everything goes.
+    assert!(common::eventually(Duration::from_secs(30), || {
+        state_of(&gateway, "DEAD1").1 == ["delivered"]
+    }));
+    let purged = http_post(addr, "/admin/purge?before=2100-01-01", "text/plain", b"").json();
+    assert_eq!(purged["purged"], 2, "{purged}");
+    assert!(all_messages(&gateway).is_empty());
+}
+
+#[test]
+fn the_retention_policy_purges_finished_history() {
+    let dir = tempfile::tempdir().unwrap();
+    // Zero days, checked every second: whatever is delivered goes.
+    let settings = "[storage]\nretention_days = 0\nretention_check_interval_secs = 1\n";
+    let gateway = start_gateway(settings, dir.path(), None);
+    let ack = http_post(
+        gateway.http_addr,
+        "/hl7v2",
+        "x-application/hl7-v2+er7",
+        oru("KEEP1", 1, 1).as_bytes(),
+    );
+    assert!(ack.body.contains("MSA|AA"), "{}", ack.body);
+    // Delivered to the local target, then purged by the policy.
+    assert!(common::eventually(Duration::from_secs(30), || {
+        gateway
+            .logs()
+            .contains("retention: message history deleted")
+    }));
+    assert!(all_messages(&gateway).is_empty());
+}

@@ -1,0 +1,75 @@
+//! Runs the whole conformance suite against a real gateway process, then
+//! checks from the journal that every accepted corpus message is stored
+//! exactly once.
+
+use crate::common;
+
+use std::path::PathBuf;
+
+fn corpus_dir() -> Option<PathBuf> {
+    let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/corpus"));
+    dir.is_dir().then_some(dir)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance_suite_passes_against_a_running_gateway() {
+    let gateway = common::Gateway::start();
+    let corpus = corpus_dir();
+    if corpus.is_none() {
+        println!("../shared/corpus not found: corpus cases skip themselves");
+    }
+    let target = conformance_tests::Target {
+        base_url: gateway.base_url(),
+        mllp_addr: Some(gateway.mllp_addr.to_string()),
+        corpus_dir: corpus.clone(),
+    };
+    let reports = conformance_tests::run_all(&target, None).await;
+    let failed = conformance_tests::print_reports(&reports);
+    assert!(!reports.is_empty());
+    assert_eq!(
+        failed,
+        0,
+        "conformance failures; gateway log:\n{}",
+        gateway.logs()
+    );
+
+    // Sending the corpus a second time must not store anything twice.
+    if let Some(corpus) = corpus {
+        let before = journal_count(&gateway);
+        let again = conformance_tests::run_all(&target, Some("corpus over MLLP")).await;
+        assert_eq!(conformance_tests::print_reports(&again), 0);
+        assert_eq!(
+            journal_count(&gateway),
+            before,
+            "a resent corpus was stored twice"
+        );
+        let samples = conformance_tests::corpus::hl7v2_samples(&corpus);
+        let connection =
+            rusqlite::Connection::open(gateway.data_dir().join("passerelle.db")).unwrap();
+        for sample in samples
+            .iter()
+            .filter(|s| s.message_type() != "ACK" && s.deserved_nak().is_none())
+        {
+            let copies: i64 = connection
+                .query_row(
+                    "SELECT count(*) FROM journal WHERE control_id = ?1 AND raw = ?2",
+                    rusqlite::params![sample.control_id(), sample.payload],
+                    |row| row.get(0),
+                )
+                .unwrap();
+            assert_eq!(
+                copies,
+                1,
+                "{}: {copies} copies in the journal",
+                sample.name()
+            );
+        }
+    }
+}
+
+fn journal_count(gateway: &common::Gateway) -> i64 {
+    let connection = rusqlite::Connection::open(gateway.data_dir().join("passerelle.db")).unwrap();
+    connection
+        .query_row("SELECT count(*) FROM journal", [], |row| row.get(0))
+        .unwrap()
+}

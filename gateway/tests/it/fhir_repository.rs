@@ -1,0 +1,369 @@
+//! The FHIR repository over the wire, on embedded defaults: HL7 v2 messages
+//! pushed over MLLP reach the `local` target, and `/fhir` finds the patient
+//! by INS, reads, vreads and lists versions, searches results, and answers
+//! bad requests with OperationOutcomes. Transactions posted to `/fhir` are
+//! all or nothing.
+
+use crate::delivery;
+
+use std::time::Duration;
+
+use crate::common::{eventually, http_get_reply, http_post, http_request, Gateway, Reply};
+
+const INS: &str = "urn%3Aoid%3A1.2.250.1.213.1.4.10%7C279035121518989";
+
+fn get_with(gateway: &Gateway, path: &str, header: &str) -> Reply {
+    let raw = format!("GET {path} HTTP/1.1\r\nHost: x\r\n{header}\r\nConnection: close\r\n\r\n");
+    Reply::parse(&http_request(gateway.http_addr, raw.as_bytes()).expect("answer"))
+}
+
+fn assert_outcome(reply: &Reply, status: u16, code: &str) {
+    assert_eq!(reply.status, status, "{}", reply.body);
+    let json = reply.json();
+    assert_eq!(json["resourceType"], "OperationOutcome", "{json}");
+    assert_eq!(json["issue"][0]["code"], code, "{json}");
+}
+
+#[test]
+fn pushed_messages_are_found_by_ins_read_and_searched() {
+    let gateway = Gateway::start();
+    let acks = delivery::send_mllp(
+        gateway.mllp_addr,
+        &[
+            delivery::mapping_case_input("adt-a01-pam-fr-ins"),
+            delivery::ins_lab_result("LAB1", "1.50"),
+        ],
+    );
+    assert_eq!(acks, ["AA", "AA"]);
+
+    let search = format!("/fhir/Patient?identifier={INS}");
+    assert!(
+        eventually(Duration::from_secs(30), || {
+            http_get_reply(gateway.http_addr, &search).json()["total"] == 1
+        }),
+        "{}",
+        http_get_reply(gateway.http_addr, &search).body
+    );
+    let bundle = http_get_reply(gateway.http_addr, &search).json();
+    assert_eq!(bundle["type"], "searchset");
+    assert_eq!(bundle["link"][0]["relation"], "self");
+    let patient = &bundle["entry"][0]["resource"];
+    let id = patient["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        bundle["entry"][0]["fullUrl"],
+        format!("{}/fhir/Patient/{id}", gateway.base_url())
+    );
+    assert_eq!(bundle["entry"][0]["search"]["mode"], "match");
+
+    // Read: the resource with its version in ETag and meta.
+    let read = http_get_reply(gateway.http_addr, &format!("/fhir/Patient/{id}"));
+    assert_eq!(read.status, 200);
+    assert!(read
+        .header("content-type")
+        .unwrap()
+        .starts_with("application/fhir+json"));
+    let version = read.json()["meta"]["versionId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        read.header("etag"),
+        Some(format!("W/\"{version}\"").as_str())
+    );
+    assert!(read.header("last-modified").is_some());
+    let vread = http_get_reply(
+        gateway.http_addr,
+        &format!("/fhir/Patient/{id}/_history/{version}"),
+    );
+    assert_eq!(vread.status, 200);
+    assert_eq!(vread.json()["id"], id.as_str());
+    let history = http_get_reply(gateway.http_addr, &format!("/fhir/Patient/{id}/_history"));
+    assert_eq!(history.json()["type"], "history");
+
+    // The result: found by patient and code, its decimal as the lab wrote it.
+    let results = format!("/fhir/Observation?patient={id}&code=http%3A%2F%2Floinc.org%7C2345-7");
+    assert!(eventually(Duration::from_secs(30), || {
+        http_get_reply(gateway.http_addr, &results).json()["total"] == 1
+    }));
+    let reply = http_get_reply(gateway.http_addr, &results);
+    assert!(reply.body.contains("\"value\":1.50"), "{}", reply.body);
+    let with_patient = http_get_reply(
+        gateway.http_addr,
+        &format!("{results}&_include=Observation:patient"),
+    )
+    .json();
+    assert_eq!(with_patient["entry"][1]["search"]["mode"], "include");
+    assert_eq!(with_patient["entry"][1]["resource"]["id"], id.as_str());
+    let count = http_get_reply(
+        gateway.http_addr,
+        &format!("/fhir/Observation?patient={id}&_summary=count"),
+    )
+    .json();
+    assert_eq!(count["total"], 1);
+    assert!(count.get("entry").is_none());
+
+    // Errors are OperationOutcomes.
+    assert_outcome(
+        &http_get_reply(gateway.http_addr, "/fhir/Patient/nobody"),
+        404,
+        "not-found",
+    );
+    assert_outcome(
+        &http_get_reply(gateway.http_addr, "/fhir/Patient?birthdate=yesterday"),
+        400,
+        "value",
+    );
+    assert_outcome(
+        &get_with(
+            &gateway,
+            "/fhir/Patient?shoe-size=42",
+            "Prefer: handling=strict",
+        ),
+        400,
+        "not-supported",
+    );
+    // Lenient (the default): the unknown parameter is ignored and left out
+    // of the self link.
+    let lenient = http_get_reply(
+        gateway.http_addr,
+        "/fhir/Patient?shoe-size=42&gender=female",
+    )
+    .json();
+    assert_eq!(lenient["total"], 1);
+    let self_link = lenient["link"][0]["url"].as_str().unwrap();
+    assert!(
+        !self_link.contains("shoe-size") && self_link.contains("gender=female"),
+        "{self_link}"
+    );
+}
+
+#[test]
+fn transactions_posted_to_the_base_are_all_or_nothing_and_paged() {
+    let gateway = Gateway::start();
+    let post = |body: &serde_json::Value| {
+        http_post(
+            gateway.http_addr,
+            "/fhir",
+            "application/fhir+json",
+            body.to_string().as_bytes(),
+        )
+    };
+    let dangling = serde_json::json!({
+        "resourceType": "Bundle", "type": "transaction",
+        "entry": [
+            {"fullUrl": "urn:uuid:a", "resource": {"resourceType": "Patient", "name": [{"family": "Seul"}]},
+             "request": {"method": "POST", "url": "Patient"}},
+            {"resource": {"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+                          "subject": {"reference": "Patient/absent"}},
+             "request": {"method": "POST", "url": "Observation"}}
+        ]
+    });
+    let refused = post(&dangling);
+    assert_outcome(&refused, 400, "processing");
+    assert!(refused.body.contains("Bundle.entry[1]"), "{}", refused.body);
+    assert_eq!(
+        http_get_reply(gateway.http_addr, "/fhir/Patient?family=seul").json()["total"],
+        0,
+        "nothing of a refused transaction is kept"
+    );
+
+    let mut entries = Vec::new();
+    for n in 0..25 {
+        entries.push(serde_json::json!({
+            "resource": {"resourceType": "Patient", "name": [{"family": format!("Page{n:02}")}], "birthDate": "2001-02-03"},
+            "request": {"method": "POST", "url": "Patient"}
+        }));
+    }
+    let created = post(
+        &serde_json::json!({"resourceType": "Bundle", "type": "transaction", "entry": entries}),
+    );
+    assert_eq!(created.status, 200, "{}", created.body);
+    let response = created.json();
+    assert_eq!(response["type"], "transaction-response");
+    assert_eq!(response["entry"][0]["response"]["status"], "201 Created");
+
+    // Paging: 25 matches, 10 a page, next links to the end.
+    let mut path = "/fhir/Patient?birthdate=2001-02-03&_count=10&_sort=family".to_string();
+    let mut families = Vec::new();
+    loop {
+        let page = http_get_reply(gateway.http_addr, &path).json();
+        assert_eq!(page["total"], 25);
+        for entry in page["entry"].as_array().unwrap() {
+            families.push(
+                entry["resource"]["name"][0]["family"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+            );
+        }
+        let next = page["link"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["relation"] == "next")
+            .and_then(|l| l["url"].as_str())
+            .map(str::to_string);
+        match next {
+            Some(url) => path = url.strip_prefix(&gateway.base_url()).unwrap().to_string(),
+            None => break,
+        }
+    }
+    let expected: Vec<String> = (0..25).map(|n| format!("Page{n:02}")).collect();
+    assert_eq!(families, expected);
+
+    // A deleted resource answers 410.
+    let id = response["entry"][0]["response"]["location"]
+        .as_str()
+        .unwrap()
+        .split('/')
+        .nth(1)
+        .unwrap()
+        .to_string();
+    let delete = serde_json::json!({"resourceType": "Bundle", "type": "transaction",
+        "entry": [{"request": {"method": "DELETE", "url": format!("Patient/{id}")}}]});
+    assert_eq!(post(&delete).status, 200);
+    assert_outcome(
+        &http_get_reply(gateway.http_addr, &format!("/fhir/Patient/{id}")),
+        410,
+        "deleted",
+    );
+
+    // Not JSON, wrong type, wrong media type.
+    assert_outcome(
+        &http_post(
+            gateway.http_addr,
+            "/fhir",
+            "application/fhir+json",
+            b"{nope",
+        ),
+        400,
+        "structure",
+    );
+    assert_eq!(
+        http_post(gateway.http_addr, "/fhir", "text/plain", b"{}").status,
+        415
+    );
+}
+
+#[test]
+fn fhir_xml_both_ways_on_the_api() {
+    let gateway = Gateway::start();
+    let transaction = r#"<?xml version="1.0" encoding="UTF-8"?>
+<Bundle xmlns="http://hl7.org/fhir">
+  <type value="transaction"/>
+  <entry>
+    <fullUrl value="urn:uuid:61ebe359-bfdc-4613-8bf2-c5e300945f0a"/>
+    <resource>
+      <Patient>
+        <identifier><system value="urn:oid:1.2.250.1.213.1.4.10"/><value value="180017512345678"/></identifier>
+        <name><family value="Lefèvre"/><given value="Zoé"/></name>
+        <birthDate value="1980-01-17"/>
+      </Patient>
+    </resource>
+    <request><method value="POST"/><url value="Patient"/></request>
+  </entry>
+  <entry>
+    <resource>
+      <Observation>
+        <status value="final"/>
+        <code><text value="Glucose"/></code>
+        <subject><reference value="urn:uuid:61ebe359-bfdc-4613-8bf2-c5e300945f0a"/></subject>
+        <valueQuantity><value value="1.50"/><unit value="g/L"/></valueQuantity>
+      </Observation>
+    </resource>
+    <request><method value="POST"/><url value="Observation"/></request>
+  </entry>
+</Bundle>"#;
+    let raw = format!(
+        "POST /fhir HTTP/1.1\r\nHost: x\r\nContent-Type: application/fhir+xml\r\nAccept: application/fhir+xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{transaction}",
+        transaction.len()
+    );
+    let reply = Reply::parse(&http_request(gateway.http_addr, raw.as_bytes()).unwrap());
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert!(reply
+        .header("content-type")
+        .unwrap()
+        .starts_with("application/fhir+xml"));
+    assert!(
+        reply
+            .body
+            .contains("<type value=\"transaction-response\"/>"),
+        "{}",
+        reply.body
+    );
+
+    // Read and search in XML, by Accept and by _format; the decimal as written.
+    let search = http_get_reply(
+        gateway.http_addr,
+        "/fhir/Observation?code:not=x&_include=Observation:subject&_format=xml",
+    );
+    assert_eq!(search.status, 200, "{}", search.body);
+    assert!(search.body.starts_with("<?xml"), "{}", search.body);
+    assert!(
+        search.body.contains("<value value=\"1.50\"/>"),
+        "{}",
+        search.body
+    );
+    assert!(
+        search.body.contains("<family value=\"Lefèvre\"/>"),
+        "{}",
+        search.body
+    );
+    let json = http_get_reply(gateway.http_addr, "/fhir/Patient?family=lefevre").json();
+    let id = json["entry"][0]["resource"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let read = get_with(
+        &gateway,
+        &format!("/fhir/Patient/{id}"),
+        "Accept: application/fhir+xml",
+    );
+    assert!(
+        read.body.contains(&format!("<id value=\"{id}\"/>")),
+        "{}",
+        read.body
+    );
+    let summary = http_get_reply(
+        gateway.http_addr,
+        &format!("/fhir/Patient/{id}/$summary?_format=xml"),
+    );
+    assert_eq!(summary.status, 200, "{}", summary.body);
+    assert!(summary.body.contains("<Composition>"), "{}", summary.body);
+    assert!(summary
+        .body
+        .contains("<div xmlns=\"http://www.w3.org/1999/xhtml\">"));
+
+    // Errors come in the format asked for.
+    let missing = get_with(
+        &gateway,
+        "/fhir/Patient/nobody",
+        "Accept: application/fhir+xml",
+    );
+    assert_eq!(missing.status, 404);
+    assert!(missing
+        .header("content-type")
+        .unwrap()
+        .starts_with("application/fhir+xml"));
+    assert!(
+        missing
+            .body
+            .contains("<OperationOutcome xmlns=\"http://hl7.org/fhir\">"),
+        "{}",
+        missing.body
+    );
+    assert!(
+        missing.body.contains("<code value=\"not-found\"/>"),
+        "{}",
+        missing.body
+    );
+
+    // Bad XML is a 400 OperationOutcome.
+    let bad = "<Bundle xmlns=\"http://hl7.org/fhir\"><type value=\"transaction\"/><shoe/></Bundle>";
+    let raw = format!(
+        "POST /fhir HTTP/1.1\r\nHost: x\r\nContent-Type: application/fhir+xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{bad}",
+        bad.len()
+    );
+    let reply = Reply::parse(&http_request(gateway.http_addr, raw.as_bytes()).unwrap());
+    assert_outcome(&reply, 400, "structure");
+}

@@ -1,0 +1,33 @@
+//! The gateway's integration tests, in one binary: each module starts the
+//! real `passerelle` binary (or talks to its parts) on free loopback ports.
+//! One binary links the world once instead of once per file.
+
+mod common;
+mod delivery;
+
+mod admin_api;
+mod cli;
+mod conformance;
+mod convert_cli;
+mod convert_data;
+mod crate_graph;
+mod delivery_auth;
+mod delivery_faults;
+mod delivery_postgres;
+mod delivery_tls;
+mod docker_compose;
+mod docs_routing;
+mod durability;
+mod fhir_proxy;
+mod fhir_repository;
+mod fhir_validation;
+mod fhir_xml;
+mod fuzz_corpus;
+mod hl7v2_queries;
+mod http_limits;
+mod mllp_limits;
+mod no_patient_data_in_logs;
+mod patient_summary;
+mod peer_mllp_client;
+mod script_hot_reload;
+mod shutdown;

@@ -1,0 +1,8 @@
+//! The mappers' integration tests, in one binary (one link instead of one
+//! per file).
+
+mod corpus_fhir;
+mod fuzz_corpus_mapping;
+mod microsoft_comparison;
+mod script_example;
+mod shared;
