@@ -347,7 +347,7 @@ mod tests {
                 r#"{"status":422,"location":3}"#,
                 r#""location" must be a string"#,
             ),
-            (r#"{"status":422,"code":null,"code":1}"#, "duplicate key"),
+            (r#"{"status":422,"code":null,"code":1}"#, "is given twice"),
         ] {
             let root = tempfile_dir();
             case_dir(

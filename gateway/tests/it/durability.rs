@@ -3,7 +3,6 @@
 //! must be in the journal afterwards, and the gateway must start again on
 //! the same data.
 
-
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -3,7 +3,6 @@
 //! Retry-After (throttled). A request whose body is still arriving holds its
 //! place, which makes both observable without a slow endpoint.
 
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};

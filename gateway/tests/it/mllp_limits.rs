@@ -2,7 +2,6 @@
 //! refused with AR and the connection goes on; connections over the limit
 //! are closed; idle connections are closed.
 
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;

@@ -1,7 +1,6 @@
 //! Patient data sent to the gateway (names, birth dates, identifiers) must
 //! never reach its logs, at any level and in either log format.
 
-
 use crate::common::{http_request, Gateway, Options};
 
 const NAME: &str = "ZYGMUNTOWICZ";

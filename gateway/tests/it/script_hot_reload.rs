@@ -2,7 +2,6 @@
 //! without restart, a broken edit is refused while the previous version
 //! keeps serving, a fix takes over, and a removal takes the mapping away.
 
-
 use std::path::Path;
 use std::time::Duration;
 

@@ -25,7 +25,82 @@ pub enum ParseError {
 /// Parses `text`, numbers kept as written. Refuses control characters in
 /// strings (see the module doc).
 pub fn parse(text: &str) -> Result<Value, ParseError> {
-    Ok(serde_json::from_str(&mark_numbers(text)?)?)
+    let Plain(value) = serde_json::from_str(&mark_numbers(text)?)?;
+    Ok(value)
+}
+
+/// A `Value` read member by member. serde_json's own `Value` reader (with
+/// the workspace's `raw_value` feature) reads an object whose key is
+/// `$serde_json::private::RawValue` as the JSON text of its value, which
+/// would let a client's string become numbers; this reader gives no key a
+/// meaning, and refuses a member name given twice (which FHIR JSON cannot
+/// have, and which serde_json would settle by keeping the last).
+struct Plain(Value);
+
+impl<'de> serde::Deserialize<'de> for Plain {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Plain, D::Error> {
+        deserializer.deserialize_any(PlainVisitor).map(Plain)
+    }
+}
+
+struct PlainVisitor;
+
+impl<'de> serde::de::Visitor<'de> for PlainVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("JSON")
+    }
+
+    fn visit_bool<E>(self, value: bool) -> Result<Value, E> {
+        Ok(Value::Bool(value))
+    }
+
+    fn visit_i64<E>(self, value: i64) -> Result<Value, E> {
+        Ok(Value::from(value))
+    }
+
+    fn visit_u64<E>(self, value: u64) -> Result<Value, E> {
+        Ok(Value::from(value))
+    }
+
+    fn visit_f64<E>(self, value: f64) -> Result<Value, E> {
+        Ok(Value::from(value))
+    }
+
+    fn visit_str<E>(self, value: &str) -> Result<Value, E> {
+        Ok(Value::String(value.to_string()))
+    }
+
+    fn visit_string<E>(self, value: String) -> Result<Value, E> {
+        Ok(Value::String(value))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(Plain(item)) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut members = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let Plain(value) = map.next_value()?;
+            if members.contains_key(&key) {
+                return Err(serde::de::Error::custom(format_args!(
+                    "the member `{key}` is given twice"
+                )));
+            }
+            members.insert(key, value);
+        }
+        Ok(Value::Object(members))
+    }
 }
 
 /// Writes `value` compactly, carried numbers back as the numbers they were.
@@ -68,7 +143,9 @@ fn mark_numbers(text: &str) -> Result<String, ParseError> {
                             // `\uXXXX`: the escaped character must be allowed too.
                             let mut code = 0u32;
                             for _ in 0..4 {
-                                let Some((_, digit)) = chars.next() else { break };
+                                let Some((_, digit)) = chars.next() else {
+                                    break;
+                                };
                                 out.push(digit);
                                 code = code * 16 + digit.to_digit(16).unwrap_or(0);
                             }
@@ -199,6 +276,16 @@ mod tests {
         let value = parse(r#"{"a":"x\ty\r\nz","b":"\u0009"}"#).unwrap();
         assert_eq!(value["a"], "x\ty\r\nz");
         assert_eq!(number_text(&value["a"]), None);
+    }
+
+    #[test]
+    fn no_key_has_a_meaning_of_its_own() {
+        // serde_json's `Value` reader (raw_value feature) would read this
+        // member's string as JSON text: `{"s":"\u0000n:9"}` written as 9.
+        let text = r#"{"$serde_json::private::RawValue":"{\"a\":1.50}"}"#;
+        let value = parse(text).unwrap();
+        assert_eq!(to_string(&value), text);
+        assert!(parse(r#"{"a":1,"b":{"c":2,"c":3}}"#).is_err());
     }
 
     #[test]

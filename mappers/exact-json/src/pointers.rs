@@ -227,4 +227,3 @@ fn write_value(value: &Value, pointer: &mut String, exact: &HashMap<&str, &str>,
         other => out.push_str(&other.to_string()),
     }
 }
-

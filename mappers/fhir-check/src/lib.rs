@@ -121,5 +121,4 @@ mod tests {
             Err(FhirCheckError::Invalid(_))
         ));
     }
-
 }

@@ -10,8 +10,11 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use hl7v2::{build_ack_for_bench, split_messages, Message};
 
 fn corpus_messages(subdir: &str) -> Vec<Vec<u8>> {
-    let root =
-        PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/corpus")).join(subdir);
+    let root = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/corpus"
+    ))
+    .join(subdir);
     let mut out = Vec::new();
     collect(&root, &mut out);
     if out.is_empty() {

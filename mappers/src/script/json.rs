@@ -186,4 +186,3 @@ fn push_pointer_token(pointer: &mut String, key: &str) {
 }
 
 pub use exact_json::{number_texts, write_with_texts as to_json_with_texts};
-

@@ -7,7 +7,10 @@ use std::path::{Path, PathBuf};
 
 /// `../shared/corpus`, or `None` when it is absent (see the module doc).
 pub fn corpus() -> Option<PathBuf> {
-    let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/corpus"));
+    let dir = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/corpus"
+    ));
     if dir.is_dir() {
         return Some(dir);
     }
