@@ -73,6 +73,29 @@ fn bench_mapping(c: &mut Criterion) {
     }
     group.finish();
     fhir_sdk_floor(c, &registry, &context, &oru);
+    completeness_check(c, &registry, &context, &oru);
+}
+
+/// The completeness check script output and Bundle edits go through
+/// (`fhir_check`, compiled unoptimised for build time: see the workspace
+/// Cargo.toml), on the ORU's mapped Bundle.
+fn completeness_check(
+    c: &mut Criterion,
+    registry: &mappers::mapping::MapperRegistry,
+    context: &MappingContext<'_>,
+    oru: &str,
+) {
+    let message = Message::parse(oru.as_bytes()).expect("sample parses");
+    let mapped = registry
+        .map(SourceMessage::Hl7v2(&message), context)
+        .expect("sample maps");
+    mappers::fhir::check_resource_json(&mapped.bundle).expect("the Bundle passes");
+    let mut group = c.benchmark_group("fhir_check");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("oru_r01_10_obx_bundle", |b| {
+        b.iter(|| mappers::fhir::check_resource_json(black_box(&mapped.bundle)).is_ok())
+    });
+    group.finish();
 }
 
 /// What fhir-sdk's types cost on their own for the ORU's Bundle entries,
