@@ -18,7 +18,7 @@ use mappers::hl7v2_fhir::{builtin_registry, BuiltinConfig};
 use mappers::mapping::{MappingContext, MappingErrorKind, SiteSettings, SourceMessage};
 use serde_json::Value;
 
-use crate::shared::corpus;
+use crate::shared::{corpus, walk};
 
 const VALIDATOR_PYTHON: &str = "/tmp/peers/venv-r4/bin/python";
 
@@ -26,28 +26,16 @@ fn shared() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared"))
 }
 
+/// The HL7 v2 samples below `dir`: `.hl7`/`.er7` files and the ANS's
+/// "Message metier" examples.
 fn files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let mut entries: Vec<_> = std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path())
-        .collect();
-    entries.sort();
-    for path in entries {
-        if path.is_dir() {
-            files(&path, out);
-        } else {
-            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            let lower = name.to_ascii_lowercase();
-            if lower.ends_with(".hl7")
-                || lower.ends_with(".er7")
-                || name.starts_with("Message metier")
-            {
-                out.push(path);
-            }
-        }
-    }
+    let mut all = Vec::new();
+    walk(dir, &mut all);
+    out.extend(all.into_iter().filter(|path| {
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        let lower = name.to_ascii_lowercase();
+        lower.ends_with(".hl7") || lower.ends_with(".er7") || name.starts_with("Message metier")
+    }));
 }
 
 /// Every `"reference": "urn:uuid:..."` in `value`.

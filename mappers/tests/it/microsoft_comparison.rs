@@ -12,31 +12,14 @@
 //! else by position when each side has exactly one.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use mappers::hl7v2::{split_messages, validate_header, Message};
 use mappers::hl7v2_fhir::{builtin_registry, BuiltinConfig};
 use mappers::mapping::{MappingContext, MappingErrorKind, SiteSettings, SourceMessage};
 use serde_json::Value;
 
-use crate::shared::{corpus, missing};
-
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path())
-        .collect();
-    entries.sort();
-    for path in entries {
-        if path.is_dir() {
-            walk(&path, out);
-        } else {
-            out.push(path);
-        }
-    }
-}
+use crate::shared::{corpus, missing, walk};
 
 // ---------------------------------------------------------------------------
 // JSON with numbers kept as sent

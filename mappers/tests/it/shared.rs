@@ -25,3 +25,22 @@ pub fn missing(what: &str, path: &Path) {
     );
     println!("skipped: {what} not found");
 }
+
+/// Every file below `dir`, depth first, in name order (so that reports and
+/// failures come in the same order on every machine).
+pub fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    entries.sort();
+    for path in entries {
+        if path.is_dir() {
+            walk(&path, out);
+        } else {
+            out.push(path);
+        }
+    }
+}
