@@ -13,7 +13,7 @@ use super::{BoxError, ResponseBody};
 use passerelle_fhir::negotiate::{Format, NotAcceptable};
 use passerelle_fhir::outcome::{IssueType, Outcome};
 use passerelle_pipeline::mapping::ConvertError;
-use passerelle_repository::{RepositoryError, SearchError};
+use passerelle_repository::{repository_outcome, RepositoryError};
 
 /// A request body was larger than `http.max_body_bytes`.
 #[derive(Debug, thiserror::Error)]
@@ -142,35 +142,6 @@ impl ApiError {
     }
 }
 
-fn repository_outcome(error: &RepositoryError) -> Outcome {
-    let (status, issue) = match error {
-        RepositoryError::NotFound(_) => (StatusCode::NOT_FOUND, IssueType::NotFound),
-        RepositoryError::Gone(_) => (StatusCode::GONE, IssueType::Deleted),
-        RepositoryError::Ambiguous(_) => {
-            (StatusCode::PRECONDITION_FAILED, IssueType::MultipleMatches)
-        }
-        // IHE PIXm's answers: an unknown source domain is 400, an unknown
-        // target domain 403.
-        RepositoryError::UnknownDomain(_) => (StatusCode::BAD_REQUEST, IssueType::CodeInvalid),
-        RepositoryError::UnknownTargetDomain(_) => (StatusCode::FORBIDDEN, IssueType::CodeInvalid),
-        RepositoryError::Search(SearchError::UnknownParameter(_)) => {
-            (StatusCode::BAD_REQUEST, IssueType::NotSupported)
-        }
-        RepositoryError::Search(SearchError::InvalidValue { .. }) => {
-            (StatusCode::BAD_REQUEST, IssueType::Value)
-        }
-        RepositoryError::Transaction(error) => return transaction_outcome(error),
-        RepositoryError::Storage(_) => {
-            return Outcome::error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                IssueType::Transient,
-                "the repository's storage failed; retry later",
-            )
-        }
-    };
-    Outcome::error(status, issue, error.to_string())
-}
-
 /// A client error of the upstream stays that error; a server error of the
 /// upstream is this gateway's 502.
 fn upstream_status(status: u16) -> StatusCode {
@@ -202,8 +173,6 @@ fn upstream_refusal_response(outcome: Outcome, body: &bytes::Bytes) -> Response<
     );
     response
 }
-
-pub use passerelle_repository::transaction_outcome;
 
 /// Classifies an error raised by a tower layer and answers it.
 pub fn layer_error_response(error: BoxError) -> Response<ResponseBody> {

@@ -19,6 +19,7 @@
 )]
 
 pub mod dates;
+mod outcome;
 pub mod params;
 pub mod search;
 pub mod summary;
@@ -27,8 +28,8 @@ pub mod transaction;
 use passerelle_storage::sql::{Sql, SqlRow, SqlValue};
 use passerelle_storage::{instant_from_ms, SharedStore, StorageError};
 
+pub use outcome::{repository_outcome, transaction_outcome};
 pub use search::{SearchError, SearchRequest};
-pub use transaction::transaction_outcome;
 pub use transaction::{TransactionError, TransactionOutcome};
 
 /// One version of one resource, as stored.

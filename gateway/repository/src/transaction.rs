@@ -11,9 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::{Map, Value};
 
 use super::{current, params, search::SearchRequest, StoredResource};
-use http::StatusCode;
 use passerelle_fhir::exact_json;
-use passerelle_fhir::outcome::{IssueType, Outcome};
 use passerelle_storage::sql::Sql;
 use passerelle_storage::{instant_from_ms, StorageError};
 
@@ -639,29 +637,4 @@ pub fn new_id() -> String {
         &hex[16..20],
         &hex[20..]
     )
-}
-
-/// A refused FHIR transaction as an OperationOutcome (also what the
-/// `local` target keeps with a dead letter).
-pub fn transaction_outcome(error: &TransactionError) -> Outcome {
-    let (status, issue) = match error {
-        TransactionError::NotJson(_) => (StatusCode::BAD_REQUEST, IssueType::Structure),
-        TransactionError::InvalidBundle(_) => (StatusCode::BAD_REQUEST, IssueType::Invalid),
-        TransactionError::Entry { refusal, .. } => match refusal {
-            Refusal::Invalid => (StatusCode::BAD_REQUEST, IssueType::Processing),
-            Refusal::NotFound => (StatusCode::NOT_FOUND, IssueType::NotFound),
-            Refusal::PreconditionFailed => {
-                (StatusCode::PRECONDITION_FAILED, IssueType::MultipleMatches)
-            }
-            Refusal::NotSupported => (StatusCode::BAD_REQUEST, IssueType::NotSupported),
-        },
-        TransactionError::Storage(_) => {
-            return Outcome::error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                IssueType::Transient,
-                "the repository's storage failed; retry later",
-            )
-        }
-    };
-    Outcome::error(status, issue, error.to_string())
 }
