@@ -94,8 +94,6 @@ pub(crate) fn write_string(out: &mut Vec<u8>, text: &str) {
     crate::fhir_stream::write_json_str(out, text);
 }
 
-pub use exact_json::write_with_texts as json_with_exact_numbers;
-
 #[cfg(test)]
 mod tests {
     use super::r4b::codes::ObservationStatus;

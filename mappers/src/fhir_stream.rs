@@ -849,7 +849,7 @@ mod tests {
     use serde_json::Value;
 
     use super::*;
-    use crate::fhir::{json_with_exact_numbers, r4b};
+    use crate::fhir::r4b;
     use crate::hl7v2::Message;
     use crate::hl7v2_fhir::{builtin_registry, BuiltinConfig};
     use crate::mapping::{MappingContext, SiteSettings, SourceMessage};
@@ -868,7 +868,7 @@ mod tests {
                 });
             }
         }
-        Ok(json_with_exact_numbers(&json, texts))
+        Ok(exact_json::write_with_texts(&json, texts))
     }
 
     fn texts(pairs: &[(&str, &str)]) -> Vec<(String, String)> {

@@ -33,7 +33,7 @@ use passerelle_telemetry::metrics::Metrics;
 
 /// Response body type of every handler.
 pub type ResponseBody = Full<Bytes>;
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub use passerelle_security::BoxError;
 
 /// What the handlers share.
 pub struct AppState {

@@ -1,10 +1,11 @@
-//! Who may reach what: the checks every transport passes through before a
-//! request or message reaches a handler. Each check is a tower layer (the
-//! HTTP stack composes them; the MLLP listener calls the same ones), and a
-//! refusal is a typed error ([`Denied`]) that the transport's error edge
-//! answers (403 with an OperationOutcome on HTTP), so no handler repeats
-//! an access check. Accepting connections also lives here, since it is
-//! where TLS and peer identities will be established.
+//! Who may reach what: the checks a transport passes a request through
+//! before a handler sees it. Each check is a tower layer that the HTTP
+//! stack composes (today `AdminAccessLayer`), and a refusal is a typed
+//! error ([`Denied`]) that the transport's error edge answers (403 with an
+//! OperationOutcome on HTTP), so no handler repeats an access check. The
+//! accept loop both listeners share lives here too, since it is where TLS
+//! and peer identities will be established; the MLLP listener has no
+//! access check yet (the security issue adds one through this crate).
 
 // Input must never reach a panic: no unwrap/expect/panic outside tests.
 #![cfg_attr(

@@ -13,50 +13,11 @@ use crate::delivery::{
     FaultProxy, Upstream,
 };
 
-fn server() -> String {
-    std::env::var("PASSERELLE_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgresql://postgres@127.0.0.1:5432".to_string())
-}
-
-/// A fresh database for this test, or `None` (skipped) without a server
-/// outside CI.
-fn fresh_database(name: &str) -> Option<String> {
-    let admin = format!("{}/postgres", server());
-    let connect = || postgres::Client::connect(&admin, postgres::NoTls);
-    let mut client = match connect() {
-        Ok(client) => client,
-        Err(_) => {
-            let _ = std::process::Command::new("sh")
-                .arg("-c")
-                .arg("pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start")
-                .status();
-            match connect() {
-                Ok(client) => client,
-                Err(error) => {
-                    if std::env::var_os("CI").is_some()
-                        || std::env::var_os("PASSERELLE_REQUIRE_PEERS").is_some()
-                    {
-                        panic!("PostgreSQL is required in CI: {error}");
-                    }
-                    eprintln!("skipped: no PostgreSQL at {admin}: {error}");
-                    return None;
-                }
-            }
-        }
-    };
-    let name = format!("{name}_{}", std::process::id());
-    client
-        .batch_execute(&format!("DROP DATABASE IF EXISTS {name}"))
-        .unwrap();
-    client
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .unwrap();
-    Some(format!("{}/{name}", server()))
-}
-
 #[test]
 fn two_instances_never_deliver_the_same_outbox_entry_twice() {
-    let Some(url) = fresh_database("passerelle_two_instances") else {
+    // A fresh database on this machine's PostgreSQL (started when stopped;
+    // required in CI), shared with the storage and repository suites.
+    let Some(url) = passerelle_storage::postgres_test::database("two_instances") else {
         return;
     };
     let Some(upstream) = Upstream::start() else {
