@@ -15,6 +15,8 @@ use crate::Failure;
 #[derive(Clone)]
 pub struct Client {
     base_url: String,
+    /// Sent as `Authorization: Bearer <key>` unless a case sends its own.
+    api_key: Option<String>,
     inner: hyper_util::client::legacy::Client<HttpConnector, Full<Bytes>>,
 }
 
@@ -41,14 +43,33 @@ impl HttpResponse {
 }
 
 impl Client {
-    pub fn new(base_url: String) -> Self {
+    pub fn new(base_url: String, api_key: Option<String>) -> Self {
         let inner = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(5))
             .build_http();
         Self {
             base_url: base_url.trim_end_matches('/').to_string(),
+            api_key,
             inner,
         }
+    }
+
+    /// The same gateway without a key (for the cases that check what an
+    /// anonymous caller gets).
+    pub fn anonymous(&self) -> Client {
+        Client {
+            api_key: None,
+            ..self.clone()
+        }
+    }
+
+    /// The `Authorization` header line for raw requests (empty without a
+    /// key).
+    pub fn authorization_line(&self) -> String {
+        self.api_key
+            .as_deref()
+            .map(|key| format!("Authorization: Bearer {key}\r\n"))
+            .unwrap_or_default()
     }
 
     pub fn base_url(&self) -> &str {
@@ -81,6 +102,12 @@ impl Client {
         let mut builder = Request::builder().method(method.clone()).uri(&uri);
         for (name, value) in headers {
             builder = builder.header(*name, *value);
+        }
+        let own_authorization = headers
+            .iter()
+            .any(|(name, _)| name.eq_ignore_ascii_case("authorization"));
+        if let (Some(key), false) = (&self.api_key, own_authorization) {
+            builder = builder.header("authorization", format!("Bearer {key}"));
         }
         let request = builder
             .body(Full::new(body))

@@ -30,6 +30,9 @@ pub struct Target {
     /// The shared sample corpus (`../shared/corpus`); corpus cases are
     /// skipped without it.
     pub corpus_dir: Option<std::path::PathBuf>,
+    /// A key with every scope the suite exercises (the gateway's local
+    /// admin key, say); without it only what is open can pass.
+    pub api_key: Option<String>,
 }
 
 /// What a case gets: the HTTP client and where the rest of the gateway is.
@@ -89,7 +92,7 @@ pub async fn run_all_with(
     filter: Option<&str>,
     mapping_cases: std::path::PathBuf,
 ) -> Vec<CaseReport> {
-    let client = Client::new(target.base_url.clone());
+    let client = Client::new(target.base_url.clone(), target.api_key.clone());
     let context = Context {
         client,
         mllp_addr: target.mllp_addr.clone(),

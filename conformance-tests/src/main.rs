@@ -33,6 +33,11 @@ struct Args {
     /// Only run cases whose name contains this text.
     #[arg(long)]
     filter: Option<String>,
+    /// A file holding a client key with every scope (e.g. the gateway's
+    /// `data/local-admin.key`); default: the `PASSERELLE_API_KEY`
+    /// environment variable.
+    #[arg(long, value_name = "FILE")]
+    api_key_file: Option<std::path::PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -47,10 +52,21 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let api_key = match &args.api_key_file {
+        Some(path) => match std::fs::read_to_string(path) {
+            Ok(text) => Some(text.trim().to_string()),
+            Err(error) => {
+                eprintln!("passerelle-conformance: {}: {error}", path.display());
+                return ExitCode::from(2);
+            }
+        },
+        None => std::env::var("PASSERELLE_API_KEY").ok(),
+    };
     let target = conformance_tests::Target {
         base_url: args.base_url,
         mllp_addr: Some(args.mllp_addr),
         corpus_dir: args.corpus_dir,
+        api_key,
     };
     let reports = runtime.block_on(conformance_tests::run_all_with(
         &target,

@@ -92,6 +92,7 @@ poll_interval_ms = 200
 [targets.fhir]
 kind = "fhir"
 url = "http://127.0.0.1:$UPSTREAM_PORT/fhir"
+allow_insecure = true
 concurrency = 4
 [[routes]]
 name = "all"
@@ -126,7 +127,7 @@ EOF
   start=$(date +%s.%N)
   ack=$("$MLLP_LOAD" --port $MLLP_PORT --messages "$messages" --connections "$CONNECTIONS" --window 1 --id-prefix LOCAL)
   for _ in $(seq 1 6000); do
-    delivered=$(curl -s "http://127.0.0.1:$HTTP_PORT/metrics" \
+    delivered=$(curl -s -H "Authorization: Bearer $(cat "$WORK/local-data/local-admin.key")" "http://127.0.0.1:$HTTP_PORT/metrics" \
       | sed -n 's/^passerelle_delivery_attempts_total{result="delivered",target="local"} \([0-9]*\)/\1/p')
     [ "${delivered:-0}" = "$messages" ] && break
     sleep 0.05

@@ -25,15 +25,19 @@ PASSERELLE_HTTP__LISTEN=127.0.0.1:$HTTP_PORT PASSERELLE_MLLP__ENABLED=false \
   PASSERELLE_STORAGE__DATA_DIR="$WORK/data" "$PASSERELLE" > "$WORK/gateway.log" 2>&1 &
 GATEWAY_PID=$!
 for _ in $(seq 1 300); do curl -sf -o /dev/null "http://127.0.0.1:$HTTP_PORT/ready" && break; sleep 0.1; done
+# The local admin key the gateway made at start (every scope).
+KEY=$(cat "$WORK/data/local-admin.key")
 
-python3 - "$HTTP_PORT" "$PATIENTS" "$REQUESTS" <<'PY'
+python3 - "$HTTP_PORT" "$PATIENTS" "$REQUESTS" "$KEY" <<'PY'
 import http.client, json, random, statistics, sys, time
 
-port, patients, requests = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+port, patients, requests, key = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 connection = http.client.HTTPConnection("127.0.0.1", port)
 
 def call(method, path, body=None):
-    headers = {"Content-Type": "application/fhir+json"} if body else {}
+    headers = {"Authorization": f"Bearer {key}"}
+    if body:
+        headers["Content-Type"] = "application/fhir+json"
     started = time.perf_counter()
     connection.request(method, path, body=body, headers=headers)
     response = connection.getresponse()

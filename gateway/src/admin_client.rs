@@ -1,6 +1,8 @@
 //! `passerelle messages ...`: the admin API from the command line. It
 //! talks HTTP to a running gateway (the one the configuration describes,
-//! or `--url`), so it works the same against SQLite and PostgreSQL.
+//! or `--url`), so it works the same against SQLite and PostgreSQL. Its
+//! key: `--key-file`, else `PASSERELLE_API_KEY`, else the local admin key
+//! in the data directory.
 
 use std::process::ExitCode;
 
@@ -21,6 +23,10 @@ pub struct MessagesArgs {
     /// Print the API's JSON instead of a table.
     #[arg(long, global = true)]
     pub json: bool,
+    /// A file holding a key with the `passerelle/admin` scope (default:
+    /// `PASSERELLE_API_KEY`, else `<data_dir>/local-admin.key`).
+    #[arg(long, global = true)]
+    pub key_file: Option<std::path::PathBuf>,
     #[command(subcommand)]
     pub command: MessagesCommand,
 }
@@ -96,7 +102,32 @@ impl ListArgs {
     }
 }
 
-pub fn run(args: &MessagesArgs, default_base: &str) -> ExitCode {
+/// The key to call the admin API with.
+fn admin_key(args: &MessagesArgs, local_admin_key: &std::path::Path) -> Result<String, String> {
+    if args.key_file.is_none() {
+        if let Ok(key) = std::env::var("PASSERELLE_API_KEY") {
+            return Ok(key.trim().to_string());
+        }
+    }
+    let path = args.key_file.as_deref().unwrap_or(local_admin_key);
+    std::fs::read_to_string(path)
+        .map(|text| text.trim().to_string())
+        .map_err(|e| {
+            format!(
+                "cannot read the key file {}: {e} (give --key-file or PASSERELLE_API_KEY)",
+                path.display()
+            )
+        })
+}
+
+pub fn run(args: &MessagesArgs, default_base: &str, local_admin_key: &std::path::Path) -> ExitCode {
+    let key = match admin_key(args, local_admin_key) {
+        Ok(key) => key,
+        Err(message) => {
+            eprintln!("passerelle messages: {message}");
+            return ExitCode::from(2);
+        }
+    };
     let base = args
         .url
         .as_deref()
@@ -161,7 +192,7 @@ pub fn run(args: &MessagesArgs, default_base: &str) -> ExitCode {
         }
     };
     let url = format!("{base}{path}");
-    let answer = runtime.block_on(request(method, &url));
+    let answer = runtime.block_on(request(method, &url, &key));
     let (status, body) = match answer {
         Ok(answer) => answer,
         Err(error) => {
@@ -187,12 +218,16 @@ pub fn run(args: &MessagesArgs, default_base: &str) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-async fn request(method: Method, url: &str) -> Result<(u16, Bytes), String> {
+async fn request(method: Method, url: &str, key: &str) -> Result<(u16, Bytes), String> {
     let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     let request = Request::builder()
         .method(method)
         .uri(url)
         .header("accept", "application/json")
+        // The admin API takes state changes only as JSON (a guard against
+        // cross-site forms); these carry their parameters in the query.
+        .header("content-type", "application/json")
+        .header("authorization", format!("Bearer {key}"))
         .body(Full::new(Bytes::new()))
         .map_err(|e| e.to_string())?;
     let response =

@@ -1,5 +1,5 @@
 //! The `passerelle` command line: `serve` (the default), `check-config`,
-//! `convert`, `messages` and `version`. Exit codes: 0 success, 1 runtime failure (for
+//! `convert`, `messages`, `clients` and `version`. Exit codes: 0 success, 1 runtime failure (for
 //! `convert`: any message or file that could not be converted), 2 invalid
 //! configuration.
 
@@ -43,6 +43,9 @@ pub enum Command {
     /// Inspect and act on messages through a running gateway's admin API
     /// (list, show, replay, retry-dead, purge, targets).
     Messages(crate::admin_client::MessagesArgs),
+    /// Add, list and revoke the clients that may call the gateway (API
+    /// keys with SMART scopes).
+    Clients(crate::clients::ClientsArgs),
     /// Print the version.
     Version,
 }
@@ -111,8 +114,10 @@ where
             if listen.ip().is_unspecified() {
                 listen.set_ip(std::net::IpAddr::from([127, 0, 0, 1]));
             }
-            crate::admin_client::run(&args, &format!("http://{listen}"))
+            let key_file = crate::clients::local_admin_key_path(&config);
+            crate::admin_client::run(&args, &format!("http://{listen}"), &key_file)
         }
+        Command::Clients(args) => crate::clients::run(&config, &args),
         Command::Serve | Command::Version => serve(config, base),
     }
 }
@@ -129,9 +134,17 @@ fn check_config(config: &Config, base: MapperRegistry) -> ExitCode {
     if report_refused_scripts(config, &service) {
         return ExitCode::from(2);
     }
-    match toml::to_string_pretty(config) {
+    if let Err(error) = crate::clients::configured(config) {
+        eprintln!("passerelle: invalid configuration: {error}");
+        return ExitCode::from(2);
+    }
+    // Secrets (tokens, passwords, URL passwords) never reach the terminal.
+    match config
+        .redacted()
+        .and_then(|table| toml::to_string_pretty(&table))
+    {
         Ok(text) => {
-            println!("# configuration is valid; effective settings:\n{text}");
+            println!("# configuration is valid; effective settings (secrets redacted):\n{text}");
             ExitCode::SUCCESS
         }
         Err(error) => {

@@ -12,6 +12,7 @@
 
 pub mod admin_client;
 pub mod cli;
+pub mod clients;
 pub mod runtime;
 
 pub use passerelle_config as config;

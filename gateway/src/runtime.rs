@@ -43,6 +43,8 @@ pub enum StartError {
     Delivery(#[from] DeliverySetupError),
     #[error("the storage setup task failed")]
     StorageTask,
+    #[error(transparent)]
+    Clients(#[from] crate::clients::ClientSetupError),
 }
 
 /// A started gateway: its bound addresses and the handle that stops it.
@@ -75,6 +77,13 @@ pub async fn start_with_base(
     let store = {
         let config = config.storage.clone();
         tokio::task::spawn_blocking(move || passerelle_storage::open(&config))
+            .await
+            .map_err(|_| StartError::StorageTask)??
+    };
+    let (clients, configured_clients) = {
+        let config = config.clone();
+        let store = store.clone();
+        tokio::task::spawn_blocking(move || crate::clients::directory(&config, &store))
             .await
             .map_err(|_| StartError::StorageTask)??
     };
@@ -203,6 +212,7 @@ pub async fn start_with_base(
         mapping_wake,
         deliveries,
         intake: intake.clone(),
+        clients: clients.clone(),
         mapping: mapping.clone(),
         max_body_bytes: http_config.max_body_bytes,
         capability: CapabilityInputs {
@@ -225,10 +235,17 @@ pub async fn start_with_base(
         shutdown.clone(),
     ));
     tasks.spawn(mapping.watch_scripts(shutdown.clone()));
+    tasks.spawn(crate::clients::refresh(
+        clients.clone(),
+        configured_clients,
+        state.store.clone(),
+        shutdown.clone(),
+    ));
     if let Some(listener) = mllp_listener {
         tasks.spawn(passerelle_mllp::listener::run(
             listener,
             intake,
+            clients.clone(),
             config.mllp.clone(),
             shutdown.clone(),
         ));

@@ -33,7 +33,61 @@ pub fn cases() -> Vec<Case> {
             name: "fhir/oversized body gives 413",
             run: |c| Box::pin(too_large(c.client)),
         },
+        Case {
+            name: "fhir/no key: 401 with a Bearer challenge, metadata stays open",
+            run: |c| Box::pin(anonymous(c.client)),
+        },
     ]
+}
+
+/// Without a key, patient data and HL7 v2 intake answer 401 (RFC 6750's
+/// challenge and an OperationOutcome); a wrong key is told it is invalid;
+/// the CapabilityStatement and health stay open.
+async fn anonymous(client: Client) -> CaseResult {
+    let anonymous = client.anonymous();
+    for (method, path) in [
+        (Method::GET, "/fhir/Patient?gender=female"),
+        (Method::GET, "/fhir/Patient/x/$everything"),
+        (Method::POST, "/fhir"),
+        (Method::POST, "/hl7v2"),
+        (Method::GET, "/admin/messages"),
+        (Method::GET, "/metrics"),
+    ] {
+        let what = format!("{method} {path} without a key");
+        let response = anonymous.send(method, path, &[], Bytes::new()).await?;
+        expect_outcome(&response, 401, &what)?;
+        ensure(
+            response
+                .header("www-authenticate")
+                .is_some_and(|v| v.starts_with("Bearer")),
+            || format!("{what}: no Bearer challenge"),
+        )?;
+    }
+    let response = anonymous
+        .send(
+            Method::GET,
+            "/fhir/Patient",
+            &[(
+                "authorization",
+                "Bearer psl_000000000000_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+            )],
+            Bytes::new(),
+        )
+        .await?;
+    expect_outcome(&response, 401, "a made-up key")?;
+    ensure(
+        response
+            .header("www-authenticate")
+            .is_some_and(|v| v.contains("invalid_token")),
+        || "a made-up key: the challenge does not say invalid_token".into(),
+    )?;
+    for path in ["/fhir/metadata", "/health"] {
+        let response = anonymous.get(path).await?;
+        ensure(response.status == 200, || {
+            format!("GET {path} without a key: {}", response.status)
+        })?;
+    }
+    Ok(())
 }
 
 const FHIR_JSON: &str = "application/fhir+json; charset=utf-8";
@@ -177,8 +231,9 @@ async fn too_large(client: Client) -> CaseResult {
     // Declares a 4 GiB body and sends none: the gateway must refuse from the
     // header alone, with an OperationOutcome, without reading the body.
     let request = format!(
-        "POST /hl7v2 HTTP/1.1\r\nHost: {}\r\nContent-Type: x-application/hl7-v2+er7\r\nContent-Length: 4294967296\r\nConnection: close\r\n\r\n",
-        client.authority()
+        "POST /hl7v2 HTTP/1.1\r\nHost: {}\r\n{}Content-Type: x-application/hl7-v2+er7\r\nContent-Length: 4294967296\r\nConnection: close\r\n\r\n",
+        client.authority(),
+        client.authorization_line()
     );
     let answer = client.raw_exchange(request.as_bytes()).await?;
     ensure(answer.starts_with("HTTP/1.1 413"), || {

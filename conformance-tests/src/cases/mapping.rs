@@ -272,7 +272,7 @@ mod tests {
         let root = tempfile_dir();
         std::fs::write(root.join("README.md"), "how to add a case").unwrap();
         // Nothing listens there: a request would fail the run.
-        let client = Client::new("http://127.0.0.1:9".to_string());
+        let client = Client::new("http://127.0.0.1:9".to_string(), None);
         assert!(run_cases(&client, &root).await.is_ok());
         let _ = std::fs::remove_dir_all(&root);
     }

@@ -41,6 +41,50 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
     pub delivery: DeliveryConfig,
     pub fhir: FhirApiConfig,
+    pub security: SecurityConfig,
+}
+
+/// Who may call the gateway (see `docs/security.md`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecurityConfig {
+    /// On start, make `<data_dir>/local-admin.key` when it is missing and
+    /// accept its key as the `local-admin` client (every scope); MLLP
+    /// senders on loopback are accepted as that client.
+    pub local_admin: bool,
+    /// Clients managed as code, besides those `passerelle clients add`
+    /// stores (`[[security.clients]]`).
+    pub clients: Vec<ClientConfig>,
+}
+
+impl Default for SecurityConfig {
+    fn default() -> Self {
+        Self {
+            local_admin: true,
+            clients: Vec::new(),
+        }
+    }
+}
+
+/// One client of `[[security.clients]]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientConfig {
+    pub name: String,
+    /// What `passerelle clients add --print-config` prints: the key's id
+    /// and slow hash (`<id>$pbkdf2-sha256$...`), never the key itself.
+    pub key_verifier: String,
+    #[serde(default)]
+    pub networks: Vec<String>,
+    /// SMART scopes (`system/Patient.rs`) and the gateway's own
+    /// (`passerelle/admin`, `passerelle/metrics`, `passerelle/hl7v2`,
+    /// `passerelle/convert`).
+    pub scopes: Vec<String>,
+    /// Addresses or CIDR ranges its MLLP connections come from (MLLP has
+    /// no credentials of its own without TLS client certificates); needs
+    /// the `passerelle/hl7v2` scope.
+    #[serde(default)]
+    pub mllp_addresses: Vec<String>,
 }
 
 /// The FHIR API on `/fhir`.
@@ -64,11 +108,17 @@ pub struct HttpConfig {
     pub request_timeout_secs: u64,
     /// Requests processed at once; further requests are shed with 503.
     pub max_concurrent_requests: usize,
+    /// Connections open at once; a connection over the limit is closed as
+    /// soon as it is accepted.
+    pub max_connections: usize,
     /// On SIGINT/SIGTERM, how long in-flight requests may take to finish.
     pub shutdown_grace_secs: u64,
     /// Base URL the gateway is reached at, used in absolute links; derived
     /// from `listen` when absent.
     pub public_base_url: Option<String>,
+    /// Host names `/admin` answers to besides loopback names and the host
+    /// of `public_base_url` (a guard against DNS rebinding).
+    pub allowed_hosts: Vec<String>,
 }
 
 impl Default for HttpConfig {
@@ -78,8 +128,10 @@ impl Default for HttpConfig {
             max_body_bytes: 16 * 1024 * 1024,
             request_timeout_secs: 30,
             max_concurrent_requests: 512,
+            max_connections: 1024,
             shutdown_grace_secs: 30,
             public_base_url: None,
+            allowed_hosts: Vec::new(),
         }
     }
 }
@@ -104,6 +156,10 @@ pub struct MllpConfig {
     pub max_connections: usize,
     /// A connection idle for this long is closed.
     pub idle_timeout_secs: u64,
+    /// A frame must arrive whole within this long of its start block, or
+    /// the connection is closed (a sender that starts a frame and stops
+    /// would hold a connection slot until the idle timeout).
+    pub frame_timeout_secs: u64,
 }
 
 impl Default for MllpConfig {
@@ -114,6 +170,7 @@ impl Default for MllpConfig {
             max_message_bytes: 16 * 1024 * 1024,
             max_connections: 256,
             idle_timeout_secs: 600,
+            frame_timeout_secs: 30,
         }
     }
 }
@@ -226,6 +283,11 @@ pub struct TargetConfig {
     pub auth: Option<TargetAuth>,
     #[serde(default)]
     pub tls: Option<TargetTls>,
+    /// Allows an `http://` url or token URL (patient data and credentials
+    /// in clear on the network) and credentials written in a URL; for a
+    /// test server on the gateway's own host, never for a real one.
+    #[serde(default)]
+    pub allow_insecure: bool,
 }
 
 mod defaults {
@@ -579,6 +641,77 @@ impl MappingConfig {
     }
 }
 
+/// Why a target URL may not be used without `allow_insecure = true`: in
+/// clear (`http://`), or with credentials in it (they end up in logs and
+/// process listings; `auth` is where they go).
+fn insecure_url_refusal(url: &str) -> Option<String> {
+    if url.starts_with("http://") {
+        return Some(format!(
+            "`{}` is not https: patient data and credentials would cross the network in clear (set allow_insecure = true for a test server)",
+            redact_url_password(url).unwrap_or_else(|| url.to_string())
+        ));
+    }
+    let authority = url.split_once("://").map_or("", |(_, rest)| {
+        rest.split(['/', '?', '#']).next().unwrap_or("")
+    });
+    authority
+        .contains('@')
+        .then(|| "credentials in a URL are refused: put them in the target's auth".to_string())
+}
+
+/// Keys whose values are secrets: never printed.
+const SECRET_KEYS: &[&str] = &["token", "password", "client_secret"];
+/// What a redacted secret prints as.
+pub const REDACTED: &str = "<redacted>";
+
+impl Config {
+    /// The settings as TOML with every secret replaced by [`REDACTED`]
+    /// (target tokens, passwords and client secrets, and the password of
+    /// any URL), for `check-config` and anything else that shows them.
+    pub fn redacted(&self) -> Result<toml::Table, toml::ser::Error> {
+        let mut table = toml::Table::try_from(self)?;
+        redact_table(&mut table);
+        Ok(table)
+    }
+}
+
+fn redact_table(table: &mut toml::Table) {
+    for (key, value) in table.iter_mut() {
+        if SECRET_KEYS.contains(&key.as_str()) && value.is_str() {
+            *value = toml::Value::String(REDACTED.to_string());
+        } else {
+            redact_value(value);
+        }
+    }
+}
+
+fn redact_value(value: &mut toml::Value) {
+    match value {
+        toml::Value::Table(table) => redact_table(table),
+        toml::Value::Array(items) => items.iter_mut().for_each(redact_value),
+        toml::Value::String(text) => {
+            if let Some(redacted) = redact_url_password(text) {
+                *text = redacted;
+            }
+        }
+        _ => {}
+    }
+}
+
+/// `scheme://user:password@host...` with the password redacted; `None`
+/// when `text` has no password in it.
+fn redact_url_password(text: &str) -> Option<String> {
+    let (scheme, rest) = text.split_once("://")?;
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..authority_end];
+    let (userinfo, host) = authority.rsplit_once('@')?;
+    let (user, _password) = userinfo.split_once(':')?;
+    Some(format!(
+        "{scheme}://{user}:{REDACTED}@{host}{}",
+        &rest[authority_end..]
+    ))
+}
+
 /// Why a configuration could not be loaded; every variant names where the
 /// fault is (file and line, or environment variable).
 #[derive(Debug, thiserror::Error)]
@@ -799,6 +932,18 @@ fn validate_routes(
                         "url",
                         format!("`{url}` is not an http:// or https:// URL"),
                     ));
+                }
+                if !target.allow_insecure {
+                    insecure_url_refusal(url).map_or(Ok(()), |why| Err(fail("url", why)))?;
+                    let token_url = match &target.auth {
+                        Some(TargetAuth::Oauth2 { token_url, .. })
+                        | Some(TargetAuth::SmartBackend { token_url, .. }) => Some(token_url),
+                        _ => None,
+                    };
+                    if let Some(token_url) = token_url {
+                        insecure_url_refusal(token_url)
+                            .map_or(Ok(()), |why| Err(fail("auth.token_url", why)))?;
+                    }
                 }
                 if url.starts_with("http://") && target.tls.is_some() {
                     return Err(fail("tls", "tls settings need an https:// url".into()));
@@ -1091,6 +1236,68 @@ fn key_at(text: &str, line: usize, message: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn targets_in_clear_or_with_credentials_in_the_url_are_refused() {
+        let load = |target: &str| {
+            let text = format!("[targets.hospital]\nkind = \"fhir\"\n{target}\n");
+            Config::from_toml("t.toml", &text, &BTreeMap::new())
+        };
+        let error = load("url = \"http://fhir.example/fhir\"")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("targets.hospital.url") && error.contains("not https"),
+            "{error}"
+        );
+        let error = load("url = \"https://gw:pw@fhir.example/fhir\"")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("credentials in a URL"), "{error}");
+        assert!(!error.contains("pw@"), "{error}");
+        let error = load("url = \"https://fhir.example/fhir\"\nauth = { type = \"oauth2\", token_url = \"http://auth.example/token\", client_id = \"c\", client_secret = \"s\" }")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("auth.token_url"), "{error}");
+        load("url = \"https://fhir.example/fhir\"").unwrap();
+        load("url = \"http://127.0.0.1:9/fhir\"\nallow_insecure = true").unwrap();
+    }
+
+    #[test]
+    fn redacted_settings_hold_no_secret() {
+        let text = r#"
+[storage]
+backend = "postgres"
+postgres_url = "postgres://passerelle:s3cret-db@db.example:5432/passerelle?sslmode=verify-full"
+
+[targets.hospital]
+kind = "fhir"
+url = "https://fhir.example/fhir"
+auth = { type = "bearer", token = "s3cret-token" }
+
+[targets.lab]
+kind = "fhir"
+url = "https://lab.example/fhir"
+auth = { type = "basic", username = "lab", password = "s3cret-basic" }
+
+[targets.regional]
+kind = "fhir"
+url = "https://regional.example/fhir"
+auth = { type = "oauth2", token_url = "https://auth.example/token", client_id = "gw", client_secret = "s3cret-oauth" }
+"#;
+        let config = Config::from_toml("t.toml", text, &BTreeMap::new()).unwrap();
+        let printed = toml::to_string(&config.redacted().unwrap()).unwrap();
+        assert!(!printed.contains("s3cret"), "{printed}");
+        assert!(
+            printed.contains(
+                "postgres://passerelle:<redacted>@db.example:5432/passerelle?sslmode=verify-full"
+            ),
+            "{printed}"
+        );
+        assert!(printed.contains("client_id = \"gw\""), "{printed}");
+        assert_eq!(redact_url_password("https://fhir.example/fhir"), None);
+        assert_eq!(redact_url_password("https://user@fhir.example/"), None);
+    }
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {

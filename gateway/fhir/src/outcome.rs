@@ -41,6 +41,8 @@ pub enum IssueType {
     Transient,
     Informational,
     Forbidden,
+    /// `login`: no or bad credentials (401).
+    Login,
     Processing,
     Conflict,
     Deleted,
@@ -69,6 +71,7 @@ impl IssueType {
             IssueType::MultipleMatches => "multiple-matches",
             IssueType::CodeInvalid => "code-invalid",
             IssueType::Forbidden => "forbidden",
+            IssueType::Login => "login",
         }
     }
 }

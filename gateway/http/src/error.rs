@@ -3,7 +3,7 @@
 //! load shedding, body limit), become HTTP responses carrying an
 //! OperationOutcome.
 
-use http::header::{HeaderValue, ALLOW, CONTENT_TYPE, RETRY_AFTER};
+use http::header::{HeaderValue, ALLOW, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{Response, StatusCode};
 use http_body_util::Full;
 
@@ -56,8 +56,12 @@ pub enum ApiError {
     BodyRead,
     #[error("storage is not available")]
     StorageUnavailable,
+    /// No or a bad client key (401, with `WWW-Authenticate`).
+    #[error(transparent)]
+    Unauthenticated(#[from] passerelle_security::Unauthenticated),
+    /// The client's scopes (or the admin guard) refuse it.
     #[error("{0}")]
-    Forbidden(&'static str),
+    Forbidden(String),
     #[error("internal error")]
     Internal,
     #[error(transparent)]
@@ -112,6 +116,7 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, IssueType::TooLong),
             ApiError::BodyRead => (StatusCode::BAD_REQUEST, IssueType::Structure),
             ApiError::StorageUnavailable => (StatusCode::SERVICE_UNAVAILABLE, IssueType::Transient),
+            ApiError::Unauthenticated(_) => (StatusCode::UNAUTHORIZED, IssueType::Login),
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, IssueType::Forbidden),
             ApiError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, IssueType::Exception),
             ApiError::Repository(error) => return repository_outcome(error),
@@ -133,10 +138,26 @@ impl ApiError {
             return upstream_refusal_response(self.outcome(), body);
         }
         let mut response = outcome_response(&self.outcome());
-        if let ApiError::MethodNotAllowed { allow, .. } = self {
-            response
-                .headers_mut()
-                .insert(ALLOW, HeaderValue::from_static(allow));
+        match self {
+            ApiError::MethodNotAllowed { allow, .. } => {
+                response
+                    .headers_mut()
+                    .insert(ALLOW, HeaderValue::from_static(allow));
+            }
+            // RFC 6750: a request without a key gets the scheme only; one
+            // with a bad key is told so.
+            ApiError::Unauthenticated(why) => {
+                let challenge = match why {
+                    passerelle_security::Unauthenticated::Missing => r#"Bearer realm="passerelle""#,
+                    passerelle_security::Unauthenticated::Invalid => {
+                        r#"Bearer realm="passerelle", error="invalid_token""#
+                    }
+                };
+                response
+                    .headers_mut()
+                    .insert(WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+            }
+            _ => {}
         }
         response
     }
@@ -177,7 +198,10 @@ fn upstream_refusal_response(outcome: Outcome, body: &bytes::Bytes) -> Response<
 /// Classifies an error raised by a tower layer and answers it.
 pub fn layer_error_response(error: BoxError) -> Response<ResponseBody> {
     if let Some(denied) = error.downcast_ref::<passerelle_security::Denied>() {
-        return ApiError::Forbidden(denied.reason).into_response();
+        return ApiError::Forbidden(denied.reason.clone()).into_response();
+    }
+    if let Some(why) = error.downcast_ref::<passerelle_security::Unauthenticated>() {
+        return ApiError::Unauthenticated(why.clone()).into_response();
     }
     if error.is::<tower::timeout::error::Elapsed>() {
         let outcome = Outcome::error(
@@ -274,6 +298,22 @@ mod tests {
             layer_error_response(big).status(),
             StatusCode::PAYLOAD_TOO_LARGE
         );
+        let missing: BoxError = Box::new(passerelle_security::Unauthenticated::Missing);
+        let response = layer_error_response(missing);
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            response.headers()[WWW_AUTHENTICATE],
+            r#"Bearer realm="passerelle""#
+        );
+        let bad: BoxError = Box::new(passerelle_security::Unauthenticated::Invalid);
+        assert!(layer_error_response(bad).headers()[WWW_AUTHENTICATE]
+            .to_str()
+            .unwrap()
+            .contains("invalid_token"));
+        let denied: BoxError = Box::new(passerelle_security::Denied {
+            reason: "no".into(),
+        });
+        assert_eq!(layer_error_response(denied).status(), StatusCode::FORBIDDEN);
         let other: BoxError = "boom".into();
         assert_eq!(
             layer_error_response(other).status(),

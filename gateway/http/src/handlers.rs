@@ -123,6 +123,11 @@ where
             expected: "x-application/hl7-v2+er7",
         });
     }
+    // The access layer authenticated the client (with passerelle/hl7v2).
+    let sender = request
+        .extensions()
+        .get::<std::sync::Arc<passerelle_security::Client>>()
+        .cloned();
     let body = read_body(request.into_body(), state.max_body_bytes).await?;
     let mut messages: Vec<Bytes> = hl7v2::split_messages(&body)
         .into_iter()
@@ -132,11 +137,11 @@ where
         // Nothing that starts with MSH: the intake answers it with a NAK.
         messages.push(body.clone());
     }
-    let answers = futures_util::future::join_all(
-        messages
-            .into_iter()
-            .map(|message| state.intake.process(message, Transport::Http)),
-    )
+    let answers = futures_util::future::join_all(messages.into_iter().map(|message| {
+        state
+            .intake
+            .process(message, Transport::Http, sender.as_deref())
+    }))
     .await;
     let mut out = Vec::new();
     for answer in answers {
@@ -154,7 +159,9 @@ where
 
 fn not_allowed(method: &Method, allow: &'static str) -> ApiError {
     ApiError::MethodNotAllowed {
-        interaction: method.as_str().to_string(),
+        // Never the client's own token: an extension method can be
+        // kilobytes long.
+        interaction: crate::layers::method_label(method).to_string(),
         allow,
     }
 }
@@ -287,6 +294,13 @@ where
         }
         Route::FhirBase => match method {
             Method::POST => {
+                // The access layer let a known client through; each entry
+                // is checked against its scopes.
+                let scopes = request
+                    .extensions()
+                    .get::<std::sync::Arc<passerelle_security::Client>>()
+                    .map(|client| client.scopes.clone())
+                    .unwrap_or_default();
                 let content_type = request
                     .headers()
                     .get(CONTENT_TYPE)
@@ -307,7 +321,7 @@ where
                         passerelle_fhir::xml::from_xml(text).map_err(ApiError::XmlUnreadable)?;
                     body = Bytes::from(passerelle_fhir::exact_json::to_string(&value));
                 }
-                rest::transaction(&state, body).await
+                rest::transaction(&state, body, scopes).await
             }
             _ => Err(not_allowed(&method, "POST")),
         },

@@ -119,6 +119,25 @@ where
     }
 }
 
+/// The metrics and log label of a method: the methods HTTP defines, and
+/// `other` for any extension method (a client can send any token there,
+/// and every label value is a time series kept forever).
+pub fn method_label(method: &http::Method) -> &'static str {
+    use http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "other",
+    }
+}
+
 /// A span per request (request ID, route template, method), the in-flight
 /// gauge, and one `HttpRequestCompleted` event at the end.
 #[derive(Clone)]
@@ -163,7 +182,7 @@ where
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let route = Route::classify(request.uri().path()).label();
-        let method = request.method().as_str().to_string();
+        let method = method_label(request.method());
         let ids = request.extensions().get::<RequestId>();
         let request_id = ids
             .and_then(|ids| ids.server.to_str().ok())
@@ -175,7 +194,7 @@ where
             request_id = %request_id,
             client_request_id_hash = client_request_id_hash.as_deref(),
             route,
-            method = %method
+            method
         );
         let metrics = self.metrics.clone();
         let started = Instant::now();
@@ -191,7 +210,7 @@ where
                 if let Ok(response) = &result {
                     HttpRequestCompleted {
                         route,
-                        method: &method,
+                        method,
                         status: response.status().as_u16(),
                         elapsed: started.elapsed(),
                     }

@@ -1,6 +1,7 @@
 //! The HTTP transport: a hyper server whose every request passes through one
-//! tower stack (request IDs, telemetry, the error edge, load shedding,
-//! concurrency limit, timeout, body limit) before reaching the router.
+//! tower stack (request IDs, telemetry, the error edge, the admin guard,
+//! authentication and scopes, load shedding, concurrency limit, timeout,
+//! body limit) before reaching the router.
 
 // Input must never reach a panic: no unwrap/expect/panic outside tests.
 #![cfg_attr(
@@ -8,6 +9,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod access;
 pub mod admin;
 pub mod capability;
 pub mod convert;
@@ -44,6 +46,9 @@ pub struct AppState {
     /// Wakes delivery workers (after dead letters are retried).
     pub deliveries: Wakers,
     pub intake: Intake,
+    /// The clients that may call (the access layer authenticates against
+    /// it).
+    pub clients: Arc<passerelle_security::ClientDirectory>,
     pub mapping: MappingService,
     pub max_body_bytes: usize,
     pub capability: CapabilityInputs,

@@ -52,7 +52,33 @@ pub fn interaction(path: &str) -> Option<(&str, Interaction<'_>)> {
     if segments.next().is_some() {
         return None;
     }
-    Some((resource_type, interaction))
+    // Ids, versions and operation names as FHIR writes them and nothing
+    // else: no `%2F`, no `..`, so that what reaches the repository, or an
+    // upstream in proxy mode with the gateway's credentials, is the path
+    // the access layer judged.
+    let well_formed = match &interaction {
+        Interaction::Search => true,
+        Interaction::Read(id) | Interaction::History(id) => plain_id(id),
+        Interaction::Vread(id, version) => plain_id(id) && plain_id(version),
+        Interaction::Operation(id, operation) => {
+            id.is_none_or(plain_id) && operation_name(operation)
+        }
+    };
+    well_formed.then_some((resource_type, interaction))
+}
+
+/// A FHIR id (`[A-Za-z0-9\-\.]{1,64}`) that is not a path step.
+fn plain_id(id: &str) -> bool {
+    repository::transaction::valid_id(id) && id != "." && id != ".."
+}
+
+/// `$` and a name of letters, digits and `-`.
+fn operation_name(operation: &str) -> bool {
+    operation.strip_prefix('$').is_some_and(|name| {
+        !name.is_empty()
+            && name.len() <= 64
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    })
 }
 
 /// The FHIR base URL links and `fullUrl`s start with.
@@ -271,13 +297,15 @@ pub async fn search_response(
 pub async fn transaction(
     state: &SharedState,
     body: Bytes,
+    scopes: passerelle_security::Scopes,
 ) -> Result<Response<ResponseBody>, ApiError> {
     let text = String::from_utf8(body.to_vec())
         .map_err(|_| ApiError::BadRequest("the Bundle is not UTF-8".into()))?;
     let repository = repository::Repository::new(state.store.clone());
-    let outcome = tokio::task::spawn_blocking(move || repository.transaction(&text, now_ms()))
-        .await
-        .map_err(|_| ApiError::Internal)??;
+    let outcome =
+        tokio::task::spawn_blocking(move || repository.transaction_as(&text, now_ms(), &scopes))
+            .await
+            .map_err(|_| ApiError::Internal)??;
     let body = outcome.response_bundle().to_string();
     Ok(bundle_response(body))
 }
@@ -484,6 +512,17 @@ mod tests {
         );
         assert_eq!(interaction("/fhir/Patient/p1/_history/2/x"), None);
         assert_eq!(interaction("/fhir/Patient/p1/other"), None);
+        // Path tricks an upstream would resolve (proxy mode) name nothing.
+        for path in [
+            "/fhir/Patient/..%2F..%2Fadmin",
+            "/fhir/Patient/..",
+            "/fhir/Patient/.",
+            "/fhir/Patient/p1/_history/..",
+            "/fhir/Patient/%2e%2e/$everything",
+            "/fhir/Patient/p1/$every%74hing",
+        ] {
+            assert_eq!(interaction(path), None, "{path}");
+        }
     }
 
     #[test]

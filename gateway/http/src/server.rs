@@ -19,8 +19,9 @@ use tower::ServiceBuilder;
 use super::handlers::Router;
 use super::layers::{BodyLimitLayer, ErrorEdgeLayer, RequestIdLayer, TelemetryLayer};
 use super::SharedState;
+use crate::access::HttpAccessPolicy;
 use passerelle_config::HttpConfig;
-use passerelle_security::{accept_or_back_off, AdminAccessLayer, PeerAddr};
+use passerelle_security::{accept_or_back_off, AccessLayer, AdminGuardLayer, PeerAddr};
 
 /// Builds the service every HTTP request goes through, outermost first.
 pub fn stack(
@@ -40,7 +41,10 @@ pub fn stack(
         .layer(RequestIdLayer)
         .layer(TelemetryLayer::new(state.metrics.clone()))
         .layer(ErrorEdgeLayer)
-        .layer(AdminAccessLayer)
+        // Who first (401 without a key), then the admin API's browser
+        // guard (403 for a foreign Host or a form).
+        .layer(AccessLayer::new(state.clients.clone(), HttpAccessPolicy))
+        .layer(AdminGuardLayer::new(allowed_hosts(config)))
         .layer(LoadShedLayer::new())
         .layer(ConcurrencyLimitLayer::new(
             config.max_concurrent_requests.max(1),
@@ -50,6 +54,24 @@ pub fn stack(
         )))
         .layer(BodyLimitLayer::new(config.max_body_bytes))
         .service(Router::new(state))
+}
+
+/// The host names `/admin` answers to: the configured ones, the host of
+/// the public base URL and the listener's own address.
+fn allowed_hosts(config: &HttpConfig) -> Vec<String> {
+    let mut hosts = config.allowed_hosts.clone();
+    if let Some(url) = &config.public_base_url {
+        if let Ok(uri) = url.parse::<http::Uri>() {
+            if let Some(host) = uri.host() {
+                hosts.push(host.to_string());
+            }
+        }
+    }
+    match config.listen.ip() {
+        std::net::IpAddr::V4(ip) => hosts.push(ip.to_string()),
+        std::net::IpAddr::V6(ip) => hosts.push(format!("[{ip}]")),
+    }
+    hosts
 }
 
 /// Serves until `shutdown` is cancelled, then drains in-flight requests for at
@@ -62,11 +84,19 @@ pub async fn run(
 ) {
     let service = stack(state, &config);
     let graceful = GracefulShutdown::new();
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(config.max_connections.max(1)));
     loop {
         tokio::select! {
             accepted = accept_or_back_off(&listener, "http") => {
                 let Some(stream) = accepted else { continue };
                 let Ok(peer) = stream.peer_addr() else { continue };
+                let Ok(slot) = slots.clone().try_acquire_owned() else {
+                    // Over the cap: close now rather than hold sockets and
+                    // memory for every connection a client opens.
+                    tracing::warn!(limit = config.max_connections, "http connection refused: connection limit reached");
+                    drop(stream);
+                    continue;
+                };
                 let per_connection = ServiceBuilder::new()
                     .map_request(move |mut request: http::Request<Incoming>| {
                         request.extensions_mut().insert(PeerAddr(peer));
@@ -82,6 +112,7 @@ pub async fn run(
                     if let Err(error) = connection.await {
                         tracing::debug!(error = %error, "http connection ended with an error");
                     }
+                    drop(slot);
                 });
             }
             () = shutdown.cancelled() => break,

@@ -23,6 +23,10 @@ pub enum Rejection {
     },
     /// The frame was over the size limit; its content was not read.
     TooLarge,
+    /// A byte of the MLLP envelope (`0x0B`, `0x1C`) inside the message:
+    /// no HL7 v2 character set has it, and a receiver further on would
+    /// take it for the end of the frame.
+    EnvelopeByte { segment: String, byte: u8 },
     /// The journal could not store it: a transient failure.
     StorageUnavailable,
 }
@@ -34,6 +38,7 @@ impl Rejection {
             Rejection::Unreadable(_) => "unreadable MSH",
             Rejection::Header { text, .. } => text,
             Rejection::TooLarge => "message over the size limit",
+            Rejection::EnvelopeByte { .. } => "MLLP envelope byte inside the message",
             Rejection::StorageUnavailable => "journal unavailable",
         }
     }
@@ -60,6 +65,17 @@ impl Rejection {
                     segment: "MSH".to_string(),
                     sequence: 1,
                     field: *field,
+                }),
+            },
+            Rejection::EnvelopeByte { segment, byte } => AckError {
+                code: 102,
+                diagnostic: format!(
+                    "{segment}: byte 0x{byte:02X} (an MLLP envelope character) is not allowed in a message"
+                ),
+                location: Some(ErrorLocation {
+                    segment: segment.clone(),
+                    sequence: 1,
+                    field: 0,
                 }),
             },
             Rejection::TooLarge => AckError {
@@ -107,6 +123,21 @@ pub fn read_header(raw: &[u8]) -> Result<(Message<'_>, Header), Rejection> {
         text: e.text,
         field: e.field,
     })?;
+    if let Some(offset) = raw.iter().position(|b| matches!(b, 0x0B | 0x1C)) {
+        let segment_start = raw[..offset]
+            .iter()
+            .rposition(|b| *b == b'\r' || *b == b'\n')
+            .map_or(0, |i| i + 1);
+        let segment = String::from_utf8_lossy(&raw[segment_start..offset])
+            .chars()
+            .take(3)
+            .filter(char::is_ascii_alphanumeric)
+            .collect();
+        return Err(Rejection::EnvelopeByte {
+            segment,
+            byte: raw[offset],
+        });
+    }
     let message_type = match (message.message_type(), message.trigger_event()) {
         (kind, event) if event.is_empty() => kind,
         (kind, event) => format!("{kind}^{event}"),

@@ -17,6 +17,7 @@ use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
 use passerelle_config::AcceptAckPolicy;
+use passerelle_security::{Client, GatewayScope, Interaction, Permission};
 use passerelle_storage::journal::{Journal, JournalEntry, Stored};
 use passerelle_telemetry::metrics::Metrics;
 
@@ -26,6 +27,47 @@ pub mod queries;
 pub use acks::Rejection;
 pub use hl7v2::AckCode;
 pub use queries::Queries;
+
+/// Why a sender may not do what its message asks: an unknown sender may
+/// send nothing, a message needs the `passerelle/hl7v2` scope, a patient
+/// query (QBP) `system/Patient.s` as well.
+fn sender_refusal(sender: Option<&Client>, query: bool) -> Option<Rejection> {
+    // HL7 table 0357 has no code for "not authorised"; 207 (application
+    // error) with the reason in ERR-8, as other engines answer.
+    let refuse = |text, field| Rejection::Header {
+        code: 207,
+        text,
+        field,
+    };
+    let Some(sender) = sender else {
+        return Some(refuse(
+            "sender not allowed: no client is configured for this connection's address",
+            3,
+        ));
+    };
+    if !sender
+        .scopes
+        .permits(&Permission::Gateway(GatewayScope::Hl7v2))
+    {
+        return Some(refuse(
+            "sender not allowed: the client lacks passerelle/hl7v2",
+            3,
+        ));
+    }
+    let may_search = || {
+        sender.scopes.permits(&Permission::Fhir {
+            resource_type: "Patient".to_string(),
+            interaction: Interaction::Search,
+        })
+    };
+    if query && !may_search() {
+        return Some(refuse(
+            "patient queries need the scope system/Patient.s, which this client lacks",
+            9,
+        ));
+    }
+    None
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transport {
@@ -110,12 +152,26 @@ impl Intake {
         format!("PSR{:08X}{:09}", start as u32, n % 1_000_000_000)
     }
 
-    /// Journals `raw` when acceptable, then acknowledges it.
-    pub async fn process(&self, raw: Bytes, transport: Transport) -> Processed {
+    /// Journals `raw` when acceptable, then acknowledges it. `sender` is
+    /// the client the transport established (`None`: nobody the gateway
+    /// knows, answered AR without reading further).
+    pub async fn process(
+        &self,
+        raw: Bytes,
+        transport: Transport,
+        sender: Option<&Client>,
+    ) -> Processed {
         let started = Instant::now();
         let ack_control_id = self.next_ack_control_id();
         let timestamp = acks::hl7_timestamp_now();
-        let processed = match acks::read_header(&raw) {
+        let header = acks::read_header(&raw).and_then(|(message, header)| {
+            let query = Queries::handles(&header) && self.inner.queries.is_some();
+            match sender_refusal(sender, query) {
+                Some(refusal) => Err(refusal),
+                None => Ok((message, header)),
+            }
+        });
+        let processed = match header {
             Err(rejection) => {
                 tracing::warn!(
                     transport = transport.label(),

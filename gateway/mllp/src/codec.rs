@@ -54,6 +54,8 @@ pub struct MllpCodec {
     max_frame_len: usize,
     state: State,
     junk_bytes: u64,
+    /// When the frame being read began (a start block seen, no end yet).
+    frame_started: Option<std::time::Instant>,
 }
 
 impl MllpCodec {
@@ -62,20 +64,24 @@ impl MllpCodec {
             max_frame_len,
             state: State::Idle,
             junk_bytes: 0,
+            frame_started: None,
         }
+    }
+
+    /// When the frame being read began; `None` between frames. The
+    /// listener closes a connection whose frame takes longer than the
+    /// frame timeout (a sender that starts a frame and stops holds a
+    /// connection slot otherwise).
+    pub fn frame_started(&self) -> Option<std::time::Instant> {
+        self.frame_started
     }
 
     /// Bytes skipped outside frames so far (for logs: counts only).
     pub fn junk_bytes(&self) -> u64 {
         self.junk_bytes
     }
-}
 
-impl Decoder for MllpCodec {
-    type Item = MllpFrame;
-    type Error = MllpError;
-
-    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<MllpFrame>, MllpError> {
+    fn decode_frame(&mut self, src: &mut BytesMut) -> Result<Option<MllpFrame>, MllpError> {
         loop {
             match self.state {
                 State::Idle => match src.iter().position(|b| *b == START_BLOCK) {
@@ -194,6 +200,25 @@ impl Decoder for MllpCodec {
                 }
             }
         }
+    }
+}
+
+impl Decoder for MllpCodec {
+    type Item = MllpFrame;
+    type Error = MllpError;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<MllpFrame>, MllpError> {
+        let decoded = self.decode_frame(src);
+        match self.state {
+            State::Idle => self.frame_started = None,
+            State::InFrame { .. } | State::Discarding { .. } => {
+                if self.frame_started.is_none() || matches!(decoded, Ok(Some(_))) {
+                    // A frame ended and the next began in this read.
+                    self.frame_started = Some(std::time::Instant::now());
+                }
+            }
+        }
+        decoded
     }
 
     fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<MllpFrame>, MllpError> {

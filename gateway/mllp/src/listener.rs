@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use super::codec::{MllpCodec, MllpFrame};
 use passerelle_config::MllpConfig;
 use passerelle_intake::{Intake, Transport};
-use passerelle_security::accept_or_back_off;
+use passerelle_security::{accept_or_back_off, ClientDirectory};
 
 /// Messages of one connection being processed at once (pipelining window).
 const PIPELINE_WINDOW: usize = 64;
@@ -30,6 +30,7 @@ type AckFuture = Pin<Box<dyn Future<Output = Option<Bytes>> + Send>>;
 pub async fn run(
     listener: TcpListener,
     intake: Intake,
+    clients: Arc<ClientDirectory>,
     config: MllpConfig,
     shutdown: CancellationToken,
 ) {
@@ -39,6 +40,7 @@ pub async fn run(
         tokio::select! {
             accepted = accept_or_back_off(&listener, "mllp") => {
                 let Some(stream) = accepted else { continue };
+                let Ok(peer) = stream.peer_addr() else { continue };
                 let Ok(permit) = slots.clone().try_acquire_owned() else {
                     // Over the limit: refuse now rather than queue unboundedly.
                     tracing::warn!(limit = config.max_connections, "mllp connection refused: connection limit reached");
@@ -48,9 +50,10 @@ pub async fn run(
                 let intake = intake.clone();
                 let config = config.clone();
                 let shutdown = shutdown.clone();
+                let clients = clients.clone();
                 connections.spawn(async move {
                     intake.metrics().mllp_connections.inc();
-                    serve_connection(stream, intake.clone(), &config, shutdown).await;
+                    serve_connection(stream, peer.ip(), intake.clone(), clients, &config, shutdown).await;
                     intake.metrics().mllp_connections.dec();
                     drop(permit);
                 });
@@ -65,11 +68,14 @@ pub async fn run(
 
 async fn serve_connection(
     stream: TcpStream,
+    peer: std::net::IpAddr,
     intake: Intake,
+    clients: Arc<ClientDirectory>,
     config: &MllpConfig,
     shutdown: CancellationToken,
 ) {
     let idle = Duration::from_secs(config.idle_timeout_secs.max(1));
+    let frame_timeout = Duration::from_secs(config.frame_timeout_secs.max(1));
     let mut framed = Framed::new(stream, MllpCodec::new(config.max_message_bytes));
     let mut in_flight: FuturesOrdered<AckFuture> = FuturesOrdered::new();
     let mut reading = true;
@@ -95,8 +101,11 @@ async fn serve_connection(
                 match frame {
                     Some(Ok(MllpFrame::Message(payload))) => {
                         let intake = intake.clone();
+                        // Per message, so that a revoked client stops at
+                        // its next message, not its next connection.
+                        let sender = clients.mllp_sender(peer);
                         in_flight.push_back(Box::pin(async move {
-                            intake.process(payload.freeze(), Transport::Mllp).await.ack
+                            intake.process(payload.freeze(), Transport::Mllp, sender.as_deref()).await.ack
                         }));
                     }
                     Some(Ok(MllpFrame::Oversized { len_seen })) => {
@@ -114,6 +123,15 @@ async fn serve_connection(
                         reading = false;
                     }
                     None => reading = false,
+                }
+            }
+            // Checked whenever the connection has been quiet for a quarter
+            // of the frame timeout: a frame that began and did not end in
+            // time closes the connection.
+            () = tokio::time::sleep(frame_timeout / 4), if reading => {
+                if framed.codec().frame_started().is_some_and(|started| started.elapsed() >= frame_timeout) {
+                    tracing::warn!(frame_timeout_secs = frame_timeout.as_secs(), "mllp frame not completed within the frame timeout; closing connection");
+                    break;
                 }
             }
             () = tokio::time::sleep_until((last_activity + idle).into()), if in_flight.is_empty() => {

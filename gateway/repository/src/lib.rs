@@ -25,6 +25,7 @@ pub mod search;
 pub mod summary;
 pub mod transaction;
 
+use passerelle_security::Scopes;
 use passerelle_storage::sql::{Sql, SqlRow, SqlValue};
 use passerelle_storage::{instant_from_ms, SharedStore, StorageError};
 
@@ -366,11 +367,14 @@ impl Repository {
         now_ms: i64,
     ) -> Result<Vec<Result<TransactionOutcome, TransactionError>>, StorageError> {
         let mut results = Vec::with_capacity(bundles.len());
+        // The mapping stage's own Bundles: the messages were authorised
+        // when they were accepted.
+        let everything = Scopes::everything();
         self.store.sql_write(&mut |sql| {
             results.clear();
             for bundle in bundles {
                 sql.execute("SAVEPOINT bundle", &[])?;
-                let outcome = transaction::apply(sql, bundle, now_ms);
+                let outcome = transaction::apply(sql, bundle, now_ms, &everything);
                 match &outcome {
                     Err(TransactionError::Storage(error)) => {
                         return Err(StorageError::Inconsistent(error.to_string()))
@@ -388,15 +392,29 @@ impl Repository {
         Ok(results)
     }
 
-    /// Applies a transaction Bundle (text) all or nothing.
+    /// Applies a transaction Bundle (text) all or nothing, with every
+    /// scope (the gateway's own writes and tests).
     pub fn transaction(
         &self,
         bundle: &str,
         now_ms: i64,
     ) -> Result<TransactionOutcome, RepositoryError> {
+        self.transaction_as(bundle, now_ms, &Scopes::everything())
+    }
+
+    /// Applies a transaction Bundle (text) all or nothing for a client
+    /// holding `scopes`: an entry whose interaction they do not allow
+    /// refuses the whole Bundle (403) before anything is read for it.
+    pub fn transaction_as(
+        &self,
+        bundle: &str,
+        now_ms: i64,
+        scopes: &Scopes,
+    ) -> Result<TransactionOutcome, RepositoryError> {
         let mut result = None;
         self.store.sql_write(&mut |sql| {
-            let outcome = transaction::apply(sql, bundle, now_ms).map_err(RepositoryError::from);
+            let outcome =
+                transaction::apply(sql, bundle, now_ms, scopes).map_err(RepositoryError::from);
             let commit = outcome.is_ok();
             result = Some(outcome);
             Ok(commit)

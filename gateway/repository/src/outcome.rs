@@ -22,6 +22,7 @@ pub fn transaction_outcome(error: &TransactionError) -> Outcome {
                 (StatusCode::PRECONDITION_FAILED, IssueType::MultipleMatches)
             }
             Refusal::NotSupported => (StatusCode::BAD_REQUEST, IssueType::NotSupported),
+            Refusal::Forbidden => (StatusCode::FORBIDDEN, IssueType::Forbidden),
         },
         TransactionError::Storage(_) => {
             return Outcome::error(

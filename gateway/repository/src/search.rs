@@ -10,6 +10,9 @@ use passerelle_storage::sql::SqlValue;
 /// Results per page when `_count` is absent, and the most a page holds.
 pub const DEFAULT_COUNT: usize = 20;
 pub const MAX_COUNT: usize = 1000;
+/// Largest `_offset` (paging deeper than this is refused, 400): an offset
+/// is a scan of every row before it, and beyond `i64` it would wrap.
+pub const MAX_OFFSET: usize = 100_000;
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum SearchError {
@@ -119,7 +122,13 @@ impl SearchRequest {
                     continue;
                 }
                 "_offset" => {
-                    request.offset = value.parse().map_err(|_| invalid("not a number"))?;
+                    let offset: usize = value.parse().map_err(|_| invalid("not a number"))?;
+                    if offset > MAX_OFFSET {
+                        return Err(invalid(&format!(
+                            "deeper than the largest offset, {MAX_OFFSET}; narrow the search"
+                        )));
+                    }
+                    request.offset = offset;
                     continue;
                 }
                 "_summary" if value == "count" => {
@@ -516,6 +525,15 @@ mod tests {
         assert!(SearchRequest::parse("Patient", &pairs("family:phonetic=x"), true).is_err());
         assert!(SearchRequest::parse("Patient", &pairs("birthdate=yesterday"), false).is_err());
         assert!(SearchRequest::parse("Patient", &pairs("_count=many"), false).is_err());
+        // Beyond the bound (and beyond i64, where it used to wrap).
+        for offset in ["100001", "18446744073709551615", "-1"] {
+            let query = format!("_offset={offset}");
+            assert!(
+                SearchRequest::parse("Patient", &pairs(&query), false).is_err(),
+                "{query}"
+            );
+        }
+        assert!(SearchRequest::parse("Patient", &pairs("_offset=100000"), false).is_ok());
     }
 
     #[test]

@@ -404,6 +404,41 @@ pub fn search_matches_pages_sorts_and_includes(store: SharedStore) {
     assert_eq!(page.included[0].resource_type, "Observation");
 }
 
+/// A client may write only the types its scopes name: one entry it may
+/// not write refuses the Bundle (403) and nothing of it is stored.
+pub fn transactions_need_scopes_for_every_entry(store: SharedStore) {
+    let repository = Repository::new(store);
+    let patient = patient_entry("urn:uuid:p", "P1", "Durand", "1970-01-01");
+    let observation = observation_entry("urn:uuid:p", "O1", "2345-7", "2026-01-01", "1.50");
+    let lab = passerelle_security::Scopes::parse(&["system/Observation.cu"]).unwrap();
+    match repository.transaction_as(
+        &bundle(vec![observation.clone(), patient.clone()]),
+        1_000,
+        &lab,
+    ) {
+        Err(RepositoryError::Transaction(TransactionError::Entry {
+            index,
+            refusal,
+            reason,
+        })) => {
+            assert_eq!((index, refusal), (1, Refusal::Forbidden));
+            assert!(reason.contains("system/Patient.u"), "{reason}");
+        }
+        other => panic!("expected 403, got {other:?}"),
+    }
+    assert_eq!(
+        total(&repository, "Observation", ""),
+        0,
+        "nothing of a refused Bundle is stored"
+    );
+    let both =
+        passerelle_security::Scopes::parse(&["system/Observation.cu system/Patient.cu"]).unwrap();
+    repository
+        .transaction_as(&bundle(vec![observation, patient]), 1_000, &both)
+        .unwrap();
+    assert_eq!(total(&repository, "Observation", ""), 1);
+}
+
 macro_rules! repository_tests {
     ($($name:ident),* $(,)?) => {
         mod sqlite_backend {
@@ -436,4 +471,5 @@ repository_tests!(
     strings_cannot_pass_for_numbers,
     conditional_creates_find_what_exists,
     search_matches_pages_sorts_and_includes,
+    transactions_need_scopes_for_every_entry,
 );

@@ -12,6 +12,7 @@ use serde_json::{Map, Value};
 
 use super::{current, params, search::SearchRequest, StoredResource};
 use passerelle_fhir::exact_json;
+use passerelle_security::{Interaction, Permission, Scopes};
 use passerelle_storage::sql::Sql;
 use passerelle_storage::{instant_from_ms, StorageError};
 
@@ -26,6 +27,8 @@ pub enum Refusal {
     PreconditionFailed,
     /// 422 is not used; 400 `not-supported` for interactions not offered.
     NotSupported,
+    /// 403: the client's scopes do not allow this entry's interaction.
+    Forbidden,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -124,6 +127,7 @@ pub fn apply(
     sql: &mut dyn Sql,
     bundle: &str,
     now_ms: i64,
+    scopes: &Scopes,
 ) -> Result<TransactionOutcome, TransactionError> {
     let bundle = exact_json::parse(bundle).map_err(|e| TransactionError::NotJson(e.to_string()))?;
     if bundle.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
@@ -150,7 +154,7 @@ pub fn apply(
     let mut placeholders: BTreeMap<String, String> = BTreeMap::new();
     let mut targets: BTreeSet<(String, String)> = BTreeSet::new();
     for (index, entry) in entries.iter().enumerate() {
-        let plan = plan_entry(sql, index, entry)?;
+        let plan = plan_entry(sql, index, entry, scopes)?;
         if !matches!(plan.action, Action::Nothing)
             && !targets.insert((plan.resource_type.clone(), plan.id.clone()))
         {
@@ -231,7 +235,12 @@ pub fn apply(
     Ok(outcome)
 }
 
-fn plan_entry(sql: &mut dyn Sql, index: usize, entry: &Value) -> Result<Planned, TransactionError> {
+fn plan_entry(
+    sql: &mut dyn Sql,
+    index: usize,
+    entry: &Value,
+    scopes: &Scopes,
+) -> Result<Planned, TransactionError> {
     let request = entry
         .get("request")
         .ok_or_else(|| refuse(index, Refusal::Invalid, "entry.request is missing"))?;
@@ -254,6 +263,27 @@ fn plan_entry(sql: &mut dyn Sql, index: usize, entry: &Value) -> Result<Planned,
             Refusal::Invalid,
             format!("request.url '{url}' names no resource type or id"),
         ));
+    }
+    // Before anything is read for the entry (a conditional create
+    // searches): a client learns nothing of types it may not write.
+    let interaction = match method {
+        "POST" => Some(Interaction::Create),
+        "PUT" => Some(Interaction::Update),
+        "DELETE" => Some(Interaction::Delete),
+        _ => None,
+    };
+    if let Some(interaction) = interaction {
+        let permission = Permission::Fhir {
+            resource_type: resource_type.clone(),
+            interaction,
+        };
+        if !scopes.permits(&permission) {
+            return Err(refuse(
+                index,
+                Refusal::Forbidden,
+                format!("this client's scopes do not include {permission}"),
+            ));
+        }
     }
     let resource = entry.get("resource").cloned();
     if let Some(resource) = &resource {

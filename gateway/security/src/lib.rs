@@ -1,17 +1,32 @@
-//! Who may reach what: the checks a transport passes a request through
-//! before a handler sees it. Each check is a tower layer that the HTTP
-//! stack composes (today `AdminAccessLayer`), and a refusal is a typed
-//! error ([`Denied`]) that the transport's error edge answers (403 with an
-//! OperationOutcome on HTTP), so no handler repeats an access check. The
-//! accept loop both listeners share lives here too, since it is where TLS
-//! and peer identities will be established; the MLLP listener has no
-//! access check yet (the security issue adds one through this crate).
+//! Who may reach what: client identities (API keys, the local admin),
+//! SMART scopes, and the checks a transport passes a request through
+//! before a handler sees it. Each check is a tower layer the HTTP stack
+//! composes ([`AccessLayer`], [`AdminGuardLayer`]) or a function the MLLP
+//! listener calls ([`check`]), and a refusal is a typed error
+//! ([`Unauthenticated`], [`Denied`]) that the transport's error edge
+//! answers (HTTP: 401 or 403 with an OperationOutcome), so no handler
+//! repeats an access check. The accept loop both listeners share lives
+//! here too, since it is where TLS and peer identities are established.
 
 // Input must never reach a panic: no unwrap/expect/panic outside tests.
 #![cfg_attr(
     not(test),
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
+
+pub mod clients;
+pub mod keys;
+pub mod layer;
+pub mod networks;
+pub mod scopes;
+
+pub use clients::{
+    load_or_create_key_file, Client, ClientDirectory, ClientRecord, KeyFileError, Unauthenticated,
+    LOCAL_ADMIN, LOCAL_ADMIN_KEY_FILE,
+};
+pub use layer::{check, AccessLayer, AccessPolicy, Requirement};
+pub use networks::{AddressRange, AddressRangeError};
+pub use scopes::{GatewayScope, Interaction, Permission, ScopeError, Scopes};
 
 use std::future::Future;
 use std::pin::Pin;
@@ -21,14 +36,14 @@ use http::Request;
 use tower::{Layer, Service};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
-type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+pub(crate) type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
 /// A request refused by an access check; the transport's error edge
 /// answers it (HTTP: 403 with an OperationOutcome carrying `reason`).
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{reason}")]
 pub struct Denied {
-    pub reason: &'static str,
+    pub reason: String,
 }
 
 /// Accepts the next connection; on a failed accept (out of file
@@ -56,25 +71,87 @@ pub async fn accept_or_back_off(
 #[derive(Debug, Clone, Copy)]
 pub struct PeerAddr(pub std::net::SocketAddr);
 
-/// Keeps `/admin` to loopback clients: the admin API can replay and purge
-/// patient messages, and has no authentication of its own yet (see the
-/// security issue), so it answers only on the gateway's own host.
-#[derive(Clone, Default)]
-pub struct AdminAccessLayer;
+/// Keeps browsers out of `/admin`, whose writes replay and purge patient
+/// messages: a request must name an allowed `Host` (a page on another
+/// origin that rebinds its DNS name to this host sends its own name), and
+/// a write must be `Content-Type: application/json`, which a cross-site
+/// form cannot send without a CORS preflight this gateway never grants.
+/// The admin scope itself is the [`AccessLayer`]'s check.
+#[derive(Clone)]
+pub struct AdminGuardLayer {
+    allowed_hosts: std::sync::Arc<Vec<String>>,
+}
 
-impl<S> Layer<S> for AdminAccessLayer {
-    type Service = AdminAccessService<S>;
+impl AdminGuardLayer {
+    /// `allowed_hosts`: host names (without port) requests may name;
+    /// loopback names are always allowed.
+    pub fn new(allowed_hosts: Vec<String>) -> Self {
+        let mut hosts: Vec<String> = ["localhost", "127.0.0.1", "[::1]", "::1"]
+            .iter()
+            .map(|h| h.to_string())
+            .collect();
+        hosts.extend(allowed_hosts.into_iter().map(|h| h.to_ascii_lowercase()));
+        Self {
+            allowed_hosts: std::sync::Arc::new(hosts),
+        }
+    }
+}
+
+impl<S> Layer<S> for AdminGuardLayer {
+    type Service = AdminGuardService<S>;
     fn layer(&self, inner: S) -> Self::Service {
-        AdminAccessService { inner }
+        AdminGuardService {
+            inner,
+            allowed_hosts: self.allowed_hosts.clone(),
+        }
     }
 }
 
 #[derive(Clone)]
-pub struct AdminAccessService<S> {
+pub struct AdminGuardService<S> {
     inner: S,
+    allowed_hosts: std::sync::Arc<Vec<String>>,
 }
 
-impl<S, B> Service<Request<B>> for AdminAccessService<S>
+/// The host name of a `Host` header value, without its port.
+fn host_name(value: &str) -> &str {
+    if value.starts_with('[') {
+        return value.split_inclusive(']').next().unwrap_or(value);
+    }
+    value.rsplit_once(':').map_or(value, |(host, _)| host)
+}
+
+fn admin_refusal<B>(request: &Request<B>, allowed_hosts: &[String]) -> Option<&'static str> {
+    let path = request.uri().path();
+    if !(path == "/admin" || path.starts_with("/admin/")) {
+        return None;
+    }
+    let host = request
+        .headers()
+        .get(http::header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| host_name(v).to_ascii_lowercase());
+    if !host.is_some_and(|host| allowed_hosts.contains(&host)) {
+        return Some(
+            "the admin API answers only requests naming an allowed Host (http.allowed_hosts)",
+        );
+    }
+    let writes = !matches!(*request.method(), http::Method::GET | http::Method::HEAD);
+    let json = request
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+    if writes && !json {
+        return Some(
+            "admin requests that change state must be sent as Content-Type: application/json",
+        );
+    }
+    None
+}
+
+impl<S, B> Service<Request<B>> for AdminGuardService<S>
 where
     S: Service<Request<B>, Error = BoxError> + Send,
     S::Future: Send + 'static,
@@ -88,15 +165,9 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        let path = request.uri().path();
-        let admin = path == "/admin" || path.starts_with("/admin/");
-        let loopback = request
-            .extensions()
-            .get::<PeerAddr>()
-            .is_some_and(|peer| peer.0.ip().is_loopback());
-        if admin && !loopback {
+        if let Some(reason) = admin_refusal(&request, &self.allowed_hosts) {
             let denied: BoxError = Box::new(Denied {
-                reason: "the admin API answers loopback clients only",
+                reason: reason.to_string(),
             });
             return Box::pin(async move { Err(denied) });
         }
@@ -105,23 +176,30 @@ where
 }
 
 #[cfg(test)]
-mod admin_access_tests {
+mod admin_guard_tests {
     use super::*;
     use bytes::Bytes;
     use http_body_util::Full;
     use tower::ServiceExt;
 
-    async fn status(path: &str, peer: Option<&str>) -> u16 {
+    async fn status(
+        method: &str,
+        path: &str,
+        host: Option<&str>,
+        content_type: Option<&str>,
+    ) -> u16 {
         let inner = tower::service_fn(|_request: Request<()>| async {
             Ok::<_, BoxError>(http::Response::new(Full::new(Bytes::new())))
         });
-        let mut request = Request::builder().uri(path).body(()).unwrap();
-        if let Some(peer) = peer {
-            request
-                .extensions_mut()
-                .insert(PeerAddr(peer.parse().unwrap()));
+        let mut request = Request::builder().method(method).uri(path);
+        if let Some(host) = host {
+            request = request.header(http::header::HOST, host);
         }
-        match AdminAccessLayer.layer(inner).oneshot(request).await {
+        if let Some(content_type) = content_type {
+            request = request.header(http::header::CONTENT_TYPE, content_type);
+        }
+        let layer = AdminGuardLayer::new(vec!["gateway.example.fr".into()]);
+        match layer.layer(inner).oneshot(request.body(()).unwrap()).await {
             Ok(response) => response.status().as_u16(),
             Err(error) if error.is::<Denied>() => 403,
             Err(error) => panic!("unexpected error: {error}"),
@@ -129,14 +207,50 @@ mod admin_access_tests {
     }
 
     #[tokio::test]
-    async fn admin_answers_loopback_clients_only() {
-        assert_eq!(status("/admin/messages", Some("127.0.0.1:5000")).await, 200);
-        assert_eq!(status("/admin/messages", Some("[::1]:5000")).await, 200);
-        assert_eq!(status("/admin/messages", Some("10.1.2.3:5000")).await, 403);
-        assert_eq!(status("/admin", Some("192.168.0.9:5000")).await, 403);
-        assert_eq!(status("/admin/targets", None).await, 403);
+    async fn admin_needs_an_allowed_host_and_json_writes() {
+        assert_eq!(
+            status("GET", "/admin/messages", Some("127.0.0.1:8080"), None).await,
+            200
+        );
+        assert_eq!(
+            status("GET", "/admin/messages", Some("[::1]:8080"), None).await,
+            200
+        );
+        assert_eq!(
+            status("GET", "/admin/messages", Some("Gateway.Example.fr"), None).await,
+            200
+        );
+        // DNS rebinding: the attacker's name reaches this host.
+        assert_eq!(
+            status("GET", "/admin/messages", Some("evil.example:8080"), None).await,
+            403
+        );
+        assert_eq!(status("GET", "/admin/messages", None, None).await, 403);
+        // A cross-site form.
+        let replay = "/admin/messages/replay?state=routed";
+        assert_eq!(
+            status("POST", replay, Some("localhost:8080"), Some("text/plain")).await,
+            403
+        );
+        assert_eq!(
+            status("POST", replay, Some("localhost:8080"), None).await,
+            403
+        );
+        assert_eq!(
+            status(
+                "POST",
+                replay,
+                Some("localhost:8080"),
+                Some("application/json; charset=utf-8")
+            )
+            .await,
+            200
+        );
         // Everything else is not this layer's business.
-        assert_eq!(status("/fhir/metadata", Some("10.1.2.3:5000")).await, 200);
-        assert_eq!(status("/administration", Some("10.1.2.3:5000")).await, 200);
+        assert_eq!(
+            status("POST", "/hl7v2", Some("evil.example"), Some("text/plain")).await,
+            200
+        );
+        assert_eq!(status("GET", "/administration", None, None).await, 200);
     }
 }

@@ -16,7 +16,8 @@
 //!   so a message's journey can be shown;
 //! - the **local bundles**: what the `local` target stored;
 //! - the **FHIR repository** tables, owned by `passerelle_repository` and
-//!   written through [`sql::Sql`].
+//!   written through [`sql::Sql`];
+//! - the **API clients** added from the command line ([`clients`]).
 //!
 //! The trait is synchronous: SQLite is, and the PostgreSQL backend uses the
 //! blocking client. Async callers go through `tokio::task::spawn_blocking`.
@@ -27,6 +28,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod clients;
 pub mod clock;
 pub mod journal;
 pub mod postgres;

@@ -381,7 +381,13 @@ macro_rules! suite {
     };
 }
 
+/// Clients added, listed and revoked (`passerelle clients`).
+fn api_clients_are_added_listed_and_revoked(store: &dyn Store) {
+    crate::clients::suite(store);
+}
+
 suite!(
+    api_clients_are_added_listed_and_revoked,
     journal_keeps_retransmissions_once,
     mapping_outcomes_are_recorded_and_replayable,
     deliveries_keep_patient_order_and_skip_stuck_patients,

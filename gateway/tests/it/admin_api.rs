@@ -125,7 +125,7 @@ fn failures_and_dead_letters_are_visible_and_replayable() {
     let retried = http_post(
         addr,
         "/admin/dead-letters/retry?target=hospital",
-        "text/plain",
+        "application/json",
         b"",
     )
     .json();
@@ -136,7 +136,7 @@ fn failures_and_dead_letters_are_visible_and_replayable() {
             let replayed = http_post(
                 addr,
                 "/admin/messages/replay?state=failed",
-                "text/plain",
+                "application/json",
                 b"",
             )
             .json();
@@ -152,7 +152,7 @@ fn failures_and_dead_letters_are_visible_and_replayable() {
     let replayed = http_post(
         addr,
         &format!("/admin/messages/{}/replay", id_of(&gateway, "DEAD1")),
-        "text/plain",
+        "application/json",
         b"",
     )
     .json();
@@ -168,15 +168,15 @@ fn failures_and_dead_letters_are_visible_and_replayable() {
     assert_eq!(http_get_reply(addr, "/admin/nothing").status, 404);
     assert_eq!(http_get_reply(addr, "/admin/messages/999999").status, 404);
     assert_eq!(
-        http_post(addr, "/admin/messages", "text/plain", b"").status,
+        http_post(addr, "/admin/messages", "application/json", b"").status,
         405
     );
     assert_eq!(
-        http_post(addr, "/admin/purge", "text/plain", b"").status,
+        http_post(addr, "/admin/purge", "application/json", b"").status,
         400
     );
     assert_eq!(
-        http_post(addr, "/admin/messages/replay", "text/plain", b"").status,
+        http_post(addr, "/admin/messages/replay", "application/json", b"").status,
         400
     );
 
@@ -184,7 +184,13 @@ fn failures_and_dead_letters_are_visible_and_replayable() {
     assert!(common::eventually(Duration::from_secs(30), || {
         state_of(&gateway, "DEAD1").1 == ["delivered"]
     }));
-    let purged = http_post(addr, "/admin/purge?before=2100-01-01", "text/plain", b"").json();
+    let purged = http_post(
+        addr,
+        "/admin/purge?before=2100-01-01",
+        "application/json",
+        b"",
+    )
+    .json();
     assert_eq!(purged["purged"], 2, "{purged}");
     assert!(all_messages(&gateway).is_empty());
 }

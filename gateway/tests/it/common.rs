@@ -1,5 +1,10 @@
 //! Test harness: runs the real `passerelle` binary on free loopback ports
 //! with its own data directory, and stops it with real signals.
+//!
+//! Every gateway started here has [`TEST_KEY`] as its local admin key
+//! (written to `<data_dir>/local-admin.key` before it starts, as an
+//! operator may), and the HTTP helpers send it unless a request carries
+//! its own `Authorization` ([`http_request_anonymous`] sends none).
 
 // Test support code: failing loudly is its job.
 #![allow(dead_code)]
@@ -17,6 +22,27 @@ pub struct Gateway {
     pub data_dir: PathBuf,
     pub log_path: PathBuf,
     _dir: tempfile::TempDir,
+}
+
+/// The local admin key of every test gateway (every scope).
+pub const TEST_KEY: &str = "psl_7e570000c0de_TestKeyOfTheHarnessTestKeyOfTheHarness_0123";
+
+/// Writes [`TEST_KEY`] as the local admin key of `data_dir` (0600), unless
+/// a key is there already.
+pub fn provide_test_key(data_dir: &Path) {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::create_dir_all(data_dir).expect("data dir");
+    let path = data_dir.join("local-admin.key");
+    if path.exists() {
+        return;
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .expect("key file");
+    file.write_all(TEST_KEY.as_bytes()).expect("write key");
 }
 
 pub fn free_port() -> u16 {
@@ -71,6 +97,7 @@ impl Gateway {
             .clone()
             .unwrap_or_else(|| dir.path().join("data"));
         let log_path = dir.path().join("gateway.log");
+        provide_test_key(&data_dir);
         let http_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let mllp_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let log = std::fs::File::create(&log_path).expect("log file");
@@ -172,7 +199,34 @@ pub fn http_get(addr: SocketAddr, path: &str) -> Option<String> {
     )
 }
 
+/// Sends `raw` with [`TEST_KEY`] added as `Authorization` (unless `raw`
+/// has its own).
 pub fn http_request(addr: SocketAddr, raw: &[u8]) -> Option<String> {
+    http_request_anonymous(addr, &with_test_key(raw))
+}
+
+/// `raw` with an `Authorization: Bearer TEST_KEY` line after its request
+/// line, unless it has an `Authorization` header already.
+pub fn with_test_key(raw: &[u8]) -> Vec<u8> {
+    let head_end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(raw.len());
+    let head = String::from_utf8_lossy(&raw[..head_end]).to_ascii_lowercase();
+    if head.contains("\r\nauthorization:") {
+        return raw.to_vec();
+    }
+    let Some(line_end) = raw.windows(2).position(|w| w == b"\r\n") else {
+        return raw.to_vec();
+    };
+    let mut out = raw[..line_end + 2].to_vec();
+    out.extend_from_slice(format!("Authorization: Bearer {TEST_KEY}\r\n").as_bytes());
+    out.extend_from_slice(&raw[line_end + 2..]);
+    out
+}
+
+/// Sends `raw` as it is (no key added).
+pub fn http_request_anonymous(addr: SocketAddr, raw: &[u8]) -> Option<String> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))

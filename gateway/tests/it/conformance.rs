@@ -22,6 +22,7 @@ async fn conformance_suite_passes_against_a_running_gateway() {
         base_url: gateway.base_url(),
         mllp_addr: Some(gateway.mllp_addr.to_string()),
         corpus_dir: corpus.clone(),
+        api_key: Some(common::TEST_KEY.to_string()),
     };
     let reports = conformance_tests::run_all(&target, None).await;
     let failed = conformance_tests::print_reports(&reports);

@@ -222,7 +222,10 @@ async fn the_golden_case_runner_compares_real_answers() {
     use conformance_tests::cases::mapping::run_cases;
 
     let setup = start();
-    let client = conformance_tests::Client::new(setup.gateway.base_url());
+    let client = conformance_tests::Client::new(
+        setup.gateway.base_url(),
+        Some(common::TEST_KEY.to_string()),
+    );
     let cases = tempfile::tempdir().unwrap();
     let case = |name: &str, files: &[(&str, &str)]| {
         let dir = cases.path().join(name);

@@ -529,6 +529,8 @@ lease_secs = 10
 [targets.hospital]
 kind = "fhir"
 url = "http://127.0.0.1:{proxy_port}/fhir"
+# A test server on this host, in clear.
+allow_insecure = true
 timeout_secs = {timeout_secs}
 concurrency = 4
 backoff_initial_ms = 50

@@ -61,8 +61,8 @@ fn every_bind_mounted_file_and_build_file_exists() {
             let source = volume.split(':').next().unwrap();
             if source.starts_with("./") {
                 assert!(
-                    repo().join(source).is_file(),
-                    "{name:?}: mounted file {source} missing"
+                    repo().join(source).exists(),
+                    "{name:?}: mounted file or directory {source} missing"
                 );
             } else {
                 assert!(
@@ -100,13 +100,14 @@ fn gateway_environment_is_valid_configuration_matching_defaults() {
     assert_eq!(config.http.listen.port(), defaults.http.listen.port());
     assert_eq!(config.mllp.listen.port(), defaults.mllp.listen.port());
     assert!(config.http.listen.ip().is_unspecified());
+    // Published on the host's loopback only: the listeners are plain.
     let ports = strings(passerelle.get("ports"));
     assert!(
-        ports.contains(&format!("{0}:{0}", defaults.http.listen.port())),
+        ports.contains(&format!("127.0.0.1:{0}:{0}", defaults.http.listen.port())),
         "{ports:?}"
     );
     assert!(
-        ports.contains(&format!("{0}:{0}", defaults.mllp.listen.port())),
+        ports.contains(&format!("127.0.0.1:{0}:{0}", defaults.mllp.listen.port())),
         "{ports:?}"
     );
     // The data directory is the persistent volume.
@@ -145,5 +146,31 @@ fn prometheus_scrapes_the_gateway_metrics_endpoint() {
     let port = Config::default().http.listen.port();
     assert_eq!(targets, [format!("passerelle:{port}")]);
     let ports = strings(service(&compose(), "prometheus").get("ports"));
-    assert_eq!(ports, ["9090:9090"]);
+    assert_eq!(ports, ["127.0.0.1:9090:9090"]);
+    // /metrics needs the metrics scope: Prometheus sends a key.
+    assert_eq!(
+        job.get("authorization")
+            .and_then(|a| a.get("credentials_file"))
+            .and_then(Value::as_str),
+        Some("/etc/prometheus/secrets/passerelle-metrics.key")
+    );
+}
+
+/// Nothing is published on every interface, PostgreSQL not at all, and no
+/// service carries a password of its own.
+#[test]
+fn nothing_is_exposed_and_no_password_is_shipped() {
+    let compose = compose();
+    for name in ["passerelle", "postgres", "prometheus"] {
+        for port in strings(service(&compose, name).get("ports")) {
+            assert!(port.starts_with("127.0.0.1:"), "{name} publishes {port}");
+        }
+    }
+    assert!(service(&compose, "postgres").get("ports").is_none());
+    let password = service(&compose, "postgres")
+        .get("environment")
+        .and_then(|e| e.get("POSTGRES_PASSWORD"))
+        .and_then(Value::as_str)
+        .unwrap();
+    assert!(password.starts_with("${POSTGRES_PASSWORD:?"), "{password}");
 }

@@ -145,6 +145,8 @@ fn one_laboratory_routed_to_two_fhir_servers() {
             .arg("messages")
             .args(args)
             .args(["--url", &gateway.base_url()])
+            // The CLI's key: the local admin key of the data directory.
+            .env("PASSERELLE_STORAGE__DATA_DIR", gateway.data_dir())
             .output()
             .unwrap();
         assert!(

@@ -15,7 +15,7 @@ use crate::delivery::Upstream;
 
 fn config(port: u16) -> String {
     format!(
-        "[targets.hospital]\nkind = \"fhir\"\nurl = \"http://127.0.0.1:{port}/fhir\"\ntimeout_secs = 2\n\n\
+        "[targets.hospital]\nkind = \"fhir\"\nurl = \"http://127.0.0.1:{port}/fhir\"\nallow_insecure = true\ntimeout_secs = 2\n\n\
          [[routes]]\nname = \"all\"\ntargets = [\"hospital\"]\n\n\
          [fhir]\nupstream = \"hospital\"\n"
     )

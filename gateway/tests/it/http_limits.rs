@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use crate::common::{http_get, Gateway};
+use crate::common::{http_get, http_request, metrics_text, with_test_key, Gateway};
 
 /// Starts a POST /hl7v2 that declares 100 bytes and sends 10.
 fn unfinished_request(gateway: &Gateway) -> TcpStream {
@@ -16,7 +16,7 @@ fn unfinished_request(gateway: &Gateway) -> TcpStream {
         .set_read_timeout(Some(Duration::from_secs(20)))
         .unwrap();
     stream
-        .write_all(b"POST /hl7v2 HTTP/1.1\r\nHost: x\r\nContent-Type: x-application/hl7-v2+er7\r\nContent-Length: 100\r\n\r\nMSH|^~\\&|A")
+        .write_all(&with_test_key(b"POST /hl7v2 HTTP/1.1\r\nHost: x\r\nContent-Type: x-application/hl7-v2+er7\r\nContent-Length: 100\r\n\r\nMSH|^~\\&|A"))
         .unwrap();
     stream
 }
@@ -63,9 +63,58 @@ fn chunked_body_over_the_limit_gets_413() {
         "POST /hl7v2 HTTP/1.1\r\nHost: x\r\nContent-Type: x-application/hl7-v2+er7\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n{len:x}\r\n{chunk}\r\n{len:x}\r\n{chunk}\r\n0\r\n\r\n",
         len = chunk.len()
     );
-    stream.write_all(request.as_bytes()).unwrap();
+    stream
+        .write_all(&with_test_key(request.as_bytes()))
+        .unwrap();
     let mut response = String::new();
     let _ = stream.read_to_string(&mut response);
     assert!(response.starts_with("HTTP/1.1 413"), "{response}");
     assert!(response.contains("OperationOutcome"), "{response}");
+}
+
+/// Connections over `http.max_connections` are closed at once; the slot
+/// comes back when a connection ends.
+#[test]
+fn connections_over_the_cap_are_closed() {
+    let gateway = Gateway::start_with_env(&[("PASSERELLE_HTTP__MAX_CONNECTIONS", "2")]);
+    let held: Vec<TcpStream> = (0..2)
+        .map(|_| TcpStream::connect(gateway.http_addr).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let mut over = TcpStream::connect(gateway.http_addr).unwrap();
+    over.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let _ = over.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+    let mut buffer = [0u8; 64];
+    let read = over.read(&mut buffer);
+    assert!(
+        matches!(read, Ok(0)) || read.is_err(),
+        "a connection over the cap was served: {read:?}"
+    );
+    drop(held);
+    std::thread::sleep(Duration::from_millis(300));
+    let response = http_get(gateway.http_addr, "/health").unwrap_or_default();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+}
+
+/// Made-up methods are answered 405 and counted under one label: the
+/// client's token reaches neither the metrics nor the answer.
+#[test]
+fn made_up_methods_share_one_metric_label() {
+    let gateway = Gateway::start();
+    for n in 0..20 {
+        let method = format!("X{}", "Y".repeat(2_000 + n));
+        let raw =
+            format!("{method} /fhir/Patient HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let response = http_request(gateway.http_addr, raw.as_bytes()).unwrap_or_default();
+        assert!(
+            response.starts_with("HTTP/1.1 405"),
+            "{}",
+            &response[..response.len().min(300)]
+        );
+        assert!(!response.contains("YYYY"), "the method is echoed back");
+    }
+    let metrics = metrics_text(gateway.http_addr);
+    assert!(!metrics.contains("YYYY"), "a made-up method is a label");
+    assert!(metrics.contains("method=\"other\""), "{metrics}");
 }

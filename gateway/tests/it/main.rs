@@ -5,6 +5,7 @@
 mod common;
 mod delivery;
 
+mod access_control;
 mod admin_api;
 mod cli;
 mod conformance;

@@ -97,6 +97,59 @@ fn idle_connections_are_closed() {
     assert!(started.elapsed() < Duration::from_secs(8));
 }
 
+/// A sender that starts a frame and stops is closed at the frame timeout,
+/// not the (long) idle timeout: twenty of them used to lock a real sender
+/// out for ten minutes.
+#[test]
+fn a_frame_that_never_ends_is_closed_at_the_frame_timeout() {
+    let gateway = Gateway::start_with_env(&[
+        ("PASSERELLE_MLLP__FRAME_TIMEOUT_SECS", "1"),
+        ("PASSERELLE_MLLP__MAX_CONNECTIONS", "2"),
+    ]);
+    let started = std::time::Instant::now();
+    let mut stalled: Vec<TcpStream> = (0..2)
+        .map(|_| {
+            let mut stream = TcpStream::connect(gateway.mllp_addr).unwrap();
+            stream.write_all(b"\x0bMSH|").unwrap();
+            stream
+                .set_read_timeout(Some(Duration::from_secs(20)))
+                .unwrap();
+            stream
+        })
+        .collect();
+    for stream in &mut stalled {
+        let mut buffer = [0u8; 16];
+        let read = stream.read(&mut buffer);
+        assert!(matches!(read, Ok(0)), "{read:?}");
+    }
+    assert!(started.elapsed() < Duration::from_secs(10));
+    // The slots are free again for a real sender.
+    let mut good = TcpStream::connect(gateway.mllp_addr).unwrap();
+    good.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    good.write_all(&frame(&adt("AFTER1"))).unwrap();
+    assert!(read_ack(&mut good).contains("MSA|AA|AFTER1"));
+}
+
+/// `0x1C` or `0x0B` inside a message: refused (AR) with ERR naming the
+/// segment, not stored.
+#[test]
+fn envelope_bytes_inside_a_message_are_refused() {
+    let gateway = Gateway::start_with_env(&[]);
+    let mut stream = TcpStream::connect(gateway.mllp_addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut message = adt("FS1");
+    message.extend_from_slice(b"PV1|1|I|W\x1cX\r");
+    stream.write_all(&frame(&message)).unwrap();
+    let ack = read_ack(&mut stream);
+    assert!(ack.contains("MSA|AR|FS1"), "{ack:?}");
+    assert!(ack.contains("ERR|") && ack.contains("PV1"), "{ack:?}");
+    stream.write_all(&frame(&adt("FS2"))).unwrap();
+    assert!(read_ack(&mut stream).contains("MSA|AA|FS2"));
+}
+
 #[test]
 fn truncated_frame_and_garbage_do_not_hurt_other_connections() {
     let gateway = Gateway::start_with_env(&[]);

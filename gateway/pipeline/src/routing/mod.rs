@@ -132,6 +132,7 @@ fn local_target() -> TargetConfig {
         circuit_open_ms: 10_000,
         auth: None,
         tls: None,
+        allow_insecure: false,
     }
 }
 
@@ -172,6 +173,7 @@ mod tests {
 [targets.hospital]
 kind = "fhir"
 url = "http://127.0.0.1:1/fhir"
+allow_insecure = true
 
 [[routes]]
 name = "lab"

@@ -1,0 +1,483 @@
+//! Who may do what, over the wire: clients made with `passerelle clients`
+//! (stored, and `--print-config` for the configuration file), the
+//! authorisation matrix (each client × endpoint → the status expected,
+//! from one table), and the attacks of the access-security issue replayed.
+
+use std::process::Command;
+use std::time::Duration;
+
+use crate::common::{self, http_request, http_request_anonymous, Gateway, Options, Reply};
+
+fn passerelle() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_passerelle"))
+}
+
+/// `GET path` with `key` (none: anonymous).
+fn get(gateway: &Gateway, path: &str, key: Option<&str>) -> Reply {
+    send(gateway, "GET", path, key, "", b"")
+}
+
+fn send(
+    gateway: &Gateway,
+    method: &str,
+    path: &str,
+    key: Option<&str>,
+    content_type: &str,
+    body: &[u8],
+) -> Reply {
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        gateway.http_addr,
+        body.len()
+    );
+    if !content_type.is_empty() {
+        head.push_str(&format!("Content-Type: {content_type}\r\n"));
+    }
+    if let Some(key) = key {
+        head.push_str(&format!("Authorization: Bearer {key}\r\n"));
+    }
+    head.push_str("\r\n");
+    let mut raw = head.into_bytes();
+    raw.extend_from_slice(body);
+    Reply::parse(&http_request_anonymous(gateway.http_addr, &raw).expect("HTTP exchange"))
+}
+
+/// `passerelle clients add NAME --scope ... --print-config`: the key and
+/// the `[[security.clients]]` entry.
+fn issue_for_config(name: &str, scopes: &[&str]) -> (String, String) {
+    let mut command = passerelle();
+    command.args(["clients", "add", name, "--print-config"]);
+    for scope in scopes {
+        command.args(["--scope", scope]);
+    }
+    let output = command.output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = String::from_utf8(output.stdout).unwrap();
+    let key = text
+        .lines()
+        .find_map(|line| line.strip_prefix("# psl_"))
+        .map(|rest| format!("psl_{rest}"))
+        .unwrap_or_else(|| panic!("no key in {text}"));
+    (key, text)
+}
+
+const ADT: &str = "MSH|^~\\&|LAB|SITE|GW|GW|20261203101500||ADT^A04^ADT_A01|{ID}|P|2.5\rPID|1||{ID}^^^SITE^PI||DURAND^ZOE||19700101|F\r";
+
+fn adt(control_id: &str) -> Vec<u8> {
+    ADT.replace("{ID}", control_id).into_bytes()
+}
+
+fn qbp(control_id: &str) -> Vec<u8> {
+    format!("MSH|^~\\&|HIS|HOSP|GW|GW|20261203101500||QBP^Q22^QBP_Q21|{control_id}|P|2.5\rQPD|IHE PDQ Query|T{control_id}|@PID.8^F\rRCP|I|10^RD\r").into_bytes()
+}
+
+fn transaction() -> Vec<u8> {
+    serde_json::json!({
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {
+                "fullUrl": "urn:uuid:7f1c0d3e-1111-4a8a-9d6e-2f7d2e1f0a11",
+                "resource": {"resourceType": "Patient", "identifier": [{"system": "urn:x", "value": "M1"}], "gender": "female"},
+                "request": {"method": "PUT", "url": "Patient?identifier=urn:x%7CM1"}
+            },
+            {
+                "resource": {"resourceType": "Observation", "status": "final", "code": {"text": "t"},
+                             "subject": {"reference": "urn:uuid:7f1c0d3e-1111-4a8a-9d6e-2f7d2e1f0a11"}},
+                "request": {"method": "POST", "url": "Observation"}
+            }
+        ]
+    })
+    .to_string()
+    .into_bytes()
+}
+
+/// Each client of the matrix: name, scopes (none: it sends no key; `BAD`:
+/// a made-up key).
+const CLIENTS: &[(&str, &[&str])] = &[
+    ("anonymous", &[]),
+    ("bad-key", &[]),
+    ("admin", &[]),
+    ("reader", &["system/*.rs"]),
+    ("patients", &["system/Patient.rs"]),
+    (
+        "lab",
+        &[
+            "passerelle/hl7v2",
+            "system/Observation.cu",
+            "system/Patient.cu",
+        ],
+    ),
+    ("ops", &["passerelle/admin", "passerelle/metrics"]),
+];
+
+/// What each client gets from each endpoint, in the order of `CLIENTS`:
+/// anonymous, bad-key, admin (the local admin key), reader, patients, lab, ops.
+const MATRIX: &[(&str, &str, [u16; 7])] = &[
+    ("GET", "/health", [200, 200, 200, 200, 200, 200, 200]),
+    ("GET", "/fhir/metadata", [200, 200, 200, 200, 200, 200, 200]),
+    (
+        "GET",
+        "/fhir/Patient?gender=female",
+        [401, 401, 200, 200, 200, 403, 403],
+    ),
+    (
+        "POST",
+        "/fhir/Patient/_search",
+        [401, 401, 200, 200, 200, 403, 403],
+    ),
+    (
+        "GET",
+        "/fhir/Patient/nobody",
+        [401, 401, 404, 404, 404, 403, 403],
+    ),
+    (
+        "GET",
+        "/fhir/Observation?code=x",
+        [401, 401, 200, 200, 403, 403, 403],
+    ),
+    (
+        "GET",
+        "/fhir/Patient/nobody/$everything",
+        [401, 401, 404, 404, 403, 403, 403],
+    ),
+    (
+        "GET",
+        "/fhir/Patient/$summary?identifier=urn:x%7Cnone",
+        [401, 401, 404, 404, 403, 403, 403],
+    ),
+    ("POST", "/fhir", [401, 401, 200, 403, 403, 200, 403]),
+    ("POST", "/hl7v2", [401, 401, 200, 403, 403, 200, 403]),
+    (
+        "POST",
+        "/fhir/$convert-data",
+        [401, 401, 200, 403, 403, 403, 403],
+    ),
+    ("GET", "/metrics", [401, 401, 200, 403, 403, 403, 200]),
+    (
+        "GET",
+        "/admin/messages",
+        [401, 401, 200, 403, 403, 403, 200],
+    ),
+    ("GET", "/admin/targets", [401, 401, 200, 403, 403, 403, 200]),
+];
+
+#[test]
+fn authorization_matrix() {
+    let mut keys: Vec<Option<String>> = Vec::new();
+    let mut config = String::new();
+    for (name, scopes) in CLIENTS {
+        let key = match *name {
+            "anonymous" => None,
+            "bad-key" => {
+                Some("psl_0123456789ab_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".to_string())
+            }
+            "admin" => Some(common::TEST_KEY.to_string()),
+            _ => {
+                let (key, entry) = issue_for_config(name, scopes);
+                config.push_str(&entry);
+                Some(key)
+            }
+        };
+        keys.push(key);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("clients.toml");
+    std::fs::write(&path, &config).unwrap();
+    let gateway = Gateway::start_with(Options {
+        args: vec!["--config".into(), path.display().to_string()],
+        ..Options::default()
+    });
+    let convert = common::convert_parameters(&String::from_utf8(adt("CV1")).unwrap(), "Hl7v2");
+    let mut failures = Vec::new();
+    for (row, (method, path, expected)) in MATRIX.iter().enumerate() {
+        for (column, ((client, _), key)) in CLIENTS.iter().zip(&keys).enumerate() {
+            let control_id = format!("M{row}C{column}");
+            let (content_type, body): (&str, Vec<u8>) = match *path {
+                "/fhir" => ("application/fhir+json", transaction()),
+                "/hl7v2" => ("x-application/hl7-v2+er7", adt(&control_id)),
+                "/fhir/$convert-data" => ("application/fhir+json", convert.clone()),
+                "/fhir/Patient/_search" => (
+                    "application/x-www-form-urlencoded",
+                    b"gender=female".to_vec(),
+                ),
+                _ => ("", Vec::new()),
+            };
+            let reply = send(&gateway, method, path, key.as_deref(), content_type, &body);
+            if reply.status != expected[column] {
+                failures.push(format!(
+                    "{client} {method} {path}: expected {}, got {} {}",
+                    expected[column],
+                    reply.status,
+                    reply.body.chars().take(200).collect::<String>()
+                ));
+                continue;
+            }
+            // Refusals are OperationOutcomes; 401 carries the challenge.
+            if reply.status == 401 || reply.status == 403 {
+                let outcome = reply.json();
+                assert_eq!(
+                    outcome["resourceType"], "OperationOutcome",
+                    "{client} {path}"
+                );
+            }
+            if reply.status == 401 {
+                let challenge = reply.header("www-authenticate").unwrap_or_default();
+                assert!(
+                    challenge.starts_with("Bearer realm=\"passerelle\""),
+                    "{challenge}"
+                );
+                assert_eq!(challenge.contains("invalid_token"), *client == "bad-key");
+            }
+            if reply.status == 403 && path.starts_with("/fhir/Patient?") {
+                assert!(reply.body.contains("system/Patient.s"), "{}", reply.body);
+            }
+            if *path == "/hl7v2" && reply.status == 200 {
+                assert!(reply.body.contains("MSA|AA"), "{client}: {}", reply.body);
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+
+    // HL7 v2 queries need system/Patient.s besides the sending scope.
+    let lab = keys[5].as_deref();
+    let answer = send(
+        &gateway,
+        "POST",
+        "/hl7v2",
+        lab,
+        "x-application/hl7-v2+er7",
+        &qbp("Q1"),
+    );
+    assert!(answer.body.contains("MSA|AR|Q1"), "{}", answer.body);
+    assert!(answer.body.contains("system/Patient.s"), "{}", answer.body);
+    assert!(!answer.body.contains("DURAND"), "{}", answer.body);
+    let admin = keys[2].as_deref();
+    let answer = send(
+        &gateway,
+        "POST",
+        "/hl7v2",
+        admin,
+        "x-application/hl7-v2+er7",
+        &qbp("Q2"),
+    );
+    assert!(answer.body.contains("MSA|AA|Q2"), "{}", answer.body);
+}
+
+/// From `passerelle clients add` to an authorised search and a refused
+/// one, then revocation, against a running gateway (the walk-through of
+/// docs/security.md).
+#[test]
+fn stored_clients_are_added_used_and_revoked_while_running() {
+    let gateway = Gateway::start();
+    let cli = |args: &[&str]| {
+        let output = passerelle()
+            .args(args)
+            .env("PASSERELLE_STORAGE__DATA_DIR", gateway.data_dir())
+            .output()
+            .unwrap();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let (code, key, stderr) = cli(&[
+        "clients",
+        "add",
+        "labo",
+        "--network",
+        "cabinet-dupont",
+        "--scope",
+        "system/Patient.rs",
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let key = key.trim().to_string();
+    assert!(key.starts_with("psl_"), "{key}");
+    // The key is printed once and stored only as its hash.
+    let (_, list, _) = cli(&["clients", "list"]);
+    assert!(
+        list.contains("labo") && list.contains("system/Patient.rs"),
+        "{list}"
+    );
+    assert!(!list.contains(&key[17..]), "{list}");
+    let database = std::fs::read(gateway.data_dir().join("passerelle.db")).unwrap();
+    assert!(
+        !database.windows(20).any(|w| w == &key.as_bytes()[17..37]),
+        "the key is stored in clear"
+    );
+    // A name given twice is refused; a scope that does not exist too.
+    let (code, _, stderr) = cli(&["clients", "add", "labo", "--scope", "system/Patient.rs"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    let (code, _, stderr) = cli(&["clients", "add", "other", "--scope", "patient/Patient.rs"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("system/"), "{stderr}");
+
+    // The running gateway takes it up within its refresh.
+    assert!(common::eventually(Duration::from_secs(10), || {
+        get(&gateway, "/fhir/Patient?gender=female", Some(&key)).status == 200
+    }));
+    let refused = get(&gateway, "/fhir/Observation?code=x", Some(&key));
+    assert_eq!(refused.status, 403);
+    assert!(
+        refused.body.contains("system/Observation.s"),
+        "{}",
+        refused.body
+    );
+    assert_eq!(
+        get(&gateway, "/fhir/Patient?gender=female", None).status,
+        401
+    );
+
+    let (code, _, stderr) = cli(&["clients", "revoke", "labo"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(common::eventually(Duration::from_secs(10), || {
+        get(&gateway, "/fhir/Patient?gender=female", Some(&key)).status == 401
+    }));
+    let (_, list, _) = cli(&["clients", "list"]);
+    assert!(list.contains("revoked"), "{list}");
+    // The key is never logged.
+    assert!(!gateway.logs().contains(&key[17..]));
+}
+
+/// The attacks of the access-security issue, replayed: patient data,
+/// writes, the admin API from a browser page, and HL7 v2 from a cross-site
+/// form, none of it without a key.
+#[test]
+fn the_reported_attacks_are_refused() {
+    let gateway = Gateway::start();
+    // Some patient data to steal.
+    let ack = send(
+        &gateway,
+        "POST",
+        "/hl7v2",
+        Some(common::TEST_KEY),
+        "x-application/hl7-v2+er7",
+        &adt("VICTIM1"),
+    );
+    assert!(ack.body.contains("MSA|AA"), "{}", ack.body);
+    assert!(common::eventually(Duration::from_secs(30), || {
+        get(
+            &gateway,
+            "/fhir/Patient?gender=female",
+            Some(common::TEST_KEY),
+        )
+        .body
+        .contains("DURAND")
+    }));
+    for (method, path) in [
+        ("GET", "/fhir/Patient?gender=female"),
+        ("GET", "/fhir/Patient?identifier=SITE%7CVICTIM1"),
+        ("GET", "/fhir/Patient/$summary?identifier=SITE%7CVICTIM1"),
+    ] {
+        let reply = send(&gateway, method, path, None, "", b"");
+        assert_eq!(reply.status, 401, "{method} {path}");
+        assert!(!reply.body.contains("DURAND"), "{method} {path}");
+    }
+    // A transaction that would overwrite or delete the patient.
+    let delete = serde_json::json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"request": {"method": "DELETE", "url": "Patient?identifier=SITE%7CVICTIM1"}}]})
+    .to_string();
+    let reply = send(
+        &gateway,
+        "POST",
+        "/fhir",
+        None,
+        "application/fhir+json",
+        delete.as_bytes(),
+    );
+    assert_eq!(reply.status, 401);
+    // A browser page: a text/plain form to /hl7v2, a replay to /admin with
+    // a foreign Origin (and even with the key, a foreign Host).
+    let form = send(
+        &gateway,
+        "POST",
+        "/hl7v2",
+        None,
+        "text/plain",
+        &adt("CSRF1"),
+    );
+    assert_eq!(form.status, 401);
+    assert!(!form.body.contains("MSA|AA"));
+    let replay = http_request_anonymous(
+        gateway.http_addr,
+        b"POST /admin/messages/replay?state=routed HTTP/1.1\r\nHost: localhost\r\nOrigin: https://evil.example\r\nContent-Type: text/plain\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    assert!(replay.starts_with("HTTP/1.1 401"), "{replay}");
+    let rebound = http_request(
+        gateway.http_addr,
+        b"GET /admin/messages HTTP/1.1\r\nHost: evil.example:8080\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    assert!(rebound.starts_with("HTTP/1.1 403"), "{rebound}");
+    let form_with_key = http_request(
+        gateway.http_addr,
+        b"POST /admin/messages/replay?state=routed HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/plain\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    assert!(form_with_key.starts_with("HTTP/1.1 403"), "{form_with_key}");
+    // The local admin key file is private.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(gateway.data_dir().join("local-admin.key"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+}
+
+/// A gateway started on an empty data directory makes its local admin key
+/// (0600) and says where; a key file others may read stops it.
+#[test]
+fn the_local_admin_key_is_made_at_first_start_and_kept_private() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let port = common::free_port();
+    let mut child = passerelle()
+        .env_remove("PASSERELLE_CONFIG")
+        .env("PASSERELLE_HTTP__LISTEN", format!("127.0.0.1:{port}"))
+        .env("PASSERELLE_MLLP__ENABLED", "false")
+        .env("PASSERELLE_STORAGE__DATA_DIR", &data_dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let key_file = data_dir.join("local-admin.key");
+    assert!(common::eventually(Duration::from_secs(30), || key_file.is_file()));
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    assert!(common::eventually(Duration::from_secs(30), || {
+        common::http_get(addr, "/ready").is_some_and(|r| r.starts_with("HTTP/1.1 200"))
+    }));
+    let key = std::fs::read_to_string(&key_file).unwrap();
+    let raw = format!(
+        "GET /admin/targets HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
+        key.trim()
+    );
+    let answer = http_request_anonymous(addr, raw.as_bytes()).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let _ = child.kill();
+    let output = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(log.contains("local-admin.key"), "{log}");
+    assert!(!log.contains(key.trim()), "the key is logged");
+
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let output = passerelle()
+        .env_remove("PASSERELLE_CONFIG")
+        .env(
+            "PASSERELLE_HTTP__LISTEN",
+            format!("127.0.0.1:{}", common::free_port()),
+        )
+        .env("PASSERELLE_MLLP__ENABLED", "false")
+        .env("PASSERELLE_STORAGE__DATA_DIR", &data_dir)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(log.contains("chmod 600"), "{log}");
+}
