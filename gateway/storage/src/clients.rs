@@ -50,6 +50,18 @@ fn from_row(row: &[SqlValue]) -> Option<StoredClient> {
     })
 }
 
+/// The table, the same DDL on both backends (each lists it in its own
+/// migration history).
+pub(crate) const SCHEMA: &str = "CREATE TABLE api_clients (
+    name TEXT PRIMARY KEY,
+    key_id TEXT NOT NULL UNIQUE,
+    verifier TEXT NOT NULL,
+    networks TEXT NOT NULL,
+    scopes TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    revoked_at TEXT
+);";
+
 const COLUMNS: &str = "name, key_id, verifier, networks, scopes, created_at, revoked_at";
 
 /// Adds a client; a live client of the same name is refused. A revoked

@@ -120,15 +120,7 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX fhir_index_value ON fhir_index (resource_type, param, value, system);
     CREATE INDEX fhir_index_resource ON fhir_index (resource_type, id, param);",
     // 3: API clients added with `passerelle clients add` (see `clients`).
-    "CREATE TABLE api_clients (
-        name TEXT PRIMARY KEY,
-        key_id TEXT NOT NULL UNIQUE,
-        verifier TEXT NOT NULL,
-        networks TEXT NOT NULL,
-        scopes TEXT NOT NULL,
-        created_at TEXT NOT NULL,
-        revoked_at TEXT
-    );",
+    crate::clients::SCHEMA,
 ];
 
 /// A few connections reused across calls; a broken one is dropped.
