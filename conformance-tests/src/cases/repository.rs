@@ -376,7 +376,25 @@ async fn search_errors(client: Client) -> CaseResult {
         )
         .await?;
     expect_outcome(&response, 400, "unknown parameter, strict")?;
-    let lenient = ok_json(&client, "/fhir/Patient?favourite-colour=blue&_count=1").await?;
+    // Strict is the default: an unknown parameter would widen the search.
+    let response = client.get("/fhir/Patient?favourite-colour=blue").await?;
+    expect_outcome(&response, 400, "unknown parameter, by default")?;
+    let response = client
+        .send(
+            Method::GET,
+            "/fhir/Patient?favourite-colour=blue&_count=1",
+            &[("prefer", "handling=lenient")],
+            Bytes::new(),
+        )
+        .await?;
+    ensure(response.status == 200, || {
+        format!(
+            "unknown parameter, lenient: {} {}",
+            response.status,
+            response.text()
+        )
+    })?;
+    let lenient = response.json()?;
     let self_link = lenient["link"][0]["url"].as_str().unwrap_or("");
     ensure(!self_link.contains("favourite-colour"), || {
         format!("an ignored parameter is in the self link: {self_link}")

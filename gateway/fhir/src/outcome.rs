@@ -43,6 +43,8 @@ pub enum IssueType {
     Forbidden,
     /// `login`: no or bad credentials (401).
     Login,
+    /// `too-costly`: a search over the limits the server sets.
+    TooCostly,
     Processing,
     Conflict,
     Deleted,
@@ -72,6 +74,7 @@ impl IssueType {
             IssueType::CodeInvalid => "code-invalid",
             IssueType::Forbidden => "forbidden",
             IssueType::Login => "login",
+            IssueType::TooCostly => "too-costly",
         }
     }
 }

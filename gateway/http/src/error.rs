@@ -56,6 +56,9 @@ pub enum ApiError {
     BodyRead,
     #[error("storage is not available")]
     StorageUnavailable,
+    /// The request took longer than the request timeout; nothing was done.
+    #[error("the request took longer than the configured request timeout")]
+    Timeout,
     /// No or a bad client key (401, with `WWW-Authenticate`).
     #[error(transparent)]
     Unauthenticated(#[from] passerelle_security::Unauthenticated),
@@ -116,6 +119,7 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, IssueType::TooLong),
             ApiError::BodyRead => (StatusCode::BAD_REQUEST, IssueType::Structure),
             ApiError::StorageUnavailable => (StatusCode::SERVICE_UNAVAILABLE, IssueType::Transient),
+            ApiError::Timeout => (StatusCode::SERVICE_UNAVAILABLE, IssueType::Timeout),
             ApiError::Unauthenticated(_) => (StatusCode::UNAUTHORIZED, IssueType::Login),
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, IssueType::Forbidden),
             ApiError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, IssueType::Exception),

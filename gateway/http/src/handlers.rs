@@ -301,6 +301,10 @@ where
                     .get::<std::sync::Arc<passerelle_security::Client>>()
                     .map(|client| client.scopes.clone())
                     .unwrap_or_default();
+                let deadline = request
+                    .extensions()
+                    .get::<crate::layers::WriteDeadline>()
+                    .map(|deadline| deadline.0);
                 let content_type = request
                     .headers()
                     .get(CONTENT_TYPE)
@@ -313,7 +317,15 @@ where
                         expected: "application/fhir+json or application/fhir+xml",
                     });
                 }
-                let mut body = read_body(request.into_body(), state.max_body_bytes).await?;
+                // The timeout layer leaves transactions to their deadline:
+                // the body must still arrive within it.
+                let reading = read_body(request.into_body(), state.max_body_bytes);
+                let mut body = match deadline {
+                    Some(deadline) => tokio::time::timeout_at(deadline.into(), reading)
+                        .await
+                        .map_err(|_| ApiError::Timeout)??,
+                    None => reading.await?,
+                };
                 if xml {
                     let text = std::str::from_utf8(&body)
                         .map_err(|_| ApiError::BadRequest("the XML body is not UTF-8".into()))?;
@@ -321,7 +333,7 @@ where
                         passerelle_fhir::xml::from_xml(text).map_err(ApiError::XmlUnreadable)?;
                     body = Bytes::from(passerelle_fhir::exact_json::to_string(&value));
                 }
-                rest::transaction(&state, body, scopes).await
+                rest::transaction(&state, body, scopes, deadline).await
             }
             _ => Err(not_allowed(&method, "POST")),
         },

@@ -1,7 +1,7 @@
 //! Tower layers for the cross-cutting concerns of the HTTP API: request IDs,
-//! telemetry (span, log line and metrics per request), the error edge and the
-//! request body limit. Timeout, concurrency limit and load shedding are
-//! tower's own layers, composed in `server::stack`.
+//! telemetry (span, log line and metrics per request), the error edge, the
+//! request timeout and the request body limit. Concurrency limit and load
+//! shedding are tower's own layers, composed in `server::stack`.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -325,5 +325,76 @@ where
         }
         let request = request.map(|body| Limited::new(body, limit));
         Box::pin(self.inner.call(request))
+    }
+}
+
+/// When a write must be done by, or not done at all: the request timeout
+/// layer gives `POST /fhir` this instead of cutting it off, and the
+/// repository rolls back what is not committed by then.
+#[derive(Debug, Clone, Copy)]
+pub struct WriteDeadline(pub Instant);
+
+/// The request timeout: a request not answered within it gets 503 with a
+/// `timeout` issue, except a transaction (`POST /fhir`), which is never cut
+/// off once it may have committed: it gets a [`WriteDeadline`] and answers
+/// for itself, committed (200) or rolled back (503), so that a 503 always
+/// means nothing was written.
+#[derive(Clone)]
+pub struct RequestTimeoutLayer {
+    timeout: std::time::Duration,
+}
+
+impl RequestTimeoutLayer {
+    pub fn new(timeout: std::time::Duration) -> Self {
+        Self { timeout }
+    }
+}
+
+impl<S> Layer<S> for RequestTimeoutLayer {
+    type Service = RequestTimeoutService<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        RequestTimeoutService {
+            inner,
+            timeout: self.timeout,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct RequestTimeoutService<S> {
+    inner: S,
+    timeout: std::time::Duration,
+}
+
+impl<S, B> Service<Request<B>> for RequestTimeoutService<S>
+where
+    S: Service<Request<B>, Response = Response<ResponseBody>, Error = BoxError> + Send,
+    S::Future: Send + 'static,
+{
+    type Response = Response<ResponseBody>;
+    type Error = BoxError;
+    type Future = BoxFuture<Result<Self::Response, BoxError>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+        let timeout = self.timeout;
+        let transaction = request.method() == http::Method::POST
+            && request.uri().path().trim_end_matches('/') == "/fhir";
+        if transaction {
+            request
+                .extensions_mut()
+                .insert(WriteDeadline(Instant::now() + timeout));
+            return Box::pin(self.inner.call(request));
+        }
+        let future = self.inner.call(request);
+        Box::pin(async move {
+            match tokio::time::timeout(timeout, future).await {
+                Ok(result) => result,
+                Err(_) => Err(Box::new(tower::timeout::error::Elapsed::new()) as BoxError),
+            }
+        })
     }
 }

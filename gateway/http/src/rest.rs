@@ -86,14 +86,22 @@ pub fn fhir_base(state: &SharedState) -> String {
     format!("{}/fhir", state.capability.base_url.trim_end_matches('/'))
 }
 
-/// `Prefer: handling=strict`.
+/// Whether a search refuses what it does not know (an unknown parameter,
+/// an unsupported modifier): always, unless the client sends `Prefer:
+/// handling=lenient`. Ignoring a typo (`birthDate`) or a chain would
+/// widen the search to every patient's records.
 pub fn strict(headers: &HeaderMap) -> bool {
+    !lenient(headers)
+}
+
+/// `Prefer: handling=lenient`.
+fn lenient(headers: &HeaderMap) -> bool {
     headers
         .get_all("prefer")
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split([',', ';']))
-        .any(|p| p.trim().eq_ignore_ascii_case("handling=strict"))
+        .any(|p| p.trim().eq_ignore_ascii_case("handling=lenient"))
 }
 
 async fn read_repository<T: Send + 'static>(
@@ -298,14 +306,16 @@ pub async fn transaction(
     state: &SharedState,
     body: Bytes,
     scopes: passerelle_security::Scopes,
+    deadline: Option<std::time::Instant>,
 ) -> Result<Response<ResponseBody>, ApiError> {
     let text = String::from_utf8(body.to_vec())
         .map_err(|_| ApiError::BadRequest("the Bundle is not UTF-8".into()))?;
     let repository = repository::Repository::new(state.store.clone());
-    let outcome =
-        tokio::task::spawn_blocking(move || repository.transaction_as(&text, now_ms(), &scopes))
-            .await
-            .map_err(|_| ApiError::Internal)??;
+    let outcome = tokio::task::spawn_blocking(move || {
+        repository.transaction_as(&text, now_ms(), &scopes, deadline)
+    })
+    .await
+    .map_err(|_| ApiError::Internal)??;
     let body = outcome.response_bundle().to_string();
     Ok(bundle_response(body))
 }
@@ -526,13 +536,18 @@ mod tests {
     }
 
     #[test]
-    fn strict_handling_is_read_from_prefer() {
+    fn searches_are_strict_unless_the_client_asks_for_lenient() {
         let mut headers = HeaderMap::new();
-        assert!(!strict(&headers));
+        assert!(strict(&headers));
         headers.insert(
             "prefer",
             HeaderValue::from_static("return=minimal; handling=strict"),
         );
         assert!(strict(&headers));
+        headers.insert(
+            "prefer",
+            HeaderValue::from_static("return=minimal; handling=lenient"),
+        );
+        assert!(!strict(&headers));
     }
 }

@@ -13,11 +13,12 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower::limit::ConcurrencyLimitLayer;
 use tower::load_shed::LoadShedLayer;
-use tower::timeout::TimeoutLayer;
 use tower::ServiceBuilder;
 
 use super::handlers::Router;
-use super::layers::{BodyLimitLayer, ErrorEdgeLayer, RequestIdLayer, TelemetryLayer};
+use super::layers::{
+    BodyLimitLayer, ErrorEdgeLayer, RequestIdLayer, RequestTimeoutLayer, TelemetryLayer,
+};
 use super::SharedState;
 use crate::access::HttpAccessPolicy;
 use passerelle_config::HttpConfig;
@@ -49,7 +50,7 @@ pub fn stack(
         .layer(ConcurrencyLimitLayer::new(
             config.max_concurrent_requests.max(1),
         ))
-        .layer(TimeoutLayer::new(Duration::from_secs(
+        .layer(RequestTimeoutLayer::new(Duration::from_secs(
             config.request_timeout_secs.max(1),
         )))
         .layer(BodyLimitLayer::new(config.max_body_bytes))

@@ -105,6 +105,10 @@ pub enum RepositoryError {
     Transaction(#[from] TransactionError),
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// The work was not done by its deadline and was rolled back: nothing
+    /// of it happened.
+    #[error("the transaction took longer than the request timeout and was rolled back: nothing was written")]
+    DeadlinePassed,
 }
 
 /// The current version of `resource_type/id`, a tombstone included.
@@ -399,22 +403,32 @@ impl Repository {
         bundle: &str,
         now_ms: i64,
     ) -> Result<TransactionOutcome, RepositoryError> {
-        self.transaction_as(bundle, now_ms, &Scopes::everything())
+        self.transaction_as(bundle, now_ms, &Scopes::everything(), None)
     }
 
     /// Applies a transaction Bundle (text) all or nothing for a client
     /// holding `scopes`: an entry whose interaction they do not allow
     /// refuses the whole Bundle (403) before anything is read for it.
+    /// With a `deadline`, work not done by then is rolled back
+    /// ([`RepositoryError::DeadlinePassed`]) instead of committed, so that
+    /// a client told "timeout" knows nothing was written.
     pub fn transaction_as(
         &self,
         bundle: &str,
         now_ms: i64,
         scopes: &Scopes,
+        deadline: Option<std::time::Instant>,
     ) -> Result<TransactionOutcome, RepositoryError> {
         let mut result = None;
         self.store.sql_write(&mut |sql| {
-            let outcome =
-                transaction::apply(sql, bundle, now_ms, scopes).map_err(RepositoryError::from);
+            let outcome = transaction::apply(sql, bundle, now_ms, scopes)
+                .map_err(RepositoryError::from)
+                .and_then(|outcome| match deadline {
+                    Some(deadline) if std::time::Instant::now() > deadline => {
+                        Err(RepositoryError::DeadlinePassed)
+                    }
+                    _ => Ok(outcome),
+                });
             let commit = outcome.is_ok();
             result = Some(outcome);
             Ok(commit)

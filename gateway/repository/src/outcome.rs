@@ -53,7 +53,11 @@ pub fn repository_outcome(error: &RepositoryError) -> Outcome {
         RepositoryError::Search(SearchError::InvalidValue { .. }) => {
             (StatusCode::BAD_REQUEST, IssueType::Value)
         }
+        RepositoryError::Search(SearchError::TooMany { .. }) => {
+            (StatusCode::BAD_REQUEST, IssueType::TooCostly)
+        }
         RepositoryError::Transaction(error) => return transaction_outcome(error),
+        RepositoryError::DeadlinePassed => (StatusCode::SERVICE_UNAVAILABLE, IssueType::Timeout),
         RepositoryError::Storage(_) => {
             return Outcome::error(
                 StatusCode::SERVICE_UNAVAILABLE,

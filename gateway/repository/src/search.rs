@@ -13,11 +13,21 @@ pub const MAX_COUNT: usize = 1000;
 /// Largest `_offset` (paging deeper than this is refused, 400): an offset
 /// is a scan of every row before it, and beyond `i64` it would wrap.
 pub const MAX_OFFSET: usize = 100_000;
+/// Parameters one search may carry (a repeated parameter counts each
+/// time): each is a join, and a URL of thousands held a read connection
+/// for tens of seconds.
+pub const MAX_PARAMETERS: usize = 64;
+/// Comma-separated values (OR-ed) one parameter may carry.
+pub const MAX_VALUES: usize = 100;
+/// `_include` and `_revinclude` one search may carry, together.
+pub const MAX_INCLUDES: usize = 16;
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum SearchError {
-    #[error("unknown search parameter '{0}' (Prefer: handling=strict)")]
+    #[error("unknown search parameter '{0}' (send Prefer: handling=lenient to have it ignored)")]
     UnknownParameter(String),
+    #[error("{what}: at most {limit} in one search")]
+    TooMany { what: &'static str, limit: usize },
     #[error("search parameter '{param}': {reason}")]
     InvalidValue { param: String, reason: String },
 }
@@ -106,7 +116,19 @@ impl SearchRequest {
             revincludes: Vec::new(),
             used: Vec::new(),
         };
+        if pairs.len() > MAX_PARAMETERS {
+            return Err(SearchError::TooMany {
+                what: "search parameters",
+                limit: MAX_PARAMETERS,
+            });
+        }
         for (key, value) in pairs {
+            if value.split(',').count() > MAX_VALUES {
+                return Err(SearchError::TooMany {
+                    what: "comma-separated values of one parameter",
+                    limit: MAX_VALUES,
+                });
+            }
             let (name, modifier) = match key.split_once(':') {
                 Some((name, modifier)) => (name, Some(modifier)),
                 None => (key.as_str(), None),
@@ -172,6 +194,12 @@ impl SearchRequest {
                         source_type: source_type.to_string(),
                         param: param.name,
                     };
+                    if request.includes.len() + request.revincludes.len() >= MAX_INCLUDES {
+                        return Err(SearchError::TooMany {
+                            what: "_include and _revinclude",
+                            limit: MAX_INCLUDES,
+                        });
+                    }
                     if name == "_include" {
                         if source_type != resource_type {
                             return Err(invalid("must name the searched type"));
@@ -534,6 +562,39 @@ mod tests {
             );
         }
         assert!(SearchRequest::parse("Patient", &pairs("_offset=100000"), false).is_ok());
+    }
+
+    /// Searches that would hold a read connection for tens of seconds (the
+    /// access-security issue's 43 kB URLs and 5,000 `_include`s) are
+    /// refused before any SQL, naming the limit.
+    #[test]
+    fn searches_over_the_bounds_are_refused() {
+        let many = vec!["family=a"; MAX_PARAMETERS + 1].join("&");
+        assert_eq!(
+            SearchRequest::parse("Patient", &pairs(&many), true),
+            Err(SearchError::TooMany {
+                what: "search parameters",
+                limit: MAX_PARAMETERS
+            })
+        );
+        let or = format!("family={}", vec!["a"; MAX_VALUES + 1].join(","));
+        assert!(matches!(
+            SearchRequest::parse("Patient", &pairs(&or), true),
+            Err(SearchError::TooMany {
+                limit: MAX_VALUES,
+                ..
+            })
+        ));
+        let includes = vec!["_include=Encounter:patient"; MAX_INCLUDES + 1].join("&");
+        assert!(matches!(
+            SearchRequest::parse("Encounter", &pairs(&includes), true),
+            Err(SearchError::TooMany {
+                limit: MAX_INCLUDES,
+                ..
+            })
+        ));
+        let at_the_limit = vec!["_include=Encounter:patient"; MAX_INCLUDES].join("&");
+        assert!(SearchRequest::parse("Encounter", &pairs(&at_the_limit), true).is_ok());
     }
 
     #[test]

@@ -415,6 +415,7 @@ pub fn transactions_need_scopes_for_every_entry(store: SharedStore) {
         &bundle(vec![observation.clone(), patient.clone()]),
         1_000,
         &lab,
+        None,
     ) {
         Err(RepositoryError::Transaction(TransactionError::Entry {
             index,
@@ -434,8 +435,22 @@ pub fn transactions_need_scopes_for_every_entry(store: SharedStore) {
     let both =
         passerelle_security::Scopes::parse(&["system/Observation.cu system/Patient.cu"]).unwrap();
     repository
-        .transaction_as(&bundle(vec![observation, patient]), 1_000, &both)
+        .transaction_as(
+            &bundle(vec![observation.clone(), patient.clone()]),
+            1_000,
+            &both,
+            None,
+        )
         .unwrap();
+    assert_eq!(total(&repository, "Observation", ""), 1);
+    // Past its deadline, a transaction is rolled back, not committed.
+    let past = std::time::Instant::now();
+    let mut second = observation;
+    second["request"] = serde_json::json!({"method": "POST", "url": "Observation"});
+    assert!(matches!(
+        repository.transaction_as(&bundle(vec![second, patient]), 2_000, &both, Some(past)),
+        Err(RepositoryError::DeadlinePassed)
+    ));
     assert_eq!(total(&repository, "Observation", ""), 1);
 }
 

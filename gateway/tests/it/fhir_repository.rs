@@ -122,11 +122,18 @@ fn pushed_messages_are_found_by_ins_read_and_searched() {
         400,
         "not-supported",
     );
-    // Lenient (the default): the unknown parameter is ignored and left out
+    // Strict is the default: a typo must not widen the search.
+    assert_outcome(
+        &http_get_reply(gateway.http_addr, "/fhir/Patient?shoe-size=42"),
+        400,
+        "not-supported",
+    );
+    // Lenient, when asked: the unknown parameter is ignored and left out
     // of the self link.
-    let lenient = http_get_reply(
-        gateway.http_addr,
+    let lenient = get_with(
+        &gateway,
         "/fhir/Patient?shoe-size=42&gender=female",
+        "Prefer: handling=lenient",
     )
     .json();
     assert_eq!(lenient["total"], 1);
