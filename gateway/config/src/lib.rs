@@ -641,6 +641,19 @@ impl MappingConfig {
     }
 }
 
+/// Why a private key file may not be used: other users may read it. A
+/// file that cannot be read is reported where it is loaded.
+fn private_file_refusal(path: &Path) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
+    (mode & 0o077 != 0).then(|| {
+        format!(
+            "{}: a private key readable by other users (mode {mode:o}); make it 0600 (chmod 600)",
+            path.display()
+        )
+    })
+}
+
 /// Why a target URL may not be used without `allow_insecure = true`: in
 /// clear (`http://`), or with credentials in it (they end up in logs and
 /// process listings; `auth` is where they go).
@@ -955,6 +968,17 @@ fn validate_routes(
                             "client_cert_file and client_key_file go together".into(),
                         ));
                     }
+                    if let Some(key) = &tls.client_key_file {
+                        private_file_refusal(key)
+                            .map_or(Ok(()), |why| Err(fail("tls.client_key_file", why)))?;
+                    }
+                }
+                if let Some(TargetAuth::SmartBackend {
+                    private_key_file, ..
+                }) = &target.auth
+                {
+                    private_file_refusal(private_key_file)
+                        .map_or(Ok(()), |why| Err(fail("auth.private_key_file", why)))?;
                 }
             }
             TargetKind::Local => {
@@ -1261,6 +1285,29 @@ mod tests {
         assert!(error.contains("auth.token_url"), "{error}");
         load("url = \"https://fhir.example/fhir\"").unwrap();
         load("url = \"http://127.0.0.1:9/fhir\"\nallow_insecure = true").unwrap();
+    }
+
+    #[test]
+    fn private_keys_others_can_read_are_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("client.key");
+        std::fs::write(&key, "-----BEGIN PRIVATE KEY-----\n").unwrap();
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let text = format!(
+            "[targets.hospital]\nkind = \"fhir\"\nurl = \"https://fhir.example/fhir\"\n\
+             [targets.hospital.tls]\nclient_cert_file = \"c.pem\"\nclient_key_file = {:?}\n",
+            key.display().to_string()
+        );
+        let error = Config::from_toml("t.toml", &text, &BTreeMap::new())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("tls.client_key_file") && error.contains("chmod 600"),
+            "{error}"
+        );
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        Config::from_toml("t.toml", &text, &BTreeMap::new()).unwrap();
     }
 
     #[test]

@@ -27,6 +27,10 @@ pub enum Rejection {
     /// no HL7 v2 character set has it, and a receiver further on would
     /// take it for the end of the frame.
     EnvelopeByte { segment: String, byte: u8 },
+    /// A hex escape (`\X00\`) that decodes to a control character: FHIR
+    /// strings may not hold one, and a stored resource holding one broke
+    /// every later reader.
+    ControlEscape { segment: String, byte: u8 },
     /// The journal could not store it: a transient failure.
     StorageUnavailable,
 }
@@ -39,6 +43,7 @@ impl Rejection {
             Rejection::Header { text, .. } => text,
             Rejection::TooLarge => "message over the size limit",
             Rejection::EnvelopeByte { .. } => "MLLP envelope byte inside the message",
+            Rejection::ControlEscape { .. } => "hex escape decoding to a control character",
             Rejection::StorageUnavailable => "journal unavailable",
         }
     }
@@ -71,6 +76,17 @@ impl Rejection {
                 code: 102,
                 diagnostic: format!(
                     "{segment}: byte 0x{byte:02X} (an MLLP envelope character) is not allowed in a message"
+                ),
+                location: Some(ErrorLocation {
+                    segment: segment.clone(),
+                    sequence: 1,
+                    field: 0,
+                }),
+            },
+            Rejection::ControlEscape { segment, byte } => AckError {
+                code: 102,
+                diagnostic: format!(
+                    "{segment}: the hex escape for 0x{byte:02X} decodes to a control character, which FHIR strings may not hold"
                 ),
                 location: Some(ErrorLocation {
                     segment: segment.clone(),
@@ -114,6 +130,49 @@ impl Header {
     }
 }
 
+/// The name of the segment holding byte `offset` of `raw`.
+fn segment_name(raw: &[u8], offset: usize) -> String {
+    let start = raw[..offset]
+        .iter()
+        .rposition(|b| *b == b'\r' || *b == b'\n')
+        .map_or(0, |i| i + 1);
+    String::from_utf8_lossy(&raw[start..offset])
+        .chars()
+        .take(3)
+        .filter(char::is_ascii_alphanumeric)
+        .collect()
+}
+
+/// The first hex escape (`\Xhh..\`, with the escape character MSH-2
+/// declares) that decodes to a control character other than tab, line
+/// feed and carriage return: its offset and the byte.
+fn control_escape(raw: &[u8]) -> Option<(usize, u8)> {
+    let field = *raw.get(3)?;
+    let escape = *raw.get(6)?;
+    if escape == field || escape == b'\r' {
+        return None;
+    }
+    // After MSH-2, which holds the escape character itself.
+    let mut at = 8;
+    while let Some(found) = raw.get(at..)?.iter().position(|b| *b == escape) {
+        let start = at + found;
+        let length = raw.get(start + 1..)?.iter().position(|b| *b == escape)?;
+        let body = raw.get(start + 1..start + 1 + length)?;
+        if let Some(hex) = body.strip_prefix(b"X") {
+            for pair in hex.chunks(2) {
+                let byte = std::str::from_utf8(pair)
+                    .ok()
+                    .and_then(|text| u8::from_str_radix(text, 16).ok());
+                if let Some(byte) = byte.filter(|b| *b < 0x20 && !matches!(b, 0x09 | 0x0A | 0x0D)) {
+                    return Some((start, byte));
+                }
+            }
+        }
+        at = start + length + 2;
+    }
+    None
+}
+
 /// Parses `raw` once and validates its header; the parsed message is kept
 /// to build the ACK from.
 pub fn read_header(raw: &[u8]) -> Result<(Message<'_>, Header), Rejection> {
@@ -124,18 +183,15 @@ pub fn read_header(raw: &[u8]) -> Result<(Message<'_>, Header), Rejection> {
         field: e.field,
     })?;
     if let Some(offset) = raw.iter().position(|b| matches!(b, 0x0B | 0x1C)) {
-        let segment_start = raw[..offset]
-            .iter()
-            .rposition(|b| *b == b'\r' || *b == b'\n')
-            .map_or(0, |i| i + 1);
-        let segment = String::from_utf8_lossy(&raw[segment_start..offset])
-            .chars()
-            .take(3)
-            .filter(char::is_ascii_alphanumeric)
-            .collect();
         return Err(Rejection::EnvelopeByte {
-            segment,
+            segment: segment_name(raw, offset),
             byte: raw[offset],
+        });
+    }
+    if let Some((offset, byte)) = control_escape(raw) {
+        return Err(Rejection::ControlEscape {
+            segment: segment_name(raw, offset),
+            byte,
         });
     }
     let message_type = match (message.message_type(), message.trigger_event()) {
@@ -230,4 +286,25 @@ pub fn hl7_timestamp_now() -> String {
         .unwrap_or(0);
     let (y, m, d, hh, mm, ss) = passerelle_storage::clock::civil_from_unix(secs);
     format!("{y:04}{m:02}{d:02}{hh:02}{mm:02}{ss:02}+0000")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_escapes_of_control_characters_are_found() {
+        let message = |pid: &str| format!("MSH|^~\\&|A|B|C|D|20261203||ADT^A01|1|P|2.5\r{pid}\r");
+        let found = |pid: &str| {
+            control_escape(message(pid).as_bytes())
+                .map(|(at, byte)| (segment_name(message(pid).as_bytes(), at), byte))
+        };
+        assert_eq!(found("PID|1||X\\X00\\Y"), Some(("PID".to_string(), 0)));
+        assert_eq!(found("PID|1||\\X41421B\\"), Some(("PID".to_string(), 0x1B)));
+        // Text, CR and LF escapes, and other escapes, are fine.
+        assert_eq!(found("PID|1||\\X0D0A\\\\X41\\\\F\\\\.br\\"), None);
+        assert_eq!(found("PID|1||no escapes"), None);
+        // An unterminated escape is the parser's business.
+        assert_eq!(found("PID|1||\\X00"), None);
+    }
 }

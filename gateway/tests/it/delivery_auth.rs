@@ -285,6 +285,12 @@ fn smart_backend_services_with_an_es384_client_assertion() {
         ),
     )
     .unwrap();
+    // A private key only its owner reads (wider is refused at start).
+    std::fs::set_permissions(
+        dir.path().join("client-key.pem"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
     let proxy = FaultProxy::start(upstream.port, Fault::None);
     proxy.require_authorization("Bearer smart-1");
     let settings = format!(

@@ -129,6 +129,12 @@ fn mutual_tls_delivers_and_a_missing_client_certificate_does_not() {
     ] {
         std::fs::write(dir.path().join(name), text).unwrap();
     }
+    // A private key only its owner reads (wider is refused at start).
+    std::fs::set_permissions(
+        dir.path().join("client.key"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
     // Relative paths: from the configuration file's directory.
     let with_certificate = https_config(
         proxy.port,

@@ -150,6 +150,29 @@ fn envelope_bytes_inside_a_message_are_refused() {
     assert!(read_ack(&mut stream).contains("MSA|AA|FS2"));
 }
 
+/// `\X00\` decodes to NUL, which no FHIR string may hold (a stored one
+/// broke every later reader): refused at intake with ERR naming the
+/// segment, not acknowledged and dead-lettered later.
+#[test]
+fn hex_escapes_of_control_characters_are_refused() {
+    let gateway = Gateway::start_with_env(&[]);
+    let mut stream = TcpStream::connect(gateway.mllp_addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut message = adt("NUL1");
+    message.extend_from_slice(b"NTE|1||before\\X00\\after\r");
+    stream.write_all(&frame(&message)).unwrap();
+    let ack = read_ack(&mut stream);
+    assert!(ack.contains("MSA|AR|NUL1"), "{ack:?}");
+    assert!(ack.contains("ERR|") && ack.contains("NTE"), "{ack:?}");
+    // A line break escape is text, and fine.
+    let mut message = adt("CRLF1");
+    message.extend_from_slice(b"NTE|1||line\\X0D0A\\next\r");
+    stream.write_all(&frame(&message)).unwrap();
+    assert!(read_ack(&mut stream).contains("MSA|AA|CRLF1"));
+}
+
 #[test]
 fn truncated_frame_and_garbage_do_not_hurt_other_connections() {
     let gateway = Gateway::start_with_env(&[]);
