@@ -381,8 +381,9 @@ where
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
         let timeout = self.timeout;
+        // The route table's answer, not a second reading of the path.
         let transaction = request.method() == http::Method::POST
-            && request.uri().path().trim_end_matches('/') == "/fhir";
+            && Route::classify(request.uri().path()) == Route::FhirBase;
         if transaction {
             request
                 .extensions_mut()
