@@ -53,8 +53,26 @@ pub fn configured(config: &Config) -> Result<Vec<ClientRecord>, ClientSetupError
             message,
         };
         let scopes = Scopes::parse(&client.scopes).map_err(|e| fail(e.to_string()))?;
-        keys::verifier_key_id(&client.key_verifier)
-            .map_err(|e| fail(format!("key_verifier: {e}")))?;
+        if client.key_verifier.is_empty() {
+            if client.certificate_names.is_empty() {
+                return Err(fail(
+                    "needs key_verifier (an API key) or certificate_names (a TLS client certificate)"
+                        .to_string(),
+                ));
+            }
+        } else {
+            keys::verifier_key_id(&client.key_verifier)
+                .map_err(|e| fail(format!("key_verifier: {e}")))?;
+        }
+        if let Some(bad) = client
+            .certificate_names
+            .iter()
+            .find(|name| rustls::pki_types::ServerName::try_from(name.as_str()).is_err())
+        {
+            return Err(fail(format!(
+                "certificate_names: `{bad}` is not a DNS name or an IP address"
+            )));
+        }
         if let Some(bad) = client.networks.iter().find(|n| !network_name_ok(n)) {
             return Err(fail(format!(
                 "network `{bad}`: use letters, digits, '-', '_' and '.'"
@@ -72,6 +90,7 @@ pub fn configured(config: &Config) -> Result<Vec<ClientRecord>, ClientSetupError
                 networks: client.networks.clone(),
                 scopes,
                 mllp_addresses,
+                certificate_names: client.certificate_names.clone(),
             },
             verifier: client.key_verifier.clone(),
         });
@@ -95,6 +114,7 @@ fn stored_records(store: &SharedStore) -> Result<Vec<ClientRecord>, ClientSetupE
                     networks: client.networks,
                     scopes,
                     mllp_addresses: Vec::new(),
+                    certificate_names: Vec::new(),
                 },
                 verifier: client.verifier,
             }),

@@ -45,6 +45,45 @@ pub enum StartError {
     StorageTask,
     #[error(transparent)]
     Clients(#[from] crate::clients::ClientSetupError),
+    #[error("{listener} TLS: {source}")]
+    Tls {
+        listener: &'static str,
+        source: passerelle_security::TlsError,
+    },
+}
+
+/// The TLS of one listener, loaded from its files, with a task that
+/// reloads them when they change; `None` for a plain listener (warned
+/// about when it is not on loopback: the configuration allowed it).
+fn listener_tls(
+    listener: &'static str,
+    listen: SocketAddr,
+    tls: Option<&passerelle_config::ListenerTls>,
+    tasks: &mut tokio::task::JoinSet<()>,
+    shutdown: &CancellationToken,
+) -> Result<Option<Arc<passerelle_security::ServerTls>>, StartError> {
+    let Some(tls) = tls else {
+        if !listen.ip().is_loopback() {
+            tracing::warn!(listener, %listen, "plaintext listener off loopback (allow_plaintext = true): patient data crosses the network in clear unless a TLS proxy stands in front");
+        }
+        return Ok(None);
+    };
+    let files = passerelle_security::TlsFiles {
+        cert_file: tls.cert_file.clone(),
+        key_file: tls.key_file.clone(),
+        client_ca_file: tls.client_ca_file.clone(),
+        require_client_cert: tls.require_client_cert,
+    };
+    let loaded = Arc::new(
+        passerelle_security::ServerTls::load(files)
+            .map_err(|source| StartError::Tls { listener, source })?,
+    );
+    tasks.spawn(loaded.clone().watch(
+        listener,
+        std::time::Duration::from_secs(tls.reload_interval_secs),
+        shutdown.clone(),
+    ));
+    Ok(Some(loaded))
 }
 
 /// A started gateway: its bound addresses and the handle that stops it.
@@ -228,10 +267,18 @@ pub async fn start_with_base(
         },
         accepting: AtomicBool::new(false),
     });
+    let http_tls = listener_tls(
+        "http",
+        http_addr,
+        http_config.tls.as_ref(),
+        &mut tasks,
+        &shutdown,
+    )?;
     tasks.spawn(passerelle_http::server::run(
         http_listener,
         state.clone(),
         http_config,
+        http_tls,
         shutdown.clone(),
     ));
     tasks.spawn(mapping.watch_scripts(shutdown.clone()));
@@ -241,12 +288,20 @@ pub async fn start_with_base(
         state.store.clone(),
         shutdown.clone(),
     ));
-    if let Some(listener) = mllp_listener {
+    if let (Some(listener), Some(addr)) = (mllp_listener, mllp_addr) {
+        let mllp_tls = listener_tls(
+            "mllp",
+            addr,
+            config.mllp.tls.as_ref(),
+            &mut tasks,
+            &shutdown,
+        )?;
         tasks.spawn(passerelle_mllp::listener::run(
             listener,
             intake,
             clients.clone(),
             config.mllp.clone(),
+            mllp_tls,
             shutdown.clone(),
         ));
     }

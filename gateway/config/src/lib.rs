@@ -73,6 +73,8 @@ pub struct ClientConfig {
     pub name: String,
     /// What `passerelle clients add --print-config` prints: the key's id
     /// and slow hash (`<id>$pbkdf2-sha256$...`), never the key itself.
+    /// Empty for a client known by its TLS certificate alone.
+    #[serde(default)]
     pub key_verifier: String,
     #[serde(default)]
     pub networks: Vec<String>,
@@ -85,6 +87,11 @@ pub struct ClientConfig {
     /// the `passerelle/hl7v2` scope.
     #[serde(default)]
     pub mllp_addresses: Vec<String>,
+    /// DNS names (or IP addresses) a TLS client certificate from a
+    /// listener's `client_ca_file` must be valid for to identify this
+    /// client, on HTTPS and on MLLP over TLS.
+    #[serde(default)]
+    pub certificate_names: Vec<String>,
 }
 
 /// The FHIR API on `/fhir`.
@@ -119,6 +126,11 @@ pub struct HttpConfig {
     /// Host names `/admin` answers to besides loopback names and the host
     /// of `public_base_url` (a guard against DNS rebinding).
     pub allowed_hosts: Vec<String>,
+    /// HTTPS: the listener speaks TLS only.
+    pub tls: Option<ListenerTls>,
+    /// Serve plain HTTP on an address other than loopback (behind a TLS
+    /// terminating proxy on a private network); warned about at start.
+    pub allow_plaintext: bool,
 }
 
 impl Default for HttpConfig {
@@ -132,6 +144,8 @@ impl Default for HttpConfig {
             shutdown_grace_secs: 30,
             public_base_url: None,
             allowed_hosts: Vec::new(),
+            tls: None,
+            allow_plaintext: false,
         }
     }
 }
@@ -140,7 +154,49 @@ impl HttpConfig {
     pub fn base_url(&self) -> String {
         match &self.public_base_url {
             Some(url) => url.trim_end_matches('/').to_string(),
+            None if self.tls.is_some() => format!("https://{}", self.listen),
             None => format!("http://{}", self.listen),
+        }
+    }
+}
+
+/// TLS on a listener (`[http.tls]`, `[mllp.tls]`): its certificate, and
+/// the certificate authority whose client certificates it accepts.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerTls {
+    /// PEM: the listener's certificate, then its chain.
+    pub cert_file: PathBuf,
+    /// PEM: its private key (PKCS#8, PKCS#1 or SEC1); mode 0600.
+    pub key_file: PathBuf,
+    /// PEM: the authorities whose client certificates are accepted
+    /// (mutual TLS). A client certificate names its client through
+    /// `certificate_names` in `[[security.clients]]`.
+    #[serde(default)]
+    pub client_ca_file: Option<PathBuf>,
+    /// Refuse a connection without a client certificate from
+    /// `client_ca_file` (IHE ATNA's mutual authentication).
+    #[serde(default)]
+    pub require_client_cert: bool,
+    /// How often the files are checked for a change; a changed
+    /// certificate is used by the next connection, without a restart.
+    #[serde(default = "default_tls_reload_secs")]
+    pub reload_interval_secs: u64,
+}
+
+fn default_tls_reload_secs() -> u64 {
+    10
+}
+
+impl ListenerTls {
+    fn resolve_paths(&mut self, base: &Path) {
+        for path in [&mut self.cert_file, &mut self.key_file]
+            .into_iter()
+            .chain(self.client_ca_file.as_mut())
+        {
+            if path.is_relative() {
+                *path = base.join(&*path);
+            }
         }
     }
 }
@@ -160,6 +216,11 @@ pub struct MllpConfig {
     /// the connection is closed (a sender that starts a frame and stops
     /// would hold a connection slot until the idle timeout).
     pub frame_timeout_secs: u64,
+    /// MLLP over TLS (IHE ATNA): the listener speaks TLS only.
+    pub tls: Option<ListenerTls>,
+    /// Serve MLLP in clear on an address other than loopback (a private
+    /// network the sender and the gateway share); warned about at start.
+    pub allow_plaintext: bool,
 }
 
 impl Default for MllpConfig {
@@ -171,6 +232,8 @@ impl Default for MllpConfig {
             max_connections: 256,
             idle_timeout_secs: 600,
             frame_timeout_secs: 30,
+            tls: None,
+            allow_plaintext: false,
         }
     }
 }
@@ -828,6 +891,12 @@ impl Config {
             for target in config.targets.values_mut() {
                 target.resolve_paths(base);
             }
+            for tls in [&mut config.http.tls, &mut config.mllp.tls]
+                .into_iter()
+                .flatten()
+            {
+                tls.resolve_paths(base);
+            }
         }
         let config = apply_overrides(config, env)?;
         validate(&config, name, &expanded, env)?;
@@ -866,6 +935,7 @@ fn validate(
         }
     })?;
     validate_routes(config, name, text, env)?;
+    validate_listeners(config, name, text, env)?;
     // A mapper naming a code map that does not exist would fail every
     // message it maps: refuse it here, where the line can be named.
     if let Some(wanted) = &mapping.builtin.oru.code_map {
@@ -875,6 +945,83 @@ fn validate(
                 key: "mapping.builtin.oru.code_map".to_string(),
                 message: format!("no code map named `{wanted}` in [[mapping.code_maps]]"),
             });
+        }
+    }
+    Ok(())
+}
+
+/// A listener off loopback speaks TLS unless told otherwise; its key
+/// file is private and its files exist.
+fn validate_listeners(
+    config: &Config,
+    name: &str,
+    text: &str,
+    env: &BTreeMap<String, String>,
+) -> Result<(), ConfigError> {
+    let listeners = [
+        (
+            "http",
+            config.http.listen,
+            &config.http.tls,
+            config.http.allow_plaintext,
+        ),
+        (
+            "mllp",
+            config.mllp.listen,
+            &config.mllp.tls,
+            config.mllp.allow_plaintext,
+        ),
+    ];
+    for (section, listen, tls, allow_plaintext) in listeners {
+        if section == "mllp" && !config.mllp.enabled {
+            continue;
+        }
+        let fail = |table: &str, key: &str, message: String| ConfigError::Setting {
+            origin: origin(name, text, env, table, key, 0),
+            key: format!("{table}.{key}"),
+            message,
+        };
+        match tls {
+            None if !listen.ip().is_loopback() && !allow_plaintext => {
+                return Err(fail(
+                    section,
+                    "listen",
+                    format!(
+                        "{listen} is not loopback: add [{section}.tls] (cert_file, key_file), or set allow_plaintext = true when a TLS proxy or a private network stands in front"
+                    ),
+                ));
+            }
+            None => {}
+            Some(tls) => {
+                let table = format!("{section}.tls");
+                let files = [
+                    ("cert_file", Some(&tls.cert_file)),
+                    ("key_file", Some(&tls.key_file)),
+                    ("client_ca_file", tls.client_ca_file.as_ref()),
+                ];
+                for (key, file) in files {
+                    if let Some(file) = file {
+                        if !file.is_file() {
+                            return Err(fail(
+                                &table,
+                                key,
+                                format!("{}: no such file", file.display()),
+                            ));
+                        }
+                    }
+                }
+                if let Some(why) = private_file_refusal(&tls.key_file) {
+                    return Err(fail(&table, "key_file", why));
+                }
+                if tls.require_client_cert && tls.client_ca_file.is_none() {
+                    return Err(fail(
+                        &table,
+                        "require_client_cert",
+                        "needs client_ca_file: the authority client certificates come from"
+                            .to_string(),
+                    ));
+                }
+            }
         }
     }
     Ok(())

@@ -2,12 +2,13 @@
 //! HTTP/1.1 connections, and on shutdown stops accepting, lets in-flight
 //! requests finish within the grace period, then returns.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -22,7 +23,10 @@ use super::layers::{
 use super::SharedState;
 use crate::access::HttpAccessPolicy;
 use passerelle_config::HttpConfig;
-use passerelle_security::{accept_or_back_off, AccessLayer, AdminGuardLayer, PeerAddr};
+use passerelle_security::tls::{self, ServerTls};
+use passerelle_security::{
+    accept_or_back_off, AccessLayer, AdminGuardLayer, CertifiedClient, PeerAddr,
+};
 
 /// Builds the service every HTTP request goes through, outermost first.
 pub fn stack(
@@ -57,6 +61,45 @@ pub fn stack(
         .service(Router::new(state))
 }
 
+/// Serves one connection's requests, each carrying the connection's peer
+/// address and certified client.
+async fn serve<IO, S>(
+    io: IO,
+    peer: std::net::SocketAddr,
+    certified: Option<Arc<passerelle_security::Client>>,
+    service: S,
+    watcher: Watcher,
+) where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: tower::Service<
+            http::Request<Incoming>,
+            Response = http::Response<super::ResponseBody>,
+            Error = std::convert::Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let per_connection = ServiceBuilder::new()
+        .map_request(move |mut request: http::Request<Incoming>| {
+            request.extensions_mut().insert(PeerAddr(peer));
+            if let Some(client) = &certified {
+                request
+                    .extensions_mut()
+                    .insert(CertifiedClient(client.clone()));
+            }
+            request
+        })
+        .service(service);
+    let connection = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(30))
+        .serve_connection(TokioIo::new(io), TowerToHyperService::new(per_connection));
+    if let Err(error) = watcher.watch(connection).await {
+        tracing::debug!(error = %error, "http connection ended with an error");
+    }
+}
+
 /// The host names `/admin` answers to: the configured ones, the host of
 /// the public base URL and the listener's own address.
 fn allowed_hosts(config: &HttpConfig) -> Vec<String> {
@@ -76,16 +119,20 @@ fn allowed_hosts(config: &HttpConfig) -> Vec<String> {
 }
 
 /// Serves until `shutdown` is cancelled, then drains in-flight requests for at
-/// most the grace period.
+/// most the grace period. With `tls`, every connection is HTTPS: a client
+/// that does not complete its handshake in time is closed, and a verified
+/// client certificate becomes the connection's [`CertifiedClient`].
 pub async fn run(
     listener: TcpListener,
     state: SharedState,
     config: HttpConfig,
+    tls: Option<Arc<ServerTls>>,
     shutdown: CancellationToken,
 ) {
+    let clients = state.clients.clone();
     let service = stack(state, &config);
     let graceful = GracefulShutdown::new();
-    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(config.max_connections.max(1)));
+    let slots = Arc::new(tokio::sync::Semaphore::new(config.max_connections.max(1)));
     loop {
         tokio::select! {
             accepted = accept_or_back_off(&listener, "http") => {
@@ -98,20 +145,20 @@ pub async fn run(
                     drop(stream);
                     continue;
                 };
-                let per_connection = ServiceBuilder::new()
-                    .map_request(move |mut request: http::Request<Incoming>| {
-                        request.extensions_mut().insert(PeerAddr(peer));
-                        request
-                    })
-                    .service(service.clone());
-                let connection = http1::Builder::new()
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(Duration::from_secs(30))
-                    .serve_connection(TokioIo::new(stream), TowerToHyperService::new(per_connection));
-                let connection = graceful.watch(connection);
+                let service = service.clone();
+                let watcher = graceful.watcher();
+                let tls = tls.as_ref().and_then(|tls| tls.acceptor());
+                let clients = clients.clone();
                 tokio::spawn(async move {
-                    if let Err(error) = connection.await {
-                        tracing::debug!(error = %error, "http connection ended with an error");
+                    match tls {
+                        None => serve(stream, peer, None, service, watcher).await,
+                        Some(acceptor) => match tls::handshake(acceptor, stream).await {
+                            Ok(stream) => {
+                                let certified = tls::certificate_client(&stream, &clients);
+                                serve(stream, peer, certified, service, watcher).await;
+                            }
+                            Err(error) => tracing::debug!(error = %error, "https connection closed before a session"),
+                        },
                     }
                     drop(slot);
                 });

@@ -1,5 +1,6 @@
-//! The MLLP listener: accepts connections up to the configured limit, closes
-//! idle ones, and answers every message on a connection in order.
+//! The MLLP listener: accepts connections up to the configured limit (over
+//! TLS when configured, as IHE ATNA asks), closes idle ones, and answers
+//! every message on a connection in order.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -9,7 +10,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures_util::stream::FuturesOrdered;
 use futures_util::{SinkExt, StreamExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
@@ -17,7 +19,8 @@ use tokio_util::sync::CancellationToken;
 use super::codec::{MllpCodec, MllpFrame};
 use passerelle_config::MllpConfig;
 use passerelle_intake::{Intake, Transport};
-use passerelle_security::{accept_or_back_off, ClientDirectory};
+use passerelle_security::tls::{self, ServerTls};
+use passerelle_security::{accept_or_back_off, Client, ClientDirectory};
 
 /// Messages of one connection being processed at once (pipelining window).
 const PIPELINE_WINDOW: usize = 64;
@@ -32,6 +35,7 @@ pub async fn run(
     intake: Intake,
     clients: Arc<ClientDirectory>,
     config: MllpConfig,
+    tls: Option<Arc<ServerTls>>,
     shutdown: CancellationToken,
 ) {
     let slots = Arc::new(Semaphore::new(config.max_connections.max(1)));
@@ -51,9 +55,29 @@ pub async fn run(
                 let config = config.clone();
                 let shutdown = shutdown.clone();
                 let clients = clients.clone();
+                let acceptor = tls.as_ref().and_then(|tls| tls.acceptor());
                 connections.spawn(async move {
                     intake.metrics().mllp_connections.inc();
-                    serve_connection(stream, peer.ip(), intake.clone(), clients, &config, shutdown).await;
+                    let peer = peer.ip();
+                    match acceptor {
+                        None => {
+                            let sender = Sender::ByAddress(peer);
+                            serve_connection(stream, sender, intake.clone(), clients, &config, shutdown).await;
+                        }
+                        Some(acceptor) => match tls::handshake(acceptor, stream).await {
+                            Ok(stream) => {
+                                // A certificate names its client for the
+                                // whole connection; without one, the
+                                // address does, as in clear.
+                                let sender = match tls::certificate_client(&stream, &clients) {
+                                    Some(client) => Sender::Certified(client),
+                                    None => Sender::ByAddress(peer),
+                                };
+                                serve_connection(stream, sender, intake.clone(), clients, &config, shutdown).await;
+                            }
+                            Err(error) => tracing::warn!(error = %error, "mllp connection closed before a TLS session"),
+                        },
+                    }
                     intake.metrics().mllp_connections.dec();
                     drop(permit);
                 });
@@ -66,14 +90,24 @@ pub async fn run(
     while connections.join_next().await.is_some() {}
 }
 
-async fn serve_connection(
-    stream: TcpStream,
-    peer: std::net::IpAddr,
+/// Who a connection's messages come from.
+enum Sender {
+    /// The client its TLS client certificate stands for.
+    Certified(Arc<Client>),
+    /// Whoever the directory says sends from this address.
+    ByAddress(std::net::IpAddr),
+}
+
+async fn serve_connection<IO>(
+    stream: IO,
+    sender: Sender,
     intake: Intake,
     clients: Arc<ClientDirectory>,
     config: &MllpConfig,
     shutdown: CancellationToken,
-) {
+) where
+    IO: AsyncRead + AsyncWrite + Unpin,
+{
     let idle = Duration::from_secs(config.idle_timeout_secs.max(1));
     let frame_timeout = Duration::from_secs(config.frame_timeout_secs.max(1));
     let mut framed = Framed::new(stream, MllpCodec::new(config.max_message_bytes));
@@ -103,7 +137,10 @@ async fn serve_connection(
                         let intake = intake.clone();
                         // Per message, so that a revoked client stops at
                         // its next message, not its next connection.
-                        let sender = clients.mllp_sender(peer);
+                        let sender = match &sender {
+                            Sender::Certified(client) => Some(client.clone()),
+                            Sender::ByAddress(peer) => clients.mllp_sender(*peer),
+                        };
                         in_flight.push_back(Box::pin(async move {
                             intake.process(payload.freeze(), Transport::Mllp, sender.as_deref()).await.ack
                         }));

@@ -32,6 +32,9 @@ pub struct Client {
     /// Where its MLLP connections may come from (none: it does not send
     /// over MLLP, unless it is the local admin on loopback).
     pub mllp_addresses: Vec<AddressRange>,
+    /// Names a TLS client certificate must be valid for to stand for this
+    /// client (see [`crate::tls`]).
+    pub certificate_names: Vec<String>,
 }
 
 /// A client as the configuration or the store defines it.
@@ -59,6 +62,8 @@ struct State {
     verified: HashMap<[u8; 32], String>,
     /// The local admin: the SHA-256 of its key (held in memory only).
     local: Option<([u8; 32], Arc<Client>)>,
+    /// Clients a TLS client certificate can stand for, by name.
+    by_certificate: Vec<Arc<Client>>,
 }
 
 /// Every client the gateway knows.
@@ -95,6 +100,7 @@ impl ClientDirectory {
             networks: vec!["local".to_string()],
             scopes: Scopes::everything(),
             mllp_addresses: Vec::new(),
+            certificate_names: Vec::new(),
         });
         if let Ok(mut state) = self.state.write() {
             state.local = Some((digest(key), client));
@@ -106,6 +112,22 @@ impl ClientDirectory {
     pub fn local_admin(&self) -> Option<Arc<Client>> {
         let state = self.state.read().ok()?;
         state.local.as_ref().map(|(_, client)| client.clone())
+    }
+
+    /// The client a verified TLS client certificate stands for: the one
+    /// (first by name) whose `certificate_names` it is valid for.
+    pub fn by_certificate(
+        &self,
+        certificate: &rustls::pki_types::CertificateDer<'_>,
+    ) -> Option<Arc<Client>> {
+        let state = self.state.read().ok()?;
+        state
+            .by_certificate
+            .iter()
+            .find(|client| {
+                crate::tls::certificate_names_match(certificate, &client.certificate_names)
+            })
+            .cloned()
     }
 
     /// The client an MLLP connection from `peer` sends as: the local admin
@@ -141,16 +163,21 @@ impl ClientDirectory {
     /// Replaces the configured and stored clients (the local admin stays).
     pub fn replace(&self, records: Vec<ClientRecord>) {
         let mut by_key_id = HashMap::with_capacity(records.len());
+        let mut by_certificate = Vec::new();
         for record in records {
+            let client = Arc::new(record.client);
+            if !client.certificate_names.is_empty() {
+                by_certificate.push(client.clone());
+            }
+            // A client known by its certificate alone has no verifier.
             if let Ok(id) = keys::verifier_key_id(&record.verifier) {
-                by_key_id.insert(
-                    id.to_string(),
-                    (Arc::new(record.client), record.verifier.clone()),
-                );
+                by_key_id.insert(id.to_string(), (client, record.verifier.clone()));
             }
         }
+        by_certificate.sort_by(|a, b| a.name.cmp(&b.name));
         if let Ok(mut state) = self.state.write() {
             state.by_key_id = by_key_id;
+            state.by_certificate = by_certificate;
         }
     }
 
@@ -271,6 +298,7 @@ mod tests {
                 networks: vec!["n".into()],
                 scopes: Scopes::parse(scopes).unwrap(),
                 mllp_addresses: vec![AddressRange::parse("10.9.0.0/16").unwrap()],
+                certificate_names: vec![],
             },
             verifier: issued.verifier,
         };

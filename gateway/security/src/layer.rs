@@ -74,18 +74,29 @@ pub fn bearer<B>(request: &Request<B>) -> Option<&str> {
         .filter(|key| !key.is_empty())
 }
 
+/// The client a connection's verified TLS client certificate stands for,
+/// set per connection by the server.
+#[derive(Debug, Clone)]
+pub struct CertifiedClient(pub Arc<Client>);
+
 /// Checks what `requirement` asks of a request that sent `key` (its
-/// bearer key, if any); the client found, if any.
+/// bearer key, if any) on a connection whose client certificate stands
+/// for `certified` (if any); the client found, if any. A bearer key, when
+/// sent, is the identity: it names the client explicitly.
 pub async fn check(
     directory: &ClientDirectory,
     requirement: &Requirement,
     key: Option<&str>,
+    certified: Option<Arc<Client>>,
 ) -> Result<Option<Arc<Client>>, BoxError> {
     if *requirement == Requirement::Open {
         return Ok(None);
     }
-    let key = key.ok_or(Unauthenticated::Missing)?;
-    let client = directory.authenticate(key).await?;
+    let client = match (key, certified) {
+        (Some(key), _) => directory.authenticate(key).await?,
+        (None, Some(certified)) => certified,
+        (None, None) => return Err(Box::new(Unauthenticated::Missing)),
+    };
     if let Requirement::Permission(permission) = requirement {
         if !client.scopes.permits(permission) {
             return Err(Box::new(Denied {
@@ -119,8 +130,13 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let directory = self.directory.clone();
         let key = bearer(&request).map(str::to_string);
+        let certified = request
+            .extensions()
+            .get::<CertifiedClient>()
+            .map(|certified| certified.0.clone());
         Box::pin(async move {
-            if let Some(client) = check(&directory, &requirement, key.as_deref()).await? {
+            if let Some(client) = check(&directory, &requirement, key.as_deref(), certified).await?
+            {
                 request.extensions_mut().insert(client);
             }
             inner.call(request).await
@@ -182,6 +198,7 @@ mod tests {
                 networks: vec![],
                 scopes: Scopes::parse(&["system/*.rs"]).unwrap(),
                 mllp_addresses: vec![],
+                certificate_names: vec![],
             },
             verifier: issued.verifier,
         }]);

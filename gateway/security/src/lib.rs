@@ -19,14 +19,16 @@ pub mod keys;
 pub mod layer;
 pub mod networks;
 pub mod scopes;
+pub mod tls;
 
 pub use clients::{
     load_or_create_key_file, Client, ClientDirectory, ClientRecord, KeyFileError, Unauthenticated,
     LOCAL_ADMIN, LOCAL_ADMIN_KEY_FILE,
 };
-pub use layer::{check, AccessLayer, AccessPolicy, Requirement};
+pub use layer::{check, AccessLayer, AccessPolicy, CertifiedClient, Requirement};
 pub use networks::{AddressRange, AddressRangeError};
 pub use scopes::{GatewayScope, Interaction, Permission, ScopeError, Scopes};
+pub use tls::{ServerTls, TlsError, TlsFiles};
 
 use std::future::Future;
 use std::pin::Pin;

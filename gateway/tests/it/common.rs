@@ -57,6 +57,9 @@ pub struct Options {
     pub env: Vec<(String, String)>,
     pub args: Vec<String>,
     pub data_dir: Option<PathBuf>,
+    /// How readiness is seen (default: `GET /ready` in clear answers 200);
+    /// an HTTPS gateway needs its own probe.
+    pub ready_probe: Option<fn(SocketAddr) -> bool>,
 }
 
 impl Gateway {
@@ -82,7 +85,7 @@ impl Gateway {
         loop {
             attempts += 1;
             let mut gateway = Self::spawn(&options);
-            match gateway.wait_ready() {
+            match gateway.wait_ready(options.ready_probe) {
                 Ok(()) => return gateway,
                 Err(why) if why.contains("Address already in use") && attempts < 5 => continue,
                 Err(why) => panic!("{why}"),
@@ -129,7 +132,7 @@ impl Gateway {
         format!("http://{}", self.http_addr)
     }
 
-    fn wait_ready(&mut self) -> Result<(), String> {
+    fn wait_ready(&mut self, probe: Option<fn(SocketAddr) -> bool>) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
@@ -138,7 +141,12 @@ impl Gateway {
                     self.logs()
                 ));
             }
-            if http_get(self.http_addr, "/ready").is_some_and(|r| r.starts_with("HTTP/1.1 200")) {
+            let ready = match probe {
+                Some(probe) => probe(self.http_addr),
+                None => http_get(self.http_addr, "/ready")
+                    .is_some_and(|r| r.starts_with("HTTP/1.1 200")),
+            };
+            if ready {
                 return Ok(());
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -377,4 +385,20 @@ pub fn r4_validator() -> Option<(PathBuf, PathBuf)> {
     );
     println!("skipped: R4 validator not installed (run .ci/peers.sh)");
     None
+}
+
+/// Sends `message` in one MLLP frame over plain TCP and returns whatever
+/// came back before the peer closed or 5 s passed (empty when nothing).
+pub fn mllp_send_raw(addr: SocketAddr, message: &[u8]) -> String {
+    let Ok(mut stream) = TcpStream::connect(addr) else {
+        return String::new();
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let mut frame = vec![0x0b];
+    frame.extend_from_slice(message);
+    frame.extend_from_slice(&[0x1c, 0x0d]);
+    let _ = stream.write_all(&frame);
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer).into_owned()
 }

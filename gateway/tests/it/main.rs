@@ -32,3 +32,4 @@ mod patient_summary;
 mod peer_mllp_client;
 mod script_hot_reload;
 mod shutdown;
+mod tls_listeners;
