@@ -11,6 +11,7 @@ RUN useradd --system --home /var/lib/passerelle passerelle \
 COPY --from=build /src/target/release/passerelle /usr/local/bin/passerelle
 USER passerelle
 VOLUME ["/var/lib/passerelle"]
-EXPOSE 8080 2575
+# Production (deploy/passerelle.production.toml): HTTPS and MLLP over TLS.
+EXPOSE 8443 2576
 ENTRYPOINT ["/usr/local/bin/passerelle"]
 CMD ["serve"]

@@ -134,7 +134,9 @@ fn check_config(config: &Config, base: MapperRegistry) -> ExitCode {
     if report_refused_scripts(config, &service) {
         return ExitCode::from(2);
     }
-    if let Err(error) = crate::clients::configured(config) {
+    if let Err(error) =
+        crate::clients::configured(config).and_then(|_| crate::clients::file_clients(config))
+    {
         eprintln!("passerelle: invalid configuration: {error}");
         return ExitCode::from(2);
     }

@@ -29,6 +29,8 @@ pub enum ClientSetupError {
         name: String,
         message: String,
     },
+    #[error("{path}: {message}")]
+    ClientsFile { path: String, message: String },
     #[error("local admin key: {0}")]
     KeyFile(#[from] passerelle_security::KeyFileError),
     #[error(transparent)]
@@ -45,8 +47,44 @@ fn network_name_ok(name: &str) -> bool {
 
 /// The clients `[[security.clients]]` defines.
 pub fn configured(config: &Config) -> Result<Vec<ClientRecord>, ClientSetupError> {
+    records(&config.security.clients)
+}
+
+/// What a `security.clients_file` holds: `[[security.clients]]` entries,
+/// as `passerelle clients add --print-config` prints them.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClientsFile {
+    #[serde(default)]
+    security: ClientsFileSecurity,
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ClientsFileSecurity {
+    #[serde(default)]
+    clients: Vec<passerelle_config::ClientConfig>,
+}
+
+/// The clients of `security.clients_file`, if one is configured.
+pub fn file_clients(config: &Config) -> Result<Vec<ClientRecord>, ClientSetupError> {
+    let Some(path) = &config.security.clients_file else {
+        return Ok(Vec::new());
+    };
+    let fail = |message: String| ClientSetupError::ClientsFile {
+        path: path.display().to_string(),
+        message,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
+    let file: ClientsFile = toml::from_str(&text).map_err(|e| fail(e.to_string()))?;
+    records(&file.security.clients).map_err(|e| fail(e.to_string()))
+}
+
+fn records(
+    clients: &[passerelle_config::ClientConfig],
+) -> Result<Vec<ClientRecord>, ClientSetupError> {
     let mut records = Vec::new();
-    for (index, client) in config.security.clients.iter().enumerate() {
+    for (index, client) in clients.iter().enumerate() {
         let fail = |message: String| ClientSetupError::Configured {
             index,
             name: client.name.clone(),
@@ -145,6 +183,7 @@ pub fn directory(
     }
     let configured = configured(config)?;
     let mut all = configured.clone();
+    all.extend(file_clients(config)?);
     all.extend(stored_records(store)?);
     directory.replace(all);
     Ok((directory, configured))
@@ -154,26 +193,41 @@ pub fn local_admin_key_path(config: &Config) -> PathBuf {
     config.storage.data_dir.join(LOCAL_ADMIN_KEY_FILE)
 }
 
-/// Reads the stored clients again every [`REFRESH`] until shutdown.
+/// Reads the clients file and the stored clients again every [`REFRESH`]
+/// until shutdown. A clients file that no longer reads keeps its previous
+/// clients (and says so): a half-saved edit must not lock everyone out.
 pub async fn refresh(
     directory: Arc<ClientDirectory>,
+    config: Arc<Config>,
     configured: Vec<ClientRecord>,
     store: SharedStore,
     shutdown: tokio_util::sync::CancellationToken,
 ) {
+    let mut from_file = file_clients(&config).unwrap_or_default();
     loop {
         tokio::select! {
             () = tokio::time::sleep(REFRESH) => {}
             () = shutdown.cancelled() => return,
         }
         let store = store.clone();
-        match tokio::task::spawn_blocking(move || stored_records(&store)).await {
-            Ok(Ok(records)) => {
+        let reading = config.clone();
+        let read =
+            tokio::task::spawn_blocking(move || (file_clients(&reading), stored_records(&store)))
+                .await;
+        match read {
+            Ok((file, Ok(records))) => {
+                match file {
+                    Ok(records) => from_file = records,
+                    Err(error) => {
+                        tracing::error!(error = %error, "clients file not read; its previous clients stay")
+                    }
+                }
                 let mut all = configured.clone();
+                all.extend(from_file.iter().cloned());
                 all.extend(records);
                 directory.replace(all);
             }
-            Ok(Err(error)) => tracing::warn!(error = %error, "cannot read the stored clients"),
+            Ok((_, Err(error))) => tracing::warn!(error = %error, "cannot read the stored clients"),
             Err(_) => tracing::warn!("the client refresh task failed"),
         }
     }

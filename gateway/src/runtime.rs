@@ -284,6 +284,7 @@ pub async fn start_with_base(
     tasks.spawn(mapping.watch_scripts(shutdown.clone()));
     tasks.spawn(crate::clients::refresh(
         clients.clone(),
+        Arc::new(config.clone()),
         configured_clients,
         state.store.clone(),
         shutdown.clone(),

@@ -55,6 +55,11 @@ pub struct SecurityConfig {
     /// Clients managed as code, besides those `passerelle clients add`
     /// stores (`[[security.clients]]`).
     pub clients: Vec<ClientConfig>,
+    /// A file of further `[[security.clients]]` entries (what `clients add
+    /// --print-config` prints), read again every 2 s while running, so a
+    /// deployment managing clients as files adds or removes one without a
+    /// restart. Relative to this file's directory.
+    pub clients_file: Option<PathBuf>,
 }
 
 impl Default for SecurityConfig {
@@ -62,6 +67,7 @@ impl Default for SecurityConfig {
         Self {
             local_admin: true,
             clients: Vec::new(),
+            clients_file: None,
         }
     }
 }
@@ -891,6 +897,11 @@ impl Config {
             for target in config.targets.values_mut() {
                 target.resolve_paths(base);
             }
+            if let Some(file) = &mut config.security.clients_file {
+                if file.is_relative() {
+                    *file = base.join(&*file);
+                }
+            }
             for tls in [&mut config.http.tls, &mut config.mllp.tls]
                 .into_iter()
                 .flatten()
@@ -936,6 +947,15 @@ fn validate(
     })?;
     validate_routes(config, name, text, env)?;
     validate_listeners(config, name, text, env)?;
+    if let Some(file) = &config.security.clients_file {
+        if !file.is_file() {
+            return Err(ConfigError::Setting {
+                origin: origin(name, text, env, "security", "clients_file", 0),
+                key: "security.clients_file".to_string(),
+                message: format!("{}: no such file", file.display()),
+            });
+        }
+    }
     // A mapper naming a code map that does not exist would fail every
     // message it maps: refuse it here, where the line can be named.
     if let Some(wanted) = &mapping.builtin.oru.code_map {

@@ -77,11 +77,28 @@ fn every_bind_mounted_file_and_build_file_exists() {
     assert!(repo().join(dockerfile).is_file());
 }
 
+/// The host path a container path of the gateway service is mounted from.
+fn mounted_from(container_path: &str) -> std::path::PathBuf {
+    let compose = compose();
+    let volumes = strings(service(&compose, "passerelle").get("volumes"));
+    let source = volumes
+        .iter()
+        .find_map(|volume| {
+            let mut parts = volume.split(':');
+            let source = parts.next()?;
+            (parts.next()? == container_path).then(|| source.to_string())
+        })
+        .unwrap_or_else(|| panic!("{container_path} is not mounted"));
+    repo().join(source)
+}
+
+/// The gateway runs the production configuration, as the container sees
+/// it (TLS files made here stand in for the operator's).
 #[test]
-fn gateway_environment_is_valid_configuration_matching_defaults() {
+fn gateway_runs_the_production_configuration() {
     let compose = compose();
     let passerelle = service(&compose, "passerelle");
-    let env: BTreeMap<String, String> = passerelle
+    let mut env: BTreeMap<String, String> = passerelle
         .get("environment")
         .and_then(Value::as_mapping)
         .unwrap()
@@ -93,23 +110,59 @@ fn gateway_environment_is_valid_configuration_matching_defaults() {
             )
         })
         .collect();
-    let mounted_config = repo().join("passerelle.example.toml");
-    let config = Config::load(Some(&mounted_config), &env).expect("compose environment is valid");
-    let defaults = Config::default();
-    // Inside a container it listens on all interfaces, on the default ports.
-    assert_eq!(config.http.listen.port(), defaults.http.listen.port());
-    assert_eq!(config.mllp.listen.port(), defaults.mllp.listen.port());
-    assert!(config.http.listen.ip().is_unspecified());
-    // Published on the host's loopback only: the listeners are plain.
+    let command = strings(passerelle.get("command"));
+    assert_eq!(command[0], "--config");
+    let config_file = mounted_from(&command[1]);
+    assert!(config_file.ends_with("deploy/passerelle.production.toml"));
+    // The files the operator puts in deploy/tls, made here.
+    let tls = tempfile::tempdir().unwrap();
+    crate::tls_listeners::write_server_files(tls.path(), "passerelle");
+    assert!(mounted_from(&env["PASSERELLE_TLS_DIR"]).ends_with("deploy/tls"));
+    env.insert(
+        "PASSERELLE_TLS_DIR".into(),
+        tls.path().display().to_string(),
+    );
+    let clients_file = mounted_from(&env["PASSERELLE_CLIENTS_FILE"]);
+    env.insert(
+        "PASSERELLE_CLIENTS_FILE".into(),
+        clients_file.display().to_string(),
+    );
+    let config = Config::load(Some(&config_file), &env).expect("compose environment is valid");
+    // Both listeners on every interface of the container, TLS only, and
+    // published on exactly their ports.
     let ports = strings(passerelle.get("ports"));
-    assert!(
-        ports.contains(&format!("127.0.0.1:{0}:{0}", defaults.http.listen.port())),
-        "{ports:?}"
+    for (listen, tls, plaintext) in [
+        (
+            config.http.listen,
+            &config.http.tls,
+            config.http.allow_plaintext,
+        ),
+        (
+            config.mllp.listen,
+            &config.mllp.tls,
+            config.mllp.allow_plaintext,
+        ),
+    ] {
+        assert!(listen.ip().is_unspecified());
+        assert!(tls.is_some() && !plaintext);
+        assert!(
+            ports.contains(&format!("{0}:{0}", listen.port())),
+            "{ports:?}"
+        );
+    }
+    assert_eq!(ports.len(), 2, "{ports:?}");
+    assert!(config.mllp.tls.as_ref().unwrap().require_client_cert);
+    assert!(!config.security.local_admin);
+    assert_eq!(
+        config.storage.backend,
+        gateway::config::StorageBackend::Postgres
     );
-    assert!(
-        ports.contains(&format!("127.0.0.1:{0}:{0}", defaults.mllp.listen.port())),
-        "{ports:?}"
-    );
+    assert!(config
+        .storage
+        .postgres_url
+        .as_deref()
+        .unwrap()
+        .contains("@postgres:5432/"));
     // The data directory is the persistent volume.
     let data_dir = config.storage.data_dir.display().to_string();
     assert!(
@@ -118,10 +171,19 @@ fn gateway_environment_is_valid_configuration_matching_defaults() {
             .any(|v| v.ends_with(&format!(":{data_dir}"))),
         "data_dir {data_dir} is not on a volume"
     );
-    // The example file mounted as config equals the embedded defaults.
-    let example = Config::load(Some(&mounted_config), &BTreeMap::new()).unwrap();
+}
+
+/// passerelle.example.toml lists every key with its embedded default.
+#[test]
+fn example_configuration_equals_the_defaults() {
+    let example = Config::load(
+        Some(&repo().join("passerelle.example.toml")),
+        &BTreeMap::new(),
+    )
+    .unwrap();
     assert_eq!(
-        example, defaults,
+        example,
+        Config::default(),
         "passerelle.example.toml drifted from the defaults"
     );
 }
@@ -143,8 +205,20 @@ fn prometheus_scrapes_the_gateway_metrics_endpoint() {
             .and_then(|s| s.get(0))
             .and_then(|s| s.get("targets")),
     );
-    let port = Config::default().http.listen.port();
-    assert_eq!(targets, [format!("passerelle:{port}")]);
+    // The production HTTPS port, by the name the server certificate
+    // must hold.
+    assert_eq!(targets, ["passerelle:8443"]);
+    assert_eq!(job.get("scheme").and_then(Value::as_str), Some("https"));
+    let tls = job.get("tls_config").unwrap();
+    assert_eq!(
+        tls.get("server_name").and_then(Value::as_str),
+        Some("passerelle")
+    );
+    assert!(tls
+        .get("ca_file")
+        .and_then(Value::as_str)
+        .unwrap()
+        .starts_with("/etc/prometheus/secrets/"));
     let ports = strings(service(&compose(), "prometheus").get("ports"));
     assert_eq!(ports, ["127.0.0.1:9090:9090"]);
     // /metrics needs the metrics scope: Prometheus sends a key.
@@ -156,16 +230,22 @@ fn prometheus_scrapes_the_gateway_metrics_endpoint() {
     );
 }
 
-/// Nothing is published on every interface, PostgreSQL not at all, and no
+/// Only the gateway's TLS ports are published beyond loopback (checked
+/// against its configuration above), PostgreSQL not at all, and no
 /// service carries a password of its own.
 #[test]
 fn nothing_is_exposed_and_no_password_is_shipped() {
     let compose = compose();
-    for name in ["passerelle", "postgres", "prometheus"] {
-        for port in strings(service(&compose, name).get("ports")) {
-            assert!(port.starts_with("127.0.0.1:"), "{name} publishes {port}");
-        }
+    for port in strings(service(&compose, "prometheus").get("ports")) {
+        assert!(
+            port.starts_with("127.0.0.1:"),
+            "prometheus publishes {port}"
+        );
     }
+    assert_eq!(
+        strings(service(&compose, "passerelle").get("ports")),
+        ["8443:8443", "2576:2576"]
+    );
     assert!(service(&compose, "postgres").get("ports").is_none());
     let password = service(&compose, "postgres")
         .get("environment")

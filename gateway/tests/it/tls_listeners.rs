@@ -18,7 +18,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 
 use crate::common::{self, Gateway, Options};
 
-struct Authority {
+pub struct Authority {
     issuer: CertifiedIssuer<'static, KeyPair>,
 }
 
@@ -361,4 +361,122 @@ fn plaintext_off_loopback_is_refused_unless_allowed() {
     let stderr = String::from_utf8_lossy(&open_key.stderr);
     assert!(stderr.contains("mllp.tls.key_file"), "{stderr}");
     assert!(stderr.contains("chmod 600"), "{stderr}");
+}
+
+/// Writes what an operator puts in `deploy/tls`: `server.pem` (valid for
+/// `name` and 127.0.0.1), `server.key` (0600) and `clients-ca.pem`; the
+/// authority that signed them all.
+pub fn write_server_files(dir: &Path, name: &str) -> Authority {
+    let ca = Authority::new("Passerelle deployment CA");
+    let key = KeyPair::generate().unwrap();
+    let server = CertificateParams::new(vec![name.to_string(), "127.0.0.1".to_string()])
+        .unwrap()
+        .signed_by(&key, &ca.issuer)
+        .unwrap();
+    std::fs::write(dir.join("server.pem"), server.pem()).unwrap();
+    write_private(&dir.join("server.key"), &key.serialize_pem());
+    std::fs::write(dir.join("clients-ca.pem"), ca.pem()).unwrap();
+    ca
+}
+
+/// `deploy/passerelle.production.toml` as shipped (storage switched to
+/// SQLite for the test): nothing answers without a client's credential,
+/// the local admin key of the embedded defaults is not one, and a client
+/// of the clients file is served within its scopes.
+#[test]
+fn production_configuration_answers_nothing_without_authentication() {
+    let repo = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
+    let dir = tempfile::tempdir().unwrap();
+    let ca = write_server_files(dir.path(), "passerelle");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_passerelle"))
+        .args([
+            "clients",
+            "add",
+            "records-reader",
+            "--scope",
+            "system/Patient.rs",
+            "--print-config",
+        ])
+        .env("PASSERELLE_STORAGE__DATA_DIR", dir.path().join("scratch"))
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let printed = String::from_utf8(output.stdout).unwrap();
+    let key = printed
+        .lines()
+        .find_map(|line| line.strip_prefix("# psl_"))
+        .map(|rest| format!("psl_{rest}"))
+        .expect("key printed")
+        .trim()
+        .to_string();
+    let clients_file = dir.path().join("clients.toml");
+    std::fs::write(&clients_file, &printed).unwrap();
+    let gateway = Gateway::start_with(Options {
+        args: vec![
+            "--config".into(),
+            repo.join("deploy/passerelle.production.toml")
+                .display()
+                .to_string(),
+        ],
+        env: vec![
+            (
+                "PASSERELLE_TLS_DIR".into(),
+                dir.path().display().to_string(),
+            ),
+            (
+                "PASSERELLE_CLIENTS_FILE".into(),
+                clients_file.display().to_string(),
+            ),
+            (
+                "PASSERELLE_POSTGRES_URL".into(),
+                "postgresql://unused@127.0.0.1:9/unused".into(),
+            ),
+            ("PASSERELLE_STORAGE__BACKEND".into(), "sqlite".into()),
+        ],
+        ready_probe: Some(reachable),
+        ..Options::default()
+    });
+    let http = gateway.http_addr;
+    let ca_pem = ca.pem();
+    for path in [
+        "/fhir/Patient",
+        "/fhir/Patient?gender=female",
+        "/fhir/Patient/x/$everything",
+        "/fhir/Patient/$summary?identifier=urn:x%7C1",
+        "/admin/messages",
+        "/metrics",
+    ] {
+        for credential in [None, Some(common::TEST_KEY)] {
+            let reply = https_get(http, &ca_pem, None, path, credential).unwrap();
+            assert_eq!(
+                reply.status, 401,
+                "{path} with {credential:?}: {}",
+                reply.body
+            );
+        }
+    }
+    // Open by design: the CapabilityStatement and the probes.
+    let metadata = https_get(http, &ca_pem, None, "/fhir/metadata", None).unwrap();
+    assert_eq!(metadata.status, 200);
+    // The clients file's client, within its scopes.
+    let search = https_get(http, &ca_pem, None, "/fhir/Patient", Some(&key)).unwrap();
+    assert_eq!(search.status, 200, "{}", search.body);
+    let admin = https_get(http, &ca_pem, None, "/admin/messages", Some(&key)).unwrap();
+    assert_eq!(admin.status, 403);
+    // Emptied, the clients file takes the client away without a restart.
+    std::fs::write(&clients_file, "# no clients\n").unwrap();
+    assert!(
+        common::eventually(Duration::from_secs(10), || {
+            https_get(http, &ca_pem, None, "/fhir/Patient", Some(&key))
+                .is_ok_and(|reply| reply.status == 401)
+        }),
+        "client still accepted after leaving the clients file"
+    );
+    // In clear, neither listener answers; MLLP needs a client certificate.
+    assert!(!common::http_get(http, "/fhir/metadata")
+        .unwrap_or_default()
+        .starts_with("HTTP/1.1"));
+    let clear = common::mllp_send_raw(gateway.mllp_addr, adt("P1").as_bytes());
+    assert!(!clear.contains("MSA|"), "{clear}");
+    assert!(mllp_tls_send(gateway.mllp_addr, &ca_pem, None, &adt("P2")).is_err());
 }
