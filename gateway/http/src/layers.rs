@@ -334,6 +334,18 @@ where
 #[derive(Debug, Clone, Copy)]
 pub struct WriteDeadline(pub Instant);
 
+tokio::task_local! {
+    /// When the request being served is answered "timeout": its
+    /// repository reads are stopped by the database then, so a slow search
+    /// does not keep a read connection and a core after its answer.
+    static READ_DEADLINE: Instant;
+}
+
+/// The deadline of the request this task serves, if it has one.
+pub fn read_deadline() -> Option<Instant> {
+    READ_DEADLINE.try_with(|deadline| *deadline).ok()
+}
+
 /// The request timeout: a request not answered within it gets 503 with a
 /// `timeout` issue, except a transaction (`POST /fhir`), which is never cut
 /// off once it may have committed: it gets a [`WriteDeadline`] and answers
@@ -390,12 +402,56 @@ where
                 .insert(WriteDeadline(Instant::now() + timeout));
             return Box::pin(self.inner.call(request));
         }
-        let future = self.inner.call(request);
+        let future = READ_DEADLINE.scope(Instant::now() + timeout, self.inner.call(request));
         Box::pin(async move {
             match tokio::time::timeout(timeout, future).await {
                 Ok(result) => result,
                 Err(_) => Err(Box::new(tower::timeout::error::Elapsed::new()) as BoxError),
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tower::ServiceExt;
+
+    /// What a handler behind the timeout layer sees of its deadline.
+    async fn deadline_seen(method: http::Method, path: &str) -> Option<Instant> {
+        let handler = tower::service_fn(|_request: Request<()>| async {
+            let seen = read_deadline()
+                .map(|deadline| format!("{deadline:?}"))
+                .unwrap_or_default();
+            Ok::<_, BoxError>(Response::new(ResponseBody::from(seen)))
+        });
+        let before = Instant::now();
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
+            .body(())
+            .unwrap();
+        let response = RequestTimeoutLayer::new(std::time::Duration::from_secs(30))
+            .layer(handler)
+            .oneshot(request)
+            .await
+            .unwrap();
+        let body = http_body_util::BodyExt::collect(response.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        (!body.is_empty()).then_some(before)
+    }
+
+    #[tokio::test]
+    async fn reads_carry_the_request_deadline_and_transactions_their_own() {
+        assert!(deadline_seen(http::Method::GET, "/fhir/Patient")
+            .await
+            .is_some());
+        assert!(deadline_seen(http::Method::GET, "/fhir/Patient/1")
+            .await
+            .is_some());
+        // A transaction has its WriteDeadline instead, and is never cut off.
+        assert!(deadline_seen(http::Method::POST, "/fhir").await.is_none());
     }
 }

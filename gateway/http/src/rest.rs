@@ -111,7 +111,8 @@ async fn read_repository<T: Send + 'static>(
         + 'static,
 ) -> Result<T, ApiError> {
     let repository = repository::Repository::new(state.store.clone());
-    tokio::task::spawn_blocking(move || repository.read(work))
+    let deadline = crate::layers::read_deadline();
+    tokio::task::spawn_blocking(move || repository.read_until(deadline, work))
         .await
         .map_err(|_| ApiError::Internal)?
         .map_err(ApiError::from)

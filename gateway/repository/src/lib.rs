@@ -351,14 +351,32 @@ impl Repository {
     /// Runs `work` on a read connection.
     pub fn read<T: Send>(
         &self,
+        work: impl FnMut(&mut dyn Sql) -> Result<T, RepositoryError> + Send,
+    ) -> Result<T, RepositoryError> {
+        self.read_until(None, work)
+    }
+
+    /// Runs `work` on a read connection, stopped by the database if it
+    /// is still running at `deadline` ([`StorageError::DeadlinePassed`]).
+    pub fn read_until<T: Send>(
+        &self,
+        deadline: Option<std::time::Instant>,
         mut work: impl FnMut(&mut dyn Sql) -> Result<T, RepositoryError> + Send,
     ) -> Result<T, RepositoryError> {
         let mut result = None;
-        self.store.sql_read(&mut |sql| {
+        self.store.sql_read(deadline, &mut |sql| {
             result = Some(work(sql));
             Ok(())
         })?;
-        result.unwrap_or_else(|| Err(StorageError::Inconsistent("read did not run".into()).into()))
+        match result {
+            // Whatever error the stopped statement surfaced as (a search
+            // error wrapping it, say), the cause is the deadline.
+            Some(Err(_)) if deadline.is_some_and(|d| std::time::Instant::now() >= d) => {
+                Err(StorageError::DeadlinePassed.into())
+            }
+            Some(result) => result,
+            None => Err(StorageError::Inconsistent("read did not run".into()).into()),
+        }
     }
 
     /// Applies several transaction Bundles in one database transaction (one

@@ -57,7 +57,10 @@ pub fn repository_outcome(error: &RepositoryError) -> Outcome {
             (StatusCode::BAD_REQUEST, IssueType::TooCostly)
         }
         RepositoryError::Transaction(error) => return transaction_outcome(error),
-        RepositoryError::DeadlinePassed => (StatusCode::SERVICE_UNAVAILABLE, IssueType::Timeout),
+        RepositoryError::DeadlinePassed
+        | RepositoryError::Storage(passerelle_storage::StorageError::DeadlinePassed) => {
+            (StatusCode::SERVICE_UNAVAILABLE, IssueType::Timeout)
+        }
         RepositoryError::Storage(_) => {
             return Outcome::error(
                 StatusCode::SERVICE_UNAVAILABLE,

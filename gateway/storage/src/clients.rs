@@ -106,7 +106,7 @@ pub fn add(store: &dyn Store, client: &StoredClient) -> Result<(), ClientStoreEr
 /// Every client, revoked ones included, by name.
 pub fn list(store: &dyn Store) -> Result<Vec<StoredClient>, StorageError> {
     let mut clients = Vec::new();
-    store.sql_read(&mut |sql: &mut dyn Sql| {
+    store.sql_read(None, &mut |sql: &mut dyn Sql| {
         let rows = sql.query(
             &format!("SELECT {COLUMNS} FROM api_clients ORDER BY name"),
             &[],

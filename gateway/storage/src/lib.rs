@@ -79,6 +79,10 @@ pub enum StorageError {
     Thread(std::io::Error),
     #[error("stored data is inconsistent: {0}")]
     Inconsistent(String),
+    /// A read still running at its deadline was stopped (the request it
+    /// served has been answered with a timeout already).
+    #[error("the read took longer than the request timeout and was stopped")]
+    DeadlinePassed,
 }
 
 /// Where a journal row is on its way to the outbox.
@@ -443,8 +447,16 @@ pub trait Store: Send + Sync + 'static {
     /// so what `work` reads stays true until it commits.
     fn sql_write(&self, work: &mut sql::WriteWork<'_>) -> Result<(), StorageError>;
 
-    /// Runs `work` on one consistent snapshot.
-    fn sql_read(&self, work: &mut sql::ReadWork<'_>) -> Result<(), StorageError>;
+    /// Runs `work` on one consistent snapshot, on one of several read
+    /// connections (a slow read never blocks the others). With a
+    /// `deadline`, the database stops the work when it passes
+    /// ([`StorageError::DeadlinePassed`]): a request answered "timeout"
+    /// must not keep a connection and a core busy.
+    fn sql_read(
+        &self,
+        deadline: Option<std::time::Instant>,
+        work: &mut sql::ReadWork<'_>,
+    ) -> Result<(), StorageError>;
 
     /// Calls `on_change(channel, payload)` when another instance changes
     /// the journal (`passerelle_journal`) or a target's outbox

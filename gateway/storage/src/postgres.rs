@@ -294,16 +294,33 @@ impl Store for PostgresStore {
         Ok(())
     }
 
-    fn sql_read(&self, work: &mut ReadWork<'_>) -> Result<(), StorageError> {
+    fn sql_read(
+        &self,
+        deadline: Option<std::time::Instant>,
+        work: &mut ReadWork<'_>,
+    ) -> Result<(), StorageError> {
         let mut client = self.pool.get()?;
         let mut transaction = client
             .build_transaction()
             .isolation_level(postgres::IsolationLevel::RepeatableRead)
             .read_only(true)
             .start()?;
-        work(&mut PostgresSql(&mut transaction))?;
-        transaction.commit()?;
-        Ok(())
+        if let Some(deadline) = deadline {
+            // The server cancels a statement running past what is left.
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let millis = left.as_millis().clamp(1, i32::MAX as u128);
+            transaction.batch_execute(&format!("SET LOCAL statement_timeout = {millis}"))?;
+        }
+        let result = work(&mut PostgresSql(&mut transaction)).and_then(|()| {
+            transaction.commit()?;
+            Ok(())
+        });
+        match result {
+            Err(_) if deadline.is_some_and(|deadline| std::time::Instant::now() >= deadline) => {
+                Err(StorageError::DeadlinePassed)
+            }
+            result => result,
+        }
     }
 
     fn backend(&self) -> &'static str {

@@ -5,7 +5,8 @@
 //! for the admin API use a second one, which WAL lets run beside writes.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::Instant;
 
 use rusqlite::types::ValueRef;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
@@ -120,10 +121,71 @@ const MIGRATIONS: &[&str] = &[
     crate::clients::SCHEMA,
 ];
 
+/// Read connections per database: WAL lets them read while the writer
+/// writes, and each serves one read at a time.
+pub const READ_CONNECTIONS: usize = 4;
+
+/// Virtual-machine steps between two looks at a read's deadline (a few
+/// microseconds of work each time).
+const DEADLINE_CHECK_STEPS: i32 = 10_000;
+
 pub struct SqliteStore {
     path: PathBuf,
     writer: Mutex<Connection>,
-    reader: Mutex<Connection>,
+    readers: ReaderPool,
+}
+
+/// The read connections: a read takes an idle one, or waits for one.
+struct ReaderPool {
+    idle: Mutex<Vec<Connection>>,
+    returned: Condvar,
+}
+
+/// A read connection, back in the pool when dropped.
+struct PooledReader<'a> {
+    pool: &'a ReaderPool,
+    connection: Option<Connection>,
+}
+
+impl std::ops::Deref for PooledReader<'_> {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        // Present from creation until drop.
+        self.connection.as_ref().unwrap_or_else(|| unreachable!())
+    }
+}
+
+impl std::ops::DerefMut for PooledReader<'_> {
+    fn deref_mut(&mut self) -> &mut Connection {
+        self.connection.as_mut().unwrap_or_else(|| unreachable!())
+    }
+}
+
+impl Drop for PooledReader<'_> {
+    fn drop(&mut self) {
+        if let (Some(connection), Ok(mut idle)) = (self.connection.take(), self.pool.idle.lock()) {
+            idle.push(connection);
+            self.pool.returned.notify_one();
+        }
+    }
+}
+
+impl ReaderPool {
+    fn get(&self) -> Result<PooledReader<'_>, StorageError> {
+        let mut idle = self.idle.lock().map_err(|_| StorageError::Poisoned)?;
+        loop {
+            if let Some(connection) = idle.pop() {
+                return Ok(PooledReader {
+                    pool: self,
+                    connection: Some(connection),
+                });
+            }
+            idle = self
+                .returned
+                .wait(idle)
+                .map_err(|_| StorageError::Poisoned)?;
+        }
+    }
 }
 
 impl SqliteStore {
@@ -135,11 +197,16 @@ impl SqliteStore {
         let path = data_dir.join(DATABASE_FILE);
         let mut writer = open_connection(&path)?;
         migrate(&mut writer)?;
-        let reader = open_connection(&path)?;
+        let readers = (0..READ_CONNECTIONS)
+            .map(|_| open_connection(&path))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(SqliteStore {
             path,
             writer: Mutex::new(writer),
-            reader: Mutex::new(reader),
+            readers: ReaderPool {
+                idle: Mutex::new(readers),
+                returned: Condvar::new(),
+            },
         })
     }
 
@@ -151,8 +218,8 @@ impl SqliteStore {
         self.writer.lock().map_err(|_| StorageError::Poisoned)
     }
 
-    fn reader(&self) -> Result<MutexGuard<'_, Connection>, StorageError> {
-        self.reader.lock().map_err(|_| StorageError::Poisoned)
+    fn reader(&self) -> Result<PooledReader<'_>, StorageError> {
+        self.readers.get()
     }
 }
 
@@ -241,13 +308,32 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    fn sql_read(&self, work: &mut ReadWork<'_>) -> Result<(), StorageError> {
+    fn sql_read(
+        &self,
+        deadline: Option<Instant>,
+        work: &mut ReadWork<'_>,
+    ) -> Result<(), StorageError> {
         let mut connection = self.reader()?;
-        // A read transaction: one snapshot for every statement of `work`.
-        let transaction = connection.transaction()?;
-        work(&mut SqliteSql(&transaction))?;
-        transaction.finish()?;
-        Ok(())
+        // Set on every read (replacing the previous read's), so that no
+        // earlier deadline outlives its read. SQLite calls it every few
+        // thousand steps; `true` stops the statement (SQLITE_INTERRUPT).
+        connection.progress_handler(
+            DEADLINE_CHECK_STEPS,
+            Some(move || deadline.is_some_and(|deadline| Instant::now() >= deadline)),
+        )?;
+        let result = (|| {
+            // A read transaction: one snapshot for every statement of `work`.
+            let transaction = connection.transaction()?;
+            work(&mut SqliteSql(&transaction))?;
+            transaction.finish()?;
+            Ok(())
+        })();
+        match result {
+            Err(_) if deadline.is_some_and(|deadline| Instant::now() >= deadline) => {
+                Err(StorageError::DeadlinePassed)
+            }
+            result => result,
+        }
     }
 
     fn backend(&self) -> &'static str {

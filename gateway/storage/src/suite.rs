@@ -356,6 +356,63 @@ pub fn local_delivery_and_purge(store: &dyn Store) {
     assert_eq!(store.purge("2020-01-01", true).unwrap(), 0);
 }
 
+/// A read still running at its deadline is stopped by the database, and
+/// while it runs other reads go on, on other connections; the deadline
+/// does not outlive its read.
+pub fn slow_reads_stop_at_their_deadline_and_never_block_other_reads(store: &(dyn Store + Sync)) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::{Duration, Instant};
+    // Counts forever: only the deadline ends it.
+    const ENDLESS: &str =
+        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c";
+    let slow_done = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let slow = scope.spawn(|| {
+            let started = Instant::now();
+            let result = store.sql_read(Some(started + Duration::from_millis(500)), &mut |sql| {
+                sql.query(ENDLESS, &[])?;
+                Ok(())
+            });
+            slow_done.store(true, Ordering::SeqCst);
+            (result, started.elapsed())
+        });
+        std::thread::sleep(Duration::from_millis(100));
+        // Another read, while the slow one holds its connection.
+        store
+            .sql_read(None, &mut |sql| {
+                sql.query("SELECT 1", &[])?;
+                Ok(())
+            })
+            .unwrap();
+        assert!(
+            !slow_done.load(Ordering::SeqCst),
+            "the quick read waited for the slow one"
+        );
+        let (result, elapsed) = slow.join().unwrap();
+        assert!(
+            matches!(result, Err(StorageError::DeadlinePassed)),
+            "{result:?}"
+        );
+        assert!(
+            elapsed < Duration::from_secs(10),
+            "stopped after {elapsed:?}"
+        );
+    });
+    // Every connection reads again without a deadline, however long it
+    // takes (a deadline of an earlier read must not stop them).
+    for _ in 0..8 {
+        store
+            .sql_read(None, &mut |sql| {
+                sql.query(
+                    "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 200000) SELECT count(*) FROM c",
+                    &[],
+                )?;
+                Ok(())
+            })
+            .unwrap();
+    }
+}
+
 macro_rules! suite {
     ($($name:ident),* $(,)?) => {
         mod sqlite_backend {
@@ -394,4 +451,5 @@ suite!(
     dead_letters_do_not_block_and_can_be_retried,
     leases_expire_and_late_owners_are_told,
     local_delivery_and_purge,
+    slow_reads_stop_at_their_deadline_and_never_block_other_reads,
 );
