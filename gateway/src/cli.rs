@@ -140,6 +140,10 @@ fn check_config(config: &Config, base: MapperRegistry) -> ExitCode {
         eprintln!("passerelle: invalid configuration: {error}");
         return ExitCode::from(2);
     }
+    if let Err(error) = crate::issuers::configured(config) {
+        eprintln!("passerelle: invalid configuration: {error}");
+        return ExitCode::from(2);
+    }
     // Secrets (tokens, passwords, URL passwords) never reach the terminal.
     match config
         .redacted()

@@ -193,12 +193,13 @@ pub fn local_admin_key_path(config: &Config) -> PathBuf {
     config.storage.data_dir.join(LOCAL_ADMIN_KEY_FILE)
 }
 
-/// Reads the clients file and the stored clients again every [`REFRESH`]
-/// until shutdown. A clients file that no longer reads keeps its previous
+/// Reads the clients file, the stored clients and the token issuers' keys
+/// (when changed or due) again every [`REFRESH`] until shutdown. A clients file that no longer reads keeps its previous
 /// clients (and says so): a half-saved edit must not lock everyone out.
 pub async fn refresh(
     directory: Arc<ClientDirectory>,
     config: Arc<Config>,
+    mut issuers: Vec<crate::issuers::IssuerKeys>,
     configured: Vec<ClientRecord>,
     store: SharedStore,
     shutdown: tokio_util::sync::CancellationToken,
@@ -208,6 +209,9 @@ pub async fn refresh(
         tokio::select! {
             () = tokio::time::sleep(REFRESH) => {}
             () = shutdown.cancelled() => return,
+        }
+        if crate::issuers::refresh(&mut issuers).await {
+            crate::issuers::install(&issuers, &directory);
         }
         let store = store.clone();
         let reading = config.clone();

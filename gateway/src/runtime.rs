@@ -45,6 +45,8 @@ pub enum StartError {
     StorageTask,
     #[error(transparent)]
     Clients(#[from] crate::clients::ClientSetupError),
+    #[error(transparent)]
+    Issuers(#[from] crate::issuers::IssuerSetupError),
     #[error("{listener} TLS: {source}")]
     Tls {
         listener: &'static str,
@@ -126,6 +128,9 @@ pub async fn start_with_base(
             .await
             .map_err(|_| StartError::StorageTask)??
     };
+    let mut issuers = crate::issuers::configured(&config)?;
+    crate::issuers::refresh(&mut issuers).await;
+    crate::issuers::install(&issuers, &clients);
     let owner = instance_id(&config);
     let metrics = Metrics::new(VERSION)?;
     let mapping_wake = Arc::new(tokio::sync::Notify::new());
@@ -285,6 +290,7 @@ pub async fn start_with_base(
     tasks.spawn(crate::clients::refresh(
         clients.clone(),
         Arc::new(config.clone()),
+        issuers,
         configured_clients,
         state.store.clone(),
         shutdown.clone(),

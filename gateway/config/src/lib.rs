@@ -60,6 +60,47 @@ pub struct SecurityConfig {
     /// deployment managing clients as files adds or removes one without a
     /// restart. Relative to this file's directory.
     pub clients_file: Option<PathBuf>,
+    /// Authorisation servers whose JWT access tokens identify clients
+    /// (SMART Backend Services), `[[security.issuers]]`.
+    pub issuers: Vec<IssuerConfig>,
+}
+
+/// One `[[security.issuers]]`: an authorisation server whose signed
+/// access tokens the gateway accepts as bearer credentials.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssuerConfig {
+    /// Its name here: its clients are named `<name>:<client_id or sub>`.
+    pub name: String,
+    /// The `iss` of its tokens.
+    pub issuer: String,
+    /// What a token's `aud` must hold (this gateway's FHIR base URL, as
+    /// the authorisation server knows it).
+    pub audience: String,
+    /// The most its tokens may grant; a token's other scopes are ignored.
+    pub scopes: Vec<String>,
+    /// The networks its clients belong to.
+    #[serde(default)]
+    pub networks: Vec<String>,
+    /// Its signing keys: a JWKS file (re-read when it changes) or URL
+    /// (fetched at start, then every `jwks_refresh_secs`).
+    #[serde(default)]
+    pub jwks_file: Option<PathBuf>,
+    #[serde(default)]
+    pub jwks_url: Option<String>,
+    #[serde(default = "default_jwks_refresh_secs")]
+    pub jwks_refresh_secs: u64,
+    /// PEM authorities to trust for `jwks_url` instead of the built-in roots.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Accept an `http://` `jwks_url` (a test server only: whoever can
+    /// change the keys in transit can mint tokens).
+    #[serde(default)]
+    pub allow_insecure: bool,
+}
+
+fn default_jwks_refresh_secs() -> u64 {
+    300
 }
 
 impl Default for SecurityConfig {
@@ -68,6 +109,7 @@ impl Default for SecurityConfig {
             local_admin: true,
             clients: Vec::new(),
             clients_file: None,
+            issuers: Vec::new(),
         }
     }
 }
@@ -897,7 +939,15 @@ impl Config {
             for target in config.targets.values_mut() {
                 target.resolve_paths(base);
             }
-            if let Some(file) = &mut config.security.clients_file {
+            let issuer_files = config
+                .security
+                .issuers
+                .iter_mut()
+                .flat_map(|issuer| [issuer.jwks_file.as_mut(), issuer.ca_file.as_mut()]);
+            for file in issuer_files
+                .flatten()
+                .chain(config.security.clients_file.as_mut())
+            {
                 if file.is_relative() {
                     *file = base.join(&*file);
                 }
@@ -947,6 +997,33 @@ fn validate(
     })?;
     validate_routes(config, name, text, env)?;
     validate_listeners(config, name, text, env)?;
+    for (index, issuer) in config.security.issuers.iter().enumerate() {
+        let fail = |key: &str, message: String| ConfigError::Setting {
+            origin: origin(name, text, env, "security.issuers", key, index),
+            key: format!("security.issuers[{index}].{key}"),
+            message,
+        };
+        match (&issuer.jwks_file, &issuer.jwks_url) {
+            (Some(_), Some(_)) | (None, None) => {
+                return Err(fail(
+                    "jwks_file",
+                    "give exactly one of jwks_file and jwks_url".to_string(),
+                ))
+            }
+            (Some(file), None) if !file.is_file() => {
+                return Err(fail(
+                    "jwks_file",
+                    format!("{}: no such file", file.display()),
+                ))
+            }
+            (None, Some(url)) if !issuer.allow_insecure => {
+                if let Some(why) = insecure_url_refusal(url) {
+                    return Err(fail("jwks_url", why));
+                }
+            }
+            _ => {}
+        }
+    }
     if let Some(file) = &config.security.clients_file {
         if !file.is_file() {
             return Err(ConfigError::Setting {

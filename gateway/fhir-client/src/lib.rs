@@ -457,6 +457,60 @@ fn error_chain(error: &dyn std::error::Error) -> String {
     text
 }
 
+/// Largest document [`fetch_document`] reads (a JWKS is a few kilobytes).
+pub const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;
+
+/// GETs a small document (a JWKS) over the same TLS as targets (the
+/// Mozilla roots, or `ca_file`), within `timeout`; anything but 200 is an
+/// error.
+pub async fn fetch_document(
+    url: &str,
+    ca_file: Option<&std::path::Path>,
+    timeout: Duration,
+) -> Result<Bytes, SendError> {
+    let tls = TargetTls {
+        ca_file: ca_file.map(std::path::Path::to_path_buf),
+        client_cert_file: None,
+        client_key_file: None,
+    };
+    let mut connector = HttpConnector::new();
+    connector.enforce_http(false);
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls_config(Some(&tls))?)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(connector);
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build(connector);
+    let request = Request::get(url)
+        .header(ACCEPT, "application/json")
+        .header(
+            USER_AGENT,
+            concat!("passerelle/", env!("CARGO_PKG_VERSION")),
+        )
+        .body(Full::new(Bytes::new()))
+        .map_err(|e| SendError::Request(e.to_string()))?;
+    let exchange = async {
+        let response = client
+            .request(request)
+            .await
+            .map_err(|e| SendError::Connection(error_chain(&e)))?;
+        if response.status() != StatusCode::OK {
+            return Err(SendError::Connection(format!(
+                "answered {}",
+                response.status()
+            )));
+        }
+        Ok(Limited::new(response.into_body(), MAX_DOCUMENT_BYTES)
+            .collect()
+            .await
+            .map_err(|e| SendError::Connection(format!("reading the answer: {e}")))?
+            .to_bytes())
+    };
+    tokio::time::timeout(timeout, exchange)
+        .await
+        .map_err(|_| SendError::Timeout(timeout))?
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -218,6 +218,26 @@ impl Scopes {
         self.fhir.iter().any(|(_, bits)| bits & write != 0)
     }
 
+    /// Whether `cap` allows everything these scopes allow (a token's
+    /// scopes against what its issuer may grant).
+    pub fn within(&self, cap: &Scopes) -> bool {
+        self.gateway
+            .iter()
+            .all(|scope| cap.permits(&Permission::Gateway(*scope)))
+            && self.fhir.iter().all(|(types, bits)| {
+                Interaction::ALL
+                    .iter()
+                    .filter(|interaction| bits & interaction.bit() != 0)
+                    .all(|interaction| match types {
+                        Types::All => cap.permits(&Permission::FhirAnyType(*interaction)),
+                        Types::One(name) => cap.permits(&Permission::Fhir {
+                            resource_type: name.clone(),
+                            interaction: *interaction,
+                        }),
+                    })
+            })
+    }
+
     /// The scopes as they were granted, for listing.
     pub fn texts(&self) -> &[String] {
         &self.texts

@@ -26,6 +26,7 @@ mod fhir_xml;
 mod fuzz_corpus;
 mod hl7v2_queries;
 mod http_limits;
+mod jwt_clients;
 mod mllp_limits;
 mod no_patient_data_in_logs;
 mod patient_summary;
