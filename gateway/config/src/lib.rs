@@ -159,6 +159,10 @@ pub struct HttpConfig {
     pub listen: SocketAddr,
     /// Largest request body accepted, in bytes; larger ones get 413.
     pub max_body_bytes: usize,
+    /// Memory the requests being processed may hold at once, estimated
+    /// from their body sizes; requests over it wait their turn (at most
+    /// the request timeout, then 503).
+    pub max_request_memory_bytes: u64,
     /// Time a request may take before it is answered 503 with a timeout outcome.
     pub request_timeout_secs: u64,
     /// Requests processed at once; further requests are shed with 503.
@@ -186,6 +190,7 @@ impl Default for HttpConfig {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             max_body_bytes: 16 * 1024 * 1024,
+            max_request_memory_bytes: 512 * 1024 * 1024,
             request_timeout_secs: 30,
             max_concurrent_requests: 512,
             max_connections: 1024,

@@ -215,6 +215,18 @@ pub fn layer_error_response(error: BoxError) -> Response<ResponseBody> {
         );
         return outcome_response(&outcome);
     }
+    if error.is::<crate::layers::MemoryBudgetExhausted>() {
+        let outcome = Outcome::error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            IssueType::Throttled,
+            error.to_string(),
+        );
+        let mut response = outcome_response(&outcome);
+        response
+            .headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from_static("5"));
+        return response;
+    }
     if error.is::<tower::load_shed::error::Overloaded>() {
         let outcome = Outcome::error(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -18,7 +18,8 @@ use tower::ServiceBuilder;
 
 use super::handlers::Router;
 use super::layers::{
-    BodyLimitLayer, ErrorEdgeLayer, RequestIdLayer, RequestTimeoutLayer, TelemetryLayer,
+    BodyLimitLayer, ErrorEdgeLayer, MemoryBudgetLayer, RequestIdLayer, RequestTimeoutLayer,
+    TelemetryLayer,
 };
 use super::SharedState;
 use crate::access::HttpAccessPolicy;
@@ -58,6 +59,11 @@ pub fn stack(
             config.request_timeout_secs.max(1),
         )))
         .layer(BodyLimitLayer::new(config.max_body_bytes))
+        .layer(MemoryBudgetLayer::new(
+            config.max_request_memory_bytes,
+            config.max_body_bytes,
+            Duration::from_secs(config.request_timeout_secs.max(1)),
+        ))
         .service(Router::new(state))
 }
 

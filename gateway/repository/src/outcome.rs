@@ -15,6 +15,9 @@ pub fn transaction_outcome(error: &TransactionError) -> Outcome {
     let (status, issue) = match error {
         TransactionError::NotJson(_) => (StatusCode::BAD_REQUEST, IssueType::Structure),
         TransactionError::InvalidBundle(_) => (StatusCode::BAD_REQUEST, IssueType::Invalid),
+        TransactionError::TooManyEntries { .. } => {
+            (StatusCode::PAYLOAD_TOO_LARGE, IssueType::TooCostly)
+        }
         TransactionError::Entry { refusal, .. } => match refusal {
             Refusal::Invalid => (StatusCode::BAD_REQUEST, IssueType::Processing),
             Refusal::NotFound => (StatusCode::NOT_FOUND, IssueType::NotFound),

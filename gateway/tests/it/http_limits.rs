@@ -228,3 +228,103 @@ fn a_slow_transaction_body_gets_a_timeout_outcome() {
     assert!(response.contains("\"code\":\"timeout\""), "{response}");
     assert!(started.elapsed() < Duration::from_secs(10));
 }
+
+/// The process's peak resident memory, in bytes (Linux: VmHWM).
+fn peak_memory(gateway: &Gateway) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", gateway.child.id())).unwrap();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|value| {
+            value
+                .trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
+        .expect("VmHWM")
+        * 1024
+}
+
+/// The attack of the access-security issue: eight 14 MB transactions at
+/// once. The memory budget makes them take turns; the process stays under
+/// 1 GB, and each is answered for what happened (200, or 503 and nothing
+/// written).
+#[test]
+fn eight_large_transactions_at_once_stay_under_a_gigabyte() {
+    let gateway = Gateway::start_with_env(&[("PASSERELLE_HTTP__REQUEST_TIMEOUT_SECS", "120")]);
+    let text = "x".repeat(4600);
+    let entries: Vec<serde_json::Value> = (0..3000)
+        .map(|n| {
+            serde_json::json!({
+                "resource": {"resourceType": "Observation", "status": "final",
+                             "code": {"text": format!("m{n}")}, "valueString": text},
+                "request": {"method": "POST", "url": "Observation"}
+            })
+        })
+        .collect();
+    let bundle =
+        serde_json::json!({"resourceType": "Bundle", "type": "transaction", "entry": entries})
+            .to_string();
+    assert!(bundle.len() > 14_000_000, "{}", bundle.len());
+    let head = format!(
+        "POST /fhir HTTP/1.1\r\nHost: x\r\nContent-Type: application/fhir+json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        bundle.len()
+    );
+    let mut raw = head.into_bytes();
+    raw.extend_from_slice(bundle.as_bytes());
+    let statuses: Vec<u16> = std::thread::scope(|scope| {
+        let senders: Vec<_> = (0..8)
+            .map(|_| {
+                scope.spawn(|| {
+                    let answer = http_request(gateway.http_addr, &raw).unwrap_or_default();
+                    answer
+                        .split(' ')
+                        .nth(1)
+                        .and_then(|code| code.parse::<u16>().ok())
+                        .unwrap_or(0)
+                })
+            })
+            .collect();
+        senders.into_iter().map(|s| s.join().unwrap()).collect()
+    });
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 503),
+        "{statuses:?}"
+    );
+    let committed = statuses.iter().filter(|s| **s == 200).count();
+    assert!(committed >= 1, "{statuses:?}");
+    let peak = peak_memory(&gateway);
+    assert!(peak < 1_000_000_000, "peak memory {peak} bytes");
+    // A Bundle of more entries than a transaction takes: 413, too-costly.
+    let many: Vec<serde_json::Value> = (0..5001)
+        .map(|_| {
+            serde_json::json!({"resource": {"resourceType": "Basic", "code": {"text": "b"}},
+                                     "request": {"method": "POST", "url": "Basic"}})
+        })
+        .collect();
+    let many = serde_json::json!({"resourceType": "Bundle", "type": "transaction", "entry": many})
+        .to_string();
+    let answer = http_request(
+        gateway.http_addr,
+        &[
+            format!("POST /fhir HTTP/1.1\r\nHost: x\r\nContent-Type: application/fhir+json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", many.len()).as_bytes(),
+            many.as_bytes(),
+        ]
+        .concat(),
+    )
+    .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(
+        answer.contains("too-costly") && answer.contains("5001 entries"),
+        "{answer}"
+    );
+    // Nothing half-written: 3000 Observations per transaction answered 200.
+    let total = http_get(gateway.http_addr, "/fhir/Observation?_summary=count").unwrap();
+    assert!(
+        total.contains(&format!("\"total\":{}", committed * 3000)),
+        "{statuses:?} {}",
+        total.lines().last().unwrap_or_default()
+    );
+}
