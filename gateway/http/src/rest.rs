@@ -396,11 +396,11 @@ fn searchset(base: &str, request: &SearchRequest, page: &repository::SearchPage)
     let mut links = vec![link("self", &page_url(base, request, request.offset))];
     let total = usize::try_from(page.total).unwrap_or(0);
     if !request.count_only && request.count > 0 {
-        if request.offset + request.count < total {
-            links.push(link(
-                "next",
-                &page_url(base, request, request.offset + request.count),
-            ));
+        // Where the next page begins: after this page's matches, fewer
+        // than `_count` when the page reached the answer size limit.
+        let next = request.offset + page.matches.len().min(request.count);
+        if next < total && !page.matches.is_empty() {
+            links.push(link("next", &page_url(base, request, next)));
         }
         if request.offset > 0 {
             links.push(link(

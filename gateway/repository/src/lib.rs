@@ -162,6 +162,26 @@ pub fn history(
     .collect()
 }
 
+/// Bytes of a string kept in the search index. PostgreSQL refuses a
+/// B-tree index row over about 2.7 kB (an 11 MB family name failed the
+/// whole write), and an index row holds a value and a system; HAPI FHIR
+/// keeps 200 characters. A search value is compared with what was kept: a
+/// longer value is found by its beginning (`:contains`, prefix), not by
+/// `:exact`.
+pub const MAX_INDEXED_BYTES: usize = 1024;
+
+/// `text` cut to at most [`MAX_INDEXED_BYTES`], on a character boundary.
+fn indexable(text: &str) -> &str {
+    if text.len() <= MAX_INDEXED_BYTES {
+        return text;
+    }
+    let mut end = MAX_INDEXED_BYTES;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
 /// Writes a new version: history row, current row, index rows.
 pub fn write(
     sql: &mut dyn Sql,
@@ -208,6 +228,8 @@ pub fn write(
         high: updated,
     };
     for row in index.iter().chain(std::iter::once(&last_updated)) {
+        let system = indexable(&row.system);
+        let value = indexable(&row.value);
         sql.execute(
             "INSERT INTO fhir_index (resource_type, id, param, system, value, low, high) \
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -215,8 +237,8 @@ pub fn write(
                 key[0].clone(),
                 key[1].clone(),
                 row.param.into(),
-                row.system.as_str().into(),
-                row.value.as_str().into(),
+                system.into(),
+                value.into(),
                 row.low.as_str().into(),
                 row.high.as_str().into(),
             ],
@@ -250,7 +272,25 @@ pub fn search(sql: &mut dyn Sql, request: &SearchRequest) -> Result<SearchPage, 
             total,
         });
     }
-    let (statement, params) = request.page_sql();
+    // How many of the page's rows fit in an answer (at least one): the
+    // sizes first, so that no more than that is ever read.
+    let (statement, params) = request.page_sizes_sql();
+    let mut fitting = 0usize;
+    let mut chars = 0usize;
+    for row in sql.query(&statement, &params)? {
+        let size = row
+            .into_iter()
+            .next()
+            .and_then(|value| value.as_i64())
+            .and_then(|size| usize::try_from(size).ok())
+            .unwrap_or(0);
+        chars = chars.saturating_add(size);
+        if fitting > 0 && chars > search::MAX_PAGE_CHARS {
+            break;
+        }
+        fitting += 1;
+    }
+    let (statement, params) = request.page_sql_first(fitting);
     let mut matches = Vec::new();
     for row in sql.query(&statement, &params)? {
         let mut columns = row.into_iter();
@@ -284,13 +324,21 @@ fn includes(
         .map(|m| (m.resource_type.clone(), m.id.clone()))
         .collect();
     let mut out = Vec::new();
+    let mut chars: usize = matches.iter().map(|m| m.text.len()).sum();
     let mut add = |sql: &mut dyn Sql, resource_type: &str, id: &str| -> Result<(), StorageError> {
         if !seen.insert((resource_type.to_string(), id.to_string()))
             || out.len() >= search::MAX_COUNT
+            || chars > search::MAX_PAGE_CHARS
         {
             return Ok(());
         }
         if let Some(stored) = current(sql, resource_type, id)?.filter(|s| !s.deleted) {
+            chars = chars.saturating_add(stored.text.len());
+            if chars > search::MAX_PAGE_CHARS {
+                // Left out, as the includes after it: the answer would
+                // outgrow what one answer may hold.
+                return Ok(());
+            }
             out.push(stored);
         }
         Ok(())

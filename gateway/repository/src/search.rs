@@ -10,6 +10,11 @@ use passerelle_storage::sql::SqlValue;
 /// Results per page when `_count` is absent, and the most a page holds.
 pub const DEFAULT_COUNT: usize = 20;
 pub const MAX_COUNT: usize = 1000;
+/// Characters of resources one search answer carries (its matches, then
+/// its includes): a page that would hold more ends early, with a `next`
+/// link where the rest begins, so an answer's memory stays bounded
+/// whatever `_count` asks for and however large the stored resources.
+pub const MAX_PAGE_CHARS: usize = 32 * 1024 * 1024;
 /// Largest `_offset` (paging deeper than this is refused, 400): an offset
 /// is a scan of every row before it, and beyond `i64` it would wrap.
 pub const MAX_OFFSET: usize = 100_000;
@@ -296,6 +301,26 @@ impl SearchRequest {
     /// `SELECT` of the page: columns id, version, last_updated_ms, deleted,
     /// resource.
     pub fn page_sql(&self) -> (String, Vec<SqlValue>) {
+        self.page_select(
+            "r.id, r.version, r.last_updated_ms, r.deleted, r.resource",
+            self.count,
+        )
+    }
+
+    /// `SELECT` of the page's resource sizes (characters), in page order.
+    pub fn page_sizes_sql(&self) -> (String, Vec<SqlValue>) {
+        self.page_select("length(r.resource)", self.count)
+    }
+
+    /// [`Self::page_sql`] for the first `count` rows of the page only.
+    pub fn page_sql_first(&self, count: usize) -> (String, Vec<SqlValue>) {
+        self.page_select(
+            "r.id, r.version, r.last_updated_ms, r.deleted, r.resource",
+            count,
+        )
+    }
+
+    fn page_select(&self, columns: &str, count: usize) -> (String, Vec<SqlValue>) {
         let mut params = vec![SqlValue::from(self.resource_type.as_str())];
         let conditions = self.conditions(&mut params);
         let mut order = Vec::new();
@@ -316,13 +341,13 @@ impl SearchRequest {
         }
         order.push("r.last_updated_ms ASC".to_string());
         order.push("r.id ASC".to_string());
-        params.push(SqlValue::Int(self.count as i64));
+        params.push(SqlValue::Int(count as i64));
         let limit = params.len();
         params.push(SqlValue::Int(self.offset as i64));
         let offset = params.len();
         (
             format!(
-                "SELECT r.id, r.version, r.last_updated_ms, r.deleted, r.resource FROM fhir_resources r \
+                "SELECT {columns} FROM fhir_resources r \
                  WHERE {conditions} ORDER BY {} LIMIT ${limit} OFFSET ${offset}",
                 order.join(", ")
             ),

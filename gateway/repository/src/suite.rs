@@ -454,6 +454,35 @@ pub fn transactions_need_scopes_for_every_entry(store: SharedStore) {
     assert_eq!(total(&repository, "Observation", ""), 1);
 }
 
+/// However large the stored resources, one search answer carries at most
+/// `MAX_PAGE_CHARS` of them (at least one match); the rest is the next
+/// page's.
+pub fn search_answers_stay_within_the_page_size_limit(store: SharedStore) {
+    let repository = Repository::new(store);
+    let large = "x".repeat(crate::search::MAX_PAGE_CHARS / 3 + 1024);
+    for n in 0..4 {
+        let entry = patient_entry(
+            &format!("urn:uuid:big-{n}"),
+            &format!("BIG{n}"),
+            &large,
+            "1970-01-01",
+        );
+        repository
+            .transaction(&bundle(vec![entry]), 1_000 + n)
+            .unwrap();
+    }
+    assert_eq!(total(&repository, "Patient", "_count=10"), 4);
+    let first = search_ids(&repository, "Patient", "_count=10");
+    assert_eq!(
+        first.len(),
+        2,
+        "two of a third of the limit each fit, not three"
+    );
+    let rest = search_ids(&repository, "Patient", "_count=10&_offset=2");
+    assert_eq!(rest.len(), 2);
+    assert!(first.iter().all(|id| !rest.contains(id)));
+}
+
 macro_rules! repository_tests {
     ($($name:ident),* $(,)?) => {
         mod sqlite_backend {
@@ -487,4 +516,5 @@ repository_tests!(
     conditional_creates_find_what_exists,
     search_matches_pages_sorts_and_includes,
     transactions_need_scopes_for_every_entry,
+    search_answers_stay_within_the_page_size_limit,
 );

@@ -72,15 +72,35 @@ fn chunked_body_over_the_limit_gets_413() {
     assert!(response.contains("OperationOutcome"), "{response}");
 }
 
+/// Opens a keep-alive connection and proves it holds a slot: it must
+/// answer one request. A slot still held by a connection the server has not
+/// yet seen closing (the start-up probe's, on a loaded machine) makes the
+/// first tries fail, so it tries again for a while.
+fn served_connection(gateway: &Gateway) -> TcpStream {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut stream = TcpStream::connect(gateway.http_addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let _ = stream.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+        let mut buffer = [0u8; 512];
+        if let Ok(read) = stream.read(&mut buffer) {
+            if buffer[..read].starts_with(b"HTTP/1.1 200") {
+                return stream;
+            }
+        }
+        assert!(Instant::now() < deadline, "no connection was served");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// Connections over `http.max_connections` are closed at once; the slot
 /// comes back when a connection ends.
 #[test]
 fn connections_over_the_cap_are_closed() {
     let gateway = Gateway::start_with_env(&[("PASSERELLE_HTTP__MAX_CONNECTIONS", "2")]);
-    let held: Vec<TcpStream> = (0..2)
-        .map(|_| TcpStream::connect(gateway.http_addr).unwrap())
-        .collect();
-    std::thread::sleep(Duration::from_millis(200));
+    let held: Vec<TcpStream> = (0..2).map(|_| served_connection(&gateway)).collect();
     let mut over = TcpStream::connect(gateway.http_addr).unwrap();
     over.set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
@@ -92,9 +112,15 @@ fn connections_over_the_cap_are_closed() {
         "a connection over the cap was served: {read:?}"
     );
     drop(held);
-    std::thread::sleep(Duration::from_millis(300));
-    let response = http_get(gateway.http_addr, "/health").unwrap_or_default();
-    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let response = http_get(gateway.http_addr, "/health").unwrap_or_default();
+        if response.starts_with("HTTP/1.1 200") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the slots never came back: {response}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// Made-up methods are answered 405 and counted under one label: the
