@@ -1,5 +1,5 @@
 //! The `passerelle` command line: `serve` (the default), `check-config`,
-//! `convert`, `messages`, `clients` and `version`. Exit codes: 0 success, 1 runtime failure (for
+//! `convert`, `messages`, `clients`, `patients` and `version`. Exit codes: 0 success, 1 runtime failure (for
 //! `convert`: any message or file that could not be converted), 2 invalid
 //! configuration.
 
@@ -46,6 +46,9 @@ pub enum Command {
     /// Add, list and revoke the clients that may call the gateway (API
     /// keys with SMART scopes).
     Clients(crate::clients::ClientsArgs),
+    /// Show, grant and revoke the networks a patient of the repository
+    /// belongs to (who may read it).
+    Patients(crate::patients::PatientsArgs),
     /// Print the version.
     Version,
 }
@@ -118,6 +121,7 @@ where
             crate::admin_client::run(&args, &format!("http://{listen}"), &key_file)
         }
         Command::Clients(args) => crate::clients::run(&config, &args),
+        Command::Patients(args) => crate::patients::run(&config, &args),
         Command::Serve | Command::Version => serve(config, base),
     }
 }

@@ -45,6 +45,12 @@ fn network_name_ok(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
+/// A network a client may belong to: a name, or `*` (every network: the
+/// client reads every patient).
+pub fn network_ok(name: &str) -> bool {
+    name == passerelle_repository::networks::EVERY_NETWORK || network_name_ok(name)
+}
+
 /// The clients `[[security.clients]]` defines.
 pub fn configured(config: &Config) -> Result<Vec<ClientRecord>, ClientSetupError> {
     records(&config.security.clients)
@@ -111,7 +117,7 @@ fn records(
                 "certificate_names: `{bad}` is not a DNS name or an IP address"
             )));
         }
-        if let Some(bad) = client.networks.iter().find(|n| !network_name_ok(n)) {
+        if let Some(bad) = client.networks.iter().find(|n| !network_ok(n)) {
             return Err(fail(format!(
                 "network `{bad}`: use letters, digits, '-', '_' and '.'"
             )));
@@ -295,7 +301,7 @@ fn run_command(config: &Config, args: &ClientsArgs) -> Result<(), (u8, String)> 
                     format!("name `{name}`: use letters, digits, '-', '_' and '.'"),
                 ));
             }
-            if let Some(bad) = networks.iter().find(|n| !network_name_ok(n)) {
+            if let Some(bad) = networks.iter().find(|n| !network_ok(n)) {
                 return Err((
                     2,
                     format!("network `{bad}`: use letters, digits, '-', '_' and '.'"),

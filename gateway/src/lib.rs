@@ -14,6 +14,7 @@ pub mod admin_client;
 pub mod cli;
 pub mod clients;
 pub mod issuers;
+pub mod patients;
 pub mod runtime;
 
 pub use passerelle_config as config;

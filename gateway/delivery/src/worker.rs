@@ -278,7 +278,10 @@ fn apply_locally(
     deliveries: &[Delivery],
 ) -> Result<Vec<usize>, passerelle_storage::StorageError> {
     let now = now_ms();
-    let bundles: Vec<&str> = deliveries.iter().map(|d| d.bundle.as_str()).collect();
+    let bundles: Vec<(&str, &[String])> = deliveries
+        .iter()
+        .map(|d| (d.bundle.as_str(), d.networks.as_slice()))
+        .collect();
     let results = Repository::new(store.clone()).transactions(&bundles, now)?;
     let mut refused = Vec::new();
     for (index, (delivery, result)) in deliveries.iter().zip(results).enumerate() {

@@ -23,6 +23,7 @@ use passerelle_fhir::negotiate::{
     is_readable_fhir_body, is_xml_fhir_body, media_type, query_param, response_format, Format,
 };
 use passerelle_intake::Transport;
+use passerelle_repository::Visibility;
 
 /// Dispatches a classified request to its handler.
 #[derive(Clone)]
@@ -301,6 +302,11 @@ where
                     .get::<std::sync::Arc<passerelle_security::Client>>()
                     .map(|client| client.scopes.clone())
                     .unwrap_or_default();
+                let networks = request
+                    .extensions()
+                    .get::<std::sync::Arc<passerelle_security::Client>>()
+                    .map(|client| client.networks.clone())
+                    .unwrap_or_default();
                 let deadline = request
                     .extensions()
                     .get::<crate::layers::WriteDeadline>()
@@ -333,7 +339,7 @@ where
                         passerelle_fhir::xml::from_xml(text).map_err(ApiError::XmlUnreadable)?;
                     body = Bytes::from(passerelle_fhir::exact_json::to_string(&value));
                 }
-                rest::transaction(&state, body, scopes, deadline).await
+                rest::transaction(&state, body, scopes, networks, deadline).await
             }
             _ => Err(not_allowed(&method, "POST")),
         },
@@ -357,6 +363,13 @@ where
                     _ => Err(not_allowed(&method, "GET, HEAD")),
                 };
             }
+            // Whose patients this client may read (none without a client:
+            // the access layer lets no such request through anyway).
+            let reader = request
+                .extensions()
+                .get::<std::sync::Arc<passerelle_security::Client>>()
+                .map(|client| Visibility::of(&client.networks))
+                .unwrap_or(Visibility::Networks(Vec::new()));
             match (&method, &interaction) {
                 (&Method::GET | &Method::HEAD, _) => {
                     rest::get(
@@ -365,6 +378,7 @@ where
                         interaction,
                         request.uri().query(),
                         request.headers(),
+                        reader,
                     )
                     .await
                 }
@@ -378,7 +392,7 @@ where
                     pairs.extend(passerelle_fhir::query::decode_pairs(
                         &String::from_utf8_lossy(&body),
                     ));
-                    rest::search_response(&state, resource_type, &pairs, strict).await
+                    rest::search_response(&state, resource_type, &pairs, strict, reader).await
                 }
                 _ => Err(not_allowed(&method, "GET, HEAD")),
             }

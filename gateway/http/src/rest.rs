@@ -16,7 +16,9 @@ use super::handlers::json_response;
 use super::{ResponseBody, SharedState};
 use passerelle_fhir::negotiate::Format;
 use passerelle_fhir::query::{decode_pairs, percent_encode};
-use passerelle_repository::{self as repository, RepositoryError, SearchRequest, StoredResource};
+use passerelle_repository::{
+    self as repository, RepositoryError, SearchRequest, StoredResource, Visibility,
+};
 use passerelle_storage::{instant_from_ms, now_ms};
 
 /// What a path below `/fhir/{type}` asks for.
@@ -118,25 +120,51 @@ async fn read_repository<T: Send + 'static>(
         .map_err(ApiError::from)
 }
 
-/// GET on a resource type or below it.
+/// Whether `reader` may see `resource_type/id` as it is now: a deleted
+/// one is judged by its last version, so that a tombstone tells nobody
+/// outside the patient's networks that it existed.
+fn visible_now(
+    sql: &mut dyn passerelle_storage::sql::Sql,
+    reader: &Visibility,
+    stored: &StoredResource,
+) -> Result<bool, RepositoryError> {
+    if matches!(reader, Visibility::Everything) {
+        return Ok(true);
+    }
+    if !stored.deleted {
+        return Ok(reader.sees(sql, &stored.resource_type, &stored.id, &stored.text)?);
+    }
+    for version in repository::history(sql, &stored.resource_type, &stored.id)? {
+        if !version.deleted {
+            return Ok(reader.sees(sql, &version.resource_type, &version.id, &version.text)?);
+        }
+    }
+    Ok(false)
+}
+
+/// GET on a resource type or below it, for a reader who sees `reader`.
 pub async fn get(
     state: &SharedState,
     resource_type: &str,
     interaction: Interaction<'_>,
     query: Option<&str>,
     headers: &HeaderMap,
+    reader: Visibility,
 ) -> Result<Response<ResponseBody>, ApiError> {
     let owned_type = resource_type.to_string();
     match interaction {
         Interaction::Search => {
             let pairs = decode_pairs(query.unwrap_or(""));
-            search_response(state, resource_type, &pairs, strict(headers)).await
+            search_response(state, resource_type, &pairs, strict(headers), reader).await
         }
         Interaction::Read(id) => {
             let id = id.to_string();
             let stored = read_repository(state, move |sql| {
                 let reference = format!("{owned_type}/{id}");
                 match repository::current(sql, &owned_type, &id)? {
+                    Some(stored) if !visible_now(sql, &reader, &stored)? => {
+                        Err(RepositoryError::NotFound(reference))
+                    }
                     None => Err(RepositoryError::NotFound(reference)),
                     Some(stored) if stored.deleted => Err(RepositoryError::Gone(reference)),
                     Some(stored) => Ok(stored),
@@ -156,6 +184,17 @@ pub async fn get(
             let stored = read_repository(state, move |sql| {
                 let reference = format!("{owned_type}/{id}/_history/{number}");
                 match repository::version(sql, &owned_type, &id, number)? {
+                    // Judged by the resource's history as a whole: a
+                    // version before the patient joined the reader's
+                    // networks is still that patient's.
+                    Some(_)
+                        if !repository::current(sql, &owned_type, &id)?
+                            .map(|now| visible_now(sql, &reader, &now))
+                            .transpose()?
+                            .unwrap_or(false) =>
+                    {
+                        Err(RepositoryError::NotFound(reference))
+                    }
                     None => Err(RepositoryError::NotFound(reference)),
                     Some(stored) if stored.deleted => Err(RepositoryError::Gone(reference)),
                     Some(stored) => Ok(stored),
@@ -165,13 +204,17 @@ pub async fn get(
             Ok(resource_response(StatusCode::OK, &stored))
         }
         Interaction::Operation(id, operation) => {
-            patient_operation(state, resource_type, id, operation, query).await
+            patient_operation(state, resource_type, id, operation, query, reader).await
         }
         Interaction::History(id) => {
             let id = id.to_string();
             let versions = read_repository(state, move |sql| {
                 let versions = repository::history(sql, &owned_type, &id)?;
-                if versions.is_empty() {
+                let visible = match versions.first() {
+                    Some(newest) => visible_now(sql, &reader, newest)?,
+                    None => false,
+                };
+                if !visible {
                     return Err(RepositoryError::NotFound(format!("{owned_type}/{id}")));
                 }
                 Ok(versions)
@@ -193,13 +236,14 @@ async fn patient_operation(
     id: Option<&str>,
     operation: &str,
     query: Option<&str>,
+    reader: Visibility,
 ) -> Result<Response<ResponseBody>, ApiError> {
     if resource_type != "Patient" || !matches!(operation, "$summary" | "$everything" | "$ihe-pix") {
         return Err(ApiError::NotFound);
     }
     let pairs = decode_pairs(query.unwrap_or(""));
     if operation == "$ihe-pix" {
-        return cross_reference(state, &pairs).await;
+        return cross_reference(state, &pairs, reader).await;
     }
     let identifier = pairs
         .into_iter()
@@ -217,7 +261,7 @@ async fn patient_operation(
         let id = match (&id, &identifier) {
             (Some(id), _) => id.clone(),
             (None, Some(identifier)) => {
-                repository::summary::patient_by_identifier(sql, identifier)?
+                repository::summary::patient_by_identifier(sql, identifier, &reader)?
             }
             (None, None) => String::new(),
         };
@@ -228,9 +272,10 @@ async fn patient_operation(
                 &page_base,
                 now_ms(),
                 &mut repository::transaction::new_id,
+                &reader,
             )
         } else {
-            let resources = repository::summary::everything(sql, &id)?;
+            let resources = repository::summary::everything(sql, &id, &reader)?;
             let total = resources.len() as i64;
             let page = repository::SearchPage {
                 matches: resources,
@@ -248,6 +293,7 @@ async fn patient_operation(
 async fn cross_reference(
     state: &SharedState,
     pairs: &[(String, String)],
+    reader: Visibility,
 ) -> Result<Response<ResponseBody>, ApiError> {
     let mut source = None;
     let mut targets = Vec::new();
@@ -275,7 +321,7 @@ async fn cross_reference(
     };
     let base = fhir_base(state);
     let body = read_repository(state, move |sql| {
-        repository::summary::cross_reference(sql, &source, &targets, &base)
+        repository::summary::cross_reference(sql, &source, &targets, &base, &reader)
     })
     .await?;
     Ok(bundle_response(body))
@@ -287,9 +333,11 @@ pub async fn search_response(
     resource_type: &str,
     pairs: &[(String, String)],
     strict: bool,
+    reader: Visibility,
 ) -> Result<Response<ResponseBody>, ApiError> {
     let request = SearchRequest::parse(resource_type, pairs, strict)
-        .map_err(|e| ApiError::Repository(e.into()))?;
+        .map_err(|e| ApiError::Repository(e.into()))?
+        .visible_to(reader);
     let page_request = request.clone();
     let page = read_repository(state, move |sql| {
         Ok(repository::search(sql, &page_request)?)
@@ -302,18 +350,20 @@ pub async fn search_response(
     )))
 }
 
-/// `POST /fhir` with a transaction Bundle.
+/// `POST /fhir` with a transaction Bundle, from a client of `scopes` and
+/// `networks`.
 pub async fn transaction(
     state: &SharedState,
     body: Bytes,
     scopes: passerelle_security::Scopes,
+    networks: Vec<String>,
     deadline: Option<std::time::Instant>,
 ) -> Result<Response<ResponseBody>, ApiError> {
     let text = String::from_utf8(body.to_vec())
         .map_err(|_| ApiError::BadRequest("the Bundle is not UTF-8".into()))?;
     let repository = repository::Repository::new(state.store.clone());
     let outcome = tokio::task::spawn_blocking(move || {
-        repository.transaction_as(&text, now_ms(), &scopes, deadline)
+        repository.transaction_as(&text, now_ms(), &scopes, &networks, deadline)
     })
     .await
     .map_err(|_| ApiError::Internal)??;

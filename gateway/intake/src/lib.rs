@@ -196,8 +196,13 @@ impl Intake {
                 );
                 match &self.inner.queries {
                     Some(queries) => {
+                        // The sender's patients only (see the repository's
+                        // patient networks).
+                        let reader = sender
+                            .map(|client| passerelle_repository::Visibility::of(&client.networks))
+                            .unwrap_or(passerelle_repository::Visibility::Networks(Vec::new()));
                         queries
-                            .answer(&message, &header, &ack_control_id, &timestamp)
+                            .answer(&message, &header, &ack_control_id, &timestamp, reader)
                             .await
                     }
                     None => unreachable_query(),
@@ -216,6 +221,9 @@ impl Intake {
                     sha256: hex::encode(Sha256::digest(&raw)),
                     ack_code: header.positive_code().as_str().to_string(),
                     raw: raw.to_vec(),
+                    networks: sender
+                        .map(|client| client.networks.clone())
+                        .unwrap_or_default(),
                 };
                 match self.inner.journal.store(entry).await {
                     Ok(Stored::New { id }) => {

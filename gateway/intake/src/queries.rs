@@ -18,7 +18,9 @@ use serde_json::Value;
 use super::acks::Header;
 use super::Processed;
 use passerelle_fhir::exact_json;
-use passerelle_repository::{self as repository, Repository, RepositoryError, SearchRequest};
+use passerelle_repository::{
+    self as repository, Repository, RepositoryError, SearchRequest, Visibility,
+};
 
 /// Most candidates one Q22 answer holds (RCP-2 may ask for fewer).
 const MAX_CANDIDATES: usize = 100;
@@ -82,11 +84,12 @@ impl Queries {
         header: &Header,
         control_id: &str,
         timestamp: &str,
+        reader: Visibility,
     ) -> Processed {
         let pix = header.message_type.starts_with("QBP^Q23");
         let answer = match self.read_query(message, pix) {
             Err(refusal) => Answer::Refused(refusal),
-            Ok(query) => self.run(query).await,
+            Ok(query) => self.run(query, reader).await,
         };
         let (code, error, status) = match &answer {
             Answer::Patients(..) => (AckCode::AA, None, "OK"),
@@ -286,7 +289,8 @@ impl Queries {
         identifier_system(&self.systems, part(0), part(1), part(2))
     }
 
-    async fn run(&self, query: Query) -> Answer {
+    /// Answers `query` with the patients `reader` may see.
+    async fn run(&self, query: Query, reader: Visibility) -> Answer {
         let repository = self.repository.clone();
         let answer = tokio::task::spawn_blocking(move || match query {
             Query::Candidates {
@@ -304,7 +308,8 @@ impl Queries {
                     }
                 }
                 search.push(("_count".to_string(), limit.to_string()));
-                let request = SearchRequest::parse("Patient", &search, true)?;
+                let request =
+                    SearchRequest::parse("Patient", &search, true)?.visible_to(reader.clone());
                 let page = repository::search(sql, &request)?;
                 let patients: Vec<Value> = page
                     .matches
@@ -318,7 +323,7 @@ impl Queries {
                 })
             }),
             Query::Identifiers { source, domains } => repository.read(|sql| {
-                match repository::summary::cross_reference(sql, &source, &domains, "") {
+                match repository::summary::cross_reference(sql, &source, &domains, "", &reader) {
                     Ok(text) => {
                         let parameters = exact_json::parse(&text).unwrap_or(Value::Null);
                         let identifiers: Vec<Value> = parameters["parameter"]

@@ -19,6 +19,7 @@
 )]
 
 pub mod dates;
+pub mod networks;
 mod outcome;
 pub mod params;
 pub mod search;
@@ -29,6 +30,7 @@ use passerelle_security::Scopes;
 use passerelle_storage::sql::{Sql, SqlRow, SqlValue};
 use passerelle_storage::{instant_from_ms, SharedStore, StorageError};
 
+pub use networks::Visibility;
 pub use outcome::{repository_outcome, transaction_outcome};
 pub use search::{SearchError, SearchRequest};
 pub use transaction::{TransactionError, TransactionOutcome};
@@ -333,6 +335,12 @@ fn includes(
             return Ok(());
         }
         if let Some(stored) = current(sql, resource_type, id)?.filter(|s| !s.deleted) {
+            if !request
+                .visibility
+                .sees(sql, resource_type, id, &stored.text)?
+            {
+                return Ok(());
+            }
             chars = chars.saturating_add(stored.text.len());
             if chars > search::MAX_PAGE_CHARS {
                 // Left out, as the includes after it: the answer would
@@ -430,10 +438,11 @@ impl Repository {
     /// Applies several transaction Bundles in one database transaction (one
     /// disk sync), each all or nothing on its own (a savepoint each): a
     /// refused Bundle leaves the others applied. A storage failure fails
-    /// them all.
+    /// them all. Each Bundle comes with the networks of the client that
+    /// sent its message.
     pub fn transactions(
         &self,
-        bundles: &[&str],
+        bundles: &[(&str, &[String])],
         now_ms: i64,
     ) -> Result<Vec<Result<TransactionOutcome, TransactionError>>, StorageError> {
         let mut results = Vec::with_capacity(bundles.len());
@@ -442,9 +451,9 @@ impl Repository {
         let everything = Scopes::everything();
         self.store.sql_write(&mut |sql| {
             results.clear();
-            for bundle in bundles {
+            for (bundle, networks) in bundles {
                 sql.execute("SAVEPOINT bundle", &[])?;
-                let outcome = transaction::apply(sql, bundle, now_ms, &everything);
+                let outcome = transaction::apply(sql, bundle, now_ms, &everything, networks);
                 match &outcome {
                     Err(TransactionError::Storage(error)) => {
                         return Err(StorageError::Inconsistent(error.to_string()))
@@ -462,6 +471,39 @@ impl Repository {
         Ok(results)
     }
 
+    /// Adds `Patient/<patient_id>` to `network` by hand (an explicit
+    /// grant, `passerelle patients grant`).
+    pub fn grant(&self, patient_id: &str, network: &str) -> Result<(), RepositoryError> {
+        let mut result = Ok(());
+        self.store.sql_write(&mut |sql| {
+            result = match current(sql, "Patient", patient_id)? {
+                Some(stored) if !stored.deleted => {
+                    networks::join(
+                        sql,
+                        &std::collections::BTreeSet::from([format!("Patient/{patient_id}")]),
+                        &[network.to_string()],
+                    )?;
+                    Ok(())
+                }
+                _ => Err(RepositoryError::NotFound(format!("Patient/{patient_id}"))),
+            };
+            Ok(result.is_ok())
+        })?;
+        result
+    }
+
+    /// Takes `Patient/<patient_id>` out of `network`; true when it was in
+    /// it. Data its clients send about the patient again makes it a member
+    /// again.
+    pub fn revoke(&self, patient_id: &str, network: &str) -> Result<bool, RepositoryError> {
+        let mut removed = false;
+        self.store.sql_write(&mut |sql| {
+            removed = networks::leave(sql, patient_id, network)?;
+            Ok(true)
+        })?;
+        Ok(removed)
+    }
+
     /// Applies a transaction Bundle (text) all or nothing, with every
     /// scope (the gateway's own writes and tests).
     pub fn transaction(
@@ -469,12 +511,13 @@ impl Repository {
         bundle: &str,
         now_ms: i64,
     ) -> Result<TransactionOutcome, RepositoryError> {
-        self.transaction_as(bundle, now_ms, &Scopes::everything(), None)
+        self.transaction_as(bundle, now_ms, &Scopes::everything(), &[], None)
     }
 
     /// Applies a transaction Bundle (text) all or nothing for a client
     /// holding `scopes`: an entry whose interaction they do not allow
-    /// refuses the whole Bundle (403) before anything is read for it.
+    /// refuses the whole Bundle (403) before anything is read for it. The
+    /// patients it is about join the client's `networks`.
     /// With a `deadline`, work not done by then is rolled back
     /// ([`RepositoryError::DeadlinePassed`]) instead of committed, so that
     /// a client told "timeout" knows nothing was written.
@@ -483,11 +526,12 @@ impl Repository {
         bundle: &str,
         now_ms: i64,
         scopes: &Scopes,
+        networks: &[String],
         deadline: Option<std::time::Instant>,
     ) -> Result<TransactionOutcome, RepositoryError> {
         let mut result = None;
         self.store.sql_write(&mut |sql| {
-            let outcome = transaction::apply(sql, bundle, now_ms, scopes)
+            let outcome = transaction::apply(sql, bundle, now_ms, scopes, networks)
                 .map_err(RepositoryError::from)
                 .and_then(|outcome| match deadline {
                     Some(deadline) if std::time::Instant::now() > deadline => {

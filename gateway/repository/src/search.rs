@@ -5,6 +5,7 @@
 
 use super::dates;
 use super::params::{self, normalise, ParamKind};
+use crate::networks::Visibility;
 use passerelle_storage::sql::SqlValue;
 
 /// Results per page when `_count` is absent, and the most a page holds.
@@ -96,6 +97,10 @@ pub struct SearchRequest {
     pub revincludes: Vec<Include>,
     /// The parameters used, as they go into `self` and paging links.
     pub used: Vec<(String, String)>,
+    /// Whose patients the matches may be about: nobody's until the
+    /// caller says ([`SearchRequest::visible_to`]), so that a search
+    /// nobody scoped finds no patient data.
+    pub visibility: Visibility,
 }
 
 /// Parameters that shape the answer, not the match.
@@ -120,6 +125,7 @@ impl SearchRequest {
             includes: Vec::new(),
             revincludes: Vec::new(),
             used: Vec::new(),
+            visibility: Visibility::Networks(Vec::new()),
         };
         if pairs.len() > MAX_PARAMETERS {
             return Err(SearchError::TooMany {
@@ -298,6 +304,12 @@ impl SearchRequest {
         Ok(request)
     }
 
+    /// The same search, for a reader who sees `visibility`.
+    pub fn visible_to(mut self, visibility: Visibility) -> SearchRequest {
+        self.visibility = visibility;
+        self
+    }
+
     /// `SELECT` of the page: columns id, version, last_updated_ms, deleted,
     /// resource.
     pub fn page_sql(&self) -> (String, Vec<SqlValue>) {
@@ -370,6 +382,9 @@ impl SearchRequest {
             "r.resource_type = $1".to_string(),
             "r.deleted = 0".to_string(),
         ];
+        if let Some(visible) = self.visibility.condition(&self.resource_type, params) {
+            parts.push(visible);
+        }
         for clause in &self.clauses {
             match clause {
                 Clause::Ids(ids) => {

@@ -4,7 +4,8 @@
 use serde_json::{json, Value};
 
 use super::{
-    current, history, search, version, Repository, RepositoryError, SearchRequest, TransactionError,
+    current, history, search, version, Repository, RepositoryError, SearchRequest,
+    TransactionError, Visibility,
 };
 use crate::transaction::Refusal;
 use passerelle_fhir::exact_json;
@@ -73,7 +74,9 @@ fn bundle(entries: Vec<Value>) -> String {
 
 fn search_ids(repository: &Repository, resource_type: &str, query: &str) -> Vec<String> {
     let pairs = passerelle_fhir::query::decode_pairs(query);
-    let request = SearchRequest::parse(resource_type, &pairs, true).unwrap();
+    let request = SearchRequest::parse(resource_type, &pairs, true)
+        .unwrap()
+        .visible_to(Visibility::Everything);
     repository
         .read(|sql| Ok(search(sql, &request)?))
         .unwrap()
@@ -85,7 +88,9 @@ fn search_ids(repository: &Repository, resource_type: &str, query: &str) -> Vec<
 
 fn total(repository: &Repository, resource_type: &str, query: &str) -> i64 {
     let pairs = passerelle_fhir::query::decode_pairs(query);
-    let request = SearchRequest::parse(resource_type, &pairs, true).unwrap();
+    let request = SearchRequest::parse(resource_type, &pairs, true)
+        .unwrap()
+        .visible_to(Visibility::Everything);
     repository
         .read(|sql| Ok(search(sql, &request)?))
         .unwrap()
@@ -368,7 +373,9 @@ pub fn search_matches_pages_sorts_and_includes(store: SharedStore) {
     let pairs = passerelle_fhir::query::decode_pairs(&format!(
         "patient={p1}&_sort=-date&_count=2&_offset=2"
     ));
-    let request = SearchRequest::parse("Observation", &pairs, true).unwrap();
+    let request = SearchRequest::parse("Observation", &pairs, true)
+        .unwrap()
+        .visible_to(Visibility::Everything);
     let page = repository.read(|sql| Ok(search(sql, &request)?)).unwrap();
     assert_eq!(page.total, 5);
     let dates: Vec<String> = page
@@ -385,7 +392,9 @@ pub fn search_matches_pages_sorts_and_includes(store: SharedStore) {
 
     // _include brings the Patient once; _revinclude the Observations.
     let pairs = passerelle_fhir::query::decode_pairs("code=2345-7&_include=Observation:patient");
-    let request = SearchRequest::parse("Observation", &pairs, true).unwrap();
+    let request = SearchRequest::parse("Observation", &pairs, true)
+        .unwrap()
+        .visible_to(Visibility::Everything);
     let page = repository.read(|sql| Ok(search(sql, &request)?)).unwrap();
     assert_eq!(page.matches.len(), 5);
     assert_eq!(
@@ -397,7 +406,9 @@ pub fn search_matches_pages_sorts_and_includes(store: SharedStore) {
     );
     let pairs =
         passerelle_fhir::query::decode_pairs(&format!("_id={p2}&_revinclude=Observation:patient"));
-    let request = SearchRequest::parse("Patient", &pairs, true).unwrap();
+    let request = SearchRequest::parse("Patient", &pairs, true)
+        .unwrap()
+        .visible_to(Visibility::Everything);
     let page = repository.read(|sql| Ok(search(sql, &request)?)).unwrap();
     assert_eq!(page.matches.len(), 1);
     assert_eq!(page.included.len(), 1);
@@ -415,6 +426,7 @@ pub fn transactions_need_scopes_for_every_entry(store: SharedStore) {
         &bundle(vec![observation.clone(), patient.clone()]),
         1_000,
         &lab,
+        &[],
         None,
     ) {
         Err(RepositoryError::Transaction(TransactionError::Entry {
@@ -439,6 +451,7 @@ pub fn transactions_need_scopes_for_every_entry(store: SharedStore) {
             &bundle(vec![observation.clone(), patient.clone()]),
             1_000,
             &both,
+            &[],
             None,
         )
         .unwrap();
@@ -448,7 +461,13 @@ pub fn transactions_need_scopes_for_every_entry(store: SharedStore) {
     let mut second = observation;
     second["request"] = serde_json::json!({"method": "POST", "url": "Observation"});
     assert!(matches!(
-        repository.transaction_as(&bundle(vec![second, patient]), 2_000, &both, Some(past)),
+        repository.transaction_as(
+            &bundle(vec![second, patient]),
+            2_000,
+            &both,
+            &[],
+            Some(past)
+        ),
         Err(RepositoryError::DeadlinePassed)
     ));
     assert_eq!(total(&repository, "Observation", ""), 1);
@@ -509,6 +528,139 @@ macro_rules! repository_tests {
     };
 }
 
+/// What a client of some networks sees: the patients its networks sent
+/// data about (written or matched), their compartment, and resources
+/// about no patient; nothing of another network's patients, in searches,
+/// includes, the summary or `$everything`.
+pub fn clients_see_only_the_patients_of_their_networks(store: SharedStore) {
+    let repository = Repository::new(store);
+    let all = passerelle_security::Scopes::everything();
+    let nord = vec!["nord".to_string()];
+    let sud = vec!["sud".to_string()];
+    let organization = json!({
+        "fullUrl": "urn:uuid:org",
+        "resource": {"resourceType": "Organization", "identifier": [{"system": SITE, "value": "ORG"}], "name": "Labo"},
+        "request": {"method": "PUT", "url": format!("Organization?identifier={}%7CORG", passerelle_fhir::query::percent_encode(SITE))}
+    });
+    let nord_bundle = bundle(vec![
+        patient_entry("urn:uuid:pn", "PN", "Nord", "1970-01-01"),
+        observation_entry("urn:uuid:pn", "ON", "2345-7", "2026-01-01", "1.50"),
+        organization,
+    ]);
+    repository
+        .transaction_as(&nord_bundle, 1_000, &all, &nord, None)
+        .unwrap();
+    repository
+        .transaction_as(
+            &bundle(vec![
+                patient_entry("urn:uuid:ps", "PS", "Sud", "1980-01-01"),
+                observation_entry("urn:uuid:ps", "OS", "2345-7", "2026-01-02", "2.50"),
+            ]),
+            1_000,
+            &all,
+            &sud,
+            None,
+        )
+        .unwrap();
+    let ids = |networks: &[String], resource_type: &str, query: &str| -> Vec<String> {
+        let pairs = passerelle_fhir::query::decode_pairs(query);
+        let request = SearchRequest::parse(resource_type, &pairs, true)
+            .unwrap()
+            .visible_to(Visibility::of(networks));
+        let page = repository.read(|sql| Ok(search(sql, &request)?)).unwrap();
+        let mut out: Vec<String> = page
+            .matches
+            .iter()
+            .chain(&page.included)
+            .map(|m| format!("{}/{}", m.resource_type, m.id))
+            .collect();
+        out.sort();
+        out
+    };
+    let nord_patient = ids(&nord, "Patient", "");
+    assert_eq!(nord_patient.len(), 1, "{nord_patient:?}");
+    let nord_id = nord_patient[0].trim_start_matches("Patient/").to_string();
+    let sud_patient = ids(&sud, "Patient", "");
+    assert_eq!(sud_patient.len(), 1, "{sud_patient:?}");
+    let sud_id = sud_patient[0].trim_start_matches("Patient/").to_string();
+    assert_ne!(nord_id, sud_id);
+    assert_eq!(ids(&nord, "Observation", "").len(), 1);
+    assert!(ids(&nord, "Patient", "identifier=PS").is_empty());
+    assert!(
+        !ids(&nord, "Observation", "_include=Observation:subject")
+            .iter()
+            .any(|r| r == &format!("Patient/{sud_id}")),
+        "an include does not reach another network's patient"
+    );
+    assert_eq!(
+        ids(&nord, "Organization", "").len(),
+        1,
+        "no patient data: seen by all"
+    );
+    assert_eq!(ids(&[], "Patient", "").len(), 0, "no network: no patient");
+    assert_eq!(
+        ids(&["*".to_string()], "Patient", "").len(),
+        2,
+        "network * sees all"
+    );
+    let nord_sees = Visibility::of(&nord);
+    let summary = repository.read(|sql| {
+        crate::summary::patient_summary(
+            sql,
+            &sud_id,
+            "http://x/fhir",
+            1,
+            &mut || "x".into(),
+            &nord_sees,
+        )
+    });
+    assert!(
+        matches!(summary, Err(RepositoryError::NotFound(_))),
+        "{summary:?}"
+    );
+    let everything = repository.read(|sql| crate::summary::everything(sql, &sud_id, &nord_sees));
+    assert!(matches!(everything, Err(RepositoryError::NotFound(_))));
+    let everything = repository
+        .read(|sql| crate::summary::everything(sql, &nord_id, &nord_sees))
+        .unwrap();
+    assert_eq!(
+        everything.len(),
+        2,
+        "the patient and its observation: {everything:?}"
+    );
+    // A later message of another network about the same patient (matched
+    // by identifier) makes it a patient of both.
+    repository
+        .transaction_as(
+            &bundle(vec![patient_entry(
+                "urn:uuid:again",
+                "PN",
+                "Nord",
+                "1970-01-01",
+            )]),
+            2_000,
+            &all,
+            &sud,
+            None,
+        )
+        .unwrap();
+    assert_eq!(ids(&sud, "Patient", "").len(), 2);
+    let networks = repository
+        .read(|sql| Ok(crate::networks::networks_of(sql, &nord_id)?))
+        .unwrap();
+    assert_eq!(networks, ["nord", "sud"]);
+    // Taken out of a network by hand, and granted again.
+    assert!(repository.revoke(&nord_id, "sud").unwrap());
+    assert!(!repository.revoke(&nord_id, "sud").unwrap());
+    assert_eq!(ids(&sud, "Patient", "").len(), 1);
+    repository.grant(&nord_id, "sud").unwrap();
+    assert_eq!(ids(&sud, "Patient", "").len(), 2);
+    assert!(matches!(
+        repository.grant("no-such-patient", "sud"),
+        Err(RepositoryError::NotFound(_))
+    ));
+}
+
 repository_tests!(
     transactions_create_update_and_keep_versions,
     transactions_are_all_or_nothing,
@@ -517,4 +669,5 @@ repository_tests!(
     search_matches_pages_sorts_and_includes,
     transactions_need_scopes_for_every_entry,
     search_answers_stay_within_the_page_size_limit,
+    clients_see_only_the_patients_of_their_networks,
 );

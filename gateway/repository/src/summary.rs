@@ -16,7 +16,7 @@ use std::collections::{BTreeSet, VecDeque};
 
 use serde_json::{json, Value};
 
-use super::{current, params, RepositoryError, StoredResource};
+use super::{current, params, RepositoryError, StoredResource, Visibility};
 use passerelle_fhir::exact_json;
 use passerelle_storage::instant_from_ms;
 use passerelle_storage::sql::Sql;
@@ -126,8 +126,16 @@ fn live(
     Ok(current(sql, resource_type, id)?.filter(|s| !s.deleted))
 }
 
-/// The Patient, or why not.
-fn patient(sql: &mut dyn Sql, id: &str) -> Result<StoredResource, RepositoryError> {
+/// The Patient, or why not: one the reader may not see is not known to
+/// them (404, not 403, which would tell them it exists).
+fn patient(
+    sql: &mut dyn Sql,
+    id: &str,
+    visibility: &Visibility,
+) -> Result<StoredResource, RepositoryError> {
+    if !visibility.sees_patient(sql, id)? {
+        return Err(RepositoryError::NotFound(format!("Patient/{id}")));
+    }
     match current(sql, "Patient", id)? {
         None => Err(RepositoryError::NotFound(format!("Patient/{id}"))),
         Some(stored) if stored.deleted => Err(RepositoryError::Gone(format!("Patient/{id}"))),
@@ -136,11 +144,12 @@ fn patient(sql: &mut dyn Sql, id: &str) -> Result<StoredResource, RepositoryErro
 }
 
 /// Adds to `out` every resource reachable by reference from those already
-/// in it.
+/// in it that the reader may see.
 fn close_over_references(
     sql: &mut dyn Sql,
     out: &mut Vec<StoredResource>,
     seen: &mut BTreeSet<String>,
+    visibility: &Visibility,
 ) -> Result<(), RepositoryError> {
     let mut queue: VecDeque<usize> = (0..out.len()).collect();
     while let Some(index) = queue.pop_front() {
@@ -161,6 +170,9 @@ fn close_over_references(
             }
             let (resource_type, id) = relative.split_once('/').unwrap_or(("", ""));
             if let Some(stored) = live(sql, resource_type, id)? {
+                if !visibility.sees(sql, resource_type, id, &stored.text)? {
+                    continue;
+                }
                 out.push(stored);
                 queue.push_back(out.len() - 1);
             }
@@ -290,8 +302,9 @@ pub fn patient_summary(
     base: &str,
     now_ms: i64,
     new_id: &mut dyn FnMut() -> String,
+    visibility: &Visibility,
 ) -> Result<String, RepositoryError> {
-    let patient = patient(sql, patient_id)?;
+    let patient = patient(sql, patient_id, visibility)?;
     let mut included = vec![patient];
     let mut seen: BTreeSet<String> = BTreeSet::from([format!("Patient/{patient_id}")]);
     let mut sections = Vec::new();
@@ -340,7 +353,7 @@ pub fn patient_summary(
             })
         });
     }
-    close_over_references(sql, &mut included, &mut seen)?;
+    close_over_references(sql, &mut included, &mut seen, visibility)?;
 
     let now = instant_from_ms(now_ms);
     let composition_id = new_id();
@@ -394,8 +407,9 @@ pub fn patient_summary(
 pub fn everything(
     sql: &mut dyn Sql,
     patient_id: &str,
+    visibility: &Visibility,
 ) -> Result<Vec<StoredResource>, RepositoryError> {
-    let patient = patient(sql, patient_id)?;
+    let patient = patient(sql, patient_id, visibility)?;
     let reference = format!("Patient/{patient_id}");
     let rows = sql.query(
         "SELECT DISTINCT i.resource_type, i.id FROM fhir_index i JOIN fhir_resources r \
@@ -421,7 +435,7 @@ pub fn everything(
             out.push(stored);
         }
     }
-    close_over_references(sql, &mut out, &mut seen)?;
+    close_over_references(sql, &mut out, &mut seen, visibility)?;
     Ok(out)
 }
 
@@ -429,9 +443,11 @@ pub fn everything(
 pub fn patient_by_identifier(
     sql: &mut dyn Sql,
     identifier: &str,
+    visibility: &Visibility,
 ) -> Result<String, RepositoryError> {
     let pairs = vec![("identifier".to_string(), identifier.to_string())];
-    let mut request = super::SearchRequest::parse("Patient", &pairs, true)?;
+    let mut request =
+        super::SearchRequest::parse("Patient", &pairs, true)?.visible_to(visibility.clone());
     request.count = 2;
     let page = super::search(sql, &request)?;
     match page.matches.as_slice() {
@@ -470,6 +486,7 @@ pub fn cross_reference(
     source: &str,
     target_systems: &[String],
     base: &str,
+    visibility: &Visibility,
 ) -> Result<String, RepositoryError> {
     let Some((system, value)) = source
         .split_once('|')
@@ -491,13 +508,13 @@ pub fn cross_reference(
             )));
         }
     }
-    let mut id = patient_by_identifier(sql, source).map_err(|e| match e {
+    let mut id = patient_by_identifier(sql, source, visibility).map_err(|e| match e {
         RepositoryError::NotFound(_) => RepositoryError::NotFound(format!(
             "sourceIdentifier Patient Identifier not found: {value}"
         )),
         other => other,
     })?;
-    let mut patient = patient(sql, &id)?;
+    let mut patient = patient(sql, &id, visibility)?;
     for _ in 0..MAX_MERGE_HOPS {
         let Ok(value) = exact_json::parse(&patient.text) else {
             break;
@@ -515,11 +532,13 @@ pub fn cross_reference(
             });
         match successor {
             Some(next) if next != id => match live(sql, "Patient", &next)? {
-                Some(stored) => {
+                // The surviving record is followed only when the reader
+                // may see it.
+                Some(stored) if visibility.sees_patient(sql, &next)? => {
                     id = next;
                     patient = stored;
                 }
-                None => break,
+                _ => break,
             },
             _ => break,
         }

@@ -131,13 +131,16 @@ struct Planned {
     resource: Option<Value>,
 }
 
-/// Applies `bundle` (a transaction Bundle's text). Writes nothing on error;
-/// the caller rolls the SQL transaction back.
+/// Applies `bundle` (a transaction Bundle's text) for a client holding
+/// `scopes`; the patients it is about join the client's `networks` (see
+/// [`crate::networks`]). Writes nothing on error; the caller rolls the SQL
+/// transaction back.
 pub fn apply(
     sql: &mut dyn Sql,
     bundle: &str,
     now_ms: i64,
     scopes: &Scopes,
+    networks: &[String],
 ) -> Result<TransactionOutcome, TransactionError> {
     let bundle = exact_json::parse(bundle).map_err(|e| TransactionError::NotJson(e.to_string()))?;
     if bundle.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
@@ -243,10 +246,24 @@ pub fn apply(
         }
     }
 
+    // The patients this Bundle sends data about, matched ones included
+    // (a conditional create that found its Patient is still about them).
+    let mut patients = BTreeSet::new();
+    for plan in planned
+        .iter()
+        .filter(|p| !matches!(p.action, Action::Delete))
+    {
+        patients.extend(crate::networks::patients_of(
+            &plan.resource_type,
+            &plan.id,
+            plan.resource.as_ref(),
+        ));
+    }
     let mut outcome = TransactionOutcome::default();
     for plan in planned {
         outcome.entries.push(execute(sql, plan, now_ms)?);
     }
+    crate::networks::join(sql, &patients, networks)?;
     Ok(outcome)
 }
 
@@ -450,13 +467,18 @@ fn matching_ids(
     if pairs.is_empty() {
         return Err(refuse(index, Refusal::Invalid, "an empty condition"));
     }
-    let mut request = SearchRequest::parse(resource_type, &pairs, true).map_err(|e| {
-        refuse(
-            index,
-            Refusal::Invalid,
-            format!("condition '{condition}': {e}"),
-        )
-    })?;
+    let mut request = SearchRequest::parse(resource_type, &pairs, true)
+        .map_err(|e| {
+            refuse(
+                index,
+                Refusal::Invalid,
+                format!("condition '{condition}': {e}"),
+            )
+        })?
+        // Identity is matched across every network: a conditional write by
+        // identifier that saw only its own networks' patients would make a
+        // second record of a patient another network already holds.
+        .visible_to(crate::networks::Visibility::Everything);
     request.count = 2;
     let (statement, params) = request.page_sql();
     Ok(sql

@@ -94,12 +94,12 @@ fn digest(text: &str) -> [u8; 32] {
 }
 
 impl ClientDirectory {
-    /// The local admin: every scope, network `local`, known by the key in
-    /// `./data/local-admin.key`.
+    /// The local admin: every scope, every network (`*`: it reads every
+    /// patient), known by the key in `./data/local-admin.key`.
     pub fn set_local_admin(&self, key: &str) {
         let client = Arc::new(Client {
             name: LOCAL_ADMIN.to_string(),
-            networks: vec!["local".to_string()],
+            networks: vec!["*".to_string()],
             scopes: Scopes::everything(),
             mllp_addresses: Vec::new(),
             certificate_names: Vec::new(),

@@ -37,6 +37,20 @@ pub struct JournalEntry {
     /// The acknowledgement code the message was (or will be) answered with.
     pub ack_code: String,
     pub raw: Vec<u8>,
+    /// The networks of the client that sent it: the patients its data
+    /// reaches join them (see the repository's patient networks).
+    pub networks: Vec<String>,
+}
+
+/// A sender's networks as the journal keeps them: space-separated (network
+/// names are single words, checked where clients are defined).
+pub fn join_networks(networks: &[String]) -> String {
+    networks.join(" ")
+}
+
+/// [`join_networks`] read back.
+pub fn split_networks(text: &str) -> Vec<String> {
+    text.split_whitespace().map(str::to_string).collect()
 }
 
 /// Where a submitted message ended up.
@@ -160,6 +174,7 @@ fn empty_entry() -> JournalEntry {
         sha256: String::new(),
         ack_code: String::new(),
         raw: Vec::new(),
+        networks: Vec::new(),
     }
 }
 
@@ -187,6 +202,7 @@ mod tests {
             sha256: "00".into(),
             ack_code: "AA".into(),
             raw: b"MSH|...".to_vec(),
+            networks: Vec::new(),
         }
     }
 

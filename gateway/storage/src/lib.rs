@@ -189,6 +189,8 @@ pub struct Delivery {
     /// Attempts so far, this one included.
     pub attempt: u32,
     pub bundle: String,
+    /// The networks of the message's sender (see [`JournalEntry::networks`]).
+    pub networks: Vec<String>,
 }
 
 /// What one delivery attempt came to.

@@ -121,6 +121,15 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX fhir_index_resource ON fhir_index (resource_type, id, param);",
     // 3: API clients added with `passerelle clients add` (see `clients`).
     crate::clients::SCHEMA,
+    // 4: the networks of each message's sender, and the networks each
+    // patient of the repository belongs to (who may read it).
+    "ALTER TABLE journal ADD COLUMN networks TEXT NOT NULL DEFAULT '';
+    CREATE TABLE fhir_patient_networks (
+        patient TEXT NOT NULL,
+        network TEXT NOT NULL,
+        PRIMARY KEY (patient, network)
+    );
+    CREATE INDEX fhir_patient_networks_network ON fhir_patient_networks (network, patient);",
 ];
 
 /// A few connections reused across calls; a broken one is dropped.
@@ -338,8 +347,8 @@ impl Store for PostgresStore {
         let mut transaction = client.transaction()?;
         let insert = transaction.prepare(
             "INSERT INTO journal (received_at, transport, sending_application, sending_facility,
-                control_id, message_type, version, charset, sha256, ack_code, raw)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                control_id, message_type, version, charset, sha256, ack_code, raw, networks)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
              ON CONFLICT (sending_application, sending_facility, control_id, sha256) DO NOTHING
              RETURNING id",
         )?;
@@ -351,6 +360,7 @@ impl Store for PostgresStore {
         let mut results = Vec::with_capacity(entries.len());
         for entry in entries {
             let transport = entry.transport.to_string();
+            let networks = crate::journal::join_networks(&entry.networks);
             let inserted = transaction.query_opt(
                 &insert,
                 &[
@@ -365,6 +375,7 @@ impl Store for PostgresStore {
                     &entry.sha256,
                     &entry.ack_code,
                     &entry.raw,
+                    &networks,
                 ],
             )?;
             match inserted {
@@ -529,7 +540,8 @@ impl Store for PostgresStore {
                 attempts = outbox.attempts + 1
              FROM ready WHERE outbox.id = ready.id
              RETURNING outbox.id, outbox.journal_id, outbox.target, outbox.attempts, outbox.bundle,
-                (SELECT control_id FROM journal WHERE journal.id = outbox.journal_id)",
+                (SELECT control_id FROM journal WHERE journal.id = outbox.journal_id),
+                (SELECT networks FROM journal WHERE journal.id = outbox.journal_id)",
             &[
                 &target,
                 &now_ms,
@@ -548,6 +560,9 @@ impl Store for PostgresStore {
                 attempt: row.get::<_, i64>(3).max(0) as u32,
                 bundle: row.get(4),
                 control_id: row.get::<_, Option<String>>(5).unwrap_or_default(),
+                networks: crate::journal::split_networks(
+                    &row.get::<_, Option<String>>(6).unwrap_or_default(),
+                ),
             })
             .collect();
         claimed.sort_by_key(|d| d.journal_id);

@@ -119,6 +119,15 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX fhir_index_resource ON fhir_index (resource_type, id, param);",
     // 4: API clients added with `passerelle clients add` (see `clients`).
     crate::clients::SCHEMA,
+    // 5: the networks of each message's sender, and the networks each
+    // patient of the repository belongs to (who may read it).
+    "ALTER TABLE journal ADD COLUMN networks TEXT NOT NULL DEFAULT '';
+    CREATE TABLE fhir_patient_networks (
+        patient TEXT NOT NULL,
+        network TEXT NOT NULL,
+        PRIMARY KEY (patient, network)
+    );
+    CREATE INDEX fhir_patient_networks_network ON fhir_patient_networks (network, patient);",
 ];
 
 /// Read connections per database: WAL lets them read while the writer
@@ -353,8 +362,8 @@ impl Store for SqliteStore {
         {
             let mut insert = transaction.prepare_cached(
                 "INSERT INTO journal (received_at, transport, sending_application, sending_facility,
-                    control_id, message_type, version, charset, sha256, ack_code, raw)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                    control_id, message_type, version, charset, sha256, ack_code, raw, networks)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
                  ON CONFLICT (sending_application, sending_facility, control_id, sha256) DO NOTHING",
             )?;
             let mut existing = transaction.prepare_cached(
@@ -375,6 +384,7 @@ impl Store for SqliteStore {
                     entry.sha256,
                     entry.ack_code,
                     entry.raw,
+                    crate::journal::join_networks(&entry.networks),
                 ])?;
                 if inserted == 1 {
                     results.push(Stored::New {
@@ -512,7 +522,8 @@ impl Store for SqliteStore {
                     attempts = attempts + 1
                  WHERE id IN ({DELIVERABLE})
                  RETURNING id, journal_id, target, attempts, bundle,
-                    (SELECT control_id FROM journal WHERE journal.id = outbox.journal_id)"
+                    (SELECT control_id FROM journal WHERE journal.id = outbox.journal_id),
+                    (SELECT networks FROM journal WHERE journal.id = outbox.journal_id)"
             );
             let mut claim = transaction.prepare_cached(&sql)?;
             let rows = claim.query_map(
@@ -525,6 +536,9 @@ impl Store for SqliteStore {
                         attempt: row.get::<_, i64>(3)?.max(0) as u32,
                         bundle: row.get(4)?,
                         control_id: row.get::<_, Option<String>>(5)?.unwrap_or_default(),
+                        networks: crate::journal::split_networks(
+                            &row.get::<_, Option<String>>(6)?.unwrap_or_default(),
+                        ),
                     })
                 },
             )?;

@@ -18,6 +18,7 @@ pub fn entry(control_id: &str, sha: &str) -> JournalEntry {
         sha256: sha.into(),
         ack_code: "AA".into(),
         raw: b"MSH|^~\\&|LAB|SITE".to_vec(),
+        networks: vec!["nord".into(), "labo-2".into()],
     }
 }
 
@@ -192,6 +193,11 @@ pub fn mapping_outcomes_are_recorded_and_replayable(store: &dyn Store) {
     assert_eq!(claimed[0].journal_id, ids[0]);
     assert_eq!(claimed[0].bundle, "{\"v\":2}");
     assert_eq!(claimed[0].attempt, 1);
+    assert_eq!(
+        claimed[0].networks,
+        ["nord", "labo-2"],
+        "the sender's networks"
+    );
 }
 
 pub fn deliveries_keep_patient_order_and_skip_stuck_patients(store: &dyn Store) {

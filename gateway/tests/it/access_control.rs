@@ -45,8 +45,16 @@ fn send(
 /// `passerelle clients add NAME --scope ... --print-config`: the key and
 /// the `[[security.clients]]` entry.
 fn issue_for_config(name: &str, scopes: &[&str]) -> (String, String) {
+    issue_in_networks(name, &[], scopes)
+}
+
+/// [`issue_for_config`] for a client of `networks`.
+fn issue_in_networks(name: &str, networks: &[&str], scopes: &[&str]) -> (String, String) {
     let mut command = passerelle();
     command.args(["clients", "add", name, "--print-config"]);
+    for network in networks {
+        command.args(["--network", network]);
+    }
     for scope in scopes {
         command.args(["--scope", scope]);
     }
@@ -480,4 +488,176 @@ fn the_local_admin_key_is_made_at_first_start_and_kept_private() {
     assert!(!output.status.success());
     let log = String::from_utf8_lossy(&output.stderr);
     assert!(log.contains("chmod 600"), "{log}");
+}
+
+/// The `total` of a searchset answer.
+fn total_of(reply: &Reply) -> i64 {
+    let value: serde_json::Value =
+        serde_json::from_str(&reply.body).unwrap_or_else(|_| panic!("not JSON: {}", reply.body));
+    value["total"].as_i64().unwrap_or(-1)
+}
+
+/// The id of the first match of a searchset answer.
+fn first_id(reply: &Reply) -> String {
+    let value: serde_json::Value = serde_json::from_str(&reply.body).unwrap();
+    value["entry"][0]["resource"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no match in {}", reply.body))
+        .to_string()
+}
+
+/// Two practices in two networks share one gateway: each reads only the
+/// patients its network sent data about (FHIR transaction or HL7 v2),
+/// in searches, reads, `$summary`, `$everything` and HL7 v2 queries;
+/// `passerelle patients grant` shares one patient with the other network.
+#[test]
+fn clients_read_only_the_patients_of_their_networks() {
+    let all = ["system/*.cruds", "passerelle/hl7v2"];
+    let (nord, nord_entry) = issue_in_networks("nord-practice", &["nord"], &all);
+    let (sud, sud_entry) = issue_in_networks("sud-practice", &["sud"], &all);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("clients.toml");
+    std::fs::write(&path, format!("{nord_entry}{sud_entry}")).unwrap();
+    let gateway = Gateway::start_with(Options {
+        args: vec!["--config".into(), path.display().to_string()],
+        ..Options::default()
+    });
+    let fhir_json = "application/fhir+json";
+    // Nord sends a Patient and an Observation as FHIR...
+    let reply = send(
+        &gateway,
+        "POST",
+        "/fhir",
+        Some(&nord),
+        fhir_json,
+        &transaction(),
+    );
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    // ... Sud sends its patient as HL7 v2.
+    let reply = send(
+        &gateway,
+        "POST",
+        "/hl7v2",
+        Some(&sud),
+        "x-application/hl7-v2+er7",
+        &adt("SUD1"),
+    );
+    assert!(reply.body.contains("MSA|AA"), "{}", reply.body);
+    let started = std::time::Instant::now();
+    while total_of(&get(&gateway, "/fhir/Patient?identifier=SUD1", Some(&sud))) < 1 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the HL7 v2 patient never arrived"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let sud_id = first_id(&get(&gateway, "/fhir/Patient?identifier=SUD1", Some(&sud)));
+    let nord_id = first_id(&get(
+        &gateway,
+        "/fhir/Patient?identifier=urn:x%7CM1",
+        Some(&nord),
+    ));
+
+    // Each sees its own, not the other's.
+    assert_eq!(total_of(&get(&gateway, "/fhir/Patient", Some(&nord))), 1);
+    assert_eq!(total_of(&get(&gateway, "/fhir/Patient", Some(&sud))), 1);
+    assert_eq!(total_of(&get(&gateway, "/fhir/Observation", Some(&sud))), 0);
+    assert_eq!(
+        total_of(&get(&gateway, "/fhir/Observation", Some(&nord))),
+        1
+    );
+    assert_eq!(
+        total_of(&get(&gateway, "/fhir/Patient?identifier=SUD1", Some(&nord))),
+        0
+    );
+    for path in [
+        format!("/fhir/Patient/{sud_id}"),
+        format!("/fhir/Patient/{sud_id}/_history"),
+        format!("/fhir/Patient/{sud_id}/_history/1"),
+        format!("/fhir/Patient/{sud_id}/$everything"),
+        format!("/fhir/Patient/{sud_id}/$summary"),
+        "/fhir/Patient/$summary?identifier=urn:oid:1.2.250.1.71.4.2.1%7CSUD1".to_string(),
+    ] {
+        let reply = get(&gateway, &path, Some(&nord));
+        assert_eq!(reply.status, 404, "{path}: {}", reply.body);
+        assert!(!reply.body.contains("DURAND"), "{path}: {}", reply.body);
+    }
+    assert_eq!(
+        get(&gateway, &format!("/fhir/Patient/{sud_id}"), Some(&sud)).status,
+        200
+    );
+    assert_eq!(
+        get(
+            &gateway,
+            &format!("/fhir/Patient/{nord_id}/$everything"),
+            Some(&nord)
+        )
+        .status,
+        200
+    );
+    assert_eq!(
+        get(&gateway, &format!("/fhir/Patient/{nord_id}"), Some(&sud)).status,
+        404
+    );
+    // The local admin (network *) sees both.
+    assert_eq!(
+        total_of(&get(&gateway, "/fhir/Patient", Some(common::TEST_KEY))),
+        2
+    );
+
+    // An HL7 v2 patient query answers the sender's patients only.
+    let query = |key: &str, control: &str| {
+        send(
+            &gateway,
+            "POST",
+            "/hl7v2",
+            Some(key),
+            "x-application/hl7-v2+er7",
+            &qbp(control),
+        )
+        .body
+    };
+    // Nord's own patient is female too; Sud's must not be in its answer.
+    let answer = query(&nord, "QN1");
+    assert!(answer.contains("QAK|TQN1|"), "{answer}");
+    assert!(!answer.contains("DURAND"), "{answer}");
+    assert!(!answer.contains("SUD1"), "{answer}");
+    let answer = query(&sud, "QS1");
+    assert!(answer.contains("QAK|TQS1|OK"), "{answer}");
+    assert!(answer.contains("DURAND"), "{answer}");
+
+    // Shared by hand with Nord, then taken back.
+    let patients = |args: &[&str]| {
+        passerelle()
+            .arg("patients")
+            .args(args)
+            .env("PASSERELLE_STORAGE__DATA_DIR", gateway.data_dir())
+            .output()
+            .unwrap()
+    };
+    let granted = patients(&["grant", &sud_id, "nord"]);
+    assert!(
+        granted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&granted.stderr)
+    );
+    assert_eq!(
+        get(&gateway, &format!("/fhir/Patient/{sud_id}"), Some(&nord)).status,
+        200
+    );
+    let listed = patients(&["networks", &sud_id]);
+    assert_eq!(String::from_utf8_lossy(&listed.stdout), "nord\nsud\n");
+    let revoked = patients(&["revoke", &sud_id, "nord"]);
+    assert!(
+        revoked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&revoked.stderr)
+    );
+    assert_eq!(
+        get(&gateway, &format!("/fhir/Patient/{sud_id}"), Some(&nord)).status,
+        404
+    );
+    let unknown = patients(&["grant", "no-such-patient", "nord"]);
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("Patient/no-such-patient"));
 }

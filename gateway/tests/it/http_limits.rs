@@ -118,7 +118,10 @@ fn connections_over_the_cap_are_closed() {
         if response.starts_with("HTTP/1.1 200") {
             break;
         }
-        assert!(Instant::now() < deadline, "the slots never came back: {response}");
+        assert!(
+            Instant::now() < deadline,
+            "the slots never came back: {response}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
