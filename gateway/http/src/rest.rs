@@ -363,12 +363,45 @@ pub async fn transaction(
         .map_err(|_| ApiError::BadRequest("the Bundle is not UTF-8".into()))?;
     let repository = repository::Repository::new(state.store.clone());
     let outcome = tokio::task::spawn_blocking(move || {
-        repository.transaction_as(&text, now_ms(), &scopes, &networks, deadline)
+        check_entry_resources(&text)?;
+        Ok::<_, ApiError>(repository.transaction_as(
+            &text,
+            now_ms(),
+            &scopes,
+            &networks,
+            deadline,
+        )?)
     })
     .await
     .map_err(|_| ApiError::Internal)??;
     let body = outcome.response_bundle().to_string();
     Ok(bundle_response(body))
+}
+
+/// Refuses a Bundle holding a resource that fhir-sdk's R4 models do not
+/// read completely: an element FHIR R4 does not define (`birthdate` for
+/// `birthDate`), a code outside its required value set (`gender: "homme"`),
+/// a value of the wrong type. Stored, such a resource would answer every
+/// later XML read with an error and mislead JSON readers; the XML form of
+/// the same Bundle is refused already. Each entry is checked on its own so
+/// that memory stays that of the largest resource, not a copy of the
+/// Bundle. A body that is not JSON is left to the repository, which says
+/// why.
+fn check_entry_resources(text: &str) -> Result<(), ApiError> {
+    let Ok(bundle) = serde_json::from_str::<serde_json::Value>(text) else {
+        return Ok(());
+    };
+    let Some(entries) = bundle.get("entry").and_then(serde_json::Value::as_array) else {
+        return Ok(());
+    };
+    for (index, entry) in entries.iter().enumerate() {
+        if let Some(resource) = entry.get("resource") {
+            mappers::fhir::check_resource_value(resource).map_err(|error| {
+                ApiError::BadRequest(format!("Bundle.entry[{index}].resource: {error}"))
+            })?;
+        }
+    }
+    Ok(())
 }
 
 fn bundle_response(body: String) -> Response<ResponseBody> {

@@ -174,6 +174,36 @@ fn transactions_posted_to_the_base_are_all_or_nothing_and_paged() {
         "nothing of a refused transaction is kept"
     );
 
+    // The attack of the access-security issue: a misspelt element and a
+    // code outside its required value set were stored, and every later XML
+    // search that met them answered 406. Both are refused, naming the
+    // entry, and nothing is stored.
+    for (resource, named) in [
+        (
+            serde_json::json!({"resourceType": "Patient", "name": [{"family": "Mauvais"}], "birthdate": "1970-01-01"}),
+            "/birthdate",
+        ),
+        (
+            serde_json::json!({"resourceType": "Patient", "name": [{"family": "Mauvais"}], "gender": "homme"}),
+            "homme",
+        ),
+    ] {
+        let bundle = serde_json::json!({"resourceType": "Bundle", "type": "transaction",
+        "entry": [
+            {"resource": {"resourceType": "Patient", "name": [{"family": "Mauvais"}]},
+             "request": {"method": "POST", "url": "Patient"}},
+            {"resource": resource, "request": {"method": "POST", "url": "Patient"}}
+        ]});
+        let refused = post(&bundle);
+        assert_outcome(&refused, 400, "invalid");
+        assert!(refused.body.contains("Bundle.entry[1]"), "{}", refused.body);
+        assert!(refused.body.contains(named), "{}", refused.body);
+    }
+    assert_eq!(
+        http_get_reply(gateway.http_addr, "/fhir/Patient?family=mauvais").json()["total"],
+        0
+    );
+
     let mut entries = Vec::new();
     for n in 0..25 {
         entries.push(serde_json::json!({
