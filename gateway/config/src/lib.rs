@@ -319,6 +319,10 @@ pub struct StorageConfig {
     pub data_dir: PathBuf,
     /// `postgresql://user@host:port/db` (backend `postgres`).
     pub postgres_url: Option<String>,
+    /// A file holding `postgres_url` (read at load into it), for a URL
+    /// that carries a password.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub postgres_url_file: Option<PathBuf>,
     /// This instance's name in leases and delivery attempts; must differ
     /// between instances sharing one PostgreSQL database. Defaults to the
     /// host name and the HTTP port.
@@ -338,6 +342,7 @@ impl Default for StorageConfig {
             backend: StorageBackend::Sqlite,
             data_dir: PathBuf::from("./data"),
             postgres_url: None,
+            postgres_url_file: None,
             instance_id: None,
             retention_days: None,
             retention_check_interval_secs: 3600,
@@ -448,11 +453,25 @@ impl TargetConfig {
                 resolve(path);
             }
         }
-        if let Some(TargetAuth::SmartBackend {
-            private_key_file, ..
-        }) = &mut self.auth
-        {
-            resolve(private_key_file);
+        match &mut self.auth {
+            Some(TargetAuth::SmartBackend {
+                private_key_file, ..
+            }) => resolve(private_key_file),
+            Some(
+                TargetAuth::Bearer {
+                    token_file: Some(file),
+                    ..
+                }
+                | TargetAuth::Basic {
+                    password_file: Some(file),
+                    ..
+                }
+                | TargetAuth::Oauth2 {
+                    client_secret_file: Some(file),
+                    ..
+                },
+            ) => resolve(file),
+            _ => {}
         }
     }
 }
@@ -462,15 +481,33 @@ impl TargetConfig {
 #[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum TargetAuth {
     /// `Authorization: Bearer TOKEN`.
-    Bearer { token: String },
+    Bearer {
+        /// The token, or empty with `token_file`.
+        #[serde(default)]
+        token: String,
+        /// A file holding the token (read at load into `token`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        token_file: Option<PathBuf>,
+    },
     /// HTTP basic authentication.
-    Basic { username: String, password: String },
+    Basic {
+        username: String,
+        /// The password, or empty with `password_file`.
+        #[serde(default)]
+        password: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        password_file: Option<PathBuf>,
+    },
     /// OAuth 2.0 client credentials with a client secret; the token is
     /// cached until shortly before it expires.
     Oauth2 {
         token_url: String,
         client_id: String,
+        /// The secret, or empty with `client_secret_file`.
+        #[serde(default)]
         client_secret: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client_secret_file: Option<PathBuf>,
         #[serde(default)]
         scope: Option<String>,
     },
@@ -964,10 +1001,95 @@ impl Config {
                 tls.resolve_paths(base);
             }
         }
-        let config = apply_overrides(config, env)?;
+        if let Some(base) = base {
+            if let Some(file) = config.storage.postgres_url_file.as_mut() {
+                if file.is_relative() {
+                    *file = base.join(&*file);
+                }
+            }
+        }
+        let mut config = apply_overrides(config, env)?;
+        read_secret_files(&mut config, name, &expanded, env)?;
         validate(&config, name, &expanded, env)?;
         Ok(config)
     }
+}
+
+/// Reads the secrets given as files (`token_file`, `password_file`,
+/// `client_secret_file` of a target's `auth`, `storage.postgres_url_file`)
+/// into their keys, so that the rest of the gateway sees one value however
+/// it came: the file's content with its trailing line break dropped (what
+/// `echo` and secret stores such as Docker's and Kubernetes' write).
+fn read_secret_files(
+    config: &mut Config,
+    name: &str,
+    text: &str,
+    env: &BTreeMap<String, String>,
+) -> Result<(), ConfigError> {
+    for (target_name, target) in config.targets.iter_mut() {
+        let (value, file, key) = match &mut target.auth {
+            Some(TargetAuth::Bearer { token, token_file }) => (token, token_file, "token"),
+            Some(TargetAuth::Basic {
+                password,
+                password_file,
+                ..
+            }) => (password, password_file, "password"),
+            Some(TargetAuth::Oauth2 {
+                client_secret,
+                client_secret_file,
+                ..
+            }) => (client_secret, client_secret_file, "client_secret"),
+            _ => continue,
+        };
+        let section = format!("targets.{target_name}");
+        let fail = |message: String| ConfigError::Setting {
+            origin: origin(name, text, env, &section, "auth", 0),
+            key: format!("{section}.auth.{key}"),
+            message,
+        };
+        match (value.is_empty(), file.as_deref()) {
+            (true, None) => {
+                return Err(fail(format!(
+                    "missing: give `{key}`, or `{key}_file` naming a file that holds it"
+                )))
+            }
+            (false, Some(_)) => {
+                return Err(fail(format!(
+                    "`{key}` and `{key}_file` both given: keep one"
+                )))
+            }
+            (false, None) => {}
+            (true, Some(path)) => *value = read_secret_file(path).map_err(fail)?,
+        }
+    }
+    let storage = &mut config.storage;
+    if let Some(path) = storage.postgres_url_file.as_deref() {
+        let fail = |message: String| ConfigError::Setting {
+            origin: origin(name, text, env, "storage", "postgres_url_file", 0),
+            key: "storage.postgres_url_file".to_string(),
+            message,
+        };
+        if storage.postgres_url.is_some() {
+            return Err(fail(
+                "`postgres_url` and `postgres_url_file` both given: keep one".into(),
+            ));
+        }
+        storage.postgres_url = Some(read_secret_file(path).map_err(fail)?);
+    }
+    Ok(())
+}
+
+/// A secret file's content without its trailing line break; an empty file
+/// is refused rather than sent as an empty credential.
+fn read_secret_file(path: &Path) -> Result<String, String> {
+    let text =
+        std::fs::read_to_string(path).map_err(|error| format!("{}: {error}", path.display()))?;
+    let secret = text.strip_suffix('\n').unwrap_or(&text);
+    let secret = secret.strip_suffix('\r').unwrap_or(secret);
+    if secret.is_empty() {
+        return Err(format!("{}: the file is empty", path.display()));
+    }
+    Ok(secret.to_string())
 }
 
 /// Checks what deserialising cannot: that files and directories named by
@@ -1593,6 +1715,73 @@ auth = { type = "oauth2", token_url = "https://auth.example/token", client_id = 
         assert!(printed.contains("client_id = \"gw\""), "{printed}");
         assert_eq!(redact_url_password("https://fhir.example/fhir"), None);
         assert_eq!(redact_url_password("https://user@fhir.example/"), None);
+    }
+
+    #[test]
+    fn secrets_come_from_files_relative_to_the_configuration() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("token"), "s3cret-token\n").unwrap();
+        std::fs::write(dir.path().join("secret"), "s3cret-oauth").unwrap();
+        std::fs::write(
+            dir.path().join("db-url"),
+            "postgres://passerelle:s3cret-db@db.example/passerelle\r\n",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("empty"), "\n").unwrap();
+        let text = r#"
+[storage]
+backend = "postgres"
+postgres_url_file = "db-url"
+
+[targets.hospital]
+kind = "fhir"
+url = "https://fhir.example/fhir"
+auth = { type = "bearer", token_file = "token" }
+
+[targets.regional]
+kind = "fhir"
+url = "https://regional.example/fhir"
+auth = { type = "oauth2", token_url = "https://auth.example/token", client_id = "gw", client_secret_file = "secret" }
+"#;
+        let path = dir.path().join("passerelle.toml");
+        std::fs::write(&path, text).unwrap();
+        let config = Config::load(Some(&path), &BTreeMap::new()).unwrap();
+        assert_eq!(
+            config.storage.postgres_url.as_deref(),
+            Some("postgres://passerelle:s3cret-db@db.example/passerelle")
+        );
+        assert!(matches!(
+            &config.targets["hospital"].auth,
+            Some(TargetAuth::Bearer { token, .. }) if token == "s3cret-token"
+        ));
+        assert!(matches!(
+            &config.targets["regional"].auth,
+            Some(TargetAuth::Oauth2 { client_secret, .. }) if client_secret == "s3cret-oauth"
+        ));
+        let printed = toml::to_string(&config.redacted().unwrap()).unwrap();
+        assert!(!printed.contains("s3cret"), "{printed}");
+
+        // Refused, naming the key: missing, twice, empty, unreadable.
+        let refusal = |auth: &str| {
+            let text = format!(
+                "[targets.hospital]\nkind = \"fhir\"\nurl = \"https://fhir.example/fhir\"\nauth = {auth}\n"
+            );
+            std::fs::write(&path, text).unwrap();
+            Config::load(Some(&path), &BTreeMap::new())
+                .unwrap_err()
+                .to_string()
+        };
+        let error = refusal(r#"{ type = "bearer" }"#);
+        assert!(error.contains("targets.hospital.auth.token"), "{error}");
+        assert!(error.contains("line 4"), "{error}");
+        assert!(error.contains("token_file"), "{error}");
+        let error = refusal(r#"{ type = "bearer", token = "t", token_file = "token" }"#);
+        assert!(error.contains("both given"), "{error}");
+        let error = refusal(r#"{ type = "basic", username = "u", password_file = "empty" }"#);
+        assert!(error.contains("targets.hospital.auth.password"), "{error}");
+        assert!(error.contains("empty"), "{error}");
+        let error = refusal(r#"{ type = "bearer", token_file = "absent" }"#);
+        assert!(error.contains("absent"), "{error}");
     }
     use super::*;
 

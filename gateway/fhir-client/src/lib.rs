@@ -126,15 +126,18 @@ impl TargetClient {
             .build(connector);
         let auth = match &config.auth {
             None => Auth::None,
-            Some(TargetAuth::Bearer { token }) => Auth::Header(header(&format!("Bearer {token}"))?),
-            Some(TargetAuth::Basic { username, password }) => {
-                Auth::Header(basic(username, password)?)
+            Some(TargetAuth::Bearer { token, .. }) => {
+                Auth::Header(header(&format!("Bearer {token}"))?)
             }
+            Some(TargetAuth::Basic {
+                username, password, ..
+            }) => Auth::Header(basic(username, password)?),
             Some(TargetAuth::Oauth2 {
                 token_url,
                 client_id,
                 client_secret,
                 scope,
+                ..
             }) => Auth::OAuth2(Box::new(TokenSource {
                 token_url: token_url.clone(),
                 client: ClientAuth::Secret(basic(client_id, client_secret)?),
