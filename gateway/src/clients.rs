@@ -135,6 +135,10 @@ fn records(
                 scopes,
                 mllp_addresses,
                 certificate_names: client.certificate_names.clone(),
+                hl7_senders: passerelle_security::Hl7Senders {
+                    applications: client.sending_applications.clone(),
+                    facilities: client.sending_facilities.clone(),
+                },
             },
             verifier: client.key_verifier.clone(),
         });
@@ -159,6 +163,7 @@ fn stored_records(store: &SharedStore) -> Result<Vec<ClientRecord>, ClientSetupE
                     scopes,
                     mllp_addresses: Vec::new(),
                     certificate_names: Vec::new(),
+                    hl7_senders: passerelle_security::Hl7Senders::default(),
                 },
                 verifier: client.verifier,
             }),

@@ -140,6 +140,15 @@ pub struct ClientConfig {
     /// client, on HTTPS and on MLLP over TLS.
     #[serde(default)]
     pub certificate_names: Vec<String>,
+    /// The MSH-3 values (sending application) its HL7 v2 messages may
+    /// carry, each whole (`LABO^1.2.250.1.71^ISO`) or its namespace id
+    /// (`LABO`); empty: any. With `sending_facilities`, what tells apart
+    /// systems sending from one address.
+    #[serde(default)]
+    pub sending_applications: Vec<String>,
+    /// The same for MSH-4 (sending facility).
+    #[serde(default)]
+    pub sending_facilities: Vec<String>,
 }
 
 /// The FHIR API on `/fhir`.

@@ -141,7 +141,7 @@ where
     let answers = futures_util::future::join_all(messages.into_iter().map(|message| {
         state
             .intake
-            .process(message, Transport::Http, sender.as_deref())
+            .process(message, Transport::Http, sender.as_slice())
     }))
     .await;
     let mut out = Vec::new();

@@ -113,6 +113,10 @@ impl Rejection {
 pub struct Header {
     pub sending_application: String,
     pub sending_facility: String,
+    /// MSH-3.1 and MSH-4.1 (HD namespace ids), which a client's
+    /// `sending_applications` and `sending_facilities` may name.
+    pub application_namespace: String,
+    pub facility_namespace: String,
     pub control_id: String,
     pub message_type: String,
     pub version: String,
@@ -201,6 +205,8 @@ pub fn read_header(raw: &[u8]) -> Result<(Message<'_>, Header), Rejection> {
     let header = Header {
         sending_application: message.sending_application(),
         sending_facility: message.sending_facility(),
+        application_namespace: message.msh_text(3, 1),
+        facility_namespace: message.msh_text(4, 1),
         control_id: message.control_id(),
         message_type,
         version: message.version(),

@@ -28,23 +28,66 @@ pub use acks::Rejection;
 pub use hl7v2::AckCode;
 pub use queries::Queries;
 
-/// Why a sender may not do what its message asks: an unknown sender may
-/// send nothing, a message needs the `passerelle/hl7v2` scope, a patient
-/// query (QBP) `system/Patient.s` as well.
-fn sender_refusal(sender: Option<&Client>, query: bool) -> Option<Rejection> {
-    // HL7 table 0357 has no code for "not authorised"; 207 (application
-    // error) with the reason in ERR-8, as other engines answer.
-    let refuse = |text, field| Rejection::Header {
+/// A refusal of the sender: HL7 table 0357 has no code for "not
+/// authorised"; 207 (application error) with the reason in ERR-8, as other
+/// engines answer.
+fn refuse_sender(text: &'static str, field: usize) -> Rejection {
+    Rejection::Header {
         code: 207,
         text,
         field,
-    };
-    let Some(sender) = sender else {
-        return Some(refuse(
+    }
+}
+
+/// The client a message comes from, among those its transport allows
+/// (`candidates`, in order): the first whose `hl7_senders` allow the
+/// message's MSH-3 and MSH-4. None allowed: refused on MSH-3 (no client
+/// at all, or none under that sending application) or MSH-4.
+fn choose_sender<'c>(
+    candidates: &'c [Arc<Client>],
+    header: &acks::Header,
+) -> Result<&'c Client, Rejection> {
+    if candidates.is_empty() {
+        return Err(refuse_sender(
             "sender not allowed: no client is configured for this connection's address",
             3,
         ));
-    };
+    }
+    let application = (
+        header.sending_application.as_str(),
+        header.application_namespace.as_str(),
+    );
+    let facility = (
+        header.sending_facility.as_str(),
+        header.facility_namespace.as_str(),
+    );
+    if let Some(client) = candidates
+        .iter()
+        .find(|client| client.hl7_senders.allow(application, facility))
+    {
+        return Ok(client);
+    }
+    let application_known = candidates
+        .iter()
+        .any(|client| client.hl7_senders.allow_application(application));
+    Err(if application_known {
+        refuse_sender(
+            "sender not allowed: MSH-4 is not a sending facility of this connection's client",
+            4,
+        )
+    } else {
+        refuse_sender(
+            "sender not allowed: MSH-3 is not a sending application of this connection's client",
+            3,
+        )
+    })
+}
+
+/// Why a sender may not do what its message asks: a message needs the
+/// `passerelle/hl7v2` scope, a patient query (QBP) `system/Patient.s` as
+/// well.
+fn sender_refusal(sender: &Client, query: bool) -> Option<Rejection> {
+    let refuse = refuse_sender;
     if !sender
         .scopes
         .permits(&Permission::Gateway(GatewayScope::Hl7v2))
@@ -152,23 +195,24 @@ impl Intake {
         format!("PSR{:08X}{:09}", start as u32, n % 1_000_000_000)
     }
 
-    /// Journals `raw` when acceptable, then acknowledges it. `sender` is
-    /// the client the transport established (`None`: nobody the gateway
-    /// knows, answered AR without reading further).
+    /// Journals `raw` when acceptable, then acknowledges it. `senders` are
+    /// the clients the transport established, in the order MSH-3/MSH-4 is
+    /// tried against them (none: nobody the gateway knows, answered AR).
     pub async fn process(
         &self,
         raw: Bytes,
         transport: Transport,
-        sender: Option<&Client>,
+        senders: &[Arc<Client>],
     ) -> Processed {
         let started = Instant::now();
         let ack_control_id = self.next_ack_control_id();
         let timestamp = acks::hl7_timestamp_now();
         let header = acks::read_header(&raw).and_then(|(message, header)| {
             let query = Queries::handles(&header) && self.inner.queries.is_some();
+            let sender = choose_sender(senders, &header)?;
             match sender_refusal(sender, query) {
                 Some(refusal) => Err(refusal),
-                None => Ok((message, header)),
+                None => Ok((message, header, sender)),
             }
         });
         let processed = match header {
@@ -187,7 +231,9 @@ impl Intake {
                     self.inner.policy,
                 )
             }
-            Ok((message, header)) if Queries::handles(&header) && self.inner.queries.is_some() => {
+            Ok((message, header, sender))
+                if Queries::handles(&header) && self.inner.queries.is_some() =>
+            {
                 tracing::info!(
                     transport = transport.label(),
                     control_id = %header.control_id,
@@ -198,9 +244,7 @@ impl Intake {
                     Some(queries) => {
                         // The sender's patients only (see the repository's
                         // patient networks).
-                        let reader = sender
-                            .map(|client| passerelle_repository::Visibility::of(&client.networks))
-                            .unwrap_or(passerelle_repository::Visibility::Networks(Vec::new()));
+                        let reader = passerelle_repository::Visibility::of(&sender.networks);
                         queries
                             .answer(&message, &header, &ack_control_id, &timestamp, reader)
                             .await
@@ -208,7 +252,7 @@ impl Intake {
                     None => unreachable_query(),
                 }
             }
-            Ok((message, header)) => {
+            Ok((message, header, sender)) => {
                 let entry = JournalEntry {
                     received_at: passerelle_storage::clock::now_fhir_datetime(),
                     transport: transport.label(),
@@ -221,9 +265,7 @@ impl Intake {
                     sha256: hex::encode(Sha256::digest(&raw)),
                     ack_code: header.positive_code().as_str().to_string(),
                     raw: raw.to_vec(),
-                    networks: sender
-                        .map(|client| client.networks.clone())
-                        .unwrap_or_default(),
+                    networks: sender.networks.clone(),
                 };
                 match self.inner.journal.store(entry).await {
                     Ok(Stored::New { id }) => {
@@ -326,4 +368,61 @@ fn process_start_secs() -> u64 {
             .map(|d| d.as_secs())
             .unwrap_or(0)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use passerelle_security::{Hl7Senders, Scopes};
+
+    fn client(name: &str, applications: &[&str], facilities: &[&str]) -> Arc<Client> {
+        Arc::new(Client {
+            name: name.into(),
+            networks: Vec::new(),
+            scopes: Scopes::parse(&["passerelle/hl7v2"]).unwrap(),
+            mllp_addresses: Vec::new(),
+            certificate_names: Vec::new(),
+            hl7_senders: Hl7Senders {
+                applications: applications.iter().map(|s| s.to_string()).collect(),
+                facilities: facilities.iter().map(|s| s.to_string()).collect(),
+            },
+        })
+    }
+
+    fn header(application: &str, facility: &str) -> acks::Header {
+        let raw =
+            format!("MSH|^~\\&|{application}|{facility}|GW|GW|20261204||ADT^A04|1|P|2.5\rPID|1\r");
+        acks::read_header(raw.as_bytes()).unwrap().1
+    }
+
+    fn refused_field(result: Result<&Client, Rejection>) -> usize {
+        match result {
+            Err(Rejection::Header { field, .. }) => field,
+            other => panic!("not refused on a header field: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_sender_is_the_first_client_whose_msh_3_and_msh_4_match() {
+        // Two systems behind one address, and a catch-all after them.
+        let radiology = client("radiology", &["RIS"], &[]);
+        let lab = client("lab", &["LAB"], &["SITE"]);
+        let chosen = |candidates: &[Arc<Client>], application, facility| {
+            choose_sender(candidates, &header(application, facility)).map(|c| c.name.clone())
+        };
+        let both = [radiology.clone(), lab.clone()];
+        assert_eq!(chosen(&both, "RIS^1.2.3^ISO", "X").unwrap(), "radiology");
+        assert_eq!(chosen(&both, "LAB", "SITE").unwrap(), "lab");
+        assert_eq!(
+            refused_field(choose_sender(&both, &header("PACS", "SITE"))),
+            3
+        );
+        assert_eq!(
+            refused_field(choose_sender(&both, &header("LAB", "AUTRE"))),
+            4
+        );
+        assert_eq!(refused_field(choose_sender(&[], &header("LAB", "SITE"))), 3);
+        let with_catch_all = [radiology, lab, client("any", &[], &[])];
+        assert_eq!(chosen(&with_catch_all, "PACS", "X").unwrap(), "any");
+    }
 }

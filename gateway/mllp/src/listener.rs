@@ -137,12 +137,12 @@ async fn serve_connection<IO>(
                         let intake = intake.clone();
                         // Per message, so that a revoked client stops at
                         // its next message, not its next connection.
-                        let sender = match &sender {
-                            Sender::Certified(client) => Some(client.clone()),
-                            Sender::ByAddress(peer) => clients.mllp_sender(*peer),
+                        let senders = match &sender {
+                            Sender::Certified(client) => vec![client.clone()],
+                            Sender::ByAddress(peer) => clients.mllp_senders(*peer),
                         };
                         in_flight.push_back(Box::pin(async move {
-                            intake.process(payload.freeze(), Transport::Mllp, sender.as_deref()).await.ack
+                            intake.process(payload.freeze(), Transport::Mllp, &senders).await.ack
                         }));
                     }
                     Some(Ok(MllpFrame::Oversized { len_seen })) => {

@@ -35,6 +35,46 @@ pub struct Client {
     /// Names a TLS client certificate must be valid for to stand for this
     /// client (see [`crate::tls`]).
     pub certificate_names: Vec<String>,
+    /// The MSH-3 (sending application) and MSH-4 (sending facility) its
+    /// HL7 v2 messages may carry; empty: any.
+    pub hl7_senders: Hl7Senders,
+}
+
+/// The MSH-3 and MSH-4 values a client's HL7 v2 messages may carry. A
+/// value names a field whole (`LABO^1.2.250.1.71^ISO`) or by its namespace
+/// id (`LABO`); an empty list allows any value.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Hl7Senders {
+    pub applications: Vec<String>,
+    pub facilities: Vec<String>,
+}
+
+impl Hl7Senders {
+    /// Whether a message whose MSH-3 is `application` (namespace id
+    /// `application_namespace`) and MSH-4 `facility` (`facility_namespace`)
+    /// may come from this client.
+    pub fn allow(&self, application: (&str, &str), facility: (&str, &str)) -> bool {
+        self.allow_application(application) && listed(&self.facilities, facility)
+    }
+
+    /// Whether MSH-3 (whole, namespace id) is one this client may send
+    /// under, whatever MSH-4.
+    pub fn allow_application(&self, application: (&str, &str)) -> bool {
+        listed(&self.applications, application)
+    }
+
+    /// Whether any value is listed (the client sends under some names only).
+    pub fn restricted(&self) -> bool {
+        !self.applications.is_empty() || !self.facilities.is_empty()
+    }
+}
+
+/// Whether an HD field (whole, namespace id) is in `list` (empty: any).
+fn listed(list: &[String], (whole, namespace): (&str, &str)) -> bool {
+    list.is_empty()
+        || list
+            .iter()
+            .any(|value| value == whole || value == namespace)
 }
 
 /// A client as the configuration or the store defines it.
@@ -103,6 +143,7 @@ impl ClientDirectory {
             scopes: Scopes::everything(),
             mllp_addresses: Vec::new(),
             certificate_names: Vec::new(),
+            hl7_senders: Hl7Senders::default(),
         });
         if let Ok(mut state) = self.state.write() {
             state.local = Some((digest(key), client));
@@ -132,20 +173,24 @@ impl ClientDirectory {
             .cloned()
     }
 
-    /// The client an MLLP connection from `peer` sends as: the local admin
-    /// on loopback, else the first client allowed to send HL7 v2 whose
-    /// `mllp_addresses` hold `peer`.
-    pub fn mllp_sender(&self, peer: std::net::IpAddr) -> Option<Arc<Client>> {
-        let state = self.state.read().ok()?;
+    /// The clients an MLLP connection from `peer` may send as, in the
+    /// order a message's MSH-3/MSH-4 is tried against them: the local
+    /// admin on loopback, else the clients allowed to send HL7 v2 whose
+    /// `mllp_addresses` hold `peer`, those that name their senders first
+    /// (several systems behind one address are told apart by MSH-3/MSH-4).
+    pub fn mllp_senders(&self, peer: std::net::IpAddr) -> Vec<Arc<Client>> {
+        let Ok(state) = self.state.read() else {
+            return Vec::new();
+        };
         if peer.is_loopback()
             || matches!(peer, std::net::IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()))
         {
             if let Some((_, admin)) = &state.local {
-                return Some(admin.clone());
+                return vec![admin.clone()];
             }
         }
         let send = Permission::Gateway(GatewayScope::Hl7v2);
-        let mut candidates: Vec<&Arc<Client>> = state
+        let mut candidates: Vec<Arc<Client>> = state
             .by_key_id
             .values()
             .map(|(client, _)| client)
@@ -156,10 +201,13 @@ impl ClientDirectory {
                     .iter()
                     .any(|range| range.contains(peer))
             })
+            .cloned()
             .collect();
         // The same answer whatever the map's order.
-        candidates.sort_by(|a, b| a.name.cmp(&b.name));
-        candidates.first().map(|client| (*client).clone())
+        candidates.sort_by(|a, b| {
+            (!a.hl7_senders.restricted(), &a.name).cmp(&(!b.hl7_senders.restricted(), &b.name))
+        });
+        candidates
     }
 
     /// Replaces the configured and stored clients (the local admin stays).
@@ -330,6 +378,7 @@ mod tests {
                 scopes: Scopes::parse(scopes).unwrap(),
                 mllp_addresses: vec![AddressRange::parse("10.9.0.0/16").unwrap()],
                 certificate_names: vec![],
+                hl7_senders: Hl7Senders::default(),
             },
             verifier: issued.verifier,
         };
@@ -389,18 +438,42 @@ mod tests {
     fn mllp_senders_are_found_by_address_and_scope() {
         let directory = ClientDirectory::default();
         let ip = |text: &str| text.parse::<std::net::IpAddr>().unwrap();
-        assert!(directory.mllp_sender(ip("127.0.0.1")).is_none());
+        let names = |peer: &str| -> Vec<String> {
+            directory
+                .mllp_senders(ip(peer))
+                .iter()
+                .map(|client| client.name.clone())
+                .collect()
+        };
+        assert!(names("127.0.0.1").is_empty());
         directory.set_local_admin("psl_local");
-        assert_eq!(
-            directory.mllp_sender(ip("127.0.0.1")).unwrap().name,
-            LOCAL_ADMIN
-        );
-        assert_eq!(directory.mllp_sender(ip("::1")).unwrap().name, LOCAL_ADMIN);
+        assert_eq!(names("127.0.0.1"), [LOCAL_ADMIN]);
+        assert_eq!(names("::1"), [LOCAL_ADMIN]);
         let (_, lab) = record("lab", &["passerelle/hl7v2"]);
         let (_, reader) = record("reader", &["system/Patient.rs"]);
-        directory.replace(vec![lab, reader]);
-        assert_eq!(directory.mllp_sender(ip("10.9.3.4")).unwrap().name, "lab");
-        assert!(directory.mllp_sender(ip("10.8.3.4")).is_none());
+        // Two systems behind the lab's address; the one that names its
+        // facility is tried first.
+        let (_, mut radiology) = record("radiology", &["passerelle/hl7v2"]);
+        radiology.client.hl7_senders.facilities = vec!["RADIO".into()];
+        directory.replace(vec![lab, reader, radiology]);
+        assert_eq!(names("10.9.3.4"), ["radiology", "lab"]);
+        assert!(names("10.8.3.4").is_empty());
+    }
+
+    #[test]
+    fn hl7_senders_match_whole_fields_or_namespace_ids() {
+        let any = Hl7Senders::default();
+        assert!(any.allow(("X", "X"), ("", "")));
+        let lab = Hl7Senders {
+            applications: vec!["LABO".into()],
+            facilities: vec!["FINESS^1.2.250.1.71.4.2.2^ISO".into()],
+        };
+        assert!(lab.restricted());
+        let finess = ("FINESS^1.2.250.1.71.4.2.2^ISO", "FINESS");
+        assert!(lab.allow(("LABO^1.2.3^ISO", "LABO"), finess));
+        assert!(lab.allow(("LABO", "LABO"), finess));
+        assert!(!lab.allow(("LAB", "LAB"), finess));
+        assert!(!lab.allow(("LABO", "LABO"), ("FINESS", "FINESS")));
     }
 
     #[tokio::test]

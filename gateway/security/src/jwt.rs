@@ -259,6 +259,7 @@ pub fn verify(token: &str, issuers: &[Arc<Issuer>], now: i64) -> Result<Client, 
         scopes,
         mllp_addresses: Vec::new(),
         certificate_names: Vec::new(),
+        hl7_senders: crate::Hl7Senders::default(),
     })
 }
 

@@ -199,6 +199,7 @@ mod tests {
                 scopes: Scopes::parse(&["system/*.rs"]).unwrap(),
                 mllp_addresses: vec![],
                 certificate_names: vec![],
+                hl7_senders: crate::Hl7Senders::default(),
             },
             verifier: issued.verifier,
         }]);

@@ -23,8 +23,8 @@ pub mod scopes;
 pub mod tls;
 
 pub use clients::{
-    load_or_create_key_file, Client, ClientDirectory, ClientRecord, KeyFileError, Unauthenticated,
-    LOCAL_ADMIN, LOCAL_ADMIN_KEY_FILE,
+    load_or_create_key_file, Client, ClientDirectory, ClientRecord, Hl7Senders, KeyFileError,
+    Unauthenticated, LOCAL_ADMIN, LOCAL_ADMIN_KEY_FILE,
 };
 pub use layer::{check, AccessLayer, AccessPolicy, CertifiedClient, Requirement};
 pub use networks::{AddressRange, AddressRangeError};

@@ -661,3 +661,51 @@ fn clients_read_only_the_patients_of_their_networks() {
     assert_eq!(unknown.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("Patient/no-such-patient"));
 }
+
+/// A client that names its sending application and facility sends only
+/// under them: another MSH-3 or MSH-4 gets AR with an ERR naming the field,
+/// and nothing is journaled. (Over MLLP the same rule picks, among the
+/// clients of one address, the one a message comes from.)
+#[test]
+fn senders_are_held_to_their_msh_3_and_msh_4() {
+    let (lab, lab_entry) = issue_in_networks("labo-bio", &["nord"], &["passerelle/hl7v2"]);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("clients.toml");
+    std::fs::write(
+        &path,
+        format!("{lab_entry}sending_applications = [\"LAB\"]\nsending_facilities = [\"SITE\"]\n"),
+    )
+    .unwrap();
+    let gateway = Gateway::start_with(Options {
+        args: vec!["--config".into(), path.display().to_string()],
+        ..Options::default()
+    });
+    let message = |id: &str, sender: &str| ADT.replace("{ID}", id).replace("|LAB|SITE|", sender);
+    let post = |message: String| {
+        send(
+            &gateway,
+            "POST",
+            "/hl7v2",
+            Some(&lab),
+            "x-application/hl7-v2+er7",
+            message.as_bytes(),
+        )
+        .body
+    };
+    let answer = post(message("OK1", "|LAB|SITE|"));
+    assert!(answer.contains("MSA|AA|OK1"), "{answer}");
+    let answer = post(message("OK2", "|LAB|SITE^1.2.250.1.71.4.2.2^ISO|"));
+    assert!(answer.contains("MSA|AA|OK2"), "{answer}");
+    let answer = post(message("APP1", "|RADIO|SITE|"));
+    assert!(answer.contains("MSA|AR|APP1"), "{answer}");
+    assert!(answer.contains("MSH^1^3"), "{answer}");
+    let answer = post(message("FAC1", "|LAB|AUTRE|"));
+    assert!(answer.contains("MSA|AR|FAC1"), "{answer}");
+    assert!(answer.contains("MSH^1^4"), "{answer}");
+    let listed = get(&gateway, "/admin/messages", Some(common::TEST_KEY)).body;
+    assert!(listed.contains("OK1") && listed.contains("OK2"), "{listed}");
+    assert!(
+        !listed.contains("APP1") && !listed.contains("FAC1"),
+        "{listed}"
+    );
+}

@@ -212,8 +212,10 @@ impl<'a> Message<'a> {
             .unwrap_or(&[])
     }
 
-    /// A header field component's decoded text, empty when absent.
-    fn msh_text(&self, field: usize, component: usize) -> String {
+    /// A header field component's decoded text (its first repetition),
+    /// empty when absent: `msh_text(4, 1)` is the sending facility's
+    /// namespace id.
+    pub fn msh_text(&self, field: usize, component: usize) -> String {
         let raw = self
             .segments()
             .next()
