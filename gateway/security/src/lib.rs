@@ -15,6 +15,7 @@
 )]
 
 pub mod clients;
+pub mod fuzzing;
 pub mod jwt;
 pub mod keys;
 pub mod layer;
