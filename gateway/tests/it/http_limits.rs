@@ -280,6 +280,69 @@ fn peak_memory(gateway: &Gateway) -> u64 {
 /// once. The memory budget makes them take turns; the process stays under
 /// 1 GB, and each is answered for what happened (200, or 503 and nothing
 /// written).
+/// The attack of the access-security issue: four concurrent searches whose
+/// pages were hundreds of megabytes, asked for as XML, took the process to
+/// 5.4 GB. Pages stop at 32 MiB of resources, and the XML is written from
+/// that page: four at once stay under a gigabyte.
+#[test]
+fn four_large_xml_pages_at_once_stay_under_a_gigabyte() {
+    let gateway = Gateway::start_with_env(&[("PASSERELLE_HTTP__REQUEST_TIMEOUT_SECS", "120")]);
+    let text = "x".repeat(1_000_000);
+    for _ in 0..4 {
+        let entries: Vec<serde_json::Value> = (0..12)
+            .map(|n| {
+                serde_json::json!({
+                    "resource": {"resourceType": "Observation", "status": "final",
+                                 "code": {"text": format!("big{n}")}, "valueString": text},
+                    "request": {"method": "POST", "url": "Observation"}
+                })
+            })
+            .collect();
+        let bundle =
+            serde_json::json!({"resourceType": "Bundle", "type": "transaction", "entry": entries})
+                .to_string();
+        let answer = http_request(
+            gateway.http_addr,
+            &[
+                format!("POST /fhir HTTP/1.1\r\nHost: x\r\nContent-Type: application/fhir+json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", bundle.len()).as_bytes(),
+                bundle.as_bytes(),
+            ]
+            .concat(),
+        )
+        .unwrap();
+        assert!(
+            answer.starts_with("HTTP/1.1 200"),
+            "{}",
+            &answer[..200.min(answer.len())]
+        );
+    }
+    let before = peak_memory(&gateway);
+    let request = b"GET /fhir/Observation?_count=100&_format=xml HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    let answers: Vec<String> = std::thread::scope(|scope| {
+        let readers: Vec<_> = (0..4)
+            .map(|_| scope.spawn(|| http_request(gateway.http_addr, request).unwrap_or_default()))
+            .collect();
+        readers.into_iter().map(|r| r.join().unwrap()).collect()
+    });
+    for answer in &answers {
+        assert!(
+            answer.starts_with("HTTP/1.1 200"),
+            "{}",
+            &answer[..200.min(answer.len())]
+        );
+        // 48 resources of 1 MB match; a page holds at most 32 MiB of them.
+        let entries = answer.matches("<entry>").count();
+        assert!((20..48).contains(&entries), "{entries} entries");
+        assert!(
+            answer.contains("<relation value=\"next\"/>"),
+            "no next link"
+        );
+    }
+    let peak = peak_memory(&gateway);
+    eprintln!("peak memory: {before} bytes after the writes, {peak} after the reads");
+    assert!(peak < 1_000_000_000, "peak memory {peak} bytes");
+}
+
 #[test]
 fn eight_large_transactions_at_once_stay_under_a_gigabyte() {
     let gateway = Gateway::start_with_env(&[("PASSERELLE_HTTP__REQUEST_TIMEOUT_SECS", "120")]);
