@@ -104,81 +104,108 @@ fn transaction() -> Vec<u8> {
     .into_bytes()
 }
 
-/// Each client of the matrix: name, scopes (none: it sends no key; `BAD`:
-/// a made-up key).
-const CLIENTS: &[(&str, &[&str])] = &[
-    ("anonymous", &[]),
-    ("bad-key", &[]),
-    ("admin", &[]),
-    ("reader", &["system/*.rs"]),
-    ("patients", &["system/Patient.rs"]),
+/// Each client of the matrix: name, networks, scopes (`anonymous` sends
+/// no key, `bad-key` a made-up one, `admin` the local admin key).
+const CLIENTS: &[(&str, &[&str], &[&str])] = &[
+    ("anonymous", &[], &[]),
+    ("bad-key", &[], &[]),
+    ("admin", &[], &[]),
+    ("reader", &["nord"], &["system/*.rs"]),
+    ("patients", &["nord"], &["system/Patient.rs"]),
     (
         "lab",
+        &["nord"],
         &[
             "passerelle/hl7v2",
             "system/Observation.cu",
             "system/Patient.cu",
         ],
     ),
-    ("ops", &["passerelle/admin", "passerelle/metrics"]),
+    ("ops", &[], &["passerelle/admin", "passerelle/metrics"]),
+    ("outsider", &["sud"], &["system/*.rs"]),
 ];
 
 /// What each client gets from each endpoint, in the order of `CLIENTS`:
-/// anonymous, bad-key, admin (the local admin key), reader, patients, lab, ops.
-const MATRIX: &[(&str, &str, [u16; 7])] = &[
-    ("GET", "/health", [200, 200, 200, 200, 200, 200, 200]),
-    ("GET", "/fhir/metadata", [200, 200, 200, 200, 200, 200, 200]),
+/// anonymous, bad-key, admin, reader, patients, lab, ops, outsider. Rows
+/// run in order: `POST /fhir` makes the lab's patient `{M1}` (network
+/// nord), which the rows after it read.
+const MATRIX: &[(&str, &str, [u16; 8])] = &[
+    ("GET", "/health", [200, 200, 200, 200, 200, 200, 200, 200]),
+    (
+        "GET",
+        "/fhir/metadata",
+        [200, 200, 200, 200, 200, 200, 200, 200],
+    ),
     (
         "GET",
         "/fhir/Patient?gender=female",
-        [401, 401, 200, 200, 200, 403, 403],
+        [401, 401, 200, 200, 200, 403, 403, 200],
     ),
     (
         "POST",
         "/fhir/Patient/_search",
-        [401, 401, 200, 200, 200, 403, 403],
+        [401, 401, 200, 200, 200, 403, 403, 200],
     ),
     (
         "GET",
         "/fhir/Patient/nobody",
-        [401, 401, 404, 404, 404, 403, 403],
+        [401, 401, 404, 404, 404, 403, 403, 404],
     ),
     (
         "GET",
         "/fhir/Observation?code=x",
-        [401, 401, 200, 200, 403, 403, 403],
+        [401, 401, 200, 200, 403, 403, 403, 200],
     ),
     (
         "GET",
         "/fhir/Patient/nobody/$everything",
-        [401, 401, 404, 404, 403, 403, 403],
+        [401, 401, 404, 404, 403, 403, 403, 404],
     ),
     (
         "GET",
         "/fhir/Patient/$summary?identifier=urn:x%7Cnone",
-        [401, 401, 404, 404, 403, 403, 403],
+        [401, 401, 404, 404, 403, 403, 403, 404],
     ),
-    ("POST", "/fhir", [401, 401, 200, 403, 403, 200, 403]),
-    ("POST", "/hl7v2", [401, 401, 200, 403, 403, 200, 403]),
+    ("POST", "/fhir", [401, 401, 200, 403, 403, 200, 403, 403]),
+    (
+        "GET",
+        "/fhir/Patient/{M1}",
+        [401, 401, 200, 200, 200, 403, 403, 404],
+    ),
+    (
+        "GET",
+        "/fhir/Patient/{M1}/$everything",
+        [401, 401, 200, 200, 403, 403, 403, 404],
+    ),
+    (
+        "GET",
+        "/fhir/Patient/$summary?identifier=urn:x%7CM1",
+        [401, 401, 200, 200, 403, 403, 403, 404],
+    ),
+    ("POST", "/hl7v2", [401, 401, 200, 403, 403, 200, 403, 403]),
     (
         "POST",
         "/fhir/$convert-data",
-        [401, 401, 200, 403, 403, 403, 403],
+        [401, 401, 200, 403, 403, 403, 403, 403],
     ),
-    ("GET", "/metrics", [401, 401, 200, 403, 403, 403, 200]),
+    ("GET", "/metrics", [401, 401, 200, 403, 403, 403, 200, 403]),
     (
         "GET",
         "/admin/messages",
-        [401, 401, 200, 403, 403, 403, 200],
+        [401, 401, 200, 403, 403, 403, 200, 403],
     ),
-    ("GET", "/admin/targets", [401, 401, 200, 403, 403, 403, 200]),
+    (
+        "GET",
+        "/admin/targets",
+        [401, 401, 200, 403, 403, 403, 200, 403],
+    ),
 ];
 
 #[test]
 fn authorization_matrix() {
     let mut keys: Vec<Option<String>> = Vec::new();
     let mut config = String::new();
-    for (name, scopes) in CLIENTS {
+    for (name, networks, scopes) in CLIENTS {
         let key = match *name {
             "anonymous" => None,
             "bad-key" => {
@@ -186,7 +213,7 @@ fn authorization_matrix() {
             }
             "admin" => Some(common::TEST_KEY.to_string()),
             _ => {
-                let (key, entry) = issue_for_config(name, scopes);
+                let (key, entry) = issue_in_networks(name, networks, scopes);
                 config.push_str(&entry);
                 Some(key)
             }
@@ -202,10 +229,23 @@ fn authorization_matrix() {
     });
     let convert = common::convert_parameters(&String::from_utf8(adt("CV1")).unwrap(), "Hl7v2");
     let mut failures = Vec::new();
+    let mut lab_patient: Option<String> = None;
     for (row, (method, path, expected)) in MATRIX.iter().enumerate() {
-        for (column, ((client, _), key)) in CLIENTS.iter().zip(&keys).enumerate() {
+        let path: &str = &if path.contains("{M1}") {
+            let id = lab_patient.get_or_insert_with(|| {
+                first_id(&get(
+                    &gateway,
+                    "/fhir/Patient?identifier=urn:x%7CM1",
+                    Some(common::TEST_KEY),
+                ))
+            });
+            path.replace("{M1}", id)
+        } else {
+            path.to_string()
+        };
+        for (column, ((client, _, _), key)) in CLIENTS.iter().zip(&keys).enumerate() {
             let control_id = format!("M{row}C{column}");
-            let (content_type, body): (&str, Vec<u8>) = match *path {
+            let (content_type, body): (&str, Vec<u8>) = match path {
                 "/fhir" => ("application/fhir+json", transaction()),
                 "/hl7v2" => ("x-application/hl7-v2+er7", adt(&control_id)),
                 "/fhir/$convert-data" => ("application/fhir+json", convert.clone()),
@@ -244,7 +284,7 @@ fn authorization_matrix() {
             if reply.status == 403 && path.starts_with("/fhir/Patient?") {
                 assert!(reply.body.contains("system/Patient.s"), "{}", reply.body);
             }
-            if *path == "/hl7v2" && reply.status == 200 {
+            if path == "/hl7v2" && reply.status == 200 {
                 assert!(reply.body.contains("MSA|AA"), "{client}: {}", reply.body);
             }
         }
@@ -707,5 +747,148 @@ fn senders_are_held_to_their_msh_3_and_msh_4() {
     assert!(
         !listed.contains("APP1") && !listed.contains("FAC1"),
         "{listed}"
+    );
+}
+
+/// This host's first IPv4 address that is not loopback: MLLP senders are
+/// told apart by address, and every loopback connection is the local
+/// admin's.
+fn non_loopback_address() -> std::net::IpAddr {
+    let output = Command::new("hostname").arg("-I").output();
+    let text = output
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    text.split_whitespace()
+        .filter_map(|word| word.parse::<std::net::IpAddr>().ok())
+        .find(|ip| ip.is_ipv4() && !ip.is_loopback())
+        .expect("this test needs a non-loopback IPv4 address (`hostname -I`)")
+}
+
+/// One MLLP exchange from `source` (port chosen by the system): the ACK or
+/// the query's answer.
+fn mllp_from(source: std::net::IpAddr, target: std::net::SocketAddr, message: &str) -> String {
+    use std::io::{Read, Write};
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let stream = runtime.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(std::net::SocketAddr::new(source, 0)).unwrap();
+        socket.connect(target).await.unwrap().into_std().unwrap()
+    });
+    let mut stream = stream;
+    stream.set_nonblocking(false).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream
+        .write_all(&[b"\x0b", message.as_bytes(), b"\x1c\r"].concat())
+        .unwrap();
+    let mut answer = Vec::new();
+    let mut buffer = [0u8; 4096];
+    while !answer.ends_with(b"\x1c\r") {
+        match stream.read(&mut buffer) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => answer.extend_from_slice(&buffer[..n]),
+        }
+    }
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// The MLLP side of the matrix: senders found by address and MSH-3, each
+/// with its scopes and networks. Every row is (source, MSH-3, message
+/// kind) → what the answer holds.
+#[test]
+fn mllp_senders_by_address_msh_3_scope_and_network() {
+    let outside = non_loopback_address();
+    let mut config = String::new();
+    for (name, application, network, scopes) in [
+        ("lab", "LAB", "nord", &["passerelle/hl7v2"][..]),
+        (
+            "his-nord",
+            "HIS",
+            "nord",
+            &["passerelle/hl7v2", "system/Patient.s"][..],
+        ),
+        (
+            "his-sud",
+            "HIS-SUD",
+            "sud",
+            &["passerelle/hl7v2", "system/Patient.s"][..],
+        ),
+    ] {
+        let (_, entry) = issue_in_networks(name, &[network], scopes);
+        config.push_str(&format!(
+            "{entry}mllp_addresses = [\"{outside}\"]\nsending_applications = [\"{application}\"]\n"
+        ));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("clients.toml");
+    std::fs::write(&path, format!("[mllp]\nallow_plaintext = true\n\n{config}")).unwrap();
+    let port = common::free_port();
+    let gateway = Gateway::start_with(Options {
+        args: vec!["--config".into(), path.display().to_string()],
+        env: vec![("PASSERELLE_MLLP__LISTEN".into(), format!("0.0.0.0:{port}"))],
+        ..Options::default()
+    });
+    let loopback: std::net::IpAddr = "127.0.0.1".parse().unwrap();
+    let target = |source: std::net::IpAddr| std::net::SocketAddr::new(source, port);
+    let adt_from = |application: &str, id: &str| {
+        ADT.replace("{ID}", id)
+            .replace("|LAB|SITE|", &format!("|{application}|SITE|"))
+    };
+    let qbp_from = |application: &str, id: &str| {
+        String::from_utf8(qbp(id))
+            .unwrap()
+            .replace("|HIS|HOSP|", &format!("|{application}|HOSP|"))
+    };
+
+    // Sending: the local admin on loopback, the lab from outside under its
+    // own MSH-3 only.
+    let answer = mllp_from(loopback, target(loopback), &adt_from("ANY", "L1"));
+    assert!(answer.contains("MSA|AA|L1"), "{answer}");
+    let answer = mllp_from(outside, target(outside), &adt_from("LAB", "NORD1"));
+    assert!(answer.contains("MSA|AA|NORD1"), "{answer}");
+    let answer = mllp_from(outside, target(outside), &adt_from("PACS", "X1"));
+    assert!(
+        answer.contains("MSA|AR|X1") && answer.contains("MSH^1^3"),
+        "{answer}"
+    );
+
+    // The lab's patient arrives in network nord.
+    let started = std::time::Instant::now();
+    while total_of(&get(
+        &gateway,
+        "/fhir/Patient?identifier=NORD1",
+        Some(common::TEST_KEY),
+    )) < 1
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the patient never arrived"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // Querying: the lab may not (no system/Patient.s); each HIS finds the
+    // patients of its own network; the local admin finds every one.
+    let answer = mllp_from(outside, target(outside), &qbp_from("LAB", "Q1"));
+    assert!(
+        answer.contains("MSA|AR|Q1") && answer.contains("system/Patient.s"),
+        "{answer}"
+    );
+    let answer = mllp_from(outside, target(outside), &qbp_from("HIS", "Q2"));
+    assert!(answer.contains("MSA|AA|Q2"), "{answer}");
+    assert!(answer.contains("NORD1"), "{answer}");
+    assert!(!answer.contains("|L1^"), "{answer}");
+    let answer = mllp_from(outside, target(outside), &qbp_from("HIS-SUD", "Q3"));
+    assert!(answer.contains("MSA|AA|Q3"), "{answer}");
+    assert!(!answer.contains("NORD1"), "{answer}");
+    let answer = mllp_from(loopback, target(loopback), &qbp_from("HIS", "Q4"));
+    assert!(answer.contains("MSA|AA|Q4"), "{answer}");
+    assert!(
+        answer.contains("NORD1") && answer.contains("L1"),
+        "{answer}"
     );
 }
