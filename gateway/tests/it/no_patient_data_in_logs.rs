@@ -23,7 +23,13 @@ fn send_patient_data(gateway: &Gateway) {
     let dangling = format!(
         r#"{{"resourceType":"Bundle","type":"transaction","entry":[{{"resource":{{"resourceType":"Observation","status":"final","code":{{"text":"{GIVEN}"}},"subject":{{"reference":"Patient?identifier=urn:oid:1.2.250.1.213.1.4.8|{INS_NIR}"}}}},"request":{{"method":"POST","url":"Observation"}}}}]}}"#
     );
+    // Refused for its content: an unknown element and a code outside its
+    // value set, both carrying patient data.
+    let invalid = format!(
+        r#"{{"resourceType":"Bundle","type":"transaction","entry":[{{"resource":{{"resourceType":"Patient","gender":"{NAME}","birthdate":"{BIRTH_DATE}"}},"request":{{"method":"POST","url":"Patient"}}}}]}}"#
+    );
     let requests = [
+        format!("POST /fhir HTTP/1.1\r\nHost: x\r\nContent-Type: application/fhir+json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{invalid}", invalid.len()),
         format!("POST /hl7v2 HTTP/1.1\r\nHost: x\r\nContent-Type: x-application/hl7-v2+er7\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{query}", query.len()),
         format!("POST /fhir HTTP/1.1\r\nHost: x\r\nContent-Type: application/fhir+json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{dangling}", dangling.len()),
         format!("GET /fhir/Patient/$summary?identifier=urn:oid:1.2.250.1.213.1.4.8|{INS_NIR}&_format=xml HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
