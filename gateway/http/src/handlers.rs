@@ -348,7 +348,15 @@ where
             let Some((resource_type, interaction)) = rest::interaction(&path) else {
                 return Err(ApiError::NotFound);
             };
+            // Whose patients this client may read (none without a client:
+            // the access layer lets no such request through anyway).
+            let reader = request
+                .extensions()
+                .get::<std::sync::Arc<passerelle_security::Client>>()
+                .map(|client| Visibility::of(&client.networks))
+                .unwrap_or(Visibility::Networks(Vec::new()));
             if let Some(upstream) = &state.upstream {
+                proxy::refuse_outside_networks(&reader, resource_type, request.uri().query())?;
                 let rest_path = path.strip_prefix("/fhir").unwrap_or(&path);
                 return match method {
                     Method::GET | Method::HEAD => {
@@ -363,13 +371,6 @@ where
                     _ => Err(not_allowed(&method, "GET, HEAD")),
                 };
             }
-            // Whose patients this client may read (none without a client:
-            // the access layer lets no such request through anyway).
-            let reader = request
-                .extensions()
-                .get::<std::sync::Arc<passerelle_security::Client>>()
-                .map(|client| Visibility::of(&client.networks))
-                .unwrap_or(Visibility::Networks(Vec::new()));
             match (&method, &interaction) {
                 (&Method::GET | &Method::HEAD, _) => {
                     rest::get(

@@ -4,7 +4,9 @@
 //! come back with every occurrence of its base URL rewritten to
 //! Passerelle's, so links and `fullUrl`s lead back through the gateway.
 //! What the upstream refuses, or never answers, becomes an
-//! OperationOutcome naming the upstream (`ApiError::Upstream*`).
+//! OperationOutcome naming the upstream (`ApiError::Upstream*`). Patient
+//! data goes through only to clients of every network
+//! ([`refuse_outside_networks`]).
 
 use bytes::Bytes;
 use http::header::{HeaderValue, CONTENT_TYPE};
@@ -15,11 +17,42 @@ use super::handlers::json_response;
 use super::ResponseBody;
 use passerelle_fhir::negotiate::Format;
 use passerelle_fhir_client::TargetClient;
+use passerelle_repository::networks::PATIENT_FREE;
+use passerelle_repository::Visibility;
 
 /// The upstream FHIR server and its target's name.
 pub struct Upstream {
     pub name: String,
     pub client: TargetClient,
+}
+
+/// Refuses what the proxy cannot answer within the client's networks. The
+/// upstream server sees only the gateway, and the gateway does not know
+/// which of the upstream's patients belong to which network: patient data
+/// goes through the proxy only to clients of every network (`*`). Others
+/// may read the types that hold no patient data, without `_include`,
+/// `_revinclude` or `_has`, which could reach patients from them.
+pub fn refuse_outside_networks(
+    reader: &Visibility,
+    resource_type: &str,
+    query: Option<&str>,
+) -> Result<(), ApiError> {
+    if *reader == Visibility::Everything {
+        return Ok(());
+    }
+    let reaches_patients = passerelle_fhir::query::decode_pairs(query.unwrap_or(""))
+        .iter()
+        .any(|(name, _)| {
+            name.starts_with("_include")
+                || name.starts_with("_revinclude")
+                || name.starts_with("_has")
+        });
+    if PATIENT_FREE.contains(&resource_type) && !reaches_patients {
+        return Ok(());
+    }
+    Err(ApiError::Forbidden(
+        "in proxy mode, patient data is read through the gateway only by clients of every network (`*`): the upstream server's patients are not assigned to networks here".to_string(),
+    ))
 }
 
 /// Forwards `GET /fhir{rest}?{query}` and answers with what came back.

@@ -42,13 +42,8 @@ fn send(
     Reply::parse(&http_request_anonymous(gateway.http_addr, &raw).expect("HTTP exchange"))
 }
 
-/// `passerelle clients add NAME --scope ... --print-config`: the key and
-/// the `[[security.clients]]` entry.
-fn issue_for_config(name: &str, scopes: &[&str]) -> (String, String) {
-    issue_in_networks(name, &[], scopes)
-}
-
-/// [`issue_for_config`] for a client of `networks`.
+/// `passerelle clients add NAME --network ... --scope ... --print-config`:
+/// the key and the `[[security.clients]]` entry.
 fn issue_in_networks(name: &str, networks: &[&str], scopes: &[&str]) -> (String, String) {
     let mut command = passerelle();
     command.args(["clients", "add", name, "--print-config"]);
@@ -891,4 +886,54 @@ fn mllp_senders_by_address_msh_3_scope_and_network() {
         answer.contains("NORD1") && answer.contains("L1"),
         "{answer}"
     );
+}
+
+/// Proxy mode: the upstream's patients belong to no network here, so
+/// patient data goes through only to clients of every network; others
+/// reach the types that hold none, and nothing that includes patients
+/// from them. (The upstream is a closed port: what is forwarded answers
+/// 502, what is refused never leaves.)
+#[test]
+fn the_proxy_forwards_patient_data_only_to_clients_of_every_network() {
+    let (reader, entry) = issue_in_networks("reader", &["nord"], &["system/*.rs"]);
+    let (everyone, everyone_entry) = issue_in_networks("regional", &["*"], &["system/*.rs"]);
+    let closed = common::free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("proxy.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[targets.hospital]\nkind = \"fhir\"\nurl = \"http://127.0.0.1:{closed}/fhir\"\nallow_insecure = true\ntimeout_secs = 2\n\n\
+             [fhir]\nupstream = \"hospital\"\n\n{entry}{everyone_entry}"
+        ),
+    )
+    .unwrap();
+    let gateway = Gateway::start_with(Options {
+        args: vec!["--config".into(), path.display().to_string()],
+        ..Options::default()
+    });
+    for (path, key, expected) in [
+        ("/fhir/Patient?family=durand", &reader, 403),
+        ("/fhir/Observation?code=x", &reader, 403),
+        ("/fhir/Patient/p1/$everything", &reader, 403),
+        ("/fhir/Practitioner?name=x", &reader, 502),
+        (
+            "/fhir/Practitioner?_revinclude=Observation:performer",
+            &reader,
+            403,
+        ),
+        (
+            "/fhir/Organization?_has:Patient:organization:name=x",
+            &reader,
+            403,
+        ),
+        ("/fhir/Patient?family=durand", &everyone, 502),
+        ("/fhir/Observation?code=x", &everyone, 502),
+    ] {
+        let reply = get(&gateway, path, Some(key));
+        assert_eq!(reply.status, expected, "{path}: {}", reply.body);
+        if expected == 403 {
+            assert!(reply.body.contains("every network"), "{}", reply.body);
+        }
+    }
 }
