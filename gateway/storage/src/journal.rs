@@ -42,6 +42,19 @@ pub struct JournalEntry {
     pub networks: Vec<String>,
 }
 
+/// The DDL of patient networks, the same on both backends: the networks
+/// of each journaled message's sender (which the patients it is mapped to
+/// join), and the networks each patient of the repository belongs to
+/// (who may read it; the repository's `networks` module owns its use).
+pub const NETWORKS_SCHEMA: &str =
+    "ALTER TABLE journal ADD COLUMN networks TEXT NOT NULL DEFAULT '';
+    CREATE TABLE fhir_patient_networks (
+        patient TEXT NOT NULL,
+        network TEXT NOT NULL,
+        PRIMARY KEY (patient, network)
+    );
+    CREATE INDEX fhir_patient_networks_network ON fhir_patient_networks (network, patient);";
+
 /// A sender's networks as the journal keeps them: space-separated (network
 /// names are single words, checked where clients are defined).
 pub fn join_networks(networks: &[String]) -> String {

@@ -121,15 +121,8 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX fhir_index_resource ON fhir_index (resource_type, id, param);",
     // 3: API clients added with `passerelle clients add` (see `clients`).
     crate::clients::SCHEMA,
-    // 4: the networks of each message's sender, and the networks each
-    // patient of the repository belongs to (who may read it).
-    "ALTER TABLE journal ADD COLUMN networks TEXT NOT NULL DEFAULT '';
-    CREATE TABLE fhir_patient_networks (
-        patient TEXT NOT NULL,
-        network TEXT NOT NULL,
-        PRIMARY KEY (patient, network)
-    );
-    CREATE INDEX fhir_patient_networks_network ON fhir_patient_networks (network, patient);",
+    // 4: the networks of each message's sender, and of each patient.
+    crate::journal::NETWORKS_SCHEMA,
 ];
 
 /// A few connections reused across calls; a broken one is dropped.

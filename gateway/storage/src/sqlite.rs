@@ -119,15 +119,8 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX fhir_index_resource ON fhir_index (resource_type, id, param);",
     // 4: API clients added with `passerelle clients add` (see `clients`).
     crate::clients::SCHEMA,
-    // 5: the networks of each message's sender, and the networks each
-    // patient of the repository belongs to (who may read it).
-    "ALTER TABLE journal ADD COLUMN networks TEXT NOT NULL DEFAULT '';
-    CREATE TABLE fhir_patient_networks (
-        patient TEXT NOT NULL,
-        network TEXT NOT NULL,
-        PRIMARY KEY (patient, network)
-    );
-    CREATE INDEX fhir_patient_networks_network ON fhir_patient_networks (network, patient);",
+    // 5: the networks of each message's sender, and of each patient.
+    crate::journal::NETWORKS_SCHEMA,
 ];
 
 /// Read connections per database: WAL lets them read while the writer

@@ -1,35 +1,29 @@
-//! Replays the MLLP fuzz corpus (`gateway/fuzz/corpus/mllp_codec`) through
-//! the fuzz target's checks as a plain test.
+//! Replays the gateway's fuzz corpora (`gateway/fuzz/corpus/<target>`)
+//! through each fuzz target's checks as plain tests.
+
+/// Runs every input of `target`'s corpus through `check`; the corpus must
+/// hold at least `at_least` inputs.
+fn replay(target: &str, at_least: usize, check: fn(&[u8])) {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/corpus")
+        .join(target);
+    let mut count = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        check(&bytes);
+        count += 1;
+    }
+    assert!(count >= at_least, "{target} corpus has only {count} inputs");
+}
 
 #[test]
 fn mllp_fuzz_corpus_replays_cleanly() {
-    let dir = std::path::Path::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/fuzz/corpus/mllp_codec"
-    ));
-    let mut count = 0;
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
-        gateway::mllp::codec::fuzz_check(&bytes);
-        count += 1;
-    }
-    assert!(count >= 8, "fuzz corpus has only {count} inputs");
+    replay("mllp_codec", 8, gateway::mllp::codec::fuzz_check);
 }
 
-/// Replays the credentials corpus (`gateway/fuzz/corpus/credentials`):
 /// Authorization headers, API keys, JWTs, JWKS documents, scopes, Host and
 /// Origin values.
 #[test]
 fn credentials_fuzz_corpus_replays_cleanly() {
-    let dir = std::path::Path::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/fuzz/corpus/credentials"
-    ));
-    let mut count = 0;
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
-        gateway::security::fuzzing::fuzz_check(&bytes);
-        count += 1;
-    }
-    assert!(count >= 20, "fuzz corpus has only {count} inputs");
+    replay("credentials", 20, gateway::security::fuzzing::fuzz_check);
 }
