@@ -41,6 +41,9 @@ impl AccessPolicy for HttpAccessPolicy {
             Route::FhirBase => {
                 Requirement::Permission(Permission::FhirAnyType(Interaction::Search))
             }
+            // Creates, updates and deletes run as one-entry transactions,
+            // whose entry the repository checks against the scopes.
+            _ if Route::writes(method, path) => Requirement::Authenticated,
             Route::FhirType | Route::FhirTypeChild => match rest::interaction(path) {
                 Some((resource_type, rest::Interaction::Search))
                     if reads || *method == Method::POST =>
@@ -118,7 +121,10 @@ mod tests {
                 "/fhir/Patient/$ihe-pix?sourceIdentifier=x",
                 "system/Patient.s",
             ),
+            ("POST", "/fhir/Patient", "client"),
             ("PUT", "/fhir/Patient/1", "client"),
+            ("PUT", "/fhir/Patient?identifier=x", "client"),
+            ("DELETE", "/fhir/Patient?identifier=x", "client"),
             ("DELETE", "/fhir/Patient/1", "client"),
             ("GET", "/fhir/Nonsense", "client"),
             ("GET", "/nowhere", "client"),

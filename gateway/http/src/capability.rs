@@ -43,7 +43,7 @@ pub fn capability_statement(inputs: &CapabilityInputs) -> Value {
         "format": inputs.formats,
         "rest": [{
             "mode": "server",
-            "documentation": "Capabilities of this Passerelle instance. Reads and searches answer from Passerelle's own repository (what the local target received, and transactions posted to the base). Other interactions answer 405 with an OperationOutcome.",
+            "documentation": "Capabilities of this Passerelle instance. Reads, searches and writes (create, update, delete, each also conditional, and transactions posted to the base) work on Passerelle's own repository, which also holds what the local target received. Other interactions answer 405 with an OperationOutcome.",
             "interaction": [{"code": "transaction"}],
             "resource": repository_resources(),
             "operation": [{
@@ -81,8 +81,11 @@ fn repository_resources() -> Vec<Value> {
                 "type": resource_type,
                 "interaction": [
                     {"code": "read"}, {"code": "vread"},
-                    {"code": "history-instance"}, {"code": "search-type"}
+                    {"code": "update"}, {"code": "delete"},
+                    {"code": "history-instance"}, {"code": "create"},
+                    {"code": "search-type"}
                 ],
+                "updateCreate": true,
                 "versioning": "versioned",
                 "readHistory": true,
                 "conditionalCreate": true,

@@ -297,49 +297,17 @@ where
             Method::POST => {
                 // The access layer let a known client through; each entry
                 // is checked against its scopes.
-                let scopes = request
-                    .extensions()
-                    .get::<std::sync::Arc<passerelle_security::Client>>()
-                    .map(|client| client.scopes.clone())
-                    .unwrap_or_default();
-                let networks = request
-                    .extensions()
-                    .get::<std::sync::Arc<passerelle_security::Client>>()
-                    .map(|client| client.networks.clone())
-                    .unwrap_or_default();
-                let deadline = request
-                    .extensions()
-                    .get::<crate::layers::WriteDeadline>()
-                    .map(|deadline| deadline.0);
-                let content_type = request
-                    .headers()
-                    .get(CONTENT_TYPE)
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_string);
-                let xml = is_xml_fhir_body(content_type.as_deref());
-                if !xml && !is_readable_fhir_body(content_type.as_deref()) {
-                    return Err(ApiError::UnsupportedMediaType {
-                        received: content_type.unwrap_or_default(),
-                        expected: "application/fhir+json or application/fhir+xml",
-                    });
-                }
-                // The timeout layer leaves transactions to their deadline:
-                // the body must still arrive within it.
-                let reading = read_body(request.into_body(), state.max_body_bytes);
-                let mut body = match deadline {
-                    Some(deadline) => tokio::time::timeout_at(deadline.into(), reading)
-                        .await
-                        .map_err(|_| ApiError::Timeout)??,
-                    None => reading.await?,
-                };
-                if xml {
-                    let text = std::str::from_utf8(&body)
-                        .map_err(|_| ApiError::BadRequest("the XML body is not UTF-8".into()))?;
-                    let value =
-                        passerelle_fhir::xml::from_xml(text).map_err(ApiError::XmlUnreadable)?;
-                    body = Bytes::from(passerelle_fhir::exact_json::to_string(&value));
-                }
-                rest::transaction(&state, body, scopes, networks, deadline).await
+                let write = read_write(&state, request).await?;
+                let body = Bytes::from(write.body.unwrap_or_default());
+                let writer = write.writer;
+                rest::transaction(
+                    &state,
+                    body,
+                    writer.scopes,
+                    writer.networks,
+                    writer.deadline,
+                )
+                .await
             }
             _ => Err(not_allowed(&method, "POST")),
         },
@@ -384,6 +352,56 @@ where
                     .await
                 }
                 (&Method::POST, rest::Interaction::Search)
+                    if !path.trim_end_matches('/').ends_with("/_search") =>
+                {
+                    let write = read_write(&state, request).await?;
+                    let create = rest::SingleWrite::Create {
+                        if_none_exist: write.if_none_exist,
+                    };
+                    rest::single_write(
+                        &state,
+                        resource_type,
+                        create,
+                        write.body,
+                        write.minimal,
+                        write.writer,
+                    )
+                    .await
+                }
+                (
+                    &Method::PUT | &Method::DELETE,
+                    rest::Interaction::Read(_) | rest::Interaction::Search,
+                ) => {
+                    let query = request.uri().query().unwrap_or("").to_string();
+                    let target = match interaction {
+                        rest::Interaction::Read(id) => rest::WriteTarget::Id(id),
+                        _ if query.is_empty() => {
+                            return Err(ApiError::BadRequest(
+                                "a conditional update or delete needs search parameters".into(),
+                            ))
+                        }
+                        _ => rest::WriteTarget::Condition(&query),
+                    };
+                    let write = read_write(&state, request).await?;
+                    let single = if method == Method::PUT {
+                        rest::SingleWrite::Update {
+                            target,
+                            if_match: write.if_match,
+                        }
+                    } else {
+                        rest::SingleWrite::Delete { target }
+                    };
+                    rest::single_write(
+                        &state,
+                        resource_type,
+                        single,
+                        write.body,
+                        write.minimal,
+                        write.writer,
+                    )
+                    .await
+                }
+                (&Method::POST, rest::Interaction::Search)
                     if path.trim_end_matches('/').ends_with("/_search") =>
                 {
                     let strict = rest::strict(request.headers());
@@ -402,6 +420,95 @@ where
         Route::FhirUnknown => Err(ApiError::UnknownResourceType),
         _ => Err(ApiError::NotFound),
     }
+}
+
+/// What a write needs from its request: who writes (scopes, networks),
+/// by when (the timeout layer's deadline), and the body as FHIR JSON text
+/// (FHIR XML converted; `None` when empty).
+struct WriteRequest {
+    writer: rest::Writer,
+    minimal: bool,
+    if_match: Option<String>,
+    if_none_exist: Option<String>,
+    body: Option<String>,
+}
+
+async fn read_write<B>(
+    state: &SharedState,
+    request: Request<Limited<B>>,
+) -> Result<WriteRequest, ApiError>
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let client = request
+        .extensions()
+        .get::<std::sync::Arc<passerelle_security::Client>>()
+        .cloned();
+    let deadline = request
+        .extensions()
+        .get::<crate::layers::WriteDeadline>()
+        .map(|deadline| deadline.0);
+    let (minimal, if_match, if_none_exist, content_type) = {
+        let header = |name: &str| {
+            request
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        (
+            header("prefer").is_some_and(|prefer| prefer.contains("return=minimal")),
+            header("if-match"),
+            header("if-none-exist"),
+            header(CONTENT_TYPE.as_str()),
+        )
+    };
+    let xml = is_xml_fhir_body(content_type.as_deref());
+    let has_body = request
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .is_none_or(|length| length != "0");
+    if has_body && !xml && !is_readable_fhir_body(content_type.as_deref()) {
+        return Err(ApiError::UnsupportedMediaType {
+            received: content_type.unwrap_or_default(),
+            expected: "application/fhir+json or application/fhir+xml",
+        });
+    }
+    // The timeout layer leaves writes to their deadline: the body must
+    // still arrive within it.
+    let reading = read_body(request.into_body(), state.max_body_bytes);
+    let body = match deadline {
+        Some(deadline) => tokio::time::timeout_at(deadline.into(), reading)
+            .await
+            .map_err(|_| ApiError::Timeout)??,
+        None => reading.await?,
+    };
+    let text = if xml {
+        let text = std::str::from_utf8(&body)
+            .map_err(|_| ApiError::BadRequest("the XML body is not UTF-8".into()))?;
+        let value = passerelle_fhir::xml::from_xml(text).map_err(ApiError::XmlUnreadable)?;
+        passerelle_fhir::exact_json::to_string(&value)
+    } else {
+        String::from_utf8(body.to_vec())
+            .map_err(|_| ApiError::BadRequest("the body is not UTF-8".into()))?
+    };
+    Ok(WriteRequest {
+        writer: rest::Writer {
+            scopes: client
+                .as_ref()
+                .map(|client| client.scopes.clone())
+                .unwrap_or_default(),
+            networks: client
+                .map(|client| client.networks.clone())
+                .unwrap_or_default(),
+            deadline,
+        },
+        minimal,
+        if_match,
+        if_none_exist,
+        body: (!text.is_empty()).then_some(text),
+    })
 }
 
 /// A FHIR JSON answer; `as_xml` turns it into XML when that was asked for.

@@ -509,9 +509,7 @@ where
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
         let timeout = self.timeout;
         // The route table's answer, not a second reading of the path.
-        let transaction = request.method() == http::Method::POST
-            && Route::classify(request.uri().path()) == Route::FhirBase;
-        if transaction {
+        if Route::writes(request.method(), request.uri().path()) {
             request
                 .extensions_mut()
                 .insert(WriteDeadline(Instant::now() + timeout));

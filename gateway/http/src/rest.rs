@@ -10,6 +10,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use bytes::Bytes;
 use http::header::{HeaderValue, CONTENT_TYPE, ETAG, LAST_MODIFIED, LOCATION};
 use http::{HeaderMap, Response, StatusCode};
+use http_body_util::Full;
 
 use super::error::ApiError;
 use super::handlers::json_response;
@@ -361,8 +362,22 @@ pub async fn transaction(
 ) -> Result<Response<ResponseBody>, ApiError> {
     let text = String::from_utf8(body.to_vec())
         .map_err(|_| ApiError::BadRequest("the Bundle is not UTF-8".into()))?;
+    let outcome = run_transaction(state, text, scopes, networks, deadline).await?;
+    let body = outcome.response_bundle().to_string();
+    Ok(bundle_response(body))
+}
+
+/// Checks and applies a transaction Bundle as `scopes` and `networks`
+/// allow, by `deadline` or not at all.
+async fn run_transaction(
+    state: &SharedState,
+    text: String,
+    scopes: passerelle_security::Scopes,
+    networks: Vec<String>,
+    deadline: Option<std::time::Instant>,
+) -> Result<repository::TransactionOutcome, ApiError> {
     let repository = repository::Repository::new(state.store.clone());
-    let outcome = tokio::task::spawn_blocking(move || {
+    tokio::task::spawn_blocking(move || {
         check_entry_resources(&text)?;
         Ok::<_, ApiError>(repository.transaction_as(
             &text,
@@ -373,9 +388,144 @@ pub async fn transaction(
         )?)
     })
     .await
-    .map_err(|_| ApiError::Internal)??;
-    let body = outcome.response_bundle().to_string();
-    Ok(bundle_response(body))
+    .map_err(|_| ApiError::Internal)?
+}
+
+/// Who writes, and by when (the timeout layer's deadline).
+pub struct Writer {
+    pub scopes: passerelle_security::Scopes,
+    pub networks: Vec<String>,
+    pub deadline: Option<std::time::Instant>,
+}
+
+/// A write of FHIR's RESTful API on one resource.
+pub enum SingleWrite<'a> {
+    /// `POST /{type}` (`If-None-Exist`: a conditional create).
+    Create { if_none_exist: Option<String> },
+    /// `PUT /{type}/{id}` or, with a query, `PUT /{type}?{query}`
+    /// (`If-Match`: the version it must replace).
+    Update {
+        target: WriteTarget<'a>,
+        if_match: Option<String>,
+    },
+    /// `DELETE /{type}/{id}` or `DELETE /{type}?{query}`.
+    Delete { target: WriteTarget<'a> },
+}
+
+/// What an update or a delete names: one resource, or the one a search
+/// condition finds.
+pub enum WriteTarget<'a> {
+    Id(&'a str),
+    Condition(&'a str),
+}
+
+impl WriteTarget<'_> {
+    fn url(&self, resource_type: &str) -> String {
+        match self {
+            WriteTarget::Id(id) => format!("{resource_type}/{id}"),
+            WriteTarget::Condition(query) => format!("{resource_type}?{query}"),
+        }
+    }
+}
+
+/// Create, update and delete of one resource, each run as a one-entry
+/// transaction so that they share its checks (scopes, networks, the R4
+/// models, conditions, `If-Match`) and its all-or-nothing deadline. The
+/// answer is the resource as stored (`Prefer: return=minimal`: none),
+/// with `Location`, `ETag` and `Last-Modified`; a delete answers 204.
+pub async fn single_write(
+    state: &SharedState,
+    resource_type: &str,
+    write: SingleWrite<'_>,
+    body: Option<String>,
+    minimal: bool,
+    writer: Writer,
+) -> Result<Response<ResponseBody>, ApiError> {
+    let mut request = serde_json::Map::new();
+    let (method, url) = match &write {
+        SingleWrite::Create { if_none_exist } => {
+            if let Some(condition) = if_none_exist {
+                request.insert("ifNoneExist".into(), condition.as_str().into());
+            }
+            ("POST", resource_type.to_string())
+        }
+        SingleWrite::Update { target, if_match } => {
+            if let Some(tag) = if_match {
+                request.insert("ifMatch".into(), tag.as_str().into());
+            }
+            ("PUT", target.url(resource_type))
+        }
+        SingleWrite::Delete { target } => ("DELETE", target.url(resource_type)),
+    };
+    request.insert("method".into(), method.into());
+    request.insert("url".into(), url.into());
+    let request = serde_json::Value::Object(request).to_string();
+    // The body goes into the Bundle as its text, so that its numbers keep
+    // their digits; it is read here only to check what it claims to be.
+    let bundle = match (&write, body) {
+        (SingleWrite::Delete { .. }, _) => format!(
+            r#"{{"resourceType":"Bundle","type":"transaction","entry":[{{"request":{request}}}]}}"#
+        ),
+        (_, None) => return Err(ApiError::BadRequest("the request has no resource".into())),
+        (_, Some(text)) => {
+            let resource: serde_json::Value = serde_json::from_str(&text)
+                .map_err(|e| ApiError::BadRequest(format!("the body is not JSON: {e}")))?;
+            let named = resource.get("resourceType").and_then(|v| v.as_str());
+            if named != Some(resource_type) {
+                return Err(ApiError::BadRequest(format!(
+                    "the body is not a {resource_type} (resourceType {})",
+                    named.unwrap_or("missing")
+                )));
+            }
+            if let SingleWrite::Update {
+                target: WriteTarget::Id(id),
+                ..
+            } = &write
+            {
+                if resource.get("id").and_then(|v| v.as_str()) != Some(*id) {
+                    return Err(ApiError::BadRequest(format!(
+                        "the resource's id must be the id of the URL ({id})"
+                    )));
+                }
+            }
+            format!(
+                r#"{{"resourceType":"Bundle","type":"transaction","entry":[{{"resource":{text},"request":{request}}}]}}"#
+            )
+        }
+    };
+    let outcome = run_transaction(
+        state,
+        bundle,
+        writer.scopes,
+        writer.networks,
+        writer.deadline,
+    )
+    .await?;
+    let Some(entry) = outcome.entries.into_iter().next() else {
+        return Err(ApiError::Internal);
+    };
+    let (Some(version), false) = (entry.version, matches!(write, SingleWrite::Delete { .. }))
+    else {
+        let mut response = Response::new(Full::new(Bytes::new()));
+        *response.status_mut() = StatusCode::NO_CONTENT;
+        return Ok(response);
+    };
+    let status = if entry.status.starts_with("201") {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let (owned_type, id) = (entry.resource_type.clone(), entry.id.clone());
+    let stored = read_repository(state, move |sql| {
+        repository::version(sql, &owned_type, &id, version)?
+            .ok_or_else(|| RepositoryError::NotFound(format!("{owned_type}/{id}")))
+    })
+    .await?;
+    let mut response = resource_response(status, &stored);
+    if minimal {
+        *response.body_mut() = Full::new(Bytes::new());
+    }
+    Ok(response)
 }
 
 /// Refuses a Bundle holding a resource that fhir-sdk's R4 models do not

@@ -58,6 +58,25 @@ impl Route {
         }
     }
 
+    /// Whether `method` on `path` writes the repository: a transaction
+    /// (`POST /fhir`), a create (`POST /fhir/{type}`), an update or a
+    /// delete (`PUT`/`DELETE` on a type or below it). Such a request is
+    /// never cut off once it may have committed (see the timeout layer).
+    pub fn writes(method: &http::Method, path: &str) -> bool {
+        let path = path.trim_end_matches('/');
+        match Route::classify(path) {
+            Route::FhirBase => *method == http::Method::POST,
+            Route::FhirType => matches!(
+                *method,
+                http::Method::POST | http::Method::PUT | http::Method::DELETE
+            ),
+            Route::FhirTypeChild => {
+                matches!(*method, http::Method::PUT | http::Method::DELETE)
+            }
+            _ => false,
+        }
+    }
+
     /// The metrics label: a template, never the raw path.
     pub fn label(&self) -> &'static str {
         match self {

@@ -194,6 +194,17 @@ const MATRIX: &[(&str, &str, [u16; 8])] = &[
         "/admin/targets",
         [401, 401, 200, 403, 403, 403, 200, 403],
     ),
+    (
+        "POST",
+        "/fhir/Patient",
+        [401, 401, 201, 403, 403, 201, 403, 403],
+    ),
+    // Last: the admin deletes the lab's patient; nobody else may.
+    (
+        "DELETE",
+        "/fhir/Patient/{M1}",
+        [401, 401, 204, 403, 403, 403, 403, 403],
+    ),
 ];
 
 #[test]
@@ -242,6 +253,10 @@ fn authorization_matrix() {
             let control_id = format!("M{row}C{column}");
             let (content_type, body): (&str, Vec<u8>) = match path {
                 "/fhir" => ("application/fhir+json", transaction()),
+                "/fhir/Patient" => (
+                    "application/fhir+json",
+                    br#"{"resourceType":"Patient","gender":"female"}"#.to_vec(),
+                ),
                 "/hl7v2" => ("x-application/hl7-v2+er7", adt(&control_id)),
                 "/fhir/$convert-data" => ("application/fhir+json", convert.clone()),
                 "/fhir/Patient/_search" => (

@@ -404,3 +404,129 @@ fn fhir_xml_both_ways_on_the_api() {
     let reply = Reply::parse(&http_request(gateway.http_addr, raw.as_bytes()).unwrap());
     assert_outcome(&reply, 400, "structure");
 }
+
+/// One request with extra headers (the test key added).
+fn exchange(
+    gateway: &Gateway,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Reply {
+    let mut raw = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n",
+        body.len()
+    );
+    if !body.is_empty() {
+        raw.push_str("Content-Type: application/fhir+json\r\n");
+    }
+    for (name, value) in headers {
+        raw.push_str(&format!("{name}: {value}\r\n"));
+    }
+    raw.push_str("\r\n");
+    raw.push_str(body);
+    Reply::parse(&http_request(gateway.http_addr, raw.as_bytes()).unwrap())
+}
+
+/// FHIR's single-resource writes, as fhirpy's `save()` and fhirclient's
+/// `create()` send them: create (and conditional create), update with
+/// `If-Match`, conditional update, delete and conditional delete.
+#[test]
+fn resources_are_created_updated_and_deleted_one_at_a_time() {
+    let gateway = Gateway::start();
+    let patient = r#"{"resourceType":"Patient","identifier":[{"system":"urn:x","value":"ONE"}],"name":[{"family":"Seule"}]}"#;
+    let created = exchange(&gateway, "POST", "/fhir/Patient", &[], patient);
+    assert_eq!(created.status, 201, "{}", created.body);
+    let id = created.json()["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        created.header("location"),
+        Some(format!("Patient/{id}/_history/1").as_str())
+    );
+    assert_eq!(created.header("etag"), Some("W/\"1\""));
+    assert!(created.header("last-modified").is_some());
+
+    // Conditional create: the one that exists, not a second.
+    let again = exchange(
+        &gateway,
+        "POST",
+        "/fhir/Patient",
+        &[("If-None-Exist", "identifier=urn:x|ONE")],
+        patient,
+    );
+    assert_eq!(again.status, 200, "{}", again.body);
+    assert_eq!(again.json()["id"], id.as_str());
+
+    // Update: If-Match must name the current version.
+    let changed = format!(
+        r#"{{"resourceType":"Patient","id":"{id}","identifier":[{{"system":"urn:x","value":"ONE"}}],"name":[{{"family":"Seule","given":["Ana"]}}]}}"#
+    );
+    let path = format!("/fhir/Patient/{id}");
+    let updated = exchange(&gateway, "PUT", &path, &[("If-Match", "W/\"1\"")], &changed);
+    assert_eq!(updated.status, 200, "{}", updated.body);
+    assert_eq!(updated.header("etag"), Some("W/\"2\""));
+    assert_eq!(updated.json()["name"][0]["given"][0], "Ana");
+    let stale = exchange(&gateway, "PUT", &path, &[("If-Match", "W/\"1\"")], &changed);
+    assert_eq!(stale.status, 412, "{}", stale.body);
+    let wrong_id = changed.replace(&id, "another-id");
+    assert_eq!(exchange(&gateway, "PUT", &path, &[], &wrong_id).status, 400);
+    let wrong_type = exchange(&gateway, "POST", "/fhir/Observation", &[], patient);
+    assert_eq!(wrong_type.status, 400, "{}", wrong_type.body);
+
+    // Numbers keep their digits; the R4 models still judge the body.
+    let observation = format!(
+        r#"{{"resourceType":"Observation","status":"final","code":{{"text":"g"}},"subject":{{"reference":"Patient/{id}"}},"valueQuantity":{{"value":1.50,"unit":"g/L"}}}}"#
+    );
+    let minimal = exchange(
+        &gateway,
+        "POST",
+        "/fhir/Observation",
+        &[("Prefer", "return=minimal")],
+        &observation,
+    );
+    assert_eq!(minimal.status, 201);
+    assert!(minimal.body.is_empty(), "{}", minimal.body);
+    let location = minimal.header("location").unwrap().to_string();
+    let stored = http_get_reply(gateway.http_addr, &format!("/fhir/{location}"));
+    assert!(stored.body.contains("\"value\":1.50"), "{}", stored.body);
+    let invalid = exchange(
+        &gateway,
+        "POST",
+        "/fhir/Patient",
+        &[],
+        r#"{"resourceType":"Patient","gender":"homme"}"#,
+    );
+    assert_eq!(invalid.status, 400, "{}", invalid.body);
+
+    // Conditional update and delete.
+    let conditional = exchange(
+        &gateway,
+        "PUT",
+        "/fhir/Patient?identifier=urn:x|TWO",
+        &[],
+        r#"{"resourceType":"Patient","identifier":[{"system":"urn:x","value":"TWO"}]}"#,
+    );
+    assert_eq!(conditional.status, 201, "{}", conditional.body);
+    let deleted = exchange(
+        &gateway,
+        "DELETE",
+        "/fhir/Patient?identifier=urn:x|TWO",
+        &[],
+        "",
+    );
+    assert_eq!(deleted.status, 204, "{}", deleted.body);
+    assert_eq!(
+        http_get_reply(gateway.http_addr, "/fhir/Patient?identifier=urn:x|TWO").json()["total"],
+        0
+    );
+
+    // Delete: then 410 on read.
+    let observation_path = format!("/fhir/{}", location.split("/_history").next().unwrap());
+    assert_eq!(
+        exchange(&gateway, "DELETE", &observation_path, &[], "").status,
+        204
+    );
+    assert_eq!(
+        http_get_reply(gateway.http_addr, &observation_path).status,
+        410
+    );
+}
