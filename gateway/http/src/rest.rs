@@ -172,6 +172,11 @@ pub async fn get(
                 }
             })
             .await?;
+            if not_modified(headers, &stored) {
+                let mut response = resource_response(StatusCode::NOT_MODIFIED, &stored);
+                *response.body_mut() = Full::new(Bytes::new());
+                return Ok(response);
+            }
             Ok(resource_response(StatusCode::OK, &stored))
         }
         Interaction::Vread(id, version) => {
@@ -344,9 +349,16 @@ pub async fn search_response(
         Ok(repository::search(sql, &page_request)?)
     })
     .await?;
+    // A client that asked with `_format` gets it in every link, so that
+    // following `next` keeps the format.
+    let format = pairs
+        .iter()
+        .find(|(key, _)| key == "_format")
+        .map(|(_, value)| value.as_str());
     Ok(bundle_response(searchset(
         &fhir_base(state),
         &request,
+        format,
         &page,
     )))
 }
@@ -562,6 +574,33 @@ fn bundle_response(body: String) -> Response<ResponseBody> {
     )
 }
 
+/// Whether a read's `If-None-Match` names the current version, or its
+/// `If-Modified-Since` is not before the last change: the client's copy
+/// is current (304). `If-None-Match` wins when both are sent (RFC 9110).
+fn not_modified(headers: &HeaderMap, stored: &StoredResource) -> bool {
+    let version = |tag: &str| {
+        tag.trim()
+            .trim_start_matches("W/")
+            .trim_matches('"')
+            .to_string()
+    };
+    if let Some(tags) = headers
+        .get(http::header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+    {
+        let current = stored.version.to_string();
+        return tags
+            .split(',')
+            .any(|tag| tag.trim() == "*" || version(tag) == current);
+    }
+    let since = headers
+        .get(http::header::IF_MODIFIED_SINCE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| httpdate::parse_http_date(v).ok());
+    let modified = UNIX_EPOCH + Duration::from_secs(stored.last_updated_ms.max(0) as u64 / 1000);
+    since.is_some_and(|since| modified <= since)
+}
+
 fn resource_response(status: StatusCode, stored: &StoredResource) -> Response<ResponseBody> {
     let mut response = json_response(
         status,
@@ -604,7 +643,7 @@ fn link(relation: &str, url: &str) -> String {
     )
 }
 
-fn page_url(base: &str, request: &SearchRequest, offset: usize) -> String {
+fn page_url(base: &str, request: &SearchRequest, format: Option<&str>, offset: usize) -> String {
     let mut url = format!("{base}/{}", request.resource_type);
     let mut separator = '?';
     let mut push = |key: &str, value: &str| {
@@ -621,24 +660,40 @@ fn page_url(base: &str, request: &SearchRequest, offset: usize) -> String {
     if offset > 0 {
         push("_offset", &offset.to_string());
     }
+    if let Some(format) = format {
+        push("_format", format);
+    }
     url
 }
 
 /// The `searchset` Bundle of a page, as text around the stored texts.
-fn searchset(base: &str, request: &SearchRequest, page: &repository::SearchPage) -> String {
-    let mut links = vec![link("self", &page_url(base, request, request.offset))];
+fn searchset(
+    base: &str,
+    request: &SearchRequest,
+    format: Option<&str>,
+    page: &repository::SearchPage,
+) -> String {
+    let mut links = vec![link(
+        "self",
+        &page_url(base, request, format, request.offset),
+    )];
     let total = usize::try_from(page.total).unwrap_or(0);
     if !request.count_only && request.count > 0 {
         // Where the next page begins: after this page's matches, fewer
         // than `_count` when the page reached the answer size limit.
         let next = request.offset + page.matches.len().min(request.count);
         if next < total && !page.matches.is_empty() {
-            links.push(link("next", &page_url(base, request, next)));
+            links.push(link("next", &page_url(base, request, format, next)));
         }
         if request.offset > 0 {
             links.push(link(
                 "previous",
-                &page_url(base, request, request.offset.saturating_sub(request.count)),
+                &page_url(
+                    base,
+                    request,
+                    format,
+                    request.offset.saturating_sub(request.count),
+                ),
             ));
         }
     }

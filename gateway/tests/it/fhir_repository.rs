@@ -465,6 +465,18 @@ fn resources_are_created_updated_and_deleted_one_at_a_time() {
     assert_eq!(updated.status, 200, "{}", updated.body);
     assert_eq!(updated.header("etag"), Some("W/\"2\""));
     assert_eq!(updated.json()["name"][0]["given"][0], "Ana");
+    // Conditional reads: the current version, or no change since, is 304.
+    for (header, value, status) in [
+        ("If-None-Match", "W/\"2\"", 304),
+        ("If-None-Match", "W/\"1\"", 200),
+        ("If-Modified-Since", "Fri, 01 Jan 2100 00:00:00 GMT", 304),
+        ("If-Modified-Since", "Sat, 01 Jan 2000 00:00:00 GMT", 200),
+    ] {
+        let read = exchange(&gateway, "GET", &path, &[(header, value)], "");
+        assert_eq!(read.status, status, "{header}: {value}");
+        assert_eq!(read.header("etag"), Some("W/\"2\""));
+        assert_eq!(read.body.is_empty(), status == 304);
+    }
     let stale = exchange(&gateway, "PUT", &path, &[("If-Match", "W/\"1\"")], &changed);
     assert_eq!(stale.status, 412, "{}", stale.body);
     let wrong_id = changed.replace(&id, "another-id");
@@ -506,6 +518,20 @@ fn resources_are_created_updated_and_deleted_one_at_a_time() {
         r#"{"resourceType":"Patient","identifier":[{"system":"urn:x","value":"TWO"}]}"#,
     );
     assert_eq!(conditional.status, 201, "{}", conditional.body);
+    // A client that asked for XML with _format keeps it in the links.
+    let page = http_get_reply(gateway.http_addr, "/fhir/Patient?_count=1&_format=xml");
+    assert!(
+        page.body.contains("<relation value=\"next\"/>"),
+        "{}",
+        page.body
+    );
+    assert_eq!(
+        page.body.matches("_format=xml").count(),
+        2,
+        "self and next: {}",
+        page.body
+    );
+
     let deleted = exchange(
         &gateway,
         "DELETE",
