@@ -44,7 +44,7 @@ pub fn capability_statement(inputs: &CapabilityInputs) -> Value {
         "rest": [{
             "mode": "server",
             "documentation": "Capabilities of this Passerelle instance. Reads, searches and writes (create, update, delete, each also conditional, and transactions posted to the base) work on Passerelle's own repository, which also holds what the local target received. Other interactions answer 405 with an OperationOutcome.",
-            "interaction": [{"code": "transaction"}],
+            "interaction": [{"code": "transaction"}, {"code": "batch"}],
             "resource": repository_resources(),
             "operation": [{
                 "name": "summary",

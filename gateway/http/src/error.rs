@@ -134,6 +134,13 @@ impl ApiError {
         Outcome::error(status, issue, self.to_string())
     }
 
+    /// The status and OperationOutcome this error answers with, for a
+    /// `batch-response` entry.
+    pub fn status_and_outcome(&self) -> (StatusCode, serde_json::Value) {
+        let outcome = self.outcome();
+        (outcome.status, outcome.to_json())
+    }
+
     pub fn into_response(self) -> Response<ResponseBody> {
         if let ApiError::Convert(error) = &self {
             return convert_error_response(self.outcome(), error);

@@ -374,9 +374,74 @@ pub async fn transaction(
 ) -> Result<Response<ResponseBody>, ApiError> {
     let text = String::from_utf8(body.to_vec())
         .map_err(|_| ApiError::BadRequest("the Bundle is not UTF-8".into()))?;
+    if let Some(entries) = batch_entries(&text) {
+        let writer = Writer {
+            scopes,
+            networks,
+            deadline,
+        };
+        return Ok(bundle_response(batch(state, entries, writer).await));
+    }
     let outcome = run_transaction(state, text, scopes, networks, deadline).await?;
     let body = outcome.response_bundle().to_string();
     Ok(bundle_response(body))
+}
+
+/// The entries of a `batch` Bundle (numbers carried as written); `None`
+/// for anything else, which the transaction path judges.
+fn batch_entries(text: &str) -> Option<Vec<serde_json::Value>> {
+    let bundle = passerelle_fhir::exact_json::parse(text).ok()?;
+    if bundle.get("resourceType")? != "Bundle" || bundle.get("type")? != "batch" {
+        return None;
+    }
+    match bundle.get("entry") {
+        Some(serde_json::Value::Array(entries)) => Some(entries.clone()),
+        _ => Some(Vec::new()),
+    }
+}
+
+/// A `batch`: each entry on its own, as a one-entry transaction (its
+/// checks, all or nothing for that entry), in order; one entry's failure
+/// is its `response.outcome` and leaves the others be. The answer is a
+/// `batch-response` Bundle, entry for entry.
+async fn batch(state: &SharedState, entries: Vec<serde_json::Value>, writer: Writer) -> String {
+    let mut responses = Vec::with_capacity(entries.len());
+    for (index, entry) in entries.into_iter().enumerate() {
+        let single = serde_json::json!({
+            "resourceType": "Bundle", "type": "transaction", "entry": [entry],
+        });
+        let text = passerelle_fhir::exact_json::to_string(&single);
+        let answer = run_transaction(
+            state,
+            text,
+            writer.scopes.clone(),
+            writer.networks.clone(),
+            writer.deadline,
+        )
+        .await;
+        let response = match answer {
+            Ok(outcome) => outcome.response_bundle()["entry"][0].clone(),
+            Err(error) => {
+                let (status, outcome) = error.status_and_outcome();
+                // The entry was alone in its transaction: name it by its
+                // place in the batch.
+                let outcome = outcome
+                    .to_string()
+                    .replace("Bundle.entry[0]", &format!("Bundle.entry[{index}]"));
+                serde_json::json!({"response": {
+                    "status": format!("{} {}", status.as_u16(), status.canonical_reason().unwrap_or("")).trim_end(),
+                    "outcome": serde_json::from_str::<serde_json::Value>(&outcome).unwrap_or_default(),
+                }})
+            }
+        };
+        responses.push(response);
+    }
+    let mut answer = serde_json::json!({"resourceType": "Bundle", "type": "batch-response"});
+    // FHIR JSON has no empty arrays.
+    if !responses.is_empty() {
+        answer["entry"] = serde_json::Value::Array(responses);
+    }
+    answer.to_string()
 }
 
 /// Checks and applies a transaction Bundle as `scopes` and `networks`

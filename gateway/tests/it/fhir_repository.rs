@@ -556,3 +556,57 @@ fn resources_are_created_updated_and_deleted_one_at_a_time() {
         410
     );
 }
+
+/// A `batch`: each entry on its own; one refused leaves the others stored.
+#[test]
+fn batch_entries_succeed_or_fail_on_their_own() {
+    let gateway = Gateway::start();
+    let batch = serde_json::json!({"resourceType": "Bundle", "type": "batch", "entry": [
+        {"resource": {"resourceType": "Patient", "identifier": [{"system": "urn:b", "value": "B1"}]},
+         "request": {"method": "POST", "url": "Patient"}},
+        {"resource": {"resourceType": "Patient", "gender": "homme"},
+         "request": {"method": "POST", "url": "Patient"}},
+        {"resource": {"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+                      "subject": {"reference": "Patient/absent"}},
+         "request": {"method": "POST", "url": "Observation"}},
+        {"resource": {"resourceType": "Observation", "status": "final", "code": {"text": "y"},
+                      "valueQuantity": {"value": 0.0300, "unit": "g/L"}},
+         "request": {"method": "POST", "url": "Observation"}}
+    ]})
+    .to_string()
+    // serde_json writes 0.0300 as 0.03; the digits as sent:
+    .replace("0.03", "0.0300");
+    let reply = http_post(
+        gateway.http_addr,
+        "/fhir",
+        "application/fhir+json",
+        batch.as_bytes(),
+    );
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let answer = reply.json();
+    assert_eq!(answer["type"], "batch-response");
+    let statuses: Vec<&str> = answer["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| entry["response"]["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            "201 Created",
+            "400 Bad Request",
+            "400 Bad Request",
+            "201 Created"
+        ]
+    );
+    let refused = answer["entry"][2]["response"]["outcome"].to_string();
+    assert!(refused.contains("Bundle.entry[2]"), "{refused}");
+    assert_eq!(
+        http_get_reply(gateway.http_addr, "/fhir/Patient?identifier=urn:b|B1").json()["total"],
+        1
+    );
+    let location = answer["entry"][3]["response"]["location"].as_str().unwrap();
+    let stored = http_get_reply(gateway.http_addr, &format!("/fhir/{location}"));
+    assert!(stored.body.contains("\"value\":0.0300"), "{}", stored.body);
+}
