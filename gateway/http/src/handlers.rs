@@ -465,10 +465,13 @@ where
         )
     };
     let xml = is_xml_fhir_body(content_type.as_deref());
-    let has_body = request
-        .headers()
-        .get(http::header::CONTENT_LENGTH)
-        .is_none_or(|length| length != "0");
+    // A DELETE usually comes with no Content-Length and no Content-Type.
+    let has_body = match request.headers().get(http::header::CONTENT_LENGTH) {
+        Some(length) => length != "0",
+        None => request
+            .headers()
+            .contains_key(http::header::TRANSFER_ENCODING),
+    };
     if has_body && !xml && !is_readable_fhir_body(content_type.as_deref()) {
         return Err(ApiError::UnsupportedMediaType {
             received: content_type.unwrap_or_default(),
