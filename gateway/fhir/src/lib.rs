@@ -14,6 +14,7 @@
 pub use exact_json;
 pub mod negotiate;
 pub mod outcome;
+pub mod pretty;
 pub mod query;
 pub mod xml;
 

@@ -219,15 +219,40 @@ where
         query_param(request.uri().query(), "_format").as_deref(),
         request.headers().get(ACCEPT).and_then(|v| v.to_str().ok()),
     )?;
+    let pretty = query_param(request.uri().query(), "_pretty").as_deref() == Some("true");
     // Errors too: a client that asked for XML gets its OperationOutcome in
     // XML (only a format refusal itself, above, stays JSON).
     let response = fhir_json(state, route, request)
         .await
         .unwrap_or_else(ApiError::into_response);
     match format {
+        Format::Json if pretty => as_pretty_json(response).await,
         Format::Json => Ok(response),
         Format::Xml => as_xml(response).await,
     }
+}
+
+/// A FHIR JSON answer indented for people (`_pretty=true`).
+async fn as_pretty_json(
+    response: Response<ResponseBody>,
+) -> Result<Response<ResponseBody>, ApiError> {
+    let is_fhir_json = response
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| media_type(v) == "application/fhir+json");
+    if !is_fhir_json {
+        return Ok(response);
+    }
+    let (parts, body) = response.into_parts();
+    let bytes = body
+        .collect()
+        .await
+        .map_err(|_| ApiError::Internal)?
+        .to_bytes();
+    let text = std::str::from_utf8(&bytes).map_err(|_| ApiError::Internal)?;
+    let pretty = passerelle_fhir::pretty::pretty_json(text);
+    Ok(Response::from_parts(parts, Full::new(Bytes::from(pretty))))
 }
 
 /// A FHIR JSON answer rewritten as FHIR XML: the one place responses

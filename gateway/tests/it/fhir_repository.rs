@@ -465,6 +465,14 @@ fn resources_are_created_updated_and_deleted_one_at_a_time() {
     assert_eq!(updated.status, 200, "{}", updated.body);
     assert_eq!(updated.header("etag"), Some("W/\"2\""));
     assert_eq!(updated.json()["name"][0]["given"][0], "Ana");
+    let pretty = http_get_reply(gateway.http_addr, &format!("{path}?_pretty=true"));
+    assert!(
+        pretty
+            .body
+            .starts_with("{\n  \"resourceType\": \"Patient\","),
+        "{}",
+        pretty.body
+    );
     // Conditional reads: the current version, or no change since, is 304.
     for (header, value, status) in [
         ("If-None-Match", "W/\"2\"", 304),
