@@ -38,7 +38,7 @@ impl AccessPolicy for HttpAccessPolicy {
             // A transaction: each entry is checked against the client's
             // scopes by the repository.
             Route::FhirBase if *method == Method::POST => Requirement::Authenticated,
-            Route::FhirBase => {
+            Route::FhirBase | Route::FhirSystemHistory => {
                 Requirement::Permission(Permission::FhirAnyType(Interaction::Search))
             }
             // Creates, updates and deletes run as one-entry transactions,
@@ -48,6 +48,10 @@ impl AccessPolicy for HttpAccessPolicy {
                 Some((resource_type, rest::Interaction::Search))
                     if reads || *method == Method::POST =>
                 {
+                    fhir(resource_type, Interaction::Search)
+                }
+                // SMART v2: a type's history is a search ("s").
+                Some((resource_type, rest::Interaction::TypeHistory)) if reads => {
                     fhir(resource_type, Interaction::Search)
                 }
                 Some((
@@ -103,6 +107,8 @@ mod tests {
             ("GET", "/fhir/Patient?gender=female", "system/Patient.s"),
             ("POST", "/fhir/Patient/_search", "system/Patient.s"),
             ("GET", "/fhir/Patient/1", "system/Patient.r"),
+            ("GET", "/fhir/Patient/_history", "system/Patient.s"),
+            ("GET", "/fhir/_history", "system/*.s"),
             ("HEAD", "/fhir/Patient/1", "system/Patient.r"),
             (
                 "GET",

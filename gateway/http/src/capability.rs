@@ -44,7 +44,9 @@ pub fn capability_statement(inputs: &CapabilityInputs) -> Value {
         "rest": [{
             "mode": "server",
             "documentation": "Capabilities of this Passerelle instance. Reads, searches and writes (create, update, delete, each also conditional, and transactions posted to the base) work on Passerelle's own repository, which also holds what the local target received. Other interactions answer 405 with an OperationOutcome.",
-            "interaction": [{"code": "transaction"}, {"code": "batch"}],
+            "interaction": [
+                {"code": "transaction"}, {"code": "batch"}, {"code": "history-system"}
+            ],
             "resource": repository_resources(),
             "operation": [{
                 "name": "summary",
@@ -82,7 +84,8 @@ fn repository_resources() -> Vec<Value> {
                 "interaction": [
                     {"code": "read"}, {"code": "vread"},
                     {"code": "update"}, {"code": "delete"},
-                    {"code": "history-instance"}, {"code": "create"},
+                    {"code": "history-instance"}, {"code": "history-type"},
+                    {"code": "create"},
                     {"code": "search-type"}
                 ],
                 "updateCreate": true,

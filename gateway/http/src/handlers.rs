@@ -441,6 +441,28 @@ where
                 _ => Err(not_allowed(&method, "GET, HEAD")),
             }
         }
+        Route::FhirSystemHistory => {
+            if !matches!(method, Method::GET | Method::HEAD) {
+                return Err(not_allowed(&method, "GET, HEAD"));
+            }
+            let reader = request
+                .extensions()
+                .get::<std::sync::Arc<passerelle_security::Client>>()
+                .map(|client| Visibility::of(&client.networks))
+                .unwrap_or(Visibility::Networks(Vec::new()));
+            if let Some(upstream) = &state.upstream {
+                // Every type's history holds patient data.
+                proxy::refuse_outside_networks(&reader, "", request.uri().query())?;
+                return proxy::forward(
+                    upstream,
+                    &rest::fhir_base(&state),
+                    "/_history",
+                    request.uri().query(),
+                )
+                .await;
+            }
+            rest::history_page(&state, None, request.uri().query(), reader).await
+        }
         Route::FhirSystemOperation => Err(ApiError::NotFound),
         Route::FhirUnknown => Err(ApiError::UnknownResourceType),
         _ => Err(ApiError::NotFound),

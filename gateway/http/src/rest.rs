@@ -27,6 +27,8 @@ use passerelle_storage::{instant_from_ms, now_ms};
 pub enum Interaction<'a> {
     Search,
     Read(&'a str),
+    /// `/{type}/_history`: every version of every resource of the type.
+    TypeHistory,
     History(&'a str),
     Vread(&'a str, &'a str),
     /// `/{type}/$op` (no id) or `/{type}/{id}/$op`.
@@ -47,6 +49,7 @@ pub fn interaction(path: &str) -> Option<(&str, Interaction<'_>)> {
         (Some(id), Some(operation), None) if operation.starts_with('$') => {
             Interaction::Operation(Some(id), operation)
         }
+        (Some("_history"), None, _) => Interaction::TypeHistory,
         (Some(id), None, _) => Interaction::Read(id),
         (Some(id), Some("_history"), None) => Interaction::History(id),
         (Some(id), Some("_history"), Some(version)) => Interaction::Vread(id, version),
@@ -60,7 +63,7 @@ pub fn interaction(path: &str) -> Option<(&str, Interaction<'_>)> {
     // upstream in proxy mode with the gateway's credentials, is the path
     // the access layer judged.
     let well_formed = match &interaction {
-        Interaction::Search => true,
+        Interaction::Search | Interaction::TypeHistory => true,
         Interaction::Read(id) | Interaction::History(id) => plain_id(id),
         Interaction::Vread(id, version) => plain_id(id) && plain_id(version),
         Interaction::Operation(id, operation) => {
@@ -212,6 +215,7 @@ pub async fn get(
         Interaction::Operation(id, operation) => {
             patient_operation(state, resource_type, id, operation, query, reader).await
         }
+        Interaction::TypeHistory => history_page(state, Some(resource_type), query, reader).await,
         Interaction::History(id) => {
             let id = id.to_string();
             let versions = read_repository(state, move |sql| {
@@ -226,12 +230,100 @@ pub async fn get(
                 Ok(versions)
             })
             .await?;
+            let total = versions.len();
             Ok(bundle_response(history_bundle(
                 &fhir_base(state),
                 &versions,
+                total,
+                &[],
             )))
         }
     }
+}
+
+/// The history of a type (`GET /{type}/_history`) or of every type
+/// (`GET /_history`, `resource_type` `None`): every version the reader
+/// may see, newest change first, paged with `_count` and `_offset`, from
+/// `_since` on.
+pub async fn history_page(
+    state: &SharedState,
+    resource_type: Option<&str>,
+    query: Option<&str>,
+    reader: Visibility,
+) -> Result<Response<ResponseBody>, ApiError> {
+    let mut count = repository::search::DEFAULT_COUNT;
+    let mut offset = 0usize;
+    let mut since = None;
+    let mut kept = Vec::new();
+    for (key, value) in decode_pairs(query.unwrap_or("")) {
+        let number = || {
+            value.parse::<usize>().map_err(|_| {
+                ApiError::BadRequest(format!("{key} must be a whole number, not '{value}'"))
+            })
+        };
+        match key.as_str() {
+            "_count" => count = number()?.min(repository::search::MAX_COUNT),
+            "_offset" => {
+                offset = number()?;
+                if offset > repository::search::MAX_OFFSET {
+                    return Err(ApiError::BadRequest(format!(
+                        "_offset may be at most {}",
+                        repository::search::MAX_OFFSET
+                    )));
+                }
+            }
+            "_since" => {
+                since = Some(repository::dates::start_ms(&value).ok_or_else(|| {
+                    ApiError::BadRequest(format!("_since must be an instant, not '{value}'"))
+                })?);
+                kept.push((key, value));
+            }
+            "_format" | "_pretty" => kept.push((key, value)),
+            other => {
+                return Err(ApiError::UnsupportedParameter(format!(
+                    "history does not take '{other}' (it takes _count, _offset, _since)"
+                )))
+            }
+        }
+    }
+    let owned_type = resource_type.map(str::to_string);
+    let (versions, total) = read_repository(state, move |sql| {
+        Ok(repository::type_history(
+            sql,
+            owned_type.as_deref(),
+            since,
+            &reader,
+            count,
+            offset,
+        )?)
+    })
+    .await?;
+    let total = usize::try_from(total).unwrap_or(0);
+    let base = fhir_base(state);
+    let path = match resource_type {
+        Some(resource_type) => format!("{base}/{resource_type}/_history"),
+        None => format!("{base}/_history"),
+    };
+    let page = |offset: usize| {
+        let mut url = format!("{path}?_count={count}");
+        if offset > 0 {
+            url.push_str(&format!("&_offset={offset}"));
+        }
+        for (key, value) in &kept {
+            url.push_str(&format!("&{key}={}", percent_encode(value)));
+        }
+        url
+    };
+    let mut links = vec![link("self", &page(offset))];
+    if count > 0 && offset + versions.len() < total && !versions.is_empty() {
+        links.push(link("next", &page(offset + versions.len())));
+    }
+    if offset > 0 {
+        links.push(link("previous", &page(offset.saturating_sub(count))));
+    }
+    Ok(bundle_response(history_bundle(
+        &base, &versions, total, &links,
+    )))
 }
 
 /// `Patient/$summary` and `Patient/$everything`, by id or (`$summary`) by
@@ -817,9 +909,25 @@ fn searchset_text(base: &str, links: &[String], page: &repository::SearchPage) -
 }
 
 /// The `history` Bundle of one resource, newest version first.
-fn history_bundle(base: &str, versions: &[StoredResource]) -> String {
+/// A `history` Bundle of `versions` (one page of `total`), with `links`.
+fn history_bundle(
+    base: &str,
+    versions: &[StoredResource],
+    total: usize,
+    links: &[String],
+) -> String {
     let mut out = String::from("{\"resourceType\":\"Bundle\",\"type\":\"history\",\"total\":");
-    out.push_str(&versions.len().to_string());
+    out.push_str(&total.to_string());
+    if !links.is_empty() {
+        out.push_str(",\"link\":[");
+        out.push_str(&links.join(","));
+        out.push(']');
+    }
+    if versions.is_empty() {
+        // FHIR JSON has no empty arrays.
+        out.push('}');
+        return out;
+    }
     out.push_str(",\"entry\":[");
     for (n, stored) in versions.iter().enumerate() {
         if n > 0 {

@@ -15,6 +15,8 @@ pub enum Route {
     FhirMetadata,
     /// `/fhir` itself (batch/transaction, whole-system search).
     FhirBase,
+    /// `/fhir/_history`: every version of every resource.
+    FhirSystemHistory,
     /// `/fhir/$operation` at the system level.
     FhirSystemOperation,
     /// `/fhir/{type}` for a known R4 resource type.
@@ -36,6 +38,7 @@ impl Route {
             "/hl7v2" => return Route::Hl7v2,
             "/fhir" => return Route::FhirBase,
             "/fhir/metadata" => return Route::FhirMetadata,
+            "/fhir/_history" => return Route::FhirSystemHistory,
             _ => {}
         }
         if path == "/admin" || path.starts_with("/admin/") {
@@ -87,6 +90,7 @@ impl Route {
             Route::Admin => "/admin",
             Route::FhirMetadata => "/fhir/metadata",
             Route::FhirBase => "/fhir",
+            Route::FhirSystemHistory => "/fhir/_history",
             Route::FhirSystemOperation => "/fhir/$operation",
             Route::FhirType => "/fhir/{type}",
             Route::FhirTypeChild => "/fhir/{type}/*",
@@ -100,6 +104,7 @@ impl Route {
             self,
             Route::FhirMetadata
                 | Route::FhirBase
+                | Route::FhirSystemHistory
                 | Route::FhirSystemOperation
                 | Route::FhirType
                 | Route::FhirTypeChild

@@ -168,6 +168,19 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
     (year, month, day)
 }
 
+/// The first millisecond a FHIR date/dateTime/instant covers, as Unix
+/// milliseconds (`_since`); `None` when the text is not one.
+pub fn start_ms(text: &str) -> Option<i64> {
+    let low = range(text)?.low;
+    let number = |from: usize, to: usize| low.get(from..to)?.parse::<i64>().ok();
+    let days = days_from_civil(number(0, 4)?, number(5, 7)?, number(8, 10)?);
+    let ms = number(11, 13)? * 3_600_000
+        + number(14, 16)? * 60_000
+        + number(17, 19)? * 1000
+        + number(20, 23)?;
+    Some(days * 86_400_000 + ms)
+}
+
 /// Unix milliseconds as a bound text.
 pub fn format_ms(ms: i64) -> String {
     let days = ms.div_euclid(86_400_000);
@@ -189,6 +202,21 @@ mod tests {
     fn r(text: &str) -> (String, String) {
         let range = range(text).unwrap();
         (range.low, range.high)
+    }
+
+    #[test]
+    fn start_ms_is_the_first_millisecond_covered() {
+        assert_eq!(start_ms("1970-01-01"), Some(0));
+        assert_eq!(start_ms("2026-12-04T10:00:00Z"), Some(1_796_378_400_000));
+        assert_eq!(
+            start_ms("2026-12-04T11:00:00+01:00"),
+            Some(1_796_378_400_000)
+        );
+        assert_eq!(
+            format_ms(start_ms("2001-02-03T04:05:06.789Z").unwrap()),
+            "2001-02-03T04:05:06.789"
+        );
+        assert_eq!(start_ms("yesterday"), None);
     }
 
     #[test]

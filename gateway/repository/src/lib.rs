@@ -164,6 +164,74 @@ pub fn history(
     .collect()
 }
 
+/// One page of the versions of every resource of `resource_type` (of
+/// every type: `None`) that `reader` may see, newest change first, changed
+/// at or after `since_ms`; and how many such versions there are.
+pub fn type_history(
+    sql: &mut dyn Sql,
+    resource_type: Option<&str>,
+    since_ms: Option<i64>,
+    reader: &Visibility,
+    count: usize,
+    offset: usize,
+) -> Result<(Vec<StoredResource>, i64), StorageError> {
+    let mut params: Vec<SqlValue> = Vec::new();
+    let mut conditions = Vec::new();
+    if let Some(resource_type) = resource_type {
+        params.push(resource_type.into());
+        conditions.push(format!("h.resource_type = ${}", params.len()));
+    }
+    if let Some(since) = since_ms {
+        params.push(SqlValue::Int(since));
+        conditions.push(format!("h.last_updated_ms >= ${}", params.len()));
+    }
+    let visible = match resource_type {
+        Some(resource_type) => reader.condition(resource_type, &mut params),
+        None => reader.condition_any_type(&mut params),
+    };
+    conditions.extend(visible);
+    let filter = if conditions.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", conditions.join(" AND "))
+    };
+    // The resource's current row `r` is what visibility is judged on.
+    let from = "FROM fhir_history h JOIN fhir_resources r \
+                ON r.resource_type = h.resource_type AND r.id = h.id";
+    let total = sql
+        .query(&format!("SELECT COUNT(*) {from} {filter}"), &params)?
+        .into_iter()
+        .next()
+        .and_then(|row| row.into_iter().next())
+        .and_then(|value| value.as_i64())
+        .unwrap_or(0);
+    let rows = sql.query(
+        &format!(
+            "SELECT h.resource_type, h.id, h.version, h.last_updated_ms, h.deleted, h.resource \
+             {from} {filter} ORDER BY h.last_updated_ms DESC, h.resource_type, h.id, h.version DESC \
+             LIMIT {count} OFFSET {offset}"
+        ),
+        &params,
+    )?;
+    let versions = rows
+        .into_iter()
+        .map(|row| {
+            let mut columns = row.into_iter();
+            let resource_type = columns.next().and_then(SqlValue::into_string);
+            let id = columns.next().and_then(SqlValue::into_string);
+            match (resource_type, id) {
+                (Some(resource_type), Some(id)) => {
+                    StoredResource::from_row(&resource_type, &id, columns.collect())
+                }
+                _ => Err(StorageError::Inconsistent(
+                    "a history row without its type or id".into(),
+                )),
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((versions, total))
+}
+
 /// Bytes of a string kept in the search index. PostgreSQL refuses a
 /// B-tree index row over about 2.7 kB (an 11 MB family name failed the
 /// whole write), and an index row holds a value and a system; HAPI FHIR

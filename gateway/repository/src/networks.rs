@@ -80,17 +80,30 @@ impl Visibility {
         }
         let list = network_list(networks, params);
         Some(if resource_type == "Patient" {
-            format!(
-                "EXISTS (SELECT 1 FROM fhir_patient_networks pn \
-                 WHERE pn.patient = 'Patient/' || r.id AND pn.network IN ({list}))"
-            )
+            member_patient(&list)
         } else {
-            format!(
-                "EXISTS (SELECT 1 FROM fhir_index pi JOIN fhir_patient_networks pn \
-                 ON pn.patient = pi.value WHERE pi.resource_type = r.resource_type \
-                 AND pi.id = r.id AND pi.param = 'patient' AND pn.network IN ({list}))"
-            )
+            linked_to_member(&list)
         })
+    }
+
+    /// [`Visibility::condition`] for a row `r` of any type (a history of
+    /// every type).
+    pub fn condition_any_type(&self, params: &mut Vec<SqlValue>) -> Option<String> {
+        let Visibility::Networks(networks) = self else {
+            return None;
+        };
+        let list = network_list(networks, params);
+        // The type names are this module's constants, not input.
+        let free = PATIENT_FREE
+            .iter()
+            .map(|name| format!("'{name}'"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        Some(format!(
+            "(r.resource_type IN ({free}) OR (r.resource_type = 'Patient' AND {}) OR {})",
+            member_patient(&list),
+            linked_to_member(&list)
+        ))
     }
 
     /// Whether the reader may see `Patient/<id>`.
@@ -142,6 +155,24 @@ impl Visibility {
         }
         Ok(false)
     }
+}
+
+/// The Patient row `r` belongs to one of the networks `list` binds.
+fn member_patient(list: &str) -> String {
+    format!(
+        "EXISTS (SELECT 1 FROM fhir_patient_networks pn \
+         WHERE pn.patient = 'Patient/' || r.id AND pn.network IN ({list}))"
+    )
+}
+
+/// The row `r` points (`patient` parameter) at a patient of one of the
+/// networks `list` binds.
+fn linked_to_member(list: &str) -> String {
+    format!(
+        "EXISTS (SELECT 1 FROM fhir_index pi JOIN fhir_patient_networks pn \
+         ON pn.patient = pi.value WHERE pi.resource_type = r.resource_type \
+         AND pi.id = r.id AND pi.param = 'patient' AND pn.network IN ({list}))"
+    )
 }
 
 /// `$2, $3, ...` for `networks`, pushed after what `params` holds.

@@ -603,6 +603,47 @@ pub fn clients_see_only_the_patients_of_their_networks(store: SharedStore) {
         2,
         "network * sees all"
     );
+    // Histories of a type and of every type, seen as each reader may.
+    let history = |networks: &[String], resource_type: Option<&str>, count: usize| {
+        repository
+            .read(|sql| {
+                Ok(crate::type_history(
+                    sql,
+                    resource_type,
+                    Some(1_000),
+                    &Visibility::of(networks),
+                    count,
+                    0,
+                )?)
+            })
+            .unwrap()
+    };
+    let every = ["*".to_string()];
+    assert_eq!(history(&every, Some("Patient"), 10).1, 2);
+    assert_eq!(history(&nord, Some("Patient"), 10).1, 1);
+    assert_eq!(history(&sud, Some("Observation"), 10).1, 1);
+    assert_eq!(
+        history(&nord, None, 10).1,
+        3,
+        "its patient, observation, and the organization"
+    );
+    let (page, total) = history(&every, None, 2);
+    assert_eq!((page.len(), total), (2, 5));
+    assert!(
+        repository
+            .read(|sql| Ok(crate::type_history(
+                sql,
+                None,
+                Some(2_000),
+                &Visibility::Everything,
+                10,
+                0
+            )?))
+            .unwrap()
+            .0
+            .is_empty(),
+        "nothing changed since"
+    );
     let nord_sees = Visibility::of(&nord);
     let summary = repository.read(|sql| {
         crate::summary::patient_summary(

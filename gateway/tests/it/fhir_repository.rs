@@ -569,6 +569,29 @@ fn resources_are_created_updated_and_deleted_one_at_a_time() {
         http_get_reply(gateway.http_addr, &observation_path).status,
         410
     );
+
+    // Histories of a type and of the whole server, newest change first.
+    let history = http_get_reply(gateway.http_addr, "/fhir/Observation/_history").json();
+    assert_eq!(history["type"], "history");
+    assert_eq!(history["total"], 2, "{history}");
+    assert_eq!(history["entry"][0]["request"]["method"], "DELETE");
+    assert_eq!(history["entry"][1]["response"]["status"], "201 Created");
+    let everything = http_get_reply(gateway.http_addr, "/fhir/_history?_count=2").json();
+    assert!(everything["total"].as_u64().unwrap() >= 6, "{everything}");
+    assert_eq!(everything["entry"].as_array().unwrap().len(), 2);
+    assert!(
+        everything["link"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|link| link["relation"] == "next"),
+        "{everything}"
+    );
+    let none = http_get_reply(gateway.http_addr, "/fhir/_history?_since=2100-01-01").json();
+    assert_eq!(none["total"], 0, "{none}");
+    assert!(none.get("entry").is_none(), "{none}");
+    let refused = http_get_reply(gateway.http_addr, "/fhir/Patient/_history?birthdate=x");
+    assert_eq!(refused.status, 400, "{}", refused.body);
 }
 
 /// A `batch`: each entry on its own; one refused leaves the others stored.
