@@ -388,7 +388,7 @@ where
                         resource_type,
                         create,
                         write.body,
-                        write.minimal,
+                        write.returned,
                         write.writer,
                     )
                     .await
@@ -421,7 +421,7 @@ where
                         resource_type,
                         single,
                         write.body,
-                        write.minimal,
+                        write.returned,
                         write.writer,
                     )
                     .await
@@ -474,7 +474,7 @@ where
 /// (FHIR XML converted; `None` when empty).
 struct WriteRequest {
     writer: rest::Writer,
-    minimal: bool,
+    returned: rest::Return,
     if_match: Option<String>,
     if_none_exist: Option<String>,
     body: Option<String>,
@@ -496,7 +496,7 @@ where
         .extensions()
         .get::<crate::layers::WriteDeadline>()
         .map(|deadline| deadline.0);
-    let (minimal, if_match, if_none_exist, content_type) = {
+    let (returned, if_match, if_none_exist, content_type) = {
         let header = |name: &str| {
             request
                 .headers()
@@ -505,7 +505,7 @@ where
                 .map(str::to_string)
         };
         (
-            header("prefer").is_some_and(|prefer| prefer.contains("return=minimal")),
+            rest::Return::from_prefer(header("prefer").as_deref()),
             header("if-match"),
             header("if-none-exist"),
             header(CONTENT_TYPE.as_str()),
@@ -554,7 +554,7 @@ where
                 .unwrap_or_default(),
             deadline,
         },
-        minimal,
+        returned,
         if_match,
         if_none_exist,
         body: (!text.is_empty()).then_some(text),

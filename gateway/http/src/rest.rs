@@ -600,14 +600,15 @@ impl WriteTarget<'_> {
 /// Create, update and delete of one resource, each run as a one-entry
 /// transaction so that they share its checks (scopes, networks, the R4
 /// models, conditions, `If-Match`) and its all-or-nothing deadline. The
-/// answer is the resource as stored (`Prefer: return=minimal`: none),
+/// answer is the resource as stored (`Prefer: return=minimal`: none;
+/// `return=OperationOutcome`: one saying what was done),
 /// with `Location`, `ETag` and `Last-Modified`; a delete answers 204.
 pub async fn single_write(
     state: &SharedState,
     resource_type: &str,
     write: SingleWrite<'_>,
     body: Option<String>,
-    minimal: bool,
+    returned: Return,
     writer: Writer,
 ) -> Result<Response<ResponseBody>, ApiError> {
     let mut request = serde_json::Map::new();
@@ -691,10 +692,48 @@ pub async fn single_write(
     })
     .await?;
     let mut response = resource_response(status, &stored);
-    if minimal {
-        *response.body_mut() = Full::new(Bytes::new());
+    match returned {
+        Return::Representation => {}
+        Return::Minimal => *response.body_mut() = Full::new(Bytes::new()),
+        Return::OperationOutcome => {
+            let outcome = serde_json::json!({
+                "resourceType": "OperationOutcome",
+                "issue": [{
+                    "severity": "information",
+                    "code": "informational",
+                    "diagnostics": format!("{} {}/{}/_history/{}", entry.status, stored.resource_type, stored.id, stored.version),
+                }],
+            });
+            *response.body_mut() = Full::new(Bytes::from(outcome.to_string()));
+        }
     }
     Ok(response)
+}
+
+/// What a write answers with (`Prefer: return=…`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Return {
+    /// The resource as stored (the default).
+    Representation,
+    /// No body.
+    Minimal,
+    /// An OperationOutcome saying what was done.
+    OperationOutcome,
+}
+
+impl Return {
+    /// From a `Prefer` header.
+    pub fn from_prefer(prefer: Option<&str>) -> Return {
+        let asked = prefer
+            .into_iter()
+            .flat_map(|prefer| prefer.split([',', ';']))
+            .find_map(|part| part.trim().strip_prefix("return="));
+        match asked.map(|value| value.trim_matches('"')) {
+            Some("minimal") => Return::Minimal,
+            Some("OperationOutcome") => Return::OperationOutcome,
+            _ => Return::Representation,
+        }
+    }
 }
 
 /// Refuses a Bundle holding a resource that fhir-sdk's R4 models do not

@@ -508,6 +508,25 @@ fn resources_are_created_updated_and_deleted_one_at_a_time() {
     let location = minimal.header("location").unwrap().to_string();
     let stored = http_get_reply(gateway.http_addr, &format!("/fhir/{location}"));
     assert!(stored.body.contains("\"value\":1.50"), "{}", stored.body);
+    let told = exchange(
+        &gateway,
+        "POST",
+        "/fhir/Observation",
+        &[("Prefer", "return=OperationOutcome")],
+        &observation,
+    );
+    assert_eq!(told.status, 201);
+    assert_eq!(
+        told.json()["resourceType"],
+        "OperationOutcome",
+        "{}",
+        told.body
+    );
+    assert!(
+        told.body.contains("201 Created Observation/"),
+        "{}",
+        told.body
+    );
     let invalid = exchange(
         &gateway,
         "POST",
@@ -573,7 +592,7 @@ fn resources_are_created_updated_and_deleted_one_at_a_time() {
     // Histories of a type and of the whole server, newest change first.
     let history = http_get_reply(gateway.http_addr, "/fhir/Observation/_history").json();
     assert_eq!(history["type"], "history");
-    assert_eq!(history["total"], 2, "{history}");
+    assert_eq!(history["total"], 3, "{history}");
     assert_eq!(history["entry"][0]["request"]["method"], "DELETE");
     assert_eq!(history["entry"][1]["response"]["status"], "201 Created");
     let everything = http_get_reply(gateway.http_addr, "/fhir/_history?_count=2").json();
