@@ -12,6 +12,7 @@
 /// Exact-number JSON (one crate for the mappers, the repository and the
 /// conformance suite), re-exported where the FHIR protocol code names it.
 pub use exact_json;
+pub mod elements;
 pub mod negotiate;
 pub mod outcome;
 pub mod pretty;

@@ -220,16 +220,47 @@ where
         request.headers().get(ACCEPT).and_then(|v| v.to_str().ok()),
     )?;
     let pretty = query_param(request.uri().query(), "_pretty").as_deref() == Some("true");
+    let elements = query_param(request.uri().query(), "_elements")
+        .map(|value| passerelle_fhir::elements::element_names(&value));
     // Errors too: a client that asked for XML gets its OperationOutcome in
     // XML (only a format refusal itself, above, stays JSON).
-    let response = fhir_json(state, route, request)
+    let mut response = fhir_json(state, route, request)
         .await
         .unwrap_or_else(ApiError::into_response);
+    if let Some(elements) = elements.filter(|names| !names.is_empty()) {
+        response = subsetted(response, &elements).await?;
+    }
     match format {
         Format::Json if pretty => as_pretty_json(response).await,
         Format::Json => Ok(response),
         Format::Xml => as_xml(response).await,
     }
+}
+
+/// A successful FHIR JSON answer cut to `elements` (`_elements`).
+async fn subsetted(
+    response: Response<ResponseBody>,
+    elements: &[String],
+) -> Result<Response<ResponseBody>, ApiError> {
+    let is_fhir_json = response
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| media_type(v) == "application/fhir+json");
+    if !is_fhir_json || !response.status().is_success() {
+        return Ok(response);
+    }
+    let (parts, body) = response.into_parts();
+    let bytes = body
+        .collect()
+        .await
+        .map_err(|_| ApiError::Internal)?
+        .to_bytes();
+    let text = std::str::from_utf8(&bytes).map_err(|_| ApiError::Internal)?;
+    let mut value = passerelle_fhir::exact_json::parse(text).map_err(|_| ApiError::Internal)?;
+    passerelle_fhir::elements::subset_answer(&mut value, elements);
+    let text = passerelle_fhir::exact_json::to_string(&value);
+    Ok(Response::from_parts(parts, Full::new(Bytes::from(text))))
 }
 
 /// A FHIR JSON answer indented for people (`_pretty=true`).

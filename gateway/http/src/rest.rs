@@ -278,7 +278,7 @@ pub async fn history_page(
                 })?);
                 kept.push((key, value));
             }
-            "_format" | "_pretty" => kept.push((key, value)),
+            "_format" | "_pretty" | "_elements" => kept.push((key, value)),
             other => {
                 return Err(ApiError::UnsupportedParameter(format!(
                     "history does not take '{other}' (it takes _count, _offset, _since)"

@@ -473,6 +473,15 @@ fn resources_are_created_updated_and_deleted_one_at_a_time() {
         "{}",
         pretty.body
     );
+    let subset = http_get_reply(
+        gateway.http_addr,
+        "/fhir/Patient?identifier=urn:x%7CONE&_elements=name",
+    )
+    .json();
+    let resource = &subset["entry"][0]["resource"];
+    assert_eq!(resource["name"][0]["family"], "Seule", "{subset}");
+    assert!(resource.get("identifier").is_none(), "{subset}");
+    assert_eq!(resource["meta"]["tag"][0]["code"], "SUBSETTED");
     // Conditional reads: the current version, or no change since, is 304.
     for (header, value, status) in [
         ("If-None-Match", "W/\"2\"", 304),
