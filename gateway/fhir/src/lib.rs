@@ -15,6 +15,7 @@ pub use exact_json;
 pub mod elements;
 pub mod negotiate;
 pub mod outcome;
+pub mod patch;
 pub mod pretty;
 pub mod query;
 pub mod xml;

@@ -83,7 +83,7 @@ fn repository_resources() -> Vec<Value> {
                 "type": resource_type,
                 "interaction": [
                     {"code": "read"}, {"code": "vread"},
-                    {"code": "update"}, {"code": "delete"},
+                    {"code": "update"}, {"code": "patch"}, {"code": "delete"},
                     {"code": "history-instance"}, {"code": "history-type"},
                     {"code": "create"},
                     {"code": "search-type"}

@@ -424,6 +424,30 @@ where
                     )
                     .await
                 }
+                (&Method::PATCH, rest::Interaction::Read(id)) => {
+                    let content_type = request
+                        .headers()
+                        .get(CONTENT_TYPE)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_string);
+                    if !is_json_patch(content_type.as_deref()) {
+                        return Err(ApiError::UnsupportedMediaType {
+                            received: content_type.unwrap_or_default(),
+                            expected:
+                                "application/json-patch+json (FHIRPath Patch is not supported)",
+                        });
+                    }
+                    let write = read_write(&state, request).await?;
+                    rest::patch(
+                        &state,
+                        resource_type,
+                        id,
+                        write.body,
+                        write.returned,
+                        write.writer,
+                    )
+                    .await
+                }
                 (
                     &Method::PUT | &Method::DELETE,
                     rest::Interaction::Read(_) | rest::Interaction::Search,
@@ -500,6 +524,11 @@ where
     }
 }
 
+/// A JSON Patch body (`PATCH`).
+fn is_json_patch(content_type: Option<&str>) -> bool {
+    content_type.is_some_and(|value| media_type(value) == "application/json-patch+json")
+}
+
 /// What a write needs from its request: who writes (scopes, networks),
 /// by when (the timeout layer's deadline), and the body as FHIR JSON text
 /// (FHIR XML converted; `None` when empty).
@@ -550,7 +579,11 @@ where
             .headers()
             .contains_key(http::header::TRANSFER_ENCODING),
     };
-    if has_body && !xml && !is_readable_fhir_body(content_type.as_deref()) {
+    if has_body
+        && !xml
+        && !is_readable_fhir_body(content_type.as_deref())
+        && !is_json_patch(content_type.as_deref())
+    {
         return Err(ApiError::UnsupportedMediaType {
             received: content_type.unwrap_or_default(),
             expected: "application/fhir+json or application/fhir+xml",

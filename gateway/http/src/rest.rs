@@ -710,6 +710,55 @@ pub async fn single_write(
     Ok(response)
 }
 
+/// `PATCH /{type}/{id}` with a JSON Patch: the current version (as the
+/// writer may see it) patched, then written as an update that must
+/// replace that very version (`If-Match`), so two patches never lose one
+/// another's change.
+pub async fn patch(
+    state: &SharedState,
+    resource_type: &str,
+    id: &str,
+    patch_text: Option<String>,
+    returned: Return,
+    writer: Writer,
+) -> Result<Response<ResponseBody>, ApiError> {
+    let patch_text =
+        patch_text.ok_or_else(|| ApiError::BadRequest("the request has no patch".into()))?;
+    let patch = passerelle_fhir::exact_json::parse(&patch_text)
+        .map_err(|e| ApiError::BadRequest(format!("the patch is not JSON: {e}")))?;
+    let (owned_type, owned_id) = (resource_type.to_string(), id.to_string());
+    let reader = Visibility::of(&writer.networks);
+    let stored = read_repository(state, move |sql| {
+        let reference = format!("{owned_type}/{owned_id}");
+        match repository::current(sql, &owned_type, &owned_id)? {
+            Some(stored) if !visible_now(sql, &reader, &stored)? => {
+                Err(RepositoryError::NotFound(reference))
+            }
+            None => Err(RepositoryError::NotFound(reference)),
+            Some(stored) if stored.deleted => Err(RepositoryError::Gone(reference)),
+            Some(stored) => Ok(stored),
+        }
+    })
+    .await?;
+    let current =
+        passerelle_fhir::exact_json::parse(&stored.text).map_err(|_| ApiError::Internal)?;
+    let patched = passerelle_fhir::patch::apply(&current, &patch)
+        .map_err(|error| ApiError::BadRequest(error.to_string()))?;
+    if patched.get("resourceType") != current.get("resourceType")
+        || patched.get("id") != current.get("id")
+    {
+        return Err(ApiError::BadRequest(
+            "a patch may not change resourceType or id".into(),
+        ));
+    }
+    let update = SingleWrite::Update {
+        target: WriteTarget::Id(id),
+        if_match: Some(format!("W/\"{}\"", stored.version)),
+    };
+    let body = passerelle_fhir::exact_json::to_string(&patched);
+    single_write(state, resource_type, update, Some(body), returned, writer).await
+}
+
 /// What a write answers with (`Prefer: return=…`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Return {

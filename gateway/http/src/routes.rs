@@ -73,9 +73,10 @@ impl Route {
                 *method,
                 http::Method::POST | http::Method::PUT | http::Method::DELETE
             ),
-            Route::FhirTypeChild => {
-                matches!(*method, http::Method::PUT | http::Method::DELETE)
-            }
+            Route::FhirTypeChild => matches!(
+                *method,
+                http::Method::PUT | http::Method::DELETE | http::Method::PATCH
+            ),
             _ => false,
         }
     }

@@ -482,19 +482,58 @@ fn resources_are_created_updated_and_deleted_one_at_a_time() {
     assert_eq!(resource["name"][0]["family"], "Seule", "{subset}");
     assert!(resource.get("identifier").is_none(), "{subset}");
     assert_eq!(resource["meta"]["tag"][0]["code"], "SUBSETTED");
+    // JSON Patch: applied to the current version, numbers untouched.
+    let patch = |body: &str, content_type: &str| {
+        let mut raw = format!(
+            "PATCH {path} HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        raw.push_str(body);
+        Reply::parse(&http_request(gateway.http_addr, raw.as_bytes()).unwrap())
+    };
+    let patched = patch(
+        r#"[{"op":"test","path":"/name/0/family","value":"Seule"},{"op":"add","path":"/birthDate","value":"1970-01-02"}]"#,
+        "application/json-patch+json",
+    );
+    assert_eq!(patched.status, 200, "{}", patched.body);
+    assert_eq!(patched.header("etag"), Some("W/\"3\""));
+    assert_eq!(patched.json()["birthDate"], "1970-01-02");
+    assert_eq!(patched.json()["name"][0]["given"][0], "Ana");
+    let failed = patch(
+        r#"[{"op":"test","path":"/name/0/family","value":"Autre"}]"#,
+        "application/json-patch+json",
+    );
+    assert_eq!(failed.status, 400, "{}", failed.body);
+    assert!(failed.body.contains("test failed"), "{}", failed.body);
+    let renamed = patch(
+        r#"[{"op":"replace","path":"/id","value":"other"}]"#,
+        "application/json-patch+json",
+    );
+    assert_eq!(renamed.status, 400, "{}", renamed.body);
+    assert_eq!(patch("[]", "application/fhir+json").status, 415);
+    let invalid = patch(
+        r#"[{"op":"add","path":"/gender","value":"homme"}]"#,
+        "application/json-patch+json",
+    );
+    assert_eq!(
+        invalid.status, 400,
+        "the R4 check still applies: {}",
+        invalid.body
+    );
+
     // Conditional reads: the current version, or no change since, is 304.
     for (header, value, status) in [
-        ("If-None-Match", "W/\"2\"", 304),
-        ("If-None-Match", "W/\"1\"", 200),
+        ("If-None-Match", "W/\"3\"", 304),
+        ("If-None-Match", "W/\"2\"", 200),
         ("If-Modified-Since", "Fri, 01 Jan 2100 00:00:00 GMT", 304),
         ("If-Modified-Since", "Sat, 01 Jan 2000 00:00:00 GMT", 200),
     ] {
         let read = exchange(&gateway, "GET", &path, &[(header, value)], "");
         assert_eq!(read.status, status, "{header}: {value}");
-        assert_eq!(read.header("etag"), Some("W/\"2\""));
+        assert_eq!(read.header("etag"), Some("W/\"3\""));
         assert_eq!(read.body.is_empty(), status == 304);
     }
-    let stale = exchange(&gateway, "PUT", &path, &[("If-Match", "W/\"1\"")], &changed);
+    let stale = exchange(&gateway, "PUT", &path, &[("If-Match", "W/\"2\"")], &changed);
     assert_eq!(stale.status, 412, "{}", stale.body);
     let wrong_id = changed.replace(&id, "another-id");
     assert_eq!(exchange(&gateway, "PUT", &path, &[], &wrong_id).status, 400);
