@@ -14,7 +14,7 @@ use mappers::mapping::{Mapper, MapperRegistry};
 
 use crate::runtime::{self, VERSION};
 use passerelle_config::{Config, LogFormat};
-use passerelle_pipeline::mapping::pretty::pretty_json;
+use passerelle_fhir::exact_json::pretty_json;
 use passerelle_pipeline::mapping::{base_registry, MappingService};
 use passerelle_telemetry::metrics::Metrics;
 

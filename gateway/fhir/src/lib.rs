@@ -16,7 +16,6 @@ pub mod elements;
 pub mod negotiate;
 pub mod outcome;
 pub mod patch;
-pub mod pretty;
 pub mod query;
 pub mod xml;
 

@@ -282,7 +282,7 @@ async fn as_pretty_json(
         .map_err(|_| ApiError::Internal)?
         .to_bytes();
     let text = std::str::from_utf8(&bytes).map_err(|_| ApiError::Internal)?;
-    let pretty = passerelle_fhir::pretty::pretty_json(text);
+    let pretty = passerelle_fhir::exact_json::pretty_json(text);
     Ok(Response::from_parts(parts, Full::new(Bytes::from(pretty))))
 }
 

@@ -26,9 +26,11 @@
 
 mod carried;
 mod pointers;
+mod pretty;
 
 pub use carried::{number, number_text, parse, to_string, ParseError};
 pub use pointers::{number_texts, write_with_texts};
+pub use pretty::pretty_json;
 
 /// A FHIR decimal as written by the sender, e.g. `1.50` or `-0.0300`.
 #[derive(Debug, Clone, PartialEq)]

@@ -9,7 +9,6 @@
 //! The pure mapping lives in `mappers`; this module adds what needs files,
 //! time and telemetry.
 
-pub mod pretty;
 mod scripts;
 
 use std::sync::{Arc, Mutex, PoisonError, RwLock};

@@ -1,4 +1,5 @@
-//! Re-indenting JSON text for people to read (`passerelle convert`),
+//! Re-indenting JSON text for people to read (`passerelle convert`,
+//! `_pretty=true` on the FHIR API),
 //! working on the text itself: numbers are copied as written, so `1.50`
 //! stays `1.50`. Going through `serde_json::Value` would turn every number
 //! into an `f64` (the workspace never enables `arbitrary_precision`, which
