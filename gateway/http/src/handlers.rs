@@ -237,58 +237,15 @@ where
     }
 }
 
-/// A successful FHIR JSON answer cut to `elements` (`_elements`).
-async fn subsetted(
+/// Rewrites the text of a FHIR JSON answer with `rewrite`, and its
+/// `Content-Type` when `content_type` says; any other answer passes as it
+/// is. The one place answers change shape after their handler (`_elements`,
+/// `_pretty`, XML), whoever produced them (repository, proxy, operations).
+async fn rewrite_fhir_json(
     response: Response<ResponseBody>,
-    elements: &[String],
+    content_type: Option<&'static str>,
+    rewrite: impl FnOnce(&str) -> Result<String, ApiError>,
 ) -> Result<Response<ResponseBody>, ApiError> {
-    let is_fhir_json = response
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| media_type(v) == "application/fhir+json");
-    if !is_fhir_json || !response.status().is_success() {
-        return Ok(response);
-    }
-    let (parts, body) = response.into_parts();
-    let bytes = body
-        .collect()
-        .await
-        .map_err(|_| ApiError::Internal)?
-        .to_bytes();
-    let text = std::str::from_utf8(&bytes).map_err(|_| ApiError::Internal)?;
-    let mut value = passerelle_fhir::exact_json::parse(text).map_err(|_| ApiError::Internal)?;
-    passerelle_fhir::elements::subset_answer(&mut value, elements);
-    let text = passerelle_fhir::exact_json::to_string(&value);
-    Ok(Response::from_parts(parts, Full::new(Bytes::from(text))))
-}
-
-/// A FHIR JSON answer indented for people (`_pretty=true`).
-async fn as_pretty_json(
-    response: Response<ResponseBody>,
-) -> Result<Response<ResponseBody>, ApiError> {
-    let is_fhir_json = response
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| media_type(v) == "application/fhir+json");
-    if !is_fhir_json {
-        return Ok(response);
-    }
-    let (parts, body) = response.into_parts();
-    let bytes = body
-        .collect()
-        .await
-        .map_err(|_| ApiError::Internal)?
-        .to_bytes();
-    let text = std::str::from_utf8(&bytes).map_err(|_| ApiError::Internal)?;
-    let pretty = passerelle_fhir::exact_json::pretty_json(text);
-    Ok(Response::from_parts(parts, Full::new(Bytes::from(pretty))))
-}
-
-/// A FHIR JSON answer rewritten as FHIR XML: the one place responses
-/// change format, whoever produced them (repository, proxy, operations).
-async fn as_xml(response: Response<ResponseBody>) -> Result<Response<ResponseBody>, ApiError> {
     let is_fhir_json = response
         .headers()
         .get(CONTENT_TYPE)
@@ -304,13 +261,51 @@ async fn as_xml(response: Response<ResponseBody>) -> Result<Response<ResponseBod
         .map_err(|_| ApiError::Internal)?
         .to_bytes();
     let text = std::str::from_utf8(&bytes).map_err(|_| ApiError::Internal)?;
-    let value = passerelle_fhir::exact_json::parse(text).map_err(|_| ApiError::Internal)?;
-    let xml = passerelle_fhir::xml::to_xml(&value).map_err(ApiError::XmlUnwritable)?;
-    parts.headers.insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static(Format::Xml.content_type()),
-    );
-    Ok(Response::from_parts(parts, Full::new(Bytes::from(xml))))
+    let rewritten = rewrite(text)?;
+    if let Some(content_type) = content_type {
+        parts
+            .headers
+            .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    }
+    Ok(Response::from_parts(
+        parts,
+        Full::new(Bytes::from(rewritten)),
+    ))
+}
+
+/// A successful FHIR JSON answer cut to `elements` (`_elements`).
+async fn subsetted(
+    response: Response<ResponseBody>,
+    elements: &[String],
+) -> Result<Response<ResponseBody>, ApiError> {
+    if !response.status().is_success() {
+        return Ok(response);
+    }
+    rewrite_fhir_json(response, None, |text| {
+        let mut value = passerelle_fhir::exact_json::parse(text).map_err(|_| ApiError::Internal)?;
+        passerelle_fhir::elements::subset_answer(&mut value, elements);
+        Ok(passerelle_fhir::exact_json::to_string(&value))
+    })
+    .await
+}
+
+/// A FHIR JSON answer indented for people (`_pretty=true`).
+async fn as_pretty_json(
+    response: Response<ResponseBody>,
+) -> Result<Response<ResponseBody>, ApiError> {
+    rewrite_fhir_json(response, None, |text| {
+        Ok(passerelle_fhir::exact_json::pretty_json(text))
+    })
+    .await
+}
+
+/// A FHIR JSON answer rewritten as FHIR XML.
+async fn as_xml(response: Response<ResponseBody>) -> Result<Response<ResponseBody>, ApiError> {
+    rewrite_fhir_json(response, Some(Format::Xml.content_type()), |text| {
+        let value = passerelle_fhir::exact_json::parse(text).map_err(|_| ApiError::Internal)?;
+        passerelle_fhir::xml::to_xml(&value).map_err(ApiError::XmlUnwritable)
+    })
+    .await
 }
 
 async fn fhir_json<B>(

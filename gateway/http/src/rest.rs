@@ -146,6 +146,25 @@ fn visible_now(
     Ok(false)
 }
 
+/// The current version of `resource_type/id` as `reader` may have it:
+/// 404 when absent or not the reader's to see, 410 when deleted.
+fn current_for(
+    sql: &mut dyn passerelle_storage::sql::Sql,
+    reader: &Visibility,
+    resource_type: &str,
+    id: &str,
+) -> Result<StoredResource, RepositoryError> {
+    let reference = format!("{resource_type}/{id}");
+    match repository::current(sql, resource_type, id)? {
+        Some(stored) if !visible_now(sql, reader, &stored)? => {
+            Err(RepositoryError::NotFound(reference))
+        }
+        None => Err(RepositoryError::NotFound(reference)),
+        Some(stored) if stored.deleted => Err(RepositoryError::Gone(reference)),
+        Some(stored) => Ok(stored),
+    }
+}
+
 /// GET on a resource type or below it, for a reader who sees `reader`.
 pub async fn get(
     state: &SharedState,
@@ -164,15 +183,7 @@ pub async fn get(
         Interaction::Read(id) => {
             let id = id.to_string();
             let stored = read_repository(state, move |sql| {
-                let reference = format!("{owned_type}/{id}");
-                match repository::current(sql, &owned_type, &id)? {
-                    Some(stored) if !visible_now(sql, &reader, &stored)? => {
-                        Err(RepositoryError::NotFound(reference))
-                    }
-                    None => Err(RepositoryError::NotFound(reference)),
-                    Some(stored) if stored.deleted => Err(RepositoryError::Gone(reference)),
-                    Some(stored) => Ok(stored),
-                }
+                current_for(sql, &reader, &owned_type, &id)
             })
             .await?;
             if not_modified(headers, &stored) {
@@ -729,15 +740,7 @@ pub async fn patch(
     let (owned_type, owned_id) = (resource_type.to_string(), id.to_string());
     let reader = Visibility::of(&writer.networks);
     let stored = read_repository(state, move |sql| {
-        let reference = format!("{owned_type}/{owned_id}");
-        match repository::current(sql, &owned_type, &owned_id)? {
-            Some(stored) if !visible_now(sql, &reader, &stored)? => {
-                Err(RepositoryError::NotFound(reference))
-            }
-            None => Err(RepositoryError::NotFound(reference)),
-            Some(stored) if stored.deleted => Err(RepositoryError::Gone(reference)),
-            Some(stored) => Ok(stored),
-        }
+        current_for(sql, &reader, &owned_type, &owned_id)
     })
     .await?;
     let current =
