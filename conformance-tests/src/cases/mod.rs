@@ -1,6 +1,7 @@
 //! The conformance cases, grouped by capability. Each case is a function of a
 //! client that returns `Ok(())` or a `Failure` saying what was wrong.
 
+mod capability;
 mod fhir_api;
 mod hl7v2;
 pub mod mapping;
@@ -26,5 +27,6 @@ pub fn all() -> Vec<Case> {
     cases.extend(hl7v2::cases());
     cases.extend(mapping::cases());
     cases.extend(repository::cases());
+    cases.extend(capability::cases());
     cases
 }
