@@ -27,3 +27,23 @@ else
   NODE_PATH="$ROOT/node/node_modules" node -e 'require("@medplum/fhir-router")'
   echo "FHIR upstream (Medplum FhirRouter) installed in $ROOT/node"
 fi
+
+# Real FHIR clients the API must serve (gateway/tests/it/fhir_clients.rs):
+# fhirpy and fhirclient (SMART on FHIR) in Python, fhir-kit-client in
+# JavaScript.
+if [ -x "$ROOT/venv-clients/bin/python" ] && "$ROOT/venv-clients/bin/python" -c 'import fhirpy, fhirclient' 2>/dev/null; then
+  echo "FHIR clients (fhirpy, fhirclient) already installed in $ROOT/venv-clients"
+else
+  python3 -m venv "$ROOT/venv-clients"
+  "$ROOT/venv-clients/bin/pip" install --quiet "fhirpy==2.3.1" "fhirclient==4.4.0"
+  "$ROOT/venv-clients/bin/python" -c 'import fhirpy, fhirclient'
+  echo "FHIR clients (fhirpy, fhirclient) installed in $ROOT/venv-clients"
+fi
+if [ -f "$ROOT/node/node_modules/fhir-kit-client/dist/index.js" ]; then
+  echo "FHIR client (fhir-kit-client) already installed in $ROOT/node"
+else
+  mkdir -p "$ROOT/node"
+  (cd "$ROOT/node" && { [ -f package.json ] || npm init -y >/dev/null; } &&
+    npm install --no-audit --no-fund --ignore-scripts fhir-kit-client@2.0.3 >/dev/null)
+  echo "FHIR client (fhir-kit-client) installed in $ROOT/node"
+fi

@@ -19,6 +19,7 @@ mod delivery_tls;
 mod docker_compose;
 mod docs_routing;
 mod durability;
+mod fhir_clients;
 mod fhir_proxy;
 mod fhir_repository;
 mod fhir_validation;
