@@ -43,6 +43,12 @@ pub enum StartError {
     Delivery(#[from] DeliverySetupError),
     #[error("the storage setup task failed")]
     StorageTask,
+    /// Another gateway runs on this SQLite data directory: two writers
+    /// would each believe they own the journal's claims.
+    #[error("{dir}: another gateway is running on this data directory (it holds {dir}/passerelle.lock); stop it, or give this one its own storage.data_dir")]
+    DataDirInUse { dir: String },
+    #[error("{dir}: {source}")]
+    DataDir { dir: String, source: std::io::Error },
     #[error(transparent)]
     Clients(#[from] crate::clients::ClientSetupError),
     #[error(transparent)]
@@ -94,6 +100,8 @@ pub struct Running {
     pub mllp_addr: Option<SocketAddr>,
     pub shutdown: CancellationToken,
     tasks: tokio::task::JoinSet<()>,
+    /// Held while the gateway runs (see [`lock_data_dir`]).
+    _data_dir_lock: Option<std::fs::File>,
 }
 
 impl Running {
@@ -115,6 +123,19 @@ pub async fn start_with_base(
     config: Config,
     base: mappers::mapping::MapperRegistry,
 ) -> Result<Running, StartError> {
+    // The ports first: a gateway that cannot listen leaves nothing behind
+    // (no data directory, no key file).
+    let (http_listener, http_addr) = bind("http", config.http.listen).await?;
+    let (mllp_listener, mllp_addr) = if config.mllp.enabled {
+        let (listener, addr) = bind("mllp", config.mllp.listen).await?;
+        (Some(listener), Some(addr))
+    } else {
+        (None, None)
+    };
+    let data_dir_lock = match config.storage.backend {
+        passerelle_config::StorageBackend::Sqlite => Some(lock_data_dir(&config.storage.data_dir)?),
+        passerelle_config::StorageBackend::Postgres => None,
+    };
     let store = {
         let config = config.storage.clone();
         tokio::task::spawn_blocking(move || passerelle_storage::open(&config))
@@ -176,13 +197,6 @@ pub async fn start_with_base(
             .collect(),
     );
     let intake = Intake::with_queries(journal, metrics.clone(), config.hl7v2.accept_acks, queries);
-    let (http_listener, http_addr) = bind("http", config.http.listen).await?;
-    let (mllp_listener, mllp_addr) = if config.mllp.enabled {
-        let (listener, addr) = bind("mllp", config.mllp.listen).await?;
-        (Some(listener), Some(addr))
-    } else {
-        (None, None)
-    };
     let mut http_config = config.http.clone();
     http_config.listen = http_addr;
     let shutdown = CancellationToken::new();
@@ -327,7 +341,38 @@ pub async fn start_with_base(
         mllp_addr,
         shutdown,
         tasks,
+        _data_dir_lock: data_dir_lock,
     })
+}
+
+/// Takes `data_dir/passerelle.lock` for this process (an advisory lock the
+/// system drops when the process ends, kill -9 included), creating the
+/// directory (0700) if needed; another gateway holding it is refused. The
+/// CLI's commands (`clients`, `patients`, `messages`) do not take it: they
+/// work beside a running gateway.
+fn lock_data_dir(data_dir: &std::path::Path) -> Result<std::fs::File, StartError> {
+    use std::os::unix::fs::DirBuilderExt;
+    let dir = data_dir.display().to_string();
+    let io = |source: std::io::Error| StartError::DataDir {
+        dir: dir.clone(),
+        source,
+    };
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(data_dir)
+        .map_err(io)?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(data_dir.join("passerelle.lock"))
+        .map_err(io)?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StartError::DataDirInUse { dir }),
+        Err(std::fs::TryLockError::Error(source)) => Err(io(source)),
+    }
 }
 
 /// The retention policy: at start and then every `every`, deletes the

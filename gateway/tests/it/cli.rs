@@ -2,6 +2,8 @@
 
 use std::process::Command;
 
+use crate::common;
+
 fn passerelle() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_passerelle"));
     command.env_remove("PASSERELLE_CONFIG");
@@ -135,4 +137,117 @@ fn check_config_compiles_the_scripts() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("bad.rhai:4: script refused"), "{stderr}");
     assert!(!stderr.contains("good.rhai"), "{stderr}");
+}
+
+/// Runs `passerelle` (the server) with `env` until it exits, for at most
+/// 30 s: its exit status and standard error. A server that keeps running
+/// is killed and fails the test.
+fn server_exit(env: &[(&str, String)]) -> (std::process::ExitStatus, String) {
+    let mut child = passerelle()
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut stderr = String::new();
+            use std::io::Read;
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut stderr)
+                .unwrap();
+            return (status, stderr);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the gateway did not stop");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// A second gateway on the data directory of a running one stops at once,
+/// saying why; kill -9 of the first frees the directory.
+#[test]
+fn a_second_gateway_on_the_same_data_directory_is_refused() {
+    let mut first = common::Gateway::start();
+    let env = |data_dir: &std::path::Path| {
+        vec![
+            (
+                "PASSERELLE_HTTP__LISTEN",
+                format!("127.0.0.1:{}", common::free_port()),
+            ),
+            (
+                "PASSERELLE_MLLP__LISTEN",
+                format!("127.0.0.1:{}", common::free_port()),
+            ),
+            (
+                "PASSERELLE_STORAGE__DATA_DIR",
+                data_dir.display().to_string(),
+            ),
+        ]
+    };
+    let (status, stderr) = server_exit(&env(first.data_dir()));
+    assert!(!status.success());
+    assert!(
+        stderr.contains("another gateway is running on this data directory"),
+        "{stderr}"
+    );
+    first.signal("KILL");
+    first.wait_exit(std::time::Duration::from_secs(10));
+    let second = passerelle()
+        .envs(env(first.data_dir()))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut second = KillOnDrop(second);
+    let started = std::time::Instant::now();
+    while started.elapsed() < std::time::Duration::from_secs(3) {
+        assert!(
+            second.0.try_wait().unwrap().is_none(),
+            "the second gateway stopped though the first was killed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// Kills the child when the test ends, however it ends.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A gateway whose port is taken stops before it writes anything: no data
+/// directory, no key file.
+#[test]
+fn a_gateway_that_cannot_listen_leaves_nothing_behind() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let (status, stderr) = server_exit(&[
+        (
+            "PASSERELLE_HTTP__LISTEN",
+            taken.local_addr().unwrap().to_string(),
+        ),
+        (
+            "PASSERELLE_MLLP__LISTEN",
+            format!("127.0.0.1:{}", common::free_port()),
+        ),
+        (
+            "PASSERELLE_STORAGE__DATA_DIR",
+            data_dir.display().to_string(),
+        ),
+    ]);
+    assert!(!status.success());
+    assert!(stderr.contains("cannot listen"), "{stderr}");
+    assert!(!data_dir.exists(), "the data directory was created");
 }
