@@ -79,6 +79,9 @@ pub struct ListArgs {
     pub until: Option<String>,
     #[arg(long)]
     pub limit: Option<usize>,
+    /// Only messages with an id below this one (the next page of a list).
+    #[arg(long)]
+    pub before: Option<i64>,
 }
 
 impl ListArgs {
@@ -94,6 +97,7 @@ impl ListArgs {
         add("since", self.since.clone());
         add("until", self.until.clone());
         add("limit", self.limit.map(|n| n.to_string()));
+        add("before", self.before.map(|n| n.to_string()));
         pairs.join("&")
     }
 
@@ -294,6 +298,16 @@ fn human(command: &MessagesCommand, value: &serde_json::Value) -> String {
                     deliveries(m)
                 ));
             }
+            let last = value
+                .get("messages")
+                .and_then(|m| m.as_array())
+                .and_then(|m| m.last())
+                .map(|m| text(m, "id"));
+            if let (Some(true), Some(last)) = (value.get("more").and_then(|m| m.as_bool()), last) {
+                out.push_str(&format!(
+                    "(more messages match: add --before {last} for the next page)\n"
+                ));
+            }
         }
         MessagesCommand::Show { .. } => {
             out.push_str(&format!(
@@ -330,12 +344,16 @@ fn human(command: &MessagesCommand, value: &serde_json::Value) -> String {
                 .flatten()
             {
                 out.push_str(&format!(
-                    "  {} attempt {} to {}: {} status {} in {} ms{}\n",
+                    "  {} attempt {} to {}: {}{} in {} ms{}\n",
                     text(a, "at"),
                     text(a, "attempt"),
                     text(a, "target"),
                     text(a, "result"),
-                    text(a, "status"),
+                    // A local target has no HTTP status.
+                    Some(text(a, "status"))
+                        .filter(|status| !status.is_empty())
+                        .map(|status| format!(" status {status}"))
+                        .unwrap_or_default(),
                     text(a, "latency_ms"),
                     a.get("detail")
                         .and_then(|d| d.as_str())
@@ -362,9 +380,23 @@ fn human(command: &MessagesCommand, value: &serde_json::Value) -> String {
                 ));
             }
         }
-        _ => {
-            out.push_str(&value.to_string());
-            out.push('\n');
+        MessagesCommand::Replay { .. } => {
+            out.push_str(&format!(
+                "{} message(s) replayed: mapped and delivered again\n",
+                text(value, "replayed")
+            ));
+        }
+        MessagesCommand::RetryDead { .. } => {
+            out.push_str(&format!(
+                "{} dead letter(s) put back in the outbox\n",
+                text(value, "retried")
+            ));
+        }
+        MessagesCommand::Purge { .. } => {
+            out.push_str(&format!(
+                "{} message(s) purged with their deliveries and attempts\n",
+                text(value, "purged")
+            ));
         }
     }
     out

@@ -5,7 +5,7 @@
 //!
 //! | Method and path | Does |
 //! |---|---|
-//! | `GET /admin/messages?state=&target=&since=&until=&before=&limit=` | list, newest first |
+//! | `GET /admin/messages?state=&target=&since=&until=&before=&limit=` | list, newest first; `more` says whether older ones match (`before=` the last id for the next page) |
 //! | `GET /admin/messages/{id}` | one message: deliveries and every attempt |
 //! | `POST /admin/messages/{id}/replay` | map again and deliver again |
 //! | `POST /admin/messages/replay?state=&target=&since=&until=&limit=` | replay every match |
@@ -39,9 +39,17 @@ pub async fn handle(
     let method = &method;
     match (method, segments.as_slice()) {
         (&Method::GET, ["messages"]) => {
-            let filter = filter_from_query(query)?;
-            let messages = blocking(state, move |store| store.list_messages(&filter)).await?;
-            json(StatusCode::OK, &serde_json::json!({ "messages": messages }))
+            let mut filter = filter_from_query(query)?;
+            // One more than asked tells whether more match (`more`).
+            let limit = filter.limit;
+            filter.limit = limit + 1;
+            let mut messages = blocking(state, move |store| store.list_messages(&filter)).await?;
+            let more = messages.len() > limit;
+            messages.truncate(limit);
+            json(
+                StatusCode::OK,
+                &serde_json::json!({ "messages": messages, "more": more }),
+            )
         }
         (&Method::GET, ["messages", id]) => {
             let id = parse_id(id)?;

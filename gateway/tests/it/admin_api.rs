@@ -216,3 +216,53 @@ fn the_retention_policy_purges_finished_history() {
     }));
     assert!(all_messages(&gateway).is_empty());
 }
+
+/// Lists say when more messages match, and page with `before`, in the API
+/// and in `passerelle messages list`; the CLI's answers are sentences.
+#[test]
+fn message_lists_say_when_more_match_and_page() {
+    let gateway = common::Gateway::start();
+    let messages: Vec<String> = (0..3)
+        .map(|n| crate::delivery::adt_update(&format!("PAGE{n}"), n + 1, 1))
+        .collect();
+    let acks = crate::delivery::send_mllp(gateway.mllp_addr, &messages);
+    assert_eq!(acks, ["AA", "AA", "AA"]);
+    let first = http_get_reply(gateway.http_addr, "/admin/messages?limit=2").json();
+    assert_eq!(first["messages"].as_array().unwrap().len(), 2);
+    assert_eq!(first["more"], true, "{first}");
+    let last = first["messages"][1]["id"].as_i64().unwrap();
+    let rest = http_get_reply(
+        gateway.http_addr,
+        &format!("/admin/messages?limit=2&before={last}"),
+    )
+    .json();
+    assert_eq!(rest["messages"].as_array().unwrap().len(), 1);
+    assert_eq!(rest["more"], false, "{rest}");
+
+    let cli = |args: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_passerelle"))
+            .arg("messages")
+            .args(["--url", &gateway.base_url()])
+            .args(args)
+            .env("PASSERELLE_API_KEY", common::TEST_KEY)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{output:?}");
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let listed = cli(&["list", "--limit", "2"]);
+    assert!(
+        listed.contains(&format!("add --before {last} for the next page")),
+        "{listed}"
+    );
+    let listed = cli(&["list", "--limit", "2", "--before", &last.to_string()]);
+    assert!(
+        listed.contains("PAGE0") && !listed.contains("more messages"),
+        "{listed}"
+    );
+    let replayed = cli(&["replay", &last.to_string()]);
+    assert_eq!(
+        replayed,
+        "1 message(s) replayed: mapped and delivered again\n"
+    );
+}
