@@ -100,9 +100,51 @@ async fn claims_hold(client: Client) -> CaseResult {
                 expect(&client, Method::PUT, &at, &[FHIR_JSON], body, 200).await?;
             }
             "patch" => {
-                let patch = json!([{"op": "add", "path": "/gender", "value": "unknown"}]);
-                let headers = [("content-type", "application/json-patch+json")];
-                expect(&client, Method::PATCH, &at, &headers, patch, 200).await?;
+                // Each patch format claimed, applied.
+                for format in statement["patchFormat"].as_array().into_iter().flatten() {
+                    let format = format.as_str().unwrap_or_default();
+                    let headers = [("content-type", format)];
+                    let answer = match format {
+                        "application/json-patch+json" => {
+                            let patch = json!([{"op": "add", "path": "/gender", "value": "unknown"}]);
+                            expect(&client, Method::PATCH, &at, &headers, patch, 200).await?
+                        }
+                        "application/fhir+json" => {
+                            let patch = json!({"resourceType": "Parameters", "parameter": [{
+                                "name": "operation",
+                                "part": [
+                                    {"name": "type", "valueCode": "replace"},
+                                    {"name": "path", "valueString": "Patient.gender"},
+                                    {"name": "value", "valueCode": "other"}
+                                ]
+                            }]});
+                            expect(&client, Method::PATCH, &at, &headers, patch, 200).await?
+                        }
+                        "application/fhir+xml" => {
+                            let patch = "<Parameters xmlns=\"http://hl7.org/fhir\"><parameter>\
+                                <name value=\"operation\"/>\
+                                <part><name value=\"type\"/><valueCode value=\"replace\"/></part>\
+                                <part><name value=\"path\"/><valueString value=\"Patient.gender\"/></part>\
+                                <part><name value=\"value\"/><valueCode value=\"female\"/></part>\
+                                </parameter></Parameters>";
+                            let response = client
+                                .send(Method::PATCH, &at, &headers, Bytes::from(patch))
+                                .await?;
+                            ensure(response.status == 200, || {
+                                format!("FHIRPath Patch in XML: {} {}", response.status, response.text())
+                            })?;
+                            response
+                        }
+                        other => {
+                            return Err(Failure(format!(
+                                "the CapabilityStatement claims the patch format `{other}`, which this case does not check"
+                            )))
+                        }
+                    };
+                    ensure(answer.status == 200, || format!("{format}: {}", answer.text()))?;
+                }
+                let patched = client.get(&at).await?.json()?;
+                ensure(patched["gender"].is_string(), || format!("patched: {patched}"))?;
             }
             "history-instance" => {
                 let path = format!("{at}/_history");
@@ -159,12 +201,47 @@ async fn claims_hold(client: Client) -> CaseResult {
             }
         }
     }
+    // Every search parameter, _include and _revinclude claimed for
+    // Patient is taken (a strict server answers 400 to one it does not
+    // know), and the includes bring nothing that is not there.
+    for param in patient["searchParam"].as_array().into_iter().flatten() {
+        let (Some(name), Some(kind)) = (param["name"].as_str(), param["type"].as_str()) else {
+            return Err(Failure::new("a searchParam without name or type"));
+        };
+        let value = match kind {
+            "token" | "string" | "uri" => "x",
+            "date" => "2020-01-01",
+            "reference" => "Patient/x",
+            other => {
+                return Err(Failure(format!(
+                    "the CapabilityStatement claims `{name}` of type `{other}`, which this case does not check"
+                )))
+            }
+        };
+        let path = format!("/fhir/Patient?{name}={value}&_count=1");
+        expect(&client, Method::GET, &path, &[], Value::Null, 200).await?;
+    }
+    for (element, parameter) in [
+        ("searchInclude", "_include"),
+        ("searchRevInclude", "_revinclude"),
+    ] {
+        for include in patient[element].as_array().into_iter().flatten() {
+            let include = include
+                .as_str()
+                .ok_or_else(|| Failure(format!("a {element} that is not a string")))?;
+            let path = format!("/fhir/Patient?_id={id}&{parameter}={include}");
+            let found = expect(&client, Method::GET, &path, &[], Value::Null, 200)
+                .await?
+                .json()?;
+            ensure(found["total"] == 1, || format!("{path}: {found}"))?;
+        }
+    }
     if claimed.iter().any(|code| code == "delete") {
         expect(&client, Method::DELETE, &at, &[], Value::Null, 204).await?;
         expect(&client, Method::GET, &at, &[], Value::Null, 410).await?;
     }
-    // Not claimed: no writes on the CapabilityStatement, no FHIRPath
-    // Patch, no operation the statement does not list.
+    // Not claimed: no writes on the CapabilityStatement, no patch in a
+    // format the statement does not list.
     expect(
         &client,
         Method::DELETE,
@@ -174,13 +251,12 @@ async fn claims_hold(client: Client) -> CaseResult {
         405,
     )
     .await?;
-    let fhirpath_patch = json!({"resourceType": "Parameters", "parameter": []});
     expect(
         &client,
         Method::PATCH,
         &at,
-        &[FHIR_JSON],
-        fhirpath_patch,
+        &[("content-type", "application/merge-patch+json")],
+        json!({"gender": "male"}),
         415,
     )
     .await?;

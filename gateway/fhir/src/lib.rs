@@ -13,6 +13,7 @@
 /// conformance suite), re-exported where the FHIR protocol code names it.
 pub use exact_json;
 pub mod elements;
+pub mod fhirpath_patch;
 pub mod negotiate;
 pub mod outcome;
 pub mod patch;

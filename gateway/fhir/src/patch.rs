@@ -15,6 +15,29 @@ pub enum PatchError {
     Invalid { index: usize, reason: String },
     #[error("operation {index}: test failed at {path}")]
     TestFailed { index: usize, path: String },
+    /// A FHIRPath Patch body that is not a `Parameters` resource of
+    /// `operation` parameters.
+    #[error("the FHIRPath Patch is not a Parameters resource of operations: {0}")]
+    NotParameters(String),
+    /// A FHIRPath Patch path using FHIRPath beyond the subset implemented
+    /// (`fhirpath_patch`); answered 400 `not-supported`.
+    #[error(
+        "operation {index}: path `{path}`: {construct} is not supported in FHIRPath Patch paths"
+    )]
+    UnsupportedPath {
+        index: usize,
+        path: String,
+        construct: String,
+    },
+    /// A FHIRPath Patch operation whose path does not select what the
+    /// operation needs (nothing, several elements, not a list…).
+    #[error("operation {index} ({operation} at `{path}`): {reason}")]
+    PathFailed {
+        index: usize,
+        operation: String,
+        path: String,
+        reason: String,
+    },
 }
 
 /// Applies `patch` (a JSON Patch document, numbers carried as written) to

@@ -24,6 +24,13 @@ pub fn convert_data_definition_url(base_url: &str) -> String {
     format!("{base_url}{CONVERT_DATA_DEFINITION_PATH}")
 }
 
+/// The `Content-Type`s of patches (`CapabilityStatement.patchFormat`).
+pub const PATCH_FORMATS: &[&str] = &[
+    "application/json-patch+json",
+    "application/fhir+json",
+    "application/fhir+xml",
+];
+
 pub fn capability_statement(inputs: &CapabilityInputs) -> Value {
     json!({
         "resourceType": "CapabilityStatement",
@@ -41,6 +48,9 @@ pub fn capability_statement(inputs: &CapabilityInputs) -> Value {
         },
         "fhirVersion": FHIR_VERSION,
         "format": inputs.formats,
+        // The bodies `PATCH /fhir/{type}/{id}` reads: JSON Patch, and
+        // FHIRPath Patch Parameters in FHIR JSON or XML.
+        "patchFormat": PATCH_FORMATS,
         "rest": [{
             "mode": "server",
             "documentation": "Capabilities of this Passerelle instance. Reads, searches and writes (create, update, delete, each also conditional, and transactions posted to the base) work on Passerelle's own repository, which also holds what the local target received. Other interactions answer 405 with an OperationOutcome.",
@@ -79,6 +89,7 @@ fn repository_resources() -> Vec<Value> {
                 .collect();
             params.push(json!({"name": "_id", "type": "token"}));
             params.push(json!({"name": "_lastUpdated", "type": "date"}));
+            let (includes, revincludes) = includes_of(resource_type);
             json!({
                 "type": resource_type,
                 "interaction": [
@@ -94,10 +105,39 @@ fn repository_resources() -> Vec<Value> {
                 "conditionalCreate": true,
                 "conditionalUpdate": true,
                 "conditionalDelete": "single",
+                "searchInclude": includes,
+                "searchRevInclude": revincludes,
                 "searchParam": params,
             })
         })
         .collect()
+}
+
+/// The `_include`s a search of `resource_type` takes (its reference
+/// parameters) and the `_revinclude`s (every indexed type's reference
+/// parameters that may point to it), as the search parser accepts them.
+fn includes_of(resource_type: &str) -> (Vec<String>, Vec<String>) {
+    use passerelle_repository::params::{params_of, ParamKind, INDEXED_TYPES};
+    let references = |source: &str| {
+        params_of(source)
+            .iter()
+            .filter(|p| p.kind == ParamKind::Reference)
+            .collect::<Vec<_>>()
+    };
+    let includes = references(resource_type)
+        .iter()
+        .map(|p| format!("{resource_type}:{}", p.name))
+        .collect();
+    let revincludes = INDEXED_TYPES
+        .iter()
+        .flat_map(|source| {
+            references(source)
+                .into_iter()
+                .filter(|p| p.target.is_none_or(|target| target == resource_type))
+                .map(move |p| format!("{source}:{}", p.name))
+        })
+        .collect();
+    (includes, revincludes)
 }
 
 #[cfg(test)]
@@ -117,6 +157,14 @@ mod tests {
         assert_eq!(value["kind"], "instance");
         assert_eq!(value["rest"][0]["mode"], "server");
         assert_eq!(value["implementation"]["url"], "http://127.0.0.1:8080/fhir");
+        assert_eq!(
+            value["patchFormat"],
+            json!([
+                "application/json-patch+json",
+                "application/fhir+json",
+                "application/fhir+xml"
+            ])
+        );
         let operation = value["rest"][0]["operation"]
             .as_array()
             .and_then(|operations| operations.iter().find(|o| o["name"] == "convert-data"))
@@ -124,6 +172,24 @@ mod tests {
         assert_eq!(
             operation["definition"],
             "http://127.0.0.1:8080/fhir/OperationDefinition/convert-data"
+        );
+        let encounter = value["rest"][0]["resource"]
+            .as_array()
+            .and_then(|r| r.iter().find(|r| r["type"] == "Encounter"))
+            .expect("Encounter is listed");
+        let includes = encounter["searchInclude"].as_array().unwrap();
+        assert!(
+            includes.contains(&json!("Encounter:patient")),
+            "{includes:?}"
+        );
+        let patient = value["rest"][0]["resource"]
+            .as_array()
+            .and_then(|r| r.iter().find(|r| r["type"] == "Patient"))
+            .expect("Patient is listed");
+        let revincludes = patient["searchRevInclude"].as_array().unwrap();
+        assert!(
+            revincludes.contains(&json!("Encounter:patient")),
+            "{revincludes:?}"
         );
     }
 }

@@ -425,18 +425,27 @@ where
                         .get(CONTENT_TYPE)
                         .and_then(|v| v.to_str().ok())
                         .map(str::to_string);
-                    if !is_json_patch(content_type.as_deref()) {
+                    // JSON Patch by its own media type; a FHIR resource
+                    // body (JSON, or XML which `read_write` reads into
+                    // JSON) is a FHIRPath Patch Parameters.
+                    let kind = if is_json_patch(content_type.as_deref()) {
+                        rest::PatchKind::Json
+                    } else if is_readable_fhir_body(content_type.as_deref())
+                        || is_xml_fhir_body(content_type.as_deref())
+                    {
+                        rest::PatchKind::FhirPath
+                    } else {
                         return Err(ApiError::UnsupportedMediaType {
                             received: content_type.unwrap_or_default(),
-                            expected:
-                                "application/json-patch+json (FHIRPath Patch is not supported)",
+                            expected: "application/json-patch+json (JSON Patch), or a FHIRPath Patch Parameters resource as application/fhir+json or application/fhir+xml",
                         });
-                    }
+                    };
                     let write = read_write(&state, request).await?;
                     rest::patch(
                         &state,
                         resource_type,
                         id,
+                        kind,
                         write.body,
                         write.returned,
                         write.writer,

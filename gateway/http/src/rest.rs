@@ -721,14 +721,25 @@ pub async fn single_write(
     Ok(response)
 }
 
-/// `PATCH /{type}/{id}` with a JSON Patch: the current version (as the
-/// writer may see it) patched, then written as an update that must
-/// replace that very version (`If-Match`), so two patches never lose one
-/// another's change.
+/// Which patch format a `PATCH` body is in (its `Content-Type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PatchKind {
+    /// JSON Patch (RFC 6902), `application/json-patch+json`.
+    Json,
+    /// FHIRPath Patch (FHIR R4 3.1.0.11.4): a `Parameters` resource sent
+    /// as FHIR JSON, or as FHIR XML already read into JSON.
+    FhirPath,
+}
+
+/// `PATCH /{type}/{id}` with a JSON Patch or a FHIRPath Patch: the
+/// current version (as the writer may see it) patched, then written as an
+/// update that must replace that very version (`If-Match`), so two patches
+/// never lose one another's change.
 pub async fn patch(
     state: &SharedState,
     resource_type: &str,
     id: &str,
+    kind: PatchKind,
     patch_text: Option<String>,
     returned: Return,
     writer: Writer,
@@ -745,8 +756,18 @@ pub async fn patch(
     .await?;
     let current =
         passerelle_fhir::exact_json::parse(&stored.text).map_err(|_| ApiError::Internal)?;
-    let patched = passerelle_fhir::patch::apply(&current, &patch)
-        .map_err(|error| ApiError::BadRequest(error.to_string()))?;
+    let patched = match kind {
+        PatchKind::Json => passerelle_fhir::patch::apply(&current, &patch),
+        PatchKind::FhirPath => passerelle_fhir::fhirpath_patch::apply(&current, &patch),
+    }
+    .map_err(|error| match error {
+        // FHIRPath this gateway does not evaluate: 400 `not-supported`,
+        // so that a client can tell it from a malformed patch.
+        passerelle_fhir::patch::PatchError::UnsupportedPath { .. } => {
+            ApiError::UnsupportedParameter(error.to_string())
+        }
+        _ => ApiError::BadRequest(error.to_string()),
+    })?;
     if patched.get("resourceType") != current.get("resourceType")
         || patched.get("id") != current.get("id")
     {

@@ -510,7 +510,15 @@ fn resources_are_created_updated_and_deleted_one_at_a_time() {
         "application/json-patch+json",
     );
     assert_eq!(renamed.status, 400, "{}", renamed.body);
-    assert_eq!(patch("[]", "application/fhir+json").status, 415);
+    // A FHIR JSON body is a FHIRPath Patch, and `[]` is no Parameters.
+    let not_parameters = patch("[]", "application/fhir+json");
+    assert_outcome(&not_parameters, 400, "invalid");
+    assert!(
+        not_parameters.body.contains("not a Parameters resource"),
+        "{}",
+        not_parameters.body
+    );
+    assert_eq!(patch("[]", "text/plain").status, 415);
     let invalid = patch(
         r#"[{"op":"add","path":"/gender","value":"homme"}]"#,
         "application/json-patch+json",
@@ -659,6 +667,152 @@ fn resources_are_created_updated_and_deleted_one_at_a_time() {
     assert!(none.get("entry").is_none(), "{none}");
     let refused = http_get_reply(gateway.http_addr, "/fhir/Patient/_history?birthdate=x");
     assert_eq!(refused.status, 400, "{}", refused.body);
+}
+
+/// One FHIRPath Patch `operation` parameter, as JSON text.
+fn fhirpath_operation(kind: &str, path: &str, parts: &str) -> String {
+    format!(
+        r#"{{"name":"operation","part":[{{"name":"type","valueCode":"{kind}"}},{{"name":"path","valueString":"{path}"}}{parts}]}}"#
+    )
+}
+
+/// FHIRPath Patch (a Parameters body sent as FHIR JSON or XML) beside JSON
+/// Patch: applied to the current version, all operations or none, numbers
+/// untouched; a path outside the supported FHIRPath is a 400
+/// OperationOutcome that changes nothing.
+#[test]
+fn fhirpath_patch_applies_parameters_operations() {
+    let gateway = Gateway::start();
+    let patient = r#"{"resourceType":"Patient","identifier":[{"system":"urn:x","value":"FP"}],"name":[{"use":"official","family":"Seule","given":["Ana"]},{"use":"old","family":"Ancien"}],"birthDate":"1970-01-01","extension":[{"url":"urn:x:poids","valueDecimal":1.50}]}"#;
+    let created = exchange(&gateway, "POST", "/fhir/Patient", &[], patient);
+    assert_eq!(created.status, 201, "{}", created.body);
+    let id = created.json()["id"].as_str().unwrap().to_string();
+    let path = format!("/fhir/Patient/{id}");
+    let patch = |body: &str, content_type: &str| {
+        let mut raw = format!(
+            "PATCH {path} HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        raw.push_str(body);
+        Reply::parse(&http_request(gateway.http_addr, raw.as_bytes()).unwrap())
+    };
+    let parameters = |operations: &[String]| {
+        format!(
+            r#"{{"resourceType":"Parameters","parameter":[{}]}}"#,
+            operations.join(",")
+        )
+    };
+
+    let body = parameters(&[
+        fhirpath_operation(
+            "replace",
+            "Patient.birthDate",
+            r#",{"name":"value","valueDate":"1970-01-02"}"#,
+        ),
+        fhirpath_operation(
+            "add",
+            "Patient",
+            r#",{"name":"name","valueString":"telecom"},{"name":"value","valueContactPoint":{"system":"phone","value":"0102030405"}}"#,
+        ),
+        fhirpath_operation("delete", "Patient.name.where(family='Ancien')", ""),
+    ]);
+    let patched = patch(&body, "application/fhir+json");
+    assert_eq!(patched.status, 200, "{}", patched.body);
+    assert_eq!(patched.header("etag"), Some("W/\"2\""));
+    let resource = patched.json();
+    assert_eq!(resource["birthDate"], "1970-01-02");
+    assert_eq!(
+        resource["telecom"],
+        serde_json::json!([{"system": "phone", "value": "0102030405"}]),
+        "telecom repeats: added as a list"
+    );
+    assert_eq!(resource["name"].as_array().unwrap().len(), 1, "{resource}");
+    assert_eq!(resource["name"][0]["family"], "Seule");
+    assert!(
+        patched.body.contains("\"valueDecimal\":1.50"),
+        "{}",
+        patched.body
+    );
+    let read = http_get_reply(gateway.http_addr, &path);
+    assert_eq!(read.json()["birthDate"], "1970-01-02");
+    assert!(read.body.contains("\"valueDecimal\":1.50"), "{}", read.body);
+
+    // The same Parameters in FHIR XML (read into JSON like any XML body),
+    // with `application/json` as well.
+    let xml = r#"<Parameters xmlns="http://hl7.org/fhir"><parameter><name value="operation"/><part><name value="type"/><valueCode value="add"/></part><part><name value="path"/><valueString value="Patient"/></part><part><name value="name"/><valueString value="gender"/></part><part><name value="value"/><valueCode value="female"/></part></parameter></Parameters>"#;
+    let from_xml = patch(xml, "application/fhir+xml");
+    assert_eq!(from_xml.status, 200, "{}", from_xml.body);
+    assert_eq!(from_xml.json()["gender"], "female");
+    let body = parameters(&[fhirpath_operation(
+        "insert",
+        "Patient.name[0].given",
+        r#",{"name":"value","valueString":"Lou"},{"name":"index","valueInteger":0}"#,
+    )]);
+    let inserted = patch(&body, "application/json");
+    assert_eq!(inserted.status, 200, "{}", inserted.body);
+    assert_eq!(
+        inserted.json()["name"][0]["given"],
+        serde_json::json!(["Lou", "Ana"])
+    );
+    assert_eq!(inserted.header("etag"), Some("W/\"4\""));
+
+    // A path outside the FHIRPath supported: 400 `not-supported`, naming
+    // it; one that selects nothing to replace: 400 `invalid`. Neither
+    // writes a version, nor does the valid operation before them.
+    let body = parameters(&[
+        fhirpath_operation(
+            "replace",
+            "Patient.birthDate",
+            r#",{"name":"value","valueDate":"1999-09-09"}"#,
+        ),
+        fhirpath_operation("delete", "Patient.name.exists()", ""),
+    ]);
+    let unsupported = patch(&body, "application/fhir+json");
+    assert_outcome(&unsupported, 400, "not-supported");
+    assert!(
+        unsupported
+            .body
+            .contains("operation 1: path `Patient.name.exists()`")
+            && unsupported.body.contains("the function `exists()`"),
+        "{}",
+        unsupported.body
+    );
+    let body = parameters(&[fhirpath_operation(
+        "replace",
+        "Patient.deceasedBoolean",
+        r#",{"name":"value","valueBoolean":true}"#,
+    )]);
+    let nothing = patch(&body, "application/fhir+json");
+    assert_outcome(&nothing, 400, "invalid");
+    assert!(
+        nothing.body.contains("the path selects nothing"),
+        "{}",
+        nothing.body
+    );
+    let wrong_root = parameters(&[fhirpath_operation("delete", "Observation.status", "")]);
+    assert_outcome(&patch(&wrong_root, "application/fhir+json"), 400, "invalid");
+    let read = http_get_reply(gateway.http_addr, &path);
+    assert_eq!(read.header("etag"), Some("W/\"4\""));
+    assert_eq!(read.json()["birthDate"], "1970-01-02");
+
+    // A FHIRPath Patch may not change the id either; and the R4 check
+    // still judges the result.
+    let body = parameters(&[fhirpath_operation(
+        "replace",
+        "Patient.id",
+        r#",{"name":"value","valueId":"other"}"#,
+    )]);
+    assert_outcome(&patch(&body, "application/fhir+json"), 400, "invalid");
+    let body = parameters(&[fhirpath_operation(
+        "replace",
+        "Patient.gender",
+        r#",{"name":"value","valueCode":"homme"}"#,
+    )]);
+    assert_eq!(patch(&body, "application/fhir+json").status, 400);
+    assert_eq!(
+        http_get_reply(gateway.http_addr, &path).header("etag"),
+        Some("W/\"4\"")
+    );
 }
 
 /// A `batch`: each entry on its own; one refused leaves the others stored.

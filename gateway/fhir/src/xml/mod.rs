@@ -89,6 +89,43 @@ fn is_resource_type(name: &str) -> bool {
     crate::is_r4_resource_type(name) && model().contains_key(name)
 }
 
+/// The type of an element, as FHIRPath Patch needs it (whether an added
+/// element is an array, what a nested value's parts are).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Shape {
+    Primitive,
+    /// A datatype name, or a backbone element's path (`Patient.contact`),
+    /// itself an owner in the model.
+    Complex(&'static str),
+    /// A slot holding a whole resource (`contained`).
+    Resource,
+}
+
+/// Whether element `name` (its JSON name: `valueQuantity` for a choice)
+/// of `owner` repeats (`0..*`) and its shape; `None` when FHIR R4 does
+/// not define it there. The same table the XML codec reads, so that a
+/// patch and the XML form agree on what is an array.
+pub(crate) fn element_shape(owner: &str, name: &str) -> Option<(bool, Shape)> {
+    let def = definitions(owner).iter().find(|def| def.name == name)?;
+    let shape = match &def.kind {
+        Kind::Primitive(_) => Shape::Primitive,
+        Kind::Complex(complex) => Shape::Complex(complex.as_str()),
+        Kind::Resource => Shape::Resource,
+    };
+    Some((def.many, shape))
+}
+
+/// Whether the model defines elements for `owner` (a resource, a
+/// datatype or a backbone element's path).
+pub(crate) fn is_known_owner(owner: &str) -> bool {
+    model().contains_key(owner)
+}
+
+/// The JSON names of `owner`'s elements (a choice once per type).
+pub(crate) fn element_names(owner: &str) -> impl Iterator<Item = &'static str> {
+    definitions(owner).iter().map(|def| def.name.as_str())
+}
+
 // ---------------------------------------------------------------- writing
 
 /// A resource (JSON as the repository holds it) as FHIR XML.
