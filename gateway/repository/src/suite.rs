@@ -231,8 +231,17 @@ pub fn transactions_are_all_or_nothing(store: SharedStore) {
         &bundle(vec![patient_entry("urn:uuid:x", "dup", "Twin", "2000")]),
         2_000,
     ) {
-        Err(RepositoryError::Transaction(TransactionError::Entry { refusal, .. })) => {
-            assert_eq!(refusal, Refusal::PreconditionFailed)
+        Err(RepositoryError::Transaction(TransactionError::Entry {
+            refusal, reason, ..
+        })) => {
+            assert_eq!(refusal, Refusal::PreconditionFailed);
+            // The refusal names the condition and the records that meet
+            // in it.
+            assert!(
+                reason.contains("matches 2 resources (Patient/a, Patient/b)")
+                    && reason.contains("`Patient?identifier="),
+                "{reason}"
+            );
         }
         other => panic!("expected 412, got {other:?}"),
     }

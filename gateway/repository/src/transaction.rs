@@ -407,10 +407,10 @@ fn plan_entry(
                     },
                     Some(resource),
                 )),
-                _ => Err(refuse(
+                several => Err(refuse(
                     index,
                     Refusal::PreconditionFailed,
-                    "the condition matches several resources",
+                    several_matches("the condition", &resource_type, condition, several),
                 )),
             }
         }
@@ -430,10 +430,10 @@ fn plan_entry(
             match matching_ids(sql, index, &resource_type, condition)?.as_slice() {
                 [] => Ok(planned(String::new(), Action::Nothing, None)),
                 [id] => Ok(planned(id.clone(), Action::Delete, None)),
-                _ => Err(refuse(
+                several => Err(refuse(
                     index,
                     Refusal::PreconditionFailed,
-                    "the condition matches several resources",
+                    several_matches("the condition", &resource_type, condition, several),
                 )),
             }
         }
@@ -457,6 +457,25 @@ fn if_match(request: &Value) -> Option<i64> {
 
 /// Ids of `resource_type` matching a search query string (strict: an
 /// unknown parameter must not widen the match to everything).
+/// Why a conditional write matching several resources is refused, naming
+/// the condition (the identifiers that met) and two of the resources, so
+/// that whoever reads the refusal (a client, or `messages show` for a
+/// delivery) sees which records collide rather than a bare 412.
+fn several_matches(what: &str, resource_type: &str, condition: &str, ids: &[String]) -> String {
+    let shown: Vec<String> = ids
+        .iter()
+        .take(2)
+        .map(|id| format!("{resource_type}/{id}"))
+        .collect();
+    format!(
+        "{what} `{resource_type}?{condition}` matches {} resources ({}{}): the identifiers \
+         of different records meet in it; give them an assigning authority of their own",
+        ids.len(),
+        shown.join(", "),
+        if ids.len() > 2 { ", ..." } else { "" }
+    )
+}
+
 fn matching_ids(
     sql: &mut dyn Sql,
     index: usize,
