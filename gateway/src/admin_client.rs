@@ -35,8 +35,15 @@ pub struct MessagesArgs {
 pub enum MessagesCommand {
     /// List messages, newest first.
     List(ListArgs),
-    /// Show one message: its deliveries and every attempt.
-    Show { id: i64 },
+    /// Show one message: the message as received, its deliveries, every
+    /// attempt and the Bundle mapped for each delivery.
+    Show {
+        id: i64,
+        /// Write the message's bytes exactly as received to standard
+        /// output, and nothing else.
+        #[arg(long)]
+        raw: bool,
+    },
     /// Map again and deliver again: the messages named, or every message
     /// matching the filter.
     Replay {
@@ -142,7 +149,10 @@ pub fn run(args: &MessagesArgs, default_base: &str, local_admin_key: &std::path:
         MessagesCommand::List(filter) => {
             (Method::GET, format!("/admin/messages?{}", filter.query()))
         }
-        MessagesCommand::Show { id } => (Method::GET, format!("/admin/messages/{id}")),
+        MessagesCommand::Show { id, raw: false } => (Method::GET, format!("/admin/messages/{id}")),
+        MessagesCommand::Show { id, raw: true } => {
+            (Method::GET, format!("/admin/messages/{id}/raw"))
+        }
         MessagesCommand::Replay { ids, filter } => match (ids.as_slice(), filter.is_empty()) {
             ([id], true) => (Method::POST, format!("/admin/messages/{id}/replay")),
             ([], false) => (
@@ -214,11 +224,25 @@ pub fn run(args: &MessagesArgs, default_base: &str, local_admin_key: &std::path:
         eprintln!("passerelle messages: {status}: {detail}");
         return ExitCode::FAILURE;
     }
+    if let MessagesCommand::Show { raw: true, .. } = args.command {
+        use std::io::Write;
+        let mut stdout = std::io::stdout().lock();
+        return match stdout.write_all(&body).and_then(|()| stdout.flush()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("passerelle messages show: cannot write the message: {error}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if args.json {
         println!("{}", String::from_utf8_lossy(&body));
         return ExitCode::SUCCESS;
     }
     print!("{}", human(&args.command, &value));
+    if let MessagesCommand::Show { .. } = args.command {
+        print!("{}", shown_content(&body));
+    }
     ExitCode::SUCCESS
 }
 
@@ -247,6 +271,51 @@ async fn request(method: Method, url: &str, key: &str) -> Result<(u16, Bytes), S
         .map_err(|e| e.to_string())?
         .to_bytes();
     Ok((status, body))
+}
+
+/// The raw message (one segment a line) and each delivery's Bundle
+/// (indented, numbers as stored) of a `GET /admin/messages/{id}` answer.
+fn shown_content(body: &[u8]) -> String {
+    let Ok(value) = passerelle_fhir::exact_json::parse(&String::from_utf8_lossy(body)) else {
+        return String::new();
+    };
+    let mut out = String::new();
+    if let Some(raw) = value.get("raw").and_then(|r| r.as_str()) {
+        out.push_str(&format!(
+            "\nmessage as received ({}; `--raw` for its bytes):\n",
+            value.get("charset").and_then(|c| c.as_str()).unwrap_or("")
+        ));
+        for segment in raw.split(['\r', '\n']).filter(|s| !s.is_empty()) {
+            out.push_str(&format!("  {segment}\n"));
+        }
+    }
+    for mapped in value
+        .get("bundles")
+        .and_then(|b| b.as_array())
+        .into_iter()
+        .flatten()
+    {
+        // Numbers in these trees are carried as text (`number_text`).
+        let field = |key: &str| {
+            mapped.get(key).and_then(|v| {
+                passerelle_fhir::exact_json::number_text(v)
+                    .or_else(|| v.as_str())
+                    .map(str::to_string)
+            })
+        };
+        out.push_str(&format!(
+            "\nBundle of delivery {} to {} (route {}):\n",
+            field("outbox_id").unwrap_or_default(),
+            field("target").unwrap_or_default(),
+            field("route").unwrap_or_default()
+        ));
+        if let Some(bundle) = mapped.get("bundle") {
+            let text = passerelle_fhir::exact_json::to_string(bundle);
+            out.push_str(&passerelle_fhir::exact_json::pretty_json(&text));
+            out.push('\n');
+        }
+    }
+    out
 }
 
 /// A short table of what the API answered.

@@ -196,7 +196,21 @@ pub async fn start_with_base(
             .into_iter()
             .collect(),
     );
-    let intake = Intake::with_queries(journal, metrics.clone(), config.hl7v2.accept_acks, queries);
+    let acks = passerelle_intake::AckSettings {
+        routes: config.routes.clone(),
+        after_mapping_timeout: std::time::Duration::from_millis(
+            config.hl7v2.after_mapping_timeout_ms,
+        ),
+        application_acks: config.hl7v2.application_acks.clone(),
+        store: Some(store.clone()),
+    };
+    let intake = Intake::with_queries(
+        journal,
+        metrics.clone(),
+        config.hl7v2.accept_acks,
+        queries,
+        acks,
+    );
     let mut http_config = config.http.clone();
     http_config.listen = http_addr;
     let shutdown = CancellationToken::new();
@@ -236,6 +250,19 @@ pub async fn start_with_base(
         metrics: metrics.clone(),
     };
     tasks.spawn(stage.run(shutdown.clone()));
+    // Application ACKs owed to enhanced-mode senders, also those a
+    // previous run journaled and did not send.
+    tasks.spawn(
+        passerelle_intake::ApplicationAcks {
+            store: store.clone(),
+            endpoints: config.hl7v2.application_acks.clone(),
+            metrics: metrics.clone(),
+            poll_interval: std::time::Duration::from_millis(
+                config.delivery.poll_interval_ms.clamp(50, 1_000),
+            ),
+        }
+        .run(shutdown.clone().cancelled_owned()),
+    );
     if let Some(days) = config.storage.retention_days {
         tasks.spawn(apply_retention(
             store.clone(),

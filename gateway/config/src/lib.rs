@@ -313,10 +313,78 @@ pub enum AcceptAckPolicy {
 }
 
 /// HL7 v2 intake, whatever the transport.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Hl7v2Config {
     pub accept_acks: AcceptAckPolicy,
+    /// How long a message of an `ack = "after-mapping"` route waits for its
+    /// mapping before it is answered anyway (AE, saying the message is
+    /// kept and will be mapped).
+    pub after_mapping_timeout_ms: u64,
+    /// Where enhanced-mode senders (MSH-16 `AL`, `ER`, `SU`) get their
+    /// application acknowledgements, per sender
+    /// (`[[hl7v2.application_acks]]`).
+    pub application_acks: Vec<ApplicationAckEndpoint>,
+}
+
+impl Default for Hl7v2Config {
+    fn default() -> Self {
+        Hl7v2Config {
+            accept_acks: AcceptAckPolicy::default(),
+            after_mapping_timeout_ms: 10_000,
+            application_acks: Vec::new(),
+        }
+    }
+}
+
+/// One `[[hl7v2.application_acks]]`: the senders it is for (MSH-3 and
+/// MSH-4, as a route names them; an empty list matches any) and the MLLP
+/// endpoint their application acknowledgements go to.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApplicationAckEndpoint {
+    #[serde(default)]
+    pub sending_applications: Vec<String>,
+    #[serde(default)]
+    pub sending_facilities: Vec<String>,
+    /// `mllp://host:port`.
+    pub endpoint: String,
+}
+
+impl ApplicationAckEndpoint {
+    pub fn serves(&self, sending_application: &str, sending_facility: &str) -> bool {
+        listed(&self.sending_applications, sending_application)
+            && listed(&self.sending_facilities, sending_facility)
+    }
+
+    /// `host:port` of the `mllp://` endpoint.
+    pub fn mllp_address(&self) -> Option<&str> {
+        self.endpoint
+            .strip_prefix("mllp://")
+            .map(|rest| rest.trim_end_matches('/'))
+            .filter(|address| {
+                address
+                    .rsplit_once(':')
+                    .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
+            })
+    }
+}
+
+/// The endpoint `[[hl7v2.application_acks]]` gives a sender, the first
+/// that serves it.
+pub fn application_ack_endpoint<'a>(
+    endpoints: &'a [ApplicationAckEndpoint],
+    sending_application: &str,
+    sending_facility: &str,
+) -> Option<&'a ApplicationAckEndpoint> {
+    endpoints
+        .iter()
+        .find(|e| e.serves(sending_application, sending_facility))
+}
+
+/// An empty criterion matches anything.
+fn listed(list: &[String], value: &str) -> bool {
+    list.is_empty() || list.iter().any(|v| v == value)
 }
 
 /// Where durable state lives.
@@ -584,6 +652,50 @@ pub struct RouteConfig {
     pub mapper: Option<String>,
     /// Target names; at least one.
     pub targets: Vec<String>,
+    /// When an original-mode sender is answered: once the message is
+    /// journaled (`after-journal`, the default), or once it is also
+    /// mapped (`after-mapping`: AA then means stored and mapped, and a
+    /// mapping error is answered AE or AR with its ERR).
+    #[serde(default)]
+    pub ack: RouteAck,
+}
+
+/// See [`RouteConfig::ack`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RouteAck {
+    #[default]
+    AfterJournal,
+    AfterMapping,
+}
+
+impl RouteConfig {
+    /// Whether a message meets every criterion of the route (the one
+    /// matching rule, for the mapping stage and the intake alike).
+    /// `message_type` is `TYPE^EVENT` as the journal keeps it.
+    pub fn matches(
+        &self,
+        transport: &str,
+        sending_application: &str,
+        sending_facility: &str,
+        message_type: &str,
+    ) -> bool {
+        let (kind, event) = message_type.split_once('^').unwrap_or((message_type, ""));
+        // `*` or an empty part matches any type or event.
+        let part =
+            |pattern: &str, value: &str| pattern.is_empty() || pattern == "*" || pattern == value;
+        listed(&self.sources, transport)
+            && listed(&self.sending_applications, sending_application)
+            && listed(&self.sending_facilities, sending_facility)
+            && (self.message_types.is_empty()
+                || self
+                    .message_types
+                    .iter()
+                    .any(|pattern| match pattern.split_once('^') {
+                        Some((k, e)) => part(k, kind) && part(e, event),
+                        None => part(pattern, kind),
+                    }))
+    }
 }
 
 fn defaults_format() -> String {
@@ -1304,6 +1416,18 @@ fn validate_routes(
                     format!("unknown source `{source}` (known: mllp, http)"),
                 ));
             }
+        }
+    }
+    for (index, endpoint) in config.hl7v2.application_acks.iter().enumerate() {
+        if endpoint.mllp_address().is_none() {
+            return Err(ConfigError::Setting {
+                origin: origin(name, text, env, "hl7v2.application_acks", "endpoint", index),
+                key: format!("hl7v2.application_acks[{index}].endpoint"),
+                message: format!(
+                    "`{}` is not an mllp://host:port endpoint",
+                    endpoint.endpoint
+                ),
+            });
         }
     }
     for (target_name, target) in &config.targets {

@@ -6,7 +6,8 @@
 //! | Method and path | Does |
 //! |---|---|
 //! | `GET /admin/messages?state=&target=&since=&until=&before=&limit=` | list, newest first; `more` says whether older ones match (`before=` the last id for the next page) |
-//! | `GET /admin/messages/{id}` | one message: deliveries and every attempt |
+//! | `GET /admin/messages/{id}` | one message: deliveries, every attempt, the raw message as text (`raw`, in its `charset`) and the Bundle of each delivery (`bundles`) |
+//! | `GET /admin/messages/{id}/raw` | the message's bytes as received |
 //! | `POST /admin/messages/{id}/replay` | map again and deliver again |
 //! | `POST /admin/messages/replay?state=&target=&since=&until=&limit=` | replay every match |
 //! | `POST /admin/dead-letters/retry?target=&ids=` | dead deliveries back to pending |
@@ -21,7 +22,9 @@ use serde::Serialize;
 
 use crate::error::ApiError;
 use crate::{ResponseBody, SharedState};
-use passerelle_storage::{now_ms, DeliveryState, MessageFilter, MessageState, SharedStore};
+use passerelle_storage::{
+    content, now_ms, DeliveryState, MessageFilter, MessageState, SharedStore,
+};
 
 /// Messages a list or a bulk replay takes at most.
 pub const MAX_LIMIT: usize = 1000;
@@ -53,8 +56,33 @@ pub async fn handle(
         }
         (&Method::GET, ["messages", id]) => {
             let id = parse_id(id)?;
-            match blocking(state, move |store| store.message(id)).await? {
-                Some(journey) => json(StatusCode::OK, &journey),
+            let found = blocking(state, move |store| {
+                let Some(journey) = store.message(id)? else {
+                    return Ok(None);
+                };
+                Ok(content::message_content(store.as_ref(), id)?.map(|c| (journey, c)))
+            })
+            .await?;
+            match found {
+                Some((journey, content)) => journey_with_content(&journey, &content),
+                None => Err(ApiError::NotFound),
+            }
+        }
+        (&Method::GET, ["messages", id, "raw"]) => {
+            let id = parse_id(id)?;
+            match blocking(state, move |store| {
+                content::message_content(store.as_ref(), id)
+            })
+            .await?
+            {
+                Some(content) => {
+                    let mut response = Response::new(Full::new(Bytes::from(content.raw)));
+                    response.headers_mut().insert(
+                        CONTENT_TYPE,
+                        HeaderValue::from_static("application/octet-stream"),
+                    );
+                    Ok(response)
+                }
                 None => Err(ApiError::NotFound),
             }
         }
@@ -126,10 +154,12 @@ pub async fn handle(
             interaction: method.to_string(),
             allow: "POST",
         }),
-        (_, ["messages"] | ["messages", _] | ["targets"]) => Err(ApiError::MethodNotAllowed {
-            interaction: method.to_string(),
-            allow: "GET",
-        }),
+        (_, ["messages"] | ["messages", _] | ["messages", _, "raw"] | ["targets"]) => {
+            Err(ApiError::MethodNotAllowed {
+                interaction: method.to_string(),
+                allow: "GET",
+            })
+        }
         _ => Err(ApiError::NotFound),
     }
 }
@@ -153,6 +183,51 @@ fn json<T: Serialize>(status: StatusCode, value: &T) -> Result<Response<Response
     let body = serde_json::to_vec_pretty(value).map_err(|_| ApiError::Internal)?;
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    Ok(response)
+}
+
+/// A message's journey with its content: the raw message decoded in the
+/// charset it was read in, and each delivery's Bundle spliced in as the
+/// JSON text stored, so that every number keeps its digits.
+fn journey_with_content(
+    journey: &passerelle_storage::MessageJourney,
+    content: &content::MessageContent,
+) -> Result<Response<ResponseBody>, ApiError> {
+    let journey = serde_json::to_string_pretty(journey).map_err(|_| ApiError::Internal)?;
+    let head = journey
+        .trim_end()
+        .strip_suffix('}')
+        .ok_or(ApiError::Internal)?
+        .trim_end();
+    let charset = hl7v2::Charset::from_msh18(content.charset.as_bytes(), &content.raw)
+        .unwrap_or(hl7v2::Charset::Latin1);
+    let quoted = |text: &str| serde_json::to_string(text).map_err(|_| ApiError::Internal);
+    let mut body = format!(
+        "{head},\n  \"charset\": {},\n  \"raw\": {},\n  \"bundles\": [",
+        quoted(&content.charset)?,
+        quoted(&charset.decode(&content.raw))?
+    );
+    for (n, mapped) in content.bundles.iter().enumerate() {
+        body.push_str(if n == 0 { "\n    " } else { ",\n    " });
+        body.push_str(&format!(
+            "{{\"outbox_id\": {}, \"route\": {}, \"target\": {}, \"bundle\": {}}}",
+            mapped.outbox_id,
+            quoted(&mapped.route)?,
+            quoted(&mapped.target)?,
+            // Stored by the mapping stage as JSON; anything else would be
+            // a bug, shown as text rather than as a broken answer.
+            if passerelle_fhir::exact_json::parse(&mapped.bundle).is_ok() {
+                mapped.bundle.clone()
+            } else {
+                quoted(&mapped.bundle)?
+            }
+        ));
+    }
+    body.push_str("\n  ]\n}\n");
+    let mut response = Response::new(Full::new(Bytes::from(body)));
     response
         .headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));

@@ -22,9 +22,11 @@ use passerelle_storage::journal::{Journal, JournalEntry, Stored};
 use passerelle_telemetry::metrics::Metrics;
 
 mod acks;
+pub mod application;
 pub mod queries;
 
 pub use acks::Rejection;
+pub use application::{AckSettings, ApplicationAcks};
 pub use hl7v2::AckCode;
 pub use queries::Queries;
 
@@ -150,6 +152,8 @@ struct Inner {
     /// Answers QBP^Q22/Q23 from the repository; without it they are
     /// journaled like any message.
     queries: Option<Queries>,
+    /// After-mapping routes and application ACK endpoints.
+    acks: AckSettings,
 }
 
 impl Intake {
@@ -161,16 +165,19 @@ impl Intake {
                 metrics,
                 ack_counter: AtomicU64::new(0),
                 queries: None,
+                acks: AckSettings::default(),
             }),
         }
     }
 
-    /// The same intake, answering patient queries from `queries`.
+    /// The same intake, answering patient queries from `queries`, and
+    /// acknowledging as `acks` says (after mapping, application ACKs).
     pub fn with_queries(
         journal: Journal,
         metrics: Metrics,
         policy: AcceptAckPolicy,
         queries: Queries,
+        acks: AckSettings,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -179,6 +186,7 @@ impl Intake {
                 metrics,
                 ack_counter: AtomicU64::new(0),
                 queries: Some(queries),
+                acks,
             }),
         }
     }
@@ -266,7 +274,9 @@ impl Intake {
                     ack_code: header.positive_code().as_str().to_string(),
                     raw: raw.to_vec(),
                     networks: sender.networks.clone(),
+                    application_ack: self.inner.acks.owed_application_ack(&header),
                 };
+                let after_mapping = self.inner.acks.after_mapping(transport.label(), &header);
                 match self.inner.journal.store(entry).await {
                     Ok(Stored::New { id }) => {
                         tracing::info!(
@@ -276,6 +286,18 @@ impl Intake {
                             journal_id = id,
                             "hl7v2 message journaled"
                         );
+                        if after_mapping {
+                            return self
+                                .answer_after_mapping(
+                                    id,
+                                    &message,
+                                    &ack_control_id,
+                                    &timestamp,
+                                    transport,
+                                    started,
+                                )
+                                .await;
+                        }
                         acks::accept(
                             &message,
                             &header,
@@ -292,6 +314,18 @@ impl Intake {
                             journal_id = id,
                             "hl7v2 duplicate control id; acknowledged again, stored once"
                         );
+                        if after_mapping {
+                            return self
+                                .answer_after_mapping(
+                                    id,
+                                    &message,
+                                    &ack_control_id,
+                                    &timestamp,
+                                    transport,
+                                    started,
+                                )
+                                .await;
+                        }
                         acks::accept(
                             &message,
                             &header,
@@ -319,6 +353,11 @@ impl Intake {
                 }
             }
         };
+        self.count(&processed, transport, started);
+        processed
+    }
+
+    fn count(&self, processed: &Processed, transport: Transport, started: Instant) {
         let metrics = &self.inner.metrics;
         metrics
             .hl7v2_messages
@@ -328,6 +367,34 @@ impl Intake {
             .hl7v2_ack_duration
             .with_label_values(&[transport.label()])
             .observe(started.elapsed().as_secs_f64());
+    }
+
+    /// The answer of an `ack = "after-mapping"` route: journaled already,
+    /// it waits for its mapping outcome (see [`application`]).
+    async fn answer_after_mapping(
+        &self,
+        journal_id: i64,
+        message: &hl7v2::Message<'_>,
+        ack_control_id: &str,
+        timestamp: &str,
+        transport: Transport,
+        started: Instant,
+    ) -> Processed {
+        let outcome = self.inner.acks.mapping_outcome(journal_id).await;
+        let (code, ack) =
+            application::after_mapping_ack(message, outcome.as_ref(), ack_control_id, timestamp);
+        tracing::info!(
+            transport = transport.label(),
+            journal_id,
+            ack_code = code.as_str(),
+            mapped = outcome.is_some(),
+            "hl7v2 message answered after its mapping"
+        );
+        let processed = Processed {
+            code,
+            ack: Some(ack),
+        };
+        self.count(&processed, transport, started);
         processed
     }
 

@@ -40,6 +40,11 @@ pub struct JournalEntry {
     /// The networks of the client that sent it: the patients its data
     /// reaches join them (see the repository's patient networks).
     pub networks: Vec<String>,
+    /// The application acknowledgement the sender asked for (enhanced
+    /// mode, MSH-16 `AL`, `ER` or `SU`) and that a return endpoint is
+    /// configured for; empty when none is to be sent (see
+    /// [`crate::application_acks`]).
+    pub application_ack: String,
 }
 
 /// The DDL of patient networks, the same on both backends: the networks
@@ -187,6 +192,7 @@ fn empty_entry() -> JournalEntry {
         sha256: String::new(),
         ack_code: String::new(),
         raw: Vec::new(),
+        application_ack: String::new(),
         networks: Vec::new(),
     }
 }
@@ -215,6 +221,7 @@ mod tests {
             sha256: "00".into(),
             ack_code: "AA".into(),
             raw: b"MSH|...".to_vec(),
+            application_ack: String::new(),
             networks: Vec::new(),
         }
     }

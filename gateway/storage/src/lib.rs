@@ -28,8 +28,10 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod application_acks;
 pub mod clients;
 pub mod clock;
+pub mod content;
 pub mod journal;
 pub mod postgres;
 /// Test databases on the machine's PostgreSQL, for this crate's and the

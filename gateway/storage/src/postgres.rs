@@ -123,6 +123,8 @@ const MIGRATIONS: &[&str] = &[
     crate::clients::SCHEMA,
     // 4: the networks of each message's sender, and of each patient.
     crate::journal::NETWORKS_SCHEMA,
+    // 6: which messages owe their sender an application acknowledgement.
+    crate::application_acks::SCHEMA,
 ];
 
 /// A few connections reused across calls; a broken one is dropped.
@@ -255,6 +257,7 @@ fn postgres_params(params: &[SqlValue]) -> Vec<&(dyn ToSql + Sync)> {
             SqlValue::Null => &NULL as &(dyn ToSql + Sync),
             SqlValue::Int(value) => value as &(dyn ToSql + Sync),
             SqlValue::Text(value) => value as &(dyn ToSql + Sync),
+            SqlValue::Bytes(value) => value as &(dyn ToSql + Sync),
         })
         .collect()
 }
@@ -275,6 +278,9 @@ impl Sql for PostgresSql<'_, '_> {
                     Type::INT4 => row
                         .try_get::<_, Option<i32>>(index)?
                         .map(|v| SqlValue::Int(i64::from(v))),
+                    Type::BYTEA => row
+                        .try_get::<_, Option<Vec<u8>>>(index)?
+                        .map(SqlValue::Bytes),
                     _ => row.try_get::<_, Option<String>>(index)?.map(SqlValue::Text),
                 };
                 values.push(value.unwrap_or(SqlValue::Null));
@@ -340,8 +346,9 @@ impl Store for PostgresStore {
         let mut transaction = client.transaction()?;
         let insert = transaction.prepare(
             "INSERT INTO journal (received_at, transport, sending_application, sending_facility,
-                control_id, message_type, version, charset, sha256, ack_code, raw, networks)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+                control_id, message_type, version, charset, sha256, ack_code, raw, networks,
+                    application_ack)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
              ON CONFLICT (sending_application, sending_facility, control_id, sha256) DO NOTHING
              RETURNING id",
         )?;
@@ -369,6 +376,7 @@ impl Store for PostgresStore {
                     &entry.ack_code,
                     &entry.raw,
                     &networks,
+                    &entry.application_ack,
                 ],
             )?;
             match inserted {

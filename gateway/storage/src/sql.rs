@@ -1,9 +1,9 @@
 //! A dialect-neutral SQL surface that both backends provide, so code that
 //! owns tables of its own (the FHIR repository) writes each statement once.
 //! Statements use `$1`, `$2`, … placeholders (PostgreSQL's), turned into
-//! SQLite's `?1`, `?2`, … by the SQLite side. Values are 64-bit integers
-//! and text only: booleans are 0/1 and there are no NULL parameters, so the
-//! two backends' type systems never disagree.
+//! SQLite's `?1`, `?2`, … by the SQLite side. Values are 64-bit integers,
+//! text and bytes (BLOB, BYTEA) only: booleans are 0/1 and there are no NULL
+//! parameters, so the two backends' type systems never disagree.
 
 use super::StorageError;
 
@@ -13,6 +13,8 @@ pub enum SqlValue {
     Null,
     Int(i64),
     Text(String),
+    /// Bytes kept as received (the journal's raw messages).
+    Bytes(Vec<u8>),
 }
 
 impl SqlValue {
@@ -26,6 +28,14 @@ impl SqlValue {
     pub fn as_str(&self) -> Option<&str> {
         match self {
             SqlValue::Text(value) => Some(value),
+            _ => None,
+        }
+    }
+
+    pub fn into_bytes(self) -> Option<Vec<u8>> {
+        match self {
+            SqlValue::Bytes(value) => Some(value),
+            SqlValue::Text(value) => Some(value.into_bytes()),
             _ => None,
         }
     }

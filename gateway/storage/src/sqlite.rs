@@ -121,6 +121,8 @@ const MIGRATIONS: &[&str] = &[
     crate::clients::SCHEMA,
     // 5: the networks of each message's sender, and of each patient.
     crate::journal::NETWORKS_SCHEMA,
+    // 6: which messages owe their sender an application acknowledgement.
+    crate::application_acks::SCHEMA,
 ];
 
 /// Read connections per database: WAL lets them read while the writer
@@ -268,6 +270,7 @@ fn sqlite_value(value: &SqlValue) -> rusqlite::types::Value {
         SqlValue::Null => rusqlite::types::Value::Null,
         SqlValue::Int(value) => rusqlite::types::Value::Integer(*value),
         SqlValue::Text(value) => rusqlite::types::Value::Text(value.clone()),
+        SqlValue::Bytes(value) => rusqlite::types::Value::Blob(value.clone()),
     }
 }
 
@@ -289,9 +292,10 @@ impl Sql for SqliteSql<'_> {
                     ValueRef::Null => SqlValue::Null,
                     ValueRef::Integer(value) => SqlValue::Int(value),
                     ValueRef::Real(value) => SqlValue::Int(value as i64),
-                    ValueRef::Text(text) | ValueRef::Blob(text) => {
+                    ValueRef::Text(text) => {
                         SqlValue::Text(String::from_utf8_lossy(text).into_owned())
                     }
+                    ValueRef::Blob(bytes) => SqlValue::Bytes(bytes.to_vec()),
                 });
             }
             out.push(values);
@@ -355,8 +359,9 @@ impl Store for SqliteStore {
         {
             let mut insert = transaction.prepare_cached(
                 "INSERT INTO journal (received_at, transport, sending_application, sending_facility,
-                    control_id, message_type, version, charset, sha256, ack_code, raw, networks)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+                    control_id, message_type, version, charset, sha256, ack_code, raw, networks,
+                    application_ack)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
                  ON CONFLICT (sending_application, sending_facility, control_id, sha256) DO NOTHING",
             )?;
             let mut existing = transaction.prepare_cached(
@@ -378,6 +383,7 @@ impl Store for SqliteStore {
                     entry.ack_code,
                     entry.raw,
                     crate::journal::join_networks(&entry.networks),
+                    entry.application_ack,
                 ])?;
                 if inserted == 1 {
                     results.push(Stored::New {

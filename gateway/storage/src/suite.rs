@@ -19,6 +19,7 @@ pub fn entry(control_id: &str, sha: &str) -> JournalEntry {
         ack_code: "AA".into(),
         raw: b"MSH|^~\\&|LAB|SITE".to_vec(),
         networks: vec!["nord".into(), "labo-2".into()],
+        application_ack: String::new(),
     }
 }
 
@@ -362,6 +363,139 @@ pub fn local_delivery_and_purge(store: &dyn Store) {
     assert_eq!(store.purge("2020-01-01", true).unwrap(), 0);
 }
 
+/// A message's bytes come back as received (a Latin-1 byte included)
+/// with each delivery's Bundle; an unknown id is `None`.
+pub fn message_content_is_the_bytes_and_bundles_kept(store: &dyn Store) {
+    let ids = journal_and_route(store, &["p"], &["local", "hospital"]);
+    let mut latin1 = entry("L1", "L1");
+    latin1.raw = b"MSH|^~\\&|LAB|SITE\rPID|||1||DUPR\xc9".to_vec();
+    latin1.charset = "8859/1".into();
+    let Stored::New { id } = store.journal_commit(&[latin1.clone()]).unwrap()[0] else {
+        panic!("new message expected")
+    };
+    let content = crate::content::message_content(store, ids[0])
+        .unwrap()
+        .unwrap();
+    assert_eq!(content.raw, entry("x", "x").raw);
+    assert_eq!(content.charset, "UNICODE UTF-8");
+    assert_eq!(
+        content
+            .bundles
+            .iter()
+            .map(|b| (b.target.as_str(), b.bundle.clone()))
+            .collect::<Vec<_>>(),
+        vec![
+            ("local", format!("{{\"journal\":{}}}", ids[0])),
+            ("hospital", format!("{{\"journal\":{}}}", ids[0]))
+        ]
+    );
+    let unmapped = crate::content::message_content(store, id).unwrap().unwrap();
+    assert_eq!(unmapped.raw, latin1.raw);
+    assert_eq!(unmapped.charset, "8859/1");
+    assert!(unmapped.bundles.is_empty());
+    assert!(crate::content::message_content(store, id + 100)
+        .unwrap()
+        .is_none());
+}
+
+/// A message owing an application acknowledgement is due once mapped and
+/// every delivery is over, with what became of each; settled, it is not
+/// due again. Messages that owe none are never listed.
+pub fn application_acks_fall_due_when_everything_is_over(store: &dyn Store) {
+    use crate::application_acks::{mapping_outcome, owed, settle, Outcome, SENT};
+    let mut owing = entry("ACK1", "ACK1");
+    owing.application_ack = "AL".into();
+    let mut failing = entry("ACK2", "ACK2");
+    failing.application_ack = "ER".into();
+    let silent = entry("ACK3", "ACK3");
+    let stored = store.journal_commit(&[owing, failing, silent]).unwrap();
+    let ids: Vec<i64> = stored
+        .iter()
+        .map(|s| match s {
+            Stored::New { id } => *id,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert!(owed(store, 0, 10).unwrap().is_empty(), "nothing mapped yet");
+    assert_eq!(mapping_outcome(store, ids[0]).unwrap(), None);
+    let claimed = store.claim_unmapped("me", 10, 1_000, 60_000).unwrap();
+    assert_eq!(claimed.len(), 3);
+    let delivery = |target: &str| NewDelivery {
+        route: "r".into(),
+        target: target.into(),
+        patient_key: "p".into(),
+        bundle: "{}".into(),
+    };
+    store
+        .record_mappings(
+            &[
+                (
+                    ids[0],
+                    MappingOutcome::Routed(vec![delivery("t"), delivery("u")]),
+                ),
+                (
+                    ids[1],
+                    MappingOutcome::Failed {
+                        reason: "route `r`: PID-3: missing".into(),
+                    },
+                ),
+                (ids[2], MappingOutcome::Unrouted),
+            ],
+            1_000,
+        )
+        .unwrap();
+    let due = owed(store, 0, 10).unwrap();
+    assert_eq!(due.len(), 1, "the routed one waits for its deliveries");
+    assert_eq!(due[0].journal_id, ids[1]);
+    assert_eq!(due[0].condition, "ER");
+    assert_eq!(due[0].raw, entry("x", "x").raw);
+    assert_eq!(
+        due[0].outcome,
+        Outcome::MappingFailed("route `r`: PID-3: missing".into())
+    );
+    assert_eq!(
+        mapping_outcome(store, ids[2]).unwrap(),
+        Some(Outcome::Unrouted)
+    );
+    settle(store, ids[1], SENT).unwrap();
+    for target in ["t", "u"] {
+        let claimed = store
+            .claim_deliveries(target, "me", 10, 2_000, 60_000)
+            .unwrap();
+        let attempt = Attempt {
+            status: Some(if target == "t" { 200 } else { 412 }),
+            result: if target == "t" {
+                AttemptResult::Delivered
+            } else {
+                AttemptResult::Dead
+            },
+            ..delivered(2_000)
+        };
+        assert!(store
+            .record_attempt(&claimed[0], "me", &attempt, 2_000)
+            .unwrap());
+    }
+    let due = owed(store, 0, 10).unwrap();
+    assert_eq!(due.len(), 1);
+    let Outcome::Routed(deliveries) = &due[0].outcome else {
+        panic!("{:?}", due[0].outcome)
+    };
+    let states: Vec<_> = deliveries
+        .iter()
+        .map(|d| (d.target.as_str(), d.state.as_str(), d.last_status))
+        .collect();
+    assert_eq!(
+        states,
+        [("t", "delivered", Some(200)), ("u", "dead", Some(412))]
+    );
+    assert!(
+        owed(store, ids[0], 10).unwrap().is_empty(),
+        "after the cursor"
+    );
+    settle(store, ids[0], SENT).unwrap();
+    assert!(owed(store, 0, 10).unwrap().is_empty());
+}
+
 /// A read still running at its deadline is stopped by the database, and
 /// while it runs other reads go on, on other connections; the deadline
 /// does not outlive its read.
@@ -457,5 +591,7 @@ suite!(
     dead_letters_do_not_block_and_can_be_retried,
     leases_expire_and_late_owners_are_told,
     local_delivery_and_purge,
+    message_content_is_the_bytes_and_bundles_kept,
+    application_acks_fall_due_when_everything_is_over,
     slow_reads_stop_at_their_deadline_and_never_block_other_reads,
 );

@@ -285,3 +285,38 @@ impl DeliveryStoreFailed<'_> {
             .inc();
     }
 }
+
+/// What was done about one message's application acknowledgement.
+pub struct ApplicationAckSettled<'a> {
+    pub journal_id: i64,
+    /// `sent`, `not_wanted` (MSH-16 `ER`/`SU` said no) or `failed` (the
+    /// return endpoint did not take it; tried again later).
+    pub result: &'static str,
+    /// `AA`, `AE` or `AR`.
+    pub ack_code: &'static str,
+    /// Why a send failed (a network error: no message content).
+    pub error: Option<&'a str>,
+}
+
+impl ApplicationAckSettled<'_> {
+    pub fn emit(&self, metrics: &Metrics) {
+        match self.error {
+            Some(error) => tracing::warn!(
+                journal_id = self.journal_id,
+                ack_code = self.ack_code,
+                error,
+                "hl7v2 application acknowledgement not taken by the return endpoint; trying again later"
+            ),
+            None => tracing::info!(
+                journal_id = self.journal_id,
+                result = self.result,
+                ack_code = self.ack_code,
+                "hl7v2 application acknowledgement settled"
+            ),
+        }
+        metrics
+            .hl7v2_application_acks
+            .with_label_values(&[self.result, self.ack_code])
+            .inc();
+    }
+}

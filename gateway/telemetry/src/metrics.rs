@@ -15,6 +15,7 @@ pub struct Metrics {
     pub http_request_duration: HistogramVec,
     pub http_in_flight: IntGauge,
     pub hl7v2_messages: IntCounterVec,
+    pub hl7v2_application_acks: IntCounterVec,
     pub hl7v2_ack_duration: HistogramVec,
     pub mllp_connections: IntGauge,
     pub journal_commit_batch: HistogramVec,
@@ -74,6 +75,14 @@ impl Metrics {
                 "HL7 v2 messages received, by transport and acknowledgement code.",
             ),
             &["transport", "ack_code"],
+        )?;
+        let hl7v2_application_acks = IntCounterVec::new(
+            Opts::new(
+                "passerelle_hl7v2_application_acks_total",
+                "HL7 v2 application acknowledgements (enhanced mode), by result \
+                 (sent, not_wanted, failed: a send to try again) and code.",
+            ),
+            &["result", "ack_code"],
         )?;
         let hl7v2_ack_duration = HistogramVec::new(
             HistogramOpts::new(
@@ -200,6 +209,7 @@ impl Metrics {
         registry.register(Box::new(http_request_duration.clone()))?;
         registry.register(Box::new(http_in_flight.clone()))?;
         registry.register(Box::new(hl7v2_messages.clone()))?;
+        registry.register(Box::new(hl7v2_application_acks.clone()))?;
         registry.register(Box::new(hl7v2_ack_duration.clone()))?;
         registry.register(Box::new(mllp_connections.clone()))?;
         registry.register(Box::new(journal_commit_batch.clone()))?;
@@ -213,6 +223,7 @@ impl Metrics {
             http_request_duration,
             http_in_flight,
             hl7v2_messages,
+            hl7v2_application_acks,
             hl7v2_ack_duration,
             mllp_connections,
             journal_commit_batch,

@@ -266,3 +266,71 @@ fn message_lists_say_when_more_match_and_page() {
         "1 message(s) replayed: mapped and delivered again\n"
     );
 }
+
+/// `messages show` (and the API under it) shows the message as received,
+/// decoded in its charset, and the Bundle mapped for each delivery with
+/// its numbers' digits; `--raw` gives back the very bytes.
+#[test]
+fn a_message_shows_its_raw_text_and_its_bundles() {
+    let gateway = common::Gateway::start();
+    let message: Vec<u8> = [
+        &b"MSH|^~\\&|LAB|SITE|GW|GW|20261122101500||ORU^R01^ORU_R01|SHOW1|P|2.5|||||FRA|8859/1\r"[..],
+        b"PID|1||P7^^^SITE^PI||DUPR\xc9^ANNE||19800101|F\r",
+        b"OBR|1|PO7|FO7|2345-7^Glucose^LN|||20261122100000\r",
+        b"OBX|1|NM|2345-7^Glucose^LN||1.50|g/L|||||F\r",
+    ]
+    .concat();
+    let ack = http_post(
+        gateway.http_addr,
+        "/hl7v2",
+        "x-application/hl7-v2+er7; charset=ISO-8859-1",
+        &message,
+    );
+    assert!(ack.body.contains("MSA|AA"), "{}", ack.body);
+    let id = id_of(&gateway, "SHOW1");
+    assert!(common::eventually(Duration::from_secs(30), || {
+        state_of(&gateway, "SHOW1").1 == ["delivered"]
+    }));
+
+    let shown = http_get_reply(gateway.http_addr, &format!("/admin/messages/{id}"));
+    assert_eq!(shown.status, 200, "{}", shown.body);
+    let journey = shown.json();
+    assert_eq!(journey["charset"], "8859/1");
+    assert!(
+        journey["raw"]
+            .as_str()
+            .unwrap()
+            .contains("PID|1||P7^^^SITE^PI||DUPRÉ^ANNE"),
+        "{journey}"
+    );
+    assert_eq!(journey["bundles"][0]["target"], "local", "{journey}");
+    assert_eq!(journey["bundles"][0]["bundle"]["resourceType"], "Bundle");
+    // The stored text is spliced in: 1.50 keeps its zero.
+    assert!(shown.body.contains("\"value\":1.50"), "{}", shown.body);
+    assert_eq!(
+        http_get_reply(gateway.http_addr, "/admin/messages/999999/raw").status,
+        404
+    );
+
+    let cli = |args: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_passerelle"))
+            .arg("messages")
+            .args(["--url", &gateway.base_url()])
+            .args(args)
+            .env("PASSERELLE_API_KEY", common::TEST_KEY)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{output:?}");
+        output.stdout
+    };
+    let human = String::from_utf8(cli(&["show", &id.to_string()])).unwrap();
+    assert!(
+        human.contains("message as received (8859/1")
+            && human.contains("  PID|1||P7^^^SITE^PI||DUPRÉ^ANNE||19800101|F\n")
+            && human.contains("Bundle of delivery")
+            && human.contains("to local (route")
+            && human.contains("\"value\": 1.50"),
+        "{human}"
+    );
+    assert_eq!(cli(&["show", &id.to_string(), "--raw"]), message);
+}

@@ -7,6 +7,7 @@ mod delivery;
 
 mod access_control;
 mod admin_api;
+mod application_acks;
 mod cli;
 mod conformance;
 mod convert_cli;

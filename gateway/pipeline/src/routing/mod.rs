@@ -21,31 +21,18 @@ pub const DEFAULT_LOCAL_TARGET: &str = "local";
 #[derive(Debug, Clone)]
 pub struct Route {
     pub name: String,
-    sources: Vec<String>,
-    sending_applications: Vec<String>,
-    sending_facilities: Vec<String>,
-    /// `(message type, trigger event)`; `None` matches any.
-    message_types: Vec<(Option<String>, Option<String>)>,
+    /// Its criteria, matched by the configuration's one rule
+    /// ([`RouteConfig::matches`]), which the intake uses too.
+    criteria: RouteConfig,
     pub mapper: Option<String>,
     pub targets: Vec<String>,
 }
 
 impl Route {
     fn from_config(config: &RouteConfig) -> Route {
-        let any = |s: &str| (s != "*" && !s.is_empty()).then(|| s.to_string());
         Route {
             name: config.name.clone(),
-            sources: config.sources.clone(),
-            sending_applications: config.sending_applications.clone(),
-            sending_facilities: config.sending_facilities.clone(),
-            message_types: config
-                .message_types
-                .iter()
-                .map(|pattern| match pattern.split_once('^') {
-                    Some((kind, event)) => (any(kind), any(event)),
-                    None => (any(pattern), None),
-                })
-                .collect(),
+            criteria: config.clone(),
             mapper: config.mapper.clone(),
             targets: config.targets.clone(),
         }
@@ -53,20 +40,12 @@ impl Route {
 
     /// Whether `message` meets every criterion of the route.
     pub fn matches(&self, message: &UnmappedMessage) -> bool {
-        let (kind, event) = message
-            .message_type
-            .split_once('^')
-            .unwrap_or((message.message_type.as_str(), ""));
-        let listed =
-            |list: &[String], value: &str| list.is_empty() || list.iter().any(|v| v == value);
-        listed(&self.sources, &message.transport)
-            && listed(&self.sending_applications, &message.sending_application)
-            && listed(&self.sending_facilities, &message.sending_facility)
-            && (self.message_types.is_empty()
-                || self.message_types.iter().any(|(k, e)| {
-                    k.as_deref().is_none_or(|k| k == kind)
-                        && e.as_deref().is_none_or(|e| e == event)
-                }))
+        self.criteria.matches(
+            &message.transport,
+            &message.sending_application,
+            &message.sending_facility,
+            &message.message_type,
+        )
     }
 }
 
@@ -85,15 +64,17 @@ impl RouteTable {
             .iter()
             .any(|r| r.targets.iter().any(|t| t == DEFAULT_LOCAL_TARGET));
         if config.routes.is_empty() && config.targets.is_empty() {
-            routes.push(Route {
+            routes.push(Route::from_config(&RouteConfig {
                 name: "default".to_string(),
                 sources: Vec::new(),
                 sending_applications: Vec::new(),
                 sending_facilities: Vec::new(),
                 message_types: Vec::new(),
+                format: "hl7v2".to_string(),
                 mapper: None,
                 targets: vec![DEFAULT_LOCAL_TARGET.to_string()],
-            });
+                ack: Default::default(),
+            }));
         }
         if (names_local || routes.iter().any(|r| r.name == "default"))
             && !targets.contains_key(DEFAULT_LOCAL_TARGET)

@@ -1,0 +1,176 @@
+//! What the store knows of HL7 v2 application acknowledgements: which
+//! journaled messages owe their sender one (enhanced mode, MSH-16), which
+//! of those are finished (mapped, and every delivery over), what became of
+//! them, and that an acknowledgement went out. Also the mapping outcome an
+//! `ack = "after-mapping"` route waits for. Written once on the
+//! [`Sql`](crate::sql::Sql) surface for both backends.
+//!
+//! The journal row's `application_ack` column is the whole state: `AL`,
+//! `ER` or `SU` while one is owed (the sender's MSH-16 condition), then
+//! `sent` or `not-wanted` (the condition said no), so that the journal
+//! commit that stores the message is also what promises its answer.
+
+use crate::sql::{SqlRow, SqlValue};
+use crate::{StorageError, Store};
+
+/// The DDL, the same on both backends; the partial index keeps finding
+/// owed acknowledgements independent of the history kept.
+pub const SCHEMA: &str = "ALTER TABLE journal ADD COLUMN application_ack TEXT NOT NULL DEFAULT '';
+    CREATE INDEX journal_application_ack_owed ON journal (id)
+        WHERE application_ack IN ('AL', 'ER', 'SU');";
+
+/// An acknowledgement has gone out.
+pub const SENT: &str = "sent";
+/// The sender's condition (MSH-16 `ER` or `SU`) did not ask for this one.
+pub const NOT_WANTED: &str = "not-wanted";
+
+/// What became of a message once mapped: the facts its application
+/// acknowledgement is made of.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Mapping failed, for this reason (as `messages show` gives it).
+    MappingFailed(String),
+    /// No route applies: nothing to map or deliver.
+    Unrouted,
+    /// Mapped; each delivery's target, final state and last HTTP status.
+    Routed(Vec<DeliveryOutcome>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryOutcome {
+    pub target: String,
+    /// `delivered` or `dead` once over; `pending`/`in_flight` before.
+    pub state: String,
+    pub last_status: Option<i64>,
+}
+
+/// A message whose application acknowledgement is due now.
+#[derive(Debug, Clone)]
+pub struct OwedAck {
+    pub journal_id: i64,
+    /// MSH-16: `AL`, `ER` or `SU`.
+    pub condition: String,
+    pub sending_application: String,
+    pub sending_facility: String,
+    pub raw: Vec<u8>,
+    pub outcome: Outcome,
+}
+
+/// Messages that owe an application acknowledgement and are finished:
+/// mapped (or failed, or unrouted) with no delivery still pending, oldest
+/// first, at most `limit`, none at or below `after_id` (a caller's
+/// cursor past messages it keeps failing to acknowledge).
+pub fn owed(store: &dyn Store, after_id: i64, limit: i64) -> Result<Vec<OwedAck>, StorageError> {
+    let mut owed = Vec::new();
+    store.sql_read(None, &mut |sql| {
+        owed.clear();
+        let rows = sql.query(
+            "SELECT j.id, j.application_ack, j.sending_application, j.sending_facility, j.raw
+             FROM journal j
+             WHERE j.application_ack IN ('AL', 'ER', 'SU') AND j.id > $1
+               AND j.state IN ('routed', 'failed', 'unrouted')
+               AND NOT EXISTS (SELECT 1 FROM outbox o
+                   WHERE o.journal_id = j.id AND o.state IN ('pending', 'in_flight'))
+             ORDER BY j.id LIMIT $2",
+            &[SqlValue::Int(after_id), SqlValue::Int(limit)],
+        )?;
+        for row in rows {
+            let mut row = row.into_iter();
+            let (Some(journal_id), Some(condition), Some(application), Some(facility), Some(raw)) = (
+                row.next().and_then(|v| v.as_i64()),
+                row.next().and_then(SqlValue::into_string),
+                row.next().and_then(SqlValue::into_string),
+                row.next().and_then(SqlValue::into_string),
+                row.next().and_then(SqlValue::into_bytes),
+            ) else {
+                continue;
+            };
+            let Some(outcome) = read_outcome(sql, journal_id)? else {
+                continue;
+            };
+            owed.push(OwedAck {
+                journal_id,
+                condition,
+                sending_application: application,
+                sending_facility: facility,
+                raw,
+                outcome,
+            });
+        }
+        Ok(())
+    })?;
+    Ok(owed)
+}
+
+/// Records what was done about message `journal_id`'s acknowledgement
+/// ([`SENT`] or [`NOT_WANTED`]).
+pub fn settle(store: &dyn Store, journal_id: i64, state: &str) -> Result<(), StorageError> {
+    let state = state.to_string();
+    store.sql_write(&mut |sql| {
+        sql.execute(
+            "UPDATE journal SET application_ack = $2 WHERE id = $1",
+            &[SqlValue::Int(journal_id), SqlValue::Text(state.clone())],
+        )?;
+        Ok(true)
+    })
+}
+
+/// The mapping outcome of message `journal_id`, `None` while it is not
+/// mapped yet (or there is no such message). Deliveries may still be
+/// under way.
+pub fn mapping_outcome(
+    store: &dyn Store,
+    journal_id: i64,
+) -> Result<Option<Outcome>, StorageError> {
+    let mut found = None;
+    store.sql_read(None, &mut |sql| {
+        found = read_outcome(sql, journal_id)?;
+        Ok(())
+    })?;
+    Ok(found)
+}
+
+fn read_outcome(
+    sql: &mut dyn crate::sql::Sql,
+    journal_id: i64,
+) -> Result<Option<Outcome>, StorageError> {
+    let mut rows = sql.query(
+        "SELECT state, mapping_error FROM journal WHERE id = $1",
+        &[SqlValue::Int(journal_id)],
+    )?;
+    let Some(row) = rows.pop() else {
+        return Ok(None);
+    };
+    let mut row = row.into_iter();
+    let state = row
+        .next()
+        .and_then(SqlValue::into_string)
+        .unwrap_or_default();
+    let error = row.next().and_then(SqlValue::into_string);
+    Ok(match state.as_str() {
+        "failed" => Some(Outcome::MappingFailed(error.unwrap_or_default())),
+        "unrouted" => Some(Outcome::Unrouted),
+        "routed" => {
+            let deliveries = sql
+                .query(
+                    "SELECT target, state, last_status FROM outbox
+                     WHERE journal_id = $1 ORDER BY id",
+                    &[SqlValue::Int(journal_id)],
+                )?
+                .into_iter()
+                .filter_map(delivery_outcome)
+                .collect();
+            Some(Outcome::Routed(deliveries))
+        }
+        _ => None,
+    })
+}
+
+fn delivery_outcome(row: SqlRow) -> Option<DeliveryOutcome> {
+    let mut row = row.into_iter();
+    Some(DeliveryOutcome {
+        target: row.next()?.into_string()?,
+        state: row.next()?.into_string()?,
+        last_status: row.next().and_then(|v| v.as_i64()),
+    })
+}

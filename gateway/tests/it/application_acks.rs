@@ -1,0 +1,215 @@
+//! Acknowledgements that tell the sender what became of its message:
+//! original-mode senders on an `ack = "after-mapping"` route are answered
+//! once the message is mapped (AA, or AE/AR with an ERR naming the segment
+//! and field); enhanced-mode senders get their accept ACK (CA) at once and
+//! one application ACK per message, after mapping and delivery, at the
+//! return MLLP endpoint configured for them, even when that endpoint comes
+//! up late.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::common;
+use crate::delivery::{oru, start_gateway};
+
+/// Sends one message over MLLP and returns the whole answer.
+pub(crate) fn exchange(addr: SocketAddr, message: &str) -> String {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut frame = vec![0x0B];
+    frame.extend_from_slice(message.as_bytes());
+    frame.extend_from_slice(&[0x1C, 0x0D]);
+    stream.write_all(&frame).unwrap();
+    read_frame(&mut stream).expect("an answer")
+}
+
+fn read_frame(stream: &mut TcpStream) -> Option<String> {
+    let mut answer = Vec::new();
+    let mut byte = [0u8; 1];
+    while !answer.ends_with(&[0x1C, 0x0D]) {
+        if stream.read(&mut byte).ok()? == 0 {
+            return None;
+        }
+        answer.push(byte[0]);
+    }
+    let text = String::from_utf8_lossy(&answer);
+    Some(text.trim_matches(['\u{b}', '\u{1c}', '\r']).to_string())
+}
+
+/// The segment `name` (e.g. `MSA|`; `|` stands for the ACK's own field
+/// separator, its MSH-1).
+pub(crate) fn segment<'a>(ack: &'a str, name: &str) -> &'a str {
+    let name = name.replace('|', &separator(ack).to_string());
+    ack.split('\r')
+        .find(|s| s.starts_with(&name))
+        .unwrap_or_else(|| panic!("no {name} in {ack:?}"))
+}
+
+pub(crate) fn separator(ack: &str) -> char {
+    ack.chars().nth(3).unwrap_or('|')
+}
+
+/// The application ACKs a sender's return endpoint received, answering
+/// each with a commit ACK as an MLLP receiver does.
+#[derive(Clone, Default)]
+pub(crate) struct ReturnEndpoint {
+    received: Arc<Mutex<Vec<String>>>,
+}
+
+impl ReturnEndpoint {
+    pub(crate) fn listen(&self, listener: TcpListener) {
+        let received = self.received.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let received = received.clone();
+                std::thread::spawn(move || {
+                    while let Some(message) = read_frame(&mut stream) {
+                        received.lock().unwrap().push(message);
+                        let _ = stream.write_all(
+                            b"\x0bMSH|^~\\&|SENDER|SITE|GW|GW|20261204||ACK|R1|P|2.5\rMSA|CA|X\r\x1c\r",
+                        );
+                    }
+                });
+            }
+        });
+    }
+
+    /// The application ACK answering `control_id` (MSA-2), once.
+    pub(crate) fn ack_for(&self, control_id: &str) -> Vec<String> {
+        self.received
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|ack| segment(ack, "MSA|").split(separator(ack)).nth(2) == Some(control_id))
+            .cloned()
+            .collect()
+    }
+}
+
+fn unsupported(control_id: &str) -> String {
+    format!(
+        "MSH|^~\\&|LAB|SITE|GW|GW|20261122101500||REF^I12^REF_I12|{control_id}|P|2.5\r\
+         PID|1||P9^^^SITE^PI||TEST^NINE||19800101|M\r"
+    )
+}
+
+#[test]
+fn after_mapping_routes_answer_with_the_mapping_outcome() {
+    let dir = tempfile::tempdir().unwrap();
+    let gateway = start_gateway(
+        "[[routes]]\nname = \"lab\"\ntargets = [\"local\"]\nack = \"after-mapping\"\n",
+        dir.path(),
+        None,
+    );
+    let ack = exchange(gateway.mllp_addr, &oru("GOOD1", 1, 1));
+    assert!(ack.contains("MSA|AA|GOOD1"), "{ack}");
+    // Mapped already: the repository has it when the sender reads the AA.
+    let found = common::http_get_reply(gateway.http_addr, "/fhir/Observation?code=2345-7");
+    assert_eq!(found.json()["total"], 1, "{}", found.body);
+
+    let positif = oru("BAD1", 2, 2).replace("||1.50|g/L|", "||positif|g/L|");
+    let ack = exchange(gateway.mllp_addr, &positif);
+    assert!(ack.contains("MSA|AE|BAD1"), "{ack}");
+    let err = segment(&ack, "ERR|");
+    assert!(err.contains("|OBX^1^5|"), "ERR-2 names OBX-5: {err}");
+    assert!(err.contains("not mapped: "), "{err}");
+
+    let ack = exchange(gateway.mllp_addr, &unsupported("REF1"));
+    assert!(ack.contains("MSA|AR|REF1"), "{ack}");
+    assert!(
+        segment(&ack, "ERR|").contains("200^Unsupported message type"),
+        "{ack}"
+    );
+
+    // A resend of the refused message gets the same answer, stored once.
+    let ack = exchange(gateway.mllp_addr, &positif);
+    assert!(ack.contains("MSA|AE|BAD1"), "{ack}");
+    let listed = crate::delivery::all_messages(&gateway);
+    assert_eq!(listed.len(), 3, "{listed:?}");
+}
+
+#[test]
+fn enhanced_mode_senders_get_one_application_ack_per_message() {
+    // The return endpoint's port is reserved now, listened on later: the
+    // first acknowledgements meet a closed port and are sent again.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let dir = tempfile::tempdir().unwrap();
+    let gateway = start_gateway(
+        &format!(
+            "[delivery]\npoll_interval_ms = 100\n\
+             [[hl7v2.application_acks]]\nsending_applications = [\"LAB\"]\n\
+             endpoint = \"mllp://127.0.0.1:{port}\"\n"
+        ),
+        dir.path(),
+        None,
+    );
+    let enhanced = |message: String, msh16: &str| {
+        message.replacen("|P|2.5\r", &format!("|P|2.5|||AL|{msh16}\r"), 1)
+    };
+    let sent = [
+        ("OK1", enhanced(oru("OK1", 1, 1), "AL")),
+        (
+            "KO1",
+            enhanced(
+                oru("KO1", 2, 2).replace("||1.50|g/L|", "||positif|g/L|"),
+                "AL",
+            ),
+        ),
+        ("REF1", enhanced(unsupported("REF1"), "AL")),
+        // Errors only: the good one gets none, the bad one its AE.
+        ("OK2", enhanced(oru("OK2", 3, 3), "ER")),
+        (
+            "KO2",
+            enhanced(
+                oru("KO2", 4, 4).replace("||1.50|g/L|", "||positif|g/L|"),
+                "ER",
+            ),
+        ),
+    ];
+    for (control_id, message) in &sent {
+        let ack = exchange(gateway.mllp_addr, message);
+        assert!(ack.contains(&format!("MSA|CA|{control_id}")), "{ack}");
+    }
+    // The endpoint was down: the gateway says it will try again.
+    assert!(common::eventually(Duration::from_secs(30), || gateway
+        .logs()
+        .contains("not taken by the return endpoint")));
+    let endpoint = ReturnEndpoint::default();
+    endpoint.listen(TcpListener::bind(("127.0.0.1", port)).unwrap());
+    assert!(common::eventually(Duration::from_secs(60), || {
+        ["OK1", "KO1", "REF1", "KO2"]
+            .iter()
+            .all(|id| !endpoint.ack_for(id).is_empty())
+    }));
+    let only = |control_id: &str| {
+        let acks = endpoint.ack_for(control_id);
+        assert_eq!(acks.len(), 1, "{control_id}: {acks:?}");
+        acks[0].clone()
+    };
+    let ok = only("OK1");
+    assert!(ok.contains("MSA|AA|OK1"), "{ok}");
+    // Addressed back to the sender (MSH-5/6 = its MSH-3/4).
+    assert!(ok.starts_with("MSH|^~\\&|GW|GW|LAB|SITE|"), "{ok}");
+    let ko = only("KO1");
+    assert!(ko.contains("MSA|AE|KO1"), "{ko}");
+    assert!(segment(&ko, "ERR|").contains("|OBX^1^5|"), "{ko}");
+    let unsupported = only("REF1");
+    assert!(unsupported.contains("MSA|AR|REF1"), "{unsupported}");
+    assert!(only("KO2").contains("MSA|AE|KO2"));
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(endpoint.ack_for("OK2").is_empty(), "MSH-16 ER: no AA");
+    let metrics = common::metrics_text(gateway.http_addr);
+    assert!(
+        metrics.contains(
+            "passerelle_hl7v2_application_acks_total{ack_code=\"AA\",result=\"not_wanted\"} 1"
+        ),
+        "{metrics}"
+    );
+}
