@@ -298,6 +298,21 @@ fn apply_locally(
                     detail: Some(outcome.to_json().to_string()),
                 };
                 store.record_attempt(delivery, owner, &attempt, now)?;
+                if let passerelle_repository::transaction::TransactionError::Entry {
+                    refusal: passerelle_repository::transaction::Refusal::SeveralMatches,
+                    reason,
+                    ..
+                } = &error
+                {
+                    passerelle_storage::journal::fail_mapping(
+                        store.as_ref(),
+                        delivery.journal_id,
+                        &format!(
+                            "identity collision at target `{}`: {reason}",
+                            delivery.target
+                        ),
+                    )?;
+                }
             }
         }
     }

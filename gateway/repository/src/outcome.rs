@@ -21,7 +21,8 @@ pub fn transaction_outcome(error: &TransactionError) -> Outcome {
         TransactionError::Entry { refusal, .. } => match refusal {
             Refusal::Invalid => (StatusCode::BAD_REQUEST, IssueType::Processing),
             Refusal::NotFound => (StatusCode::NOT_FOUND, IssueType::NotFound),
-            Refusal::PreconditionFailed => {
+            Refusal::PreconditionFailed => (StatusCode::PRECONDITION_FAILED, IssueType::Conflict),
+            Refusal::SeveralMatches => {
                 (StatusCode::PRECONDITION_FAILED, IssueType::MultipleMatches)
             }
             Refusal::NotSupported => (StatusCode::BAD_REQUEST, IssueType::NotSupported),

@@ -234,7 +234,7 @@ pub fn transactions_are_all_or_nothing(store: SharedStore) {
         Err(RepositoryError::Transaction(TransactionError::Entry {
             refusal, reason, ..
         })) => {
-            assert_eq!(refusal, Refusal::PreconditionFailed);
+            assert_eq!(refusal, Refusal::SeveralMatches);
             // The refusal names the condition and the records that meet
             // in it.
             assert!(

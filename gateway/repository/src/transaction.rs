@@ -23,8 +23,12 @@ pub enum Refusal {
     Invalid,
     /// 404: the entry names a resource that does not exist.
     NotFound,
-    /// 412: a condition matched several resources, or `ifMatch` failed.
+    /// 412: `ifMatch` failed.
     PreconditionFailed,
+    /// 412: a condition matched several resources: the identifiers of
+    /// different records meet in it (for a message, a mapping-side fault:
+    /// see the `local` delivery target).
+    SeveralMatches,
     /// 422 is not used; 400 `not-supported` for interactions not offered.
     NotSupported,
     /// 403: the client's scopes do not allow this entry's interaction.
@@ -351,10 +355,10 @@ fn plan_entry(
                     match matching_ids(sql, index, &resource_type, condition)?.as_slice() {
                         [] => Ok(planned(new_id(), Action::Create, Some(resource))),
                         [id] => Ok(planned(id.clone(), Action::Keep, None)),
-                        _ => Err(refuse(
+                        several => Err(refuse(
                             index,
-                            Refusal::PreconditionFailed,
-                            "ifNoneExist matches several resources",
+                            Refusal::SeveralMatches,
+                            several_matches("ifNoneExist", &resource_type, condition, several),
                         )),
                     }
                 }
@@ -409,7 +413,7 @@ fn plan_entry(
                 )),
                 several => Err(refuse(
                     index,
-                    Refusal::PreconditionFailed,
+                    Refusal::SeveralMatches,
                     several_matches("the condition", &resource_type, condition, several),
                 )),
             }
@@ -432,7 +436,7 @@ fn plan_entry(
                 [id] => Ok(planned(id.clone(), Action::Delete, None)),
                 several => Err(refuse(
                     index,
-                    Refusal::PreconditionFailed,
+                    Refusal::SeveralMatches,
                     several_matches("the condition", &resource_type, condition, several),
                 )),
             }
@@ -468,8 +472,9 @@ fn several_matches(what: &str, resource_type: &str, condition: &str, ids: &[Stri
         .map(|id| format!("{resource_type}/{id}"))
         .collect();
     format!(
-        "{what} `{resource_type}?{condition}` matches {} resources ({}{}): the identifiers \
+        "{what} `{resource_type}?{}` matches {} resources ({}{}): the identifiers \
          of different records meet in it; give them an assigning authority of their own",
+        passerelle_fhir::query::percent_decode(condition),
         ids.len(),
         shown.join(", "),
         if ids.len() > 2 { ", ..." } else { "" }

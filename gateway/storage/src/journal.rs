@@ -60,6 +60,28 @@ pub const NETWORKS_SCHEMA: &str =
     );
     CREATE INDEX fhir_patient_networks_network ON fhir_patient_networks (network, patient);";
 
+/// Marks message `journal_id` as failed in mapping, for `reason`, after
+/// the fact: what a delivery finds to be the mapping's fault (the
+/// identifiers of two records meeting in one condition) is fixed in the
+/// mapping (an assigning authority for the sender), and a message failed
+/// in mapping is what `replay` maps again; a dead letter retried as it is
+/// would only fail again. Written once on the `Sql` surface.
+pub fn fail_mapping(
+    store: &dyn crate::Store,
+    journal_id: i64,
+    reason: &str,
+) -> Result<(), StorageError> {
+    use crate::sql::SqlValue;
+    let reason = reason.chars().take(4000).collect::<String>();
+    store.sql_write(&mut |sql| {
+        sql.execute(
+            "UPDATE journal SET state = 'failed', mapping_error = $2 WHERE id = $1",
+            &[SqlValue::Int(journal_id), SqlValue::Text(reason.clone())],
+        )?;
+        Ok(true)
+    })
+}
+
 /// A sender's networks as the journal keeps them: space-separated (network
 /// names are single words, checked where clients are defined).
 pub fn join_networks(networks: &[String]) -> String {

@@ -334,3 +334,67 @@ fn a_message_shows_its_raw_text_and_its_bundles() {
     );
     assert_eq!(cli(&["show", &id.to_string(), "--raw"]), message);
 }
+
+/// Two records that share an identifier meet in the condition a message's
+/// Bundle writes by: the local target refuses the write (412 naming the
+/// condition and both records), and the message is failed in mapping (what
+/// `replay` maps again once the identifiers are told apart), not left as a
+/// dead letter that a retry would repeat.
+#[test]
+fn an_identity_collision_fails_the_message_and_a_replay_maps_it_again() {
+    let gateway = common::Gateway::start();
+    let twin = br#"{"resourceType":"Patient","identifier":[{"system":"urn:passerelle:authority:SITE","value":"P77"}]}"#;
+    let mut twins = Vec::new();
+    for _ in 0..2 {
+        let created = http_post(
+            gateway.http_addr,
+            "/fhir/Patient",
+            "application/fhir+json",
+            twin,
+        );
+        assert_eq!(created.status, 201, "{}", created.body);
+        twins.push(created.json()["id"].as_str().unwrap().to_string());
+    }
+    let acks = crate::delivery::send_mllp(
+        gateway.mllp_addr,
+        &[crate::delivery::adt_update("TWIN1", 77, 1)],
+    );
+    assert_eq!(acks, ["AA"]);
+    assert!(common::eventually(Duration::from_secs(30), || {
+        state_of(&gateway, "TWIN1").0 == "failed"
+    }));
+    let id = id_of(&gateway, "TWIN1");
+    let journey = http_get_reply(gateway.http_addr, &format!("/admin/messages/{id}")).json();
+    let reason = journey["mapping_error"].as_str().unwrap();
+    assert!(
+        reason.starts_with("identity collision at target `local`")
+            && reason.contains("Patient?identifier=urn:passerelle:authority:SITE|P77")
+            && reason.contains(&format!("Patient/{}", twins[0]))
+            && reason.contains(&format!("Patient/{}", twins[1])),
+        "{reason}"
+    );
+    // Told apart (one twin removed), the message maps again and goes in.
+    let addr = gateway.http_addr;
+    let removed = common::Reply::parse(
+        &common::http_request(
+            addr,
+            format!(
+                "DELETE /fhir/Patient/{} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n",
+                twins[1]
+            )
+            .as_bytes(),
+        )
+        .unwrap(),
+    );
+    assert_eq!(removed.status, 204, "{}", removed.body);
+    let replayed = http_post(
+        gateway.http_addr,
+        &format!("/admin/messages/{id}/replay"),
+        "application/json",
+        b"",
+    );
+    assert_eq!(replayed.status, 200, "{}", replayed.body);
+    assert!(common::eventually(Duration::from_secs(30), || {
+        state_of(&gateway, "TWIN1") == ("routed".to_string(), vec!["delivered".to_string()])
+    }));
+}
