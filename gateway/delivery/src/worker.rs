@@ -241,14 +241,22 @@ async fn deliver_locally(shared: &Arc<Shared>, deliveries: Vec<Delivery>) -> Hea
     match stored {
         Ok((deliveries, Ok(refused))) => {
             for (index, delivery) in deliveries.iter().enumerate() {
-                let dead = refused.contains(&index);
+                // The status the admin API shows for the same attempt.
+                let status = refused
+                    .iter()
+                    .find(|(refused, _)| *refused == index)
+                    .map(|(_, status)| *status);
                 DeliveryAttempted {
                     target: &shared.name,
                     control_id: &delivery.control_id,
                     journal_id: delivery.journal_id,
                     attempt: delivery.attempt,
-                    status: dead.then_some(400),
-                    result: if dead { "dead" } else { "delivered" },
+                    status,
+                    result: if status.is_some() {
+                        "dead"
+                    } else {
+                        "delivered"
+                    },
                     elapsed: started.elapsed(),
                 }
                 .emit(&shared.metrics);
@@ -271,12 +279,12 @@ async fn deliver_locally(shared: &Arc<Shared>, deliveries: Vec<Delivery>) -> Hea
 }
 
 /// The blocking part of [`deliver_locally`]; returns the indexes of the
-/// refused rows.
+/// refused rows, each with the HTTP status of its refusal.
 fn apply_locally(
     store: &SharedStore,
     owner: &str,
     deliveries: &[Delivery],
-) -> Result<Vec<usize>, passerelle_storage::StorageError> {
+) -> Result<Vec<(usize, u16)>, passerelle_storage::StorageError> {
     let now = now_ms();
     let bundles: Vec<(&str, &[String])> = deliveries
         .iter()
@@ -288,8 +296,8 @@ fn apply_locally(
         match result {
             Ok(_) => {}
             Err(error) => {
-                refused.push(index);
                 let outcome = passerelle_repository::transaction_outcome(&error);
+                refused.push((index, outcome.status.as_u16()));
                 let attempt = Attempt {
                     started_at_ms: now,
                     latency_ms: 0,
@@ -323,7 +331,7 @@ fn apply_locally(
         let applied: Vec<Delivery> = deliveries
             .iter()
             .enumerate()
-            .filter(|(index, _)| !refused.contains(index))
+            .filter(|(index, _)| !refused.iter().any(|(refused, _)| refused == index))
             .map(|(_, delivery)| delivery.clone())
             .collect();
         store.deliver_locally(&applied, owner, now)?;

@@ -373,6 +373,14 @@ fn an_identity_collision_fails_the_message_and_a_replay_maps_it_again() {
             && reason.contains(&format!("Patient/{}", twins[1])),
         "{reason}"
     );
+    // The log says what the admin API says: 412, not a generic 400.
+    let logs = gateway.logs();
+    let logged = logs
+        .lines()
+        .find(|line| line.contains("delivery attempt failed"))
+        .unwrap_or_default();
+    assert!(logged.contains("412"), "{logs}");
+    assert_eq!(journey["attempts"][0]["status"], 412, "{journey}");
     // Told apart (one twin removed), the message maps again and goes in.
     let addr = gateway.http_addr;
     let removed = common::Reply::parse(
