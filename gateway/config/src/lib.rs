@@ -338,7 +338,7 @@ impl Default for Hl7v2Config {
 }
 
 /// One `[[hl7v2.application_acks]]`: the senders it is for (MSH-3 and
-/// MSH-4, as a route names them; an empty list matches any) and the MLLP
+/// MSH-4, as a route names them; an empty list matches any) and the
 /// endpoint their application acknowledgements go to.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -347,8 +347,27 @@ pub struct ApplicationAckEndpoint {
     pub sending_applications: Vec<String>,
     #[serde(default)]
     pub sending_facilities: Vec<String>,
-    /// `mllp://host:port`.
+    /// `mllp://host:port` (an MLLP listener of the sender's), or an
+    /// `https://` URL the ACK is POSTed to as `x-application/hl7-v2+er7`.
     pub endpoint: String,
+    /// Accept an `http://` endpoint (a test receiver): ACKs carry what the
+    /// message said went wrong.
+    #[serde(default)]
+    pub allow_insecure: bool,
+    /// CA certificates (PEM) trusted for an `https://` endpoint, besides
+    /// the Mozilla roots.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+}
+
+/// Where an application ACK is sent, as [`ApplicationAckEndpoint::kind`]
+/// reads `endpoint`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AckEndpointKind<'a> {
+    /// `host:port` of an MLLP listener.
+    Mllp(&'a str),
+    /// An `http(s)://` URL to POST to.
+    Http(&'a str),
 }
 
 impl ApplicationAckEndpoint {
@@ -357,16 +376,20 @@ impl ApplicationAckEndpoint {
             && listed(&self.sending_facilities, sending_facility)
     }
 
-    /// `host:port` of the `mllp://` endpoint.
-    pub fn mllp_address(&self) -> Option<&str> {
-        self.endpoint
-            .strip_prefix("mllp://")
-            .map(|rest| rest.trim_end_matches('/'))
-            .filter(|address| {
-                address
-                    .rsplit_once(':')
-                    .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
-            })
+    /// The endpoint's kind and address; `None` when it is neither an
+    /// `mllp://host:port` nor an `http(s)://` URL.
+    pub fn kind(&self) -> Option<AckEndpointKind<'_>> {
+        let endpoint = self.endpoint.as_str();
+        if let Some(rest) = endpoint.strip_prefix("mllp://") {
+            let address = rest.trim_end_matches('/');
+            return address
+                .rsplit_once(':')
+                .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
+                .then_some(AckEndpointKind::Mllp(address));
+        }
+        ((endpoint.starts_with("https://") || endpoint.starts_with("http://"))
+            && endpoint.parse::<http::Uri>().is_ok())
+        .then_some(AckEndpointKind::Http(endpoint))
     }
 }
 
@@ -1419,15 +1442,24 @@ fn validate_routes(
         }
     }
     for (index, endpoint) in config.hl7v2.application_acks.iter().enumerate() {
-        if endpoint.mllp_address().is_none() {
-            return Err(ConfigError::Setting {
-                origin: origin(name, text, env, "hl7v2.application_acks", "endpoint", index),
-                key: format!("hl7v2.application_acks[{index}].endpoint"),
-                message: format!(
-                    "`{}` is not an mllp://host:port endpoint",
+        let fail = |message: String| ConfigError::Setting {
+            origin: origin(name, text, env, "hl7v2.application_acks", "endpoint", index),
+            key: format!("hl7v2.application_acks[{index}].endpoint"),
+            message,
+        };
+        match endpoint.kind() {
+            None => {
+                return Err(fail(format!(
+                    "`{}` is neither an mllp://host:port endpoint nor an https:// URL",
                     endpoint.endpoint
-                ),
-            });
+                )))
+            }
+            Some(AckEndpointKind::Http(url)) if !endpoint.allow_insecure => {
+                if let Some(why) = insecure_url_refusal(url) {
+                    return Err(fail(why));
+                }
+            }
+            Some(_) => {}
         }
     }
     for (target_name, target) in &config.targets {

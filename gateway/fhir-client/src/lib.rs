@@ -471,19 +471,7 @@ pub async fn fetch_document(
     ca_file: Option<&std::path::Path>,
     timeout: Duration,
 ) -> Result<Bytes, SendError> {
-    let tls = TargetTls {
-        ca_file: ca_file.map(std::path::Path::to_path_buf),
-        client_cert_file: None,
-        client_key_file: None,
-    };
-    let mut connector = HttpConnector::new();
-    connector.enforce_http(false);
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls_config(Some(&tls))?)
-        .https_or_http()
-        .enable_http1()
-        .wrap_connector(connector);
-    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build(connector);
+    let client = one_shot_client(ca_file)?;
     let request = Request::get(url)
         .header(ACCEPT, "application/json")
         .header(
@@ -512,6 +500,67 @@ pub async fn fetch_document(
     tokio::time::timeout(timeout, exchange)
         .await
         .map_err(|_| SendError::Timeout(timeout))?
+}
+
+/// POSTs `body` as `content_type` to `url` (an HL7 v2 application ACK to
+/// a sender's HTTP endpoint) over the same TLS as targets, within
+/// `timeout`; anything but a 2xx is an error. The answer's body is read
+/// (at most [`MAX_DOCUMENT_BYTES`]) and dropped.
+pub async fn post_document(
+    url: &str,
+    body: Bytes,
+    content_type: &str,
+    ca_file: Option<&std::path::Path>,
+    timeout: Duration,
+) -> Result<(), SendError> {
+    let client = one_shot_client(ca_file)?;
+    let request = Request::post(url)
+        .header(CONTENT_TYPE, content_type)
+        .header(
+            USER_AGENT,
+            concat!("passerelle/", env!("CARGO_PKG_VERSION")),
+        )
+        .body(Full::new(body))
+        .map_err(|e| SendError::Request(e.to_string()))?;
+    let exchange = async {
+        let response = client
+            .request(request)
+            .await
+            .map_err(|e| SendError::Connection(error_chain(&e)))?;
+        let status = response.status();
+        // Read to the end so that the connection closes cleanly.
+        let _ = Limited::new(response.into_body(), MAX_DOCUMENT_BYTES)
+            .collect()
+            .await;
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(SendError::Connection(format!("answered {status}")))
+        }
+    };
+    tokio::time::timeout(timeout, exchange)
+        .await
+        .map_err(|_| SendError::Timeout(timeout))?
+}
+
+/// A client for one request: plain HTTP or HTTPS with the Mozilla roots
+/// (or `ca_file`), no pooling across calls.
+fn one_shot_client(
+    ca_file: Option<&std::path::Path>,
+) -> Result<Client<HttpsConnector<HttpConnector>, Full<Bytes>>, SendError> {
+    let tls = TargetTls {
+        ca_file: ca_file.map(std::path::Path::to_path_buf),
+        client_cert_file: None,
+        client_key_file: None,
+    };
+    let mut connector = HttpConnector::new();
+    connector.enforce_http(false);
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls_config(Some(&tls))?)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(connector);
+    Ok(Client::builder(TokioExecutor::new()).build(connector))
 }
 
 #[cfg(test)]

@@ -8,8 +8,9 @@
 //! - enhanced mode (MSH-15/MSH-16): the accept ACK (CA) still leaves after
 //!   the journal commit; the application ACK (AA, or AE/AR with the mapping
 //!   or delivery error) follows once the message is mapped and every
-//!   delivery is over, sent by [`ApplicationAcks::run`] to the return MLLP
-//!   endpoint `[[hl7v2.application_acks]]` names for the sender. The
+//!   delivery is over, sent by [`ApplicationAcks::run`] to the return
+//!   endpoint `[[hl7v2.application_acks]]` names for the sender (an MLLP
+//!   listener, or an HTTPS URL the ACK is POSTed to). The
 //!   journal commit records that one is owed, so a restart never forgets it.
 //!
 //! [`Intake::process`]: crate::Intake::process
@@ -22,7 +23,9 @@ use hl7v2::ack::build_ack;
 use hl7v2::{AckCode, AckCondition, AckError, ErrorLocation, Message};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use passerelle_config::{application_ack_endpoint, ApplicationAckEndpoint, RouteAck, RouteConfig};
+use passerelle_config::{
+    application_ack_endpoint, AckEndpointKind, ApplicationAckEndpoint, RouteAck, RouteConfig,
+};
 use passerelle_storage::application_acks::{self, Outcome, NOT_WANTED, SENT};
 use passerelle_storage::SharedStore;
 use passerelle_telemetry::events::ApplicationAckSettled;
@@ -294,14 +297,17 @@ impl ApplicationAcks {
             &self.endpoints,
             &owed.sending_application,
             &owed.sending_facility,
-        )
-        .and_then(ApplicationAckEndpoint::mllp_address);
+        );
         // A condition that does not ask for this one, or a sender whose
         // endpoint the configuration no longer names, is settled unsent.
-        let Some(address) = endpoint.filter(|_| condition.wants(code == AckCode::AA)) else {
+        let Some((endpoint, kind)) = endpoint
+            .and_then(|endpoint| Some((endpoint, endpoint.kind()?)))
+            .filter(|_| condition.wants(code == AckCode::AA))
+        else {
             self.record(owed.journal_id, NOT_WANTED, code, None).await;
             return;
         };
+        let address = endpoint.endpoint.as_str();
         if failing
             .get(address)
             .is_some_and(|(retry_at, _)| Instant::now() < *retry_at)
@@ -326,7 +332,19 @@ impl ApplicationAcks {
             &crate::acks::hl7_timestamp_now(),
             error.as_ref(),
         );
-        match send_mllp(address, &ack).await {
+        let sent = match kind {
+            AckEndpointKind::Mllp(address) => send_mllp(address, &ack).await,
+            AckEndpointKind::Http(url) => passerelle_fhir_client::post_document(
+                url,
+                Bytes::from(ack),
+                "x-application/hl7-v2+er7",
+                endpoint.ca_file.as_deref(),
+                SEND_TIMEOUT,
+            )
+            .await
+            .map_err(|error| error.to_string()),
+        };
+        match sent {
             Ok(()) => {
                 failing.remove(address);
                 self.record(owed.journal_id, SENT, code, None).await;

@@ -108,9 +108,10 @@ fn after_mapping_routes_answer_with_the_mapping_outcome() {
     );
     let ack = exchange(gateway.mllp_addr, &oru("GOOD1", 1, 1));
     assert!(ack.contains("MSA|AA|GOOD1"), "{ack}");
-    // Mapped already: the repository has it when the sender reads the AA.
-    let found = common::http_get_reply(gateway.http_addr, "/fhir/Observation?code=2345-7");
-    assert_eq!(found.json()["total"], 1, "{}", found.body);
+    // Mapped already when the sender reads the AA (delivery follows).
+    let listed = crate::delivery::all_messages(&gateway);
+    let good = listed.iter().find(|m| m["control_id"] == "GOOD1").unwrap();
+    assert_eq!(good["state"], "routed", "{good}");
 
     let positif = oru("BAD1", 2, 2).replace("||1.50|g/L|", "||positif|g/L|");
     let ack = exchange(gateway.mllp_addr, &positif);
@@ -212,4 +213,83 @@ fn enhanced_mode_senders_get_one_application_ack_per_message() {
         ),
         "{metrics}"
     );
+}
+
+/// An HTTP return endpoint gets the application ACK POSTed as ER7; an
+/// `http://` one only with `allow_insecure` (checked at start).
+#[test]
+fn application_acks_can_be_posted_to_an_http_endpoint() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let received: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    {
+        let received = received.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let mut request = Vec::new();
+                let mut byte = [0u8; 1];
+                while !request.ends_with(b"\r\n\r\n") {
+                    if stream.read(&mut byte).unwrap_or(0) == 0 {
+                        break;
+                    }
+                    request.push(byte[0]);
+                }
+                let head = String::from_utf8_lossy(&request).to_ascii_lowercase();
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0);
+                let mut body = vec![0u8; length];
+                let _ = stream.read_exact(&mut body);
+                received
+                    .lock()
+                    .unwrap()
+                    .push((head, String::from_utf8_lossy(&body).into_owned()));
+                let _ = stream.write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                );
+            }
+        });
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let settings = |insecure: bool| {
+        format!(
+            "[delivery]\npoll_interval_ms = 100\n\
+             [[hl7v2.application_acks]]\nendpoint = \"http://127.0.0.1:{port}/acks\"\n\
+             allow_insecure = {insecure}\n"
+        )
+    };
+    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_passerelle"))
+        .arg("check-config")
+        .arg("--config")
+        .arg({
+            let path = dir.path().join("insecure.toml");
+            std::fs::write(&path, settings(false)).unwrap();
+            path
+        })
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        said.contains("hl7v2.application_acks[0].endpoint") && said.contains("is not https"),
+        "{said}"
+    );
+
+    let gateway = start_gateway(&settings(true), dir.path(), None);
+    let message = oru("HTTP1", 1, 1).replacen("|P|2.5\r", "|P|2.5|||AL|AL\r", 1);
+    assert!(exchange(gateway.mllp_addr, &message).contains("MSA|CA|HTTP1"));
+    assert!(common::eventually(Duration::from_secs(30), || !received
+        .lock()
+        .unwrap()
+        .is_empty()));
+    let (head, body) = received.lock().unwrap()[0].clone();
+    assert!(head.starts_with("post /acks http/1.1"), "{head}");
+    assert!(
+        head.contains("content-type: x-application/hl7-v2+er7"),
+        "{head}"
+    );
+    assert!(body.contains("MSA|AA|HTTP1"), "{body}");
 }
