@@ -220,16 +220,26 @@ where
         request.headers().get(ACCEPT).and_then(|v| v.to_str().ok()),
     )?;
     let pretty = query_param(request.uri().query(), "_pretty").as_deref() == Some("true");
-    let elements = query_param(request.uri().query(), "_elements")
-        .map(|value| passerelle_fhir::elements::element_names(&value));
+    // `_elements` and `_summary` read before the handler: a request asking
+    // for a cut that cannot be made is refused before anything is done.
+    let subset = passerelle_fhir::elements::requested_subset(
+        query_param(request.uri().query(), "_elements").as_deref(),
+        query_param(request.uri().query(), "_summary").as_deref(),
+    );
     // Errors too: a client that asked for XML gets its OperationOutcome in
     // XML (only a format refusal itself, above, stays JSON).
-    let mut response = fhir_json(state, route, request)
-        .await
-        .unwrap_or_else(ApiError::into_response);
-    if let Some(elements) = elements.filter(|names| !names.is_empty()) {
-        response = subsetted(response, &elements).await?;
-    }
+    let response = match subset {
+        Err(error) => ApiError::BadRequest(error.to_string()).into_response(),
+        Ok(subset) => {
+            let response = fhir_json(state, route, request)
+                .await
+                .unwrap_or_else(ApiError::into_response);
+            match subset {
+                Some(subset) => subsetted(response, &subset).await?,
+                None => response,
+            }
+        }
+    };
     match format {
         Format::Json if pretty => as_pretty_json(response).await,
         Format::Json => Ok(response),
@@ -240,7 +250,8 @@ where
 /// Rewrites the text of a FHIR JSON answer with `rewrite`, and its
 /// `Content-Type` when `content_type` says; any other answer passes as it
 /// is. The one place answers change shape after their handler (`_elements`,
-/// `_pretty`, XML), whoever produced them (repository, proxy, operations).
+/// `_summary`, `_pretty`, XML), whoever produced them (repository, proxy,
+/// operations).
 async fn rewrite_fhir_json(
     response: Response<ResponseBody>,
     content_type: Option<&'static str>,
@@ -273,17 +284,17 @@ async fn rewrite_fhir_json(
     ))
 }
 
-/// A successful FHIR JSON answer cut to `elements` (`_elements`).
+/// A successful FHIR JSON answer cut as `_elements` or `_summary` asked.
 async fn subsetted(
     response: Response<ResponseBody>,
-    elements: &[String],
+    subset: &passerelle_fhir::elements::Subset,
 ) -> Result<Response<ResponseBody>, ApiError> {
     if !response.status().is_success() {
         return Ok(response);
     }
     rewrite_fhir_json(response, None, |text| {
         let mut value = passerelle_fhir::exact_json::parse(text).map_err(|_| ApiError::Internal)?;
-        passerelle_fhir::elements::subset_answer(&mut value, elements);
+        passerelle_fhir::elements::subset_answer(&mut value, subset);
         Ok(passerelle_fhir::exact_json::to_string(&value))
     })
     .await

@@ -6,6 +6,7 @@
 use super::dates;
 use super::params::{self, normalise, ParamKind};
 use crate::networks::Visibility;
+use passerelle_fhir::elements::{Summary, UnknownSummary};
 use passerelle_storage::sql::SqlValue;
 
 /// Results per page when `_count` is absent, and the most a page holds.
@@ -164,10 +165,19 @@ impl SearchRequest {
                     request.offset = offset;
                     continue;
                 }
-                "_summary" if value == "count" => {
-                    request.count_only = true;
+                "_summary" => {
+                    // Every other value shapes each resource, which the
+                    // HTTP layer does after the search (`elements`).
+                    let summary: Summary = value.parse().map_err(|error: UnknownSummary| {
+                        invalid(&format!(
+                            "must be true, text, data, count or false, not '{}'",
+                            error.0
+                        ))
+                    })?;
+                    if summary == Summary::Count {
+                        request.count_only = true;
+                    }
                 }
-                "_summary" => {}
                 "_sort" => {
                     for field in value.split(',').filter(|f| !f.is_empty()) {
                         let (descending, field) = match field.strip_prefix('-') {
@@ -582,6 +592,26 @@ mod tests {
         assert!(params.contains(&SqlValue::from("Patient/p1")));
         assert!(params.contains(&SqlValue::from("http://loinc.org")));
         assert!(params.contains(&SqlValue::from("2026-01-01T00:00:00.000")));
+    }
+
+    #[test]
+    fn summary_values_are_read_and_unknown_ones_refused() {
+        let count = SearchRequest::parse("Patient", &pairs("_summary=count"), true).unwrap();
+        assert!(count.count_only);
+        for value in ["true", "text", "data", "false"] {
+            let query = format!("_summary={value}");
+            let request = SearchRequest::parse("Patient", &pairs(&query), true).unwrap();
+            assert!(!request.count_only, "{query}");
+            // Kept in the paging links, so that every page is cut alike.
+            assert_eq!(request.used, [("_summary".to_string(), value.to_string())]);
+        }
+        // A value that cannot be read is refused however lenient the client.
+        for strict in [true, false] {
+            assert!(matches!(
+                SearchRequest::parse("Patient", &pairs("_summary=bogus"), strict),
+                Err(SearchError::InvalidValue { param, .. }) if param == "_summary"
+            ));
+        }
     }
 
     #[test]

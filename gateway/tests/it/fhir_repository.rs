@@ -868,3 +868,168 @@ fn batch_entries_succeed_or_fail_on_their_own() {
     let stored = http_get_reply(gateway.http_addr, &format!("/fhir/{location}"));
     assert!(stored.body.contains("\"value\":0.0300"), "{}", stored.body);
 }
+
+/// `_summary` (FHIR R4 search.html#summary) on reads, vreads and searches:
+/// `true` keeps the elements R4 marks summary, `text` the narrative and the
+/// mandatory elements, `data` all but the narrative; each cut resource says
+/// SUBSETTED, included resources stay whole, and a value R4 does not define
+/// (or `_summary` with `_elements`) is a 400.
+#[test]
+fn summary_cuts_reads_and_search_matches_as_r4_marks_them() {
+    let gateway = Gateway::start();
+    let patient = r#"{"resourceType":"Patient",
+        "text":{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\">Ana Sommaire</div>"},
+        "identifier":[{"system":"urn:sum","value":"S1"}],
+        "name":[{"family":"Sommaire","given":["Ana"]}],"birthDate":"1970-01-02",
+        "contact":[{"name":{"family":"Proche"}}],
+        "communication":[{"language":{"text":"français"}}]}"#;
+    let created = exchange(&gateway, "POST", "/fhir/Patient", &[], patient);
+    assert_eq!(created.status, 201, "{}", created.body);
+    let id = created.json()["id"].as_str().unwrap().to_string();
+    let observation = format!(
+        r#"{{"resourceType":"Observation","status":"final","code":{{"text":"Glucose"}},
+        "text":{{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\">Glucose</div>"}},
+        "subject":{{"reference":"Patient/{id}"}},"valueQuantity":{{"value":1.50,"unit":"g/L"}},
+        "note":[{{"text":"à jeun"}}],"interpretation":[{{"text":"normal"}}]}}"#
+    );
+    let created = exchange(&gateway, "POST", "/fhir/Observation", &[], &observation);
+    assert_eq!(created.status, 201, "{}", created.body);
+    let subsetted = |resource: &serde_json::Value| {
+        resource["meta"]["tag"]
+            .as_array()
+            .is_some_and(|tags| tags.iter().any(|tag| tag["code"] == "SUBSETTED"))
+    };
+
+    // Read and vread, `_summary=true`: summary elements only.
+    for path in [
+        format!("/fhir/Patient/{id}?_summary=true"),
+        format!("/fhir/Patient/{id}/_history/1?_summary=true"),
+    ] {
+        let reply = http_get_reply(gateway.http_addr, &path);
+        assert_eq!(reply.status, 200, "{path}: {}", reply.body);
+        let cut = reply.json();
+        assert_eq!(cut["id"], id.as_str(), "{cut}");
+        assert_eq!(cut["name"][0]["family"], "Sommaire", "{cut}");
+        assert_eq!(cut["birthDate"], "1970-01-02", "{cut}");
+        assert_eq!(cut["identifier"][0]["value"], "S1", "{cut}");
+        for dropped in ["contact", "communication", "text"] {
+            assert!(cut.get(dropped).is_none(), "{path}: {dropped} in {cut}");
+        }
+        assert_eq!(cut["meta"]["versionId"], "1", "{cut}");
+        assert!(subsetted(&cut), "{cut}");
+    }
+    // In XML too: the cut resource is still one the codec writes.
+    let xml = http_get_reply(
+        gateway.http_addr,
+        &format!("/fhir/Patient/{id}?_summary=true&_format=xml"),
+    );
+    assert_eq!(xml.status, 200, "{}", xml.body);
+    assert!(
+        xml.body.contains("<code value=\"SUBSETTED\"/>"),
+        "{}",
+        xml.body
+    );
+    assert!(!xml.body.contains("<contact>"), "{}", xml.body);
+
+    // `text`: the narrative, id, meta (Patient has no mandatory element).
+    let text = http_get_reply(
+        gateway.http_addr,
+        &format!("/fhir/Patient/{id}?_summary=text"),
+    )
+    .json();
+    assert_eq!(text["text"]["status"], "generated", "{text}");
+    assert_eq!(text["id"], id.as_str());
+    assert!(text.get("name").is_none(), "{text}");
+    assert!(text.get("birthDate").is_none(), "{text}");
+    assert!(subsetted(&text), "{text}");
+    // `data`: all but the narrative.
+    let data = http_get_reply(
+        gateway.http_addr,
+        &format!("/fhir/Patient/{id}?_summary=data"),
+    )
+    .json();
+    assert!(data.get("text").is_none(), "{data}");
+    assert_eq!(data["contact"][0]["name"]["family"], "Proche", "{data}");
+    assert_eq!(data["communication"][0]["language"]["text"], "français");
+    assert!(subsetted(&data), "{data}");
+    // `false`: the whole, untagged.
+    let whole = http_get_reply(
+        gateway.http_addr,
+        &format!("/fhir/Patient/{id}?_summary=false"),
+    )
+    .json();
+    assert_eq!(whole["text"]["status"], "generated", "{whole}");
+    assert!(!subsetted(&whole), "{whole}");
+
+    // A search: the matches cut, the included patient whole.
+    let search = http_get_reply(
+        gateway.http_addr,
+        &format!(
+            "/fhir/Observation?subject=Patient/{id}&_summary=true&_include=Observation:subject"
+        ),
+    );
+    assert_eq!(search.status, 200, "{}", search.body);
+    let bundle = search.json();
+    let entries = bundle["entry"].as_array().unwrap();
+    let matched = entries
+        .iter()
+        .find(|e| e["search"]["mode"] == "match")
+        .map(|e| &e["resource"])
+        .unwrap();
+    assert_eq!(matched["code"]["text"], "Glucose", "{bundle}");
+    assert_eq!(matched["status"], "final", "{bundle}");
+    assert_eq!(
+        matched["subject"]["reference"],
+        format!("Patient/{id}").as_str()
+    );
+    assert!(search.body.contains("\"value\":1.50"), "{}", search.body);
+    for dropped in ["note", "interpretation", "text"] {
+        assert!(matched.get(dropped).is_none(), "{dropped} in {matched}");
+    }
+    assert!(subsetted(matched), "{matched}");
+    let included = entries
+        .iter()
+        .find(|e| e["search"]["mode"] == "include")
+        .map(|e| &e["resource"])
+        .unwrap();
+    assert_eq!(
+        included["contact"][0]["name"]["family"], "Proche",
+        "{bundle}"
+    );
+    assert_eq!(included["text"]["status"], "generated", "{bundle}");
+    assert!(!subsetted(included), "{included}");
+    let self_link = bundle["link"]
+        .as_array()
+        .and_then(|links| links.iter().find(|l| l["relation"] == "self"))
+        .and_then(|l| l["url"].as_str())
+        .unwrap_or_default();
+    assert!(self_link.contains("_summary=true"), "{bundle}");
+    // `count` is unchanged: the total, no entries.
+    let count = http_get_reply(
+        gateway.http_addr,
+        &format!("/fhir/Observation?subject=Patient/{id}&_summary=count"),
+    )
+    .json();
+    assert_eq!(count["total"], 1, "{count}");
+    assert!(count.get("entry").is_none(), "{count}");
+
+    // Refused: a value R4 does not define, and `_summary` with `_elements`.
+    for path in [
+        format!("/fhir/Patient/{id}?_summary=bogus"),
+        "/fhir/Patient?_summary=bogus".to_string(),
+    ] {
+        let reply = http_get_reply(gateway.http_addr, &path);
+        assert_outcome(&reply, 400, "invalid");
+        assert!(reply.body.contains("bogus"), "{path}: {}", reply.body);
+    }
+    let both = http_get_reply(
+        gateway.http_addr,
+        &format!("/fhir/Patient/{id}?_summary=true&_elements=name"),
+    );
+    assert_outcome(&both, 400, "invalid");
+    assert!(
+        both.body.contains("_elements") && both.body.contains("_summary"),
+        "{}",
+        both.body
+    );
+}

