@@ -54,6 +54,17 @@ use passerelle_config::{StorageBackend, StorageConfig};
 pub use journal::{JournalEntry, Stored};
 pub use wake::Wakers;
 
+/// The outbox rows not delivered, indexed apart from the delivered
+/// history, which only grows (partial indexes: SQLite and PostgreSQL
+/// alike): the periodic depth sample reads the first alone, and the
+/// patient-order check of every claim (an earlier message of the same
+/// patient still pending or in flight) the second.
+pub const OUTBOX_UNDELIVERED_INDEX: &str =
+    "CREATE INDEX outbox_undelivered ON outbox (target, state, created_at_ms)
+        WHERE state <> 'delivered';
+    CREATE INDEX outbox_patient_open ON outbox (target, patient_key, journal_id)
+        WHERE state IN ('pending', 'in_flight');";
+
 /// File name of the SQLite database inside the data directory.
 pub const DATABASE_FILE: &str = "passerelle.db";
 

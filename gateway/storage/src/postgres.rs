@@ -125,6 +125,8 @@ const MIGRATIONS: &[&str] = &[
     crate::journal::NETWORKS_SCHEMA,
     // 6: which messages owe their sender an application acknowledgement.
     crate::application_acks::SCHEMA,
+    // 7: the outbox's undelivered rows, apart from its history.
+    crate::OUTBOX_UNDELIVERED_INDEX,
 ];
 
 /// A few connections reused across calls; a broken one is dropped.

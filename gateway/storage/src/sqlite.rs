@@ -123,6 +123,8 @@ const MIGRATIONS: &[&str] = &[
     crate::journal::NETWORKS_SCHEMA,
     // 6: which messages owe their sender an application acknowledgement.
     crate::application_acks::SCHEMA,
+    // 7: the outbox's undelivered rows, apart from its history.
+    crate::OUTBOX_UNDELIVERED_INDEX,
 ];
 
 /// Read connections per database: WAL lets them read while the writer
@@ -250,9 +252,25 @@ fn migrate(connection: &mut Connection) -> Result<(), StorageError> {
     Ok(())
 }
 
+/// Outbox depth per target, every second (`sample_depths`): it reads the
+/// undelivered rows only, through their partial index, so it costs the
+/// same after ten messages or ten million.
+const DEPTHS: &str = "SELECT target,
+        sum(state = 'pending'), sum(state = 'in_flight'), sum(state = 'dead'),
+        min(CASE WHEN state IN ('pending', 'in_flight') THEN created_at_ms END)
+     FROM outbox WHERE state <> 'delivered' GROUP BY target ORDER BY target";
+
+/// When the next row of a target falls due (a delivery worker's sleep).
+const NEXT_DUE: &str = "SELECT min(o.next_attempt_at_ms) FROM outbox o
+     WHERE o.target = ?1 AND o.state = 'pending'
+       AND NOT EXISTS (
+           SELECT 1 FROM outbox p
+           WHERE p.target = o.target AND p.patient_key = o.patient_key
+             AND p.journal_id < o.journal_id AND p.state IN ('pending', 'in_flight'))";
+
 const DELIVERABLE: &str = "
     SELECT o.id FROM outbox o
-    WHERE o.target = ?1
+    WHERE o.target = ?1 AND o.state IN ('pending', 'in_flight')
       AND ((o.state = 'pending' AND o.next_attempt_at_ms <= ?2)
            OR (o.state = 'in_flight' AND o.lease_until_ms < ?2))
       AND NOT EXISTS (
@@ -617,16 +635,7 @@ impl Store for SqliteStore {
 
     fn next_due(&self, target: &str) -> Result<Option<i64>, StorageError> {
         let connection = self.reader()?;
-        Ok(connection.query_row(
-            "SELECT min(o.next_attempt_at_ms) FROM outbox o
-                 WHERE o.target = ?1 AND o.state = 'pending'
-                   AND NOT EXISTS (
-                       SELECT 1 FROM outbox p
-                       WHERE p.target = o.target AND p.patient_key = o.patient_key
-                         AND p.journal_id < o.journal_id AND p.state IN ('pending', 'in_flight'))",
-            params![target],
-            |row| row.get(0),
-        )?)
+        Ok(connection.query_row(NEXT_DUE, params![target], |row| row.get(0))?)
     }
 
     fn list_messages(&self, filter: &MessageFilter) -> Result<Vec<MessageSummary>, StorageError> {
@@ -767,12 +776,7 @@ impl Store for SqliteStore {
 
     fn depths(&self, now_ms: i64) -> Result<Vec<TargetDepth>, StorageError> {
         let connection = self.reader()?;
-        let mut statement = connection.prepare(
-            "SELECT target,
-                sum(state = 'pending'), sum(state = 'in_flight'), sum(state = 'dead'),
-                min(CASE WHEN state IN ('pending', 'in_flight') THEN created_at_ms END)
-             FROM outbox WHERE state <> 'delivered' GROUP BY target ORDER BY target",
-        )?;
+        let mut statement = connection.prepare_cached(DEPTHS)?;
         let rows = statement.query_map([], |row| {
             let oldest: Option<i64> = row.get(4)?;
             Ok(TargetDepth {
@@ -936,4 +940,77 @@ fn list_messages(
             .collect::<Result<Vec<_>, _>>()?;
     }
     Ok(messages)
+}
+
+#[cfg(test)]
+mod plan_tests {
+    use super::*;
+
+    /// SQLite's plan for `statement`, one line per step.
+    fn plan(connection: &Connection, statement: &str) -> String {
+        let mut explain = connection
+            .prepare(&format!("EXPLAIN QUERY PLAN {statement}"))
+            .unwrap();
+        let count = explain.parameter_count();
+        let params: Vec<rusqlite::types::Value> = (0..count)
+            .map(|_| rusqlite::types::Value::Integer(0))
+            .collect();
+        explain
+            .query_map(params_from_iter(params), |row| row.get::<_, String>(3))
+            .unwrap()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap()
+            .join("\n")
+    }
+
+    /// The queries a gateway runs on a timer, idle or not (the depth
+    /// sample, a delivery worker's next wake-up and claim, the mapping
+    /// stage's claim, the owed application ACKs) each go through an
+    /// index that bounds them to rows still to do: none scans the
+    /// journal or the outbox, whose delivered history only grows.
+    #[test]
+    fn periodic_queries_never_scan_the_history() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let connection = store.reader().unwrap();
+        let owed = crate::application_acks::OWED.replace('$', "?");
+        let claim_unmapped = "SELECT id FROM journal
+            WHERE state = 'received' OR (state = 'mapping' AND (lease_until_ms < ?3 OR lease_owner = ?1))
+            ORDER BY id LIMIT ?4";
+        // Each with the index that must bound it: the rows still to do.
+        for (name, statement, index) in [
+            ("depths", DEPTHS, "outbox_undelivered"),
+            ("next_due", NEXT_DUE, "outbox_ready (target=? AND state=?)"),
+            ("next_due's order check", NEXT_DUE, "outbox_patient_open"),
+            (
+                "deliverable",
+                DELIVERABLE,
+                "outbox_ready (target=? AND state=?)",
+            ),
+            (
+                "deliverable's order check",
+                DELIVERABLE,
+                "outbox_patient_open",
+            ),
+            ("claim_unmapped", claim_unmapped, "journal_state (state=?)"),
+            (
+                "owed application ACKs",
+                owed.as_str(),
+                "journal_application_ack_owed",
+            ),
+        ] {
+            let plan = plan(&connection, statement);
+            assert!(plan.contains(index), "{name} does not use {index}:\n{plan}");
+            // A scan is bounded only when it walks a partial index of the
+            // rows still to do.
+            let bounded = |step: &str| {
+                !step.starts_with("SCAN ")
+                    || step.contains("USING COVERING INDEX outbox_undelivered")
+                    || step.contains("USING INDEX outbox_undelivered")
+                    || step.contains("journal_application_ack_owed")
+            };
+            assert!(plan.lines().all(bounded), "{name} scans a table:\n{plan}");
+            println!("{name}:\n{plan}\n");
+        }
+    }
 }
