@@ -278,63 +278,6 @@ impl Intake {
                 };
                 let after_mapping = self.inner.acks.after_mapping(transport.label(), &header);
                 match self.inner.journal.store(entry).await {
-                    Ok(Stored::New { id }) => {
-                        tracing::info!(
-                            transport = transport.label(),
-                            control_id = %header.control_id,
-                            message_type = %header.message_type,
-                            journal_id = id,
-                            "hl7v2 message journaled"
-                        );
-                        if after_mapping {
-                            return self
-                                .answer_after_mapping(
-                                    id,
-                                    &message,
-                                    &ack_control_id,
-                                    &timestamp,
-                                    transport,
-                                    started,
-                                )
-                                .await;
-                        }
-                        acks::accept(
-                            &message,
-                            &header,
-                            &ack_control_id,
-                            &timestamp,
-                            None,
-                            self.inner.policy,
-                        )
-                    }
-                    Ok(Stored::Duplicate { id, ack_code }) => {
-                        tracing::info!(
-                            transport = transport.label(),
-                            control_id = %header.control_id,
-                            journal_id = id,
-                            "hl7v2 duplicate control id; acknowledged again, stored once"
-                        );
-                        if after_mapping {
-                            return self
-                                .answer_after_mapping(
-                                    id,
-                                    &message,
-                                    &ack_control_id,
-                                    &timestamp,
-                                    transport,
-                                    started,
-                                )
-                                .await;
-                        }
-                        acks::accept(
-                            &message,
-                            &header,
-                            &ack_control_id,
-                            &timestamp,
-                            Some(&ack_code),
-                            self.inner.policy,
-                        )
-                    }
                     Err(error) => {
                         tracing::error!(
                             transport = transport.label(),
@@ -347,6 +290,51 @@ impl Intake {
                             &Rejection::StorageUnavailable,
                             &ack_control_id,
                             &timestamp,
+                            self.inner.policy,
+                        )
+                    }
+                    Ok(stored) => {
+                        let (id, original_code) = match stored {
+                            Stored::New { id } => {
+                                tracing::info!(
+                                    transport = transport.label(),
+                                    control_id = %header.control_id,
+                                    message_type = %header.message_type,
+                                    journal_id = id,
+                                    "hl7v2 message journaled"
+                                );
+                                (id, None)
+                            }
+                            Stored::Duplicate { id, ack_code } => {
+                                tracing::info!(
+                                    transport = transport.label(),
+                                    control_id = %header.control_id,
+                                    journal_id = id,
+                                    "hl7v2 duplicate control id; acknowledged again, stored once"
+                                );
+                                (id, Some(ack_code))
+                            }
+                        };
+                        // A retransmission of an after-mapping message
+                        // waits for (or finds) the same mapping outcome.
+                        if after_mapping {
+                            return self
+                                .answer_after_mapping(
+                                    id,
+                                    &message,
+                                    &ack_control_id,
+                                    &timestamp,
+                                    transport,
+                                    started,
+                                )
+                                .await;
+                        }
+                        acks::accept(
+                            &message,
+                            &header,
+                            &ack_control_id,
+                            &timestamp,
+                            original_code.as_deref(),
                             self.inner.policy,
                         )
                     }

@@ -29,6 +29,19 @@ fn state_of(gateway: &common::Gateway, control_id: &str) -> (String, Vec<String>
     )
 }
 
+/// `passerelle messages ARGS` against `gateway`; its standard output.
+fn messages_cli(gateway: &common::Gateway, args: &[&str]) -> Vec<u8> {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_passerelle"))
+        .arg("messages")
+        .args(["--url", &gateway.base_url()])
+        .args(args)
+        .env("PASSERELLE_API_KEY", common::TEST_KEY)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    output.stdout
+}
+
 fn id_of(gateway: &common::Gateway, control_id: &str) -> i64 {
     all_messages(gateway)
         .iter()
@@ -239,17 +252,7 @@ fn message_lists_say_when_more_match_and_page() {
     assert_eq!(rest["messages"].as_array().unwrap().len(), 1);
     assert_eq!(rest["more"], false, "{rest}");
 
-    let cli = |args: &[&str]| {
-        let output = std::process::Command::new(env!("CARGO_BIN_EXE_passerelle"))
-            .arg("messages")
-            .args(["--url", &gateway.base_url()])
-            .args(args)
-            .env("PASSERELLE_API_KEY", common::TEST_KEY)
-            .output()
-            .unwrap();
-        assert!(output.status.success(), "{output:?}");
-        String::from_utf8(output.stdout).unwrap()
-    };
+    let cli = |args: &[&str]| String::from_utf8(messages_cli(&gateway, args)).unwrap();
     let listed = cli(&["list", "--limit", "2"]);
     assert!(
         listed.contains(&format!("add --before {last} for the next page")),
@@ -312,17 +315,7 @@ fn a_message_shows_its_raw_text_and_its_bundles() {
         404
     );
 
-    let cli = |args: &[&str]| {
-        let output = std::process::Command::new(env!("CARGO_BIN_EXE_passerelle"))
-            .arg("messages")
-            .args(["--url", &gateway.base_url()])
-            .args(args)
-            .env("PASSERELLE_API_KEY", common::TEST_KEY)
-            .output()
-            .unwrap();
-        assert!(output.status.success(), "{output:?}");
-        output.stdout
-    };
+    let cli = |args: &[&str]| messages_cli(&gateway, args);
     let human = String::from_utf8(cli(&["show", &id.to_string()])).unwrap();
     assert!(
         human.contains("message as received (8859/1")

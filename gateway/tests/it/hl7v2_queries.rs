@@ -5,33 +5,14 @@
 
 use crate::delivery;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::common::{eventually, http_get_reply, Gateway};
 
 /// Sends one framed message and returns the answer's segments.
 fn exchange(addr: SocketAddr, message: &str) -> Vec<String> {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    let mut frame = vec![0x0B];
-    frame.extend_from_slice(message.as_bytes());
-    frame.extend_from_slice(&[0x1C, 0x0D]);
-    stream.write_all(&frame).unwrap();
-    let mut answer = Vec::new();
-    let mut byte = [0u8; 1];
-    while !answer.ends_with(&[0x1C, 0x0D]) {
-        assert_eq!(
-            stream.read(&mut byte).unwrap(),
-            1,
-            "closed before the answer"
-        );
-        answer.push(byte[0]);
-    }
-    String::from_utf8_lossy(&answer[1..answer.len() - 2])
+    crate::application_acks::exchange(addr, message)
         .split('\r')
         .filter(|s| !s.is_empty())
         .map(str::to_string)
