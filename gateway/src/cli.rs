@@ -49,6 +49,11 @@ pub enum Command {
     /// Show, grant and revoke the networks a patient of the repository
     /// belongs to (who may read it).
     Patients(crate::patients::PatientsArgs),
+    /// Copy the embedded (SQLite) store to a new file while the gateway
+    /// runs: a consistent snapshot, readable by its owner only.
+    Backup(crate::backups::BackupArgs),
+    /// Make a data directory from a backup, after checking it whole.
+    Restore(crate::backups::RestoreArgs),
     /// Print the version.
     Version,
 }
@@ -122,6 +127,8 @@ where
         }
         Command::Clients(args) => crate::clients::run(&config, &args),
         Command::Patients(args) => crate::patients::run(&config, &args),
+        Command::Backup(args) => crate::backups::backup(&config, &args),
+        Command::Restore(args) => crate::backups::restore(&config, &args),
         Command::Serve | Command::Version => serve(config, base),
     }
 }

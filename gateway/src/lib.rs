@@ -11,6 +11,7 @@
 )]
 
 pub mod admin_client;
+pub mod backups;
 pub mod cli;
 pub mod clients;
 pub mod issuers;

@@ -29,6 +29,7 @@
 )]
 
 pub mod application_acks;
+pub mod backup;
 pub mod clients;
 pub mod clock;
 pub mod content;

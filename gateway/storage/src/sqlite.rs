@@ -196,11 +196,11 @@ impl ReaderPool {
 
 impl SqliteStore {
     pub fn open(data_dir: &Path) -> Result<SqliteStore, StorageError> {
-        std::fs::create_dir_all(data_dir).map_err(|source| StorageError::CreateDir {
+        let path = data_dir.join(DATABASE_FILE);
+        create_private(data_dir, &path).map_err(|source| StorageError::CreateDir {
             path: data_dir.to_path_buf(),
             source,
         })?;
-        let path = data_dir.join(DATABASE_FILE);
         let mut writer = open_connection(&path)?;
         migrate(&mut writer)?;
         let readers = (0..READ_CONNECTIONS)
@@ -227,6 +227,38 @@ impl SqliteStore {
     fn reader(&self) -> Result<PooledReader<'_>, StorageError> {
         self.readers.get()
     }
+}
+
+/// The migration a database made by this version is at.
+pub fn schema_version() -> i64 {
+    MIGRATIONS.len() as i64
+}
+
+/// Makes the data directory (0700) and an empty database file (0600) when
+/// they are missing: health data readable by nobody else. SQLite gives its
+/// WAL and shared-memory files the database file's mode.
+fn create_private(data_dir: &Path, database: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    if !data_dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(data_dir)?;
+    }
+    if !database.exists() {
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(database)
+        {
+            Ok(_) => {}
+            // Made meanwhile by another process: its mode is its own.
+            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(())
 }
 
 fn open_connection(path: &Path) -> Result<Connection, StorageError> {
