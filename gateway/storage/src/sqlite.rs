@@ -312,6 +312,34 @@ const DELIVERABLE: &str = "
     ORDER BY o.journal_id
     LIMIT ?3";
 
+/// `execute` and `query_row` through the connection's statement cache: a
+/// statement of the hot path (per message, per delivery) is parsed once
+/// per connection, not once per call.
+trait Cached {
+    fn execute_cached(&self, sql: &str, params: impl rusqlite::Params) -> rusqlite::Result<usize>;
+    fn query_row_cached<T>(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+        row: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> rusqlite::Result<T>;
+}
+
+impl Cached for Connection {
+    fn execute_cached(&self, sql: &str, params: impl rusqlite::Params) -> rusqlite::Result<usize> {
+        self.prepare_cached(sql)?.execute(params)
+    }
+
+    fn query_row_cached<T>(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+        row: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> rusqlite::Result<T> {
+        self.prepare_cached(sql)?.query_row(params, row)
+    }
+}
+
 /// [`Sql`] on a SQLite connection or transaction.
 struct SqliteSql<'a>(&'a Connection);
 
@@ -469,7 +497,7 @@ impl Store for SqliteStore {
     ) -> Result<Vec<UnmappedMessage>, StorageError> {
         let mut connection = self.writer()?;
         let transaction = connection.transaction()?;
-        let busy: bool = transaction.query_row(
+        let busy: bool = transaction.query_row_cached(
             "SELECT EXISTS (SELECT 1 FROM journal
                 WHERE state = 'mapping' AND lease_until_ms >= ?1 AND lease_owner <> ?2)",
             params![now_ms, owner],
@@ -544,7 +572,7 @@ impl Store for SqliteStore {
                 MappingOutcome::Failed { reason } => ("failed", Some(bounded_detail(reason))),
                 MappingOutcome::Unrouted => ("unrouted", None),
             };
-            transaction.execute(
+            transaction.execute_cached(
                 "UPDATE journal SET state = ?2, mapping_error = ?3, mapped_at_ms = ?4,
                 lease_owner = NULL, lease_until_ms = NULL
              WHERE id = ?1",
@@ -623,7 +651,7 @@ impl Store for SqliteStore {
         let transaction = connection.transaction()?;
         let mut owned = 0;
         for delivery in deliveries {
-            transaction.execute(
+            transaction.execute_cached(
                 "INSERT INTO local_bundles (outbox_id, journal_id, stored_at_ms, bundle)
              VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (outbox_id) DO UPDATE SET stored_at_ms = excluded.stored_at_ms,
@@ -667,7 +695,7 @@ impl Store for SqliteStore {
 
     fn next_due(&self, target: &str) -> Result<Option<i64>, StorageError> {
         let connection = self.reader()?;
-        Ok(connection.query_row(NEXT_DUE, params![target], |row| row.get(0))?)
+        Ok(connection.query_row_cached(NEXT_DUE, params![target], |row| row.get(0))?)
     }
 
     fn list_messages(&self, filter: &MessageFilter) -> Result<Vec<MessageSummary>, StorageError> {
@@ -842,7 +870,7 @@ fn record_attempt_in(
     let status = attempt.status.map(i64::from);
     let (result, owned) = {
         let (state, next) = attempt.result.outbox_transition(now_ms);
-        let updated = transaction.execute(
+        let updated = transaction.execute_cached(
             "UPDATE outbox SET state = ?3, next_attempt_at_ms = ?4, lease_owner = NULL,
                 lease_until_ms = NULL, last_status = ?5, last_error = ?6
              WHERE id = ?1 AND state = 'in_flight' AND lease_owner = ?2",
@@ -855,7 +883,7 @@ fn record_attempt_in(
         };
         (result, updated == 1)
     };
-    transaction.execute(
+    transaction.execute_cached(
         "INSERT INTO delivery_attempts (outbox_id, attempt, started_at_ms, latency_ms, status,
             result, instance, detail)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
