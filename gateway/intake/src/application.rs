@@ -246,6 +246,18 @@ impl ApplicationAcks {
     /// Sends what is owed until `shutdown` completes.
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
         tokio::pin!(shutdown);
+        // Sends a stop cut short are owed again (sent twice at worst).
+        let store = self.store.clone();
+        match tokio::task::spawn_blocking(move || application_acks::give_back_all(store.as_ref()))
+            .await
+        {
+            Ok(Ok(0)) => {}
+            Ok(Ok(given)) => tracing::info!(
+                acknowledgements = given,
+                "application acknowledgements cut short by a stop will be sent again"
+            ),
+            _ => tracing::error!("application acknowledgements being sent could not be given back"),
+        }
         let mut failing: HashMap<String, (Instant, Duration)> = HashMap::new();
         let mut counter: u64 = 0;
         loop {
@@ -332,6 +344,16 @@ impl ApplicationAcks {
             &crate::acks::hl7_timestamp_now(),
             error.as_ref(),
         );
+        // Taken first: another instance on the same PostgreSQL may have it.
+        let (store, condition) = (self.store.clone(), owed.condition.clone());
+        let journal_id = owed.journal_id;
+        let taken = tokio::task::spawn_blocking(move || {
+            application_acks::take(store.as_ref(), journal_id, &condition)
+        })
+        .await;
+        if !matches!(taken, Ok(Ok(true))) {
+            return;
+        }
         let sent = match kind {
             AckEndpointKind::Mllp(address) => send_mllp(address, &ack).await,
             AckEndpointKind::Http(url) => passerelle_fhir_client::post_document(
@@ -350,6 +372,14 @@ impl ApplicationAcks {
                 self.record(owed.journal_id, SENT, code, None).await;
             }
             Err(why) => {
+                let (store, condition) = (self.store.clone(), owed.condition.clone());
+                let given = tokio::task::spawn_blocking(move || {
+                    application_acks::give_back(store.as_ref(), journal_id, &condition)
+                })
+                .await;
+                if !matches!(given, Ok(Ok(()))) {
+                    tracing::error!(journal_id, "application acknowledgement not given back");
+                }
                 let backoff = failing
                     .get(address)
                     .map_or(Duration::from_secs(1), |(_, last)| {

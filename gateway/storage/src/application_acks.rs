@@ -6,9 +6,13 @@
 //! [`Sql`](crate::sql::Sql) surface for both backends.
 //!
 //! The journal row's `application_ack` column is the whole state: `AL`,
-//! `ER` or `SU` while one is owed (the sender's MSH-16 condition), then
-//! `sent` or `not-wanted` (the condition said no), so that the journal
-//! commit that stores the message is also what promises its answer.
+//! `ER` or `SU` while one is owed (the sender's MSH-16 condition),
+//! `sending-AL` (…) while one instance sends it (taken with a conditional
+//! update, so that two instances on one PostgreSQL never both send it),
+//! then `sent` or `not-wanted` (the condition said no), so that the
+//! journal commit that stores the message is also what promises its
+//! answer. A send cut short by a stop is given back when the sender task
+//! starts again: an ACK may then go out twice, never not at all.
 
 use crate::sql::{SqlRow, SqlValue};
 use crate::{StorageError, Store};
@@ -17,7 +21,10 @@ use crate::{StorageError, Store};
 /// owed acknowledgements independent of the history kept.
 pub const SCHEMA: &str = "ALTER TABLE journal ADD COLUMN application_ack TEXT NOT NULL DEFAULT '';
     CREATE INDEX journal_application_ack_owed ON journal (id)
-        WHERE application_ack IN ('AL', 'ER', 'SU');";
+        WHERE application_ack IN ('AL', 'ER', 'SU', 'sending-AL', 'sending-ER', 'sending-SU');";
+
+/// Prefix of an acknowledgement being sent.
+const SENDING: &str = "sending-";
 
 /// An acknowledgement has gone out.
 pub const SENT: &str = "sent";
@@ -64,7 +71,8 @@ pub struct OwedAck {
 pub(crate) const OWED: &str =
     "SELECT j.id, j.application_ack, j.sending_application, j.sending_facility, j.raw
      FROM journal j
-     WHERE j.application_ack IN ('AL', 'ER', 'SU') AND j.id > $1
+     WHERE j.application_ack IN ('AL', 'ER', 'SU', 'sending-AL', 'sending-ER', 'sending-SU')
+       AND j.id > $1
        AND NOT EXISTS (SELECT 1 FROM outbox o
            WHERE o.journal_id = j.id AND o.state IN ('pending', 'in_flight'))
      ORDER BY j.id LIMIT $2";
@@ -92,6 +100,11 @@ pub fn owed(store: &dyn Store, after_id: i64, limit: i64) -> Result<Vec<OwedAck>
             ) else {
                 continue;
             };
+            // Being sent (by this instance or another): not owed now. The
+            // predicate stays the index's own so that the index serves.
+            if condition.starts_with(SENDING) {
+                continue;
+            }
             let Some(outcome) = read_outcome(sql, journal_id)? else {
                 continue;
             };
@@ -120,6 +133,65 @@ pub fn settle(store: &dyn Store, journal_id: i64, state: &str) -> Result<(), Sto
         )?;
         Ok(true)
     })
+}
+
+/// Takes message `journal_id`'s owed acknowledgement (MSH-16
+/// `condition`) for sending; `false` when it is no longer owed (another
+/// instance took or settled it).
+pub fn take(store: &dyn Store, journal_id: i64, condition: &str) -> Result<bool, StorageError> {
+    let condition = condition.to_string();
+    let mut taken = false;
+    store.sql_write(&mut |sql| {
+        taken = sql.execute(
+            "UPDATE journal SET application_ack = $3 WHERE id = $1 AND application_ack = $2",
+            &[
+                SqlValue::Int(journal_id),
+                SqlValue::Text(condition.clone()),
+                SqlValue::Text(format!("{SENDING}{condition}")),
+            ],
+        )? == 1;
+        Ok(true)
+    })?;
+    Ok(taken)
+}
+
+/// Gives back an acknowledgement [`take`]n and not sent: owed again.
+pub fn give_back(store: &dyn Store, journal_id: i64, condition: &str) -> Result<(), StorageError> {
+    let condition = condition.to_string();
+    store.sql_write(&mut |sql| {
+        sql.execute(
+            "UPDATE journal SET application_ack = $2 WHERE id = $1 AND application_ack = $3",
+            &[
+                SqlValue::Int(journal_id),
+                SqlValue::Text(condition.clone()),
+                SqlValue::Text(format!("{SENDING}{condition}")),
+            ],
+        )?;
+        Ok(true)
+    })
+}
+
+/// Gives back every acknowledgement left being sent (a stop cut its send
+/// short); returns how many. Run when the sender task starts.
+pub fn give_back_all(store: &dyn Store) -> Result<u64, StorageError> {
+    let mut given = 0;
+    store.sql_write(&mut |sql| {
+        given = 0;
+        for condition in ["AL", "ER", "SU"] {
+            given += sql.execute(
+                "UPDATE journal SET application_ack = $1 WHERE id IN (
+                     SELECT id FROM journal WHERE application_ack IN
+                         ('AL', 'ER', 'SU', 'sending-AL', 'sending-ER', 'sending-SU'))
+                   AND application_ack = $2",
+                &[
+                    SqlValue::Text(condition.to_string()),
+                    SqlValue::Text(format!("{SENDING}{condition}")),
+                ],
+            )?;
+        }
+        Ok(true)
+    })?;
+    Ok(given)
 }
 
 /// The mapping outcome of message `journal_id`, `None` while it is not

@@ -492,8 +492,21 @@ pub fn application_acks_fall_due_when_everything_is_over(store: &dyn Store) {
         owed(store, ids[0], 10).unwrap().is_empty(),
         "after the cursor"
     );
+    // Taken by one sender: not owed, and not takeable again; given back
+    // (a failed send, or a stop), owed again.
+    use crate::application_acks::{give_back, give_back_all, take};
+    assert!(take(store, ids[0], "AL").unwrap());
+    assert!(!take(store, ids[0], "AL").unwrap(), "taken once");
+    assert!(owed(store, 0, 10).unwrap().is_empty());
+    give_back(store, ids[0], "AL").unwrap();
+    assert_eq!(owed(store, 0, 10).unwrap().len(), 1);
+    assert!(take(store, ids[0], "AL").unwrap());
+    assert_eq!(give_back_all(store).unwrap(), 1);
+    assert_eq!(owed(store, 0, 10).unwrap().len(), 1);
+    assert!(take(store, ids[0], "AL").unwrap());
     settle(store, ids[0], SENT).unwrap();
     assert!(owed(store, 0, 10).unwrap().is_empty());
+    assert_eq!(give_back_all(store).unwrap(), 0);
 }
 
 /// A read still running at its deadline is stopped by the database, and
