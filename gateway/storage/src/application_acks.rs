@@ -139,36 +139,42 @@ pub fn settle(store: &dyn Store, journal_id: i64, state: &str) -> Result<(), Sto
 /// `condition`) for sending; `false` when it is no longer owed (another
 /// instance took or settled it).
 pub fn take(store: &dyn Store, journal_id: i64, condition: &str) -> Result<bool, StorageError> {
-    let condition = condition.to_string();
-    let mut taken = false;
-    store.sql_write(&mut |sql| {
-        taken = sql.execute(
-            "UPDATE journal SET application_ack = $3 WHERE id = $1 AND application_ack = $2",
-            &[
-                SqlValue::Int(journal_id),
-                SqlValue::Text(condition.clone()),
-                SqlValue::Text(format!("{SENDING}{condition}")),
-            ],
-        )? == 1;
-        Ok(true)
-    })?;
-    Ok(taken)
+    swap(
+        store,
+        journal_id,
+        condition,
+        &format!("{SENDING}{condition}"),
+    )
 }
 
 /// Gives back an acknowledgement [`take`]n and not sent: owed again.
 pub fn give_back(store: &dyn Store, journal_id: i64, condition: &str) -> Result<(), StorageError> {
-    let condition = condition.to_string();
+    swap(
+        store,
+        journal_id,
+        &format!("{SENDING}{condition}"),
+        condition,
+    )
+    .map(drop)
+}
+
+/// Moves message `journal_id`'s acknowledgement state from `from` to
+/// `to`; whether it was at `from` (the move is the claim).
+fn swap(store: &dyn Store, journal_id: i64, from: &str, to: &str) -> Result<bool, StorageError> {
+    let (from, to) = (from.to_string(), to.to_string());
+    let mut moved = false;
     store.sql_write(&mut |sql| {
-        sql.execute(
-            "UPDATE journal SET application_ack = $2 WHERE id = $1 AND application_ack = $3",
+        moved = sql.execute(
+            "UPDATE journal SET application_ack = $3 WHERE id = $1 AND application_ack = $2",
             &[
                 SqlValue::Int(journal_id),
-                SqlValue::Text(condition.clone()),
-                SqlValue::Text(format!("{SENDING}{condition}")),
+                SqlValue::Text(from.clone()),
+                SqlValue::Text(to.clone()),
             ],
-        )?;
+        )? == 1;
         Ok(true)
-    })
+    })?;
+    Ok(moved)
 }
 
 /// Gives back every acknowledgement left being sent (a stop cut its send

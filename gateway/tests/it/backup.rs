@@ -66,28 +66,22 @@ fn a_backup_taken_under_load_restores_every_acknowledged_message() {
     drop(gateway);
 
     let restored = dir.path().join("restored");
-    let made = passerelle(
-        &live,
-        &[
-            "restore",
-            "--from",
-            copy.to_str().unwrap(),
-            "--data-dir",
-            restored.to_str().unwrap(),
-        ],
-    );
+    let restore = || {
+        passerelle(
+            &live,
+            &[
+                "restore",
+                "--from",
+                copy.to_str().unwrap(),
+                "--data-dir",
+                restored.to_str().unwrap(),
+            ],
+        )
+    };
+    let made = restore();
     assert!(made.status.success(), "{made:?}");
     // Never over a database.
-    let again = passerelle(
-        &live,
-        &[
-            "restore",
-            "--from",
-            copy.to_str().unwrap(),
-            "--data-dir",
-            restored.to_str().unwrap(),
-        ],
-    );
+    let again = restore();
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("exists already"));
 
