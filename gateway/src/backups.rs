@@ -1,7 +1,9 @@
-//! `passerelle backup` and `passerelle restore`: the command line of the
-//! storage crate's backups (`passerelle_storage::backup`), for the
-//! embedded SQLite store. They work beside a running gateway: a backup
-//! reads in one transaction; a restoration makes a new data directory.
+//! `passerelle backup`, `passerelle restore` and `passerelle audit
+//! verify`: the command line of the storage crate's backups
+//! (`passerelle_storage::backup`, embedded SQLite store) and audit trail
+//! (`passerelle_storage::audit`, either backend). They work beside a
+//! running gateway: a backup reads in one transaction, a restoration
+//! makes a new data directory, a verification only reads.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -83,6 +85,49 @@ pub fn restore(config: &Config, args: &RestoreArgs) -> ExitCode {
         }
         Err(error) => {
             eprintln!("passerelle restore: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct AuditArgs {
+    #[command(subcommand)]
+    pub command: AuditCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum AuditCommand {
+    /// Walk the audit trail's hash chain from its first record and name
+    /// the first record that does not fit (changed, or one before it
+    /// removed).
+    Verify,
+}
+
+/// `passerelle audit verify` (either backend; works beside a running
+/// gateway).
+pub fn audit(config: &Config, args: &AuditArgs) -> ExitCode {
+    let AuditCommand::Verify = args.command;
+    let verified = passerelle_storage::open(&config.storage)
+        .map_err(|error| error.to_string())
+        .and_then(|store| {
+            passerelle_storage::audit::verify(store.as_ref()).map_err(|error| error.to_string())
+        });
+    match verified {
+        Ok(passerelle_storage::audit::Verification::Intact { records }) => {
+            println!(
+                "audit trail intact: {records} record(s), every hash follows from the one before"
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(passerelle_storage::audit::Verification::BrokenAt { seq, checked }) => {
+            eprintln!(
+                "audit trail BROKEN at record {seq}: it was changed, or a record before it removed ({checked} record(s) before it verified)"
+            );
+            ExitCode::FAILURE
+        }
+        Err(error) => {
+            eprintln!("passerelle audit verify: {error}");
             ExitCode::FAILURE
         }
     }

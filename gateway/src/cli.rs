@@ -54,6 +54,8 @@ pub enum Command {
     Backup(crate::backups::BackupArgs),
     /// Make a data directory from a backup, after checking it whole.
     Restore(crate::backups::RestoreArgs),
+    /// The audit trail: `verify` checks its hash chain.
+    Audit(crate::backups::AuditArgs),
     /// Print the version.
     Version,
 }
@@ -129,6 +131,7 @@ where
         Command::Patients(args) => crate::patients::run(&config, &args),
         Command::Backup(args) => crate::backups::backup(&config, &args),
         Command::Restore(args) => crate::backups::restore(&config, &args),
+        Command::Audit(args) => crate::backups::audit(&config, &args),
         Command::Serve | Command::Version => serve(config, base),
     }
 }

@@ -246,6 +246,14 @@ pub fn layer_error_response(error: BoxError) -> Response<ResponseBody> {
             .insert(RETRY_AFTER, HeaderValue::from_static("1"));
         return response;
     }
+    if error.is::<crate::audit::AuditUnavailable>() {
+        let outcome = Outcome::error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            IssueType::Transient,
+            error.to_string(),
+        );
+        return outcome_response(&outcome);
+    }
     if let Some(too_large) = error.downcast_ref::<PayloadTooLarge>() {
         return ApiError::PayloadTooLarge(PayloadTooLarge {
             limit: too_large.limit,

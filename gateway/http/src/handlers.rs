@@ -70,6 +70,21 @@ where
     B::Error: Into<BoxError>,
 {
     let route = Route::classify(request.uri().path());
+    // The audit trail is read here, never written through the API: the
+    // gateway alone appends to it (crate::audit).
+    let path = request.uri().path().trim_end_matches('/');
+    if path == "/fhir/AuditEvent" || path.starts_with("/fhir/AuditEvent/") {
+        return match (request.method(), path) {
+            (&Method::GET, "/fhir/AuditEvent") => {
+                crate::audit::search(&state.store, request.uri().query()).await
+            }
+            (&Method::GET, _) => Err(ApiError::BadRequest(
+                "AuditEvents are searched by patient: GET /fhir/AuditEvent?patient=Patient/{id}"
+                    .into(),
+            )),
+            (method, _) => Err(not_allowed(method, "GET")),
+        };
+    }
     if route.is_fhir() {
         return fhir(state, route, request).await;
     }

@@ -11,6 +11,7 @@
 
 pub mod access;
 pub mod admin;
+pub mod audit;
 pub mod capability;
 pub mod convert;
 pub mod error;

@@ -50,6 +50,8 @@ pub fn stack(
         // Who first (401 without a key), then the admin API's browser
         // guard (403 for a foreign Host or a form).
         .layer(AccessLayer::new(state.clients.clone(), HttpAccessPolicy))
+        // Every access let through is recorded before its answer leaves.
+        .layer(crate::audit::AuditLayer::new(state.store.clone()))
         .layer(AdminGuardLayer::new(allowed_hosts(config)))
         .layer(LoadShedLayer::new())
         .layer(ConcurrencyLimitLayer::new(

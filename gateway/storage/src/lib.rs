@@ -29,6 +29,7 @@
 )]
 
 pub mod application_acks;
+pub mod audit;
 pub mod backup;
 pub mod clients;
 pub mod clock;

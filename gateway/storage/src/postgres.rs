@@ -127,6 +127,8 @@ const MIGRATIONS: &[&str] = &[
     crate::application_acks::SCHEMA,
     // 7: the outbox's undelivered rows, apart from its history.
     crate::OUTBOX_UNDELIVERED_INDEX,
+    // 8: the audit trail.
+    crate::audit::SCHEMA,
 ];
 
 /// A few connections reused across calls; a broken one is dropped.

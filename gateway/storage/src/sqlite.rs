@@ -125,6 +125,8 @@ const MIGRATIONS: &[&str] = &[
     crate::application_acks::SCHEMA,
     // 7: the outbox's undelivered rows, apart from its history.
     crate::OUTBOX_UNDELIVERED_INDEX,
+    // 8: the audit trail.
+    crate::audit::SCHEMA,
 ];
 
 /// Read connections per database: WAL lets them read while the writer

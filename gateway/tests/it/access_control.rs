@@ -952,3 +952,124 @@ fn the_proxy_forwards_patient_data_only_to_clients_of_every_network() {
         }
     }
 }
+
+/// Every access to patient data is in the audit trail (who, what, which
+/// patient, outcome), readable by patient with `system/AuditEvent.s` and
+/// by nobody else, with the query's identifying values masked; the hash
+/// chain verifies, and a record changed behind the gateway's back is
+/// named by `passerelle audit verify`.
+#[test]
+fn every_access_is_audited_and_the_chain_verifies() {
+    let (reader, entry) = issue_in_networks("reader", &["*"], &["system/Patient.rs"]);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("clients.toml");
+    std::fs::write(&path, &entry).unwrap();
+    let data = dir.path().join("data");
+    let gateway = Gateway::start_with(Options {
+        args: vec!["--config".into(), path.display().to_string()],
+        data_dir: Some(data.clone()),
+        ..Options::default()
+    });
+    let created = send(
+        &gateway,
+        "POST",
+        "/fhir/Patient",
+        Some(common::TEST_KEY),
+        "application/fhir+json",
+        br#"{"resourceType":"Patient","identifier":[{"system":"urn:audit","value":"A-42"}],"name":[{"family":"MARTIN"}]}"#,
+    );
+    assert_eq!(created.status, 201, "{}", created.body);
+    let id = created.json()["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        get(&gateway, &format!("/fhir/Patient/{id}"), Some(&reader)).status,
+        200
+    );
+    let found = get(
+        &gateway,
+        "/fhir/Patient?identifier=urn:audit%7CA-42",
+        Some(&reader),
+    );
+    assert_eq!(found.status, 200);
+    // Refused: the reader may not read the trail.
+    let refused = get(
+        &gateway,
+        &format!("/fhir/AuditEvent?patient=Patient/{id}"),
+        Some(&reader),
+    );
+    assert_eq!(refused.status, 403, "{}", refused.body);
+
+    let trail = get(
+        &gateway,
+        &format!("/fhir/AuditEvent?patient=Patient/{id}"),
+        Some(common::TEST_KEY),
+    );
+    assert_eq!(trail.status, 200, "{}", trail.body);
+    let trail = trail.json();
+    let events: Vec<&serde_json::Value> = trail["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["resource"])
+        .collect();
+    let of = |code: &str| {
+        events
+            .iter()
+            .find(|e| e["subtype"][0]["code"] == code)
+            .unwrap_or_else(|| panic!("no {code} in {trail}"))
+    };
+    let created = of("create");
+    assert_eq!(created["action"], "C");
+    assert_eq!(created["agent"][0]["who"]["display"], "local-admin");
+    let read = of("read");
+    assert_eq!(read["agent"][0]["who"]["display"], "reader");
+    assert_eq!(read["outcome"], "0");
+    assert_eq!(read["agent"][0]["network"]["address"], "127.0.0.1");
+    // The search found the patient through its answer; its identifier is
+    // not in the trail.
+    let search = of("search-type");
+    assert_eq!(
+        search["entity"][1]["detail"][0]["valueString"],
+        "identifier=***"
+    );
+    assert!(!trail.to_string().contains("A-42"), "{trail}");
+    assert!(!trail.to_string().contains("MARTIN"), "{trail}");
+    // Each event is an AuditEvent the R4 models read whole.
+    for event in &events {
+        assert_eq!(event["resourceType"], "AuditEvent");
+        assert_eq!(event["type"]["code"], "rest");
+    }
+
+    let verify = || {
+        passerelle()
+            .args(["audit", "verify"])
+            .env("PASSERELLE_STORAGE__DATA_DIR", &data)
+            .output()
+            .unwrap()
+    };
+    let verified = verify();
+    assert!(verified.status.success(), "{verified:?}");
+    assert!(String::from_utf8_lossy(&verified.stdout).starts_with("audit trail intact: "));
+    drop(gateway);
+    // Someone with the database file changes a record.
+    {
+        use passerelle_storage::sql::SqlValue;
+        use passerelle_storage::Store;
+        let store = passerelle_storage::sqlite::SqliteStore::open(&data).unwrap();
+        store
+            .sql_write(&mut |sql| {
+                let changed = sql.execute(
+                    "UPDATE audit_events SET event = replace(event, 'reader', 'nobody') WHERE seq = $1",
+                    &[SqlValue::Int(2)],
+                )?;
+                assert_eq!(changed, 1);
+                Ok(true)
+            })
+            .unwrap();
+    }
+    let verified = verify();
+    assert!(!verified.status.success());
+    assert!(
+        String::from_utf8_lossy(&verified.stderr).contains("BROKEN at record 2"),
+        "{verified:?}"
+    );
+}

@@ -235,10 +235,14 @@ pub fn with_test_key(raw: &[u8]) -> Vec<u8> {
 
 /// Sends `raw` as it is (no key added).
 pub fn http_request_anonymous(addr: SocketAddr, raw: &[u8]) -> Option<String> {
+    http_request_waiting(addr, raw, Duration::from_secs(10))
+}
+
+/// As [`http_request_anonymous`], waiting up to `patience` for each read
+/// (an answer that takes long to build before its first byte).
+pub fn http_request_waiting(addr: SocketAddr, raw: &[u8], patience: Duration) -> Option<String> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .ok()?;
+    stream.set_read_timeout(Some(patience)).ok()?;
     stream.write_all(raw).ok()?;
     let mut response = Vec::new();
     stream.read_to_end(&mut response).ok()?;

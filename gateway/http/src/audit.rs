@@ -1,0 +1,498 @@
+//! The audit trail of the HTTP API: a tower layer, inside the access
+//! layer (so it knows the client), that records one FHIR AuditEvent (IHE
+//! BALP's RESTful shape) for every request that touches patient data or
+//! the message flow — FHIR reads, searches, operations and writes,
+//! `/hl7v2` and `/admin` — and appends it to the store's hash-chained
+//! trail before the answer leaves. What it records: who (the client and
+//! its networks, the source address), what (the interaction, the resource
+//! type and id, the patients the request or its JSON answer names, and
+//! the query with the values of every parameter but a few result
+//! parameters masked), the outcome and the time. `GET /fhir/AuditEvent`
+//! (`system/AuditEvent.s`) reads it back by patient.
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use serde_json::{json, Value};
+use tower::{Layer, Service};
+
+use crate::layers::BoxFuture;
+use crate::routes::Route;
+use crate::{BoxError, ResponseBody};
+use passerelle_security::{Client, PeerAddr};
+use passerelle_storage::audit::{self, AuditRecord};
+use passerelle_storage::SharedStore;
+
+/// Answers larger than this are not read for the patients they name (the
+/// request's own path and parameters still are).
+const MAX_SCANNED_ANSWER: usize = 8 * 1024 * 1024;
+
+/// Result parameters whose values say nothing about a person; every other
+/// parameter's value is masked in the recorded query.
+const KEPT_VALUES: &[&str] = &[
+    "_count",
+    "_offset",
+    "_format",
+    "_summary",
+    "_elements",
+    "_include",
+    "_revinclude",
+    "_sort",
+    "_pretty",
+    "_total",
+    "_since",
+];
+
+#[derive(Clone)]
+pub struct AuditLayer {
+    store: SharedStore,
+}
+
+impl AuditLayer {
+    pub fn new(store: SharedStore) -> AuditLayer {
+        AuditLayer { store }
+    }
+}
+
+impl<S> Layer<S> for AuditLayer {
+    type Service = AuditService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        AuditService {
+            inner,
+            store: self.store.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct AuditService<S> {
+    inner: S,
+    store: SharedStore,
+}
+
+/// What the request said, taken before it moves into the handler.
+struct Asked {
+    method: Method,
+    path: String,
+    query: Option<String>,
+    client: Option<Arc<Client>>,
+    source: Option<String>,
+}
+
+impl<S, B> Service<Request<B>> for AuditService<S>
+where
+    S: Service<Request<B>, Response = Response<ResponseBody>, Error = BoxError>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = Response<ResponseBody>;
+    type Error = BoxError;
+    type Future = BoxFuture<Result<Self::Response, BoxError>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        if !audited(request.uri().path()) {
+            return Box::pin(inner.call(request));
+        }
+        let asked = Asked {
+            method: request.method().clone(),
+            path: request.uri().path().to_string(),
+            query: request.uri().query().map(str::to_string),
+            client: request.extensions().get::<Arc<Client>>().cloned(),
+            source: request
+                .extensions()
+                .get::<PeerAddr>()
+                .map(|peer| peer.0.ip().to_string()),
+        };
+        let store = self.store.clone();
+        Box::pin(async move {
+            let answer = inner.call(request).await;
+            let (status, answer) = match answer {
+                Ok(response) => {
+                    let (parts, body) = response.into_parts();
+                    // The body is already whole in memory (`Full`).
+                    let bytes = body
+                        .collect()
+                        .await
+                        .map(|collected| collected.to_bytes())
+                        .unwrap_or_default();
+                    let status = parts.status;
+                    (
+                        Some(status),
+                        Ok((Response::from_parts(parts, Full::new(bytes.clone())), bytes)),
+                    )
+                }
+                Err(error) => (None, Err(error)),
+            };
+            let named = match &answer {
+                Ok((response, bytes)) if is_json(response) && bytes.len() <= MAX_SCANNED_ANSWER => {
+                    patients_in_answer(bytes)
+                }
+                _ => Vec::new(),
+            };
+            let record = record(&asked, status, named);
+            let reads = record_reads(&record);
+            let stored =
+                tokio::task::spawn_blocking(move || audit::append(store.as_ref(), &[record])).await;
+            if !matches!(stored, Ok(Ok(()))) {
+                if reads {
+                    // A read that cannot be recorded is not answered: the
+                    // trail must hold every disclosure it let through.
+                    tracing::error!("audit trail unavailable: a read is refused");
+                    return Err(Box::new(AuditUnavailable) as BoxError);
+                }
+                // A change has happened: its answer must say so.
+                tracing::error!("audit trail unavailable: a change was made and not recorded");
+            }
+            answer.map(|(response, _)| response)
+        })
+    }
+}
+
+/// Whether the recorded access only read (R, or E for searches and
+/// operations that change nothing; `transaction` and admin actions are
+/// changes).
+fn record_reads(record: &AuditRecord) -> bool {
+    let event: Value = serde_json::from_str(&record.event).unwrap_or(Value::Null);
+    let code = event
+        .pointer("/subtype/0/code")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    matches!(
+        code,
+        "read"
+            | "vread"
+            | "search-type"
+            | "search-system"
+            | "history-instance"
+            | "history-type"
+            | "history-system"
+            | "admin-read"
+    )
+}
+
+/// The store refused the audit record (answered 503 at the error edge).
+#[derive(Debug, thiserror::Error)]
+#[error("the audit trail cannot be written; retry later")]
+pub struct AuditUnavailable;
+
+/// Whether requests on `path` are recorded: what touches patient data or
+/// the message flow; not health, readiness, metrics or the
+/// CapabilityStatement.
+fn audited(path: &str) -> bool {
+    !matches!(
+        Route::classify(path),
+        Route::Health | Route::Ready | Route::Metrics | Route::FhirMetadata | Route::NotFound
+    )
+}
+
+fn is_json(response: &Response<ResponseBody>) -> bool {
+    response
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.contains("json"))
+}
+
+/// The patients a JSON answer names: Patient resources (read, or a
+/// search's entries) and the `subject` or `patient` of any other
+/// resource, as `Patient/{id}`.
+fn patients_in_answer(bytes: &Bytes) -> Vec<String> {
+    let Ok(value) = serde_json::from_slice::<Value>(bytes) else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    let mut note = |resource: &Value| {
+        if resource.get("resourceType").and_then(Value::as_str) == Some("Patient") {
+            if let Some(id) = resource.get("id").and_then(Value::as_str) {
+                found.push(format!("Patient/{id}"));
+            }
+        }
+        for element in ["subject", "patient"] {
+            if let Some(reference) = resource
+                .get(element)
+                .and_then(|r| r.get("reference"))
+                .and_then(Value::as_str)
+                .filter(|r| r.starts_with("Patient/"))
+            {
+                found.push(reference.to_string());
+            }
+        }
+    };
+    match value.get("entry").and_then(Value::as_array) {
+        Some(entries) => entries
+            .iter()
+            .filter_map(|entry| entry.get("resource"))
+            .for_each(&mut note),
+        None => note(&value),
+    }
+    found.sort();
+    found.dedup();
+    found
+}
+
+/// The patients the request itself names: `/Patient/{id}[/…]`, and
+/// `patient=` or `subject=Patient/` parameters.
+fn patients_in_request(path: &str, query: Option<&str>) -> Vec<String> {
+    let mut found = Vec::new();
+    if let Some(rest) = path.strip_prefix("/fhir/Patient/") {
+        if let Some(id) = rest
+            .split('/')
+            .next()
+            .filter(|id| !id.is_empty() && !id.starts_with(['$', '_']))
+        {
+            found.push(format!("Patient/{id}"));
+        }
+    }
+    for (name, value) in passerelle_fhir::query::decode_pairs(query.unwrap_or("")) {
+        let name = name.split(':').next().unwrap_or("");
+        for value in value.split(',') {
+            match name {
+                "patient" if !value.contains('|') => {
+                    let id = value.trim_start_matches("Patient/");
+                    found.push(format!("Patient/{id}"));
+                }
+                "subject" if value.starts_with("Patient/") => found.push(value.to_string()),
+                _ => {}
+            }
+        }
+    }
+    found
+}
+
+/// The query as recorded: every parameter's value masked but those of
+/// [`KEPT_VALUES`] (identifiers, names and dates are what a trail must
+/// not spread).
+fn masked_query(query: &str) -> String {
+    passerelle_fhir::query::decode_pairs(query)
+        .into_iter()
+        .map(|(name, value)| {
+            let base = name.split(':').next().unwrap_or("");
+            if KEPT_VALUES.contains(&base) {
+                format!("{name}={value}")
+            } else {
+                format!("{name}=***")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// The RESTful interaction (FHIR's restful-interaction codes) and the
+/// AuditEvent action (C, R, U, D, E).
+fn interaction(method: &Method, path: &str) -> (&'static str, &'static str) {
+    let route = Route::classify(path);
+    match route {
+        Route::Hl7v2 => ("hl7v2-message", "C"),
+        Route::Admin if *method == Method::GET => ("admin-read", "R"),
+        Route::Admin => ("admin-action", "E"),
+        Route::FhirBase if *method == Method::POST => ("transaction", "E"),
+        Route::FhirBase => ("search-system", "E"),
+        Route::FhirSystemHistory => ("history-system", "R"),
+        Route::FhirSystemOperation => ("operation", "E"),
+        _ => match (method, crate::rest::interaction(path).map(|(_, i)| i)) {
+            (&Method::POST, Some(crate::rest::Interaction::Search))
+                if path.ends_with("_search") =>
+            {
+                ("search-type", "E")
+            }
+            (&Method::POST, Some(crate::rest::Interaction::Operation(..))) => ("operation", "E"),
+            (&Method::POST, _) => ("create", "C"),
+            (&Method::PUT, _) => ("update", "U"),
+            (&Method::PATCH, _) => ("patch", "U"),
+            (&Method::DELETE, _) => ("delete", "D"),
+            (_, Some(crate::rest::Interaction::Search)) => ("search-type", "E"),
+            (_, Some(crate::rest::Interaction::Read(_))) => ("read", "R"),
+            (_, Some(crate::rest::Interaction::Vread(..))) => ("vread", "R"),
+            (_, Some(crate::rest::Interaction::History(_))) => ("history-instance", "R"),
+            (_, Some(crate::rest::Interaction::TypeHistory)) => ("history-type", "R"),
+            (_, Some(crate::rest::Interaction::Operation(..))) => ("operation", "E"),
+            _ => ("other", "E"),
+        },
+    }
+}
+
+fn record(asked: &Asked, status: Option<StatusCode>, named: Vec<String>) -> AuditRecord {
+    let recorded_ms = passerelle_storage::now_ms();
+    let mut patients = patients_in_request(&asked.path, asked.query.as_deref());
+    patients.extend(named);
+    patients.sort();
+    patients.dedup();
+    let (code, action) = interaction(&asked.method, &asked.path);
+    // BALP: 0 success, 4 minor failure (the client's), 8 serious failure.
+    let outcome = match status {
+        Some(status) if status.is_success() || status.is_redirection() => "0",
+        Some(status) if status.is_client_error() => "4",
+        _ => "8",
+    };
+    let who = asked
+        .client
+        .as_ref()
+        .map_or("(unauthenticated)", |client| client.name.as_str());
+    let networks = asked
+        .client
+        .as_ref()
+        .map(|client| client.networks.join(" "))
+        .unwrap_or_default();
+    let mut entities: Vec<Value> = patients
+        .iter()
+        .map(|patient| {
+            json!({
+                "what": {"reference": patient},
+                "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "1", "display": "Person"},
+                "role": {"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "1", "display": "Patient"}
+            })
+        })
+        .collect();
+    let mut request = json!({
+        "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "2", "display": "System Object"},
+        "role": {"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "24", "display": "Query"},
+        "description": format!("{} {}", asked.method, asked.path),
+    });
+    if let Some(query) = asked.query.as_deref().filter(|q| !q.is_empty()) {
+        request["detail"] = json!([{"type": "query", "valueString": masked_query(query)}]);
+    }
+    entities.push(request);
+    let event = json!({
+        "resourceType": "AuditEvent",
+        "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-event-type", "code": "rest", "display": "RESTful Operation"},
+        "subtype": [{"system": "http://hl7.org/fhir/restful-interaction", "code": code}],
+        "action": action,
+        "recorded": passerelle_storage::instant_from_ms(recorded_ms),
+        "outcome": outcome,
+        "outcomeDesc": status.map_or("refused or failed before an answer".to_string(), |s| format!("HTTP {}", s.as_u16())),
+        "agent": [{
+            "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "code": "IRCP", "display": "information recipient"}]},
+            "who": {"display": who},
+            "altId": networks,
+            "requestor": true,
+            "network": asked.source.as_ref().map(|address| json!({"address": address, "type": "2"})),
+        }],
+        "source": {
+            "observer": {"display": "Passerelle"},
+            "type": [{"system": "http://terminology.hl7.org/CodeSystem/security-source-type", "code": "4", "display": "Application Server"}]
+        },
+        "entity": entities,
+    });
+    AuditRecord {
+        recorded_ms,
+        patients,
+        event: strip_nulls(event).to_string(),
+    }
+}
+
+/// Removes null and empty-string members (FHIR JSON has neither).
+fn strip_nulls(value: Value) -> Value {
+    match value {
+        Value::Object(members) => Value::Object(
+            members
+                .into_iter()
+                .filter(|(_, v)| !v.is_null() && v.as_str() != Some(""))
+                .map(|(k, v)| (k, strip_nulls(v)))
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.into_iter().map(strip_nulls).collect()),
+        other => other,
+    }
+}
+
+/// `GET /fhir/AuditEvent?patient=…`: the trail's records about one
+/// patient, newest first, as a searchset Bundle.
+pub async fn search(
+    store: &SharedStore,
+    query: Option<&str>,
+) -> Result<Response<ResponseBody>, crate::error::ApiError> {
+    let pairs = passerelle_fhir::query::decode_pairs(query.unwrap_or(""));
+    let mut patient = None;
+    let mut count = 100_i64;
+    for (name, value) in pairs {
+        match name.as_str() {
+            "patient" | "entity" => {
+                patient = Some(format!("Patient/{}", value.trim_start_matches("Patient/")))
+            }
+            "_count" => {
+                count = value
+                    .parse::<i64>()
+                    .ok()
+                    .filter(|n| (1..=1000).contains(n))
+                    .ok_or_else(|| {
+                        crate::error::ApiError::BadRequest("_count is 1 to 1000 here".into())
+                    })?
+            }
+            "_format" | "_pretty" => {}
+            other => {
+                return Err(crate::error::ApiError::BadRequest(format!(
+                    "AuditEvent searches take patient (and _count) only, not '{other}'"
+                )))
+            }
+        }
+    }
+    let Some(patient) = patient else {
+        return Err(crate::error::ApiError::BadRequest(
+            "an AuditEvent search needs patient=Patient/{id}".into(),
+        ));
+    };
+    let store = store.clone();
+    let events =
+        tokio::task::spawn_blocking(move || audit::for_patient(store.as_ref(), &patient, count))
+            .await
+            .map_err(|_| crate::error::ApiError::Internal)?
+            .map_err(|_| crate::error::ApiError::StorageUnavailable)?;
+    let entries: Vec<String> = events
+        .iter()
+        .map(|event| format!("{{\"resource\":{event},\"search\":{{\"mode\":\"match\"}}}}"))
+        .collect();
+    let body = format!(
+        "{{\"resourceType\":\"Bundle\",\"type\":\"searchset\",\"total\":{},\"entry\":[{}]}}",
+        entries.len(),
+        entries.join(",")
+    );
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/fhir+json"),
+    );
+    Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queries_are_recorded_without_identifying_values() {
+        assert_eq!(
+            masked_query("identifier=urn:oid:1.2|279035121518989&_count=5&birthdate=1980"),
+            "identifier=***&_count=5&birthdate=***"
+        );
+    }
+
+    #[test]
+    fn patients_come_from_the_path_the_parameters_and_the_answer() {
+        assert_eq!(
+            patients_in_request("/fhir/Patient/p1/$summary", Some("x=1")),
+            ["Patient/p1"]
+        );
+        assert_eq!(
+            patients_in_request("/fhir/Observation", Some("patient=p2&subject=Patient/p3")),
+            ["Patient/p2", "Patient/p3"]
+        );
+        let answer = Bytes::from(
+            r#"{"resourceType":"Bundle","entry":[{"resource":{"resourceType":"Patient","id":"a"}},
+               {"resource":{"resourceType":"Observation","subject":{"reference":"Patient/b"}}}]}"#,
+        );
+        assert_eq!(patients_in_answer(&answer), ["Patient/a", "Patient/b"]);
+    }
+}

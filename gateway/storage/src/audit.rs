@@ -1,0 +1,257 @@
+//! The audit trail: one FHIR AuditEvent per access (IHE BALP), appended
+//! and never changed. Each record's hash covers the previous record's
+//! hash and its own content, so that changing, removing or reordering a
+//! record breaks the chain from that record on, and [`verify`] names the
+//! first record that no longer fits. Appends are serialised (SQLite's one
+//! writer; PostgreSQL's repository lock, which `sql_write` takes), so the
+//! chain has one order. Written once on the [`Sql`](crate::sql::Sql)
+//! surface for both backends.
+
+use sha2::{Digest, Sha256};
+
+use crate::sql::SqlValue;
+use crate::{StorageError, Store};
+
+/// The DDL, the same on both backends.
+pub const SCHEMA: &str = "CREATE TABLE audit_events (
+        seq BIGINT NOT NULL PRIMARY KEY,
+        recorded_ms BIGINT NOT NULL,
+        patient TEXT NOT NULL,
+        event TEXT NOT NULL,
+        hash TEXT NOT NULL
+    );
+    CREATE TABLE audit_event_patients (
+        patient TEXT NOT NULL,
+        seq BIGINT NOT NULL,
+        PRIMARY KEY (patient, seq)
+    );";
+
+/// Records a verification reads at once.
+const PAGE: i64 = 1000;
+
+/// One access to record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRecord {
+    pub recorded_ms: i64,
+    /// `Patient/{id}` of each patient the access concerned (the record is
+    /// found under each); empty when none is known.
+    pub patients: Vec<String>,
+    /// The AuditEvent, as JSON text.
+    pub event: String,
+}
+
+/// The hash of a record: over the previous hash and every column.
+fn chained(previous: &str, seq: i64, recorded_ms: i64, patient: &str, event: &str) -> String {
+    let mut hasher = Sha256::new();
+    for part in [
+        previous,
+        &seq.to_string(),
+        &recorded_ms.to_string(),
+        patient,
+        event,
+    ] {
+        hasher.update(part.len().to_string().as_bytes());
+        hasher.update(b":");
+        hasher.update(part.as_bytes());
+    }
+    hex::encode(hasher.finalize())
+}
+
+/// Appends `records` at the end of the chain, in one transaction.
+pub fn append(store: &dyn Store, records: &[AuditRecord]) -> Result<(), StorageError> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    store.sql_write(&mut |sql| {
+        let last = sql.query(
+            "SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1",
+            &[],
+        )?;
+        let (mut seq, mut previous) = match last.into_iter().next() {
+            Some(row) => {
+                let mut row = row.into_iter();
+                (
+                    row.next().and_then(|v| v.as_i64()).unwrap_or(0),
+                    row.next()
+                        .and_then(SqlValue::into_string)
+                        .unwrap_or_default(),
+                )
+            }
+            None => (0, String::new()),
+        };
+        for record in records {
+            seq += 1;
+            // The patients, space-separated, are part of what the hash
+            // covers; a row per patient finds the record.
+            let patient = record.patients.join(" ");
+            for one in &record.patients {
+                sql.execute(
+                    "INSERT INTO audit_event_patients (patient, seq) VALUES ($1, $2)
+                     ON CONFLICT DO NOTHING",
+                    &[SqlValue::Text(one.clone()), SqlValue::Int(seq)],
+                )?;
+            }
+            let hash = chained(&previous, seq, record.recorded_ms, &patient, &record.event);
+            sql.execute(
+                "INSERT INTO audit_events (seq, recorded_ms, patient, event, hash)
+                 VALUES ($1, $2, $3, $4, $5)",
+                &[
+                    SqlValue::Int(seq),
+                    SqlValue::Int(record.recorded_ms),
+                    SqlValue::Text(patient),
+                    SqlValue::Text(record.event.clone()),
+                    SqlValue::Text(hash.clone()),
+                ],
+            )?;
+            previous = hash;
+        }
+        Ok(true)
+    })
+}
+
+/// What [`verify`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verification {
+    /// Every record fits the chain.
+    Intact { records: i64 },
+    /// Record `seq` does not (changed, or a record before it removed):
+    /// the first break, counting from the start.
+    BrokenAt { seq: i64, checked: i64 },
+}
+
+/// Walks the whole chain from its first record.
+pub fn verify(store: &dyn Store) -> Result<Verification, StorageError> {
+    let (mut previous, mut expected, mut checked) = (String::new(), 1_i64, 0_i64);
+    loop {
+        let mut rows = Vec::new();
+        store.sql_read(None, &mut |sql| {
+            rows = sql.query(
+                "SELECT seq, recorded_ms, patient, event, hash FROM audit_events
+                 WHERE seq >= $1 ORDER BY seq LIMIT $2",
+                &[SqlValue::Int(expected), SqlValue::Int(PAGE)],
+            )?;
+            Ok(())
+        })?;
+        if rows.is_empty() {
+            return Ok(Verification::Intact { records: checked });
+        }
+        for row in rows {
+            let mut row = row.into_iter();
+            let seq = row.next().and_then(|v| v.as_i64()).unwrap_or(-1);
+            let recorded_ms = row.next().and_then(|v| v.as_i64()).unwrap_or(-1);
+            let patient = row
+                .next()
+                .and_then(SqlValue::into_string)
+                .unwrap_or_default();
+            let event = row
+                .next()
+                .and_then(SqlValue::into_string)
+                .unwrap_or_default();
+            let hash = row
+                .next()
+                .and_then(SqlValue::into_string)
+                .unwrap_or_default();
+            if seq != expected || chained(&previous, seq, recorded_ms, &patient, &event) != hash {
+                return Ok(Verification::BrokenAt {
+                    seq: expected,
+                    checked,
+                });
+            }
+            previous = hash;
+            expected += 1;
+            checked += 1;
+        }
+    }
+}
+
+/// The AuditEvents that concern `patient` (`Patient/{id}`), newest first,
+/// at most `limit`.
+pub fn for_patient(
+    store: &dyn Store,
+    patient: &str,
+    limit: i64,
+) -> Result<Vec<String>, StorageError> {
+    let mut events = Vec::new();
+    store.sql_read(None, &mut |sql| {
+        events = sql
+            .query(
+                "SELECT e.event FROM audit_event_patients p
+                 JOIN audit_events e ON e.seq = p.seq
+                 WHERE p.patient = $1 ORDER BY p.seq DESC LIMIT $2",
+                &[SqlValue::Text(patient.to_string()), SqlValue::Int(limit)],
+            )?
+            .into_iter()
+            .filter_map(|row| row.into_iter().next().and_then(SqlValue::into_string))
+            .collect();
+        Ok(())
+    })?;
+    Ok(events)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(n: i64, patients: &[&str]) -> AuditRecord {
+        AuditRecord {
+            recorded_ms: 1_000 + n,
+            patients: patients.iter().map(|p| p.to_string()).collect(),
+            event: format!("{{\"resourceType\":\"AuditEvent\",\"n\":{n}}}"),
+        }
+    }
+
+    fn chain_holds_and_names_the_first_changed_record(store: &dyn Store) {
+        assert_eq!(verify(store).unwrap(), Verification::Intact { records: 0 });
+        append(store, &[record(1, &["Patient/1"]), record(2, &[])]).unwrap();
+        append(store, &[record(3, &["Patient/12", "Patient/1"])]).unwrap();
+        assert_eq!(verify(store).unwrap(), Verification::Intact { records: 3 });
+        let found = for_patient(store, "Patient/1", 10).unwrap();
+        assert_eq!(found.len(), 2);
+        assert!(found[0].contains("\"n\":3"), "newest first: {found:?}");
+        assert_eq!(for_patient(store, "Patient/12", 10).unwrap().len(), 1);
+        assert!(for_patient(store, "Patient/2", 10).unwrap().is_empty());
+        // Someone with the database rewrites record 2: the chain breaks
+        // there, and stays broken whatever follows.
+        store
+            .sql_write(&mut |sql| {
+                sql.execute(
+                    "UPDATE audit_events SET event = $1 WHERE seq = 2",
+                    &[SqlValue::Text("{}".into())],
+                )?;
+                Ok(true)
+            })
+            .unwrap();
+        append(store, &[record(4, &[])]).unwrap();
+        assert_eq!(
+            verify(store).unwrap(),
+            Verification::BrokenAt { seq: 2, checked: 1 }
+        );
+        // Removing a record breaks it too.
+        store
+            .sql_write(&mut |sql| {
+                sql.execute("DELETE FROM audit_events WHERE seq <= 2", &[])?;
+                Ok(true)
+            })
+            .unwrap();
+        assert_eq!(
+            verify(store).unwrap(),
+            Verification::BrokenAt { seq: 1, checked: 0 }
+        );
+    }
+
+    #[test]
+    fn sqlite_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::sqlite::SqliteStore::open(dir.path()).unwrap();
+        chain_holds_and_names_the_first_changed_record(&store);
+    }
+
+    #[test]
+    fn postgres_chain() {
+        let Some(url) = crate::postgres_test::database("audit_chain") else {
+            return;
+        };
+        let store = crate::postgres::PostgresStore::open(&url).unwrap();
+        chain_holds_and_names_the_first_changed_record(&store);
+    }
+}
