@@ -136,14 +136,22 @@ where
                 }
                 Err(error) => (None, Err(error)),
             };
+            // The answer is read for patients only when the request names
+            // none (a search by identifier, say): `/Patient/{id}/$summary`
+            // is about that patient, whatever its document holds.
+            let asked_for = patients_in_request(&asked.path, asked.query.as_deref());
             let named = match &answer {
-                Ok((response, bytes)) if is_json(response) && bytes.len() <= MAX_SCANNED_ANSWER => {
+                Ok((response, bytes))
+                    if asked_for.is_empty()
+                        && is_json(response)
+                        && bytes.len() <= MAX_SCANNED_ANSWER =>
+                {
                     patients_in_answer(bytes)
                 }
                 _ => Vec::new(),
             };
+            let reads = only_reads(interaction(&asked.method, &asked.path).0);
             let record = record(&asked, status, named);
-            let reads = record_reads(&record);
             let stored =
                 tokio::task::spawn_blocking(move || audit::append(store.as_ref(), &[record])).await;
             if !matches!(stored, Ok(Ok(()))) {
@@ -161,15 +169,9 @@ where
     }
 }
 
-/// Whether the recorded access only read (R, or E for searches and
-/// operations that change nothing; `transaction` and admin actions are
-/// changes).
-fn record_reads(record: &AuditRecord) -> bool {
-    let event: Value = serde_json::from_str(&record.event).unwrap_or(Value::Null);
-    let code = event
-        .pointer("/subtype/0/code")
-        .and_then(Value::as_str)
-        .unwrap_or("");
+/// Whether an interaction only reads (a change already made must be
+/// answered as made even when its record fails).
+fn only_reads(code: &str) -> bool {
     matches!(
         code,
         "read"
@@ -206,37 +208,63 @@ fn is_json(response: &Response<ResponseBody>) -> bool {
         .is_some_and(|value| value.contains("json"))
 }
 
+/// The parts of a JSON answer that name patients; everything else is
+/// skipped unread (serde's `IgnoredAny`), so a large Bundle costs a scan,
+/// not a tree.
+#[derive(serde::Deserialize, Default)]
+#[serde(default)]
+struct Named {
+    #[serde(rename = "resourceType")]
+    resource_type: Option<String>,
+    id: Option<String>,
+    subject: Option<Reference>,
+    patient: Option<Reference>,
+    entry: Vec<Entry>,
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(default)]
+struct Entry {
+    resource: Option<Named>,
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(default)]
+struct Reference {
+    reference: Option<String>,
+}
+
 /// The patients a JSON answer names: Patient resources (read, or a
 /// search's entries) and the `subject` or `patient` of any other
 /// resource, as `Patient/{id}`.
 fn patients_in_answer(bytes: &Bytes) -> Vec<String> {
-    let Ok(value) = serde_json::from_slice::<Value>(bytes) else {
+    let Ok(answer) = serde_json::from_slice::<Named>(bytes) else {
         return Vec::new();
     };
     let mut found = Vec::new();
-    let mut note = |resource: &Value| {
-        if resource.get("resourceType").and_then(Value::as_str) == Some("Patient") {
-            if let Some(id) = resource.get("id").and_then(Value::as_str) {
+    let mut note = |resource: &Named| {
+        if resource.resource_type.as_deref() == Some("Patient") {
+            if let Some(id) = &resource.id {
                 found.push(format!("Patient/{id}"));
             }
         }
-        for element in ["subject", "patient"] {
-            if let Some(reference) = resource
-                .get(element)
-                .and_then(|r| r.get("reference"))
-                .and_then(Value::as_str)
-                .filter(|r| r.starts_with("Patient/"))
-            {
-                found.push(reference.to_string());
-            }
+        for reference in [&resource.subject, &resource.patient]
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r.reference.as_deref())
+            .filter(|r| r.starts_with("Patient/"))
+        {
+            found.push(reference.to_string());
         }
     };
-    match value.get("entry").and_then(Value::as_array) {
-        Some(entries) => entries
+    if answer.entry.is_empty() {
+        note(&answer);
+    } else {
+        answer
+            .entry
             .iter()
-            .filter_map(|entry| entry.get("resource"))
-            .for_each(&mut note),
-        None => note(&value),
+            .filter_map(|entry| entry.resource.as_ref())
+            .for_each(&mut note);
     }
     found.sort();
     found.dedup();
