@@ -471,35 +471,12 @@ pub async fn fetch_document(
     ca_file: Option<&std::path::Path>,
     timeout: Duration,
 ) -> Result<Bytes, SendError> {
-    let client = one_shot_client(ca_file)?;
-    let request = Request::get(url)
-        .header(ACCEPT, "application/json")
-        .header(
-            USER_AGENT,
-            concat!("passerelle/", env!("CARGO_PKG_VERSION")),
-        )
-        .body(Full::new(Bytes::new()))
-        .map_err(|e| SendError::Request(e.to_string()))?;
-    let exchange = async {
-        let response = client
-            .request(request)
-            .await
-            .map_err(|e| SendError::Connection(error_chain(&e)))?;
-        if response.status() != StatusCode::OK {
-            return Err(SendError::Connection(format!(
-                "answered {}",
-                response.status()
-            )));
-        }
-        Ok(Limited::new(response.into_body(), MAX_DOCUMENT_BYTES)
-            .collect()
-            .await
-            .map_err(|e| SendError::Connection(format!("reading the answer: {e}")))?
-            .to_bytes())
-    };
-    tokio::time::timeout(timeout, exchange)
-        .await
-        .map_err(|_| SendError::Timeout(timeout))?
+    let request = Request::get(url).header(ACCEPT, "application/json");
+    let (status, body) = one_shot(request, Bytes::new(), ca_file, timeout).await?;
+    if status != StatusCode::OK {
+        return Err(SendError::Connection(format!("answered {status}")));
+    }
+    body
 }
 
 /// POSTs `body` as `content_type` to `url` (an HL7 v2 application ACK to
@@ -513,9 +490,27 @@ pub async fn post_document(
     ca_file: Option<&std::path::Path>,
     timeout: Duration,
 ) -> Result<(), SendError> {
+    let request = Request::post(url).header(CONTENT_TYPE, content_type);
+    let (status, _) = one_shot(request, body, ca_file, timeout).await?;
+    if status.is_success() {
+        Ok(())
+    } else {
+        Err(SendError::Connection(format!("answered {status}")))
+    }
+}
+
+/// One request on a [`one_shot_client`], within `timeout`: the answer's
+/// status and its body (read to the end, at most [`MAX_DOCUMENT_BYTES`],
+/// so that the connection closes cleanly; a body that cannot be read is
+/// the caller's to judge).
+async fn one_shot(
+    request: http::request::Builder,
+    body: Bytes,
+    ca_file: Option<&std::path::Path>,
+    timeout: Duration,
+) -> Result<(StatusCode, Result<Bytes, SendError>), SendError> {
     let client = one_shot_client(ca_file)?;
-    let request = Request::post(url)
-        .header(CONTENT_TYPE, content_type)
+    let request = request
         .header(
             USER_AGENT,
             concat!("passerelle/", env!("CARGO_PKG_VERSION")),
@@ -528,15 +523,12 @@ pub async fn post_document(
             .await
             .map_err(|e| SendError::Connection(error_chain(&e)))?;
         let status = response.status();
-        // Read to the end so that the connection closes cleanly.
-        let _ = Limited::new(response.into_body(), MAX_DOCUMENT_BYTES)
+        let body = Limited::new(response.into_body(), MAX_DOCUMENT_BYTES)
             .collect()
-            .await;
-        if status.is_success() {
-            Ok(())
-        } else {
-            Err(SendError::Connection(format!("answered {status}")))
-        }
+            .await
+            .map(|collected| collected.to_bytes())
+            .map_err(|e| SendError::Connection(format!("reading the answer: {e}")));
+        Ok((status, body))
     };
     tokio::time::timeout(timeout, exchange)
         .await

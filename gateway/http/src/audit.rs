@@ -139,19 +139,17 @@ where
             // The answer is read for patients only when the request names
             // none (a search by identifier, say): `/Patient/{id}/$summary`
             // is about that patient, whatever its document holds.
-            let asked_for = patients_in_request(&asked.path, asked.query.as_deref());
-            let named = match &answer {
-                Ok((response, bytes))
-                    if asked_for.is_empty()
-                        && is_json(response)
-                        && bytes.len() <= MAX_SCANNED_ANSWER =>
-                {
-                    patients_in_answer(bytes)
+            let mut patients = patients_in_request(&asked.path, asked.query.as_deref());
+            if patients.is_empty() {
+                if let Ok((response, bytes)) = &answer {
+                    if is_json(response) && bytes.len() <= MAX_SCANNED_ANSWER {
+                        patients = patients_in_answer(bytes);
+                    }
                 }
-                _ => Vec::new(),
-            };
-            let reads = only_reads(interaction(&asked.method, &asked.path).0);
-            let record = record(&asked, status, named);
+            }
+            let (code, action) = interaction(&asked.method, &asked.path);
+            let reads = only_reads(code);
+            let record = record(&asked, status, patients, code, action);
             let stored =
                 tokio::task::spawn_blocking(move || audit::append(store.as_ref(), &[record])).await;
             if !matches!(stored, Ok(Ok(()))) {
@@ -352,13 +350,18 @@ fn interaction(method: &Method, path: &str) -> (&'static str, &'static str) {
     }
 }
 
-fn record(asked: &Asked, status: Option<StatusCode>, named: Vec<String>) -> AuditRecord {
+/// The AuditEvent of one access: `patients` from the request (or, when it
+/// names none, its answer), `code` and `action` from [`interaction`].
+fn record(
+    asked: &Asked,
+    status: Option<StatusCode>,
+    mut patients: Vec<String>,
+    code: &str,
+    action: &str,
+) -> AuditRecord {
     let recorded_ms = passerelle_storage::now_ms();
-    let mut patients = patients_in_request(&asked.path, asked.query.as_deref());
-    patients.extend(named);
     patients.sort();
     patients.dedup();
-    let (code, action) = interaction(&asked.method, &asked.path);
     // BALP: 0 success, 4 minor failure (the client's), 8 serious failure.
     let outcome = match status {
         Some(status) if status.is_success() || status.is_redirection() => "0",
