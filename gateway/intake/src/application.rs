@@ -494,6 +494,55 @@ mod tests {
         assert_eq!(error.unwrap().location.unwrap().segment, "PID");
     }
 
+    /// A message the mapping stage does not map within the configured time
+    /// is answered AE (kept, will be mapped), after that time and not
+    /// before.
+    #[tokio::test]
+    async fn an_after_mapping_wait_ends_at_its_timeout_with_ae() {
+        use passerelle_storage::Store;
+        let dir = tempfile::tempdir().unwrap();
+        let store = passerelle_storage::sqlite::SqliteStore::open(dir.path()).unwrap();
+        let raw = b"MSH|^~\\&|LAB|SITE|GW|GW|20261204||ORU^R01|T1|P|2.5\rPID|1\r".to_vec();
+        let entry = passerelle_storage::JournalEntry {
+            received_at: "2026-12-04T10:00:00Z".into(),
+            transport: "mllp",
+            sending_application: "LAB".into(),
+            sending_facility: "SITE".into(),
+            control_id: "T1".into(),
+            message_type: "ORU^R01".into(),
+            version: "2.5".into(),
+            charset: "UNICODE UTF-8".into(),
+            sha256: "t1".into(),
+            ack_code: "AA".into(),
+            raw: raw.clone(),
+            networks: Vec::new(),
+            application_ack: String::new(),
+        };
+        let passerelle_storage::Stored::New { id } = store.journal_commit(&[entry]).unwrap()[0]
+        else {
+            panic!("stored anew")
+        };
+        let settings = AckSettings {
+            after_mapping_timeout: Duration::from_millis(150),
+            store: Some(std::sync::Arc::new(store)),
+            ..AckSettings::default()
+        };
+        let started = Instant::now();
+        let outcome = settings.mapping_outcome(id).await;
+        assert!(outcome.is_none(), "nothing maps it here");
+        assert!(started.elapsed() >= Duration::from_millis(100));
+        assert!(started.elapsed() < Duration::from_secs(2));
+        let message = Message::parse(&raw).unwrap();
+        let (code, ack) = after_mapping_ack(&message, None, "A1", "20261204");
+        assert_eq!(code, AckCode::AE);
+        let ack = String::from_utf8_lossy(&ack);
+        assert!(ack.contains("MSA|AE|T1"), "{ack}");
+        assert!(
+            ack.contains("207^Application internal error") && ack.contains("not mapped in time"),
+            "{ack}"
+        );
+    }
+
     #[test]
     fn dead_deliveries_count_for_the_application_ack_only() {
         let outcome = Outcome::Routed(vec![

@@ -1033,6 +1033,36 @@ fn every_access_is_audited_and_the_chain_verifies() {
     );
     assert!(!trail.to_string().contains("A-42"), "{trail}");
     assert!(!trail.to_string().contains("MARTIN"), "{trail}");
+    // The trail's search takes a patient and a bounded _count, nothing else.
+    for (query, says) in [
+        (
+            format!("patient=Patient/{id}&_count=1001"),
+            "_count is 1 to 1000",
+        ),
+        ("_count=5".to_string(), "needs patient="),
+        (format!("patient=Patient/{id}&agent=reader"), "not 'agent'"),
+    ] {
+        let refused = get(
+            &gateway,
+            &format!("/fhir/AuditEvent?{query}"),
+            Some(common::TEST_KEY),
+        );
+        assert_eq!(refused.status, 400, "{query}: {}", refused.body);
+        assert!(
+            refused.body.contains("OperationOutcome") && refused.body.contains(says),
+            "{}",
+            refused.body
+        );
+    }
+    let written = send(
+        &gateway,
+        "POST",
+        "/fhir/AuditEvent",
+        Some(common::TEST_KEY),
+        "application/fhir+json",
+        br#"{"resourceType":"AuditEvent"}"#,
+    );
+    assert_eq!(written.status, 405, "{}", written.body);
     // Each event is an AuditEvent the R4 models read whole.
     for event in &events {
         assert_eq!(event["resourceType"], "AuditEvent");

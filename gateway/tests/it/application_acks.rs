@@ -293,3 +293,57 @@ fn application_acks_can_be_posted_to_an_http_endpoint() {
     );
     assert!(body.contains("MSA|AA|HTTP1"), "{body}");
 }
+
+/// A return endpoint that streams an answer with no end (over 1 MiB), or
+/// one that takes the ACK and never answers (past the 10 s wait), does not
+/// hold the sender task: each send fails, says why, and is tried again.
+#[test]
+fn a_return_endpoint_that_floods_or_stays_silent_is_given_up_on_and_retried() {
+    let flooding = TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let (flood_port, silent_port) = (
+        flooding.local_addr().unwrap().port(),
+        silent.local_addr().unwrap().port(),
+    );
+    std::thread::spawn(move || {
+        for stream in flooding.incoming() {
+            let Ok(mut stream) = stream else { return };
+            std::thread::spawn(move || {
+                let junk = vec![b'x'; 64 * 1024];
+                while stream.write_all(&junk).is_ok() {}
+            });
+        }
+    });
+    let held: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+    {
+        let held = held.clone();
+        std::thread::spawn(move || {
+            for stream in silent.incoming().flatten() {
+                held.lock().unwrap().push(stream);
+            }
+        });
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let gateway = start_gateway(
+        &format!(
+            "[delivery]\npoll_interval_ms = 100\n\
+             [[hl7v2.application_acks]]\nsending_applications = [\"LAB\"]\n\
+             endpoint = \"mllp://127.0.0.1:{flood_port}\"\n\
+             [[hl7v2.application_acks]]\nsending_applications = [\"RIS\"]\n\
+             endpoint = \"mllp://127.0.0.1:{silent_port}\"\n"
+        ),
+        dir.path(),
+        None,
+    );
+    let lab = oru("FLOOD1", 1, 1).replacen("|P|2.5\r", "|P|2.5|||AL|AL\r", 1);
+    let ris = lab.replace("|LAB|", "|RIS|").replace("FLOOD1", "SILENT1");
+    assert!(exchange(gateway.mllp_addr, &lab).contains("MSA|CA|FLOOD1"));
+    assert!(exchange(gateway.mllp_addr, &ris).contains("MSA|CA|SILENT1"));
+    assert!(common::eventually(Duration::from_secs(60), || {
+        let logs = gateway.logs();
+        logs.contains("answer over 1 MiB") && logs.contains("no answer within 10 s")
+    }));
+    // Both still owed: given back, not lost.
+    let metrics = common::metrics_text(gateway.http_addr);
+    assert!(!metrics.contains("result=\"sent\""), "{metrics}");
+}
