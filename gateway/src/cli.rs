@@ -1,5 +1,6 @@
 //! The `passerelle` command line: `serve` (the default), `check-config`,
-//! `convert`, `messages`, `clients`, `patients` and `version`. Exit codes: 0 success, 1 runtime failure (for
+//! `convert`, `messages`, `clients`, `patients` (alias `patient`), `backup`,
+//! `restore`, `audit` and `version`. Exit codes: 0 success, 1 runtime failure (for
 //! `convert`: any message or file that could not be converted), 2 invalid
 //! configuration.
 
@@ -47,7 +48,9 @@ pub enum Command {
     /// keys with SMART scopes).
     Clients(crate::clients::ClientsArgs),
     /// Show, grant and revoke the networks a patient of the repository
-    /// belongs to (who may read it).
+    /// belongs to (who may read it); export or erase everything held about
+    /// a patient (GDPR access, portability and erasure).
+    #[command(visible_alias = "patient")]
     Patients(crate::patients::PatientsArgs),
     /// Copy the embedded (SQLite) store to a new file while the gateway
     /// runs: a consistent snapshot, readable by its owner only.
@@ -128,7 +131,9 @@ where
             crate::admin_client::run(&args, &format!("http://{listen}"), &key_file)
         }
         Command::Clients(args) => crate::clients::run(&config, &args),
-        Command::Patients(args) => crate::patients::run(&config, &args),
+        Command::Patients(args) => {
+            crate::patients::run(&config, || offline_mapping_service(&config, base), &args)
+        }
         Command::Backup(args) => crate::backups::backup(&config, &args),
         Command::Restore(args) => crate::backups::restore(&config, &args),
         Command::Audit(args) => crate::backups::audit(&config, &args),

@@ -15,6 +15,7 @@ pub mod backups;
 pub mod cli;
 pub mod clients;
 pub mod issuers;
+pub mod patient_rights;
 pub mod patients;
 pub mod runtime;
 

@@ -1,13 +1,15 @@
-//! `passerelle patients`: the networks a patient of the repository belongs
-//! to, by hand. Data a client sends makes its patients members of the
-//! client's networks by itself; these commands add a network the data did
-//! not come from (a patient referred to another practice) or take one
-//! away. They work on the store directly, running gateway or not; reads
-//! see the change at once.
+//! `passerelle patients` (or `patient`): the networks a patient of the
+//! repository belongs to, by hand, and a patient's rights over their data
+//! (`export`, `erase`: `crate::patient_rights`). Data a client sends makes
+//! its patients members of the client's networks by itself; `grant` and
+//! `revoke` add a network the data did not come from (a patient referred
+//! to another practice) or take one away. Every subcommand works on the
+//! store directly, running gateway or not; reads see the change at once.
 
 use std::process::ExitCode;
 
 use passerelle_config::Config;
+use passerelle_pipeline::mapping::MappingService;
 use passerelle_repository::{Repository, RepositoryError};
 
 #[derive(Debug, clap::Args)]
@@ -28,9 +30,40 @@ pub enum PatientsCommand {
     /// Take a Patient out of NETWORK: its clients no longer read it (until
     /// they send data about it again).
     Revoke { patient: String, network: String },
+    /// Write everything held about the patient with an identifier (their
+    /// resources with every version, their HL7 v2 messages and mapped
+    /// Bundles, the audit records about them) as one FHIR R4 collection
+    /// Bundle: GDPR access and portability (articles 15 and 20).
+    Export(crate::patient_rights::ExportArgs),
+    /// Remove the patient with an identifier everywhere (repository,
+    /// history, search index, networks, journal, outbox), recorded in the
+    /// audit trail: GDPR erasure (article 17). Refused while deliveries of
+    /// their messages to other targets are pending, unless --force.
+    Erase(crate::patient_rights::EraseArgs),
 }
 
-pub fn run(config: &Config, args: &PatientsArgs) -> ExitCode {
+/// Runs a `patients` subcommand; `mapping` makes the mapping service
+/// `export` and `erase` map messages with (only they need it).
+pub fn run(
+    config: &Config,
+    mapping: impl FnOnce() -> Result<MappingService, ExitCode>,
+    args: &PatientsArgs,
+) -> ExitCode {
+    match &args.command {
+        PatientsCommand::Export(export) => {
+            return match mapping() {
+                Ok(service) => crate::patient_rights::run_export(config, &service, export),
+                Err(code) => code,
+            }
+        }
+        PatientsCommand::Erase(erase) => {
+            return match mapping() {
+                Ok(service) => crate::patient_rights::run_erase(config, &service, erase),
+                Err(code) => code,
+            }
+        }
+        _ => {}
+    }
     match run_command(config, args) {
         Ok(()) => ExitCode::SUCCESS,
         Err((code, message)) => {
@@ -96,6 +129,8 @@ fn run_command(config: &Config, args: &PatientsArgs) -> Result<(), (u8, String)>
                 return Err((1, format!("Patient/{id} was not in network `{name}`")));
             }
         }
+        // Run by `run` before the store is opened here.
+        PatientsCommand::Export(_) | PatientsCommand::Erase(_) => {}
     }
     Ok(())
 }

@@ -9,6 +9,9 @@
 //! - `fhir_history`: every version, for `vread` and `_history`;
 //! - `fhir_index`: one row per search parameter value ([`params`]).
 //!
+//! What it holds about one person, for their rights of access and
+//! erasure, is [`patient_record`]'s.
+//!
 //! Resource texts are stored as received, numbers included (`1.50` stays
 //! `1.50`, see `passerelle_fhir::exact_json`), with `id` and `meta` set by the repository.
 
@@ -22,6 +25,7 @@ pub mod dates;
 pub mod networks;
 mod outcome;
 pub mod params;
+pub mod patient_record;
 pub mod search;
 pub mod summary;
 pub mod transaction;

@@ -9,7 +9,7 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::sql::SqlValue;
+use crate::sql::{Sql, SqlValue};
 use crate::{StorageError, Store};
 
 /// The DDL, the same on both backends.
@@ -63,50 +63,59 @@ pub fn append(store: &dyn Store, records: &[AuditRecord]) -> Result<(), StorageE
         return Ok(());
     }
     store.sql_write(&mut |sql| {
-        let last = sql.query(
-            "SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1",
-            &[],
-        )?;
-        let (mut seq, mut previous) = match last.into_iter().next() {
-            Some(row) => {
-                let mut row = row.into_iter();
-                (
-                    row.next().and_then(|v| v.as_i64()).unwrap_or(0),
-                    row.next()
-                        .and_then(SqlValue::into_string)
-                        .unwrap_or_default(),
-                )
-            }
-            None => (0, String::new()),
-        };
-        for record in records {
-            seq += 1;
-            // The patients, space-separated, are part of what the hash
-            // covers; a row per patient finds the record.
-            let patient = record.patients.join(" ");
-            for one in &record.patients {
-                sql.execute(
-                    "INSERT INTO audit_event_patients (patient, seq) VALUES ($1, $2)
-                     ON CONFLICT DO NOTHING",
-                    &[SqlValue::Text(one.clone()), SqlValue::Int(seq)],
-                )?;
-            }
-            let hash = chained(&previous, seq, record.recorded_ms, &patient, &record.event);
-            sql.execute(
-                "INSERT INTO audit_events (seq, recorded_ms, patient, event, hash)
-                 VALUES ($1, $2, $3, $4, $5)",
-                &[
-                    SqlValue::Int(seq),
-                    SqlValue::Int(record.recorded_ms),
-                    SqlValue::Text(patient),
-                    SqlValue::Text(record.event.clone()),
-                    SqlValue::Text(hash.clone()),
-                ],
-            )?;
-            previous = hash;
-        }
+        append_in(sql, records)?;
         Ok(true)
     })
+}
+
+/// Appends `records` at the end of the chain inside a write transaction
+/// the caller holds (`Store::sql_write` or `sql_erase`, which serialise
+/// appends): an action and its record then commit together, or neither
+/// does (`passerelle patients erase`).
+pub fn append_in(sql: &mut dyn Sql, records: &[AuditRecord]) -> Result<(), StorageError> {
+    let last = sql.query(
+        "SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1",
+        &[],
+    )?;
+    let (mut seq, mut previous) = match last.into_iter().next() {
+        Some(row) => {
+            let mut row = row.into_iter();
+            (
+                row.next().and_then(|v| v.as_i64()).unwrap_or(0),
+                row.next()
+                    .and_then(SqlValue::into_string)
+                    .unwrap_or_default(),
+            )
+        }
+        None => (0, String::new()),
+    };
+    for record in records {
+        seq += 1;
+        // The patients, space-separated, are part of what the hash
+        // covers; a row per patient finds the record.
+        let patient = record.patients.join(" ");
+        for one in &record.patients {
+            sql.execute(
+                "INSERT INTO audit_event_patients (patient, seq) VALUES ($1, $2)
+                 ON CONFLICT DO NOTHING",
+                &[SqlValue::Text(one.clone()), SqlValue::Int(seq)],
+            )?;
+        }
+        let hash = chained(&previous, seq, record.recorded_ms, &patient, &record.event);
+        sql.execute(
+            "INSERT INTO audit_events (seq, recorded_ms, patient, event, hash)
+             VALUES ($1, $2, $3, $4, $5)",
+            &[
+                SqlValue::Int(seq),
+                SqlValue::Int(record.recorded_ms),
+                SqlValue::Text(patient),
+                SqlValue::Text(record.event.clone()),
+                SqlValue::Text(hash.clone()),
+            ],
+        )?;
+        previous = hash;
+    }
+    Ok(())
 }
 
 /// What [`verify`] found.

@@ -17,7 +17,12 @@
 //! - the **local bundles**: what the `local` target stored;
 //! - the **FHIR repository** tables, owned by `passerelle_repository` and
 //!   written through [`sql::Sql`];
-//! - the **API clients** added from the command line ([`clients`]).
+//! - the **API clients** added from the command line ([`clients`]);
+//! - the **audit trail** ([`audit`]).
+//!
+//! A patient's messages are found, read and erased through
+//! [`patient_messages`], in one [`Store::sql_erase`] transaction whose
+//! deleted bytes do not stay behind ([`Store::scrub`]).
 //!
 //! The trait is synchronous: SQLite is, and the PostgreSQL backend uses the
 //! blocking client. Async callers go through `tokio::task::spawn_blocking`.
@@ -35,6 +40,7 @@ pub mod clients;
 pub mod clock;
 pub mod content;
 pub mod journal;
+pub mod patient_messages;
 pub mod postgres;
 /// Test databases on the machine's PostgreSQL, for this crate's and the
 /// repository's suites.
@@ -475,6 +481,28 @@ pub trait Store: Send + Sync + 'static {
         work: &mut sql::ReadWork<'_>,
     ) -> Result<(), StorageError>;
 
+    /// Runs `work` like [`Store::sql_write`], for an erasure: what it
+    /// deletes is overwritten where the backend can (SQLite's
+    /// `secure_delete` on this connection, for this transaction), not only
+    /// unlinked. SQLite takes the write lock first (`BEGIN IMMEDIATE`), so
+    /// that a long erasure beside a running gateway waits for the lock
+    /// instead of failing when its snapshot turns stale.
+    fn sql_erase(&self, work: &mut sql::WriteWork<'_>) -> Result<(), StorageError> {
+        self.sql_write(work)
+    }
+
+    /// Makes sure that no copy of rows deleted or changed before is left
+    /// in the store's files, after an erasure. SQLite keeps earlier copies
+    /// of changed rows in the free space of its pages (a row updated
+    /// before `secure_delete` was on, a message's state changes), and
+    /// committed pages in its WAL: `VACUUM` rewrites the database from its
+    /// live rows, then a `TRUNCATE` checkpoint empties the WAL. While it
+    /// runs, other writers (a running gateway) wait. PostgreSQL's dead
+    /// rows are the server's to reclaim (autovacuum): [`Scrubbed::LeftToServer`].
+    fn scrub(&self) -> Result<Scrubbed, StorageError> {
+        Ok(Scrubbed::LeftToServer)
+    }
+
     /// Calls `on_change(channel, payload)` when another instance changes
     /// the journal (`passerelle_journal`) or a target's outbox
     /// (`passerelle_outbox`, payload the target). Backends with one
@@ -483,6 +511,17 @@ pub trait Store: Send + Sync + 'static {
         let _ = on_change;
         Ok(())
     }
+}
+
+/// What [`Store::scrub`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scrubbed {
+    /// The database file was rewritten from its live rows and its log
+    /// emptied: these files hold nothing deleted.
+    Rewritten { files: Vec<PathBuf> },
+    /// The server reclaims deleted rows itself (PostgreSQL's vacuum); its
+    /// files and WAL may hold them until then.
+    LeftToServer,
 }
 
 /// See [`Store::watch_changes`].

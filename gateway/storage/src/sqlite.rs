@@ -9,14 +9,14 @@ use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Instant;
 
 use rusqlite::types::ValueRef;
-use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
+use rusqlite::{params, params_from_iter, Connection, OptionalExtension, TransactionBehavior};
 
 use super::sql::{sqlite_placeholders, ReadWork, Sql, SqlRow, SqlValue, WriteWork};
 
 use super::{
     bounded_detail, instant_from_ms, Attempt, AttemptRecord, Delivery, DeliverySummary,
-    MappingOutcome, MessageFilter, MessageJourney, MessageSummary, StorageError, Store, Stored,
-    TargetDepth, UnmappedMessage, DATABASE_FILE,
+    MappingOutcome, MessageFilter, MessageJourney, MessageSummary, Scrubbed, StorageError, Store,
+    Stored, TargetDepth, UnmappedMessage, DATABASE_FILE,
 };
 use crate::JournalEntry;
 
@@ -132,6 +132,18 @@ const MIGRATIONS: &[&str] = &[
 /// Read connections per database: WAL lets them read while the writer
 /// writes, and each serves one read at a time.
 pub const READ_CONNECTIONS: usize = 4;
+
+/// Times [`Store::scrub`] waits out a busy database (each wait is the
+/// connection's busy timeout, 5 s) before it gives up.
+const SCRUB_TRIES: u32 = 6;
+
+/// Whether SQLite refused for a lock another connection holds.
+fn is_busy(error: &rusqlite::Error) -> bool {
+    matches!(
+        error.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
+}
 
 /// Virtual-machine steps between two looks at a read's deadline (a few
 /// microseconds of work each time).
@@ -392,6 +404,63 @@ impl Store for SqliteStore {
             transaction.commit()?;
         }
         Ok(())
+    }
+
+    fn sql_erase(&self, work: &mut WriteWork<'_>) -> Result<(), StorageError> {
+        let mut connection = self.writer()?;
+        // Deleted cells and freed pages are overwritten with zeros while
+        // it is on: the erased rows' bytes do not stay in the file's free
+        // space. Only for this work: it costs writes elsewhere.
+        connection.pragma_update(None, "secure_delete", "ON")?;
+        let erased = (|| -> Result<(), StorageError> {
+            let transaction =
+                connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            if work(&mut SqliteSql(&transaction))? {
+                transaction.commit()?;
+            }
+            Ok(())
+        })();
+        let restored = connection.pragma_update(None, "secure_delete", "OFF");
+        erased?;
+        restored?;
+        Ok(())
+    }
+
+    fn scrub(&self) -> Result<Scrubbed, StorageError> {
+        let connection = self.writer()?;
+        // A running gateway's writes hold the lock for milliseconds at a
+        // time; VACUUM waits for it (busy timeout), a few times over.
+        let mut tries = 0;
+        loop {
+            match connection.execute_batch("VACUUM") {
+                Ok(()) => break,
+                Err(error) if is_busy(&error) && tries < SCRUB_TRIES => tries += 1,
+                Err(error) => return Err(error.into()),
+            }
+        }
+        // Every frame moved into the database and the WAL cut to nothing;
+        // a reader of a running gateway on an older snapshot holds the
+        // checkpoint back (`busy`), so it is tried again until none does.
+        let mut tries = 0;
+        loop {
+            let busy: i64 =
+                connection.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| row.get(0))?;
+            if busy == 0 {
+                break;
+            }
+            tries += 1;
+            if tries > SCRUB_TRIES * 50 {
+                return Err(StorageError::Inconsistent(
+                    "the WAL could not be emptied: readers kept it busy; try again".into(),
+                ));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let mut wal = self.path.clone().into_os_string();
+        wal.push("-wal");
+        Ok(Scrubbed::Rewritten {
+            files: vec![self.path.clone(), PathBuf::from(wal)],
+        })
     }
 
     fn sql_read(

@@ -32,6 +32,7 @@ mod http_limits;
 mod jwt_clients;
 mod mllp_limits;
 mod no_patient_data_in_logs;
+mod patient_rights;
 mod patient_summary;
 mod peer_mllp_client;
 mod script_hot_reload;
