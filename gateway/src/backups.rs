@@ -3,12 +3,16 @@
 //! (`passerelle_storage::backup`, embedded SQLite store) and audit trail
 //! (`passerelle_storage::audit`, either backend). They work beside a
 //! running gateway: a backup reads in one transaction, a restoration
-//! makes a new data directory, a verification only reads.
+//! makes a new data directory, a verification only reads. A backup and a
+//! restoration are recorded in the audit trail (`crate::cli_audit`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use passerelle_config::{Config, StorageBackend};
+use passerelle_security::audit::{
+    bounded, roles, types, Action, Code, Entity, Outcome, PASSERELLE_SUBTYPE,
+};
 use passerelle_storage::backup::{self, Contents};
 
 #[derive(Debug, clap::Args)]
@@ -46,9 +50,70 @@ fn said(contents: &Contents) -> String {
     )
 }
 
+/// The audit record of a backup or a restoration: the file, and what it
+/// holds when known.
+fn copy_record(
+    restore: bool,
+    outcome: Outcome,
+    said: &str,
+    file: &std::path::Path,
+    contents: Option<&Contents>,
+) -> passerelle_storage::audit::AuditRecord {
+    let (kind, subtype, action, direction) = if restore {
+        (
+            types::IMPORT,
+            Code::new(
+                PASSERELLE_SUBTYPE,
+                "restore",
+                "Store restored from a backup",
+            ),
+            Action::Create,
+            "from",
+        )
+    } else {
+        (
+            types::EXPORT,
+            Code::new(PASSERELLE_SUBTYPE, "backup", "Backup of the store"),
+            Action::Read,
+            "to",
+        )
+    };
+    let file = bounded(&file.display().to_string(), 1000);
+    let mut entity = Entity::new(
+        Some(roles::DATA_REPOSITORY),
+        format!(
+            "passerelle {} --{direction} {file}",
+            if restore { "restore" } else { "backup" }
+        ),
+    )
+    .detail(direction, file);
+    if let Some(contents) = contents {
+        entity = entity
+            .detail("messages", contents.messages.to_string())
+            .detail("resources", contents.resources.to_string())
+            .detail("schema version", contents.schema_version.to_string());
+    }
+    crate::cli_audit::record(kind, subtype, action, outcome, said, &[], entity)
+}
+
+/// `passerelle backup`: recorded in the store's audit trail before the
+/// copy is taken (the copy holds its own record; a copy the trail cannot
+/// hold is not made), and its failure after.
 pub fn backup(config: &Config, args: &BackupArgs) -> ExitCode {
     if let Some(refused) = sqlite_only(config, "backup") {
         return refused;
+    }
+    let store = match passerelle_storage::open(&config.storage) {
+        Ok(store) => store,
+        Err(error) => {
+            eprintln!("passerelle backup: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let started = copy_record(false, Outcome::Success, "backup taken", &args.to, None);
+    if !crate::cli_audit::append(store.as_ref(), started, "backup") {
+        eprintln!("passerelle backup: nothing was copied");
+        return ExitCode::FAILURE;
     }
     match backup::backup(&config.storage.data_dir, &args.to) {
         Ok(contents) => {
@@ -61,6 +126,14 @@ pub fn backup(config: &Config, args: &BackupArgs) -> ExitCode {
         }
         Err(error) => {
             eprintln!("passerelle backup: {error}");
+            let failed = copy_record(
+                false,
+                Outcome::SeriousFailure,
+                "backup failed: no copy was made",
+                &args.to,
+                None,
+            );
+            crate::cli_audit::append(store.as_ref(), failed, "backup");
             ExitCode::FAILURE
         }
     }
@@ -76,12 +149,34 @@ pub fn restore(config: &Config, args: &RestoreArgs) -> ExitCode {
         .unwrap_or_else(|| config.storage.data_dir.clone());
     match backup::restore(&args.from, &data_dir) {
         Ok(contents) => {
+            // Recorded in the restored store's own trail, which goes on
+            // from the backup's (the store is migrated as the gateway's
+            // next start would).
+            let mut storage = config.storage.clone();
+            storage.data_dir = data_dir.clone();
+            let record = copy_record(
+                true,
+                Outcome::Success,
+                "restored",
+                &args.from,
+                Some(&contents),
+            );
+            let recorded = passerelle_storage::open(&storage)
+                .map_err(|error| error.to_string())
+                .map(|store| crate::cli_audit::append(store.as_ref(), record, "restore"));
             println!(
                 "restored into {}: {}; start the gateway on it (storage.data_dir)",
                 data_dir.display(),
                 said(&contents)
             );
-            ExitCode::SUCCESS
+            match recorded {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::FAILURE,
+                Err(error) => {
+                    eprintln!("passerelle restore: restored, but not recorded: {error}");
+                    ExitCode::FAILURE
+                }
+            }
         }
         Err(error) => {
             eprintln!("passerelle restore: {error}");

@@ -10,6 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use passerelle_config::Config;
+use passerelle_security::audit::{
+    bounded, roles, types, Action, Code, Entity, Outcome, PASSERELLE_SUBTYPE,
+};
 use passerelle_security::{
     keys, load_or_create_key_file, AddressRange, Client, ClientDirectory, ClientRecord, Scopes,
     LOCAL_ADMIN_KEY_FILE,
@@ -334,7 +337,10 @@ fn run_command(config: &Config, args: &ClientsArgs) -> Result<(), (u8, String)> 
                 return Ok(());
             }
             let store = open()?;
-            stored::add(
+            let entity = client_entity(name)
+                .detail("networks", networks.join(" "))
+                .detail("scopes", parsed.texts().join(" "));
+            let added = stored::add_recorded(
                 store.as_ref(),
                 &StoredClient {
                     name: name.clone(),
@@ -345,8 +351,27 @@ fn run_command(config: &Config, args: &ClientsArgs) -> Result<(), (u8, String)> 
                     created_at: passerelle_storage::clock::now_fhir_datetime(),
                     revoked_at: None,
                 },
-            )
-            .map_err(|e| (1, e.to_string()))?;
+                // Recorded in the transaction that adds it.
+                Some(&client_record(
+                    "client-add",
+                    "API client added",
+                    Action::Create,
+                    Outcome::Success,
+                    "added",
+                    entity.clone(),
+                )),
+            );
+            if let Err(error) = added {
+                refused(
+                    &store,
+                    "client-add",
+                    "API client added",
+                    Action::Create,
+                    &error,
+                    entity,
+                );
+                return Err((1, error.to_string()));
+            }
             eprintln!("client `{name}` added; its key (shown this once):");
             println!("{}", issued.text);
             Ok(())
@@ -386,10 +411,87 @@ fn run_command(config: &Config, args: &ClientsArgs) -> Result<(), (u8, String)> 
         }
         ClientsCommand::Revoke { name } => {
             let store = open()?;
-            stored::revoke(store.as_ref(), name, passerelle_storage::now_ms())
-                .map_err(|e| (1, e.to_string()))?;
+            let revoked = stored::revoke_recorded(
+                store.as_ref(),
+                name,
+                passerelle_storage::now_ms(),
+                // Recorded in the transaction that revokes it.
+                Some(&client_record(
+                    "client-revoke",
+                    "API client revoked",
+                    Action::Delete,
+                    Outcome::Success,
+                    "revoked",
+                    client_entity(name),
+                )),
+            );
+            if let Err(error) = revoked {
+                refused(
+                    &store,
+                    "client-revoke",
+                    "API client revoked",
+                    Action::Delete,
+                    &error,
+                    client_entity(name),
+                );
+                return Err((1, error.to_string()));
+            }
             eprintln!("client `{name}` revoked");
             Ok(())
         }
     }
+}
+
+/// The client a `clients` command is about (its name, never its key).
+fn client_entity(name: &str) -> Entity {
+    Entity::new(
+        Some(roles::SECURITY_USER),
+        format!("API client {}", bounded(name, 64)),
+    )
+    .identified(bounded(name, 64))
+}
+
+/// The audit record of `clients add` or `clients revoke`.
+fn client_record(
+    subtype: &'static str,
+    display: &'static str,
+    action: Action,
+    outcome: Outcome,
+    said: &str,
+    entity: Entity,
+) -> passerelle_storage::audit::AuditRecord {
+    crate::cli_audit::record(
+        types::SECURITY_ALERT,
+        Code::new(PASSERELLE_SUBTYPE, subtype, display),
+        action,
+        outcome,
+        said,
+        &[],
+        entity,
+    )
+}
+
+/// Records a refused `clients add` or `clients revoke` (a live client of
+/// that name, no such client, a store error).
+fn refused(
+    store: &SharedStore,
+    subtype: &'static str,
+    display: &'static str,
+    action: Action,
+    error: &stored::ClientStoreError,
+    entity: Entity,
+) {
+    let (outcome, said) = match error {
+        stored::ClientStoreError::Duplicate(_) => (
+            Outcome::MinorFailure,
+            "refused: a live client has that name",
+        ),
+        stored::ClientStoreError::Unknown(_) => (
+            Outcome::MinorFailure,
+            "refused: no live client has that name",
+        ),
+        stored::ClientStoreError::Storage(_) => (Outcome::SeriousFailure, "failed: storage error"),
+    };
+    let record = client_record(subtype, display, action, outcome, said, entity);
+    crate::cli_audit::append(store.as_ref(), record, "clients");
 }

@@ -13,6 +13,7 @@
 pub mod admin_client;
 pub mod backups;
 pub mod cli;
+pub mod cli_audit;
 pub mod clients;
 pub mod issuers;
 pub mod patient_rights;

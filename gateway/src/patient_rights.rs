@@ -28,19 +28,18 @@ use base64::Engine;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
+use crate::cli_audit;
 use passerelle_config::{Config, TargetKind};
 use passerelle_fhir::exact_json;
 use passerelle_pipeline::mapping::MappingService;
 use passerelle_pipeline::routing::RouteTable;
 use passerelle_repository::patient_record::{self, ErasedResources, PatientRecord};
 use passerelle_repository::{summary, Repository, RepositoryError, StoredResource, Visibility};
+use passerelle_security::audit::{roles, types, Action, Code, Entity, Outcome, PASSERELLE_SUBTYPE};
 use passerelle_storage::audit::{self, AuditRecord};
 use passerelle_storage::patient_messages::{self, ErasedMessages, MessageRecord, OpenDelivery};
 use passerelle_storage::sql::Sql;
 use passerelle_storage::{instant_from_ms, now_ms, Scrubbed, SharedStore, StorageError};
-
-/// The client name audit records give these commands.
-const CLI_CLIENT: &str = "local-admin CLI";
 
 /// The media type of HL7 v2 messages in ER7 encoding.
 const ER7: &str = "x-application/hl7-v2+er7";
@@ -288,70 +287,37 @@ fn quoted(text: &str) -> String {
     Value::from(text).to_string()
 }
 
-/// One AuditEvent of these commands (IHE BALP's shape, as the HTTP API's):
-/// who (the CLI and the system user running it), what (`subtype`
-/// `export` or `erase`), about which patients (logical ids only: a trail
-/// must not spread identities), the outcome and counts.
+/// One AuditEvent of these commands (`crate::cli_audit`): who (the CLI
+/// and the system user running it), what (`subtype` `export` or `erase`),
+/// about which patients (logical ids only: a trail must not spread
+/// identities), the outcome and counts.
 fn audit_record(
-    subtype: &str,
-    display: &str,
-    action: &str,
-    outcome: &str,
+    subtype: &'static str,
+    display: &'static str,
+    action: Action,
+    outcome: Outcome,
     outcome_desc: &str,
     patients: &[String],
     counts: &[(&str, u64)],
 ) -> AuditRecord {
-    let recorded_ms = now_ms();
-    let user = std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_default();
-    let mut agent = json!({
-        "type": {"coding": [{"system": "http://dicom.nema.org/resources/ontology/DCM", "code": "110150", "display": "Application"}]},
-        "who": {"display": CLI_CLIENT},
-        "requestor": true,
-    });
-    if !user.is_empty() {
-        agent["altId"] = Value::from(user);
-    }
-    let mut entities: Vec<Value> = patients
+    let mut entity = Entity::new(
+        Some(roles::DOMAIN_RESOURCE),
+        format!("passerelle patients {subtype}"),
+    );
+    // Counts are kept, zeros included.
+    entity.details = counts
         .iter()
-        .map(|patient| {
-            json!({
-                "what": {"reference": patient},
-                "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "1", "display": "Person"},
-                "role": {"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "1", "display": "Patient"}
-            })
-        })
+        .map(|(name, count)| (name.to_string(), count.to_string()))
         .collect();
-    entities.push(json!({
-        "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "2", "display": "System Object"},
-        "role": {"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "4", "display": "Domain Resource"},
-        "description": format!("passerelle patients {subtype}"),
-        "detail": counts
-            .iter()
-            .map(|(name, count)| json!({"type": name, "valueString": count.to_string()}))
-            .collect::<Vec<_>>(),
-    }));
-    let event = json!({
-        "resourceType": "AuditEvent",
-        "type": {"system": "http://dicom.nema.org/resources/ontology/DCM", "code": "110110", "display": "Patient Record"},
-        "subtype": [{"system": "urn:passerelle:audit-subtype", "code": subtype, "display": display}],
-        "action": action,
-        "recorded": instant_from_ms(recorded_ms),
-        "outcome": outcome,
-        "outcomeDesc": outcome_desc,
-        "agent": [agent],
-        "source": {
-            "observer": {"display": "Passerelle"},
-            "type": [{"system": "http://terminology.hl7.org/CodeSystem/security-source-type", "code": "4", "display": "Application Server"}]
-        },
-        "entity": entities,
-    });
-    AuditRecord {
-        recorded_ms,
-        patients: patients.to_vec(),
-        event: event.to_string(),
-    }
+    cli_audit::record(
+        types::PATIENT_RECORD,
+        Code::new(PASSERELLE_SUBTYPE, subtype, display),
+        action,
+        outcome,
+        outcome_desc,
+        patients,
+        entity,
+    )
 }
 
 /// What an export holds.
@@ -434,8 +400,8 @@ fn export(
         &[audit_record(
             "export",
             "Export of a patient's data (GDPR articles 15 and 20)",
-            "R",
-            "0",
+            Action::Read,
+            Outcome::Success,
             "exported",
             &patients,
             &counts,
@@ -702,7 +668,12 @@ fn erase(
                 audit::append_in(
                     sql,
                     &[erase_record(
-                        &record, &resources, &messages, "0", "erased", args.force,
+                        &record,
+                        &resources,
+                        &messages,
+                        Outcome::Success,
+                        "erased",
+                        args.force,
                     )],
                 )?;
                 Ok((
@@ -739,8 +710,8 @@ fn erase(
             let refusal = audit_record(
                 "erase",
                 ERASE_DISPLAY,
-                "D",
-                "4",
+                Action::Delete,
+                Outcome::MinorFailure,
                 "refused: deliveries to other targets are pending",
                 &patients,
                 &[],
@@ -815,14 +786,14 @@ fn erase_record(
     record: &PatientRecord,
     resources: &ErasedResources,
     messages: &ErasedMessages,
-    outcome: &str,
+    outcome: Outcome,
     description: &str,
     forced: bool,
 ) -> AuditRecord {
     audit_record(
         "erase",
         ERASE_DISPLAY,
-        "D",
+        Action::Delete,
         outcome,
         &if forced {
             format!("{description} (--force: pending deliveries cancelled)")

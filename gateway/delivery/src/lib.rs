@@ -8,6 +8,9 @@
 //! it after a restart (at least once), and the Bundles' conditional writes
 //! (`ifNoneExist`, conditional `PUT`) make the repeat a no-op at the
 //! target (exactly once in effect).
+//!
+//! Every attempt is recorded in the audit trail, in the transaction that
+//! records the attempt (the `audit` module).
 
 // Input must never reach a panic: no unwrap/expect/panic outside tests.
 #![cfg_attr(
@@ -15,6 +18,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+mod audit;
 pub mod circuit;
 pub mod policy;
 pub mod worker;

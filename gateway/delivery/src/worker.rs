@@ -292,9 +292,21 @@ fn apply_locally(
         .collect();
     let results = Repository::new(store.clone()).transactions(&bundles, now)?;
     let mut refused = Vec::new();
+    // The audit records of the stored rows, each naming the repository's
+    // Patients its Bundle wrote.
+    let mut records = Vec::with_capacity(deliveries.len());
+    let stored = Attempt::stored_locally(now);
     for (index, (delivery, result)) in deliveries.iter().zip(results).enumerate() {
         match result {
-            Ok(_) => {}
+            Ok(outcome) => {
+                let patients: Vec<String> = outcome
+                    .entries
+                    .iter()
+                    .filter(|entry| entry.resource_type == "Patient")
+                    .map(|entry| format!("Patient/{}", entry.id))
+                    .collect();
+                records.push(crate::audit::attempt_record(delivery, &stored, &patients));
+            }
             Err(error) => {
                 let outcome = passerelle_repository::transaction_outcome(&error);
                 refused.push((index, outcome.status.as_u16()));
@@ -305,7 +317,8 @@ fn apply_locally(
                     result: AttemptResult::Dead,
                     detail: Some(outcome.to_json().to_string()),
                 };
-                store.record_attempt(delivery, owner, &attempt, now)?;
+                let record = crate::audit::attempt_record(delivery, &attempt, &[]);
+                store.record_attempt_audited(delivery, owner, &attempt, now, &[record])?;
                 if let passerelle_repository::transaction::TransactionError::Entry {
                     refusal: passerelle_repository::transaction::Refusal::SeveralMatches,
                     reason,
@@ -325,7 +338,7 @@ fn apply_locally(
         }
     }
     if refused.is_empty() {
-        store.deliver_locally(deliveries, owner, now)?;
+        store.deliver_locally_audited(deliveries, owner, now, &records)?;
     } else {
         // Rare: only then are the applied rows copied out.
         let applied: Vec<Delivery> = deliveries
@@ -334,7 +347,7 @@ fn apply_locally(
             .filter(|(index, _)| !refused.iter().any(|(refused, _)| refused == index))
             .map(|(_, delivery)| delivery.clone())
             .collect();
-        store.deliver_locally(&applied, owner, now)?;
+        store.deliver_locally_audited(&applied, owner, now, &records)?;
     }
     Ok(refused)
 }
@@ -392,11 +405,14 @@ async fn deliver(
         result,
         detail,
     };
+    // The attempt's audit record, in the transaction that records it.
+    let record = crate::audit::attempt_record(&delivery, &attempt, &[]);
     // The row (and its Bundle) moves into the store call and back: no copy.
     let store = shared.store.clone();
     let owner = shared.owner.clone();
     let recorded = tokio::task::spawn_blocking(move || {
-        let recorded = store.record_attempt(&delivery, &owner, &attempt, now_ms());
+        let recorded =
+            store.record_attempt_audited(&delivery, &owner, &attempt, now_ms(), &[record]);
         (delivery, recorded)
     })
     .await;

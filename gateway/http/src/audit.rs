@@ -1,9 +1,12 @@
 //! The audit trail of the HTTP API: a tower layer, inside the access
 //! layer (so it knows the client), that records one FHIR AuditEvent (IHE
-//! BALP's RESTful shape) for every request that touches patient data or
-//! the message flow — FHIR reads, searches, operations and writes,
-//! `/hl7v2` and `/admin` — and appends it to the store's hash-chained
-//! trail before the answer leaves. What it records: who (the client and
+//! BALP's RESTful shape, in the vocabulary of `passerelle_security::audit`)
+//! for every request that touches patient data or the message flow — FHIR
+//! reads, searches, operations and writes, `/hl7v2` and `/admin` — and
+//! appends it to the store's hash-chained trail before the answer leaves.
+//! A `POST /hl7v2` the intake answered (200) is recorded by the intake
+//! instead, once per message it held (`passerelle_intake::audit`, in the
+//! journal's commit); one refused before the intake (415, 413, …) here. What it records: who (the client and
 //! its networks, the source address), what (the interaction, the resource
 //! type and id, the patients the request or its JSON answer names, and
 //! the query with the values of every parameter but a few result
@@ -16,12 +19,14 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
-use serde_json::{json, Value};
 use tower::{Layer, Service};
 
 use crate::layers::BoxFuture;
 use crate::routes::Route;
 use crate::{BoxError, ResponseBody};
+use passerelle_security::audit::{
+    agents, types, Action, Agent, Code, Entity, Event, Outcome, RESTFUL_INTERACTION,
+};
 use passerelle_security::{Client, PeerAddr};
 use passerelle_storage::audit::{self, AuditRecord};
 use passerelle_storage::SharedStore;
@@ -119,6 +124,13 @@ where
         let store = self.store.clone();
         Box::pin(async move {
             let answer = inner.call(request).await;
+            if asked.method == Method::POST
+                && matches!(Route::classify(&asked.path), Route::Hl7v2)
+                && matches!(&answer, Ok(response) if response.status() == StatusCode::OK)
+            {
+                // Each message has its record from the intake already.
+                return answer;
+            }
             let (status, answer) = match answer {
                 Ok(response) => {
                     let (parts, body) = response.into_parts();
@@ -355,87 +367,60 @@ fn interaction(method: &Method, path: &str) -> (&'static str, &'static str) {
 fn record(
     asked: &Asked,
     status: Option<StatusCode>,
-    mut patients: Vec<String>,
-    code: &str,
+    patients: Vec<String>,
+    code: &'static str,
     action: &str,
 ) -> AuditRecord {
     let recorded_ms = passerelle_storage::now_ms();
-    patients.sort();
-    patients.dedup();
     // BALP: 0 success, 4 minor failure (the client's), 8 serious failure.
     let outcome = match status {
-        Some(status) if status.is_success() || status.is_redirection() => "0",
-        Some(status) if status.is_client_error() => "4",
-        _ => "8",
+        Some(status) if status.is_success() || status.is_redirection() => Outcome::Success,
+        Some(status) if status.is_client_error() => Outcome::MinorFailure,
+        _ => Outcome::SeriousFailure,
     };
-    let who = asked
-        .client
-        .as_ref()
-        .map_or("(unauthenticated)", |client| client.name.as_str());
-    let networks = asked
-        .client
-        .as_ref()
-        .map(|client| client.networks.join(" "))
-        .unwrap_or_default();
-    let mut entities: Vec<Value> = patients
-        .iter()
-        .map(|patient| {
-            json!({
-                "what": {"reference": patient},
-                "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "1", "display": "Person"},
-                "role": {"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "1", "display": "Patient"}
-            })
-        })
-        .collect();
-    let mut request = json!({
-        "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "2", "display": "System Object"},
-        "role": {"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "24", "display": "Query"},
-        "description": format!("{} {}", asked.method, asked.path),
-    });
-    if let Some(query) = asked.query.as_deref().filter(|q| !q.is_empty()) {
-        request["detail"] = json!([{"type": "query", "valueString": masked_query(query)}]);
-    }
-    entities.push(request);
-    let event = json!({
-        "resourceType": "AuditEvent",
-        "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-event-type", "code": "rest", "display": "RESTful Operation"},
-        "subtype": [{"system": "http://hl7.org/fhir/restful-interaction", "code": code}],
-        "action": action,
-        "recorded": passerelle_storage::instant_from_ms(recorded_ms),
-        "outcome": outcome,
-        "outcomeDesc": status.map_or("refused or failed before an answer".to_string(), |s| format!("HTTP {}", s.as_u16())),
-        "agent": [{
-            "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "code": "IRCP", "display": "information recipient"}]},
-            "who": {"display": who},
-            "altId": networks,
-            "requestor": true,
-            "network": asked.source.as_ref().map(|address| json!({"address": address, "type": "2"})),
-        }],
-        "source": {
-            "observer": {"display": "Passerelle"},
-            "type": [{"system": "http://terminology.hl7.org/CodeSystem/security-source-type", "code": "4", "display": "Application Server"}]
-        },
-        "entity": entities,
-    });
+    let agent = match &asked.client {
+        Some(client) => Agent::client(
+            agents::RECIPIENT,
+            &client.name,
+            &client.networks,
+            asked.source.clone(),
+        ),
+        None => Agent::client(
+            agents::RECIPIENT,
+            "(unauthenticated)",
+            &[],
+            asked.source.clone(),
+        ),
+    };
+    let action = match action {
+        "C" => Action::Create,
+        "R" => Action::Read,
+        "U" => Action::Update,
+        "D" => Action::Delete,
+        _ => Action::Execute,
+    };
+    let event = Event::new(
+        types::REST,
+        Code::new(RESTFUL_INTERACTION, code, ""),
+        action,
+        passerelle_storage::instant_from_ms(recorded_ms),
+    )
+    .outcome(
+        outcome,
+        status.map_or("refused or failed before an answer".to_string(), |s| {
+            format!("HTTP {}", s.as_u16())
+        }),
+    )
+    .agent(agent)
+    .patients(&patients)
+    .entity(Entity::query(
+        format!("{} {}", asked.method, asked.path),
+        asked.query.as_deref().map(masked_query),
+    ));
     AuditRecord {
         recorded_ms,
-        patients,
-        event: strip_nulls(event).to_string(),
-    }
-}
-
-/// Removes null and empty-string members (FHIR JSON has neither).
-fn strip_nulls(value: Value) -> Value {
-    match value {
-        Value::Object(members) => Value::Object(
-            members
-                .into_iter()
-                .filter(|(_, v)| !v.is_null() && v.as_str() != Some(""))
-                .map(|(k, v)| (k, strip_nulls(v)))
-                .collect(),
-        ),
-        Value::Array(items) => Value::Array(items.into_iter().map(strip_nulls).collect()),
-        other => other,
+        patients: event.patient_references(),
+        event: event.to_json(),
     }
 }
 

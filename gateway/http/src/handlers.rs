@@ -144,6 +144,11 @@ where
         .extensions()
         .get::<std::sync::Arc<passerelle_security::Client>>()
         .cloned();
+    // The address each message's audit record names.
+    let source = request
+        .extensions()
+        .get::<passerelle_security::PeerAddr>()
+        .map(|peer| peer.0.ip());
     let body = read_body(request.into_body(), state.max_body_bytes).await?;
     let mut messages: Vec<Bytes> = hl7v2::split_messages(&body)
         .into_iter()
@@ -156,7 +161,7 @@ where
     let answers = futures_util::future::join_all(messages.into_iter().map(|message| {
         state
             .intake
-            .process(message, Transport::Http, sender.as_slice())
+            .process(message, Transport::Http, sender.as_slice(), source)
     }))
     .await;
     let mut out = Vec::new();

@@ -9,6 +9,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -23,6 +24,7 @@ use passerelle_telemetry::metrics::Metrics;
 
 mod acks;
 pub mod application;
+pub mod audit;
 pub mod queries;
 
 pub use acks::Rejection;
@@ -205,21 +207,30 @@ impl Intake {
 
     /// Journals `raw` when acceptable, then acknowledges it. `senders` are
     /// the clients the transport established, in the order MSH-3/MSH-4 is
-    /// tried against them (none: nobody the gateway knows, answered AR).
+    /// tried against them (none: nobody the gateway knows, answered AR);
+    /// `source` is the address the message came from. Every message gets
+    /// its audit record before its answer leaves: with the message in the
+    /// journal's commit, or alone in the next one when it is refused.
     pub async fn process(
         &self,
         raw: Bytes,
         transport: Transport,
         senders: &[Arc<Client>],
+        source: Option<IpAddr>,
     ) -> Processed {
         let started = Instant::now();
         let ack_control_id = self.next_ack_control_id();
         let timestamp = acks::hl7_timestamp_now();
+        // The client a refused message was taken to come from, if any.
+        let mut refused_sender = None;
         let header = acks::read_header(&raw).and_then(|(message, header)| {
             let query = Queries::handles(&header) && self.inner.queries.is_some();
             let sender = choose_sender(senders, &header)?;
             match sender_refusal(sender, query) {
-                Some(refusal) => Err(refusal),
+                Some(refusal) => {
+                    refused_sender = Some(sender);
+                    Err(refusal)
+                }
                 None => Ok((message, header, sender)),
             }
         });
@@ -231,13 +242,26 @@ impl Intake {
                     bytes = raw.len(),
                     "hl7v2 message rejected"
                 );
-                acks::reject(
+                let processed = acks::reject(
                     &raw,
                     &rejection,
                     &ack_control_id,
                     &timestamp,
                     self.inner.policy,
-                )
+                );
+                let origin = audit::Origin {
+                    transport,
+                    source,
+                    sender: refused_sender,
+                };
+                self.record(audit::refused(
+                    origin,
+                    &audit::Facts::read(&raw),
+                    processed.code,
+                    rejection.reason(),
+                ))
+                .await;
+                processed
             }
             Ok((message, header, sender))
                 if Queries::handles(&header) && self.inner.queries.is_some() =>
@@ -253,9 +277,29 @@ impl Intake {
                         // The sender's patients only (see the repository's
                         // patient networks).
                         let reader = passerelle_repository::Visibility::of(&sender.networks);
-                        queries
+                        let (processed, answered) = queries
                             .answer(&message, &header, &ack_control_id, &timestamp, reader)
+                            .await;
+                        let origin = audit::Origin {
+                            transport,
+                            source,
+                            sender: Some(sender),
+                        };
+                        // A disclosure the trail cannot hold is not made.
+                        if self
+                            .record(audit::query(origin, &audit::Facts::of(&header), &answered))
                             .await
+                        {
+                            processed
+                        } else {
+                            acks::reject(
+                                &raw,
+                                &Rejection::StorageUnavailable,
+                                &ack_control_id,
+                                &timestamp,
+                                self.inner.policy,
+                            )
+                        }
                     }
                     None => unreachable_query(),
                 }
@@ -277,7 +321,20 @@ impl Intake {
                     application_ack: self.inner.acks.owed_application_ack(&header),
                 };
                 let after_mapping = self.inner.acks.after_mapping(transport.label(), &header);
-                match self.inner.journal.store(entry).await {
+                let origin = audit::Origin {
+                    transport,
+                    source,
+                    sender: Some(sender),
+                };
+                let facts = audit::Facts::of(&header);
+                let record = audit::journaled(
+                    origin,
+                    &facts,
+                    &entry.sha256,
+                    header.positive_code(),
+                    after_mapping,
+                );
+                match self.inner.journal.store_recorded(entry, record).await {
                     Err(error) => {
                         tracing::error!(
                             transport = transport.label(),
@@ -285,13 +342,22 @@ impl Intake {
                             error = %error,
                             "hl7v2 message not journaled; answering with an error so the sender retries"
                         );
-                        acks::reject(
+                        let processed = acks::reject(
                             &raw,
                             &Rejection::StorageUnavailable,
                             &ack_control_id,
                             &timestamp,
                             self.inner.policy,
-                        )
+                        );
+                        // Likely to fail as the commit did; tried all the same.
+                        self.record(audit::refused(
+                            origin,
+                            &facts,
+                            processed.code,
+                            Rejection::StorageUnavailable.reason(),
+                        ))
+                        .await;
+                        processed
                     }
                     Ok(stored) => {
                         let (id, original_code) = match stored {
@@ -345,6 +411,18 @@ impl Intake {
         processed
     }
 
+    /// Appends `record` to the audit trail in the journal's next commit;
+    /// false (and logged) when it could not be written.
+    async fn record(&self, record: passerelle_storage::audit::AuditRecord) -> bool {
+        match self.inner.journal.record(record).await {
+            Ok(()) => true,
+            Err(error) => {
+                tracing::error!(error = %error, "hl7v2 audit record not written");
+                false
+            }
+        }
+    }
+
     fn count(&self, processed: &Processed, transport: Transport, started: Instant) {
         let metrics = &self.inner.metrics;
         metrics
@@ -386,8 +464,15 @@ impl Intake {
         processed
     }
 
-    /// The NAK for a frame refused for its size (its content is not read).
-    pub fn oversized_nak(&self, transport: Transport) -> Bytes {
+    /// The NAK for a frame refused for its size (its content is not read),
+    /// once its refusal is in the audit trail; `senders` and `source` as
+    /// for [`Intake::process`] (the first sender is named).
+    pub async fn oversized_nak(
+        &self,
+        transport: Transport,
+        senders: &[Arc<Client>],
+        source: Option<IpAddr>,
+    ) -> Bytes {
         let ack_control_id = self.next_ack_control_id();
         let timestamp = acks::hl7_timestamp_now();
         let processed = acks::reject(
@@ -402,6 +487,18 @@ impl Intake {
             .hl7v2_messages
             .with_label_values(&[transport.label(), processed.code.as_str()])
             .inc();
+        let origin = audit::Origin {
+            transport,
+            source,
+            sender: senders.first().map(|client| client.as_ref()),
+        };
+        self.record(audit::refused(
+            origin,
+            &audit::Facts::read(b""),
+            processed.code,
+            Rejection::TooLarge.reason(),
+        ))
+        .await;
         processed.ack.unwrap_or_default()
     }
 }

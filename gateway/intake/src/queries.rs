@@ -16,11 +16,13 @@ use mapping_settings::identifier_system;
 use serde_json::Value;
 
 use super::acks::Header;
+use super::audit::QueryAudit;
 use super::Processed;
 use passerelle_fhir::exact_json;
 use passerelle_repository::{
     self as repository, Repository, RepositoryError, SearchRequest, Visibility,
 };
+use passerelle_security::audit::Outcome;
 
 /// Most candidates one Q22 answer holds (RCP-2 may ask for fewer).
 const MAX_CANDIDATES: usize = 100;
@@ -77,7 +79,8 @@ impl Queries {
         header.message_type.starts_with("QBP^Q22") || header.message_type.starts_with("QBP^Q23")
     }
 
-    /// Answers a QBP with its RSP (never journaled).
+    /// Answers a QBP with its RSP (never journaled), and says what the
+    /// answer held for the audit trail.
     pub async fn answer(
         &self,
         message: &Message<'_>,
@@ -85,12 +88,13 @@ impl Queries {
         control_id: &str,
         timestamp: &str,
         reader: Visibility,
-    ) -> Processed {
+    ) -> (Processed, QueryAudit) {
         let pix = header.message_type.starts_with("QBP^Q23");
         let answer = match self.read_query(message, pix) {
             Err(refusal) => Answer::Refused(refusal),
             Ok(query) => self.run(query, reader).await,
         };
+        let audit = query_audit(&answer, masked_query(message, pix));
         let (code, error, status) = match &answer {
             Answer::Patients(..) => (AckCode::AA, None, "OK"),
             Answer::NotFound => (AckCode::AA, None, "NF"),
@@ -138,10 +142,13 @@ impl Queries {
                 out.extend(pid_segment(n + 1, patient, domains, pix, &d, charset));
             }
         }
-        Processed {
-            code,
-            ack: Some(Bytes::from(out)),
-        }
+        (
+            Processed {
+                code,
+                ack: Some(Bytes::from(out)),
+            },
+            audit,
+        )
     }
 
     fn read_query(&self, message: &Message<'_>, pix: bool) -> Result<Query, Refusal> {
@@ -333,11 +340,24 @@ impl Queries {
                             .filter(|p| p["name"] == "targetIdentifier")
                             .map(|p| p["valueIdentifier"].clone())
                             .collect();
+                        // The repository's Patient the identifiers
+                        // belong to (`{base}/Patient/{id}`): for the
+                        // audit trail, not the answer.
+                        let id = parameters["parameter"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .filter(|p| p["name"] == "targetId")
+                            .filter_map(|p| p["valueReference"]["reference"].as_str())
+                            .filter_map(|r| r.rsplit_once("Patient/").map(|(_, id)| id))
+                            .next()
+                            .unwrap_or("")
+                            .to_string();
                         Ok(if identifiers.is_empty() {
                             Answer::NotFound
                         } else {
                             Answer::Patients(
-                                vec![serde_json::json!({"identifier": identifiers})],
+                                vec![serde_json::json!({"id": id, "identifier": identifiers})],
                                 Vec::new(),
                             )
                         })
@@ -374,6 +394,88 @@ impl Queries {
             }),
         }
     }
+}
+
+/// What an answer comes to in the audit trail: the patients it holds (as
+/// `Patient/{id}`), and fixed words for its outcome (never a refusal's
+/// own text, which may repeat what the query asked).
+fn query_audit(answer: &Answer, masked_query: String) -> QueryAudit {
+    let (patients, outcome, description) = match answer {
+        Answer::Patients(patients, _) => {
+            let patients: Vec<String> = patients
+                .iter()
+                .filter_map(|p| p["id"].as_str())
+                .filter(|id| !id.is_empty())
+                .map(|id| format!("Patient/{id}"))
+                .collect();
+            let said = format!("answered: {} patient(s)", patients.len());
+            (patients, Outcome::Success, said)
+        }
+        Answer::NotFound => (
+            Vec::new(),
+            Outcome::Success,
+            "answered: no patient found".to_string(),
+        ),
+        // The repository could not be read (see `run`).
+        Answer::Refused(refusal) if refusal.field == 1 && refusal.code == 207 => (
+            Vec::new(),
+            Outcome::SeriousFailure,
+            "not answered: the repository could not be read".to_string(),
+        ),
+        Answer::Refused(refusal) => (
+            Vec::new(),
+            Outcome::MinorFailure,
+            format!(
+                "refused (AE): error {} on QPD-{}",
+                refusal.code, refusal.field
+            ),
+        ),
+    };
+    QueryAudit {
+        patients,
+        outcome,
+        description,
+        masked_query,
+    }
+}
+
+/// The query as the audit trail keeps it: the names of its parameters,
+/// every value masked (`@PID.5.1=***&@PID.7=***`; a PIX query's
+/// identifier `QPD-3=***`), and the domains asked for as `QPD-8=***`.
+fn masked_query(message: &Message<'_>, pix: bool) -> String {
+    let Some(qpd) = message.segment("QPD", 1) else {
+        return String::new();
+    };
+    let mut names: Vec<String> = Vec::new();
+    if pix {
+        for field in [3, 4] {
+            if qpd.field(field).is_some_and(|f| !f.raw.is_empty()) {
+                names.push(format!("QPD-{field}"));
+            }
+        }
+    } else {
+        for rep in qpd.field(3).iter().flat_map(Field::repetitions) {
+            let name = rep
+                .component(1)
+                .map(|raw| message.decode(raw).into_owned())
+                .unwrap_or_default();
+            // Names only (`@PID.5.1`): anything else is not a name.
+            let name: String = name.chars().take(32).collect();
+            let is_name = !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '@' | '.' | '-' | '_'));
+            names.push(if is_name { name } else { "QPD-3".to_string() });
+        }
+        if qpd.field(8).is_some_and(|f| !f.raw.is_empty()) {
+            names.push("QPD-8".to_string());
+        }
+    }
+    names
+        .iter()
+        .map(|name| format!("{name}=***"))
+        .collect::<Vec<_>>()
+        .join("&")
 }
 
 /// `19800101`, `198001` or `1980` as a FHIR date.
@@ -661,6 +763,40 @@ mod tests {
             pid,
             b"PID|3||1#2$3^^^A&B^MR~x%y^^^&1.2.3&ISO^||H?pital?^Zo?!|||U|||^^^^^\r"
         );
+    }
+
+    #[test]
+    fn the_audit_trail_gets_parameter_names_and_no_values() {
+        let raw = b"MSH|^~\\&|A|B|C|D|1||QBP^Q22^QBP_Q21|X|P|2.5\r\
+                    QPD|Q22^Find Candidates^HL7|T1|@PID.5.1.1^DUPONT~@PID.7^19800101~DUPONT JEAN^x|||||^^^&1.2.250&ISO\r";
+        let message = Message::parse(raw).unwrap();
+        let masked = masked_query(&message, false);
+        assert_eq!(masked, "@PID.5.1.1=***&@PID.7=***&QPD-3=***&QPD-8=***");
+        let raw = b"MSH|^~\\&|A|B|C|D|1||QBP^Q23^QBP_Q21|X|P|2.5\r\
+                    QPD|IHE PIX Query|T2|279035121518989^^^&1.2.250.1.213.1.4.10&ISO\r";
+        let message = Message::parse(raw).unwrap();
+        assert_eq!(masked_query(&message, true), "QPD-3=***");
+        // What an answer comes to: references and fixed words only.
+        let answer = Answer::Patients(
+            vec![
+                serde_json::json!({"id": "p1"}),
+                serde_json::json!({"id": "p2"}),
+            ],
+            Vec::new(),
+        );
+        let audit = query_audit(&answer, masked);
+        assert_eq!(audit.patients, ["Patient/p1", "Patient/p2"]);
+        assert_eq!(audit.outcome, Outcome::Success);
+        let refused = query_audit(
+            &Answer::Refused(Refusal {
+                field: 3,
+                code: 102,
+                text: "DUPONT is not a date".into(),
+            }),
+            String::new(),
+        );
+        assert_eq!(refused.outcome, Outcome::MinorFailure);
+        assert!(!refused.description.contains("DUPONT"));
     }
 
     #[test]

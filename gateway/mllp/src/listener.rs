@@ -62,7 +62,7 @@ pub async fn run(
                     match acceptor {
                         None => {
                             let sender = Sender::ByAddress(peer);
-                            serve_connection(stream, sender, intake.clone(), clients, &config, shutdown).await;
+                            serve_connection(stream, sender, peer, intake.clone(), clients, &config, shutdown).await;
                         }
                         Some(acceptor) => match tls::handshake(acceptor, stream).await {
                             Ok(stream) => {
@@ -73,7 +73,7 @@ pub async fn run(
                                     Some(client) => Sender::Certified(client),
                                     None => Sender::ByAddress(peer),
                                 };
-                                serve_connection(stream, sender, intake.clone(), clients, &config, shutdown).await;
+                                serve_connection(stream, sender, peer, intake.clone(), clients, &config, shutdown).await;
                             }
                             Err(error) => tracing::warn!(error = %error, "mllp connection closed before a TLS session"),
                         },
@@ -98,9 +98,12 @@ enum Sender {
     ByAddress(std::net::IpAddr),
 }
 
+/// Serves one connection from `peer` (the address its messages' audit
+/// records name).
 async fn serve_connection<IO>(
     stream: IO,
     sender: Sender,
+    peer: std::net::IpAddr,
     intake: Intake,
     clients: Arc<ClientDirectory>,
     config: &MllpConfig,
@@ -142,14 +145,20 @@ async fn serve_connection<IO>(
                             Sender::ByAddress(peer) => clients.mllp_senders(*peer),
                         };
                         in_flight.push_back(Box::pin(async move {
-                            intake.process(payload.freeze(), Transport::Mllp, &senders).await.ack
+                            intake.process(payload.freeze(), Transport::Mllp, &senders, Some(peer)).await.ack
                         }));
                     }
                     Some(Ok(MllpFrame::Oversized { len_seen })) => {
                         let limit = config.max_message_bytes;
                         tracing::warn!(bytes = len_seen, limit, "mllp frame over the size limit refused");
-                        let ack = intake.oversized_nak(Transport::Mllp);
-                        in_flight.push_back(Box::pin(async move { Some(ack) }));
+                        let intake = intake.clone();
+                        let senders = match &sender {
+                            Sender::Certified(client) => vec![client.clone()],
+                            Sender::ByAddress(peer) => clients.mllp_senders(*peer),
+                        };
+                        in_flight.push_back(Box::pin(async move {
+                            Some(intake.oversized_nak(Transport::Mllp, &senders, Some(peer)).await)
+                        }));
                     }
                     Some(Ok(MllpFrame::Truncated { len })) => {
                         tracing::warn!(bytes = len, "mllp connection closed in the middle of a frame");

@@ -6,7 +6,8 @@
 //! ([`Unauthenticated`], [`Denied`]) that the transport's error edge
 //! answers (HTTP: 401 or 403 with an OperationOutcome), so no handler
 //! repeats an access check. The accept loop both listeners share lives
-//! here too, since it is where TLS and peer identities are established.
+//! here too, since it is where TLS and peer identities are established,
+//! and so does the vocabulary of the audit trail ([`audit`]).
 
 // Input must never reach a panic: no unwrap/expect/panic outside tests.
 #![cfg_attr(
@@ -14,6 +15,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod audit;
 pub mod clients;
 pub mod fuzzing;
 pub mod jwt;

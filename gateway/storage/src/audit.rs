@@ -3,9 +3,15 @@
 //! hash and its own content, so that changing, removing or reordering a
 //! record breaks the chain from that record on, and [`verify`] names the
 //! first record that no longer fits. Appends are serialised (SQLite's one
-//! writer; PostgreSQL's repository lock, which `sql_write` takes), so the
-//! chain has one order. Written once on the [`Sql`](crate::sql::Sql)
-//! surface for both backends.
+//! writer; on PostgreSQL a transaction advisory lock of the trail's own,
+//! [`AUDIT_LOCK`], which [`append_in`] takes), so the chain has one order.
+//! Written once on the [`Sql`](crate::sql::Sql) surface for both backends.
+//!
+//! Records are written in the transaction of what they record wherever
+//! there is one: the journal's group commit holds the records of the
+//! messages it stores (and of those refused, batched with them), a
+//! delivery attempt's transaction its record, an erasure's its own; the
+//! HTTP API appends its records before each answer leaves.
 
 use sha2::{Digest, Sha256};
 
@@ -28,6 +34,14 @@ pub const SCHEMA: &str = "CREATE TABLE audit_events (
 
 /// Records a verification reads at once.
 const PAGE: i64 = 1000;
+
+/// The PostgreSQL advisory lock that serialises appends ("PSRL" and an
+/// index, as the backend's other locks). Taken by [`append_in`] as the
+/// last lock of its transaction and held until it commits: a transaction
+/// appends after every other write it makes, so that none waits for a row
+/// while holding the trail (no lock cycle with the journal, the outbox or
+/// the repository's lock, which is always taken first).
+pub const AUDIT_LOCK: i64 = 0x5053_524c_0003;
 
 /// One access to record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,10 +83,15 @@ pub fn append(store: &dyn Store, records: &[AuditRecord]) -> Result<(), StorageE
 }
 
 /// Appends `records` at the end of the chain inside a write transaction
-/// the caller holds (`Store::sql_write` or `sql_erase`, which serialise
-/// appends): an action and its record then commit together, or neither
-/// does (`passerelle patients erase`).
+/// the caller holds: an action and its record then commit together, or
+/// neither does (`passerelle patients erase`, the journal's commits,
+/// delivery attempts). Call it after the transaction's other writes (see
+/// [`AUDIT_LOCK`]).
 pub fn append_in(sql: &mut dyn Sql, records: &[AuditRecord]) -> Result<(), StorageError> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    sql.advisory_lock(AUDIT_LOCK)?;
     let last = sql.query(
         "SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1",
         &[],
@@ -173,6 +192,32 @@ pub fn verify(store: &dyn Store) -> Result<Verification, StorageError> {
     }
 }
 
+/// The records after sequence number `after`, in chain order, at most
+/// `limit`: `(seq, AuditEvent JSON)`.
+pub fn records_after(
+    store: &dyn Store,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<(i64, String)>, StorageError> {
+    let mut records = Vec::new();
+    store.sql_read(None, &mut |sql| {
+        records = sql
+            .query(
+                "SELECT seq, event FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2",
+                &[SqlValue::Int(after), SqlValue::Int(limit)],
+            )?
+            .into_iter()
+            .filter_map(|row| {
+                let mut row = row.into_iter();
+                let seq = row.next()?.as_i64()?;
+                Some((seq, row.next()?.into_string()?))
+            })
+            .collect();
+        Ok(())
+    })?;
+    Ok(records)
+}
+
 /// The AuditEvents that concern `patient` (`Patient/{id}`), newest first,
 /// at most `limit`.
 pub fn for_patient(
@@ -246,6 +291,67 @@ mod tests {
             verify(store).unwrap(),
             Verification::BrokenAt { seq: 1, checked: 0 }
         );
+    }
+
+    /// Writers that append from different transactions (the journal's
+    /// group commit, a repository write with its record, a delivery
+    /// attempt) at once still make one chain, and each message commits
+    /// with its record.
+    fn concurrent_writers_keep_one_chain(store: std::sync::Arc<dyn Store>) {
+        const ROUNDS: i64 = 30;
+        let writers: Vec<std::thread::JoinHandle<()>> = (0..3)
+            .map(|writer| {
+                let store = store.clone();
+                std::thread::spawn(move || {
+                    for n in 0..ROUNDS {
+                        let one = [record(writer * 1000 + n, &["Patient/w"])];
+                        match writer {
+                            0 => {
+                                let control = format!("W{n}");
+                                let entry = crate::suite::entry(&control, &control);
+                                store.journal_commit_audited(&[entry], &one).unwrap();
+                            }
+                            1 => append(store.as_ref(), &one).unwrap(),
+                            _ => store.journal_commit_audited(&[], &one).map(drop).unwrap(),
+                        }
+                    }
+                })
+            })
+            .collect();
+        for writer in writers {
+            writer.join().unwrap();
+        }
+        assert_eq!(
+            verify(store.as_ref()).unwrap(),
+            Verification::Intact {
+                records: 3 * ROUNDS
+            }
+        );
+        assert_eq!(
+            for_patient(store.as_ref(), "Patient/w", 1000)
+                .unwrap()
+                .len(),
+            3 * ROUNDS as usize
+        );
+        let all = records_after(store.as_ref(), 0, 1000).unwrap();
+        assert_eq!(all.len(), 3 * ROUNDS as usize);
+        assert!(all.windows(2).all(|pair| pair[0].0 + 1 == pair[1].0));
+    }
+
+    #[test]
+    fn sqlite_concurrent_writers() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::sqlite::SqliteStore::open(dir.path()).unwrap();
+        concurrent_writers_keep_one_chain(std::sync::Arc::new(store));
+    }
+
+    #[test]
+    fn postgres_concurrent_writers() {
+        let Some(url) = crate::postgres_test::database("audit_writers") else {
+            return;
+        };
+        let store = crate::postgres::PostgresStore::open(&url).unwrap();
+        concurrent_writers_keep_one_chain(std::sync::Arc::new(store));
     }
 
     #[test]

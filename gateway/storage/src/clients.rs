@@ -3,6 +3,7 @@
 //! once for both backends through [`Sql`]. A revoked client keeps its row,
 //! with the time of revocation, so who held a key stays answerable.
 
+use crate::audit::AuditRecord;
 use crate::sql::{Sql, SqlValue};
 use crate::{instant_from_ms, StorageError, Store};
 
@@ -67,6 +68,16 @@ const COLUMNS: &str = "name, key_id, verifier, networks, scopes, created_at, rev
 /// Adds a client; a live client of the same name is refused. A revoked
 /// one of that name is replaced (its key no longer works either way).
 pub fn add(store: &dyn Store, client: &StoredClient) -> Result<(), ClientStoreError> {
+    add_recorded(store, client, None)
+}
+
+/// [`add`], with the audit `record` of the addition appended in the same
+/// transaction (nothing is appended when the client is refused).
+pub fn add_recorded(
+    store: &dyn Store,
+    client: &StoredClient,
+    record: Option<&AuditRecord>,
+) -> Result<(), ClientStoreError> {
     let mut duplicate = false;
     store.sql_write(&mut |sql: &mut dyn Sql| {
         let existing = sql.query(
@@ -95,6 +106,9 @@ pub fn add(store: &dyn Store, client: &StoredClient) -> Result<(), ClientStoreEr
                 client.created_at.as_str().into(),
             ],
         )?;
+        if let Some(record) = record {
+            crate::audit::append_in(sql, std::slice::from_ref(record))?;
+        }
         Ok(true)
     })?;
     if duplicate {
@@ -119,12 +133,29 @@ pub fn list(store: &dyn Store) -> Result<Vec<StoredClient>, StorageError> {
 
 /// Revokes a client's key from now on.
 pub fn revoke(store: &dyn Store, name: &str, now_ms: i64) -> Result<(), ClientStoreError> {
+    revoke_recorded(store, name, now_ms, None)
+}
+
+/// [`revoke`], with the audit `record` of the revocation appended in the
+/// same transaction (nothing is appended when there is no such client).
+pub fn revoke_recorded(
+    store: &dyn Store,
+    name: &str,
+    now_ms: i64,
+    record: Option<&AuditRecord>,
+) -> Result<(), ClientStoreError> {
     let mut changed = 0;
     store.sql_write(&mut |sql: &mut dyn Sql| {
         changed = sql.execute(
             "UPDATE api_clients SET revoked_at = $1 WHERE name = $2 AND revoked_at IS NULL",
             &[instant_from_ms(now_ms).into(), name.into()],
         )?;
+        if changed == 0 {
+            return Ok(false);
+        }
+        if let Some(record) = record {
+            crate::audit::append_in(sql, std::slice::from_ref(record))?;
+        }
         Ok(true)
     })?;
     if changed == 0 {

@@ -4,6 +4,11 @@
 //! messages share one fsync; each submitter waits for the commit that holds
 //! its message.
 //!
+//! The audit records of the messages (`crate::audit`) go into the same
+//! commits: a message submitted with its record is stored with it, and the
+//! records of messages refused before the journal ([`Journal::record`])
+//! ride on the next commit, so they cost no fsync of their own.
+//!
 //! Retransmissions (same sending application, facility, control ID and
 //! content) are stored once: the second submission gets the original entry's
 //! ACK code back. A different message that reuses a control ID is stored as
@@ -15,6 +20,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, Notify};
 
 use super::{SharedStore, StorageError};
+use crate::audit::AuditRecord;
 use passerelle_telemetry::metrics::Metrics;
 
 /// Most messages committed in one transaction.
@@ -110,9 +116,18 @@ pub enum JournalError {
     Commit(String),
 }
 
+/// A message to store (with its audit record, if any), or an audit record
+/// alone (a message refused before the journal).
 struct Submission {
-    entry: JournalEntry,
-    reply: oneshot::Sender<Result<Stored, JournalError>>,
+    entry: Option<JournalEntry>,
+    record: Option<AuditRecord>,
+    reply: Reply,
+}
+
+/// Where a submission's outcome goes.
+enum Reply {
+    Stored(oneshot::Sender<Result<Stored, JournalError>>),
+    Recorded(oneshot::Sender<Result<(), JournalError>>),
 }
 
 /// A handle on the journal writer; cheap to clone.
@@ -140,9 +155,46 @@ impl Journal {
     /// Stores `entry` durably (or finds its earlier copy) and returns once
     /// the commit is on disk.
     pub async fn store(&self, entry: JournalEntry) -> Result<Stored, JournalError> {
+        self.submit(entry, None).await
+    }
+
+    /// [`Journal::store`], with the message's audit record committed in the
+    /// same transaction: both are on disk, or neither.
+    pub async fn store_recorded(
+        &self,
+        entry: JournalEntry,
+        record: AuditRecord,
+    ) -> Result<Stored, JournalError> {
+        self.submit(entry, Some(record)).await
+    }
+
+    async fn submit(
+        &self,
+        entry: JournalEntry,
+        record: Option<AuditRecord>,
+    ) -> Result<Stored, JournalError> {
         let (reply, answer) = oneshot::channel();
         self.submissions
-            .send(Submission { entry, reply })
+            .send(Submission {
+                entry: Some(entry),
+                record,
+                reply: Reply::Stored(reply),
+            })
+            .await
+            .map_err(|_| JournalError::WriterGone)?;
+        answer.await.map_err(|_| JournalError::WriterGone)?
+    }
+
+    /// Appends `record` to the audit trail in the next group commit (a
+    /// message refused before the journal) and returns once it is on disk.
+    pub async fn record(&self, record: AuditRecord) -> Result<(), JournalError> {
+        let (reply, answer) = oneshot::channel();
+        self.submissions
+            .send(Submission {
+                entry: None,
+                record: Some(record),
+                reply: Reply::Recorded(reply),
+            })
             .await
             .map_err(|_| JournalError::WriterGone)?;
         answer.await.map_err(|_| JournalError::WriterGone)?
@@ -157,6 +209,7 @@ fn writer(
 ) {
     let mut batch: Vec<Submission> = Vec::with_capacity(MAX_BATCH);
     let mut entries: Vec<JournalEntry> = Vec::with_capacity(MAX_BATCH);
+    let mut records: Vec<AuditRecord> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = queue.blocking_recv() {
         batch.push(first);
         while batch.len() < MAX_BATCH {
@@ -165,57 +218,59 @@ fn writer(
                 Err(_) => break,
             }
         }
-        // The entries move into the commit and back, so the raw bytes are
-        // never copied.
-        entries.extend(
-            batch
-                .iter_mut()
-                .map(|s| std::mem::replace(&mut s.entry, empty_entry())),
-        );
-        let results = store.journal_commit(&entries);
+        // The entries and records move into the commit, so the raw bytes
+        // are never copied.
+        for submission in batch.iter_mut() {
+            entries.extend(submission.entry.take());
+            records.extend(submission.record.take());
+        }
+        let messages = entries.len();
+        let results = store.journal_commit_audited(&entries, &records);
         entries.clear();
-        metrics
-            .journal_commit_batch
-            .with_label_values(&[store.backend()])
-            .observe(batch.len() as f64);
+        records.clear();
+        if messages > 0 {
+            metrics
+                .journal_commit_batch
+                .with_label_values(&[store.backend()])
+                .observe(messages as f64);
+        }
         match results {
             Ok(results) => {
                 if results.iter().any(|r| matches!(r, Stored::New { .. })) {
                     committed.notify_one();
                 }
-                for (submission, result) in batch.drain(..).zip(results) {
-                    let _ = submission.reply.send(Ok(result));
+                let mut results = results.into_iter();
+                for submission in batch.drain(..) {
+                    match submission.reply {
+                        Reply::Stored(reply) => {
+                            let result = results.next().ok_or_else(|| {
+                                JournalError::Commit("the store answered too few entries".into())
+                            });
+                            let _ = reply.send(result);
+                        }
+                        Reply::Recorded(reply) => {
+                            let _ = reply.send(Ok(()));
+                        }
+                    }
                 }
             }
             Err(error) => {
-                tracing::error!(error = %error, messages = batch.len(), "journal commit failed; messages will be refused");
+                tracing::error!(error = %error, messages, submissions = batch.len(), "journal commit failed; messages will be refused");
                 for submission in batch.drain(..) {
-                    let _ = submission
-                        .reply
-                        .send(Err(JournalError::Commit(error.to_string())));
+                    let failed = JournalError::Commit(error.to_string());
+                    match submission.reply {
+                        Reply::Stored(reply) => {
+                            let _ = reply.send(Err(failed));
+                        }
+                        Reply::Recorded(reply) => {
+                            let _ = reply.send(Err(failed));
+                        }
+                    }
                 }
                 // A failing disk is usually not fixed in microseconds.
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
-    }
-}
-
-fn empty_entry() -> JournalEntry {
-    JournalEntry {
-        received_at: String::new(),
-        transport: "",
-        sending_application: String::new(),
-        sending_facility: String::new(),
-        control_id: String::new(),
-        message_type: String::new(),
-        version: String::new(),
-        charset: String::new(),
-        sha256: String::new(),
-        ack_code: String::new(),
-        raw: Vec::new(),
-        application_ack: String::new(),
-        networks: Vec::new(),
     }
 }
 
@@ -269,6 +324,69 @@ mod tests {
         other.sha256 = "11".into();
         let reused = journal.store(other).await.unwrap();
         assert!(matches!(reused, Stored::New { .. }));
+    }
+
+    fn record(n: u32) -> AuditRecord {
+        AuditRecord {
+            recorded_ms: 1_000,
+            patients: Vec::new(),
+            event: format!("{{\"resourceType\":\"AuditEvent\",\"n\":{n}}}"),
+        }
+    }
+
+    fn journal_rows(store: &SharedStore) -> usize {
+        store.list_messages(&all()).unwrap().len()
+    }
+
+    /// A message and its audit record commit together, or neither does;
+    /// a refusal's record rides on the journal's commits.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn messages_and_their_records_commit_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: SharedStore = Arc::new(crate::sqlite::SqliteStore::open(dir.path()).unwrap());
+        let journal = Journal::start(
+            store.clone(),
+            Metrics::new("test").unwrap(),
+            Arc::new(Notify::new()),
+        )
+        .unwrap();
+        let stored = journal.store_recorded(entry("A1"), record(1)).await;
+        assert!(matches!(stored, Ok(Stored::New { .. })));
+        journal.record(record(2)).await.unwrap();
+        let trail = crate::audit::records_after(store.as_ref(), 0, 10).unwrap();
+        assert_eq!(trail.len(), 2);
+        assert!(trail[0].1.contains("\"n\":1") && trail[1].1.contains("\"n\":2"));
+        assert_eq!(journal_rows(&store), 1);
+        // The trail cannot be written: the message is not stored either
+        // (and is answered with an error, so its sender sends it again).
+        store
+            .sql_write(&mut |sql| {
+                sql.execute("ALTER TABLE audit_events RENAME TO audit_events_away", &[])?;
+                Ok(true)
+            })
+            .unwrap();
+        let refused = journal.store_recorded(entry("A2"), record(3)).await;
+        assert!(
+            matches!(refused, Err(JournalError::Commit(_))),
+            "{refused:?}"
+        );
+        assert!(journal.record(record(4)).await.is_err());
+        assert_eq!(journal_rows(&store), 1, "no message without its record");
+        store
+            .sql_write(&mut |sql| {
+                sql.execute("ALTER TABLE audit_events_away RENAME TO audit_events", &[])?;
+                Ok(true)
+            })
+            .unwrap();
+        assert!(matches!(
+            journal.store_recorded(entry("A2"), record(5)).await,
+            Ok(Stored::New { .. })
+        ));
+        assert_eq!(journal_rows(&store), 2);
+        assert_eq!(
+            crate::audit::verify(store.as_ref()).unwrap(),
+            crate::audit::Verification::Intact { records: 3 }
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -364,7 +364,20 @@ pub trait Store: Send + Sync + 'static {
 
     /// Commits `entries` in one transaction; a retransmission (same sender,
     /// control ID and content) finds its earlier row.
-    fn journal_commit(&self, entries: &[JournalEntry]) -> Result<Vec<Stored>, StorageError>;
+    fn journal_commit(&self, entries: &[JournalEntry]) -> Result<Vec<Stored>, StorageError> {
+        self.journal_commit_audited(entries, &[])
+    }
+
+    /// [`Store::journal_commit`], with `records` appended to the audit
+    /// trail in the same transaction, after the messages: the records of
+    /// these messages and of those refused meanwhile (the journal's group
+    /// commit), so that no message is acknowledged without its record and
+    /// the records cost no commit of their own.
+    fn journal_commit_audited(
+        &self,
+        entries: &[JournalEntry],
+        records: &[audit::AuditRecord],
+    ) -> Result<Vec<Stored>, StorageError>;
 
     /// Claims up to `limit` `received` messages, oldest first, for mapping
     /// by `owner` until `now_ms + lease_ms`. Only one instance maps at a
@@ -418,6 +431,19 @@ pub trait Store: Send + Sync + 'static {
         owner: &str,
         attempt: &Attempt,
         now_ms: i64,
+    ) -> Result<bool, StorageError> {
+        self.record_attempt_audited(delivery, owner, attempt, now_ms, &[])
+    }
+
+    /// [`Store::record_attempt`], with the attempt's audit `records`
+    /// appended in the same transaction.
+    fn record_attempt_audited(
+        &self,
+        delivery: &Delivery,
+        owner: &str,
+        attempt: &Attempt,
+        now_ms: i64,
+        records: &[audit::AuditRecord],
     ) -> Result<bool, StorageError>;
 
     /// Delivery to the `local` target: stores the Bundles and records the
@@ -428,6 +454,18 @@ pub trait Store: Send + Sync + 'static {
         deliveries: &[Delivery],
         owner: &str,
         now_ms: i64,
+    ) -> Result<usize, StorageError> {
+        self.deliver_locally_audited(deliveries, owner, now_ms, &[])
+    }
+
+    /// [`Store::deliver_locally`], with the deliveries' audit `records`
+    /// appended in the same transaction.
+    fn deliver_locally_audited(
+        &self,
+        deliveries: &[Delivery],
+        owner: &str,
+        now_ms: i64,
+        records: &[audit::AuditRecord],
     ) -> Result<usize, StorageError>;
 
     /// Hands back every row leased to `owner` (at start: a restarted

@@ -271,6 +271,12 @@ impl Sql for PostgresSql<'_, '_> {
         Ok(self.0.execute(statement, &postgres_params(params))?)
     }
 
+    fn advisory_lock(&mut self, key: i64) -> Result<(), StorageError> {
+        self.0
+            .execute("SELECT pg_advisory_xact_lock($1)", &[&key])?;
+        Ok(())
+    }
+
     fn query(&mut self, statement: &str, params: &[SqlValue]) -> Result<Vec<SqlRow>, StorageError> {
         let rows = self.0.query(statement, &postgres_params(params))?;
         let mut out = Vec::with_capacity(rows.len());
@@ -345,7 +351,11 @@ impl Store for PostgresStore {
         Ok(())
     }
 
-    fn journal_commit(&self, entries: &[JournalEntry]) -> Result<Vec<Stored>, StorageError> {
+    fn journal_commit_audited(
+        &self,
+        entries: &[JournalEntry],
+        records: &[crate::audit::AuditRecord],
+    ) -> Result<Vec<Stored>, StorageError> {
         let mut client = self.pool.get()?;
         let mut transaction = client.transaction()?;
         let insert = transaction.prepare(
@@ -402,6 +412,8 @@ impl Store for PostgresStore {
                 }
             }
         }
+        // Last: the trail's lock is the last one this transaction takes.
+        crate::audit::append_in(&mut PostgresSql(&mut transaction), records)?;
         if results.iter().any(|r| matches!(r, Stored::New { .. })) {
             transaction.batch_execute("NOTIFY passerelle_journal")?;
         }
@@ -574,25 +586,28 @@ impl Store for PostgresStore {
         Ok(claimed)
     }
 
-    fn record_attempt(
+    fn record_attempt_audited(
         &self,
         delivery: &Delivery,
         owner: &str,
         attempt: &Attempt,
         now_ms: i64,
+        records: &[crate::audit::AuditRecord],
     ) -> Result<bool, StorageError> {
         let mut client = self.pool.get()?;
         let mut transaction = client.transaction()?;
         let owned = record_attempt_in(&mut transaction, delivery, owner, attempt, now_ms)?;
+        crate::audit::append_in(&mut PostgresSql(&mut transaction), records)?;
         transaction.commit()?;
         Ok(owned)
     }
 
-    fn deliver_locally(
+    fn deliver_locally_audited(
         &self,
         deliveries: &[Delivery],
         owner: &str,
         now_ms: i64,
+        records: &[crate::audit::AuditRecord],
     ) -> Result<usize, StorageError> {
         let mut client = self.pool.get()?;
         let mut transaction = client.transaction()?;
@@ -619,6 +634,7 @@ impl Store for PostgresStore {
                 now_ms,
             )?);
         }
+        crate::audit::append_in(&mut PostgresSql(&mut transaction), records)?;
         transaction.commit()?;
         Ok(owned)
     }

@@ -75,6 +75,14 @@ pub trait Sql {
     fn execute(&mut self, statement: &str, params: &[SqlValue]) -> Result<u64, StorageError>;
     /// Runs a query; returns every row.
     fn query(&mut self, statement: &str, params: &[SqlValue]) -> Result<Vec<SqlRow>, StorageError>;
+    /// Serialises, until this transaction ends, every transaction that
+    /// takes the same `key` (PostgreSQL's transaction advisory lock, for
+    /// writers that do not all take the repository's lock: the audit
+    /// trail's appends). SQLite has one writer at a time already.
+    fn advisory_lock(&mut self, key: i64) -> Result<(), StorageError> {
+        let _ = key;
+        Ok(())
+    }
 }
 
 /// Work done in one write transaction: it returns `Ok(true)` to commit and

@@ -399,7 +399,14 @@ impl Sql for SqliteSql<'_> {
 impl Store for SqliteStore {
     fn sql_write(&self, work: &mut WriteWork<'_>) -> Result<(), StorageError> {
         let mut connection = self.writer()?;
-        let transaction = connection.transaction()?;
+        // The write lock first (`BEGIN IMMEDIATE`): work that reads before
+        // it writes (the repository's conditional writes, the audit
+        // trail's next record) in a process beside a running gateway (the
+        // command line) would otherwise fail at its first write whenever
+        // the gateway committed since its read began ("database is
+        // locked"), instead of waiting for the lock. In the gateway itself
+        // this connection is the only writer.
+        let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
         if work(&mut SqliteSql(&transaction))? {
             transaction.commit()?;
         }
@@ -501,7 +508,11 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    fn journal_commit(&self, entries: &[JournalEntry]) -> Result<Vec<Stored>, StorageError> {
+    fn journal_commit_audited(
+        &self,
+        entries: &[JournalEntry],
+        records: &[crate::audit::AuditRecord],
+    ) -> Result<Vec<Stored>, StorageError> {
         let mut connection = self.writer()?;
         let transaction = connection.transaction()?;
         let mut results = Vec::with_capacity(entries.len());
@@ -555,6 +566,7 @@ impl Store for SqliteStore {
                 }
             }
         }
+        crate::audit::append_in(&mut SqliteSql(&transaction), records)?;
         transaction.commit()?;
         Ok(results)
     }
@@ -698,25 +710,28 @@ impl Store for SqliteStore {
         Ok(claimed)
     }
 
-    fn record_attempt(
+    fn record_attempt_audited(
         &self,
         delivery: &Delivery,
         owner: &str,
         attempt: &Attempt,
         now_ms: i64,
+        records: &[crate::audit::AuditRecord],
     ) -> Result<bool, StorageError> {
         let mut connection = self.writer()?;
         let transaction = connection.transaction()?;
         let owned = record_attempt_in(&transaction, delivery, owner, attempt, now_ms)?;
+        crate::audit::append_in(&mut SqliteSql(&transaction), records)?;
         transaction.commit()?;
         Ok(owned)
     }
 
-    fn deliver_locally(
+    fn deliver_locally_audited(
         &self,
         deliveries: &[Delivery],
         owner: &str,
         now_ms: i64,
+        records: &[crate::audit::AuditRecord],
     ) -> Result<usize, StorageError> {
         let mut connection = self.writer()?;
         let transaction = connection.transaction()?;
@@ -743,6 +758,7 @@ impl Store for SqliteStore {
                 now_ms,
             )?);
         }
+        crate::audit::append_in(&mut SqliteSql(&transaction), records)?;
         transaction.commit()?;
         Ok(owned)
     }

@@ -8,6 +8,7 @@ mod delivery;
 mod access_control;
 mod admin_api;
 mod application_acks;
+mod audit_trail;
 mod backup;
 mod cli;
 mod conformance;
