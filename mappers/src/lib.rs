@@ -12,5 +12,6 @@ mod fhir_stream;
 /// The HL7 v2 crate, re-exported so mappers and their users name it as before.
 pub use hl7v2;
 pub mod hl7v2_fhir;
+pub mod hprim_fhir;
 pub mod mapping;
 pub mod script;

@@ -115,7 +115,7 @@ pub(crate) enum Write {
 }
 
 /// Appends `identifier=system|value`, escaped for a search URL.
-fn push_identifier_query(out: &mut Vec<u8>, system: &str, value: &str) {
+pub(crate) fn push_identifier_query(out: &mut Vec<u8>, system: &str, value: &str) {
     out.extend_from_slice(b"identifier=");
     push_token_part(out, system);
     out.extend_from_slice(b"%7C");

@@ -5,7 +5,7 @@
 //! never creates duplicates at a FHIR server.
 
 mod adt;
-mod bundle;
+pub(crate) mod bundle;
 mod datatypes;
 mod documents;
 pub(crate) mod elements;
@@ -20,7 +20,7 @@ mod patient;
 mod siu;
 mod specimens;
 mod support;
-mod ucum;
+pub(crate) mod ucum;
 mod vxu;
 
 // The mappers' settings are plain data of their own crate (the gateway's

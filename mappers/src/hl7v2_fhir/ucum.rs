@@ -11,7 +11,7 @@ use std::borrow::Cow;
 use super::datatypes::coding_system_uri;
 use super::support::Seg;
 
-pub(super) const UCUM: &str = "http://unitsofmeasure.org";
+pub(crate) const UCUM: &str = "http://unitsofmeasure.org";
 
 /// The unit of OBX-6 (CE: code ^ text ^ system), borrowed from the
 /// message when it has no escape.
@@ -34,7 +34,7 @@ impl<'a> Unit<'a> {
 
 /// Whether a unit is UCUM: the sender says so (OBX-6.3), or it reads as a
 /// UCUM expression.
-pub(super) fn is_ucum(system: Option<&str>, code: &str) -> bool {
+pub(crate) fn is_ucum(system: Option<&str>, code: &str) -> bool {
     system.and_then(coding_system_uri).as_deref() == Some(UCUM) || looks_like_ucum(code)
 }
 

@@ -79,7 +79,7 @@ fn first_empty(value: &Value, pointer: &str) -> Option<String> {
     }
 }
 
-fn check_bundle(name: &str, bundle: &Value) {
+pub(crate) fn check_bundle(name: &str, bundle: &Value) {
     assert_eq!(bundle["resourceType"], "Bundle", "{name}");
     assert_eq!(bundle["type"], "transaction", "{name}");
     if let Some(pointer) = first_empty(bundle, "") {
@@ -191,7 +191,7 @@ fn corpus_bundles_are_valid_r4_with_resolved_references() {
     validate_with_peer(out.path());
 }
 
-fn validate_with_peer(dir: &Path) {
+pub(crate) fn validate_with_peer(dir: &Path) {
     let script = shared().join("peers/validate_r4.py");
     if !(script.is_file() && Path::new(VALIDATOR_PYTHON).is_file()) {
         assert!(

@@ -3,6 +3,7 @@
 
 mod corpus_fhir;
 mod fuzz_corpus_mapping;
+mod hprim_fhir;
 mod microsoft_comparison;
 mod script_example;
 mod shared;
