@@ -7,6 +7,8 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod cda_fhir;
+pub mod cda_out;
 pub mod fhir;
 mod fhir_stream;
 /// The HL7 v2 crate, re-exported so mappers and their users name it as before.

@@ -1,0 +1,1 @@
+//! The CDA reader's integration tests, in one binary.

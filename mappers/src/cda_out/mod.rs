@@ -1,0 +1,1 @@
+//! FHIR R4 to CI-SIS CDA R2 documents.
