@@ -47,3 +47,10 @@ else
     npm install --no-audit --no-fund --ignore-scripts fhir-kit-client@2.0.3 >/dev/null)
   echo "FHIR client (fhir-kit-client) installed in $ROOT/node"
 fi
+
+# The ANS's CI-SIS CDA checker (../shared/peers/validate_cda.sh): xmllint,
+# Java and Saxon-HE from Debian's packages, the CR-BIO schematron compiled
+# once. The CDA writer's tests run every document they write through it.
+if [ -d ../shared/peers ]; then
+  bash ../shared/peers/setup.sh cda
+fi

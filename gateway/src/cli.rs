@@ -79,6 +79,10 @@ pub struct ConvertArgs {
 pub enum InputFormat {
     /// HL7 v2 in ER7 (pipe-and-hat) encoding.
     Hl7v2,
+    /// HPRIM Santé 2.x (one Bundle per patient of each file).
+    Hprim,
+    /// HPRIM Net / HPRIM Médecins.
+    HprimNet,
 }
 
 pub fn main() -> ExitCode {
@@ -220,7 +224,6 @@ fn report_refused_scripts(config: &Config, service: &MappingService) -> bool {
 /// `FILE:LINE: SEGMENT-FIELD: detail`, LINE being the line of that segment
 /// in the file. Goes through every file before failing.
 fn convert(config: &Config, base: MapperRegistry, args: &ConvertArgs) -> ExitCode {
-    let InputFormat::Hl7v2 = args.from;
     let service = match offline_mapping_service(config, base) {
         Ok(service) => service,
         Err(code) => return code,
@@ -236,7 +239,27 @@ fn convert(config: &Config, base: MapperRegistry, args: &ConvertArgs) -> ExitCod
                 continue;
             }
         };
-        for result in service.convert(&input) {
+        let results = match args.from {
+            InputFormat::Hl7v2 => service.convert(&input),
+            InputFormat::Hprim | InputFormat::HprimNet => {
+                let message_type = if args.from == InputFormat::Hprim {
+                    passerelle_config::HPRIM_SANTE_MESSAGE_TYPE
+                } else {
+                    passerelle_config::HPRIM_NET_MESSAGE_TYPE
+                };
+                match service.convert_hprim(message_type, &input) {
+                    Ok(bundles) => bundles.into_iter().map(Ok).collect(),
+                    Err(error) => {
+                        // HPRIM errors say their line, record and field
+                        // themselves.
+                        failed = true;
+                        eprintln!("{name}: {error}");
+                        continue;
+                    }
+                }
+            }
+        };
+        for result in results {
             match result {
                 Ok(mapped) => {
                     if let Err(error) = stdout.write_all(pretty_json(&mapped.bundle).as_bytes()) {

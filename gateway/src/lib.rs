@@ -18,6 +18,7 @@ pub mod clients;
 pub mod issuers;
 pub mod patient_rights;
 pub mod patients;
+pub mod retention;
 pub mod runtime;
 
 pub use passerelle_config as config;

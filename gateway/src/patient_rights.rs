@@ -258,12 +258,13 @@ fn unkeyed_messages(
                 .matching(message)
                 .next()
                 .and_then(|route| route.mapper.clone());
-            let theirs = match service.map_stored(&message.raw, mapper.as_deref()) {
-                Ok(mapped) => mapped.patient_key.is_some_and(|key| keys.contains(&key)),
-                Err(_) => pid3_values(&message.raw)
-                    .iter()
-                    .any(|value| values.contains(value)),
-            };
+            let theirs =
+                match service.map_stored(&message.message_type, &message.raw, mapper.as_deref()) {
+                    Ok(mapped) => mapped.patient_key.is_some_and(|key| keys.contains(&key)),
+                    Err(_) => pid3_values(&message.raw)
+                        .iter()
+                        .any(|value| values.contains(value)),
+                };
             if theirs {
                 found.insert(message.journal_id);
             }
@@ -830,7 +831,9 @@ mod tests {
         let message = "MSH|^~\\&|ADMIT|SITE|GW|GW|20261122101500||ADT^A08^ADT_A01|K1|P|2.5\r\
                        EVN|A08|20261122101500\r\
                        PID|1||P7^^^SITE^PI~279035121518989^^^ASIP-SANTE-INS-NIR&1.2.250.1.213.1.4.10&ISO^INS||TEST^N1||19800101|M\r";
-        let mapped = service.map_stored(message.as_bytes(), None).unwrap();
+        let mapped = service
+            .map_stored("ADT^A08", message.as_bytes(), None)
+            .unwrap();
         let bundle: Value = serde_json::from_str(&mapped.bundle).unwrap();
         let patient = bundle["entry"]
             .as_array()

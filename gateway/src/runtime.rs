@@ -263,11 +263,11 @@ pub async fn start_with_base(
         }
         .run(shutdown.clone().cancelled_owned()),
     );
-    if let Some(days) = config.storage.retention_days {
-        tasks.spawn(apply_retention(
+    if crate::retention::configured(&config.retention) {
+        tasks.spawn(crate::retention::run(
             store.clone(),
-            days,
-            std::time::Duration::from_secs(config.storage.retention_check_interval_secs.max(1)),
+            config.retention.clone(),
+            metrics.clone(),
             shutdown.clone(),
         ));
     }
@@ -328,6 +328,21 @@ pub async fn start_with_base(
         shutdown.clone(),
     ));
     tasks.spawn(mapping.watch_scripts(shutdown.clone()));
+    if let Some(dir) = &config.hprim.watch_dir {
+        tasks.spawn(passerelle_intake::watch::watch(
+            intake.clone(),
+            passerelle_intake::watch::WatchSettings {
+                dir: dir.clone(),
+                poll_interval: std::time::Duration::from_millis(
+                    config.hprim.poll_interval_ms.max(10),
+                ),
+                settle: std::time::Duration::from_millis(config.hprim.settle_ms),
+                networks: config.hprim.networks.clone(),
+                max_bytes: passerelle_intake::files::MAX_FILE_BYTES as u64,
+            },
+            shutdown.clone(),
+        ));
+    }
     tasks.spawn(crate::clients::refresh(
         clients.clone(),
         Arc::new(config.clone()),
@@ -399,44 +414,6 @@ fn lock_data_dir(data_dir: &std::path::Path) -> Result<std::fs::File, StartError
         Ok(()) => Ok(file),
         Err(std::fs::TryLockError::WouldBlock) => Err(StartError::DataDirInUse { dir }),
         Err(std::fs::TryLockError::Error(source)) => Err(io(source)),
-    }
-}
-
-/// The retention policy: at start and then every `every`, deletes the
-/// history of messages received more than `days` days ago whose
-/// deliveries are all delivered (dead letters stay until dealt with).
-async fn apply_retention(
-    store: passerelle_storage::SharedStore,
-    days: u32,
-    every: std::time::Duration,
-    shutdown: CancellationToken,
-) {
-    loop {
-        // Second precision with `Z`, like the journal's `received_at`, so
-        // that the two compare as text.
-        let instant = passerelle_storage::instant_from_ms(
-            passerelle_storage::now_ms() - i64::from(days) * 86_400_000,
-        );
-        let cutoff = format!("{}Z", instant.get(..19).unwrap_or(&instant));
-        let store_for_purge = store.clone();
-        match tokio::task::spawn_blocking(move || store_for_purge.purge(&cutoff, false)).await {
-            Ok(Ok(purged)) if purged > 0 => {
-                tracing::info!(
-                    purged,
-                    retention_days = days,
-                    "retention: message history deleted"
-                )
-            }
-            Ok(Ok(_)) => {}
-            Ok(Err(error)) => {
-                tracing::warn!(error = %error, "retention: purge failed; next run retries")
-            }
-            Err(_) => tracing::warn!("retention: purge task failed"),
-        }
-        tokio::select! {
-            () = tokio::time::sleep(every) => {}
-            () = shutdown.cancelled() => break,
-        }
     }
 }
 

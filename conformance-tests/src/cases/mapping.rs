@@ -1,9 +1,10 @@
 //! Mapping golden cases: each directory under the mapping cases directory
 //! (`--mapping-cases`, by default this crate's `cases/mapping/`) holds an
-//! HL7 v2 message (`input.hl7`) and either the Bundle it must map to
+//! HL7 v2 message (`input.hl7`) or an HPRIM file (`input.hprim`,
+//! `input.hprim-net`) and either the Bundle it must map to
 //! (`expected.json`) or the error it must give (`expected-error.json`,
-//! `{ "status": 422, "location": "PID-3" }`). The runner posts the message
-//! to `$convert-data` as raw ER7 and compares the answer semantically
+//! `{ "status": 422, "location": "PID-3" }`). The runner posts the input
+//! to `$convert-data` raw (ER7, or the HPRIM file) and compares the answer semantically
 //! (`crate::json_text`, over `exact_json`): object members in any order,
 //! arrays in order, numbers by their text.
 
@@ -47,8 +48,18 @@ pub enum Expectation {
 pub struct GoldenCase {
     pub name: String,
     pub input: Vec<u8>,
+    /// How the input is sent, from its file name (see [`INPUTS`]).
+    pub media_type: &'static str,
     pub expectation: Expectation,
 }
+
+/// The input files a case may hold (exactly one), and the media type each
+/// is posted as.
+pub const INPUTS: &[(&str, &str)] = &[
+    ("input.hl7", "x-application/hl7-v2+er7"),
+    ("input.hprim", "application/x-hprim-sante"),
+    ("input.hprim-net", "application/x-hprim-net"),
+];
 
 /// Reads every case in `dir`, in name order; fails on the first case that
 /// cannot be read.
@@ -96,8 +107,20 @@ pub fn load_case(dir: &Path) -> Result<GoldenCase, Failure> {
             .map(Some)
             .map_err(|e| fail(format!("{file}: cannot read: {e}")))
     };
-    let input = std::fs::read(dir.join("input.hl7"))
-        .map_err(|e| fail(format!("input.hl7: cannot read: {e}")))?;
+    let present: Vec<&(&str, &str)> = INPUTS
+        .iter()
+        .filter(|(file, _)| dir.join(file).exists())
+        .collect();
+    let (file, media_type) = match present.as_slice() {
+        [one] => **one,
+        [] => {
+            let names: Vec<&str> = INPUTS.iter().map(|(file, _)| *file).collect();
+            return Err(fail(format!("no input file ({})", names.join(", "))));
+        }
+        _ => return Err(fail("holds more than one input file; keep one".into())),
+    };
+    let input =
+        std::fs::read(dir.join(file)).map_err(|e| fail(format!("{file}: cannot read: {e}")))?;
     let expectation = match (read("expected.json")?, read("expected-error.json")?) {
         (Some(text), None) => Expectation::Bundle(
             parse(&text).map_err(|e| fail(format!("expected.json is not JSON: {e}")))?,
@@ -138,6 +161,7 @@ pub fn load_case(dir: &Path) -> Result<GoldenCase, Failure> {
     Ok(GoldenCase {
         name,
         input,
+        media_type,
         expectation,
     })
 }
@@ -160,7 +184,7 @@ pub async fn run_case(client: &Client, case: &GoldenCase) -> Result<(), String> 
         .send(
             Method::POST,
             "/fhir/$convert-data",
-            &[("content-type", "x-application/hl7-v2+er7")],
+            &[("content-type", case.media_type)],
             Bytes::from(case.input.clone()),
         )
         .await
@@ -335,7 +359,10 @@ mod tests {
         let root = tempfile_dir();
         case_dir(&root, "no-input", &[("expected.json", "{}")]);
         let error = load_cases(&root).unwrap_err().to_string();
-        assert!(error.contains("no-input: input.hl7"), "{error}");
+        assert!(
+            error.contains("no-input: no input file (input.hl7"),
+            "{error}"
+        );
         let _ = std::fs::remove_dir_all(&root);
     }
 

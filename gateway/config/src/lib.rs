@@ -42,6 +42,86 @@ pub struct Config {
     pub delivery: DeliveryConfig,
     pub fhir: FhirApiConfig,
     pub security: SecurityConfig,
+    /// HPRIM files: `POST /hprim` and the watched directory.
+    pub hprim: HprimConfig,
+    /// How long each class of data is kept (`[retention]`).
+    pub retention: RetentionConfig,
+}
+
+/// Retention (`[retention]`): how many days each class of data is kept,
+/// each absent by default (kept for ever). A background task deletes what
+/// is older, `batch` rows per transaction, every `check_interval_secs`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// Messages as received (the journal) whose every delivery is over,
+    /// with their delivery rows and attempts, and the `local` target's
+    /// copies of their Bundles. Dead letters keep their message.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub journal_payloads_days: Option<u32>,
+    /// The Bundles of delivered deliveries (the delivery row stays), and
+    /// the `local` target's Bundle copies.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delivered_bundles_days: Option<u32>,
+    /// Dead letters (deliveries given up on) and their attempts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dead_letters_days: Option<u32>,
+    /// The repository's past versions (never a current version).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repository_history_days: Option<u32>,
+    /// Audit records, oldest first; the chain keeps verifying from its
+    /// new start, and each removal is itself recorded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audit_records_days: Option<u32>,
+    /// Rows deleted per transaction.
+    pub batch: usize,
+    /// How often the policy runs (it also runs at start).
+    pub check_interval_secs: u64,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig {
+            journal_payloads_days: None,
+            delivered_bundles_days: None,
+            dead_letters_days: None,
+            repository_history_days: None,
+            audit_records_days: None,
+            batch: 1000,
+            check_interval_secs: 3600,
+        }
+    }
+}
+
+/// HPRIM Santé and HPRIM Net files (`[hprim]`): besides `POST /hprim`, an
+/// optional directory the gateway watches, as labs' file drops expect. A
+/// file is taken once its size and modification time have not changed for
+/// `settle_ms` (a file renamed in is complete at once, one being copied
+/// is not), journaled, then moved to `processed/` (or to `failed/` with a
+/// `NAME.reason` beside it) under the watched directory.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HprimConfig {
+    /// The directory watched; absent: no directory is watched.
+    pub watch_dir: Option<PathBuf>,
+    /// How often the directory is listed.
+    pub poll_interval_ms: u64,
+    /// How long a file must stay unchanged before it is taken.
+    pub settle_ms: u64,
+    /// The networks of the patients the watched files bring (who may read
+    /// them, as a client's `networks` for what it sends).
+    pub networks: Vec<String>,
+}
+
+impl Default for HprimConfig {
+    fn default() -> Self {
+        HprimConfig {
+            watch_dir: None,
+            poll_interval_ms: 500,
+            settle_ms: 1_000,
+            networks: Vec::new(),
+        }
+    }
 }
 
 /// Who may call the gateway (see `docs/security.md`).
@@ -427,13 +507,6 @@ pub struct StorageConfig {
     /// between instances sharing one PostgreSQL database. Defaults to the
     /// host name and the HTTP port.
     pub instance_id: Option<String>,
-    /// Retention: message history (journal entries, their deliveries and
-    /// attempts) older than this many days is deleted once every delivery
-    /// is over; dead letters are kept until dealt with. Absent: kept for
-    /// ever (purge with `passerelle messages purge`).
-    pub retention_days: Option<u32>,
-    /// How often the retention policy runs.
-    pub retention_check_interval_secs: u64,
 }
 
 impl Default for StorageConfig {
@@ -444,8 +517,6 @@ impl Default for StorageConfig {
             postgres_url: None,
             postgres_url_file: None,
             instance_id: None,
-            retention_days: None,
-            retention_check_interval_secs: 3600,
         }
     }
 }
@@ -666,7 +737,8 @@ pub struct RouteConfig {
     /// Message type patterns: `ORU^R01`, `ADT^*`, `ADT`.
     #[serde(default)]
     pub message_types: Vec<String>,
-    /// Source format; only `hl7v2` today.
+    /// Source format: `hl7v2` (the default), `hprim` (HPRIM Santé and
+    /// HPRIM Net files) or `*` (any).
     #[serde(default = "defaults_format")]
     pub format: String,
     /// The mapper to use, by name; absent: the registry's choice for the
@@ -703,6 +775,9 @@ impl RouteConfig {
         sending_facility: &str,
         message_type: &str,
     ) -> bool {
+        if self.format != "*" && self.format != message_format(message_type) {
+            return false;
+        }
         let (kind, event) = message_type.split_once('^').unwrap_or((message_type, ""));
         // `*` or an empty part matches any type or event.
         let part =
@@ -718,6 +793,28 @@ impl RouteConfig {
                         Some((k, e)) => part(k, kind) && part(e, event),
                         None => part(pattern, kind),
                     }))
+    }
+}
+
+/// The formats a route can name (`*`: any).
+pub const ROUTE_FORMATS: &[&str] = &["hl7v2", "hprim", "*"];
+
+/// The transports a route can name: MLLP, `POST /hl7v2` and `POST /hprim`
+/// (`http`), the watched HPRIM directory (`file`).
+pub const ROUTE_SOURCES: &[&str] = &["mllp", "http", "file"];
+
+/// The journal's message type of an HPRIM Santé file; HL7 v2 types are
+/// three letters (table 0076), so no HL7 message can carry it.
+pub const HPRIM_SANTE_MESSAGE_TYPE: &str = "HPRIM^SANTE";
+/// The journal's message type of an HPRIM Net / Médecins file.
+pub const HPRIM_NET_MESSAGE_TYPE: &str = "HPRIM^NET";
+
+/// The format of a journaled message, from its message type: `hprim` for
+/// HPRIM files (`HPRIM^SANTE`, `HPRIM^NET`), else `hl7v2`.
+pub fn message_format(message_type: &str) -> &'static str {
+    match message_type.split_once('^') {
+        Some(("HPRIM", _)) => "hprim",
+        _ => "hl7v2",
     }
 }
 
@@ -1133,6 +1230,7 @@ impl Config {
             for file in issuer_files
                 .flatten()
                 .chain(config.security.clients_file.as_mut())
+                .chain(config.hprim.watch_dir.as_mut())
             {
                 if file.is_relative() {
                     *file = base.join(&*file);
@@ -1295,6 +1393,15 @@ fn validate(
             _ => {}
         }
     }
+    if let Some(dir) = &config.hprim.watch_dir {
+        if !dir.is_dir() {
+            return Err(ConfigError::Setting {
+                origin: origin(name, text, env, "hprim", "watch_dir", 0),
+                key: "hprim.watch_dir".to_string(),
+                message: format!("{}: not a directory", dir.display()),
+            });
+        }
+    }
     if let Some(file) = &config.security.clients_file {
         if !file.is_file() {
             return Err(ConfigError::Setting {
@@ -1426,17 +1533,24 @@ fn validate_routes(
                 ));
             }
         }
-        if route.format != "hl7v2" {
+        if !ROUTE_FORMATS.contains(&route.format.as_str()) {
             return Err(fail(
                 "format",
-                format!("unknown format `{}` (known: hl7v2)", route.format),
+                format!(
+                    "unknown format `{}` (known: {})",
+                    route.format,
+                    ROUTE_FORMATS.join(", ")
+                ),
             ));
         }
         for source in &route.sources {
-            if source != "mllp" && source != "http" {
+            if !ROUTE_SOURCES.contains(&source.as_str()) {
                 return Err(fail(
                     "sources",
-                    format!("unknown source `{source}` (known: mllp, http)"),
+                    format!(
+                        "unknown source `{source}` (known: {})",
+                        ROUTE_SOURCES.join(", ")
+                    ),
                 ));
             }
         }
@@ -1655,7 +1769,17 @@ fn parse_override_value(raw: &str) -> toml::Value {
 }
 
 /// Keys whose default is "absent", which an override may still set.
-const OPTIONAL_KEYS: &[&str] = &["public_base_url", "scripts_dir", "code_map"];
+const OPTIONAL_KEYS: &[&str] = &[
+    "public_base_url",
+    "scripts_dir",
+    "code_map",
+    "watch_dir",
+    "journal_payloads_days",
+    "delivered_bundles_days",
+    "dead_letters_days",
+    "repository_history_days",
+    "audit_records_days",
+];
 
 fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> Result<(), String> {
     match path {

@@ -32,6 +32,7 @@ impl AccessPolicy for HttpAccessPolicy {
             Route::Metrics => Requirement::Permission(Permission::Gateway(GatewayScope::Metrics)),
             Route::Admin => Requirement::Permission(Permission::Gateway(GatewayScope::Admin)),
             Route::Hl7v2 => Requirement::Permission(Permission::Gateway(GatewayScope::Hl7v2)),
+            Route::Hprim => Requirement::Permission(Permission::Gateway(GatewayScope::Hprim)),
             Route::FhirSystemOperation if path == convert::OPERATION_PATH => {
                 Requirement::Permission(Permission::Gateway(GatewayScope::Convert))
             }

@@ -124,11 +124,21 @@ where
         let store = self.store.clone();
         Box::pin(async move {
             let answer = inner.call(request).await;
+            let recorded_by_intake: fn(StatusCode) -> bool = match Route::classify(&asked.path) {
+                Route::Hl7v2 => |status: StatusCode| status == StatusCode::OK,
+                // Journaled, found stored, or refused as unreadable.
+                Route::Hprim => |status: StatusCode| {
+                    matches!(
+                        status,
+                        StatusCode::OK | StatusCode::ACCEPTED | StatusCode::BAD_REQUEST
+                    )
+                },
+                _ => |_: StatusCode| false,
+            };
             if asked.method == Method::POST
-                && matches!(Route::classify(&asked.path), Route::Hl7v2)
-                && matches!(&answer, Ok(response) if response.status() == StatusCode::OK)
+                && matches!(&answer, Ok(response) if recorded_by_intake(response.status()))
             {
-                // Each message has its record from the intake already.
+                // Each message and file has its record from the intake already.
                 return answer;
             }
             let (status, answer) = match answer {
@@ -334,6 +344,7 @@ fn interaction(method: &Method, path: &str) -> (&'static str, &'static str) {
     let route = Route::classify(path);
     match route {
         Route::Hl7v2 => ("hl7v2-message", "C"),
+        Route::Hprim => ("hprim-file", "C"),
         Route::Admin if *method == Method::GET => ("admin-read", "R"),
         Route::Admin => ("admin-action", "E"),
         Route::FhirBase if *method == Method::POST => ("transaction", "E"),

@@ -2,7 +2,9 @@
 //! transaction Bundle out, exactly as the mapper wrote it. The request is
 //! either Microsoft FHIR-Converter's contract, a `Parameters` resource with
 //! `inputData` (the ER7 text) and `inputDataType` (`Hl7v2`), or the raw ER7
-//! message as `POST /hl7v2` takes it. Nothing is journaled or delivered:
+//! message as `POST /hl7v2` takes it, or a raw HPRIM file as `POST /hprim`
+//! takes it (`application/x-hprim-sante`, `application/x-hprim-net`: the
+//! one Bundle of all its patients the gateway would deliver). Nothing is journaled or delivered:
 //! this is for integrators trying mappings.
 //!
 //! The OperationDefinition the CapabilityStatement points at is served
@@ -49,13 +51,28 @@ where
         .to_string();
     let media = media_type(&content_type);
     let parameters = is_readable_fhir_body(Some(&content_type));
-    if !parameters && !HL7V2_MEDIA_TYPES.contains(&media.as_str()) {
+    let hprim = hprim_message_type(&media);
+    if !parameters && hprim.is_none() && !HL7V2_MEDIA_TYPES.contains(&media.as_str()) {
         return Err(ApiError::UnsupportedMediaType {
             received: printable(&media, 64),
-            expected: "application/fhir+json (a Parameters resource) or x-application/hl7-v2+er7",
+            expected: "application/fhir+json (a Parameters resource), x-application/hl7-v2+er7, application/x-hprim-sante or application/x-hprim-net",
         });
     }
     let body = read_body(request.into_body(), state.max_body_bytes).await?;
+    if let Some(message_type) = hprim {
+        // The Bundle the gateway delivers for the file: every patient's
+        // resources in one transaction.
+        let mapping = state.mapping.clone();
+        let mapped =
+            tokio::task::spawn_blocking(move || mapping.map_stored(message_type, &body, None))
+                .await
+                .map_err(|_| ApiError::Internal)??;
+        return Ok(json_response(
+            StatusCode::OK,
+            Format::Json.content_type(),
+            Bytes::from(mapped.bundle),
+        ));
+    }
     let input = if parameters {
         Bytes::from(input_data(&body)?.into_bytes())
     } else {
@@ -77,6 +94,20 @@ where
         Format::Json.content_type(),
         Bytes::from(mapped.bundle),
     ))
+}
+
+/// The journal's message type of an HPRIM file sent raw, by its media
+/// type.
+fn hprim_message_type(media: &str) -> Option<&'static str> {
+    match media {
+        passerelle_intake::files::HPRIM_SANTE_MEDIA_TYPE => {
+            Some(passerelle_config::HPRIM_SANTE_MESSAGE_TYPE)
+        }
+        passerelle_intake::files::HPRIM_NET_MEDIA_TYPE => {
+            Some(passerelle_config::HPRIM_NET_MESSAGE_TYPE)
+        }
+        _ => None,
+    }
 }
 
 /// The ER7 text of a `Parameters` body, after checking the parameters.

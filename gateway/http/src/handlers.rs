@@ -96,6 +96,8 @@ where
         (Route::Metrics, method) => Err(not_allowed(method, "GET")),
         (Route::Hl7v2, &Method::POST) => hl7v2(&state, request).await,
         (Route::Hl7v2, method) => Err(not_allowed(method, "POST")),
+        (Route::Hprim, &Method::POST) => hprim(&state, request).await,
+        (Route::Hprim, method) => Err(not_allowed(method, "POST")),
         (Route::Admin, _) => {
             crate::admin::handle(&state, request.method().clone(), request.uri().clone()).await
         }
@@ -176,6 +178,86 @@ where
         HeaderValue::from_static("x-application/hl7-v2+er7"),
     );
     Ok(response)
+}
+
+/// `POST /hprim`: one HPRIM Santé or HPRIM Net file, journaled before the
+/// answer: 202 with the journal id (mapping follows), 200 when the same
+/// file from the same sender was stored before, 400 naming the line,
+/// record and field of a file that cannot be read.
+async fn hprim<B>(
+    state: &SharedState,
+    request: Request<Limited<B>>,
+) -> Result<Response<ResponseBody>, ApiError>
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    use passerelle_fhir::outcome::{IssueType, Outcome, Severity};
+    use passerelle_intake::files::{FileFormat, FileOrigin, FileTaken};
+    let media = media_type(
+        request
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or(""),
+    );
+    let Some(declared) = FileFormat::from_media_type(&media) else {
+        return Err(ApiError::UnsupportedMediaType {
+            received: media
+                .chars()
+                .take(64)
+                .filter(|c| c.is_ascii_graphic() || *c == ' ')
+                .collect(),
+            expected: passerelle_intake::files::HPRIM_SANTE_MEDIA_TYPE,
+        });
+    };
+    let sender = request
+        .extensions()
+        .get::<std::sync::Arc<passerelle_security::Client>>()
+        .cloned();
+    let source = request
+        .extensions()
+        .get::<passerelle_security::PeerAddr>()
+        .map(|peer| peer.0.ip());
+    let body = read_body(request.into_body(), state.max_body_bytes).await?;
+    let format = declared.unwrap_or_else(|| FileFormat::detect(&body));
+    let networks = sender
+        .as_ref()
+        .map(|client| client.networks.clone())
+        .unwrap_or_default();
+    let origin = FileOrigin {
+        transport: Transport::Http,
+        source,
+        sender: sender.as_deref(),
+        networks: &networks,
+    };
+    let (status, diagnostics) = match state.intake.take_file(format, body, origin).await {
+        Ok(FileTaken::New {
+            journal_id,
+            patients,
+        }) => (
+            StatusCode::ACCEPTED,
+            format!(
+                "{} file stored as message {journal_id} ({patients} patient(s)); its mapping follows",
+                format.label()
+            ),
+        ),
+        Ok(FileTaken::Duplicate { journal_id }) => (
+            StatusCode::OK,
+            format!("this file was stored before, as message {journal_id}; it is kept once"),
+        ),
+        Err(refusal) if refusal.is_senders() => {
+            return Err(ApiError::BadRequest(refusal.to_string()))
+        }
+        Err(_) => return Err(ApiError::StorageUnavailable),
+    };
+    let outcome = Outcome {
+        status,
+        severity: Severity::Information,
+        issue: IssueType::Informational,
+        diagnostics,
+    };
+    Ok(crate::error::outcome_response(&outcome))
 }
 
 fn not_allowed(method: &Method, allow: &'static str) -> ApiError {

@@ -10,6 +10,8 @@ pub enum Route {
     Ready,
     Metrics,
     Hl7v2,
+    /// `POST /hprim`: HPRIM Santé and HPRIM Net files.
+    Hprim,
     /// `/admin` and below (loopback only).
     Admin,
     FhirMetadata,
@@ -36,6 +38,7 @@ impl Route {
             "/ready" => return Route::Ready,
             "/metrics" => return Route::Metrics,
             "/hl7v2" => return Route::Hl7v2,
+            "/hprim" => return Route::Hprim,
             "/fhir" => return Route::FhirBase,
             "/fhir/metadata" => return Route::FhirMetadata,
             "/fhir/_history" => return Route::FhirSystemHistory,
@@ -88,6 +91,7 @@ impl Route {
             Route::Ready => "/ready",
             Route::Metrics => "/metrics",
             Route::Hl7v2 => "/hl7v2",
+            Route::Hprim => "/hprim",
             Route::Admin => "/admin",
             Route::FhirMetadata => "/fhir/metadata",
             Route::FhirBase => "/fhir",

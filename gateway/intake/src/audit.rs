@@ -17,6 +17,9 @@
 //! - A query: DICOM `Query`, subtype IHE `ITI-21` (QBP^Q22) or `ITI-9`
 //!   (QBP^Q23), action `E`; the client, the query's parameter names with
 //!   every value masked, and the patients of the answer as `Patient/{id}`.
+//! - A file (HPRIM Santé, HPRIM Net), journaled or refused: DICOM
+//!   `Import`, subtype `file`; who sent it (none for the watched
+//!   directory), its format, sender code, size and SHA-256.
 
 use std::net::IpAddr;
 
@@ -230,6 +233,65 @@ pub(crate) fn query(origin: Origin<'_>, facts: &Facts, answered: &QueryAudit) ->
             .detail("MSH-3", bounded(&facts.sending_application, MAX_FIELD))
             .detail("MSH-10", bounded(&facts.control_id, MAX_FIELD)),
         );
+    record(recorded_ms, event)
+}
+
+const FILE_RECEIVED: Code = Code::new(PASSERELLE_SUBTYPE, "file", "File received");
+
+/// What the records of a file name: its format, its sender's code, size
+/// and SHA-256 (which with the sender names its journal row); nothing of
+/// its content.
+pub(crate) struct FileFacts {
+    pub format: &'static str,
+    pub message_type: &'static str,
+    pub sender: String,
+    pub sha256: String,
+    pub bytes: usize,
+}
+
+impl FileFacts {
+    fn entity(&self, transport: Transport) -> Entity {
+        Entity::new(
+            Some(roles::REPORT),
+            format!("{} file over {}", self.format, transport.label()),
+        )
+        .identified(self.sha256.clone())
+        .detail("sender", bounded(&self.sender, MAX_FIELD))
+        .detail("type", self.message_type)
+        .detail("bytes", self.bytes.to_string())
+        .detail("SHA-256", self.sha256.clone())
+        .detail("transport", transport.label())
+    }
+}
+
+/// The record of a file committed to the journal with it.
+pub(crate) fn file_journaled(
+    origin: Origin<'_>,
+    facts: &FileFacts,
+    patients: usize,
+) -> AuditRecord {
+    let (recorded_ms, event) = event(types::IMPORT, FILE_RECEIVED, Action::Create);
+    let event = event
+        .outcome(
+            Outcome::Success,
+            format!("journaled ({patients} patient(s))"),
+        )
+        .agent(origin.agent(agents::SOURCE))
+        .entity(facts.entity(origin.transport));
+    record(recorded_ms, event)
+}
+
+/// The record of a file refused before the journal, for `reason` (the
+/// parser's words, which never quote the file).
+pub(crate) fn file_refused(origin: Origin<'_>, facts: &FileFacts, reason: &str) -> AuditRecord {
+    let (recorded_ms, event) = event(types::IMPORT, FILE_RECEIVED, Action::Create);
+    let event = event
+        .outcome(
+            Outcome::MinorFailure,
+            format!("refused: {}", bounded(reason, 500)),
+        )
+        .agent(origin.agent(agents::SOURCE))
+        .entity(facts.entity(origin.transport));
     record(recorded_ms, event)
 }
 

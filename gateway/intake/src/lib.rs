@@ -1,7 +1,9 @@
 //! HL7 v2 intake, shared by every transport (MLLP, HTTP): reads the message
 //! header, decides whether the message is acceptable, makes it durable in the
 //! journal, and only then builds the acknowledgement. A message is never
-//! acknowledged positively before its journal commit is on disk.
+//! acknowledged positively before its journal commit is on disk. Whole
+//! files (HPRIM) follow the same rule ([`files`]), from `POST /hprim` and
+//! the watched directory ([`watch`]).
 
 // Input must never reach a panic: no unwrap/expect/panic outside tests.
 #![cfg_attr(
@@ -25,7 +27,9 @@ use passerelle_telemetry::metrics::Metrics;
 mod acks;
 pub mod application;
 pub mod audit;
+pub mod files;
 pub mod queries;
+pub mod watch;
 
 pub use acks::Rejection;
 pub use application::{AckSettings, ApplicationAcks};
@@ -120,6 +124,8 @@ fn sender_refusal(sender: &Client, query: bool) -> Option<Rejection> {
 pub enum Transport {
     Mllp,
     Http,
+    /// The watched HPRIM directory.
+    File,
 }
 
 impl Transport {
@@ -127,6 +133,7 @@ impl Transport {
         match self {
             Transport::Mllp => "mllp",
             Transport::Http => "http",
+            Transport::File => "file",
         }
     }
 }

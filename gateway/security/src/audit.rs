@@ -63,6 +63,9 @@ pub mod types {
     pub const QUERY: Code = Code::new(DICOM, "110112", "Query");
     /// A patient's record as a whole (their rights: export, erase).
     pub const PATIENT_RECORD: Code = Code::new(DICOM, "110110", "Patient Record");
+    /// The audit trail itself acted on (retention removing its oldest
+    /// records).
+    pub const AUDIT_LOG_USED: Code = Code::new(DICOM, "110101", "Audit Log Used");
     /// Who may call the gateway changed (clients added or revoked).
     pub const SECURITY_ALERT: Code = Code::new(DICOM, "110113", "Security Alert");
 }

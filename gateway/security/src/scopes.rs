@@ -51,14 +51,17 @@ pub enum GatewayScope {
     Metrics,
     Hl7v2,
     Convert,
+    /// Sending HPRIM files (`POST /hprim`).
+    Hprim,
 }
 
 impl GatewayScope {
-    pub const ALL: [GatewayScope; 4] = [
+    pub const ALL: [GatewayScope; 5] = [
         GatewayScope::Admin,
         GatewayScope::Metrics,
         GatewayScope::Hl7v2,
         GatewayScope::Convert,
+        GatewayScope::Hprim,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -67,6 +70,7 @@ impl GatewayScope {
             GatewayScope::Metrics => "passerelle/metrics",
             GatewayScope::Hl7v2 => "passerelle/hl7v2",
             GatewayScope::Convert => "passerelle/convert",
+            GatewayScope::Hprim => "passerelle/hprim",
         }
     }
 }

@@ -147,9 +147,15 @@ pub enum Verification {
     BrokenAt { seq: i64, checked: i64 },
 }
 
-/// Walks the whole chain from its first record.
+/// Walks the whole chain from its first record (after the anchor, when
+/// retention removed the oldest records: see [`crate::retention`]).
 pub fn verify(store: &dyn Store) -> Result<Verification, StorageError> {
-    let (mut previous, mut expected, mut checked) = (String::new(), 1_i64, 0_i64);
+    let mut anchor = (0, String::new());
+    store.sql_read(None, &mut |sql| {
+        anchor = crate::retention::anchor(sql)?;
+        Ok(())
+    })?;
+    let (mut previous, mut expected, mut checked) = (anchor.1, anchor.0 + 1, 0_i64);
     loop {
         let mut rows = Vec::new();
         store.sql_read(None, &mut |sql| {

@@ -46,6 +46,7 @@ pub mod postgres;
 /// repository's suites.
 #[cfg(any(test, feature = "test-support"))]
 pub mod postgres_test;
+pub mod retention;
 pub mod sql;
 pub mod sqlite;
 #[cfg(test)]

@@ -129,6 +129,9 @@ const MIGRATIONS: &[&str] = &[
     crate::OUTBOX_UNDELIVERED_INDEX,
     // 8: the audit trail.
     crate::audit::SCHEMA,
+    // 9: where the audit trail starts once retention removed its oldest
+    // records.
+    crate::retention::ANCHOR_SCHEMA,
 ];
 
 /// A few connections reused across calls; a broken one is dropped.

@@ -127,6 +127,9 @@ const MIGRATIONS: &[&str] = &[
     crate::OUTBOX_UNDELIVERED_INDEX,
     // 8: the audit trail.
     crate::audit::SCHEMA,
+    // 9: where the audit trail starts once retention removed its oldest
+    // records.
+    crate::retention::ANCHOR_SCHEMA,
 ];
 
 /// Read connections per database: WAL lets them read while the writer

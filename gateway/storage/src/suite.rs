@@ -4,6 +4,7 @@
 //! server is started when stopped, and its absence fails the test in CI).
 
 use super::*;
+use crate::sql::SqlValue;
 
 pub fn entry(control_id: &str, sha: &str) -> JournalEntry {
     JournalEntry {
@@ -566,6 +567,138 @@ pub fn slow_reads_stop_at_their_deadline_and_never_block_other_reads(store: &(dy
     }
 }
 
+/// Retention deletes each class in bounded batches, keeps what is still
+/// in use (undelivered messages, current versions, the audit chain's
+/// young end), and leaves an audit chain that verifies from its anchor.
+pub fn retention_purges_each_class_in_batches(store: &dyn Store) {
+    use crate::retention::{purge_batch, DataClass};
+    let record = |removed: u64, seq: i64| crate::audit::AuditRecord {
+        recorded_ms: 9_000_000,
+        patients: Vec::new(),
+        event: format!("{{\"removed\":{removed},\"anchor\":{seq}}}"),
+    };
+    let drain = |class: DataClass, cutoff_ms: i64| {
+        let mut batches = Vec::new();
+        loop {
+            let removed = purge_batch(store, class, cutoff_ms, 1, &record).unwrap();
+            if removed == 0 {
+                return batches;
+            }
+            batches.push(removed);
+            assert!(batches.len() < 20, "{class:?} does not end");
+        }
+    };
+    let ids = journal_and_route(store, &["p", "q", "r"], &["local", "t"]);
+    // Message 0 delivered everywhere; message 1 a dead letter at t.
+    let local = store
+        .claim_deliveries("local", "me", 1, 2_000, 60_000)
+        .unwrap();
+    assert_eq!(store.deliver_locally(&local, "me", 2_000).unwrap(), 1);
+    let at_t = store.claim_deliveries("t", "me", 2, 2_000, 60_000).unwrap();
+    assert!(store
+        .record_attempt(&at_t[0], "me", &delivered(2_000), 2_000)
+        .unwrap());
+    let dead = Attempt {
+        result: AttemptResult::Dead,
+        status: Some(422),
+        ..delivered(2_000)
+    };
+    let second = at_t.iter().find(|d| d.journal_id == ids[1]).unwrap();
+    assert!(store.record_attempt(second, "me", &dead, 2_000).unwrap());
+
+    // Too young: nothing goes.
+    assert!(drain(DataClass::DeliveredBundles, 500).is_empty());
+    assert!(drain(DataClass::DeadLetters, 500).is_empty());
+    assert!(drain(DataClass::JournalPayloads, 500).is_empty());
+
+    // Delivered Bundles: the outbox row's Bundle (twice: local and t) and
+    // the local copy.
+    assert_eq!(
+        drain(DataClass::DeliveredBundles, 5_000)
+            .iter()
+            .sum::<u64>(),
+        3
+    );
+    assert!(store.local_bundles(10).unwrap().is_empty());
+    // The dead letter, its message kept (its local delivery is pending).
+    assert_eq!(drain(DataClass::DeadLetters, 5_000), vec![1]);
+    let journey = store.message(ids[1]).unwrap().unwrap();
+    assert!(journey.summary.deliveries.iter().all(|d| d.target != "t"));
+    // Journal: only the message whose deliveries are all over.
+    let new_year_2027 = 1_798_761_600_000;
+    assert_eq!(drain(DataClass::JournalPayloads, new_year_2027), vec![1]);
+    assert!(store.message(ids[0]).unwrap().is_none());
+    assert!(store.message(ids[1]).unwrap().is_some());
+    assert!(store.message(ids[2]).unwrap().is_some());
+
+    // Repository history: past versions only, one per batch.
+    store
+        .sql_write(&mut |sql| {
+            sql.execute(
+                "INSERT INTO fhir_resources (resource_type, id, version, last_updated_ms, deleted, resource)
+                 VALUES ('Patient', 'x', 3, 3000, 0, '{}')",
+                &[],
+            )?;
+            for version in 1..=3 {
+                sql.execute(
+                    "INSERT INTO fhir_history (resource_type, id, version, last_updated_ms, deleted, resource)
+                     VALUES ('Patient', 'x', $1, $2, 0, '{}')",
+                    &[SqlValue::Int(version), SqlValue::Int(version * 1000)],
+                )?;
+            }
+            Ok(true)
+        })
+        .unwrap();
+    assert_eq!(drain(DataClass::RepositoryHistory, 10_000), vec![1, 1]);
+    let mut versions = Vec::new();
+    store
+        .sql_read(None, &mut |sql| {
+            versions = sql.query("SELECT version FROM fhir_history", &[])?;
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(versions, vec![vec![SqlValue::Int(3)]]);
+
+    // Audit records: the oldest, from the start of the chain, each removal
+    // recorded; what is left verifies from the anchor, and a change to it
+    // is still found.
+    let records: Vec<crate::audit::AuditRecord> = (1..=5)
+        .map(|n| crate::audit::AuditRecord {
+            recorded_ms: n * 1000,
+            patients: vec![format!("Patient/{n}")],
+            event: format!("{{\"n\":{n}}}"),
+        })
+        .collect();
+    crate::audit::append(store, &records).unwrap();
+    assert_eq!(drain(DataClass::AuditRecords, 3_500), vec![1, 1, 1]);
+    assert_eq!(
+        crate::audit::verify(store).unwrap(),
+        crate::audit::Verification::Intact { records: 5 }
+    );
+    assert!(crate::audit::for_patient(store, "Patient/3", 10)
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        crate::audit::for_patient(store, "Patient/4", 10)
+            .unwrap()
+            .len(),
+        1
+    );
+    store
+        .sql_write(&mut |sql| {
+            sql.execute(
+                "UPDATE audit_events SET event = '{\"n\":44}' WHERE seq = 4",
+                &[],
+            )?;
+            Ok(true)
+        })
+        .unwrap();
+    assert!(matches!(
+        crate::audit::verify(store).unwrap(),
+        crate::audit::Verification::BrokenAt { seq: 4, .. }
+    ));
+}
+
 macro_rules! suite {
     ($($name:ident),* $(,)?) => {
         mod sqlite_backend {
@@ -607,4 +740,5 @@ suite!(
     message_content_is_the_bytes_and_bundles_kept,
     application_acks_fall_due_when_everything_is_over,
     slow_reads_stop_at_their_deadline_and_never_block_other_reads,
+    retention_purges_each_class_in_batches,
 );

@@ -320,3 +320,81 @@ impl ApplicationAckSettled<'_> {
             .inc();
     }
 }
+
+/// A file (HPRIM) was taken into the journal, found there already, or
+/// refused. `reason` is the parser's wording (line, record, field; never
+/// the file's content) or the storage error.
+pub struct FileTaken<'a> {
+    pub transport: &'static str,
+    pub format: &'static str,
+    /// `journaled`, `duplicate`, `unreadable`, `no_patient` or `storage`.
+    pub outcome: &'static str,
+    pub journal_id: Option<i64>,
+    pub bytes: usize,
+    pub reason: Option<&'a str>,
+}
+
+impl FileTaken<'_> {
+    pub fn emit(&self, metrics: &Metrics) {
+        match (self.outcome, self.reason) {
+            ("storage", reason) => tracing::error!(
+                transport = self.transport,
+                format = self.format,
+                error = reason.unwrap_or(""),
+                "file not journaled; it is to be taken again"
+            ),
+            (outcome, Some(reason)) => tracing::warn!(
+                transport = self.transport,
+                format = self.format,
+                outcome,
+                reason,
+                bytes = self.bytes,
+                "file refused"
+            ),
+            (outcome, None) => tracing::info!(
+                transport = self.transport,
+                format = self.format,
+                outcome,
+                journal_id = self.journal_id,
+                bytes = self.bytes,
+                "file journaled"
+            ),
+        }
+        metrics
+            .files_taken
+            .with_label_values(&[self.transport, self.outcome])
+            .inc();
+    }
+}
+
+/// The retention policy removed `removed` items of one class of data
+/// (`class`: journal_payloads, delivered_bundles, dead_letters,
+/// repository_history, audit_records), or stopped on `error` (the next run
+/// tries again).
+pub struct RetentionPurged<'a> {
+    pub class: &'static str,
+    pub removed: u64,
+    pub error: Option<&'a str>,
+}
+
+impl RetentionPurged<'_> {
+    pub fn emit(&self, metrics: &Metrics) {
+        match self.error {
+            Some(error) => tracing::warn!(
+                class = self.class,
+                removed = self.removed,
+                error,
+                "retention: purge stopped; the next run tries again"
+            ),
+            None => tracing::info!(
+                class = self.class,
+                removed = self.removed,
+                "retention: data older than its retention period deleted"
+            ),
+        }
+        metrics
+            .retention_removed
+            .with_label_values(&[self.class])
+            .inc_by(self.removed);
+    }
+}

@@ -16,6 +16,11 @@ pub struct Metrics {
     pub http_in_flight: IntGauge,
     pub hl7v2_messages: IntCounterVec,
     pub hl7v2_application_acks: IntCounterVec,
+    /// Files (HPRIM) by transport (`http`, `file`) and outcome
+    /// (`journaled`, `duplicate`, `unreadable`, `no_patient`, `storage`).
+    pub files_taken: IntCounterVec,
+    /// Items the retention policy deleted, by class of data.
+    pub retention_removed: IntCounterVec,
     pub hl7v2_ack_duration: HistogramVec,
     pub mllp_connections: IntGauge,
     pub journal_commit_batch: HistogramVec,
@@ -75,6 +80,20 @@ impl Metrics {
                 "HL7 v2 messages received, by transport and acknowledgement code.",
             ),
             &["transport", "ack_code"],
+        )?;
+        let retention_removed = IntCounterVec::new(
+            Opts::new(
+                "passerelle_retention_removed_total",
+                "Items deleted by the retention policy, by class of data",
+            ),
+            &["class"],
+        )?;
+        let files_taken = IntCounterVec::new(
+            Opts::new(
+                "passerelle_files_taken_total",
+                "Files (HPRIM) taken in, by transport and outcome",
+            ),
+            &["transport", "outcome"],
         )?;
         let hl7v2_application_acks = IntCounterVec::new(
             Opts::new(
@@ -210,6 +229,8 @@ impl Metrics {
         registry.register(Box::new(http_in_flight.clone()))?;
         registry.register(Box::new(hl7v2_messages.clone()))?;
         registry.register(Box::new(hl7v2_application_acks.clone()))?;
+        registry.register(Box::new(files_taken.clone()))?;
+        registry.register(Box::new(retention_removed.clone()))?;
         registry.register(Box::new(hl7v2_ack_duration.clone()))?;
         registry.register(Box::new(mllp_connections.clone()))?;
         registry.register(Box::new(journal_commit_batch.clone()))?;
@@ -224,6 +245,8 @@ impl Metrics {
             http_in_flight,
             hl7v2_messages,
             hl7v2_application_acks,
+            files_taken,
+            retention_removed,
             hl7v2_ack_duration,
             mllp_connections,
             journal_commit_batch,

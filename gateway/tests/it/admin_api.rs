@@ -212,7 +212,7 @@ fn failures_and_dead_letters_are_visible_and_replayable() {
 fn the_retention_policy_purges_finished_history() {
     let dir = tempfile::tempdir().unwrap();
     // Zero days, checked every second: whatever is delivered goes.
-    let settings = "[storage]\nretention_days = 0\nretention_check_interval_secs = 1\n";
+    let settings = "[retention]\njournal_payloads_days = 0\ncheck_interval_secs = 1\n";
     let gateway = start_gateway(settings, dir.path(), None);
     let ack = http_post(
         gateway.http_addr,
@@ -225,7 +225,7 @@ fn the_retention_policy_purges_finished_history() {
     assert!(common::eventually(Duration::from_secs(30), || {
         gateway
             .logs()
-            .contains("retention: message history deleted")
+            .contains("retention: data older than its retention period deleted")
     }));
     assert!(all_messages(&gateway).is_empty());
 }

@@ -245,3 +245,54 @@ fn only_hl7v2_is_accepted_as_input_format() {
     assert_eq!(output.status.code(), Some(2));
     assert!(stderr(&output).contains("hl7v2"), "{}", stderr(&output));
 }
+
+/// `convert --from hprim`: one Bundle per patient of the file, and a file
+/// that cannot be read named with its line (and not quoted).
+#[test]
+fn hprim_files_convert_one_bundle_per_patient() {
+    let case = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../mappers/hprim/tests/cases/sante_multi_patient.hpr");
+    let dir = tempfile::tempdir().unwrap();
+    let broken = dir.path().join("broken.hpr");
+    std::fs::write(
+        &broken,
+        "H|~^\\&|||LAB\r\nP|1|SECRET-ID\r\nnot a record\r\n",
+    )
+    .unwrap();
+    let run = |from: &str, file: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_passerelle"))
+            .args(["convert", "--from", from])
+            .arg(file)
+            .env_remove("PASSERELLE_CONFIG")
+            .output()
+            .unwrap()
+    };
+    let output = run("hprim", &case);
+    assert!(output.status.success(), "{output:?}");
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let bundles: Vec<Value> = serde_json::Deserializer::from_str(&stdout)
+        .into_iter::<Value>()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(bundles.len(), 2);
+    assert!(bundles.iter().all(|b| b["type"] == "transaction"));
+
+    let output = run("hprim", &broken);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        stderr.starts_with(&format!("{}: ", broken.display())) && stderr.contains("line 3"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("SECRET"), "{stderr}");
+
+    let net = dir.path().join("result.txt");
+    std::fs::write(
+        &net,
+        "DUPONT\nJEAN\n1 rue de la Paix\n\n75001 PARIS\n01/02/1970\n\nREF1\n05/12/2026\nLAB01 Laboratoire\nDOC01 Docteur\n\n****LAB****\nRES|Glycemie|GLY|N|1.05|g/L|0.70|1.10||F\n****FIN****\n",
+    )
+    .unwrap();
+    let output = run("hprim-net", &net);
+    assert!(output.status.success(), "{output:?}");
+    assert!(String::from_utf8_lossy(&output.stdout).contains("1.05"));
+}

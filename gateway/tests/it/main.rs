@@ -29,6 +29,7 @@ mod fhir_validation;
 mod fhir_xml;
 mod fuzz_corpus;
 mod hl7v2_queries;
+mod hprim_intake;
 mod http_limits;
 mod jwt_clients;
 mod mllp_limits;

@@ -11,11 +11,13 @@
 mod context;
 mod edit;
 mod error;
+mod merge;
 mod registry;
 
 pub use context::{CodeMap, MappingContext, SiteSettings, SiteTimeZone};
 pub use edit::BundleEditor;
 pub use error::{MappingError, MappingErrorKind};
+pub use merge::merge_bundles;
 pub use registry::{MapperRegistry, MessageSelector, RegistryError};
 
 use crate::hl7v2::Message;

@@ -33,6 +33,10 @@ use scripts::{ScriptDir, ScriptEvent};
 
 pub use scripts::selector_text;
 
+/// The name HPRIM files' mapping goes by (a route may name it, metrics
+/// and errors do).
+pub const HPRIM_MAPPER: &str = "hprim";
+
 /// The shortest poll interval honoured, so that a zero in the
 /// configuration does not spin.
 const MIN_POLL_INTERVAL: Duration = Duration::from_millis(10);
@@ -183,6 +187,8 @@ pub struct MappingService {
 
 struct Inner {
     site: SiteSettings,
+    /// The HPRIM mappers' settings: the ORU mapper's (code map, category).
+    hprim: mappers::hprim_fhir::OruConfig,
     builtins: Arc<MapperRegistry>,
     current: RwLock<Arc<MapperRegistry>>,
     scripts: Option<Mutex<ScriptDir>>,
@@ -230,6 +236,7 @@ impl MappingService {
         let service = MappingService {
             inner: Arc::new(Inner {
                 site,
+                hprim: config.builtin.oru.clone(),
                 current: RwLock::new(builtins.clone()),
                 builtins,
                 scripts,
@@ -379,10 +386,13 @@ impl MappingService {
             .collect()
     }
 
-    /// Maps one journaled message for delivery, with the mapper named by a
-    /// route or else the registry's choice. Blocking (CPU work).
+    /// Maps one journaled message (`message_type` as the journal has it)
+    /// for delivery, with the mapper named by a route or else the
+    /// registry's choice; an HPRIM file with the built-in HPRIM mappers,
+    /// its patients in one Bundle. Blocking (CPU work).
     pub fn map_stored(
         &self,
+        message_type: &str,
         raw: &[u8],
         mapper: Option<&str>,
     ) -> Result<MappedBundle, ConvertError> {
@@ -392,6 +402,9 @@ impl MappingService {
             site: &self.inner.site,
             now: &now,
         };
+        if passerelle_config::message_format(message_type) == "hprim" {
+            return self.map_hprim(message_type, raw, mapper, &context);
+        }
         let Some(named) = mapper else {
             return self.convert_one(&registry, &context, raw, raw);
         };
@@ -411,6 +424,65 @@ impl MappingService {
             &result.as_ref().map(|_| ()),
             started,
         );
+        result
+    }
+
+    fn map_hprim(
+        &self,
+        message_type: &str,
+        raw: &[u8],
+        mapper: Option<&str>,
+        context: &MappingContext<'_>,
+    ) -> Result<MappedBundle, ConvertError> {
+        let started = Instant::now();
+        let mapping = |error| ConvertError::Mapping { error, offset: 0 };
+        if let Some(named) = mapper.filter(|m| *m != HPRIM_MAPPER) {
+            return Err(mapping(MappingError::unsupported(format!(
+                "HPRIM files are mapped by the built-in `{HPRIM_MAPPER}` mapper, not `{named}`"
+            ))));
+        }
+        let result = self
+            .hprim_bundles(message_type, raw, context)
+            .and_then(mappers::mapping::merge_bundles)
+            .map_err(mapping);
+        self.record(HPRIM_MAPPER, "", &result.as_ref().map(|_| ()), started);
+        result
+    }
+
+    /// One Bundle per patient of an HPRIM file (`message_type` is
+    /// [`passerelle_config::HPRIM_SANTE_MESSAGE_TYPE`] or
+    /// [`passerelle_config::HPRIM_NET_MESSAGE_TYPE`]).
+    fn hprim_bundles(
+        &self,
+        message_type: &str,
+        raw: &[u8],
+        context: &MappingContext<'_>,
+    ) -> Result<Vec<MappedBundle>, MappingError> {
+        let content_type = if message_type == passerelle_config::HPRIM_NET_MESSAGE_TYPE {
+            mappers::hprim_fhir::NET_CONTENT_TYPE
+        } else {
+            mappers::hprim_fhir::SANTE_CONTENT_TYPE
+        };
+        mappers::hprim_fhir::map_content_type(content_type, raw, &self.inner.hprim, context)
+    }
+
+    /// Converts an HPRIM file (`convert --from hprim|hprim-net`): one
+    /// Bundle per patient. Blocking (CPU work).
+    pub fn convert_hprim(
+        &self,
+        message_type: &str,
+        input: &[u8],
+    ) -> Result<Vec<MappedBundle>, ConvertError> {
+        let started = Instant::now();
+        let now = passerelle_storage::clock::now_fhir_datetime();
+        let context = MappingContext {
+            site: &self.inner.site,
+            now: &now,
+        };
+        let result = self
+            .hprim_bundles(message_type, input, &context)
+            .map_err(|error| ConvertError::Mapping { error, offset: 0 });
+        self.record(HPRIM_MAPPER, "", &result.as_ref().map(|_| ()), started);
         result
     }
 

@@ -70,7 +70,8 @@ impl RouteTable {
                 sending_applications: Vec::new(),
                 sending_facilities: Vec::new(),
                 message_types: Vec::new(),
-                format: "hl7v2".to_string(),
+                // Every format: an HPRIM file is kept like an HL7 message.
+                format: "*".to_string(),
                 mapper: None,
                 targets: vec![DEFAULT_LOCAL_TARGET.to_string()],
                 ack: Default::default(),

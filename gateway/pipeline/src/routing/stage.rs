@@ -119,10 +119,11 @@ impl MappingStage {
             any = true;
             let bundle = match mapped.get(&route.mapper) {
                 Some(bundle) => bundle.clone(),
-                None => match self
-                    .mapping
-                    .map_stored(&message.raw, route.mapper.as_deref())
-                {
+                None => match self.mapping.map_stored(
+                    &message.message_type,
+                    &message.raw,
+                    route.mapper.as_deref(),
+                ) {
                     Ok(bundle) => {
                         mapped.insert(route.mapper.clone(), bundle.clone());
                         bundle
