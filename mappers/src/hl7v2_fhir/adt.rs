@@ -74,9 +74,9 @@ impl Mapper for AdtMapper {
             )));
         }
         let mut additions = PatientAdditions::default();
-        let (demographics, reliability) = pamfr::zfd(msg, &env)?;
-        additions.reliability = reliability;
-        additions.extensions.extend(demographics);
+        let demographics = pamfr::zfd(msg, &env)?;
+        additions.reliability = demographics.reliability;
+        additions.extensions.extend(demographics.extensions);
         additions.extensions.extend(pamfr::zfa(msg, &env)?);
         additions.extensions.extend(pamfr::zfp(msg)?);
         let patient = map_patient(msg, &env, &mut tx, self.config.patient_write, additions)?;

@@ -423,12 +423,19 @@ pub(crate) fn system_for_authority(
 
 pub use mapping_settings::identifier_system;
 
-/// French national identifiers by OID (ANS): INS-NIR, INS-NIA and their
-/// test variants.
+/// French national identifiers by OID (ANS) and their type code in
+/// fr-core-cs-v2-0203: `.8` the INS-NIR, `.9` the INS-NIA, `.10` the
+/// INS-NIR of test patients and `.11` the INS-NIR of demonstration
+/// patients; the last two are NIRs too, never NIAs. FR Core Patient INS
+/// also has the codes INS-NIR-TEST and INS-NIR-DEMO for them; they are not
+/// written yet because the gateway's PDQ/PIX answers copy this code into
+/// PID-3.5, where PAM-FR expects INS-NIR (see docs/mapping.md).
 pub(crate) fn ins_kind(system: &str) -> Option<&'static str> {
     match system {
-        "urn:oid:1.2.250.1.213.1.4.8" | "urn:oid:1.2.250.1.213.1.4.10" => Some("INS-NIR"),
-        "urn:oid:1.2.250.1.213.1.4.9" | "urn:oid:1.2.250.1.213.1.4.11" => Some("INS-NIA"),
+        "urn:oid:1.2.250.1.213.1.4.8"
+        | "urn:oid:1.2.250.1.213.1.4.10"
+        | "urn:oid:1.2.250.1.213.1.4.11" => Some("INS-NIR"),
+        "urn:oid:1.2.250.1.213.1.4.9" => Some("INS-NIA"),
         _ => None,
     }
 }
@@ -465,8 +472,14 @@ pub(crate) fn cx_identifier<'a>(
     let ins = system.as_deref().and_then(ins_kind);
     match (ins, type_code.as_deref()) {
         (Some(kind), _) => {
+            // FR Core Patient INS: the NIA is a waiting number (`temp`),
+            // every NIR (real, test or demonstration) is `official`.
+            let ins_use = match kind {
+                "INS-NIA" => codes::IdentifierUse::Temp,
+                _ => codes::IdentifierUse::Official,
+            };
             builder = builder
-                .r#use(codes::IdentifierUse::Official)
+                .r#use(ins_use)
                 .r#type(concept(Some(FR_CORE_V2_0203), kind, None)?);
         }
         (None, Some(code)) => {

@@ -77,6 +77,8 @@ pub fn builtin_registry(config: &BuiltinConfig) -> MapperRegistry {
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_frcore;
+#[cfg(test)]
 mod tests_orders;
 #[cfg(test)]
 mod tests_oru;

@@ -1,9 +1,12 @@
 //! IHE PAM France segments: ZBE (movement), ZFA (DMP status), ZFD
 //! (demographic complement), ZFP (occupation), ZFV (visit complement) and
-//! ZFM (PMSI movement). Where FR Core defines an extension (identity
-//! reliability) it is used; elsewhere the segments become Passerelle's
-//! documented extensions (see docs/mapping.md), one complex extension per
-//! segment whose sub-extensions are named after the PAM-FR fields.
+//! ZFM (PMSI movement). Where FR Core defines an extension or a code system
+//! for a field (identity reliability, lunar birth date, corrected birth
+//! date, how the identity was obtained, proof of identity) it is used;
+//! elsewhere the segments become Passerelle's documented extensions (see
+//! docs/mapping.md, which says why no published one fits), one complex
+//! extension per segment whose sub-extensions are named after the PAM-FR
+//! fields.
 
 use crate::fhir::r4b::types::{Coding, Extension, ExtensionValue};
 use crate::hl7v2::Message;
@@ -18,6 +21,8 @@ pub(crate) const PASSERELLE_SD: &str = "https://passerelle.fr/fhir/StructureDefi
 /// PAM-FR code tables (IHE-FRANCE-xxx) as code systems.
 pub(crate) const PAMFR_TABLE: &str = "https://passerelle.fr/fhir/CodeSystem/ihe-france-";
 
+/// An extension holding one value: a sub-extension when `url` is a name,
+/// a Patient extension when it is a canonical URL.
 fn sub(url: &str, value: ExtensionValue) -> MapResult<Extension> {
     built(
         Extension::builder()
@@ -107,18 +112,59 @@ pub(crate) fn zfa(msg: &Message<'_>, env: &Env<'_, '_>) -> MapResult<Option<Exte
     complex("pamfr-dmp-status", parts.0)
 }
 
-/// ZFD: demographic complement. The identity's obtention mode, INSi query
-/// date and proof of identity go with identity reliability (FR Core); the
-/// rest is Passerelle's extension.
-pub(crate) fn zfd(
-    msg: &Message<'_>,
-    env: &Env<'_, '_>,
-) -> MapResult<(Option<Extension>, Vec<Extension>)> {
+/// How the identity was obtained (ZFD-5: SM, CV, INSI...), FR Core's
+/// `methodCollection` code system, which lists PAM-FR's table.
+pub(crate) const FR_CORE_CS_METHOD_COLLECTION: &str =
+    "https://hl7.fr/ig/fhir/core/CodeSystem/fr-core-cs-method-collection";
+/// The kind of proof of identity checked (ZFD-7: CN, PA, CS...), FR Core's
+/// `validationMode` code system, made from PAM-FR's table.
+pub(crate) const FR_CORE_CS_MODE_VALIDATION_IDENTITY: &str =
+    "https://hl7.fr/ig/fhir/core/CodeSystem/fr-core-cs-mode-validation-identity";
+/// ZFD-1, the birth date in the lunar calendar, kept as sent.
+pub(crate) const FR_CORE_LUNAR_DATE: &str =
+    "https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-lunar-date";
+/// ZFD-4, whether the birth date was corrected.
+pub(crate) const FR_CORE_BIRTHDATE_UPDATE_INDICATOR: &str =
+    "https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-patient-birthdate-update-indicator";
+
+fn fr_core_coding(system: &str, code: String) -> MapResult<ExtensionValue> {
+    Ok(ExtensionValue::Coding(built(
+        Coding::builder()
+            .system(system.to_string())
+            .code(code)
+            .build(),
+    )?))
+}
+
+/// What ZFD adds to the Patient.
+#[derive(Default)]
+pub(crate) struct Demographics {
+    /// Patient extensions: FR Core's where one exists (lunar birth date,
+    /// corrected birth date), Passerelle's `pamfr-demographics` for the rest.
+    pub extensions: Vec<Extension>,
+    /// Sub-extensions of FR Core's identity reliability.
+    pub reliability: Vec<Extension>,
+}
+
+/// ZFD: demographic complement. How the identity was obtained, the INSi
+/// query date and the kind of proof checked are sub-extensions of FR Core's
+/// identity reliability; ZFD-1 and ZFD-4 have FR Core extensions of their
+/// own; gestation weeks, SMS consent and the proof's expiry date have none
+/// and stay in Passerelle's extension.
+pub(crate) fn zfd(msg: &Message<'_>, env: &Env<'_, '_>) -> MapResult<Demographics> {
     let Some(zfd) = Seg::first(msg, "ZFD") else {
-        return Ok((None, Vec::new()));
+        return Ok(Demographics::default());
     };
+    let mut out = Demographics::default();
+    if let Some(lunar) = zfd.text(1) {
+        out.extensions
+            .push(sub(FR_CORE_LUNAR_DATE, ExtensionValue::String(lunar))?);
+    }
+    if let Some(corrected) = yes_no(&zfd, 4)? {
+        out.extensions
+            .push(sub(FR_CORE_BIRTHDATE_UPDATE_INDICATOR, corrected)?);
+    }
     let mut parts = Parts(Vec::new());
-    parts.push("lunarBirthDate", zfd.text(1).map(ExtensionValue::String))?;
     if let Some(weeks) = zfd.text(2) {
         let weeks: i32 = weeks
             .parse()
@@ -126,25 +172,34 @@ pub(crate) fn zfd(
         parts.push("gestationWeeks", Some(ExtensionValue::Integer(weeks)))?;
     }
     parts.push("smsConsent", yes_no(&zfd, 3)?)?;
-    parts.push("birthDateCorrected", yes_no(&zfd, 4)?)?;
+    parts.push(
+        "identityProofExpiry",
+        zfd.datetime(8, env)?.map(ExtensionValue::DateTime),
+    )?;
+    out.extensions
+        .extend(complex("pamfr-demographics", parts.0)?);
+
     let mut reliability = Parts(Vec::new());
     reliability.push(
-        "identityObtention",
-        zfd.text(5).map(|c| code("zfd-5", c)).transpose()?,
+        "methodCollection",
+        zfd.text(5)
+            .map(|c| fr_core_coding(FR_CORE_CS_METHOD_COLLECTION, c))
+            .transpose()?,
     )?;
+    // FR Core types the INSi query date as a date: the day the sender
+    // wrote, whatever time of day came with it.
     reliability.push(
-        "insiQueryDate",
-        zfd.datetime(6, env)?.map(ExtensionValue::DateTime),
+        "dateInterrogationINSi",
+        zfd.date(6)?.map(ExtensionValue::Date),
     )?;
     reliability.push(
         "validationMode",
-        zfd.text(7).map(|c| code("zfd-7", c)).transpose()?,
+        zfd.text(7)
+            .map(|c| fr_core_coding(FR_CORE_CS_MODE_VALIDATION_IDENTITY, c))
+            .transpose()?,
     )?;
-    reliability.push(
-        "proofExpiry",
-        zfd.datetime(8, env)?.map(ExtensionValue::DateTime),
-    )?;
-    Ok((complex("pamfr-demographics", parts.0)?, reliability.0))
+    out.reliability = reliability.0;
+    Ok(out)
 }
 
 /// ZFP: occupation (INSEE activity and socio-professional category).

@@ -2,13 +2,15 @@
 //! (INS-NIR, INS-NIA and their test OIDs) with their FR Core type codes,
 //! birth name and used name from the PID-5 name types, the birth place from
 //! the PID-11 repetition of type BDL, and PID-32 identity reliability as the
-//! FR Core extension. The Patient is keyed by its first PID-3 identifier.
+//! FR Core extension (RNIV trust status and attributes). The Patient is keyed by its first PID-3 identifier.
 
 use crate::fhir::r4b::codes;
 use crate::fhir::r4b::resources::{
     Patient, PatientContact, PatientDeceased, PatientMultipleBirth, Resource,
 };
-use crate::fhir::r4b::types::{Address, Coding, Extension, ExtensionValue, Identifier};
+use crate::fhir::r4b::types::{
+    Address, CodeableConcept, Coding, Extension, ExtensionValue, Identifier,
+};
 use crate::fhir::ExactDecimals;
 use crate::hl7v2::Message;
 
@@ -20,10 +22,20 @@ use super::datatypes::{
 use super::parties::practitioner;
 use super::support::{built, comp_of, Env, MapResult, Seg};
 
+/// FR Core's identity-reliability extension (RNIV trust status, how the
+/// identity was obtained and checked); sub-extension names, value types and
+/// bindings follow its StructureDefinition (FR Core 2.2.0 ballot sources,
+/// see docs/mapping.md).
 pub(crate) const FR_CORE_IDENTITY_RELIABILITY: &str =
     "https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-identity-reliability";
-pub(crate) const FR_CORE_CS_V2_0445: &str =
-    "https://hl7.fr/ig/fhir/core/CodeSystem/fr-core-cs-v2-0445";
+/// The four exclusive RNIV trust statuses (PROV, RECUP, VALI, QUAL), the
+/// required binding of `identityStatus`.
+pub(crate) const FR_CORE_CS_IDENTITY_STATUS: &str =
+    "https://hl7.fr/ig/fhir/core/CodeSystem/fr-core-cs-identity-status";
+/// RNIV attributes (doubtful, fictitious, homonym) and identity-management
+/// codes of table 0445 (duplicate, collision...), bound to `comment`.
+pub(crate) const FR_CORE_CS_IDENTITY_STATUS_COMMENT: &str =
+    "https://hl7.fr/ig/fhir/core/CodeSystem/fr-core-cs-identity-status-comment";
 pub(crate) const BIRTH_PLACE: &str = "http://hl7.org/fhir/StructureDefinition/patient-birthPlace";
 pub(crate) const INSEE_CODE: &str =
     "https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-address-insee-code";
@@ -45,7 +57,7 @@ pub(crate) struct PatientEntry {
 pub(crate) struct PatientAdditions {
     pub extensions: Vec<Extension>,
     /// Sub-extensions for the FR Core identity-reliability extension
-    /// (validation mode and date from ZFD).
+    /// (how the identity was obtained, INSi query date, proof checked: ZFD).
     pub reliability: Vec<Extension>,
     pub links: Vec<crate::fhir::r4b::resources::PatientLink>,
 }
@@ -264,28 +276,163 @@ fn birth_place(msg: &Message<'_>, rep: &crate::hl7v2::Field<'_>) -> MapResult<Op
     )?))
 }
 
-/// PID-32 (VIDE, PROV, VALI, DOUTE, FICTI) as FR Core's identity
-/// reliability extension, with what ZFD adds.
+/// Where one PID-32 code goes in FR Core's identity-reliability extension.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Pid32Code {
+    /// An RNIV trust status (`identityStatus`, fr-core-cs-identity-status).
+    Status(&'static str),
+    /// An RNIV attribute or a management code (`comment`,
+    /// fr-core-cs-identity-status-comment), under FR Core's spelling.
+    Comment(&'static str),
+    /// A code FR Core does not define: kept as the comment's text only, since
+    /// naming a code system for it would claim a meaning nobody defined.
+    Unknown,
+}
+
+/// Sorts a PAM-FR PID-32 code (table 0445 as IHE PAM France and the RNIV
+/// use it) into FR Core's sub-extensions. PAM-FR spells the doubtful and
+/// fictitious attributes DOUTE and FICTI where FR Core writes DOUT and FICT.
+pub(crate) fn classify_pid32(code: &str) -> Pid32Code {
+    match code {
+        "PROV" => Pid32Code::Status("PROV"),
+        "RECUP" => Pid32Code::Status("RECUP"),
+        "VALI" => Pid32Code::Status("VALI"),
+        "QUAL" => Pid32Code::Status("QUAL"),
+        "DOUT" | "DOUTE" => Pid32Code::Comment("DOUT"),
+        "FICT" | "FICTI" => Pid32Code::Comment("FICT"),
+        "VIDE" => Pid32Code::Comment("VIDE"),
+        "DOUB" => Pid32Code::Comment("DOUB"),
+        "DESA" => Pid32Code::Comment("DESA"),
+        "DPOT" => Pid32Code::Comment("DPOT"),
+        "DOUA" => Pid32Code::Comment("DOUA"),
+        "COLP" => Pid32Code::Comment("COLP"),
+        "COLV" => Pid32Code::Comment("COLV"),
+        "FILI" => Pid32Code::Comment("FILI"),
+        "CACH" => Pid32Code::Comment("CACH"),
+        "ANOM" => Pid32Code::Comment("ANOM"),
+        "IDVER" => Pid32Code::Comment("IDVER"),
+        "RECD" => Pid32Code::Comment("RECD"),
+        "IDRA" => Pid32Code::Comment("IDRA"),
+        "USUR" => Pid32Code::Comment("USUR"),
+        "HOMD" => Pid32Code::Comment("HOMD"),
+        "HOMA" => Pid32Code::Comment("HOMA"),
+        "INVA" => Pid32Code::Comment("INVA"),
+        _ => Pid32Code::Unknown,
+    }
+}
+
+/// What PID-32's repetitions say, reconciled with the RNIV rules that FR
+/// Core writes as invariants.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Pid32Reading {
+    pub status: Option<&'static str>,
+    /// FR Core comment codes, in PID-32 order, without repeats.
+    pub comments: Vec<&'static str>,
+    /// Codes FR Core does not define, as sent.
+    pub unknown: Vec<String>,
+}
+
+/// Reads PID-32's codes. The trust statuses exclude one another (RNIV
+/// EXI SI 07): several different ones leave the identity provisional, the
+/// only status that claims nothing. A doubtful or fictitious identity can
+/// only be provisional (EXI SI 09, invariant fr-core-identity-reliability-1),
+/// and fictitious and doubtful cannot go together (invariant -2): fictitious
+/// is kept, as it is the one that must stop any matching with a real person.
+pub(crate) fn read_pid32<'c>(codes: impl IntoIterator<Item = &'c str>) -> Pid32Reading {
+    let mut reading = Pid32Reading::default();
+    let mut statuses: Vec<&'static str> = Vec::new();
+    for code in codes {
+        match classify_pid32(code) {
+            Pid32Code::Status(status) => statuses.push(status),
+            Pid32Code::Comment(comment) => {
+                if !reading.comments.contains(&comment) {
+                    reading.comments.push(comment);
+                }
+            }
+            Pid32Code::Unknown => reading.unknown.push(code.to_string()),
+        }
+    }
+    reading.status = match statuses.split_first() {
+        None => None,
+        Some((first, rest)) if rest.iter().all(|other| other == first) => Some(*first),
+        Some(_) => Some("PROV"),
+    };
+    if reading.comments.contains(&"FICT") {
+        reading.comments.retain(|comment| *comment != "DOUT");
+    }
+    if reading
+        .comments
+        .iter()
+        .any(|comment| matches!(*comment, "DOUT" | "FICT"))
+    {
+        reading.status = Some("PROV");
+    }
+    reading
+}
+
+/// A sub-extension of a complex extension (relative `url`, as FR Core
+/// names its slices).
+pub(crate) fn sub_extension(name: &str, value: ExtensionValue) -> MapResult<Extension> {
+    built(
+        Extension::builder()
+            .url(name.to_string())
+            .value(value)
+            .build(),
+    )
+}
+
+/// PID-32 as FR Core's identity-reliability extension (`identityStatus`
+/// and `comment`), completed with what ZFD says (`methodCollection`,
+/// `dateInterrogationINSi`, `validationMode`). Written whenever one of them
+/// is known.
 fn identity_reliability(pid: &Seg<'_, '_>, more: Vec<Extension>) -> MapResult<Option<Extension>> {
+    let codes: Vec<String> = pid
+        .repetitions(32)
+        .iter()
+        .filter_map(|rep| comp_of(pid.msg, rep, 1))
+        .collect();
+    let reading = read_pid32(codes.iter().map(String::as_str));
     let mut parts = Vec::new();
-    if let Some(status) = pid.text(32) {
+    if let Some(status) = reading.status {
         let coding = built(
             Coding::builder()
-                .system(FR_CORE_CS_V2_0445.to_string())
-                .code(status)
+                .system(FR_CORE_CS_IDENTITY_STATUS.to_string())
+                .code(status.to_string())
                 .build(),
         )?;
-        parts.push(built(
-            Extension::builder()
-                .url("identityStatus".to_string())
-                .value(ExtensionValue::Coding(coding))
-                .build(),
+        parts.push(sub_extension(
+            "identityStatus",
+            ExtensionValue::Coding(coding),
         )?);
     }
+    for comment in reading.comments {
+        let coding = built(
+            Coding::builder()
+                .system(FR_CORE_CS_IDENTITY_STATUS_COMMENT.to_string())
+                .code(comment.to_string())
+                .build(),
+        )?;
+        let concept = built(
+            CodeableConcept::builder()
+                .coding(vec![Some(coding)])
+                .build(),
+        )?;
+        parts.push(sub_extension(
+            "comment",
+            ExtensionValue::CodeableConcept(concept),
+        )?);
+    }
+    for unknown in reading.unknown {
+        let concept = built(CodeableConcept::builder().text(unknown).build())?;
+        parts.push(sub_extension(
+            "comment",
+            ExtensionValue::CodeableConcept(concept),
+        )?);
+    }
+    parts.extend(more);
     if parts.is_empty() {
         return Ok(None);
     }
-    parts.extend(more);
     Ok(Some(built(
         Extension::builder()
             .url(FR_CORE_IDENTITY_RELIABILITY.to_string())
