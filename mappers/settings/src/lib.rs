@@ -12,6 +12,7 @@
 )]
 
 mod builtin;
+mod cda;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 pub use builtin::{AdtConfig, BuiltinConfig, MapperToggle, OruConfig, PatientWrite};
+pub use cda::{CdaAddress, CdaOrganization, CdaProfessional, CdaSettings};
 
 /// Sandbox limits for every script.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
