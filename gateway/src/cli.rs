@@ -38,8 +38,10 @@ pub enum Command {
     Serve,
     /// Validate the configuration and print the effective settings.
     CheckConfig,
-    /// Map messages to FHIR R4 with the configured mappers (built-in and
-    /// scripts) and print each transaction Bundle; nothing is stored or sent.
+    /// Map messages and files to FHIR R4 with the configured mappers
+    /// (built-in and scripts) and print each transaction Bundle, or with
+    /// `--to cda` the CI-SIS CR-BIO document of each; nothing is stored or
+    /// sent.
     Convert(ConvertArgs),
     /// Inspect and act on messages through a running gateway's admin API
     /// (list, show, replay, retry-dead, purge, targets).
@@ -68,10 +70,28 @@ pub struct ConvertArgs {
     /// Format of the input files.
     #[arg(long, value_enum)]
     pub from: InputFormat,
+    /// What to write: FHIR R4 transaction Bundles (the default), or CI-SIS
+    /// CR-BIO CDA R2 documents (lab results from `hl7v2`, `hprim` or
+    /// `hprim-net`), which need the `[mapping.cda]` settings.
+    #[arg(long, value_enum, default_value = "fhir")]
+    pub to: OutputFormat,
+    /// Write each output to its own file in this directory
+    /// (`INPUT-N.json` or `INPUT-N.xml`) instead of standard output.
+    #[arg(long, value_name = "DIR")]
+    pub output_dir: Option<PathBuf>,
     /// Files to convert (each may hold several messages, or an FHS/BHS
     /// batch); `-` reads standard input.
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
+}
+
+/// Formats `convert` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    /// FHIR R4 JSON transaction Bundles.
+    Fhir,
+    /// CI-SIS CR-BIO documents (CDA R2, level 3).
+    Cda,
 }
 
 /// Formats `convert` reads.
@@ -83,6 +103,21 @@ pub enum InputFormat {
     Hprim,
     /// HPRIM Net / HPRIM Médecins.
     HprimNet,
+    /// CDA R2 documents (CI-SIS).
+    Cda,
+}
+
+impl InputFormat {
+    /// The journal message type of a whole-file format (`None` for HL7 v2,
+    /// whose messages carry their own).
+    fn file_message_type(self) -> Option<String> {
+        match self {
+            InputFormat::Hl7v2 => None,
+            InputFormat::Hprim => Some(passerelle_config::HPRIM_SANTE_MESSAGE_TYPE.to_string()),
+            InputFormat::HprimNet => Some(passerelle_config::HPRIM_NET_MESSAGE_TYPE.to_string()),
+            InputFormat::Cda => Some(passerelle_config::cda_message_type(None)),
+        }
+    }
 }
 
 pub fn main() -> ExitCode {
@@ -220,16 +255,40 @@ fn report_refused_scripts(config: &Config, service: &MappingService) -> bool {
 }
 
 /// `passerelle convert`: every Bundle on stdout, pretty-printed with its
-/// numbers exactly as the mapper wrote them; every failure on stderr as
+/// numbers exactly as the mapper wrote them (or with `--to cda` every
+/// CR-BIO document, each starting with its XML declaration), or each in
+/// its own file of `--output-dir`; every failure on stderr as
 /// `FILE:LINE: SEGMENT-FIELD: detail`, LINE being the line of that segment
-/// in the file. Goes through every file before failing.
+/// in the file (whole files: `FILE: detail`, the detail naming the line
+/// and record, or the CDA element). Goes through every file before
+/// failing.
 fn convert(config: &Config, base: MapperRegistry, args: &ConvertArgs) -> ExitCode {
+    if args.to == OutputFormat::Cda && args.from == InputFormat::Cda {
+        eprintln!(
+            "passerelle: --from cda --to cda: a CDA document is already one; convert it --to fhir"
+        );
+        return ExitCode::from(2);
+    }
     let service = match offline_mapping_service(config, base) {
         Ok(service) => service,
         Err(code) => return code,
     };
+    if let Some(dir) = &args.output_dir {
+        if let Err(error) = std::fs::create_dir_all(dir) {
+            eprintln!("passerelle: {}: cannot create: {error}", dir.display());
+            return ExitCode::FAILURE;
+        }
+    }
     let mut failed = report_refused_scripts(config, &service);
-    let mut stdout = std::io::stdout().lock();
+    let mut sink = OutputSink {
+        dir: args.output_dir.as_deref(),
+        extension: if args.to == OutputFormat::Cda {
+            "xml"
+        } else {
+            "json"
+        },
+        stdout: std::io::stdout().lock(),
+    };
     for path in &args.files {
         let (name, input) = match read_input(path) {
             Ok(read) => read,
@@ -239,42 +298,43 @@ fn convert(config: &Config, base: MapperRegistry, args: &ConvertArgs) -> ExitCod
                 continue;
             }
         };
-        let results = match args.from {
-            InputFormat::Hl7v2 => service.convert(&input),
-            InputFormat::Hprim | InputFormat::HprimNet => {
-                let message_type = if args.from == InputFormat::Hprim {
-                    passerelle_config::HPRIM_SANTE_MESSAGE_TYPE
-                } else {
-                    passerelle_config::HPRIM_NET_MESSAGE_TYPE
-                };
-                match service.convert_hprim(message_type, &input) {
-                    Ok(bundles) => bundles.into_iter().map(Ok).collect(),
-                    Err(error) => {
-                        // HPRIM errors say their line, record and field
-                        // themselves.
-                        failed = true;
-                        eprintln!("{name}: {error}");
-                        continue;
-                    }
+        let results = match args.from.file_message_type() {
+            None => service.convert(&input),
+            Some(message_type) => match service.convert_file(&message_type, &input) {
+                Ok(bundles) => bundles.into_iter().map(Ok).collect(),
+                Err(error) => {
+                    // Whole-file errors say their line and record, or
+                    // their CDA element, themselves.
+                    failed = true;
+                    eprintln!("{name}: {error}");
+                    continue;
                 }
-            }
+            },
         };
-        for result in results {
-            match result {
-                Ok(mapped) => {
-                    if let Err(error) = stdout.write_all(pretty_json(&mapped.bundle).as_bytes()) {
-                        eprintln!("passerelle: cannot write to standard output: {error}");
+        for (index, result) in results.into_iter().enumerate() {
+            let output = result.and_then(|mapped| match args.to {
+                OutputFormat::Fhir => Ok(pretty_json(&mapped.bundle)),
+                OutputFormat::Cda => service.lab_document(&mapped).map(|document| document.xml),
+            });
+            match output {
+                Ok(text) => {
+                    if let Err(message) = sink.write(path, index + 1, &text) {
+                        eprintln!("passerelle: {message}");
                         return ExitCode::FAILURE;
                     }
                 }
                 Err(error) => {
                     failed = true;
-                    eprintln!("{name}:{}: {error}", error.line_in(&input));
+                    if args.from.file_message_type().is_some() {
+                        eprintln!("{name}: {error}");
+                    } else {
+                        eprintln!("{name}:{}: {error}", error.line_in(&input));
+                    }
                 }
             }
         }
     }
-    if let Err(error) = stdout.flush() {
+    if let Err(error) = sink.stdout.flush() {
         eprintln!("passerelle: cannot write to standard output: {error}");
         return ExitCode::FAILURE;
     }
@@ -282,6 +342,34 @@ fn convert(config: &Config, base: MapperRegistry, args: &ConvertArgs) -> ExitCod
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+/// Where `convert` writes: standard output, or one file per output in a
+/// directory.
+struct OutputSink<'a> {
+    dir: Option<&'a Path>,
+    extension: &'static str,
+    stdout: std::io::StdoutLock<'static>,
+}
+
+impl OutputSink<'_> {
+    /// Writes the `index`-th output (1-based) of `input`.
+    fn write(&mut self, input: &Path, index: usize, text: &str) -> Result<(), String> {
+        let Some(dir) = self.dir else {
+            return self
+                .stdout
+                .write_all(text.as_bytes())
+                .map_err(|error| format!("cannot write to standard output: {error}"));
+        };
+        let stem = input
+            .file_stem()
+            .map(|stem| stem.to_string_lossy().into_owned())
+            .filter(|stem| stem != "-")
+            .unwrap_or_else(|| "stdin".to_string());
+        let path = dir.join(format!("{stem}-{index}.{}", self.extension));
+        std::fs::write(&path, text)
+            .map_err(|error| format!("{}: cannot write: {error}", path.display()))
     }
 }
 

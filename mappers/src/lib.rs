@@ -7,6 +7,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+mod base64;
 pub mod cda_fhir;
 pub mod cda_out;
 pub mod fhir;
@@ -16,4 +17,6 @@ pub use hl7v2;
 pub mod hl7v2_fhir;
 pub mod hprim_fhir;
 pub mod mapping;
+mod nir;
+mod report_status;
 pub mod script;

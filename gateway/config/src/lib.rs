@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use mapping_settings::{BuiltinConfig, CodeMap, ScriptLimits, SiteTimeZone};
+use mapping_settings::{BuiltinConfig, CdaSettings, CodeMap, ScriptLimits, SiteTimeZone};
 use serde::{Deserialize, Serialize};
 
 /// Prefix of the environment variables that override configuration keys.
@@ -738,7 +738,7 @@ pub struct RouteConfig {
     #[serde(default)]
     pub message_types: Vec<String>,
     /// Source format: `hl7v2` (the default), `hprim` (HPRIM Santé and
-    /// HPRIM Net files) or `*` (any).
+    /// HPRIM Net files), `cda` (CDA R2 documents) or `*` (any).
     #[serde(default = "defaults_format")]
     pub format: String,
     /// The mapper to use, by name; absent: the registry's choice for the
@@ -797,10 +797,10 @@ impl RouteConfig {
 }
 
 /// The formats a route can name (`*`: any).
-pub const ROUTE_FORMATS: &[&str] = &["hl7v2", "hprim", "*"];
+pub const ROUTE_FORMATS: &[&str] = &["hl7v2", "hprim", "cda", "*"];
 
-/// The transports a route can name: MLLP, `POST /hl7v2` and `POST /hprim`
-/// (`http`), the watched HPRIM directory (`file`).
+/// The transports a route can name: MLLP, `POST /hl7v2`, `POST /hprim`
+/// and `POST /cda` (`http`), the watched directory (`file`).
 pub const ROUTE_SOURCES: &[&str] = &["mllp", "http", "file"];
 
 /// The journal's message type of an HPRIM Santé file; HL7 v2 types are
@@ -809,11 +809,35 @@ pub const HPRIM_SANTE_MESSAGE_TYPE: &str = "HPRIM^SANTE";
 /// The journal's message type of an HPRIM Net / Médecins file.
 pub const HPRIM_NET_MESSAGE_TYPE: &str = "HPRIM^NET";
 
+/// The first part of a CDA R2 document's journal message type, whose
+/// second part is the document's LOINC type code (`CDAR2^11502-2` for a
+/// CR-BIO), so that routes can pick documents by type.
+pub const CDA_MESSAGE_TYPE_PREFIX: &str = "CDAR2";
+
+/// The journal's message type of a CDA R2 document of LOINC type
+/// `type_code`: `CDAR2^CODE`, or `CDAR2^UNKNOWN` when the code is absent
+/// or holds anything but letters, digits, `-` and `.` (the journal keeps
+/// no text of the document's choosing).
+pub fn cda_message_type(type_code: Option<&str>) -> String {
+    let code = type_code
+        .filter(|code| {
+            !code.is_empty()
+                && code.len() <= 32
+                && code
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+        })
+        .unwrap_or("UNKNOWN");
+    format!("{CDA_MESSAGE_TYPE_PREFIX}^{code}")
+}
+
 /// The format of a journaled message, from its message type: `hprim` for
-/// HPRIM files (`HPRIM^SANTE`, `HPRIM^NET`), else `hl7v2`.
+/// HPRIM files (`HPRIM^SANTE`, `HPRIM^NET`), `cda` for CDA R2 documents
+/// (`CDAR2^...`), else `hl7v2`.
 pub fn message_format(message_type: &str) -> &'static str {
     match message_type.split_once('^') {
         Some(("HPRIM", _)) => "hprim",
+        Some((CDA_MESSAGE_TYPE_PREFIX, _)) => "cda",
         _ => "hl7v2",
     }
 }
@@ -890,6 +914,11 @@ pub struct MappingConfig {
     pub code_maps: Vec<CodeMapConfig>,
     pub builtin: BuiltinConfig,
     pub script_limits: ScriptLimits,
+    /// The site's CI-SIS header settings (`[mapping.cda]`: custodian,
+    /// laboratory, default legal authenticator, document id root) for
+    /// the CDA documents Passerelle writes; without them no CDA is
+    /// written.
+    pub cda: Option<CdaSettings>,
 }
 
 impl Default for MappingConfig {
@@ -902,6 +931,7 @@ impl Default for MappingConfig {
             code_maps: Vec::new(),
             builtin: BuiltinConfig::default(),
             script_limits: ScriptLimits::default(),
+            cda: None,
         }
     }
 }

@@ -33,6 +33,7 @@ impl AccessPolicy for HttpAccessPolicy {
             Route::Admin => Requirement::Permission(Permission::Gateway(GatewayScope::Admin)),
             Route::Hl7v2 => Requirement::Permission(Permission::Gateway(GatewayScope::Hl7v2)),
             Route::Hprim => Requirement::Permission(Permission::Gateway(GatewayScope::Hprim)),
+            Route::Cda => Requirement::Permission(Permission::Gateway(GatewayScope::Cda)),
             Route::FhirSystemOperation if path == convert::OPERATION_PATH => {
                 Requirement::Permission(Permission::Gateway(GatewayScope::Convert))
             }
@@ -102,6 +103,8 @@ mod tests {
             ("GET", "/admin/messages", "passerelle/admin"),
             ("POST", "/admin/purge?before=2020-01-01", "passerelle/admin"),
             ("POST", "/hl7v2", "passerelle/hl7v2"),
+            ("POST", "/hprim", "passerelle/hprim"),
+            ("POST", "/cda", "passerelle/cda"),
             ("POST", "/fhir/$convert-data", "passerelle/convert"),
             ("POST", "/fhir", "client"),
             ("GET", "/fhir?_type=Patient", "system/*.s"),

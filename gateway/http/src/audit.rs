@@ -127,7 +127,7 @@ where
             let recorded_by_intake: fn(StatusCode) -> bool = match Route::classify(&asked.path) {
                 Route::Hl7v2 => |status: StatusCode| status == StatusCode::OK,
                 // Journaled, found stored, or refused as unreadable.
-                Route::Hprim => |status: StatusCode| {
+                Route::Hprim | Route::Cda => |status: StatusCode| {
                     matches!(
                         status,
                         StatusCode::OK | StatusCode::ACCEPTED | StatusCode::BAD_REQUEST
@@ -345,6 +345,7 @@ fn interaction(method: &Method, path: &str) -> (&'static str, &'static str) {
     match route {
         Route::Hl7v2 => ("hl7v2-message", "C"),
         Route::Hprim => ("hprim-file", "C"),
+        Route::Cda => ("cda-document", "C"),
         Route::Admin if *method == Method::GET => ("admin-read", "R"),
         Route::Admin => ("admin-action", "E"),
         Route::FhirBase if *method == Method::POST => ("transaction", "E"),

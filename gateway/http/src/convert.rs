@@ -1,34 +1,42 @@
-//! `POST /fhir/$convert-data`: one HL7 v2 message in, its FHIR R4
-//! transaction Bundle out, exactly as the mapper wrote it. The request is
-//! either Microsoft FHIR-Converter's contract, a `Parameters` resource with
-//! `inputData` (the ER7 text) and `inputDataType` (`Hl7v2`), or the raw ER7
-//! message as `POST /hl7v2` takes it, or a raw HPRIM file as `POST /hprim`
-//! takes it (`application/x-hprim-sante`, `application/x-hprim-net`: the
-//! one Bundle of all its patients the gateway would deliver). Nothing is journaled or delivered:
-//! this is for integrators trying mappings.
+//! `POST /fhir/$convert-data`: one HL7 v2 message, HPRIM file or CDA
+//! document in, its FHIR R4 transaction Bundle out, exactly as the mapper
+//! wrote it. The request is either Microsoft FHIR-Converter's contract, a
+//! `Parameters` resource with `inputData` (the ER7 text or the CDA XML)
+//! and `inputDataType` (`Hl7v2`, `Ccda`), or the raw ER7 message as
+//! `POST /hl7v2` takes it, or a raw HPRIM file as `POST /hprim` takes it
+//! (`application/x-hprim-sante`, `application/x-hprim-net`: the one Bundle
+//! of all its patients the gateway would deliver), or a raw CDA document
+//! as `POST /cda` takes it (`application/hl7-v3+xml`). With
+//! `Accept: application/hl7-v3+xml`, lab results come back as the CI-SIS
+//! CR-BIO document the `[mapping.cda]` settings make of that Bundle.
+//! Nothing is journaled or delivered: this is for integrators trying
+//! mappings.
 //!
 //! The OperationDefinition the CapabilityStatement points at is served
 //! from here too.
 
 use bytes::Bytes;
-use http::header::CONTENT_TYPE;
+use http::header::{ACCEPT, CONTENT_TYPE};
 use http::{Request, Response, StatusCode};
 use http_body_util::Limited;
 use hyper::body::Body;
 use serde_json::{json, Value};
 
 use super::error::ApiError;
-use super::handlers::{json_response, read_body, HL7V2_MEDIA_TYPES};
+use super::handlers::{json_response, read_body, unsupported_media, HL7V2_MEDIA_TYPES};
 use super::{BoxError, ResponseBody, SharedState};
 use crate::capability::convert_data_definition_url;
 use passerelle_fhir::negotiate::{is_readable_fhir_body, media_type, Format};
+use passerelle_intake::files::FileFormat;
 
 /// The operation's path below the FHIR base.
 pub const OPERATION_PATH: &str = "/fhir/$convert-data";
 pub use crate::capability::CONVERT_DATA_DEFINITION_PATH as DEFINITION_PATH;
 
-/// The one input data type converted.
+/// The input data type of HL7 v2 messages.
 const HL7V2_TYPE: &str = "Hl7v2";
+/// The input data types of CDA documents: FHIR-Converter's, and ours.
+const CDA_TYPES: [&str; 2] = ["Ccda", "Cda"];
 
 /// Parameters accepted for compatibility with Microsoft's FHIR-Converter
 /// clients, whose template choice means nothing here: the mapper is chosen
@@ -49,69 +57,87 @@ where
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_string();
+    let wants_cda = wants_cda(request.headers());
     let media = media_type(&content_type);
     let parameters = is_readable_fhir_body(Some(&content_type));
-    let hprim = hprim_message_type(&media);
-    if !parameters && hprim.is_none() && !HL7V2_MEDIA_TYPES.contains(&media.as_str()) {
-        return Err(ApiError::UnsupportedMediaType {
-            received: printable(&media, 64),
-            expected: "application/fhir+json (a Parameters resource), x-application/hl7-v2+er7, application/x-hprim-sante or application/x-hprim-net",
-        });
-    }
-    let body = read_body(request.into_body(), state.max_body_bytes).await?;
-    if let Some(message_type) = hprim {
-        // The Bundle the gateway delivers for the file: every patient's
-        // resources in one transaction.
-        let mapping = state.mapping.clone();
-        let mapped =
-            tokio::task::spawn_blocking(move || mapping.map_stored(message_type, &body, None))
-                .await
-                .map_err(|_| ApiError::Internal)??;
-        return Ok(json_response(
-            StatusCode::OK,
-            Format::Json.content_type(),
-            Bytes::from(mapped.bundle),
+    // A whole file sent raw, by its own media type (HPRIM Santé, HPRIM
+    // Net, a CDA document; a generic text type is read as HL7 v2 here).
+    let file = FileFormat::from_media_type(&media).flatten();
+    if !parameters && file.is_none() && !HL7V2_MEDIA_TYPES.contains(&media.as_str()) {
+        return Err(unsupported_media(
+            &media,
+            "application/fhir+json (a Parameters resource), x-application/hl7-v2+er7, application/x-hprim-sante, application/x-hprim-net or application/hl7-v3+xml",
         ));
     }
-    let input = if parameters {
-        Bytes::from(input_data(&body)?.into_bytes())
+    let body = read_body(request.into_body(), state.max_body_bytes).await?;
+    let (input, file) = if parameters {
+        let (data, kind) = input_data(&body)?;
+        let file = (kind == InputKind::Cda).then_some(FileFormat::Cda);
+        (Bytes::from(data.into_bytes()), file)
     } else {
-        body
+        (body, file)
     };
-    let count = hl7v2::split_messages(&input).len();
-    if count > 1 {
-        return Err(ApiError::BadRequest(format!(
-            "the input holds {count} HL7 v2 messages; $convert-data converts one message per request"
-        )));
-    }
     let mapping = state.mapping.clone();
-    let results = tokio::task::spawn_blocking(move || mapping.convert(&input))
-        .await
-        .map_err(|_| ApiError::Internal)?;
-    let mapped = results.into_iter().next().ok_or(ApiError::Internal)??;
-    Ok(json_response(
-        StatusCode::OK,
-        Format::Json.content_type(),
-        Bytes::from(mapped.bundle),
-    ))
+    let output = tokio::task::spawn_blocking(move || {
+        let mapped = match file {
+            // The Bundle the gateway delivers for the file (an HPRIM
+            // file's patients in one transaction).
+            Some(format) => mapping.map_stored(&format.message_type(), &input, None)?,
+            None => {
+                let count = hl7v2::split_messages(&input).len();
+                if count > 1 {
+                    return Err(ApiError::BadRequest(format!(
+                        "the input holds {count} HL7 v2 messages; $convert-data converts one message per request"
+                    )));
+                }
+                let results = mapping.convert(&input);
+                results.into_iter().next().ok_or(ApiError::Internal)??
+            }
+        };
+        if !wants_cda {
+            return Ok((Format::Json.content_type(), Bytes::from(mapped.bundle)));
+        }
+        if file == Some(FileFormat::Cda) {
+            return Err(ApiError::BadRequest(
+                "the input is a CDA document already; ask for application/fhir+json".to_string(),
+            ));
+        }
+        let document = mapping.lab_document(&mapped)?;
+        Ok((cda::CDA_CONTENT_TYPE, Bytes::from(document.xml.into_bytes())))
+    })
+    .await
+    .map_err(|_| ApiError::Internal)??;
+    Ok(json_response(StatusCode::OK, output.0, output.1))
 }
 
-/// The journal's message type of an HPRIM file sent raw, by its media
-/// type.
-fn hprim_message_type(media: &str) -> Option<&'static str> {
-    match media {
-        passerelle_intake::files::HPRIM_SANTE_MEDIA_TYPE => {
-            Some(passerelle_config::HPRIM_SANTE_MESSAGE_TYPE)
-        }
-        passerelle_intake::files::HPRIM_NET_MEDIA_TYPE => {
-            Some(passerelle_config::HPRIM_NET_MESSAGE_TYPE)
-        }
-        _ => None,
-    }
+/// Whether a request's `Accept` asks for a CDA document (HL7 v3 XML)
+/// rather than the FHIR Bundle.
+pub fn wants_cda(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(accepts_cda)
 }
 
-/// The ER7 text of a `Parameters` body, after checking the parameters.
-fn input_data(body: &[u8]) -> Result<String, ApiError> {
+/// Whether an `Accept` header asks for a CDA document.
+fn accepts_cda(accept: &str) -> bool {
+    accept
+        .split(',')
+        .map(media_type)
+        .any(|media| media == cda::CDA_CONTENT_TYPE || media == "application/hl7-cda+xml")
+}
+
+/// What a `Parameters` body's `inputDataType` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum InputKind {
+    Hl7v2,
+    /// `Ccda` (FHIR-Converter's name) or `Cda`: a CDA R2 document.
+    Cda,
+}
+
+/// The input text of a `Parameters` body and its kind, after checking the
+/// parameters.
+fn input_data(body: &[u8]) -> Result<(String, InputKind), ApiError> {
     let not_parameters = || {
         ApiError::BadRequest(
             "the body must be a FHIR Parameters resource with inputData and inputDataType \
@@ -184,17 +210,22 @@ fn input_data(body: &[u8]) -> Result<String, ApiError> {
             "parameter inputDataType is required (`{HL7V2_TYPE}`)"
         ))
     })?;
-    if !data_type.eq_ignore_ascii_case(HL7V2_TYPE) {
+    let kind = if data_type.eq_ignore_ascii_case(HL7V2_TYPE) {
+        InputKind::Hl7v2
+    } else if CDA_TYPES.iter().any(|t| data_type.eq_ignore_ascii_case(t)) {
+        InputKind::Cda
+    } else {
         return Err(ApiError::UnsupportedParameter(format!(
-            "inputDataType `{}` is not supported; this server converts `{HL7V2_TYPE}`",
+            "inputDataType `{}` is not supported; this server converts `{HL7V2_TYPE}` and `Ccda`",
             printable(&data_type, 32)
         )));
-    }
-    data.ok_or_else(|| {
+    };
+    let data = data.ok_or_else(|| {
         ApiError::BadRequest(
-            "parameter inputData (valueString, the HL7 v2 message) is required".to_string(),
+            "parameter inputData (valueString, the message or document) is required".to_string(),
         )
-    })
+    })?;
+    Ok((data, kind))
 }
 
 /// At most `max` printable ASCII characters of a client-supplied name, for
@@ -293,19 +324,37 @@ mod tests {
             { "name": "templateCollectionReference", "valueString": "microsofthealth/fhirconverter:default" },
             { "name": "rootTemplate", "valueString": "ADT_A01" }
         ]));
-        assert_eq!(input_data(&body).unwrap(), "MSH|^~\\&|A\r");
+        assert_eq!(
+            input_data(&body).unwrap(),
+            ("MSH|^~\\&|A\r".to_string(), InputKind::Hl7v2)
+        );
         let body = parameters(json!([
             { "name": "inputDataType", "valueCode": "hl7v2" },
             { "name": "inputData", "valueString": "MSH|x" }
         ]));
-        assert_eq!(input_data(&body).unwrap(), "MSH|x");
+        assert_eq!(
+            input_data(&body).unwrap(),
+            ("MSH|x".to_string(), InputKind::Hl7v2)
+        );
     }
 
     #[test]
-    fn other_data_types_are_not_supported() {
+    fn cda_documents_come_as_ccda_and_other_data_types_are_not_supported() {
         let body = parameters(json!([
             { "name": "inputData", "valueString": "<ClinicalDocument/>" },
             { "name": "inputDataType", "valueString": "Ccda" }
+        ]));
+        assert_eq!(
+            input_data(&body).unwrap(),
+            ("<ClinicalDocument/>".to_string(), InputKind::Cda)
+        );
+        assert!(accepts_cda(
+            "application/fhir+json;q=0.5, application/hl7-v3+xml"
+        ));
+        assert!(!accepts_cda("application/fhir+json"));
+        let body = parameters(json!([
+            { "name": "inputData", "valueString": "{}" },
+            { "name": "inputDataType", "valueString": "Json" }
         ]));
         assert!(matches!(
             input_data(&body),

@@ -96,8 +96,9 @@ where
         (Route::Metrics, method) => Err(not_allowed(method, "GET")),
         (Route::Hl7v2, &Method::POST) => hl7v2(&state, request).await,
         (Route::Hl7v2, method) => Err(not_allowed(method, "POST")),
-        (Route::Hprim, &Method::POST) => hprim(&state, request).await,
-        (Route::Hprim, method) => Err(not_allowed(method, "POST")),
+        (Route::Hprim, &Method::POST) => file(&state, request, FileRoute::Hprim).await,
+        (Route::Cda, &Method::POST) => file(&state, request, FileRoute::Cda).await,
+        (Route::Hprim | Route::Cda, method) => Err(not_allowed(method, "POST")),
         (Route::Admin, _) => {
             crate::admin::handle(&state, request.method().clone(), request.uri().clone()).await
         }
@@ -124,33 +125,13 @@ where
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
-    let media = media_type(
-        request
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or(""),
-    );
+    let media = request_media_type(&request);
     if !HL7V2_MEDIA_TYPES.contains(&media.as_str()) {
-        return Err(ApiError::UnsupportedMediaType {
-            received: media
-                .chars()
-                .take(64)
-                .filter(|c| c.is_ascii_graphic() || *c == ' ')
-                .collect(),
-            expected: "x-application/hl7-v2+er7",
-        });
+        return Err(unsupported_media(&media, "x-application/hl7-v2+er7"));
     }
-    // The access layer authenticated the client (with passerelle/hl7v2).
-    let sender = request
-        .extensions()
-        .get::<std::sync::Arc<passerelle_security::Client>>()
-        .cloned();
-    // The address each message's audit record names.
-    let source = request
-        .extensions()
-        .get::<passerelle_security::PeerAddr>()
-        .map(|peer| peer.0.ip());
+    // The access layer authenticated the client (with passerelle/hl7v2);
+    // each message's audit record names it and the address.
+    let (sender, source) = sender_and_source(&request);
     let body = read_body(request.into_body(), state.max_body_bytes).await?;
     let mut messages: Vec<Bytes> = hl7v2::split_messages(&body)
         .into_iter()
@@ -180,13 +161,40 @@ where
     Ok(response)
 }
 
-/// `POST /hprim`: one HPRIM Santé or HPRIM Net file, journaled before the
-/// answer: 202 with the journal id (mapping follows), 200 when the same
-/// file from the same sender was stored before, 400 naming the line,
-/// record and field of a file that cannot be read.
-async fn hprim<B>(
+/// The file routes, and the formats each takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FileRoute {
+    Hprim,
+    Cda,
+}
+
+impl FileRoute {
+    fn takes(self, format: passerelle_intake::files::FileFormat) -> bool {
+        use passerelle_intake::files::FileFormat;
+        match self {
+            FileRoute::Hprim => matches!(format, FileFormat::HprimSante | FileFormat::HprimNet),
+            FileRoute::Cda => format == FileFormat::Cda,
+        }
+    }
+
+    fn expected_media(self) -> &'static str {
+        match self {
+            FileRoute::Hprim => "application/x-hprim-sante or application/x-hprim-net",
+            FileRoute::Cda => passerelle_intake::files::CDA_MEDIA_TYPE,
+        }
+    }
+}
+
+/// `POST /hprim` (one HPRIM Santé or HPRIM Net file) and `POST /cda` (one
+/// CDA R2 document): journaled before the answer: 202 with the journal id
+/// (mapping follows), 200 when the same file from the same sender was
+/// stored before, 400 naming the line and record (HPRIM) or the element,
+/// line and column (CDA) of a file that cannot be read, 415 for a media
+/// type the route does not take.
+async fn file<B>(
     state: &SharedState,
     request: Request<Limited<B>>,
+    route: FileRoute,
 ) -> Result<Response<ResponseBody>, ApiError>
 where
     B: Body<Data = Bytes> + Send + 'static,
@@ -194,33 +202,22 @@ where
 {
     use passerelle_fhir::outcome::{IssueType, Outcome, Severity};
     use passerelle_intake::files::{FileFormat, FileOrigin, FileTaken};
-    let media = media_type(
-        request
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or(""),
-    );
-    let Some(declared) = FileFormat::from_media_type(&media) else {
-        return Err(ApiError::UnsupportedMediaType {
-            received: media
-                .chars()
-                .take(64)
-                .filter(|c| c.is_ascii_graphic() || *c == ' ')
-                .collect(),
-            expected: passerelle_intake::files::HPRIM_SANTE_MEDIA_TYPE,
-        });
+    let media = request_media_type(&request);
+    let declared = FileFormat::from_media_type(&media)
+        .filter(|declared| declared.is_none_or(|format| route.takes(format)));
+    let Some(declared) = declared else {
+        return Err(unsupported_media(&media, route.expected_media()));
     };
-    let sender = request
-        .extensions()
-        .get::<std::sync::Arc<passerelle_security::Client>>()
-        .cloned();
-    let source = request
-        .extensions()
-        .get::<passerelle_security::PeerAddr>()
-        .map(|peer| peer.0.ip());
+    let (sender, source) = sender_and_source(&request);
     let body = read_body(request.into_body(), state.max_body_bytes).await?;
-    let format = declared.unwrap_or_else(|| FileFormat::detect(&body));
+    let format = match declared {
+        Some(format) => format,
+        None if route == FileRoute::Cda => FileFormat::Cda,
+        None => match FileFormat::detect(&body) {
+            FileFormat::Cda => FileFormat::HprimNet,
+            detected => detected,
+        },
+    };
     let networks = sender
         .as_ref()
         .map(|client| client.networks.clone())
@@ -258,6 +255,49 @@ where
         diagnostics,
     };
     Ok(crate::error::outcome_response(&outcome))
+}
+
+/// The essence of the request's media type (`""` when it names none).
+pub(crate) fn request_media_type<B>(request: &Request<B>) -> String {
+    media_type(
+        request
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or(""),
+    )
+}
+
+/// A 415 naming what was received, bounded and printable only (a header
+/// can be kilobytes of anything).
+pub(crate) fn unsupported_media(media: &str, expected: &'static str) -> ApiError {
+    ApiError::UnsupportedMediaType {
+        received: media
+            .chars()
+            .take(64)
+            .filter(|c| c.is_ascii_graphic() || *c == ' ')
+            .collect(),
+        expected,
+    }
+}
+
+/// The client the access layer authenticated, and the address the
+/// request came from (what intake's audit records name).
+fn sender_and_source<B>(
+    request: &Request<B>,
+) -> (
+    Option<std::sync::Arc<passerelle_security::Client>>,
+    Option<std::net::IpAddr>,
+) {
+    let sender = request
+        .extensions()
+        .get::<std::sync::Arc<passerelle_security::Client>>()
+        .cloned();
+    let source = request
+        .extensions()
+        .get::<passerelle_security::PeerAddr>()
+        .map(|peer| peer.0.ip());
+    (sender, source)
 }
 
 fn not_allowed(method: &Method, allow: &'static str) -> ApiError {
@@ -317,6 +357,14 @@ where
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
+    // `$convert-data` asked for a CDA document answers in HL7 v3 XML, a
+    // format of no FHIR negotiation (its errors stay FHIR JSON).
+    if request.method() == Method::POST
+        && request.uri().path().trim_end_matches('/') == convert::OPERATION_PATH
+        && convert::wants_cda(request.headers())
+    {
+        return convert::convert_data(&state, request).await;
+    }
     let format = response_format(
         query_param(request.uri().query(), "_format").as_deref(),
         request.headers().get(ACCEPT).and_then(|v| v.to_str().ok()),

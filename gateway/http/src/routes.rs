@@ -12,6 +12,8 @@ pub enum Route {
     Hl7v2,
     /// `POST /hprim`: HPRIM Santé and HPRIM Net files.
     Hprim,
+    /// `POST /cda`: CDA R2 documents.
+    Cda,
     /// `/admin` and below (loopback only).
     Admin,
     FhirMetadata,
@@ -39,6 +41,7 @@ impl Route {
             "/metrics" => return Route::Metrics,
             "/hl7v2" => return Route::Hl7v2,
             "/hprim" => return Route::Hprim,
+            "/cda" => return Route::Cda,
             "/fhir" => return Route::FhirBase,
             "/fhir/metadata" => return Route::FhirMetadata,
             "/fhir/_history" => return Route::FhirSystemHistory,
@@ -92,6 +95,7 @@ impl Route {
             Route::Metrics => "/metrics",
             Route::Hl7v2 => "/hl7v2",
             Route::Hprim => "/hprim",
+            Route::Cda => "/cda",
             Route::Admin => "/admin",
             Route::FhirMetadata => "/fhir/metadata",
             Route::FhirBase => "/fhir",

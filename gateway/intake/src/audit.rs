@@ -243,7 +243,7 @@ const FILE_RECEIVED: Code = Code::new(PASSERELLE_SUBTYPE, "file", "File received
 /// its content.
 pub(crate) struct FileFacts {
     pub format: &'static str,
-    pub message_type: &'static str,
+    pub message_type: String,
     pub sender: String,
     pub sha256: String,
     pub bytes: usize,
@@ -257,7 +257,7 @@ impl FileFacts {
         )
         .identified(self.sha256.clone())
         .detail("sender", bounded(&self.sender, MAX_FIELD))
-        .detail("type", self.message_type)
+        .detail("type", self.message_type.clone())
         .detail("bytes", self.bytes.to_string())
         .detail("SHA-256", self.sha256.clone())
         .detail("transport", transport.label())

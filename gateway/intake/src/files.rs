@@ -1,11 +1,13 @@
-//! File intake: HPRIM Santé and HPRIM Net files, taken whole, by
-//! `POST /hprim` and from the watched directory ([`crate::watch`]). A file
+//! File intake: HPRIM Santé and HPRIM Net files and CDA R2 documents,
+//! taken whole, by `POST /hprim`, `POST /cda` and from the watched
+//! directory ([`crate::watch`]). A file
 //! is read (never quoted in an error), journaled with its audit record in
 //! one commit, and only then answered or moved out of the directory; the
 //! mapping stage maps it from the journal like an HL7 v2 message.
 //!
 //! The journal's key of a file is its sender (H.5 in HPRIM Santé, line 11
-//! in HPRIM Net) and its SHA-256: the same file taken twice (sent again,
+//! in HPRIM Net, the custodian's or author organisation's id of a CDA) and
+//! its SHA-256: the same file taken twice (sent again,
 //! or picked up again after a crash between its commit and its move) is
 //! stored once, and answered or moved as the first time.
 
@@ -14,7 +16,7 @@ use std::net::IpAddr;
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
-use passerelle_config::{HPRIM_NET_MESSAGE_TYPE, HPRIM_SANTE_MESSAGE_TYPE};
+use passerelle_config::{cda_message_type, HPRIM_NET_MESSAGE_TYPE, HPRIM_SANTE_MESSAGE_TYPE};
 use passerelle_security::Client;
 use passerelle_storage::journal::{JournalEntry, Stored};
 
@@ -22,49 +24,67 @@ use passerelle_telemetry::events::FileTaken as FileTakenEvent;
 
 use super::{audit, Intake, Transport};
 
-/// The largest file taken (the HPRIM parsers' own bound).
+/// The largest file taken from the watched directory (the HPRIM parsers'
+/// own bound; a CDA document's is larger, and `POST /cda` is bounded by
+/// `http.max_body_bytes`).
 pub const MAX_FILE_BYTES: usize = hprim::MAX_FILE_BYTES;
 
 /// The media type of HPRIM Santé files.
 pub const HPRIM_SANTE_MEDIA_TYPE: &str = "application/x-hprim-sante";
 /// The media type of HPRIM Net / HPRIM Médecins files.
 pub const HPRIM_NET_MEDIA_TYPE: &str = "application/x-hprim-net";
+/// The media type CDA R2 documents are sent with (others are taken, see
+/// [`cda::CDA_CONTENT_TYPES`]).
+pub const CDA_MEDIA_TYPE: &str = cda::CDA_CONTENT_TYPE;
 
 /// The formats of the files taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FileFormat {
     HprimSante,
     HprimNet,
+    /// A CDA R2 document (CI-SIS or not).
+    Cda,
 }
 
 impl FileFormat {
     /// The format a media type names: `Some(None)` for a generic type
     /// (`text/plain`, `application/octet-stream`) whose format is read
-    /// from the file, `None` for a type that is not a file of ours.
+    /// from the file, `None` for a type that is not a file of ours. The
+    /// generic XML types (`application/xml`, `text/xml`) name a CDA
+    /// document, the only XML file taken.
     pub fn from_media_type(media: &str) -> Option<Option<FileFormat>> {
         match media {
             HPRIM_SANTE_MEDIA_TYPE => Some(Some(FileFormat::HprimSante)),
             HPRIM_NET_MEDIA_TYPE => Some(Some(FileFormat::HprimNet)),
             "text/plain" | "application/octet-stream" => Some(None),
+            _ if cda::is_cda_content_type(media) => Some(Some(FileFormat::Cda)),
             _ => None,
         }
     }
 
-    /// The format of a file's bytes: HPRIM Santé when it starts with an H
-    /// record, else HPRIM Net (whose header is free lines).
+    /// The format of a file's bytes: a CDA document when it starts (after
+    /// a byte-order mark and white space) with `<`, HPRIM Santé when it
+    /// starts with an H record, else HPRIM Net (whose header is free
+    /// lines).
     pub fn detect(bytes: &[u8]) -> FileFormat {
-        if hprim::sante::looks_like(bytes) {
+        let text = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+        if text.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'<') {
+            FileFormat::Cda
+        } else if hprim::sante::looks_like(bytes) {
             FileFormat::HprimSante
         } else {
             FileFormat::HprimNet
         }
     }
 
-    /// The message type the journal keeps it under.
-    pub fn message_type(self) -> &'static str {
+    /// A message type the journal may keep a file of this format under:
+    /// the HPRIM formats have one each; a CDA document's names its type
+    /// (see [`passerelle_config::cda_message_type`]), here unknown.
+    pub fn message_type(self) -> String {
         match self {
-            FileFormat::HprimSante => HPRIM_SANTE_MESSAGE_TYPE,
-            FileFormat::HprimNet => HPRIM_NET_MESSAGE_TYPE,
+            FileFormat::HprimSante => HPRIM_SANTE_MESSAGE_TYPE.to_string(),
+            FileFormat::HprimNet => HPRIM_NET_MESSAGE_TYPE.to_string(),
+            FileFormat::Cda => cda_message_type(None),
         }
     }
 
@@ -72,6 +92,7 @@ impl FileFormat {
         match self {
             FileFormat::HprimSante => "HPRIM Santé",
             FileFormat::HprimNet => "HPRIM Net",
+            FileFormat::Cda => "CDA R2",
         }
     }
 }
@@ -141,6 +162,7 @@ impl FileRefused {
 
 /// What the journal keeps of a file's header.
 struct Envelope {
+    message_type: String,
     sender: String,
     receiver: String,
     version: String,
@@ -171,6 +193,7 @@ fn read_envelope(format: FileFormat, bytes: &[u8]) -> Result<Envelope, FileRefus
                     .unwrap_or_default()
             };
             Envelope {
+                message_type: HPRIM_SANTE_MESSAGE_TYPE.to_string(),
                 sender: first(hprim::sante::fields::H_SENDER),
                 receiver: first(hprim::sante::fields::H_RECEIVER),
                 version: file.version().map(|v| v.number).unwrap_or_default(),
@@ -186,6 +209,7 @@ fn read_envelope(format: FileFormat, bytes: &[u8]) -> Result<Envelope, FileRefus
                     .to_string()
             };
             Envelope {
+                message_type: HPRIM_NET_MESSAGE_TYPE.to_string(),
                 sender: code(file.header.sender()),
                 receiver: code(file.header.recipient()),
                 version: String::new(),
@@ -196,6 +220,7 @@ fn read_envelope(format: FileFormat, bytes: &[u8]) -> Result<Envelope, FileRefus
                 ),
             }
         }
+        FileFormat::Cda => cda_envelope(bytes)?,
     };
     if envelope.patients == 0 {
         return Err(FileRefused::NoPatient {
@@ -203,6 +228,44 @@ fn read_envelope(format: FileFormat, bytes: &[u8]) -> Result<Envelope, FileRefus
         });
     }
     Ok(envelope)
+}
+
+/// A CDA document's envelope: its type code in the message type, the
+/// custodian's (else the first author organisation's) identifier as the
+/// sender, the version number, its recordTargets as patients. The
+/// reader's errors name the element path, line and column, never the
+/// document's text.
+fn cda_envelope(bytes: &[u8]) -> Result<Envelope, FileRefused> {
+    let document = cda::read(bytes).map_err(|error| FileRefused::Unreadable {
+        format: FileFormat::Cda.label(),
+        detail: error.to_string(),
+    })?;
+    let header = &document.header;
+    let organisation_id = |organisation: &cda::Organization| {
+        organisation
+            .ids
+            .iter()
+            .find_map(|id| id.extension.clone().or_else(|| id.root.clone()))
+    };
+    let sender = header
+        .custodian
+        .as_ref()
+        .and_then(organisation_id)
+        .or_else(|| {
+            header
+                .authors
+                .iter()
+                .find_map(|author| author.party.organization.as_ref().and_then(organisation_id))
+        })
+        .unwrap_or_default();
+    Ok(Envelope {
+        message_type: cda_message_type(header.code.as_ref().and_then(|code| code.code.as_deref())),
+        sender,
+        receiver: String::new(),
+        version: header.version_number.clone().unwrap_or_default(),
+        charset: "UTF-8",
+        patients: header.record_targets.len(),
+    })
 }
 
 impl Intake {
@@ -222,7 +285,9 @@ impl Intake {
         let sha256 = hex::encode(Sha256::digest(&bytes));
         let facts = audit::FileFacts {
             format: format.label(),
-            message_type: format.message_type(),
+            message_type: envelope
+                .as_ref()
+                .map_or_else(|_| format.message_type(), |e| e.message_type.clone()),
             sender: envelope
                 .as_ref()
                 .map(|e| e.sender.clone())
@@ -264,7 +329,7 @@ impl Intake {
             sending_facility: envelope.receiver.clone(),
             // Files carry no message id: their digest stands for one.
             control_id: sha256.chars().take(20).collect(),
-            message_type: format.message_type().to_string(),
+            message_type: envelope.message_type.clone(),
             version: envelope.version.clone(),
             charset: envelope.charset.to_string(),
             sha256: sha256.clone(),

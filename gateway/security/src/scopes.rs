@@ -53,15 +53,18 @@ pub enum GatewayScope {
     Convert,
     /// Sending HPRIM files (`POST /hprim`).
     Hprim,
+    /// Sending CDA R2 documents (`POST /cda`).
+    Cda,
 }
 
 impl GatewayScope {
-    pub const ALL: [GatewayScope; 5] = [
+    pub const ALL: [GatewayScope; 6] = [
         GatewayScope::Admin,
         GatewayScope::Metrics,
         GatewayScope::Hl7v2,
         GatewayScope::Convert,
         GatewayScope::Hprim,
+        GatewayScope::Cda,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -71,6 +74,7 @@ impl GatewayScope {
             GatewayScope::Hl7v2 => "passerelle/hl7v2",
             GatewayScope::Convert => "passerelle/convert",
             GatewayScope::Hprim => "passerelle/hprim",
+            GatewayScope::Cda => "passerelle/cda",
         }
     }
 }

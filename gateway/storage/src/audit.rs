@@ -96,18 +96,7 @@ pub fn append_in(sql: &mut dyn Sql, records: &[AuditRecord]) -> Result<(), Stora
         "SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1",
         &[],
     )?;
-    let (mut seq, mut previous) = match last.into_iter().next() {
-        Some(row) => {
-            let mut row = row.into_iter();
-            (
-                row.next().and_then(|v| v.as_i64()).unwrap_or(0),
-                row.next()
-                    .and_then(SqlValue::into_string)
-                    .unwrap_or_default(),
-            )
-        }
-        None => (0, String::new()),
-    };
+    let (mut seq, mut previous) = seq_and_hash(last.into_iter().next());
     for record in records {
         seq += 1;
         // The patients, space-separated, are part of what the hash
@@ -135,6 +124,23 @@ pub fn append_in(sql: &mut dyn Sql, records: &[AuditRecord]) -> Result<(), Stora
         previous = hash;
     }
     Ok(())
+}
+
+/// A `(seq, hash)` row of the trail (its last record, or the anchor
+/// retention left), `(0, "")` when there is none: the start of a chain.
+pub(crate) fn seq_and_hash(row: Option<crate::sql::SqlRow>) -> (i64, String) {
+    match row {
+        Some(row) => {
+            let mut row = row.into_iter();
+            (
+                row.next().and_then(|v| v.as_i64()).unwrap_or(0),
+                row.next()
+                    .and_then(SqlValue::into_string)
+                    .unwrap_or_default(),
+            )
+        }
+        None => (0, String::new()),
+    }
 }
 
 /// What [`verify`] found.

@@ -213,16 +213,5 @@ pub fn anchor(sql: &mut dyn Sql) -> Result<(i64, String), StorageError> {
         .query("SELECT seq, hash FROM audit_anchor WHERE id = 1", &[])?
         .into_iter()
         .next();
-    Ok(match row {
-        Some(row) => {
-            let mut row = row.into_iter();
-            (
-                row.next().and_then(|v| v.as_i64()).unwrap_or(0),
-                row.next()
-                    .and_then(SqlValue::into_string)
-                    .unwrap_or_default(),
-            )
-        }
-        None => (0, String::new()),
-    })
+    Ok(crate::audit::seq_and_hash(row))
 }

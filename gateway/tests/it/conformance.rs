@@ -1,4 +1,5 @@
-//! Runs the whole conformance suite against a real gateway process, then
+//! Runs the whole conformance suite against a real gateway process (on the
+//! shipped lab sample configuration, `deploy/passerelle.lab.toml`), then
 //! checks from the journal that every accepted corpus message is stored
 //! exactly once.
 
@@ -13,7 +14,15 @@ fn corpus_dir() -> Option<PathBuf> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conformance_suite_passes_against_a_running_gateway() {
-    let gateway = common::Gateway::start();
+    // The lab sample configuration: the embedded defaults plus the CI-SIS
+    // header settings the CDA golden cases need.
+    let gateway = common::Gateway::start_with(common::Options {
+        args: vec![
+            "--config".to_string(),
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/passerelle.lab.toml").to_string(),
+        ],
+        ..common::Options::default()
+    });
     let corpus = corpus_dir();
     if corpus.is_none() {
         println!("../shared/corpus not found: corpus cases skip themselves");

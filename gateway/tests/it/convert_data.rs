@@ -266,14 +266,14 @@ async fn the_golden_case_runner_compares_real_answers() {
             ),
         ],
     );
-    let result = run_cases(&client, cases.path()).await;
+    let result = run_cases(&client, cases.path(), None).await;
     assert!(result.is_ok(), "{result:?}");
 
     case(
         "adt-a01-wrong-precision",
         &[("input.hl7", A01), ("expected.json", &expected("12.5"))],
     );
-    let failure = run_cases(&client, cases.path())
+    let failure = run_cases(&client, cases.path(), None)
         .await
         .unwrap_err()
         .to_string();

@@ -10,6 +10,7 @@ mod admin_api;
 mod application_acks;
 mod audit_trail;
 mod backup;
+mod cda_documents;
 mod cli;
 mod conformance;
 mod convert_cli;

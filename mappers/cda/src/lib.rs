@@ -25,3 +25,24 @@ pub use fuzzing::fuzz_read;
 pub use model::*;
 pub use read::{read, read_with_limits};
 pub use xml::Limits;
+
+/// The content type CDA documents are written with (HL7 v3 XML).
+pub const CDA_CONTENT_TYPE: &str = "application/hl7-v3+xml";
+
+/// Content types taken for a CDA document: HL7's own, and the generic XML
+/// ones senders use (the root element tells a CDA from other XML).
+pub const CDA_CONTENT_TYPES: [&str; 4] = [
+    CDA_CONTENT_TYPE,
+    "application/hl7-cda+xml",
+    "application/xml",
+    "text/xml",
+];
+
+/// Whether `content_type` (parameters such as `; charset=` ignored) is one
+/// a CDA document may come with.
+pub fn is_cda_content_type(content_type: &str) -> bool {
+    let essence = content_type.split(';').next().unwrap_or("").trim();
+    CDA_CONTENT_TYPES
+        .iter()
+        .any(|known| essence.eq_ignore_ascii_case(known))
+}

@@ -20,26 +20,7 @@ mod write;
 use crate::mapping::{MappedBundle, MappingContext, MappingError, MappingErrorKind};
 pub use mapping_settings::OruConfig;
 
-/// The content type CDA documents are written with (HL7 v3 XML).
-pub const CDA_CONTENT_TYPE: &str = "application/hl7-v3+xml";
-
-/// Content types taken for a CDA document: HL7's own, and the generic XML
-/// ones senders use (the root element tells a CDA from other XML).
-pub const CDA_CONTENT_TYPES: [&str; 4] = [
-    CDA_CONTENT_TYPE,
-    "application/hl7-cda+xml",
-    "application/xml",
-    "text/xml",
-];
-
-/// Whether `content_type` (parameters such as `; charset=` ignored) is one
-/// a CDA document may come with.
-pub fn is_cda_content_type(content_type: &str) -> bool {
-    let essence = content_type.split(';').next().unwrap_or("").trim();
-    CDA_CONTENT_TYPES
-        .iter()
-        .any(|known| essence.eq_ignore_ascii_case(known))
-}
+pub use cda::{is_cda_content_type, CDA_CONTENT_TYPE, CDA_CONTENT_TYPES};
 
 /// Maps a CDA R2 document: one transaction Bundle. `config` is the ORU
 /// mapper's (its Observation category and code map apply to CR-BIO

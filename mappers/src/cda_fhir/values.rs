@@ -194,55 +194,6 @@ pub(super) fn instant(raw: &str, zone: &SiteTimeZone) -> Option<String> {
     full.contains('T').then_some(full)
 }
 
-/// The NIR (French social security number) when well formed: 13
-/// characters (2A/2B for Corsica) and a key that checks (97 minus the
-/// number modulo 97). The same rule as the HPRIM mapper's.
-pub(super) fn well_formed_nir(raw: &str) -> Option<String> {
-    let nir: String = raw.chars().filter(|c| !c.is_whitespace()).collect();
-    if nir.len() != 15 || !nir.is_ascii() {
-        return None;
-    }
-    let (body, key) = nir.split_at(13);
-    let numeric_body = match body.get(5..7) {
-        Some("2A") | Some("2a") => format!("{}19{}", body.get(..5)?, body.get(7..)?),
-        Some("2B") | Some("2b") => format!("{}18{}", body.get(..5)?, body.get(7..)?),
-        _ => body.to_string(),
-    };
-    if !numeric_body.bytes().all(|b| b.is_ascii_digit()) || !key.bytes().all(|b| b.is_ascii_digit())
-    {
-        return None;
-    }
-    let number: u64 = numeric_body.parse().ok()?;
-    let key: u64 = key.parse().ok()?;
-    if !matches!(nir.as_bytes().first(), Some(b'1'..=b'4' | b'7' | b'8')) {
-        return None;
-    }
-    (97 - number % 97 == key).then(|| nir.to_ascii_uppercase())
-}
-
-/// Standard base64 with padding.
-pub(super) fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk.first().copied().unwrap_or(0),
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                let index = usize::try_from((n >> (18 - 6 * i)) & 63).unwrap_or(0);
-                out.push(char::from(ALPHABET[index]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
 /// SHA-1 (FIPS 180-4) of `bytes`: FHIR's `Attachment.hash` is defined as
 /// SHA-1, which the workspace's `sha2` does not provide. Used as a
 /// checksum of content the Bundle carries, not for security.
@@ -301,3 +252,6 @@ pub(super) fn sha1(bytes: &[u8]) -> [u8; 20] {
     }
     out
 }
+
+pub(super) use crate::base64::encode as base64;
+pub(super) use crate::nir::well_formed_nir;

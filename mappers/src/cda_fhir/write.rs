@@ -653,7 +653,10 @@ impl Writer<'_> {
                 &report_keyed.identifier.1
             )]),
         );
-        report.insert("status".into(), json!(report_status(&statuses)));
+        report.insert(
+            "status".into(),
+            json!(crate::report_status::from_results(&statuses)),
+        );
         report.insert(
             "category".into(),
             json!([{"coding": [{"system": DIAGNOSTIC_SERVICE, "code": "LAB", "display": "Laboratory"}]}]),
@@ -1227,30 +1230,5 @@ fn observation_status(code: Option<&str>) -> &'static str {
         Some("aborted") | Some("cancelled") => "cancelled",
         Some("nullified") | Some("obsolete") => "entered-in-error",
         Some(_) => "unknown",
-    }
-}
-
-/// The report's status from its results'.
-fn report_status(statuses: &[&str]) -> &'static str {
-    let counted: Vec<&&str> = statuses
-        .iter()
-        .filter(|s| !matches!(**s, "cancelled" | "entered-in-error"))
-        .collect();
-    if counted.is_empty() {
-        return if statuses.is_empty() {
-            "registered"
-        } else {
-            "cancelled"
-        };
-    }
-    if counted.iter().all(|s| **s == "final") {
-        "final"
-    } else if counted
-        .iter()
-        .any(|s| matches!(**s, "final" | "preliminary"))
-    {
-        "partial"
-    } else {
-        "registered"
     }
 }

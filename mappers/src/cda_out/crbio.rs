@@ -11,16 +11,20 @@ use super::header::{
     check_organization, write_header, Header, PatientHeader, Professional, ServiceEvent, LOINC,
 };
 use super::source::{
-    array, cda_time, codings, decimal_text, invalid, missing, string, system_oid, SourceBundle,
-    LOINC_OID,
+    array, cda_time, codings, decimal_text, invalid, missing, string, system_oid, writing_time,
+    SourceBundle, LOINC_OID,
 };
 use super::xml::XmlWriter;
-use super::{base64, identity, pdf, CdaDocument, DocumentOptions};
+use super::{identity, pdf, CdaDocument, DocumentOptions};
+use crate::base64;
 use crate::mapping::MappingError;
 
-const TYPE_CODE: &str = "11502-2";
-const TYPE_DISPLAY: &str = "CR d'examens biologiques";
-const TITLE: &str = "Compte rendu d'examens biologiques";
+/// The LOINC type of a lab report, and its display.
+pub(super) const CR_BIO_TYPE: (&str, &str) = ("11502-2", "CR d'examens biologiques");
+const TYPE_CODE: &str = CR_BIO_TYPE.0;
+const TYPE_DISPLAY: &str = CR_BIO_TYPE.1;
+pub(super) const CR_BIO_TITLE: &str = "Compte rendu d'examens biologiques";
+const TITLE: &str = CR_BIO_TITLE;
 /// The chapter every result goes in: the sources do not say which
 /// specialty (biochemistry, haematology...) a test belongs to, and XD-LAB
 /// has a specialty code for a report that spans several.
@@ -34,6 +38,9 @@ const INTERPRETATION_CODES: [&str; 38] = [
     "IE", "IND", "L", "LL", "LU", "LX", "N", "NCL", "ND", "NEG", "NR", "NS", "POS", "R", "RR", "S",
     "SDD", "SYN-R", "SYN-S", "U", "UNE", "W",
 ];
+
+/// The element a refusal for want of any result names.
+pub(super) const NO_RESULT_ELEMENT: &str = "entry";
 
 /// One result as the body writes it.
 struct Result<'v> {
@@ -50,6 +57,24 @@ struct Report<'v> {
     report: &'v Value,
     results: Vec<Result<'v>>,
     specimens: Vec<&'v Value>,
+    /// The lines of the report's text as the laboratory wrote it
+    /// (`presentedForm` in plain text), shown in the narrative.
+    text: Vec<String>,
+}
+
+/// The lines of a report's plain-text `presentedForm`, if it has one.
+fn presented_text(report: &Value) -> Vec<String> {
+    array(report, "presentedForm")
+        .iter()
+        .filter(|form| string(form, "contentType").is_some_and(|t| t.starts_with("text/plain")))
+        .filter_map(|form| string(form, "data").and_then(base64::decode))
+        .filter_map(|bytes| String::from_utf8(bytes).ok())
+        .flat_map(|text| {
+            text.lines()
+                .map(|line| line.trim_end().to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect()
 }
 
 pub(super) fn write(
@@ -58,24 +83,9 @@ pub(super) fn write(
     options: &DocumentOptions<'_>,
 ) -> std::result::Result<CdaDocument, MappingError> {
     let bundle = SourceBundle::parse(bundle_json)?;
-    let now = cda_time(options.now).ok_or_else(|| {
-        invalid(
-            "effectiveTime",
-            "the time of writing is not an RFC 3339 time",
-        )
-    })?;
+    let now = writing_time(options.now)?;
 
-    let patients: Vec<&Value> = bundle.of_type("Patient").collect();
-    let patient = match patients.as_slice() {
-        [one] => *one,
-        [] => return Err(missing("recordTarget", "the Bundle holds no Patient")),
-        _ => {
-            return Err(invalid(
-                "recordTarget",
-                "the Bundle holds several Patients; a CDA document has exactly one",
-            ))
-        }
-    };
+    let patient = bundle.the_patient()?;
     let patient_header = PatientHeader::from_fhir(patient)?;
 
     let mut reports = Vec::new();
@@ -105,6 +115,7 @@ pub(super) fn write(
             report,
             results,
             specimens,
+            text: presented_text(report),
         });
     }
     if reports.is_empty() {
@@ -113,14 +124,19 @@ pub(super) fn write(
             "the Bundle holds no DiagnosticReport: there is no lab report to write",
         ));
     }
+    // A report whose tests are all still pending is written (a partial
+    // report: the narrative lists them "en attente", with no result entry,
+    // since a CR-BIO result entry must be completed or aborted), and so is
+    // one that the laboratory wrote as text only (its narrative); one with
+    // neither a test nor a text is no lab report.
     if reports
         .iter()
-        .all(|report| report.results.iter().all(|result| result.pending))
+        .all(|report| report.results.is_empty() && report.text.is_empty())
     {
         return Err(missing(
-            "entry",
-            "the report carries no result: every Observation is still pending or there is none \
-             (a CR-BIO result entry needs a completed or aborted test)",
+            NO_RESULT_ELEMENT,
+            "the report carries no result: no Observation and no text of the laboratory \
+             (a CR-BIO needs at least one test, done or pending, or the report's text)",
         ));
     }
 
@@ -441,7 +457,6 @@ fn chapter(xml: &mut XmlWriter, reports: &[Report<'_>], settings: &CdaSettings) 
     code_loinc(xml, "code", CHAPTER.0, CHAPTER.1);
     xml.text("title", &[], CHAPTER.1);
     narrative(xml, reports);
-    let mut comment_counter = 0;
     for report in reports {
         if report.results.iter().all(|r| r.pending) {
             continue;
@@ -468,7 +483,7 @@ fn chapter(xml: &mut XmlWriter, reports: &[Report<'_>], settings: &CdaSettings) 
         }
         for result in report.results.iter().filter(|r| !r.pending) {
             xml.open("entryRelationship", &[("typeCode", "COMP")]);
-            observation(xml, result, settings, &mut comment_counter);
+            observation(xml, result, settings);
             xml.close();
         }
         xml.close();
@@ -492,6 +507,21 @@ fn code_loinc(xml: &mut XmlWriter, element: &str, code: &str, display: &str) {
 
 fn narrative(xml: &mut XmlWriter, reports: &[Report<'_>]) {
     xml.open("text", &[]);
+    if reports.iter().any(|report| !report.results.is_empty()) {
+        results_table(xml, reports);
+    }
+    for line in reports.iter().flat_map(|report| &report.text) {
+        if line.trim().is_empty() {
+            xml.empty("br", &[]);
+        } else {
+            xml.text("paragraph", &[], line);
+        }
+    }
+    xml.close();
+}
+
+/// The narrative's table of results, with their comments.
+fn results_table(xml: &mut XmlWriter, reports: &[Report<'_>]) {
     xml.open("table", &[("border", "1")]);
     xml.open("thead", &[]);
     xml.open("tr", &[]);
@@ -527,9 +557,15 @@ fn narrative(xml: &mut XmlWriter, reports: &[Report<'_>]) {
                 .collect();
             xml.text("td", &[], &flags.join(", "));
             xml.close();
-            for note in notes(result.observation) {
+            for (index, note) in notes(result.observation).into_iter().enumerate() {
                 xml.open("tr", &[]);
-                xml.text("td", &[("colspan", "4")], note);
+                xml.open("td", &[("colspan", "4")]);
+                xml.text(
+                    "content",
+                    &[("ID", &note_anchor(&result.anchor, index))],
+                    note,
+                );
+                xml.close();
                 xml.close();
             }
         }
@@ -541,7 +577,12 @@ fn narrative(xml: &mut XmlWriter, reports: &[Report<'_>]) {
     }
     xml.close();
     xml.close();
-    xml.close();
+}
+
+/// The narrative anchor of the `index`-th comment (0-based) on the result
+/// anchored at `anchor`.
+fn note_anchor(anchor: &str, index: usize) -> String {
+    format!("{anchor}-note-{}", index + 1)
 }
 
 /// FR-Prelevement: the specimen, when the collection or its type is known.
@@ -560,6 +601,16 @@ fn specimen_entry(xml: &mut XmlWriter, specimen: &Value) {
     }
     xml.open("participant", &[("typeCode", "PRD")]);
     xml.open("participantRole", &[("classCode", "SPEC")]);
+    // The sample's identifier when its system is an OID; the IHE PaLM
+    // rules want exactly one id, so an unknown one is said so.
+    let specimen_id = array(specimen, "identifier").iter().find_map(|identifier| {
+        let root = string(identifier, "system")?.strip_prefix("urn:oid:")?;
+        Some((root.to_string(), string(identifier, "value")?.to_string()))
+    });
+    match &specimen_id {
+        Some((root, extension)) => xml.empty("id", &[("root", root), ("extension", extension)]),
+        None => xml.empty("id", &[("nullFlavor", "UNK")]),
+    }
     xml.open("playingEntity", &[]);
     let specimen_type = specimen.get("type").and_then(|concept| {
         codings(concept).into_iter().find_map(|coding| {
@@ -585,12 +636,7 @@ fn specimen_entry(xml: &mut XmlWriter, specimen: &Value) {
 }
 
 /// FR-Resultat-examens-de-biologie-element-clinique-pertinent.
-fn observation(
-    xml: &mut XmlWriter,
-    result: &Result<'_>,
-    settings: &CdaSettings,
-    comments: &mut usize,
-) {
+fn observation(xml: &mut XmlWriter, result: &Result<'_>, settings: &CdaSettings) {
     let observation = result.observation;
     xml.open("observation", &[("classCode", "OBS"), ("moodCode", "EVN")]);
     xml.empty("templateId", &[("root", "1.3.6.1.4.1.19376.1.3.1.6")]);
@@ -620,18 +666,25 @@ fn observation(
         }
         xml.empty("interpretationCode", &attributes);
     }
-    // Comments: FR-Commentaire-ER, pointing at the narrative's text.
-    for note in notes(observation) {
-        *comments += 1;
+    // Comments: FR-Commentaire-ER (CCD Comment, IHE PCC Comment Entry),
+    // pointing at the narrative's text rather than repeating it, as the
+    // IHE PCC rules ask.
+    for (index, _) in notes(observation).iter().enumerate() {
         xml.open(
             "entryRelationship",
             &[("typeCode", "SUBJ"), ("inversionInd", "true")],
         );
         xml.open("act", &[("classCode", "ACT"), ("moodCode", "EVN")]);
+        xml.empty("templateId", &[("root", "2.16.840.1.113883.10.20.1.40")]);
         xml.empty("templateId", &[("root", "1.3.6.1.4.1.19376.1.5.3.1.4.2")]);
         xml.empty("templateId", &[("root", "1.2.250.1.213.1.1.3.32")]);
         code_loinc(xml, "code", "48767-8", "Commentaire");
-        xml.text("text", &[], note);
+        xml.open("text", &[]);
+        xml.empty(
+            "reference",
+            &[("value", &format!("#{}", note_anchor(&result.anchor, index)))],
+        );
+        xml.close();
         xml.empty("statusCode", &[("code", "completed")]);
         xml.close();
         xml.close();
@@ -794,7 +847,7 @@ fn reference_range(xml: &mut XmlWriter, range: &Value) {
 
 /// The PDF a Bundle already carries: a DocumentReference whose attachment
 /// is a PDF, inline or in a Binary of the Bundle.
-fn bundle_pdf(bundle: &SourceBundle) -> Option<Vec<u8>> {
+pub(super) fn bundle_pdf(bundle: &SourceBundle) -> Option<Vec<u8>> {
     bundle.of_type("DocumentReference").find_map(|document| {
         array(document, "content").iter().find_map(|content| {
             let attachment = content.get("attachment")?;
@@ -864,6 +917,7 @@ fn text_copy(
         for note in notes(report.report) {
             lines.push(note.to_string());
         }
+        lines.extend(report.text.iter().cloned());
         lines.push(String::new());
     }
     lines.push(
@@ -889,6 +943,9 @@ fn pdf_copy_section(xml: &mut XmlWriter, pdf_base64: &str, document_id: &super::
     code_loinc(xml, "code", "55108-5", "Copie du document");
     xml.text("title", &[], "Copie du document");
     xml.open("text", &[]);
+    xml.open("paragraph", &[]);
+    xml.text("content", &[("ID", "pdf-copy-type")], "Copie du document");
+    xml.close();
     xml.open("table", &[("border", "0")]);
     xml.open("tbody", &[]);
     xml.open("tr", &[]);
@@ -905,6 +962,14 @@ fn pdf_copy_section(xml: &mut XmlWriter, pdf_base64: &str, document_id: &super::
         &[("classCode", "CLUSTER"), ("moodCode", "EVN")],
     );
     xml.empty("templateId", &[("root", "1.2.250.1.213.1.1.3.18")]);
+    let extension = document_id.extension.as_deref().unwrap_or_default();
+    xml.empty(
+        "id",
+        &[
+            ("root", &document_id.root),
+            ("extension", &format!("{extension}.attachment")),
+        ],
+    );
     code_loinc(xml, "code", "55107-7", "Document attaché");
     xml.empty("statusCode", &[("code", "completed")]);
     xml.open("component", &[]);
@@ -921,6 +986,9 @@ fn pdf_copy_section(xml: &mut XmlWriter, pdf_base64: &str, document_id: &super::
         &[("root", &document_id.root), ("extension", &extension)],
     );
     code_loinc(xml, "code", "69764-9", "Type de document");
+    xml.open("text", &[]);
+    xml.empty("reference", &[("value", "#pdf-copy-type")]);
+    xml.close();
     xml.empty("statusCode", &[("code", "completed")]);
     xml.empty("effectiveTime", &[("nullFlavor", "NA")]);
     xml.empty(

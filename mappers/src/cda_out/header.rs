@@ -222,9 +222,8 @@ impl PatientHeader {
                 ));
             }
         }
-        if header.family.is_none() {
-            return Err(missing("recordTarget", "the patient has no family name"));
-        }
+        // Without an INS a family name the source does not give is written
+        // as unknown (nullFlavor), as the CI-SIS writes any unknown trait.
         Ok(header)
     }
 }
@@ -465,8 +464,9 @@ fn record_target(xml: &mut XmlWriter, patient: &PatientHeader) {
     }
     xml.open("patient", &[("classCode", "PSN")]);
     xml.open("name", &[]);
-    let family = patient.family.as_deref().unwrap_or_default();
     if patient.has_ins {
+        // An INS always comes with its birth name (checked above).
+        let family = patient.family.as_deref().unwrap_or_default();
         // The INS traits: birth name, every given name, the first one.
         xml.text("family", &[("qualifier", "BR")], family);
         xml.text("given", &[], &patient.given.join(" "));
@@ -478,7 +478,10 @@ fn record_target(xml: &mut XmlWriter, patient: &PatientHeader) {
             xml.text("family", &[("qualifier", "CL")], used);
         }
     } else {
-        xml.text("family", &[], family);
+        match patient.family.as_deref() {
+            Some(family) => xml.text("family", &[], family),
+            None => xml.empty("family", &[("nullFlavor", "UNK")]),
+        }
         for given in &patient.given {
             xml.text("given", &[], given);
         }

@@ -5,10 +5,10 @@
 //! [`CdaSettings`] can fill is a [`MappingError`] naming the element, so
 //! that no document the ANS checker would refuse leaves Passerelle.
 //!
-//! Entry points: [`cr_bio`] / [`cr_bio_with`] and [`unstructured_pdf`].
+//! Entry points: [`cr_bio`] / [`cr_bio_with`], [`unstructured_pdf`], and
+//! [`lab_report`], which picks between them.
 //! `docs/cda-out.md` says what is written and from where.
 
-mod base64;
 mod crbio;
 mod header;
 mod pdf;
@@ -94,6 +94,33 @@ pub fn cr_bio_with(
     options: &DocumentOptions<'_>,
 ) -> Result<CdaDocument, MappingError> {
     crbio::write(bundle_json, settings, options)
+}
+
+/// The CI-SIS document of a lab-result Bundle: its CR-BIO
+/// ([`cr_bio_with`]); or, when the Bundle carries no result and no text of
+/// the laboratory but the laboratory's PDF of the report, a level-1
+/// document wrapping that PDF ([`unstructured_pdf`], LOINC 11502-2), the
+/// CI-SIS way of sending a report that exists only as a PDF.
+pub fn lab_report(
+    bundle_json: &str,
+    settings: &CdaSettings,
+    options: &DocumentOptions<'_>,
+) -> Result<CdaDocument, MappingError> {
+    match crbio::write(bundle_json, settings, options) {
+        Err(error) if error.segment.as_deref() == Some(crbio::NO_RESULT_ELEMENT) => {
+            let bundle = source::SourceBundle::parse(bundle_json)?;
+            let Some(pdf) = crbio::bundle_pdf(&bundle) else {
+                return Err(error);
+            };
+            let document = UnstructuredDocument {
+                type_code: (crbio::CR_BIO_TYPE.0, crbio::CR_BIO_TYPE.1),
+                title: crbio::CR_BIO_TITLE,
+                pdf: &pdf,
+            };
+            unstructured::write(bundle_json, &document, settings, options)
+        }
+        written => written,
+    }
 }
 
 /// What an unstructured document is: its LOINC type and title.

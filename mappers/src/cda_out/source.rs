@@ -17,6 +17,20 @@ pub(super) struct SourceBundle {
 
 impl SourceBundle {
     /// Parses `text` with numbers kept as written (`1.50` stays `1.50`).
+    /// The one Patient of the Bundle, the document's recordTarget (a CDA
+    /// document has exactly one).
+    pub(super) fn the_patient(&self) -> Result<&Value, MappingError> {
+        let patients: Vec<&Value> = self.of_type("Patient").collect();
+        match patients.as_slice() {
+            [one] => Ok(*one),
+            [] => Err(missing("recordTarget", "the Bundle holds no Patient")),
+            _ => Err(invalid(
+                "recordTarget",
+                "the Bundle holds several Patients; a CDA document has exactly one",
+            )),
+        }
+    }
+
     pub(super) fn parse(text: &str) -> Result<Self, MappingError> {
         let value = exact_json::parse(text).map_err(|error| {
             invalid(
@@ -156,6 +170,16 @@ pub(super) fn is_oid(text: &str) -> bool {
                 && (arc == "0" || !arc.starts_with('0'))
         })
         && text.contains('.')
+}
+
+/// The document's time of writing (`now`, RFC 3339) as a CDA TS.
+pub(super) fn writing_time(now: &str) -> Result<String, MappingError> {
+    cda_time(now).ok_or_else(|| {
+        invalid(
+            "effectiveTime",
+            "the time of writing is not an RFC 3339 time",
+        )
+    })
 }
 
 /// A FHIR date, dateTime or instant as a CDA `TS` (`YYYYMMDDHHMMSS+ZZZZ`,

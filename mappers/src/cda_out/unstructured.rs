@@ -3,14 +3,14 @@
 //! content model, so the ANS checks it with the CDA schema only.
 
 use mapping_settings::CdaSettings;
-use serde_json::Value;
 
 use super::header::{
     check_organization, write_header, Header, PatientHeader, Professional, ServiceEvent,
 };
-use super::source::{array, cda_time, invalid, missing, string, SourceBundle};
+use super::source::{array, invalid, missing, string, writing_time, SourceBundle};
 use super::xml::XmlWriter;
-use super::{base64, identity, CdaDocument, DocumentOptions, UnstructuredDocument};
+use super::{identity, CdaDocument, DocumentOptions, UnstructuredDocument};
+use crate::base64;
 use crate::mapping::MappingError;
 
 pub(super) fn write(
@@ -27,23 +27,8 @@ pub(super) fn write(
         return Err(missing("code", "the document has no type code or no title"));
     }
     let bundle = SourceBundle::parse(bundle_json)?;
-    let now = cda_time(options.now).ok_or_else(|| {
-        invalid(
-            "effectiveTime",
-            "the time of writing is not an RFC 3339 time",
-        )
-    })?;
-    let patients: Vec<&Value> = bundle.of_type("Patient").collect();
-    let patient = match patients.as_slice() {
-        [one] => *one,
-        [] => return Err(missing("recordTarget", "the Bundle holds no Patient")),
-        _ => {
-            return Err(invalid(
-                "recordTarget",
-                "the Bundle holds several Patients; a CDA document has exactly one",
-            ))
-        }
-    };
+    let now = writing_time(options.now)?;
+    let patient = bundle.the_patient()?;
     let patient_header = PatientHeader::from_fhir(patient)?;
     check_organization(&settings.custodian, "custodian")?;
     let laboratory = settings.laboratory.as_ref().unwrap_or(&settings.custodian);

@@ -72,6 +72,9 @@ pub(super) struct OrderData {
     pub collected: Option<String>,
     pub notes: Vec<String>,
     pub results: Vec<ResultData>,
+    /// The report as the laboratory wrote it for reading (HPRIM Net's free
+    /// text), kept as the DiagnosticReport's `presentedForm`.
+    pub report_text: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -104,36 +107,6 @@ pub(super) struct MeasureData {
 pub(super) fn text(value: &str) -> Option<String> {
     let value = value.trim();
     (!value.is_empty()).then(|| value.to_string())
-}
-
-/// The NIR (French social security number) when it is well formed: 13
-/// characters (sex, year, month, department with 2A/2B for Corsica,
-/// commune, order) and a 2-digit key that checks (97 minus the number
-/// modulo 97), spaces ignored. A 13-character number without its key is
-/// not enough to tell a typing error, so it is not taken.
-pub(super) fn well_formed_nir(raw: &str) -> Option<String> {
-    let nir: String = raw.chars().filter(|c| !c.is_whitespace()).collect();
-    if nir.len() != 15 || !nir.is_ascii() {
-        return None;
-    }
-    let (body, key) = nir.split_at(13);
-    let numeric_body = match body.get(5..7) {
-        Some("2A") | Some("2a") => format!("{}19{}", &body[..5], &body[7..]),
-        Some("2B") | Some("2b") => format!("{}18{}", &body[..5], &body[7..]),
-        _ => body.to_string(),
-    };
-    let number: u64 = numeric_body
-        .bytes()
-        .all(|b| b.is_ascii_digit())
-        .then(|| numeric_body.parse().ok())??;
-    let key: u64 = key
-        .bytes()
-        .all(|b| b.is_ascii_digit())
-        .then(|| key.parse().ok())??;
-    if !matches!(nir.as_bytes().first(), Some(b'1'..=b'4' | b'7' | b'8')) {
-        return None;
-    }
-    (97 - number % 97 == key).then(|| nir.to_ascii_uppercase())
 }
 
 /// A quantity's value as a FHIR decimal, its comparator apart: `1.50`
@@ -229,3 +202,5 @@ pub(super) fn range_of(field: &str) -> (Option<String>, Option<String>, Option<S
         None => (None, None, Some(field.to_string())),
     }
 }
+
+pub(super) use crate::nir::well_formed_nir;

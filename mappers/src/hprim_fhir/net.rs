@@ -35,6 +35,7 @@ pub(super) fn read(file: &NetFile, _context: &MappingContext<'_>) -> Result<Repo
         collected: date(header.date()),
         notes: Vec::new(),
         results: Vec::new(),
+        report_text: text(&file.free_text()),
     };
     for block in &file.blocks {
         order

@@ -93,6 +93,7 @@ pub(super) fn read(file: &SanteFile, context: &MappingContext<'_>) -> Result<Rep
                     .filter_map(|c| comment(c))
                     .collect(),
                 results: Vec::new(),
+                report_text: None,
             };
             for result_group in &order_group.results {
                 order

@@ -20,6 +20,8 @@ const INTERPRETATION: &str = "http://terminology.hl7.org/CodeSystem/v3-Observati
 const OBSERVATION_CATEGORY: &str = "http://terminology.hl7.org/CodeSystem/observation-category";
 const DIAGNOSTIC_SERVICE: &str = "http://terminology.hl7.org/CodeSystem/v2-0074";
 const LOINC: &str = "http://loinc.org";
+/// The content type of a report's text as the laboratory wrote it.
+pub(crate) const PRESENTED_TEXT_TYPE: &str = "text/plain; charset=utf-8";
 
 #[derive(Clone, Copy)]
 enum Write {
@@ -268,7 +270,7 @@ impl Writer<'_> {
             .iter()
             .map(|r| status(r.status.as_deref()))
             .collect();
-        let report_status = report_status(&statuses);
+        let report_status = crate::report_status::from_results(&statuses);
         let mut request = Map::new();
         request.insert("resourceType".into(), json!("ServiceRequest"));
         put(
@@ -370,6 +372,19 @@ impl Writer<'_> {
             "result",
             Value::Array(results.iter().map(|r| reference(r)).collect()),
         );
+        if let Some(text) = &order.report_text {
+            // The text the laboratory wrote for reading: the report as
+            // issued (HPRIM Net's free text).
+            report.insert(
+                "presentedForm".into(),
+                json!([{
+                    "contentType": PRESENTED_TEXT_TYPE,
+                    "language": "fr",
+                    "data": crate::base64::encode(text.as_bytes()),
+                    "title": "Compte rendu du laboratoire"
+                }]),
+            );
+        }
         Ok(entries.add(
             &keyed,
             "DiagnosticReport",
@@ -503,7 +518,7 @@ impl Writer<'_> {
             "id": binary_keyed.uuid,
             "contentType": content_type,
             "securityContext": reference(&keyed.reference()),
-            "data": base64(self.bytes),
+            "data": crate::base64::encode(self.bytes),
         });
         let binary_ref = entries.add(&binary_keyed, "Binary", binary, Write::UpdateById);
         let mut attachment = Map::new();
@@ -658,59 +673,7 @@ pub(super) fn status(code: Option<&str>) -> &'static str {
     }
 }
 
-/// The report's status from its results'.
-fn report_status(statuses: &[&str]) -> &'static str {
-    let counted: Vec<&&str> = statuses
-        .iter()
-        .filter(|s| !matches!(**s, "cancelled" | "entered-in-error"))
-        .collect();
-    if counted.is_empty() {
-        return if statuses.is_empty() {
-            "registered"
-        } else {
-            "cancelled"
-        };
-    }
-    if counted.iter().all(|s| matches!(**s, "final" | "corrected")) {
-        if counted.iter().any(|s| **s == "corrected") {
-            "corrected"
-        } else {
-            "final"
-        }
-    } else if counted
-        .iter()
-        .any(|s| matches!(**s, "final" | "corrected" | "preliminary"))
-    {
-        "partial"
-    } else {
-        "registered"
-    }
-}
-
-/// Standard base64 with padding.
-fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk.first().copied().unwrap_or(0),
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                let index = usize::try_from((n >> (18 - 6 * i)) & 63).unwrap_or(0);
-                out.push(char::from(ALPHABET[index]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 pub(super) fn base64_for_tests(bytes: &[u8]) -> String {
-    base64(bytes)
+    crate::base64::encode(bytes)
 }

@@ -1,6 +1,8 @@
 //! FHIR → CI-SIS CDA R2 (CR-BIO) golden documents: every HPRIM sample and
 //! every ORU^R01 of the ANS HL7 v2 examples mapped to FHIR by our mappers,
-//! then to CR-BIO with a sample site configuration, compared with
+//! and every HPRIM and HL7 v2 input of the conformance golden cases,
+//! then to CR-BIO with the shipped lab sample configuration
+//! (`deploy/passerelle.lab.toml`), compared with
 //! `mappers/tests/golden/cda-out/` and checked by the ANS checker
 //! (`../shared/peers/validate_cda.sh`: CDA_extended.xsd and the CR-BIO
 //! schematron) in one call. Regenerate with `PASSERELLE_UPDATE_GOLDEN=1`.
@@ -9,8 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use mappers::cda_out::{
-    cr_bio, cr_bio_with, unstructured_pdf, CdaAddress, CdaOrganization, CdaProfessional,
-    CdaSettings, DocumentOptions, Replacement, UnstructuredDocument,
+    cr_bio, cr_bio_with, lab_report, unstructured_pdf, CdaSettings, DocumentOptions, Replacement,
+    UnstructuredDocument,
 };
 use mappers::hl7v2::{split_messages, validate_header, Message};
 use mappers::hl7v2_fhir::{builtin_registry, BuiltinConfig, OruConfig};
@@ -21,34 +23,21 @@ use crate::shared::{corpus, missing, walk};
 
 const NOW: &str = "2026-11-23T10:00:00Z";
 
+/// The `[mapping.cda]` settings of the lab sample configuration shipped in
+/// `deploy/passerelle.lab.toml`: the acceptance is judged with them.
 fn settings() -> CdaSettings {
-    CdaSettings {
-        document_id_root: "1.2.250.1.999.1.1".to_string(),
-        custodian: CdaOrganization {
-            finess: "750000001".to_string(),
-            name: "Laboratoire Passerelle <&\"essai\">".to_string(),
-            telecom: Some("tel:0100000000".to_string()),
-            address: Some(CdaAddress {
-                lines: vec!["1 rue de la Paix".to_string()],
-                postal_code: Some("75001".to_string()),
-                city: Some("PARIS".to_string()),
-            }),
-            practice_setting: "AMBULATOIRE".to_string(),
-        },
-        laboratory: None,
-        legal_authenticator: Some(CdaProfessional {
-            rpps: "10001234567".to_string(),
-            family: "BIOLOGISTE".to_string(),
-            given: Some("Anne".to_string()),
-            title: Some("DR".to_string()),
-            profession_code: "G15_10/SM03".to_string(),
-            profession_display: "Médecin - Biologie médicale (SM)".to_string(),
-            telecom: Some("tel:0100000001".to_string()),
-            address: None,
-        }),
-        confidentiality_code: "N".to_string(),
-        local_code_system: Some("1.2.250.1.999.1.2".to_string()),
-    }
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/passerelle.lab.toml");
+    let text = std::fs::read_to_string(path).unwrap();
+    let table: toml::Table = toml::from_str(&text).unwrap();
+    let cda = table["mapping"]["cda"].clone();
+    cda.try_into().unwrap()
+}
+
+fn cases_dir() -> PathBuf {
+    PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../conformance-tests/cases/mapping"
+    ))
 }
 
 fn golden_dir() -> PathBuf {
@@ -106,7 +95,33 @@ fn bundles() -> Vec<(String, String)> {
     let registry = builtin_registry(&BuiltinConfig::default());
     let mut files = Vec::new();
     walk(&corpus.join("ansforge-hl7v2-exemples"), &mut files);
-    for path in files {
+    let mut named: Vec<(String, PathBuf)> = files
+        .into_iter()
+        .map(|path| {
+            let stem = path
+                .file_stem()
+                .unwrap()
+                .to_string_lossy()
+                .replace(' ', "_");
+            (format!("oru-{stem}"), path)
+        })
+        .collect();
+    // The HL7 v2 golden cases of the conformance suite (its HPRIM inputs
+    // are the hprim crate's cases above; `cda-out-` cases copy others).
+    let mut cases = Vec::new();
+    walk(&cases_dir(), &mut cases);
+    for path in cases {
+        let case = path
+            .parent()
+            .and_then(Path::file_name)
+            .unwrap()
+            .to_string_lossy()
+            .to_string();
+        if path.file_name().is_some_and(|n| n == "input.hl7") && !case.starts_with("cda-out-") {
+            named.push((format!("case-{case}"), path));
+        }
+    }
+    for (name, path) in named {
         let bytes = std::fs::read(&path).unwrap();
         for (index, raw) in split_messages(&bytes).into_iter().enumerate() {
             let Ok(message) = Message::parse(raw) else {
@@ -121,12 +136,7 @@ fn bundles() -> Vec<(String, String)> {
             let Ok(mapped) = registry.map(SourceMessage::Hl7v2(&message), &context) else {
                 continue;
             };
-            let name = path
-                .file_stem()
-                .unwrap()
-                .to_string_lossy()
-                .replace(' ', "_");
-            out.push((format!("oru-{name}-{index}"), mapped.bundle));
+            out.push((format!("{name}-{index}"), mapped.bundle));
         }
     }
     out
@@ -164,13 +174,24 @@ fn corpus_lab_results_make_valid_cr_bio() {
     let out = tempfile::tempdir().unwrap();
     let mut written = Vec::new();
     let mut mismatches = Vec::new();
+    let mut level1 = Vec::new();
     let mut refusals = Vec::new();
+    let options = DocumentOptions {
+        now: NOW,
+        replaces: None,
+        pdf_copy: None,
+    };
     for (name, bundle) in bundles() {
-        let text = match cr_bio(&bundle, &settings(), NOW) {
+        let text = match lab_report(&bundle, &settings(), &options) {
             Ok(document) => {
                 let path = out.path().join(format!("{name}.xml"));
                 std::fs::write(&path, &document.xml).unwrap();
-                written.push(path);
+                // A report that is only a PDF is a level-1 document.
+                if document.xml.contains("<nonXMLBody>") {
+                    level1.push(path);
+                } else {
+                    written.push(path);
+                }
                 document.xml
             }
             Err(error) => {
@@ -205,6 +226,16 @@ fn corpus_lab_results_make_valid_cr_bio() {
     assert!(written.len() >= 10, "only {} documents", written.len());
     if let Some(report) = validate(&written, None) {
         assert!(report.starts_with("0\n"), "checker refused:\n{report}");
+    }
+    // The golden case whose ORU carries its report as a PDF only.
+    assert!(!level1.is_empty());
+    for path in level1 {
+        if let Some(report) = validate(&[path], None) {
+            assert!(
+                report.contains("xsd ok"),
+                "schema refused level 1:\n{report}"
+            );
+        }
     }
 }
 
@@ -241,8 +272,13 @@ fn edge_cases_are_valid_or_refused_by_name() {
         "{error}"
     );
 
-    // The report's own RPPS-identified biologist signs; escaping holds.
+    // The report's own RPPS-identified biologist signs; escaping holds,
+    // in the site's settings too.
+    bare.custodian.name = "Laboratoire <&\"essai\">".to_string();
     let signed = cr_bio(&sample_bundle(true), &bare, NOW).unwrap();
+    assert!(signed
+        .xml
+        .contains("Laboratoire &lt;&amp;&quot;essai&quot;&gt;"));
     assert!(signed.xml.contains("<family>O'Hara &lt;&amp;&gt;</family>"));
     assert!(signed.xml.contains("D'ARC &amp; &lt;FILS&gt;"));
     assert!(signed

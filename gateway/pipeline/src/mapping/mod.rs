@@ -36,6 +36,20 @@ pub use scripts::selector_text;
 /// The name HPRIM files' mapping goes by (a route may name it, metrics
 /// and errors do).
 pub const HPRIM_MAPPER: &str = "hprim";
+/// The name CDA R2 documents' mapping goes by.
+pub const CDA_MAPPER: &str = "cda";
+/// The name the CI-SIS CR-BIO writer goes by (metrics).
+pub const CR_BIO_WRITER: &str = "cr-bio";
+
+/// The built-in mapper of a whole-file format (`hprim`, `cda`), which has
+/// no HL7 v2 message to choose a mapper by.
+fn file_mapper(format: &str) -> Option<&'static str> {
+    match format {
+        "hprim" => Some(HPRIM_MAPPER),
+        "cda" => Some(CDA_MAPPER),
+        _ => None,
+    }
+}
 
 /// The shortest poll interval honoured, so that a zero in the
 /// configuration does not spin.
@@ -187,8 +201,11 @@ pub struct MappingService {
 
 struct Inner {
     site: SiteSettings,
-    /// The HPRIM mappers' settings: the ORU mapper's (code map, category).
-    hprim: mappers::hprim_fhir::OruConfig,
+    /// The HPRIM and CDA mappers' settings: the ORU mapper's (code map,
+    /// category), lab results being lab results whatever their format.
+    lab_results: mappers::hprim_fhir::OruConfig,
+    /// The site's CI-SIS header settings; no CDA is written without them.
+    cda: Option<mappers::cda_out::CdaSettings>,
     builtins: Arc<MapperRegistry>,
     current: RwLock<Arc<MapperRegistry>>,
     scripts: Option<Mutex<ScriptDir>>,
@@ -236,7 +253,8 @@ impl MappingService {
         let service = MappingService {
             inner: Arc::new(Inner {
                 site,
-                hprim: config.builtin.oru.clone(),
+                lab_results: config.builtin.oru.clone(),
+                cda: config.cda.clone(),
                 current: RwLock::new(builtins.clone()),
                 builtins,
                 scripts,
@@ -388,8 +406,9 @@ impl MappingService {
 
     /// Maps one journaled message (`message_type` as the journal has it)
     /// for delivery, with the mapper named by a route or else the
-    /// registry's choice; an HPRIM file with the built-in HPRIM mappers,
-    /// its patients in one Bundle. Blocking (CPU work).
+    /// registry's choice; an HPRIM file or a CDA document with its
+    /// built-in mapper, an HPRIM file's patients in one Bundle. Blocking
+    /// (CPU work).
     pub fn map_stored(
         &self,
         message_type: &str,
@@ -402,8 +421,8 @@ impl MappingService {
             site: &self.inner.site,
             now: &now,
         };
-        if passerelle_config::message_format(message_type) == "hprim" {
-            return self.map_hprim(message_type, raw, mapper, &context);
+        if let Some(builtin) = file_mapper(passerelle_config::message_format(message_type)) {
+            return self.map_file(builtin, message_type, raw, mapper, &context);
         }
         let Some(named) = mapper else {
             return self.convert_one(&registry, &context, raw, raw);
@@ -427,8 +446,10 @@ impl MappingService {
         result
     }
 
-    fn map_hprim(
+    /// A whole file (HPRIM, CDA) as the one Bundle delivered for it.
+    fn map_file(
         &self,
+        builtin: &'static str,
         message_type: &str,
         raw: &[u8],
         mapper: Option<&str>,
@@ -436,39 +457,46 @@ impl MappingService {
     ) -> Result<MappedBundle, ConvertError> {
         let started = Instant::now();
         let mapping = |error| ConvertError::Mapping { error, offset: 0 };
-        if let Some(named) = mapper.filter(|m| *m != HPRIM_MAPPER) {
+        if let Some(named) = mapper.filter(|m| *m != builtin) {
             return Err(mapping(MappingError::unsupported(format!(
-                "HPRIM files are mapped by the built-in `{HPRIM_MAPPER}` mapper, not `{named}`"
+                "these files are mapped by the built-in `{builtin}` mapper, not `{named}`"
             ))));
         }
         let result = self
-            .hprim_bundles(message_type, raw, context)
+            .file_bundles(message_type, raw, context)
             .and_then(mappers::mapping::merge_bundles)
             .map_err(mapping);
-        self.record(HPRIM_MAPPER, "", &result.as_ref().map(|_| ()), started);
+        self.record(builtin, "", &result.as_ref().map(|_| ()), started);
         result
     }
 
-    /// One Bundle per patient of an HPRIM file (`message_type` is
-    /// [`passerelle_config::HPRIM_SANTE_MESSAGE_TYPE`] or
-    /// [`passerelle_config::HPRIM_NET_MESSAGE_TYPE`]).
-    fn hprim_bundles(
+    /// One Bundle per patient of an HPRIM file, or the one Bundle of a CDA
+    /// document (`message_type` as the journal keeps them:
+    /// [`passerelle_config::HPRIM_SANTE_MESSAGE_TYPE`],
+    /// [`passerelle_config::HPRIM_NET_MESSAGE_TYPE`],
+    /// [`passerelle_config::cda_message_type`]).
+    fn file_bundles(
         &self,
         message_type: &str,
         raw: &[u8],
         context: &MappingContext<'_>,
     ) -> Result<Vec<MappedBundle>, MappingError> {
+        let config = &self.inner.lab_results;
+        if passerelle_config::message_format(message_type) == "cda" {
+            return mappers::cda_fhir::map_cda(raw, config, context);
+        }
         let content_type = if message_type == passerelle_config::HPRIM_NET_MESSAGE_TYPE {
             mappers::hprim_fhir::NET_CONTENT_TYPE
         } else {
             mappers::hprim_fhir::SANTE_CONTENT_TYPE
         };
-        mappers::hprim_fhir::map_content_type(content_type, raw, &self.inner.hprim, context)
+        mappers::hprim_fhir::map_content_type(content_type, raw, config, context)
     }
 
-    /// Converts an HPRIM file (`convert --from hprim|hprim-net`): one
-    /// Bundle per patient. Blocking (CPU work).
-    pub fn convert_hprim(
+    /// Converts a whole file (`convert --from hprim|hprim-net|cda`): one
+    /// Bundle per patient of an HPRIM file, one for a CDA document.
+    /// Blocking (CPU work).
+    pub fn convert_file(
         &self,
         message_type: &str,
         input: &[u8],
@@ -479,10 +507,49 @@ impl MappingService {
             site: &self.inner.site,
             now: &now,
         };
+        let builtin =
+            file_mapper(passerelle_config::message_format(message_type)).unwrap_or(HPRIM_MAPPER);
         let result = self
-            .hprim_bundles(message_type, input, &context)
+            .file_bundles(message_type, input, &context)
             .map_err(|error| ConvertError::Mapping { error, offset: 0 });
-        self.record(HPRIM_MAPPER, "", &result.as_ref().map(|_| ()), started);
+        self.record(builtin, "", &result.as_ref().map(|_| ()), started);
+        result
+    }
+
+    /// The CI-SIS document of a lab-result Bundle our ORU, HPRIM or CDA
+    /// mappers wrote, with the site's `[mapping.cda]` settings: its CR-BIO
+    /// (level 3, with its PDF copy), or a level-1 document when the report
+    /// exists only as the laboratory's PDF (see
+    /// [`mappers::cda_out::lab_report`]). What neither the Bundle nor the
+    /// settings can fill is a mapping error naming the CDA element.
+    /// Blocking (CPU work).
+    pub fn lab_document(
+        &self,
+        bundle: &MappedBundle,
+    ) -> Result<mappers::cda_out::CdaDocument, ConvertError> {
+        let started = Instant::now();
+        let result = match &self.inner.cda {
+            Some(settings) => {
+                let now = passerelle_storage::clock::now_fhir_datetime();
+                let options = mappers::cda_out::DocumentOptions {
+                    now: &now,
+                    replaces: None,
+                    pdf_copy: None,
+                };
+                mappers::cda_out::lab_report(&bundle.bundle, settings, &options)
+            }
+            None => Err(MappingError {
+                kind: MappingErrorKind::Unsupported,
+                segment: Some("custodian".to_string()),
+                occurrence: 1,
+                field: None,
+                detail: "no [mapping.cda] settings: a CI-SIS document needs the site's \
+                          custodian (FINESS), document id root and legal authenticator"
+                    .to_string(),
+            }),
+        }
+        .map_err(|error| ConvertError::Mapping { error, offset: 0 });
+        self.record(CR_BIO_WRITER, "", &result.as_ref().map(|_| ()), started);
         result
     }
 

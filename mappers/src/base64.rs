@@ -1,9 +1,11 @@
-//! Standard base64 (RFC 4648, padded) for the PDFs documents carry, and a
-//! strict decoder for the base64 a Bundle's Binary already holds.
+//! Standard base64 (RFC 4648, padded), one encoder for every Binary and
+//! document the mappers write (HPRIM and CDA files kept as Binaries, PDFs
+//! in CDA documents), and a strict decoder for the base64 a Bundle's
+//! Binary already holds.
 
 const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
-pub(super) fn encode(bytes: &[u8]) -> String {
+pub(crate) fn encode(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
         let b0 = chunk[0];
@@ -23,7 +25,7 @@ pub(super) fn encode(bytes: &[u8]) -> String {
 }
 
 /// Decodes padded base64, whitespace ignored; `None` when it is not.
-pub(super) fn decode(text: &str) -> Option<Vec<u8>> {
+pub(crate) fn decode(text: &str) -> Option<Vec<u8>> {
     let symbols: Vec<u8> = text.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
     if !symbols.len().is_multiple_of(4) {
         return None;
