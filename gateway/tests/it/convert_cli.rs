@@ -236,10 +236,10 @@ fn configuration_errors_exit_2() {
 }
 
 #[test]
-fn only_hl7v2_is_accepted_as_input_format() {
+fn unknown_input_formats_are_usage_errors() {
     let output = Command::new(env!("CARGO_BIN_EXE_passerelle"))
         .env_remove("PASSERELLE_CONFIG")
-        .args(["convert", "--from", "cda", "x.xml"])
+        .args(["convert", "--from", "ccd", "x.xml"])
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(2));

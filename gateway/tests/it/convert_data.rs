@@ -121,15 +121,19 @@ fn bad_requests_are_400_outcomes() {
     let setup = start();
     let addr = setup.gateway.http_addr;
 
-    // Another input data type.
+    // An input data type not converted here (FHIR-Converter's Json).
+    let reply = http_post(addr, PATH, FHIR_JSON, &convert_parameters("{}", "Json"));
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    assert_eq!(outcome_issue(&reply)["code"], "not-supported");
+    // A CDA document as Ccda is read: this one has no patient, a 422
+    // naming the element.
     let reply = http_post(
         addr,
         PATH,
         FHIR_JSON,
-        &convert_parameters("<ClinicalDocument/>", "Ccda"),
+        &convert_parameters("<ClinicalDocument xmlns=\"urn:hl7-org:v3\"/>", "Ccda"),
     );
-    assert_eq!(reply.status, 400, "{}", reply.body);
-    assert_eq!(outcome_issue(&reply)["code"], "not-supported");
+    assert_eq!(reply.status, 422, "{}", reply.body);
 
     // Not a Parameters resource, or one without inputData.
     for body in [
