@@ -13,7 +13,10 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::common::{eventually, http_get_reply, http_post, Gateway};
+use super::common::{
+    eventually, files_under, http_get_reply, http_post, journal_messages, json_of, shared_corpus,
+    Gateway,
+};
 
 fn repo() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
@@ -32,23 +35,8 @@ fn synthetic_cr_bio() -> Vec<u8> {
 
 const INS_QUERY: &str = "/fhir/Patient?identifier=urn:oid:1.2.250.1.213.1.4.10%7C279035121518989";
 
-fn json_of(gateway: &Gateway, path: &str) -> Option<Value> {
-    let reply = http_get_reply(gateway.http_addr, path);
-    (reply.status == 200).then(|| reply.json())
-}
-
 fn cda_messages(gateway: &Gateway) -> Vec<Value> {
-    json_of(gateway, "/admin/messages?limit=1000")
-        .and_then(|list| list["messages"].as_array().cloned())
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|m| {
-            m["message_type"]
-                .as_str()
-                .unwrap_or("")
-                .starts_with("CDAR2^")
-        })
-        .collect()
+    journal_messages(gateway, "CDAR2^")
 }
 
 #[test]
@@ -212,33 +200,6 @@ fn passerelle(args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
-fn corpus() -> Option<PathBuf> {
-    let dir = repo().join("../shared/corpus");
-    if dir.is_dir() {
-        return Some(dir);
-    }
-    assert!(
-        std::env::var_os("PASSERELLE_REQUIRE_PEERS").is_none(),
-        "../shared/corpus is required here"
-    );
-    None
-}
-
-fn files_under(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    let mut paths: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
-    paths.sort();
-    for path in paths {
-        if path.is_dir() {
-            files_under(&path, out);
-        } else {
-            out.push(path);
-        }
-    }
-}
-
 #[test]
 fn convert_from_cda_gives_the_bundle() {
     let input = cases_dir().join("cda-in-synthetic-prefixes-replacement/input.cda");
@@ -285,7 +246,7 @@ fn lab_results_convert_to_cr_bio_that_the_ans_checker_accepts() {
     let config = repo().join("deploy/passerelle.lab.toml");
     let out = tempfile::tempdir().unwrap();
     let mut inputs: Vec<(&str, PathBuf)> = Vec::new();
-    if let Some(corpus) = corpus() {
+    if let Some(corpus) = shared_corpus() {
         let mut files = Vec::new();
         files_under(&corpus.join("hprim"), &mut files);
         for path in files {

@@ -308,6 +308,59 @@ pub fn http_get_reply(addr: SocketAddr, path: &str) -> Reply {
     Reply::parse(&http_get(addr, path).expect("HTTP exchange"))
 }
 
+/// The JSON body of a GET that answers 200, `None` for any other status.
+pub fn json_of(gateway: &Gateway, path: &str) -> Option<serde_json::Value> {
+    let reply = http_get_reply(gateway.http_addr, path);
+    (reply.status == 200).then(|| reply.json())
+}
+
+/// The journal's messages (admin API, newest first) whose message type
+/// starts with `type_prefix` (`HPRIM^`, `CDAR2^`, `ADT^`).
+pub fn journal_messages(gateway: &Gateway, type_prefix: &str) -> Vec<serde_json::Value> {
+    json_of(gateway, "/admin/messages?limit=1000")
+        .and_then(|list| list["messages"].as_array().cloned())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|m| {
+            m["message_type"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with(type_prefix)
+        })
+        .collect()
+}
+
+/// `../shared/corpus`, read where it lies. Without it a test skips its
+/// corpus part, except under `PASSERELLE_REQUIRE_PEERS` (CI), where its
+/// absence is a failure.
+pub fn shared_corpus() -> Option<PathBuf> {
+    let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/corpus"));
+    if dir.is_dir() {
+        return Some(dir);
+    }
+    assert!(
+        std::env::var_os("PASSERELLE_REQUIRE_PEERS").is_none(),
+        "../shared/corpus is required here"
+    );
+    None
+}
+
+/// Every file below `dir`, in a stable (sorted) order.
+pub fn files_under(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut paths: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+    paths.sort();
+    for path in paths {
+        if path.is_dir() {
+            files_under(&path, out);
+        } else {
+            out.push(path);
+        }
+    }
+}
+
 /// The `/metrics` text.
 pub fn metrics_text(addr: SocketAddr) -> String {
     http_get_reply(addr, "/metrics").body

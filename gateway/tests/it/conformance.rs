@@ -5,13 +5,6 @@
 
 use crate::common;
 
-use std::path::PathBuf;
-
-fn corpus_dir() -> Option<PathBuf> {
-    let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/corpus"));
-    dir.is_dir().then_some(dir)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conformance_suite_passes_against_a_running_gateway() {
     // The lab sample configuration: the embedded defaults plus the CI-SIS
@@ -23,7 +16,7 @@ async fn conformance_suite_passes_against_a_running_gateway() {
         ],
         ..common::Options::default()
     });
-    let corpus = corpus_dir();
+    let corpus = common::shared_corpus();
     if corpus.is_none() {
         println!("../shared/corpus not found: corpus cases skip themselves");
     }

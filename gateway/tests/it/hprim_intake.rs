@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::common::{eventually, http_get_reply, http_post, Gateway, Options};
+use super::common::{eventually, http_post, journal_messages, json_of, Gateway, Options};
 
 fn multi_patient_file() -> Vec<u8> {
     std::fs::read(
@@ -29,14 +29,6 @@ fn numbered_file(n: usize) -> Vec<u8> {
          L|1|N\r\n"
     )
     .into_bytes()
-}
-
-fn json_of(gateway: &Gateway, path: &str) -> Option<Value> {
-    let reply = http_get_reply(gateway.http_addr, path);
-    if reply.status != 200 {
-        return None;
-    }
-    Some(reply.json())
 }
 
 /// The id of the patient the laboratory's requester knows as `id` (the
@@ -61,17 +53,7 @@ fn reports_of(gateway: &Gateway, patient: &str) -> usize {
 }
 
 fn hprim_messages(gateway: &Gateway) -> Vec<Value> {
-    json_of(gateway, "/admin/messages?limit=1000")
-        .and_then(|list| list["messages"].as_array().cloned())
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|m| {
-            m["message_type"]
-                .as_str()
-                .unwrap_or("")
-                .starts_with("HPRIM^")
-        })
-        .collect()
+    journal_messages(gateway, "HPRIM^")
 }
 
 #[test]

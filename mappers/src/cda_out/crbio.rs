@@ -669,7 +669,7 @@ fn observation(xml: &mut XmlWriter, result: &Result<'_>, settings: &CdaSettings)
     // Comments: FR-Commentaire-ER (CCD Comment, IHE PCC Comment Entry),
     // pointing at the narrative's text rather than repeating it, as the
     // IHE PCC rules ask.
-    for (index, _) in notes(observation).iter().enumerate() {
+    for index in 0..notes(observation).len() {
         xml.open(
             "entryRelationship",
             &[("typeCode", "SUBJ"), ("inversionInd", "true")],
