@@ -5,6 +5,10 @@ COPY . .
 RUN cargo build --release -p gateway --bin passerelle
 
 FROM debian:bookworm-slim
+# libcrypto (libssl3): SQLCipher's AES and HMAC for the encrypted store.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libssl3 \
+    && rm -rf /var/lib/apt/lists/*
 RUN useradd --system --home /var/lib/passerelle passerelle \
     && mkdir -p /var/lib/passerelle /etc/passerelle \
     && chown passerelle /var/lib/passerelle

@@ -1,10 +1,13 @@
-//! `passerelle backup`, `passerelle restore` and `passerelle audit
-//! verify`: the command line of the storage crate's backups
-//! (`passerelle_storage::backup`, embedded SQLite store) and audit trail
-//! (`passerelle_storage::audit`, either backend). They work beside a
-//! running gateway: a backup reads in one transaction, a restoration
-//! makes a new data directory, a verification only reads. A backup and a
-//! restoration are recorded in the audit trail (`crate::cli_audit`).
+//! `passerelle backup`, `passerelle restore`, `passerelle storage rekey`
+//! and `passerelle audit verify`: the command line of the storage crate's
+//! backups (`passerelle_storage::backup`, embedded SQLite store), its
+//! encryption at rest (`passerelle_storage::encryption`) and its audit
+//! trail (`passerelle_storage::audit`, either backend). Backups,
+//! restorations and verifications work beside a running gateway: a backup
+//! reads in one transaction, a restoration makes a new data directory, a
+//! verification only reads; a rekey needs the gateway stopped (it takes
+//! the data directory's lock). Backups, restorations and rekeys are
+//! recorded in the audit trail (`crate::cli_audit`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -115,7 +118,13 @@ pub fn backup(config: &Config, args: &BackupArgs) -> ExitCode {
         eprintln!("passerelle backup: nothing was copied");
         return ExitCode::FAILURE;
     }
-    match backup::backup(&config.storage.data_dir, &args.to) {
+    let key = passerelle_storage::store_key(&config.storage);
+    if key.is_none() {
+        eprintln!(
+            "passerelle backup: the store is not encrypted, so neither is the backup: keep it on an encrypted volume (docs/security.md)"
+        );
+    }
+    match backup::backup(&config.storage.data_dir, &args.to, key.as_ref()) {
         Ok(contents) => {
             println!(
                 "backup written to {} (mode 0600): {}",
@@ -147,7 +156,8 @@ pub fn restore(config: &Config, args: &RestoreArgs) -> ExitCode {
         .data_dir
         .clone()
         .unwrap_or_else(|| config.storage.data_dir.clone());
-    match backup::restore(&args.from, &data_dir) {
+    let key = passerelle_storage::store_key(&config.storage);
+    match backup::restore(&args.from, &data_dir, key.as_ref()) {
         Ok(contents) => {
             // Recorded in the restored store's own trail, which goes on
             // from the backup's (the store is migrated as the gateway's
@@ -182,6 +192,108 @@ pub fn restore(config: &Config, args: &RestoreArgs) -> ExitCode {
             eprintln!("passerelle restore: {error}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct StorageArgs {
+    #[command(subcommand)]
+    pub command: StorageCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum StorageCommand {
+    /// Rewrite the embedded store under a new key (SQLCipher), or encrypt
+    /// a store kept in clear until now; the gateway must be stopped. Then
+    /// point `[storage] key_file` (or PASSERELLE_STORAGE_KEY) at the new
+    /// key.
+    Rekey(RekeyArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RekeyArgs {
+    /// The file holding the new key (mode 0600): 64 hexadecimal digits
+    /// (`openssl rand -hex 32`) or a passphrase.
+    #[arg(long, value_name = "FILE")]
+    pub new_key_file: PathBuf,
+    /// The store is in clear today (whatever the configuration says):
+    /// encrypt it.
+    #[arg(long)]
+    pub from_unencrypted: bool,
+}
+
+/// `passerelle storage rekey`: under the data directory's lock (no
+/// gateway on it), rewritten by the storage crate, then recorded in the
+/// trail of the store it now is.
+pub fn storage(config: &Config, args: &StorageArgs) -> ExitCode {
+    let StorageCommand::Rekey(args) = &args.command;
+    if let Some(refused) = sqlite_only(config, "storage rekey") {
+        return refused;
+    }
+    let fail = |message: String| {
+        eprintln!("passerelle storage rekey: {message}");
+        ExitCode::FAILURE
+    };
+    let new_secret = match passerelle_config::read_private_secret_file(&args.new_key_file) {
+        Ok(secret) => secret,
+        Err(message) => {
+            eprintln!("passerelle storage rekey: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    let new_key = passerelle_storage::encryption::StoreKey::new(&new_secret);
+    let current = if args.from_unencrypted {
+        None
+    } else {
+        match passerelle_storage::store_key(&config.storage) {
+            Some(key) => Some(key),
+            None => {
+                eprintln!(
+                    "passerelle storage rekey: the configuration gives no key for the store: give --from-unencrypted to encrypt a store kept in clear"
+                );
+                return ExitCode::from(2);
+            }
+        }
+    };
+    let data_dir = &config.storage.data_dir;
+    let _lock = match crate::runtime::lock_data_dir(data_dir) {
+        Ok(lock) => lock,
+        Err(error) => return fail(format!("{error} (stop the gateway first)")),
+    };
+    if let Err(error) =
+        passerelle_storage::encryption::rekey(data_dir, current.as_ref(), Some(&new_key))
+    {
+        return fail(error.to_string());
+    }
+    let record = crate::cli_audit::record(
+        types::SECURITY_ALERT,
+        Code::new(
+            PASSERELLE_SUBTYPE,
+            "storage-rekey",
+            "Store encryption key changed",
+        ),
+        Action::Update,
+        Outcome::Success,
+        if args.from_unencrypted {
+            "store encrypted"
+        } else {
+            "store key changed"
+        },
+        &[],
+        Entity::new(Some(roles::DATA_REPOSITORY), data_dir.display().to_string()),
+    );
+    let recorded = passerelle_storage::sqlite::SqliteStore::open_with_key(data_dir, Some(&new_key))
+        .map_err(|error| error.to_string())
+        .map(|store| crate::cli_audit::append(&store, record, "storage rekey"));
+    println!(
+        "{} is now encrypted with the key of {}: point [storage] key_file (or PASSERELLE_STORAGE_KEY) at it before the next start",
+        data_dir.display(),
+        args.new_key_file.display()
+    );
+    match recorded {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(error) => fail(format!("rekeyed, but not recorded: {error}")),
     }
 }
 

@@ -1,6 +1,6 @@
 //! The `passerelle` command line: `serve` (the default), `check-config`,
 //! `convert`, `messages`, `clients`, `patients` (alias `patient`), `backup`,
-//! `restore`, `audit` and `version`. Exit codes: 0 success, 1 runtime failure (for
+//! `restore`, `storage`, `audit` and `version`. Exit codes: 0 success, 1 runtime failure (for
 //! `convert`: any message or file that could not be converted), 2 invalid
 //! configuration.
 
@@ -59,6 +59,9 @@ pub enum Command {
     Backup(crate::backups::BackupArgs),
     /// Make a data directory from a backup, after checking it whole.
     Restore(crate::backups::RestoreArgs),
+    /// The embedded store's encryption at rest: `rekey` rotates its key
+    /// (or encrypts a store kept in clear).
+    Storage(crate::backups::StorageArgs),
     /// The audit trail: `verify` checks its hash chain.
     Audit(crate::backups::AuditArgs),
     /// Print the version.
@@ -175,6 +178,7 @@ where
         }
         Command::Backup(args) => crate::backups::backup(&config, &args),
         Command::Restore(args) => crate::backups::restore(&config, &args),
+        Command::Storage(args) => crate::backups::storage(&config, &args),
         Command::Audit(args) => crate::backups::audit(&config, &args),
         Command::Serve | Command::Version => serve(config, base),
     }

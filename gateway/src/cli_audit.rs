@@ -1,6 +1,6 @@
 //! The audit records of the command line's actions on the store, in the
 //! vocabulary of `passerelle_security::audit`: `clients add` and `clients
-//! revoke` (DICOM `Security Alert`), `backup` (`Export`: a copy of
+//! revoke` and `storage rekey` (DICOM `Security Alert`), `backup` (`Export`: a copy of
 //! everything leaves the gateway), `restore` (`Import`), and a patient's
 //! rights (`patients export` and `erase`, `Patient Record`:
 //! `crate::patient_rights`). Their agent is the command line, `local-admin

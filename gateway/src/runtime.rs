@@ -392,7 +392,7 @@ pub async fn start_with_base(
 /// directory (0700) if needed; another gateway holding it is refused. The
 /// CLI's commands (`clients`, `patients`, `messages`) do not take it: they
 /// work beside a running gateway.
-fn lock_data_dir(data_dir: &std::path::Path) -> Result<std::fs::File, StartError> {
+pub(crate) fn lock_data_dir(data_dir: &std::path::Path) -> Result<std::fs::File, StartError> {
     use std::os::unix::fs::DirBuilderExt;
     let dir = data_dir.display().to_string();
     let io = |source: std::io::Error| StartError::DataDir {

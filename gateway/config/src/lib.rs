@@ -507,6 +507,22 @@ pub struct StorageConfig {
     /// between instances sharing one PostgreSQL database. Defaults to the
     /// host name and the HTTP port.
     pub instance_id: Option<String>,
+    /// Encryption at rest of the SQLite store (SQLCipher): its key comes
+    /// from `key_file`, or from the environment variable
+    /// `PASSERELLE_STORAGE_KEY`. An unencrypted store is then refused.
+    pub encrypted: bool,
+    /// The file holding the store's key (mode 0600): 64 hexadecimal digits
+    /// (a raw 256-bit key, e.g. `openssl rand -hex 32`) or a passphrase.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<PathBuf>,
+    /// Lets a gateway reachable beyond this machine (a listener off
+    /// loopback) run on a store Passerelle does not encrypt: for
+    /// PostgreSQL, whose files the host encrypts (docs/security.md).
+    pub allow_unencrypted: bool,
+    /// The key, read from `key_file` or `PASSERELLE_STORAGE_KEY` when the
+    /// configuration is loaded; never written back out.
+    #[serde(skip)]
+    pub key: Option<String>,
 }
 
 impl Default for StorageConfig {
@@ -517,6 +533,10 @@ impl Default for StorageConfig {
             postgres_url: None,
             postgres_url_file: None,
             instance_id: None,
+            encrypted: false,
+            key_file: None,
+            allow_unencrypted: false,
+            key: None,
         }
     }
 }
@@ -1274,7 +1294,13 @@ impl Config {
             }
         }
         if let Some(base) = base {
-            if let Some(file) = config.storage.postgres_url_file.as_mut() {
+            for file in [
+                config.storage.postgres_url_file.as_mut(),
+                config.storage.key_file.as_mut(),
+            ]
+            .into_iter()
+            .flatten()
+            {
                 if file.is_relative() {
                     *file = base.join(&*file);
                 }
@@ -1348,7 +1374,68 @@ fn read_secret_files(
         }
         storage.postgres_url = Some(read_secret_file(path).map_err(fail)?);
     }
-    Ok(())
+    read_store_key(storage, name, text, env)
+}
+
+/// The environment variable that may hold the store's key.
+pub const STORAGE_KEY_ENV: &str = "PASSERELLE_STORAGE_KEY";
+
+/// Reads the store's key (`[storage] encrypted`) from `key_file` (private)
+/// or `PASSERELLE_STORAGE_KEY`, and refuses a key without the request for
+/// encryption or the request without a key: which of the two the operator
+/// meant must not be guessed.
+fn read_store_key(
+    storage: &mut StorageConfig,
+    name: &str,
+    text: &str,
+    env: &BTreeMap<String, String>,
+) -> Result<(), ConfigError> {
+    let fail = |key: &str, message: String| ConfigError::Setting {
+        origin: origin(name, text, env, "storage", key, 0),
+        key: format!("storage.{key}"),
+        message,
+    };
+    let from_env = env.get(STORAGE_KEY_ENV).filter(|value| !value.is_empty());
+    let key = match (storage.key_file.as_deref(), from_env) {
+        (Some(_), Some(_)) => {
+            return Err(fail(
+                "key_file",
+                format!("both key_file and {STORAGE_KEY_ENV} are given: keep one"),
+            ))
+        }
+        (Some(path), None) => {
+            Some(read_private_secret_file(path).map_err(|message| fail("key_file", message))?)
+        }
+        (None, Some(value)) => Some(value.clone()),
+        (None, None) => None,
+    };
+    match (storage.encrypted, key.is_some()) {
+        (true, false) if storage.backend == StorageBackend::Sqlite => Err(fail(
+            "encrypted",
+            format!("encrypted = true needs the store's key: key_file, or {STORAGE_KEY_ENV}"),
+        )),
+        (true, _) if storage.backend == StorageBackend::Postgres => Err(fail(
+            "encrypted",
+            "PostgreSQL's files are encrypted by the host (an encrypted volume), not by Passerelle: remove encrypted and set allow_unencrypted = true once the volume is (docs/security.md)".into(),
+        )),
+        (false, true) if storage.backend == StorageBackend::Sqlite => Err(fail(
+            "encrypted",
+            "a key is given but encrypted is not true: set encrypted = true to encrypt the store with it".into(),
+        )),
+        _ => {
+            storage.key = key;
+            Ok(())
+        }
+    }
+}
+
+/// A key file's secret (the store's key, a new key for `storage rekey`):
+/// as [`read_secret_file`], and refused when other users may read it.
+pub fn read_private_secret_file(path: &Path) -> Result<String, String> {
+    if let Some(why) = private_file_refusal(path) {
+        return Err(why);
+    }
+    read_secret_file(path)
 }
 
 /// A secret file's content without its trailing line break; an empty file
@@ -1396,6 +1483,7 @@ fn validate(
     })?;
     validate_routes(config, name, text, env)?;
     validate_listeners(config, name, text, env)?;
+    validate_encryption_at_rest(config, name, text, env)?;
     for (index, issuer) in config.security.issuers.iter().enumerate() {
         let fail = |key: &str, message: String| ConfigError::Setting {
             origin: origin(name, text, env, "security.issuers", key, index),
@@ -1530,6 +1618,35 @@ fn validate_listeners(
         }
     }
     Ok(())
+}
+
+/// A gateway reachable beyond this machine keeps health data: its store
+/// is encrypted, unless the operator says the host does it
+/// (`allow_unencrypted`). Loopback-only gateways (the embedded defaults,
+/// a developer's machine) are not asked.
+fn validate_encryption_at_rest(
+    config: &Config,
+    name: &str,
+    text: &str,
+    env: &BTreeMap<String, String>,
+) -> Result<(), ConfigError> {
+    let storage = &config.storage;
+    if storage.encrypted || storage.allow_unencrypted {
+        return Ok(());
+    }
+    let exposed = std::iter::once(config.http.listen)
+        .chain(config.mllp.enabled.then_some(config.mllp.listen))
+        .find(|listen| !listen.ip().is_loopback());
+    match exposed {
+        None => Ok(()),
+        Some(listen) => Err(ConfigError::Setting {
+            origin: origin(name, text, env, "storage", "encrypted", 0),
+            key: "storage.encrypted".to_string(),
+            message: format!(
+                "{listen} is reachable beyond this machine and the store is not encrypted: set encrypted = true with key_file (SQLite, SQLCipher), or allow_unencrypted = true when the host encrypts the volume (PostgreSQL; docs/security.md)"
+            ),
+        }),
+    }
 }
 
 /// Routes must name targets that exist; targets must be usable.
@@ -1804,6 +1921,7 @@ const OPTIONAL_KEYS: &[&str] = &[
     "scripts_dir",
     "code_map",
     "watch_dir",
+    "key_file",
     "journal_payloads_days",
     "delivered_bundles_days",
     "dead_letters_days",

@@ -39,6 +39,7 @@ pub mod backup;
 pub mod clients;
 pub mod clock;
 pub mod content;
+pub mod encryption;
 pub mod journal;
 pub mod patient_messages;
 pub mod postgres;
@@ -95,6 +96,15 @@ pub enum StorageError {
     Postgres(#[from] ::postgres::Error),
     #[error("storage.postgres_url is required when storage.backend = \"postgres\"")]
     NoPostgresUrl,
+    /// The configuration gives a key, the file is a plain SQLite database.
+    #[error("{path} is not encrypted, but [storage] asks for encryption: encrypt it with `passerelle storage rekey --from-unencrypted --new-key-file FILE` (docs/security.md)")]
+    NotEncrypted { path: PathBuf },
+    /// The file is not a database this key opens (never says the key).
+    #[error("{path}: the configured key does not open this database (another key, or not a Passerelle database)")]
+    WrongKey { path: PathBuf },
+    /// No key is configured and the file is encrypted (or not a database).
+    #[error("{path} is encrypted (or is not a database): set [storage] encrypted = true and its key_file or PASSERELLE_STORAGE_KEY")]
+    Encrypted { path: PathBuf },
     #[error("database connection lock poisoned")]
     Poisoned,
     #[error("cannot start the storage thread: {0}")]
@@ -571,7 +581,10 @@ pub type SharedStore = Arc<dyn Store>;
 /// Opens the configured backend, applying migrations.
 pub fn open(config: &StorageConfig) -> Result<SharedStore, StorageError> {
     Ok(match config.backend {
-        StorageBackend::Sqlite => Arc::new(sqlite::SqliteStore::open(&config.data_dir)?),
+        StorageBackend::Sqlite => Arc::new(sqlite::SqliteStore::open_with_key(
+            &config.data_dir,
+            store_key(config).as_ref(),
+        )?),
         StorageBackend::Postgres => {
             let url = config
                 .postgres_url
@@ -580,6 +593,17 @@ pub fn open(config: &StorageConfig) -> Result<SharedStore, StorageError> {
             Arc::new(postgres::PostgresStore::open(url)?)
         }
     })
+}
+
+/// The key of the embedded store when the configuration asks for
+/// encryption (`[storage] encrypted`; the secret was read from `key_file`
+/// or `PASSERELLE_STORAGE_KEY` when the configuration was loaded).
+pub fn store_key(config: &StorageConfig) -> Option<encryption::StoreKey> {
+    config
+        .key
+        .as_deref()
+        .filter(|_| config.encrypted)
+        .map(encryption::StoreKey::new)
 }
 
 /// The current time in Unix milliseconds.

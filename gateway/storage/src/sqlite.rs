@@ -18,6 +18,7 @@ use super::{
     MappingOutcome, MessageFilter, MessageJourney, MessageSummary, Scrubbed, StorageError, Store,
     Stored, TargetDepth, UnmappedMessage, DATABASE_FILE,
 };
+use crate::encryption::StoreKey;
 use crate::JournalEntry;
 
 /// Schema versions, applied in order at open; `user_version` records how far
@@ -212,16 +213,27 @@ impl ReaderPool {
 }
 
 impl SqliteStore {
+    /// Opens (making it when missing) the plain database of `data_dir`.
     pub fn open(data_dir: &Path) -> Result<SqliteStore, StorageError> {
+        Self::open_with_key(data_dir, None)
+    }
+
+    /// Opens (making it when missing) the database of `data_dir`,
+    /// encrypted with `key` when one is given: every connection is keyed
+    /// before it reads anything.
+    pub fn open_with_key(
+        data_dir: &Path,
+        key: Option<&StoreKey>,
+    ) -> Result<SqliteStore, StorageError> {
         let path = data_dir.join(DATABASE_FILE);
         create_private(data_dir, &path).map_err(|source| StorageError::CreateDir {
             path: data_dir.to_path_buf(),
             source,
         })?;
-        let mut writer = open_connection(&path)?;
+        let mut writer = open_connection(&path, key)?;
         migrate(&mut writer)?;
         let readers = (0..READ_CONNECTIONS)
-            .map(|_| open_connection(&path))
+            .map(|_| open_connection(&path, key))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(SqliteStore {
             path,
@@ -278,11 +290,12 @@ fn create_private(data_dir: &Path, database: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-fn open_connection(path: &Path) -> Result<Connection, StorageError> {
+fn open_connection(path: &Path, key: Option<&StoreKey>) -> Result<Connection, StorageError> {
     let connection = Connection::open(path).map_err(|source| StorageError::Open {
         path: path.to_path_buf(),
         source,
     })?;
+    crate::encryption::unlock(&connection, path, key)?;
     connection.busy_timeout(std::time::Duration::from_secs(5))?;
     connection.pragma_update(None, "journal_mode", "WAL")?;
     connection.pragma_update(None, "synchronous", "FULL")?;

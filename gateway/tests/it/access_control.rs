@@ -835,7 +835,13 @@ fn mllp_senders_by_address_msh_3_scope_and_network() {
     }
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("clients.toml");
-    std::fs::write(&path, format!("[mllp]\nallow_plaintext = true\n\n{config}")).unwrap();
+    std::fs::write(
+        &path,
+        format!(
+            "[mllp]\nallow_plaintext = true\n\n[storage]\nallow_unencrypted = true\n\n{config}"
+        ),
+    )
+    .unwrap();
     let port = common::free_port();
     let gateway = Gateway::start_with(Options {
         args: vec!["--config".into(), path.display().to_string()],

@@ -23,6 +23,7 @@ mod delivery_tls;
 mod docker_compose;
 mod docs_routing;
 mod durability;
+mod encryption_at_rest;
 mod fhir_clients;
 mod fhir_proxy;
 mod fhir_repository;

@@ -334,7 +334,7 @@ fn plaintext_off_loopback_is_refused_unless_allowed() {
     assert!(stderr.contains("[http.tls]"), "{stderr}");
 
     let allowed = check(
-        "[http]\nlisten = \"0.0.0.0:8443\"\nallow_plaintext = true\n[mllp]\nenabled = false\n",
+        "[http]\nlisten = \"0.0.0.0:8443\"\nallow_plaintext = true\n[mllp]\nenabled = false\n[storage]\nallow_unencrypted = true\n",
     );
     assert!(
         allowed.status.success(),
@@ -361,6 +361,72 @@ fn plaintext_off_loopback_is_refused_unless_allowed() {
     let stderr = String::from_utf8_lossy(&open_key.stderr);
     assert!(stderr.contains("mllp.tls.key_file"), "{stderr}");
     assert!(stderr.contains("chmod 600"), "{stderr}");
+}
+
+/// A gateway reachable beyond its machine keeps its store encrypted
+/// (SQLCipher, key in a private file or the environment), or says the
+/// host encrypts it; a key file others can read, or a key without
+/// `encrypted = true`, is refused by name.
+#[test]
+fn an_exposed_gateway_needs_an_encrypted_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let check = |config: &str, env: &[(&str, &str)]| {
+        let path = dir.path().join("exposed.toml");
+        std::fs::write(&path, config).unwrap();
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_passerelle"))
+            .args(["check-config", "--config"])
+            .arg(&path)
+            .env_remove("PASSERELLE_CONFIG")
+            .env_remove("PASSERELLE_STORAGE_KEY")
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let exposed =
+        "[http]\nlisten = \"0.0.0.0:8443\"\nallow_plaintext = true\n[mllp]\nenabled = false\n";
+    let (ok, stderr) = check(exposed, &[]);
+    assert!(!ok);
+    assert!(stderr.contains("storage.encrypted"), "{stderr}");
+    assert!(stderr.contains("not encrypted"), "{stderr}");
+
+    let key_file = dir.path().join("store.key");
+    std::fs::write(&key_file, "a passphrase only the practice knows\n").unwrap();
+    let set_mode = |mode: u32| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    set_mode(0o600);
+    let encrypted = format!(
+        "{exposed}[storage]\ndata_dir = \"{}\"\nencrypted = true\nkey_file = \"{}\"\n",
+        dir.path().join("data").display(),
+        key_file.display()
+    );
+    let (ok, stderr) = check(&encrypted, &[]);
+    assert!(ok, "{stderr}");
+    set_mode(0o644);
+    let (ok, stderr) = check(&encrypted, &[]);
+    assert!(!ok);
+    assert!(stderr.contains("storage.key_file"), "{stderr}");
+    assert!(stderr.contains("chmod 600"), "{stderr}");
+
+    // The key from the environment instead of a file.
+    let from_env = format!("{exposed}[storage]\nencrypted = true\n");
+    let (ok, stderr) = check(&from_env, &[]);
+    assert!(!ok);
+    assert!(stderr.contains("PASSERELLE_STORAGE_KEY"), "{stderr}");
+    let (ok, stderr) = check(
+        &from_env,
+        &[("PASSERELLE_STORAGE_KEY", "another passphrase")],
+    );
+    assert!(ok, "{stderr}");
+    // A key nobody asked to use is a mistake to point out, not to guess.
+    let (ok, stderr) = check(exposed, &[("PASSERELLE_STORAGE_KEY", "another passphrase")]);
+    assert!(!ok);
+    assert!(stderr.contains("encrypted = true"), "{stderr}");
 }
 
 /// Writes what an operator puts in `deploy/tls`: `server.pem` (valid for
