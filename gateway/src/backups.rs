@@ -190,7 +190,34 @@ pub fn restore(config: &Config, args: &RestoreArgs) -> ExitCode {
         }
         Err(error) => {
             eprintln!("passerelle restore: {error}");
+            record_refused_restore(config, &data_dir, args, &error);
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// A restoration that did not happen is recorded in the trail of the
+/// configured store when it restores elsewhere (`--data-dir`) and that
+/// store exists: opening the configured directory otherwise would make
+/// the empty database the restoration then refuses to overwrite.
+fn record_refused_restore(
+    config: &Config,
+    data_dir: &std::path::Path,
+    args: &RestoreArgs,
+    error: &backup::BackupError,
+) {
+    let live = &config.storage.data_dir;
+    if data_dir == live.as_path() || !live.join(passerelle_storage::DATABASE_FILE).is_file() {
+        return;
+    }
+    let said = bounded(&error.to_string(), 1000);
+    let record = copy_record(true, Outcome::MinorFailure, &said, &args.from, None);
+    match passerelle_storage::open(&config.storage) {
+        Ok(store) => {
+            crate::cli_audit::append(store.as_ref(), record, "restore");
+        }
+        Err(open_error) => {
+            eprintln!("passerelle restore: the refusal could not be recorded: {open_error}");
         }
     }
 }

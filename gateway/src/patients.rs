@@ -5,12 +5,15 @@
 //! `revoke` add a network the data did not come from (a patient referred
 //! to another practice) or take one away. Every subcommand works on the
 //! store directly, running gateway or not; reads see the change at once.
+//! A grant or revocation that changes who may read a patient is recorded
+//! in the audit trail (DICOM `Security Alert`, about that patient).
 
 use std::process::ExitCode;
 
 use passerelle_config::Config;
 use passerelle_pipeline::mapping::MappingService;
 use passerelle_repository::{Repository, RepositoryError};
+use passerelle_security::audit::{roles, types, Action, Code, Entity, Outcome, PASSERELLE_SUBTYPE};
 
 #[derive(Debug, clap::Args)]
 pub struct PatientsArgs {
@@ -95,7 +98,26 @@ fn network(text: &str) -> Result<&str, (u8, String)> {
 
 fn run_command(config: &Config, args: &PatientsArgs) -> Result<(), (u8, String)> {
     let store = passerelle_storage::open(&config.storage).map_err(|e| (1, e.to_string()))?;
-    let repository = Repository::new(store);
+    let repository = Repository::new(store.clone());
+    // After the change it records, before the command answers; a change
+    // the trail cannot hold is reported as a failure.
+    let recorded = |code: &'static str, display: &'static str, id: &str, name: &str| {
+        let record = crate::cli_audit::record(
+            types::SECURITY_ALERT,
+            Code::new(PASSERELLE_SUBTYPE, code, display),
+            Action::Update,
+            Outcome::Success,
+            display,
+            &[format!("Patient/{id}")],
+            Entity::new(Some(roles::SECURITY_USER), format!("network {name}"))
+                .detail("network", name.to_string()),
+        );
+        if crate::cli_audit::append(store.as_ref(), record, "patients") {
+            Ok(())
+        } else {
+            Err((1, "the change was made but not recorded".to_string()))
+        }
+    };
     let failed = |error: RepositoryError| match error {
         RepositoryError::NotFound(what) => (1, format!("{what} is not in the repository")),
         other => (1, other.to_string()),
@@ -117,6 +139,12 @@ fn run_command(config: &Config, args: &PatientsArgs) -> Result<(), (u8, String)>
             let id = patient_id(patient)?;
             repository.grant(id, network(name)?).map_err(failed)?;
             eprintln!("Patient/{id} is now in network `{name}`");
+            recorded(
+                "patient-network-grant",
+                "Patient added to a network",
+                id,
+                name,
+            )?;
         }
         PatientsCommand::Revoke {
             patient,
@@ -125,6 +153,12 @@ fn run_command(config: &Config, args: &PatientsArgs) -> Result<(), (u8, String)>
             let id = patient_id(patient)?;
             if repository.revoke(id, network(name)?).map_err(failed)? {
                 eprintln!("Patient/{id} is no longer in network `{name}`");
+                recorded(
+                    "patient-network-revoke",
+                    "Patient taken out of a network",
+                    id,
+                    name,
+                )?;
             } else {
                 return Err((1, format!("Patient/{id} was not in network `{name}`")));
             }

@@ -62,6 +62,10 @@ pub(crate) fn unlock(
     path: &Path,
     key: Option<&StoreKey>,
 ) -> Result<(), StorageError> {
+    // SQLCipher's own log writes raw lines to standard error (an HMAC
+    // check failing, say), which would break the gateway's JSON log
+    // lines; what went wrong reaches the log as the typed error below.
+    connection.pragma_update(None, "cipher_log_level", "NONE")?;
     if let Some(key) = key {
         key.apply(connection)?;
     }

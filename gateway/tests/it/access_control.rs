@@ -707,6 +707,16 @@ fn clients_read_only_the_patients_of_their_networks() {
         get(&gateway, &format!("/fhir/Patient/{sud_id}"), Some(&nord)).status,
         404
     );
+    // Both changes are in the patient's audit trail.
+    let trail = get(
+        &gateway,
+        &format!("/fhir/AuditEvent?patient=Patient/{sud_id}&_count=1000"),
+        Some(common::TEST_KEY),
+    );
+    assert_eq!(trail.status, 200, "{}", trail.body);
+    for subtype in ["patient-network-grant", "patient-network-revoke"] {
+        assert!(trail.body.contains(subtype), "{subtype}: {}", trail.body);
+    }
     let unknown = patients(&["grant", "no-such-patient", "nord"]);
     assert_eq!(unknown.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("Patient/no-such-patient"));

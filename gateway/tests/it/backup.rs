@@ -80,10 +80,18 @@ fn a_backup_taken_under_load_restores_every_acknowledged_message() {
     };
     let made = restore();
     assert!(made.status.success(), "{made:?}");
-    // Never over a database.
+    // Never over a database; the refusal is recorded in the trail of the
+    // configured store (`live`), one record more than before it.
+    let records = || common::intact_audit_records(&passerelle(&live, &["audit", "verify"]));
+    let before_refusal = records();
     let again = restore();
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("exists already"));
+    assert_eq!(
+        records(),
+        before_refusal + 1,
+        "the refused restoration is recorded"
+    );
 
     let gateway = Gateway::start_with(Options {
         data_dir: Some(restored),

@@ -361,6 +361,17 @@ pub fn files_under(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
+/// How many records `passerelle audit verify` found intact, from its
+/// output (it panics with the output when the chain is not intact).
+pub fn intact_audit_records(verified: &std::process::Output) -> usize {
+    String::from_utf8_lossy(&verified.stdout)
+        .split("intact: ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("audit verify: {verified:?}"))
+}
+
 /// The `/metrics` text.
 pub fn metrics_text(addr: SocketAddr) -> String {
     http_get_reply(addr, "/metrics").body

@@ -145,15 +145,7 @@ fn an_encrypted_store_keeps_nothing_in_clear_and_its_key_rotates() {
         "{refused:?}"
     );
     drop(gateway);
-    let records = |output: &Output| -> usize {
-        let said = String::from_utf8_lossy(&output.stdout);
-        said.split("intact: ")
-            .nth(1)
-            .and_then(|rest| rest.split(' ').next())
-            .and_then(|n| n.parse().ok())
-            .unwrap_or_else(|| panic!("{output:?}"))
-    };
-    let before = records(&passerelle(&env, &["audit", "verify"]));
+    let before = common::intact_audit_records(&passerelle(&env, &["audit", "verify"]));
     let rotated = rekey(&env);
     assert!(rotated.status.success(), "{rotated:?}");
     assert_nothing_in_clear(&files_of(&live));
@@ -169,7 +161,11 @@ fn an_encrypted_store_keeps_nothing_in_clear_and_its_key_rotates() {
     let env = encrypted_env(&live, &second_key);
     let verified = passerelle(&env, &["audit", "verify"]);
     assert!(verified.status.success(), "{verified:?}");
-    assert_eq!(records(&verified), before + 1, "the rotation is recorded");
+    assert_eq!(
+        common::intact_audit_records(&verified),
+        before + 1,
+        "the rotation is recorded"
+    );
     let gateway = Gateway::start_with(Options {
         data_dir: Some(live.clone()),
         env: env.clone(),
