@@ -47,6 +47,7 @@ pub mod postgres;
 /// repository's suites.
 #[cfg(any(test, feature = "test-support"))]
 pub mod postgres_test;
+mod postgres_tls;
 pub mod retention;
 pub mod sql;
 pub mod sqlite;
@@ -94,6 +95,9 @@ pub enum StorageError {
     Sqlite(#[from] rusqlite::Error),
     #[error("postgresql: {0}")]
     Postgres(#[from] ::postgres::Error),
+    /// The URL's TLS settings (`sslmode`, `sslrootcert`) cannot be used.
+    #[error("postgresql TLS: {0}")]
+    PostgresTls(String),
     #[error("storage.postgres_url is required when storage.backend = \"postgres\"")]
     NoPostgresUrl,
     /// The configuration gives a key, the file is a plain SQLite database.

@@ -15,6 +15,8 @@ use postgres::types::{ToSql, Type};
 use super::sql::{ReadWork, Sql, SqlRow, SqlValue, WriteWork};
 use postgres::{Client, NoTls, Transaction};
 
+use crate::postgres_tls::Transport;
+
 use super::{
     bounded_detail, instant_from_ms, Attempt, AttemptRecord, ChangeCallback, Delivery,
     DeliverySummary, MappingOutcome, MessageFilter, MessageJourney, MessageState, MessageSummary,
@@ -189,11 +191,30 @@ impl Drop for Pooled<'_> {
     }
 }
 
-fn connect(url: &str) -> Result<Client, StorageError> {
+pub(crate) fn connect(url: &str) -> Result<Client, StorageError> {
+    let (url, transport) = crate::postgres_tls::transport(url)?;
     let mut config: postgres::Config = url.parse()?;
     config.connect_timeout(Duration::from_secs(5));
     config.application_name("passerelle");
-    Ok(config.connect(NoTls)?)
+    Ok(match transport {
+        Transport::Clear => config.connect(NoTls)?,
+        Transport::VerifyFull(connector) => {
+            config.ssl_mode(postgres::config::SslMode::Require);
+            // The client library's own words stop at "error performing TLS
+            // handshake": the reason (an unknown authority, another name)
+            // is in its sources.
+            config.connect(connector).map_err(|error| {
+                let mut said = error.to_string();
+                let mut source = std::error::Error::source(&error);
+                while let Some(cause) = source {
+                    said.push_str(": ");
+                    said.push_str(&cause.to_string());
+                    source = cause.source();
+                }
+                StorageError::PostgresTls(said)
+            })?
+        }
+    })
 }
 
 pub struct PostgresStore {
