@@ -76,7 +76,7 @@ pub(crate) fn unlock(
         Err(rusqlite::Error::SqliteFailure(error, _))
             if error.code == rusqlite::ErrorCode::NotADatabase =>
         {
-            let plain = file_is_plain(path);
+            let plain = is_plain(path);
             Err(match (key, plain) {
                 (Some(_), true) => StorageError::NotEncrypted {
                     path: path.to_path_buf(),
@@ -93,17 +93,13 @@ pub(crate) fn unlock(
     }
 }
 
-fn file_is_plain(path: &Path) -> bool {
+/// Whether the database file at `path` is stored in clear.
+pub fn is_plain(path: &Path) -> bool {
     use std::io::Read;
     let mut header = [0u8; 16];
     std::fs::File::open(path)
         .and_then(|mut file| file.read_exact(&mut header))
         .is_ok_and(|()| header == PLAIN_HEADER)
-}
-
-/// Whether the database file at `path` is stored in clear.
-pub fn is_plain(path: &Path) -> bool {
-    file_is_plain(path)
 }
 
 /// Rewrites the database of `data_dir` under `new` (`None`: in clear),
@@ -120,10 +116,10 @@ pub fn rekey(
 ) -> Result<(), StorageError> {
     let path = data_dir.join(DATABASE_FILE);
     if !path.is_file() {
-        return Err(StorageError::Open {
-            path,
-            source: rusqlite::Error::InvalidPath(data_dir.to_path_buf()),
-        });
+        return Err(io_error(
+            &path,
+            std::io::Error::from(std::io::ErrorKind::NotFound),
+        ));
     }
     let open_error = |source| StorageError::Open {
         path: path.clone(),
@@ -177,7 +173,7 @@ pub fn rekey(
 }
 
 fn io_error(path: &Path, source: std::io::Error) -> StorageError {
-    StorageError::CreateDir {
+    StorageError::File {
         path: PathBuf::from(path),
         source,
     }

@@ -100,6 +100,12 @@ pub enum StorageError {
     PostgresTls(String),
     #[error("storage.postgres_url is required when storage.backend = \"postgres\"")]
     NoPostgresUrl,
+    /// A file of the data directory could not be read, written or renamed.
+    #[error("{path}: {source}")]
+    File {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     /// The configuration gives a key, the file is a plain SQLite database.
     #[error("{path} is not encrypted, but [storage] asks for encryption: encrypt it with `passerelle storage rekey --from-unencrypted --new-key-file FILE` (docs/security.md)")]
     NotEncrypted { path: PathBuf },
