@@ -3,7 +3,9 @@
 //! BALP's RESTful shape, in the vocabulary of `passerelle_security::audit`)
 //! for every request that touches patient data or the message flow — FHIR
 //! reads, searches, operations and writes, `/hl7v2` and `/admin` — and
-//! appends it to the store's hash-chained trail before the answer leaves.
+//! appends it to the store's hash-chained trail before the answer leaves;
+//! a write of the repository has its record appended in the write's own
+//! transaction instead ([`WriteAudit`]), so that the two commit together.
 //! A `POST /hl7v2` the intake answered (200) is recorded by the intake
 //! instead, once per message it held (`passerelle_intake::audit`, in the
 //! journal's commit); one refused before the intake (415, 413, …) here. What it records: who (the client and
@@ -13,6 +15,7 @@
 //! parameters masked), the outcome and the time. `GET /fhir/AuditEvent`
 //! (`system/AuditEvent.s`) reads it back by patient.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -24,6 +27,7 @@ use tower::{Layer, Service};
 use crate::layers::BoxFuture;
 use crate::routes::Route;
 use crate::{BoxError, ResponseBody};
+use passerelle_repository::{TransactionOutcome, WriteRecorder};
 use passerelle_security::audit::{
     agents, types, Action, Agent, Code, Entity, Event, Outcome, RESTFUL_INTERACTION,
 };
@@ -80,6 +84,7 @@ pub struct AuditService<S> {
 }
 
 /// What the request said, taken before it moves into the handler.
+#[derive(Clone)]
 struct Asked {
     method: Method,
     path: String,
@@ -121,9 +126,31 @@ where
                 .get::<PeerAddr>()
                 .map(|peer| peer.0.ip().to_string()),
         };
+        let (code, action) = interaction(&asked.method, &asked.path);
+        // A write of the repository appends its record in its own
+        // transaction (through the handler's `Writer`); this layer then
+        // records only what that did not: refusals and failures.
+        let in_transaction = is_repository_write(code).then(|| {
+            Arc::new(WriteAudit {
+                asked: asked.clone(),
+                code,
+                action,
+                written: AtomicBool::new(false),
+                request_record_wanted: AtomicBool::new(false),
+            })
+        });
+        let mut request = request;
+        if let Some(recorder) = &in_transaction {
+            request.extensions_mut().insert(recorder.clone());
+        }
         let store = self.store.clone();
         Box::pin(async move {
             let answer = inner.call(request).await;
+            if let (Some(recorder), Ok(response)) = (&in_transaction, &answer) {
+                if response.status().is_success() && recorder.recorded_everything() {
+                    return answer;
+                }
+            }
             let recorded_by_intake: fn(StatusCode) -> bool = match Route::classify(&asked.path) {
                 Route::Hl7v2 => |status: StatusCode| status == StatusCode::OK,
                 // Journaled, found stored, or refused as unreadable.
@@ -169,7 +196,6 @@ where
                     }
                 }
             }
-            let (code, action) = interaction(&asked.method, &asked.path);
             let reads = only_reads(code);
             let record = record(&asked, status, patients, code, action);
             let stored =
@@ -186,6 +212,64 @@ where
             }
             answer.map(|(response, _)| response)
         })
+    }
+}
+
+/// Whether an interaction writes the repository through a transaction
+/// (the REST writes and `POST /fhir`).
+fn is_repository_write(code: &str) -> bool {
+    matches!(
+        code,
+        "create" | "update" | "patch" | "delete" | "transaction"
+    )
+}
+
+/// The audit record of a repository write, made by the repository inside
+/// the write's transaction ([`WriteRecorder`]), so that the change and
+/// its record commit together. The handler finds it in the request's
+/// extensions and hands it over with the write; a `batch` makes one
+/// record per entry written and asks for the request's own record when an
+/// entry failed.
+pub struct WriteAudit {
+    asked: Asked,
+    code: &'static str,
+    action: &'static str,
+    written: AtomicBool,
+    request_record_wanted: AtomicBool,
+}
+
+impl WriteAudit {
+    /// Asks the layer to record the request as a whole too (a batch
+    /// whose entries did not all commit).
+    pub fn want_request_record(&self) {
+        self.request_record_wanted.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the writes' records say everything the request did.
+    fn recorded_everything(&self) -> bool {
+        self.written.load(Ordering::Relaxed) && !self.request_record_wanted.load(Ordering::Relaxed)
+    }
+}
+
+impl WriteRecorder for WriteAudit {
+    fn record(&self, outcome: &TransactionOutcome) -> AuditRecord {
+        // The transaction commits with this record: it succeeded. One
+        // entry answers with its own status, a Bundle with 200.
+        let status = match outcome.entries.as_slice() {
+            [entry] => entry
+                .status
+                .get(..3)
+                .and_then(|code| code.parse::<u16>().ok())
+                .and_then(|code| StatusCode::from_u16(code).ok()),
+            _ => None,
+        }
+        .unwrap_or(StatusCode::OK);
+        let mut patients = patients_in_request(&self.asked.path, self.asked.query.as_deref());
+        patients.extend(outcome.patients.iter().cloned());
+        patients.sort();
+        patients.dedup();
+        self.written.store(true, Ordering::Relaxed);
+        record(&self.asked, Some(status), patients, self.code, self.action)
     }
 }
 

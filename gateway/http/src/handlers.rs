@@ -511,15 +511,7 @@ where
                 // is checked against its scopes.
                 let write = read_write(&state, request).await?;
                 let body = Bytes::from(write.body.unwrap_or_default());
-                let writer = write.writer;
-                rest::transaction(
-                    &state,
-                    body,
-                    writer.scopes,
-                    writer.networks,
-                    writer.deadline,
-                )
-                .await
+                rest::transaction(&state, body, write.writer).await
             }
             _ => Err(not_allowed(&method, "POST")),
         },
@@ -721,6 +713,10 @@ where
         .extensions()
         .get::<crate::layers::WriteDeadline>()
         .map(|deadline| deadline.0);
+    let recorder = request
+        .extensions()
+        .get::<std::sync::Arc<crate::audit::WriteAudit>>()
+        .cloned();
     let (returned, if_match, if_none_exist, content_type) = {
         let header = |name: &str| {
             request
@@ -782,6 +778,7 @@ where
                 .map(|client| client.networks.clone())
                 .unwrap_or_default(),
             deadline,
+            recorder,
         },
         returned,
         if_match,

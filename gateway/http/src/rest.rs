@@ -471,21 +471,14 @@ pub async fn search_response(
 pub async fn transaction(
     state: &SharedState,
     body: Bytes,
-    scopes: passerelle_security::Scopes,
-    networks: Vec<String>,
-    deadline: Option<std::time::Instant>,
+    writer: Writer,
 ) -> Result<Response<ResponseBody>, ApiError> {
     let text = String::from_utf8(body.to_vec())
         .map_err(|_| ApiError::BadRequest("the Bundle is not UTF-8".into()))?;
     if let Some(entries) = batch_entries(&text) {
-        let writer = Writer {
-            scopes,
-            networks,
-            deadline,
-        };
         return Ok(bundle_response(batch(state, entries, writer).await));
     }
-    let outcome = run_transaction(state, text, scopes, networks, deadline).await?;
+    let outcome = run_transaction(state, text, &writer).await?;
     let body = outcome.response_bundle().to_string();
     Ok(bundle_response(body))
 }
@@ -514,17 +507,15 @@ async fn batch(state: &SharedState, entries: Vec<serde_json::Value>, writer: Wri
             "resourceType": "Bundle", "type": "transaction", "entry": [entry],
         });
         let text = passerelle_fhir::exact_json::to_string(&single);
-        let answer = run_transaction(
-            state,
-            text,
-            writer.scopes.clone(),
-            writer.networks.clone(),
-            writer.deadline,
-        )
-        .await;
+        let answer = run_transaction(state, text, &writer).await;
         let response = match answer {
             Ok(outcome) => outcome.response_bundle()["entry"][0].clone(),
             Err(error) => {
+                // The entries written have their records; the request's
+                // own records what failed.
+                if let Some(recorder) = &writer.recorder {
+                    recorder.want_request_record();
+                }
                 let (status, outcome) = error.status_and_outcome();
                 // The entry was alone in its transaction: name it by its
                 // place in the batch.
@@ -552,30 +543,41 @@ async fn batch(state: &SharedState, entries: Vec<serde_json::Value>, writer: Wri
 async fn run_transaction(
     state: &SharedState,
     text: String,
-    scopes: passerelle_security::Scopes,
-    networks: Vec<String>,
-    deadline: Option<std::time::Instant>,
+    writer: &Writer,
 ) -> Result<repository::TransactionOutcome, ApiError> {
     let repository = repository::Repository::new(state.store.clone());
+    let (scopes, networks, deadline) = (
+        writer.scopes.clone(),
+        writer.networks.clone(),
+        writer.deadline,
+    );
+    let recorder = writer.recorder.clone();
     tokio::task::spawn_blocking(move || {
         check_entry_resources(&text)?;
-        Ok::<_, ApiError>(repository.transaction_as(
-            &text,
-            now_ms(),
-            &scopes,
-            &networks,
-            deadline,
-        )?)
+        Ok::<_, ApiError>(
+            repository.transaction_as(
+                &text,
+                now_ms(),
+                &scopes,
+                &networks,
+                deadline,
+                recorder
+                    .as_deref()
+                    .map(|recorder| recorder as &dyn repository::WriteRecorder),
+            )?,
+        )
     })
     .await
     .map_err(|_| ApiError::Internal)?
 }
 
-/// Who writes, and by when (the timeout layer's deadline).
+/// Who writes, by when (the timeout layer's deadline), and the audit
+/// record the writes commit with (the audit layer's).
 pub struct Writer {
     pub scopes: passerelle_security::Scopes,
     pub networks: Vec<String>,
     pub deadline: Option<std::time::Instant>,
+    pub recorder: Option<std::sync::Arc<crate::audit::WriteAudit>>,
 }
 
 /// A write of FHIR's RESTful API on one resource.
@@ -674,14 +676,7 @@ pub async fn single_write(
             )
         }
     };
-    let outcome = run_transaction(
-        state,
-        bundle,
-        writer.scopes,
-        writer.networks,
-        writer.deadline,
-    )
-    .await?;
+    let outcome = run_transaction(state, bundle, &writer).await?;
     let Some(entry) = outcome.entries.into_iter().next() else {
         return Err(ApiError::Internal);
     };

@@ -464,6 +464,13 @@ fn includes(
     Ok(out)
 }
 
+/// Makes the audit record of a transaction's writes, which
+/// [`Repository::transaction_as`] appends in that transaction (the HTTP
+/// API's audit layer is one).
+pub trait WriteRecorder: Send + Sync {
+    fn record(&self, outcome: &TransactionOutcome) -> passerelle_storage::audit::AuditRecord;
+}
+
 /// The repository as the HTTP API and the `local` target use it: blocking
 /// calls on the store, run through `spawn_blocking` by async callers.
 #[derive(Clone)]
@@ -583,7 +590,7 @@ impl Repository {
         bundle: &str,
         now_ms: i64,
     ) -> Result<TransactionOutcome, RepositoryError> {
-        self.transaction_as(bundle, now_ms, &Scopes::everything(), &[], None)
+        self.transaction_as(bundle, now_ms, &Scopes::everything(), &[], None, None)
     }
 
     /// Applies a transaction Bundle (text) all or nothing for a client
@@ -593,6 +600,8 @@ impl Repository {
     /// With a `deadline`, work not done by then is rolled back
     /// ([`RepositoryError::DeadlinePassed`]) instead of committed, so that
     /// a client told "timeout" knows nothing was written.
+    /// With a `recorder`, the audit record of the writes is appended in
+    /// their transaction: they commit together, or neither does.
     pub fn transaction_as(
         &self,
         bundle: &str,
@@ -600,6 +609,7 @@ impl Repository {
         scopes: &Scopes,
         networks: &[String],
         deadline: Option<std::time::Instant>,
+        recorder: Option<&dyn WriteRecorder>,
     ) -> Result<TransactionOutcome, RepositoryError> {
         let mut result = None;
         self.store.sql_write(&mut |sql| {
@@ -611,6 +621,11 @@ impl Repository {
                     }
                     _ => Ok(outcome),
                 });
+            if let (Ok(outcome), Some(recorder)) = (&outcome, recorder) {
+                // After every other write (the trail's lock is the last
+                // one a transaction takes).
+                passerelle_storage::audit::append_in(sql, &[recorder.record(outcome)])?;
+            }
             let commit = outcome.is_ok();
             result = Some(outcome);
             Ok(commit)

@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 
 use super::{
     current, history, search, version, Repository, RepositoryError, SearchRequest,
-    TransactionError, Visibility,
+    TransactionError, TransactionOutcome, Visibility,
 };
 use crate::transaction::Refusal;
 use passerelle_fhir::exact_json;
@@ -437,6 +437,7 @@ pub fn transactions_need_scopes_for_every_entry(store: SharedStore) {
         &lab,
         &[],
         None,
+        None,
     ) {
         Err(RepositoryError::Transaction(TransactionError::Entry {
             index,
@@ -462,6 +463,7 @@ pub fn transactions_need_scopes_for_every_entry(store: SharedStore) {
             &both,
             &[],
             None,
+            None,
         )
         .unwrap();
     assert_eq!(total(&repository, "Observation", ""), 1);
@@ -475,7 +477,8 @@ pub fn transactions_need_scopes_for_every_entry(store: SharedStore) {
             2_000,
             &both,
             &[],
-            Some(past)
+            Some(past),
+            None
         ),
         Err(RepositoryError::DeadlinePassed)
     ));
@@ -557,7 +560,7 @@ pub fn clients_see_only_the_patients_of_their_networks(store: SharedStore) {
         organization,
     ]);
     repository
-        .transaction_as(&nord_bundle, 1_000, &all, &nord, None)
+        .transaction_as(&nord_bundle, 1_000, &all, &nord, None, None)
         .unwrap();
     repository
         .transaction_as(
@@ -568,6 +571,7 @@ pub fn clients_see_only_the_patients_of_their_networks(store: SharedStore) {
             1_000,
             &all,
             &sud,
+            None,
             None,
         )
         .unwrap();
@@ -692,6 +696,7 @@ pub fn clients_see_only_the_patients_of_their_networks(store: SharedStore) {
             &all,
             &sud,
             None,
+            None,
         )
         .unwrap();
     assert_eq!(ids(&sud, "Patient", "").len(), 2);
@@ -711,6 +716,84 @@ pub fn clients_see_only_the_patients_of_their_networks(store: SharedStore) {
     ));
 }
 
+/// Records the patients of each write it is asked for, as the HTTP API's
+/// audit layer does.
+struct NamesPatients;
+
+impl crate::WriteRecorder for NamesPatients {
+    fn record(&self, outcome: &TransactionOutcome) -> passerelle_storage::audit::AuditRecord {
+        passerelle_storage::audit::AuditRecord {
+            recorded_ms: 1_000,
+            patients: outcome.patients.iter().cloned().collect(),
+            event: format!("{{\"entries\":{}}}", outcome.entries.len()),
+        }
+    }
+}
+
+/// A write's audit record is appended in the write's transaction: it is
+/// there once the write commits, names the patients written (a deleted
+/// Patient too), and a refused write leaves no record.
+pub fn writes_commit_with_their_audit_record(store: SharedStore) {
+    let repository = Repository::new(store.clone());
+    let all = passerelle_security::Scopes::everything();
+    let records = || passerelle_storage::audit::records_after(store.as_ref(), 0, 100).unwrap();
+    let written = repository
+        .transaction_as(
+            &bundle(vec![
+                patient_entry("urn:uuid:a", "AU1", "Audit", "1970-01-01"),
+                observation_entry("urn:uuid:a", "AO1", "2345-7", "2026-01-01", "1.50"),
+            ]),
+            1_000,
+            &all,
+            &[],
+            None,
+            Some(&NamesPatients),
+        )
+        .unwrap();
+    let patient = format!("Patient/{}", written.entries[0].id);
+    assert_eq!(records().len(), 1);
+    assert_eq!(
+        passerelle_storage::audit::for_patient(store.as_ref(), &patient, 10).unwrap(),
+        ["{\"entries\":2}"]
+    );
+    // Refused (a reference to nothing): no write, no record.
+    let mut dangling = observation_entry("urn:uuid:x", "AO2", "2345-7", "2026-01-01", "2.5");
+    dangling["resource"]["subject"]["reference"] = "Patient/nobody".into();
+    assert!(repository
+        .transaction_as(
+            &bundle(vec![dangling]),
+            1_000,
+            &all,
+            &[],
+            None,
+            Some(&NamesPatients)
+        )
+        .is_err());
+    assert_eq!(records().len(), 1);
+    // A deleted Patient is named by the record of its deletion.
+    let delete = serde_json::json!({"request": {"method": "DELETE", "url": patient.clone()}});
+    let observation = format!("Observation/{}", written.entries[1].id);
+    let delete_observation =
+        serde_json::json!({"request": {"method": "DELETE", "url": observation}});
+    repository
+        .transaction_as(
+            &bundle(vec![delete_observation, delete]),
+            2_000,
+            &all,
+            &[],
+            None,
+            Some(&NamesPatients),
+        )
+        .unwrap();
+    assert_eq!(
+        passerelle_storage::audit::for_patient(store.as_ref(), &patient, 10)
+            .unwrap()
+            .len(),
+        2
+    );
+    assert!(passerelle_storage::audit::verify(store.as_ref()).is_ok());
+}
+
 repository_tests!(
     transactions_create_update_and_keep_versions,
     transactions_are_all_or_nothing,
@@ -720,4 +803,5 @@ repository_tests!(
     transactions_need_scopes_for_every_entry,
     search_answers_stay_within_the_page_size_limit,
     clients_see_only_the_patients_of_their_networks,
+    writes_commit_with_their_audit_record,
 );

@@ -83,6 +83,9 @@ pub struct EntryResult {
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct TransactionOutcome {
     pub entries: Vec<EntryResult>,
+    /// The patients (`Patient/{id}`) the Bundle wrote data about, deleted
+    /// Patients included: what its audit record names.
+    pub patients: BTreeSet<String>,
 }
 
 impl TransactionOutcome {
@@ -264,10 +267,20 @@ pub fn apply(
         ));
     }
     let mut outcome = TransactionOutcome::default();
+    for plan in &planned {
+        if matches!(plan.action, Action::Delete) {
+            outcome.patients.extend(crate::networks::patients_of(
+                &plan.resource_type,
+                &plan.id,
+                None,
+            ));
+        }
+    }
     for plan in planned {
         outcome.entries.push(execute(sql, plan, now_ms)?);
     }
     crate::networks::join(sql, &patients, networks)?;
+    outcome.patients.extend(patients);
     Ok(outcome)
 }
 

@@ -10,8 +10,9 @@
 //! Records are written in the transaction of what they record wherever
 //! there is one: the journal's group commit holds the records of the
 //! messages it stores (and of those refused, batched with them), a
-//! delivery attempt's transaction its record, an erasure's its own; the
-//! HTTP API appends its records before each answer leaves.
+//! delivery attempt's transaction its record, an erasure's its own, a
+//! repository write through the HTTP API its record; the HTTP API's other
+//! records are appended before each answer leaves.
 
 use sha2::{Digest, Sha256};
 

@@ -1119,3 +1119,86 @@ fn every_access_is_audited_and_the_chain_verifies() {
         "{verified:?}"
     );
 }
+
+/// A write of the repository and its audit record commit together: when
+/// the trail refuses the record (a trigger someone put in the database),
+/// the write is answered 503 and not made, whether a single update or a
+/// transaction; with the trail back, the same write is made and recorded
+/// once, inside the write's own transaction.
+#[test]
+fn a_write_and_its_audit_record_commit_together() {
+    use passerelle_storage::Store;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let gateway = Gateway::start_with(Options {
+        data_dir: Some(data.clone()),
+        ..Options::default()
+    });
+    let store = passerelle_storage::sqlite::SqliteStore::open(&data).unwrap();
+    let ddl = |statement: &'static str| {
+        store
+            .sql_write(&mut |sql| {
+                sql.execute(statement, &[])?;
+                Ok(true)
+            })
+            .unwrap()
+    };
+    ddl("CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_events
+         BEGIN SELECT RAISE(ABORT, 'the trail refuses'); END");
+    let patient =
+        br#"{"resourceType":"Patient","id":"unrecorded","name":[{"family":"SANSTRACE"}]}"#;
+    let put = send(
+        &gateway,
+        "PUT",
+        "/fhir/Patient/unrecorded",
+        Some(common::TEST_KEY),
+        "application/fhir+json",
+        patient,
+    );
+    assert_eq!(put.status, 503, "{}", put.body);
+    let transaction = br#"{"resourceType":"Bundle","type":"transaction","entry":[
+        {"resource":{"resourceType":"Patient","identifier":[{"system":"urn:audit","value":"T-1"}]},
+         "request":{"method":"POST","url":"Patient"}}]}"#;
+    let posted = send(
+        &gateway,
+        "POST",
+        "/fhir",
+        Some(common::TEST_KEY),
+        "application/fhir+json",
+        transaction,
+    );
+    assert_eq!(posted.status, 503, "{}", posted.body);
+    ddl("DROP TRIGGER refuse_audit");
+    assert_eq!(
+        get(&gateway, "/fhir/Patient/unrecorded", Some(common::TEST_KEY)).status,
+        404
+    );
+    let none = get(
+        &gateway,
+        "/fhir/Patient?identifier=urn:audit%7CT-1",
+        Some(common::TEST_KEY),
+    );
+    assert_eq!(none.json()["total"], 0, "{}", none.body);
+
+    let put = send(
+        &gateway,
+        "PUT",
+        "/fhir/Patient/unrecorded",
+        Some(common::TEST_KEY),
+        "application/fhir+json",
+        patient,
+    );
+    assert_eq!(put.status, 201, "{}", put.body);
+    let records = passerelle_storage::audit::for_patient(&store, "Patient/unrecorded", 10).unwrap();
+    // The 503s could not be recorded (the trail refused); the read that
+    // found nothing and the update that was made are, the update once.
+    let updates: Vec<serde_json::Value> = records
+        .iter()
+        .map(|record| serde_json::from_str::<serde_json::Value>(record).unwrap())
+        .filter(|record| record["subtype"][0]["code"] == "update")
+        .collect();
+    assert_eq!(updates.len(), 1, "{records:?}");
+    assert_eq!(updates[0]["outcome"], "0");
+    assert_eq!(updates[0]["outcomeDesc"], "HTTP 201");
+    assert!(!records.concat().contains("SANSTRACE"));
+}
