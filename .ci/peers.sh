@@ -54,3 +54,12 @@ fi
 if [ -d ../shared/peers ]; then
   bash ../shared/peers/setup.sh cda
 fi
+
+# The syslog collector the audit export is sent to (gateway/tests/it/audit_syslog.rs):
+# rsyslog with its GnuTLS network stream driver, run by the test itself.
+if command -v rsyslogd >/dev/null 2>&1 && ls /usr/lib/*/rsyslog/lmnsd_gtls.so >/dev/null 2>&1; then
+  echo "syslog collector (rsyslog + gtls) already installed"
+else
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rsyslog rsyslog-gnutls >/dev/null
+  echo "syslog collector (rsyslog + gtls) installed"
+fi

@@ -11,6 +11,7 @@
 )]
 
 pub mod admin_client;
+pub mod audit_export;
 pub mod backups;
 pub mod cli;
 pub mod cli_audit;

@@ -43,6 +43,8 @@ pub enum StartError {
     Delivery(#[from] DeliverySetupError),
     #[error("the storage setup task failed")]
     StorageTask,
+    #[error(transparent)]
+    AuditExport(#[from] crate::audit_export::ExportSetupError),
     /// Another gateway runs on this SQLite data directory: two writers
     /// would each believe they own the journal's claims.
     #[error("{dir}: another gateway is running on this data directory (it holds {dir}/passerelle.lock); stop it, or give this one its own storage.data_dir")]
@@ -263,6 +265,22 @@ pub async fn start_with_base(
         }
         .run(shutdown.clone().cancelled_owned()),
     );
+    // An export taken out of the configuration no longer holds back
+    // retention; the configured one sends from where it stood.
+    let exports: &[&str] = match config.audit.syslog {
+        Some(_) => &[crate::audit_export::EXPORTER],
+        None => &[],
+    };
+    let forget = store.clone();
+    tokio::task::spawn_blocking(move || {
+        passerelle_storage::audit::forget_exports_but(forget.as_ref(), exports)
+    })
+    .await
+    .map_err(|_| StartError::StorageTask)??;
+    if let Some(syslog) = &config.audit.syslog {
+        let export = crate::audit_export::SyslogExport::new(syslog)?;
+        tasks.spawn(export.run(store.clone(), metrics.clone(), shutdown.clone()));
+    }
     if crate::retention::configured(&config.retention) {
         tasks.spawn(crate::retention::run(
             store.clone(),
@@ -428,15 +446,20 @@ fn instance_id(config: &Config) -> String {
     match config.storage.backend {
         passerelle_config::StorageBackend::Sqlite => "local".to_string(),
         passerelle_config::StorageBackend::Postgres => {
-            let host = std::fs::read_to_string("/etc/hostname")
-                .ok()
-                .map(|h| h.trim().to_string())
-                .filter(|h| !h.is_empty())
-                .or_else(|| std::env::var("HOSTNAME").ok())
-                .unwrap_or_else(|| "passerelle".to_string());
+            let host = machine_name().unwrap_or_else(|| "passerelle".to_string());
             format!("{host}:{}", config.http.listen.port())
         }
     }
+}
+
+/// This machine's name (`/etc/hostname`, else `$HOSTNAME`).
+pub(crate) fn machine_name() -> Option<String> {
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .filter(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_graphic()))
 }
 
 /// Binds a listener, naming it in the error.

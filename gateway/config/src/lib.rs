@@ -46,6 +46,107 @@ pub struct Config {
     pub hprim: HprimConfig,
     /// How long each class of data is kept (`[retention]`).
     pub retention: RetentionConfig,
+    /// The audit trail's export (`[audit]`).
+    pub audit: AuditConfig,
+}
+
+/// The audit trail (`[audit]`): it is always kept in the store; this
+/// section sends it on as well.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// `[audit.syslog]`: each record sent to a syslog collector (an IHE
+    /// ATNA audit record repository, a SIEM); absent: none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub syslog: Option<SyslogConfig>,
+}
+
+/// Export of the audit trail to a syslog collector (`[audit.syslog]`):
+/// every record, in chain order, as an RFC 5424 message over TLS (RFC
+/// 5425, octet-counted), as IHE ATNA's Record Audit Event (ITI-20) sends
+/// them; at least once (the position reached is kept in the store).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyslogConfig {
+    /// `host:port` of the collector (6514 is syslog over TLS's port).
+    pub address: String,
+    /// The name the collector's certificate must carry; by default the
+    /// host of `address`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_name: Option<String>,
+    /// PEM: the authorities the collector's certificate is checked
+    /// against; absent: the Mozilla roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    /// PEM: the gateway's certificate chain and key for mutual TLS (IHE
+    /// ATNA's node authentication); both or neither.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_cert_file: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_key_file: Option<PathBuf>,
+    /// The HOSTNAME of each message; by default the machine's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    /// The APP-NAME of each message.
+    #[serde(default = "SyslogConfig::default_app_name")]
+    pub app_name: String,
+    /// Records read and sent at once.
+    #[serde(default = "SyslogConfig::default_batch")]
+    pub batch: usize,
+    /// How often the trail is looked at for new records.
+    #[serde(default = "SyslogConfig::default_poll_interval_ms")]
+    pub poll_interval_ms: u64,
+    /// Connection and handshake deadline; the longest wait between two
+    /// tries of an unreachable collector is ten times as long.
+    #[serde(default = "SyslogConfig::default_timeout_secs")]
+    pub timeout_secs: u64,
+}
+
+impl SyslogConfig {
+    fn default_app_name() -> String {
+        "passerelle".to_string()
+    }
+    fn default_batch() -> usize {
+        500
+    }
+    fn default_poll_interval_ms() -> u64 {
+        1_000
+    }
+    fn default_timeout_secs() -> u64 {
+        10
+    }
+
+    /// The host and port of `address`.
+    pub fn host_and_port(&self) -> Option<(&str, u16)> {
+        let (host, port) = self.address.rsplit_once(':')?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let port = port.parse().ok().filter(|port| *port != 0)?;
+        (!host.is_empty()).then_some((host, port))
+    }
+
+    /// The TLS of the connection, in the shape of a target's.
+    pub fn tls(&self) -> TargetTls {
+        TargetTls {
+            ca_file: self.ca_file.clone(),
+            client_cert_file: self.client_cert_file.clone(),
+            client_key_file: self.client_key_file.clone(),
+        }
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        for path in [
+            &mut self.ca_file,
+            &mut self.client_cert_file,
+            &mut self.client_key_file,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if path.is_relative() {
+                *path = base.join(&*path);
+            }
+        }
+    }
 }
 
 /// Retention (`[retention]`): how many days each class of data is kept,
@@ -1292,6 +1393,9 @@ impl Config {
             {
                 tls.resolve_paths(base);
             }
+            if let Some(syslog) = &mut config.audit.syslog {
+                syslog.resolve_paths(base);
+            }
         }
         if let Some(base) = base {
             for file in [
@@ -1484,6 +1588,9 @@ fn validate(
     validate_routes(config, name, text, env)?;
     validate_listeners(config, name, text, env)?;
     validate_encryption_at_rest(config, name, text, env)?;
+    if let Some(syslog) = &config.audit.syslog {
+        validate_syslog(syslog, name, text, env)?;
+    }
     for (index, issuer) in config.security.issuers.iter().enumerate() {
         let fail = |key: &str, message: String| ConfigError::Setting {
             origin: origin(name, text, env, "security.issuers", key, index),
@@ -1539,6 +1646,85 @@ fn validate(
                 message: format!("no code map named `{wanted}` in [[mapping.code_maps]]"),
             });
         }
+    }
+    Ok(())
+}
+
+/// The collector's address, the names each message carries (RFC 5424's
+/// printable ASCII and lengths) and the TLS files.
+fn validate_syslog(
+    syslog: &SyslogConfig,
+    name: &str,
+    text: &str,
+    env: &BTreeMap<String, String>,
+) -> Result<(), ConfigError> {
+    let fail = |key: &str, message: String| ConfigError::Setting {
+        origin: origin(name, text, env, "audit.syslog", key, 0),
+        key: format!("audit.syslog.{key}"),
+        message,
+    };
+    if syslog.host_and_port().is_none() {
+        return Err(fail(
+            "address",
+            format!("`{}` is not host:port", syslog.address),
+        ));
+    }
+    let printable = |value: &str, most: usize| {
+        !value.is_empty() && value.len() <= most && value.bytes().all(|b| (33..=126).contains(&b))
+    };
+    if !printable(&syslog.app_name, 48) {
+        return Err(fail(
+            "app_name",
+            "1 to 48 printable ASCII characters, no space (RFC 5424)".to_string(),
+        ));
+    }
+    if let Some(hostname) = &syslog.hostname {
+        if !printable(hostname, 255) {
+            return Err(fail(
+                "hostname",
+                "1 to 255 printable ASCII characters, no space (RFC 5424)".to_string(),
+            ));
+        }
+    }
+    if !(1..=10_000).contains(&syslog.batch) {
+        return Err(fail("batch", "1 to 10000 records".to_string()));
+    }
+    if syslog.poll_interval_ms == 0 || syslog.timeout_secs == 0 {
+        return Err(fail(
+            if syslog.timeout_secs == 0 {
+                "timeout_secs"
+            } else {
+                "poll_interval_ms"
+            },
+            "must be above 0".to_string(),
+        ));
+    }
+    match (&syslog.client_cert_file, &syslog.client_key_file) {
+        (Some(_), None) | (None, Some(_)) => {
+            return Err(fail(
+                "client_cert_file",
+                "give both client_cert_file and client_key_file, or neither".to_string(),
+            ))
+        }
+        _ => {}
+    }
+    for (key, file) in [
+        ("ca_file", &syslog.ca_file),
+        ("client_cert_file", &syslog.client_cert_file),
+        ("client_key_file", &syslog.client_key_file),
+    ] {
+        if let Some(file) = file {
+            if !file.is_file() {
+                return Err(fail(key, format!("{}: no such file", file.display())));
+            }
+        }
+    }
+    if let Some(refusal) = syslog
+        .client_key_file
+        .as_deref()
+        .and_then(private_file_refusal)
+    {
+        return Err(fail("client_key_file", refusal));
     }
     Ok(())
 }
@@ -2116,6 +2302,57 @@ mod tests {
         );
         std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
         Config::from_toml("t.toml", &text, &BTreeMap::new()).unwrap();
+    }
+
+    #[test]
+    fn syslog_exports_are_checked_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, "-----BEGIN CERTIFICATE-----\n").unwrap();
+        let with = |lines: &str| {
+            format!(
+                "[audit.syslog]\nca_file = {:?}\n{lines}\n",
+                ca.display().to_string()
+            )
+        };
+        let accepted = Config::from_toml(
+            "t.toml",
+            &with("address = \"audit.example:6514\""),
+            &BTreeMap::new(),
+        )
+        .unwrap();
+        let syslog = accepted.audit.syslog.unwrap();
+        assert_eq!(syslog.host_and_port(), Some(("audit.example", 6514)));
+        assert_eq!(
+            (syslog.app_name.as_str(), syslog.batch),
+            ("passerelle", 500)
+        );
+        for (lines, key) in [
+            ("address = \"audit.example\"", "audit.syslog.address"),
+            ("address = \"audit.example:0\"", "audit.syslog.address"),
+            (
+                "address = \"a:6514\"\napp_name = \"two words\"",
+                "audit.syslog.app_name",
+            ),
+            (
+                "address = \"a:6514\"\nhostname = \"\"",
+                "audit.syslog.hostname",
+            ),
+            ("address = \"a:6514\"\nbatch = 0", "audit.syslog.batch"),
+            (
+                "address = \"a:6514\"\nclient_cert_file = \"c.pem\"",
+                "audit.syslog.client_cert_file",
+            ),
+            (
+                "address = \"a:6514\"\nclient_cert_file = \"c.pem\"\nclient_key_file = \"k.pem\"",
+                "audit.syslog.client_cert_file",
+            ),
+        ] {
+            let error = Config::from_toml("t.toml", &with(lines), &BTreeMap::new())
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(&format!("key `{key}`")), "{lines}: {error}");
+        }
     }
 
     #[test]

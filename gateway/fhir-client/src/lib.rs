@@ -367,9 +367,11 @@ impl TargetClient {
     }
 }
 
-/// The rustls configuration of a target: the Mozilla roots (or the
-/// configured CA file instead), and a client certificate for mutual TLS.
-fn tls_config(tls: Option<&TargetTls>) -> Result<rustls::ClientConfig, SendError> {
+/// The rustls configuration of a target (and of the gateway's other
+/// outbound TLS, the audit trail's syslog export): the Mozilla roots (or
+/// the configured CA file instead), and a client certificate for mutual
+/// TLS.
+pub fn tls_config(tls: Option<&TargetTls>) -> Result<rustls::ClientConfig, SendError> {
     let fail = |file: &std::path::Path, what: &str, e: &dyn std::fmt::Display| {
         SendError::Tls(format!("{}: {what}: {e}", file.display()))
     };

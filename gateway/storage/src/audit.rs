@@ -33,6 +33,14 @@ pub const SCHEMA: &str = "CREATE TABLE audit_events (
         PRIMARY KEY (patient, seq)
     );";
 
+/// The DDL of the exports' positions (`[audit.syslog]`), the same on both
+/// backends: the last record each export has sent. Retention keeps what
+/// an export has not sent yet.
+pub const EXPORTS_SCHEMA: &str = "CREATE TABLE audit_exports (
+        exporter TEXT NOT NULL PRIMARY KEY,
+        seq BIGINT NOT NULL
+    );";
+
 /// Records a verification reads at once.
 const PAGE: i64 = 1000;
 
@@ -229,6 +237,60 @@ pub fn records_after(
         Ok(())
     })?;
     Ok(records)
+}
+
+/// How far `exporter` has sent the trail: the last record sent, `None`
+/// when it never sent any.
+pub fn export_position(store: &dyn Store, exporter: &str) -> Result<Option<i64>, StorageError> {
+    let mut position = None;
+    store.sql_read(None, &mut |sql| {
+        position = sql
+            .query(
+                "SELECT seq FROM audit_exports WHERE exporter = $1",
+                &[SqlValue::Text(exporter.to_string())],
+            )?
+            .into_iter()
+            .next()
+            .and_then(|row| row.into_iter().next())
+            .and_then(|value| value.as_i64());
+        Ok(())
+    })?;
+    Ok(position)
+}
+
+/// Notes that `exporter` has sent the trail up to record `seq`.
+pub fn set_export_position(
+    store: &dyn Store,
+    exporter: &str,
+    seq: i64,
+) -> Result<(), StorageError> {
+    store.sql_write(&mut |sql| {
+        sql.execute(
+            "INSERT INTO audit_exports (exporter, seq) VALUES ($1, $2)
+             ON CONFLICT (exporter) DO UPDATE SET seq = excluded.seq",
+            &[SqlValue::Text(exporter.to_string()), SqlValue::Int(seq)],
+        )?;
+        Ok(true)
+    })
+}
+
+/// Forgets the positions of exports other than `kept` (an export taken
+/// out of the configuration no longer holds back retention).
+pub fn forget_exports_but(store: &dyn Store, kept: &[&str]) -> Result<(), StorageError> {
+    store.sql_write(&mut |sql| {
+        let rows = sql.query("SELECT exporter FROM audit_exports", &[])?;
+        for exporter in rows
+            .into_iter()
+            .filter_map(|row| row.into_iter().next().and_then(SqlValue::into_string))
+            .filter(|exporter| !kept.contains(&exporter.as_str()))
+        {
+            sql.execute(
+                "DELETE FROM audit_exports WHERE exporter = $1",
+                &[SqlValue::Text(exporter)],
+            )?;
+        }
+        Ok(true)
+    })
 }
 
 /// The AuditEvents that concern `patient` (`Patient/{id}`), newest first,

@@ -134,6 +134,8 @@ const MIGRATIONS: &[&str] = &[
     // 9: where the audit trail starts once retention removed its oldest
     // records.
     crate::retention::ANCHOR_SCHEMA,
+    // 10: how far each export of the audit trail has sent it.
+    crate::audit::EXPORTS_SCHEMA,
 ];
 
 /// A few connections reused across calls; a broken one is dropped.

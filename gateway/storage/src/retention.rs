@@ -18,7 +18,8 @@
 //!   stays verifiable: the sequence number and hash of the last record
 //!   removed are kept as its anchor (`audit_anchor`), where
 //!   [`crate::audit::verify`] starts, and the removal is itself recorded
-//!   in the trail, naming that anchor.
+//!   in the trail, naming that anchor. Records an export
+//!   (`[audit.syslog]`) has not sent yet are kept.
 
 use crate::audit::AuditRecord;
 use crate::sql::{Sql, SqlValue};
@@ -169,9 +170,17 @@ fn audit(
     // The oldest records, in chain order, up to the first one young
     // enough to keep: the trail is removed from its start only, so what
     // remains is one unbroken chain from the anchor.
+    // Not past what an export has yet to send.
+    let unsent = sql
+        .query("SELECT MIN(seq) FROM audit_exports", &[])?
+        .into_iter()
+        .next()
+        .and_then(|row| row.into_iter().next())
+        .and_then(|value| value.as_i64())
+        .unwrap_or(i64::MAX);
     let rows = sql.query(
-        "SELECT seq, recorded_ms, hash FROM audit_events ORDER BY seq LIMIT $1",
-        &[SqlValue::Int(batch)],
+        "SELECT seq, recorded_ms, hash FROM audit_events WHERE seq <= $2 ORDER BY seq LIMIT $1",
+        &[SqlValue::Int(batch), SqlValue::Int(unsent)],
     )?;
     let mut last: Option<(i64, String)> = None;
     for row in rows {

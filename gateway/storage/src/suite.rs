@@ -670,7 +670,21 @@ pub fn retention_purges_each_class_in_batches(store: &dyn Store) {
         })
         .collect();
     crate::audit::append(store, &records).unwrap();
-    assert_eq!(drain(DataClass::AuditRecords, 3_500), vec![1, 1, 1]);
+    // An export that has sent records 1 and 2 only holds the rest back.
+    crate::audit::set_export_position(store, "syslog", 2).unwrap();
+    assert_eq!(drain(DataClass::AuditRecords, 3_500), vec![1, 1]);
+    assert_eq!(
+        crate::audit::export_position(store, "syslog").unwrap(),
+        Some(2)
+    );
+    crate::audit::set_export_position(store, "syslog", 7).unwrap();
+    assert_eq!(drain(DataClass::AuditRecords, 3_500), vec![1]);
+    // An export taken out of the configuration holds nothing back.
+    crate::audit::forget_exports_but(store, &[]).unwrap();
+    assert_eq!(
+        crate::audit::export_position(store, "syslog").unwrap(),
+        None
+    );
     assert_eq!(
         crate::audit::verify(store).unwrap(),
         crate::audit::Verification::Intact { records: 5 }

@@ -398,3 +398,54 @@ impl RetentionPurged<'_> {
             .inc_by(self.removed);
     }
 }
+
+/// Where sending the audit trail to the syslog collector failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportStage {
+    Connect,
+    Handshake,
+    Send,
+    /// Reading the trail, or noting how far it was sent.
+    Storage,
+}
+
+impl ExportStage {
+    pub fn label(self) -> &'static str {
+        match self {
+            ExportStage::Connect => "connect",
+            ExportStage::Handshake => "handshake",
+            ExportStage::Send => "send",
+            ExportStage::Storage => "storage",
+        }
+    }
+}
+
+/// Audit records sent to the syslog collector (`sent`), or a try that
+/// failed at `stage` (the records are sent again from where the export
+/// stood, once the collector answers).
+pub struct AuditExported<'a> {
+    pub sent: u64,
+    pub failure: Option<(ExportStage, &'a str)>,
+}
+
+impl AuditExported<'_> {
+    pub fn emit(&self, metrics: &Metrics) {
+        match self.failure {
+            Some((stage, error)) => {
+                tracing::warn!(
+                    stage = stage.label(),
+                    error,
+                    "audit export: the syslog collector was not reached; trying again"
+                );
+                metrics
+                    .audit_export_failures
+                    .with_label_values(&[stage.label()])
+                    .inc();
+            }
+            None => {
+                tracing::debug!(sent = self.sent, "audit export: records sent");
+                metrics.audit_exported.inc_by(self.sent);
+            }
+        }
+    }
+}

@@ -4,8 +4,8 @@
 //! codes), never data from a message.
 
 use prometheus::{
-    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 #[derive(Clone)]
@@ -21,6 +21,11 @@ pub struct Metrics {
     pub files_taken: IntCounterVec,
     /// Items the retention policy deleted, by class of data.
     pub retention_removed: IntCounterVec,
+    /// Audit records sent to the syslog collector.
+    pub audit_exported: IntCounter,
+    /// Failed tries to send the audit trail, by stage (`connect`,
+    /// `handshake`, `send`, `storage`).
+    pub audit_export_failures: IntCounterVec,
     pub hl7v2_ack_duration: HistogramVec,
     pub mllp_connections: IntGauge,
     pub journal_commit_batch: HistogramVec,
@@ -87,6 +92,17 @@ impl Metrics {
                 "Items deleted by the retention policy, by class of data",
             ),
             &["class"],
+        )?;
+        let audit_exported = IntCounter::new(
+            "passerelle_audit_exported_total",
+            "Audit records sent to the syslog collector",
+        )?;
+        let audit_export_failures = IntCounterVec::new(
+            Opts::new(
+                "passerelle_audit_export_failures_total",
+                "Failed tries to send the audit trail to the syslog collector, by stage",
+            ),
+            &["stage"],
         )?;
         let files_taken = IntCounterVec::new(
             Opts::new(
@@ -231,6 +247,8 @@ impl Metrics {
         registry.register(Box::new(hl7v2_application_acks.clone()))?;
         registry.register(Box::new(files_taken.clone()))?;
         registry.register(Box::new(retention_removed.clone()))?;
+        registry.register(Box::new(audit_exported.clone()))?;
+        registry.register(Box::new(audit_export_failures.clone()))?;
         registry.register(Box::new(hl7v2_ack_duration.clone()))?;
         registry.register(Box::new(mllp_connections.clone()))?;
         registry.register(Box::new(journal_commit_batch.clone()))?;
@@ -247,6 +265,8 @@ impl Metrics {
             hl7v2_application_acks,
             files_taken,
             retention_removed,
+            audit_exported,
+            audit_export_failures,
             hl7v2_ack_duration,
             mllp_connections,
             journal_commit_batch,

@@ -8,6 +8,7 @@ mod delivery;
 mod access_control;
 mod admin_api;
 mod application_acks;
+mod audit_syslog;
 mod audit_trail;
 mod backup;
 mod cda_documents;

@@ -22,13 +22,13 @@ pub struct Authority {
     issuer: CertifiedIssuer<'static, KeyPair>,
 }
 
-struct Leaf {
-    cert_pem: String,
-    key_pem: String,
+pub struct Leaf {
+    pub cert_pem: String,
+    pub key_pem: String,
 }
 
 impl Authority {
-    fn new(name: &str) -> Authority {
+    pub fn new(name: &str) -> Authority {
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params
@@ -39,11 +39,11 @@ impl Authority {
         }
     }
 
-    fn pem(&self) -> String {
+    pub fn pem(&self) -> String {
         self.issuer.pem()
     }
 
-    fn leaf(&self, name: &str) -> Leaf {
+    pub fn leaf(&self, name: &str) -> Leaf {
         self.leaf_with(name, |_| {})
     }
 
@@ -61,7 +61,7 @@ impl Authority {
 
 /// Writes `text` to `path` with mode 0600 in one rename, as a certificate
 /// renewal tool does.
-fn write_private(path: &Path, text: &str) {
+pub fn write_private(path: &Path, text: &str) {
     use std::os::unix::fs::OpenOptionsExt;
     let staging = path.with_extension("new");
     let mut file = std::fs::OpenOptions::new()
