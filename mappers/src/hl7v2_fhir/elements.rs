@@ -15,8 +15,6 @@
 //! the same shape, so most of an Observation's allocations happen once per
 //! message instead of once per result.
 
-use std::sync::LazyLock;
-
 use crate::fhir::r4b::codes::{ObservationStatus, QuantityComparator};
 use crate::fhir::r4b::resources::Observation;
 use crate::fhir::r4b::types::{
@@ -106,29 +104,18 @@ pub(crate) fn quantity() -> Quantity {
     }))
 }
 
-/// An Observation with only its required status and code. Cloned from one
-/// built once: `ObservationInner` has a private field, so it cannot be a
-/// literal, and its builder moves its 1.5 kB state at each step.
+/// An Observation with only its required status and code, from the
+/// builder: `ObservationInner` has a private field, so it cannot be a
+/// literal. Built once per message ([`Spare`] refills it for the next
+/// result). Not cloned from a template: `Clone` of an Observation clones
+/// its `contained` resources, and that one call made this crate's release
+/// build generate and optimise every R4B type's `Clone` (docs/performance.md,
+/// "Build time").
 pub(crate) fn observation(
     status: ObservationStatus,
     code: CodeableConcept,
 ) -> MapResult<Observation> {
-    static EMPTY: LazyLock<Option<Observation>> = LazyLock::new(|| {
-        Observation::builder()
-            .status(ObservationStatus::Final)
-            .code(codeable_concept())
-            .build()
-            .ok()
-    });
-    match &*EMPTY {
-        Some(empty) => {
-            let mut observation = empty.clone();
-            observation.status = status;
-            observation.code = code;
-            Ok(observation)
-        }
-        None => built(Observation::builder().status(status).code(code).build()),
-    }
+    built(Observation::builder().status(status).code(code).build())
 }
 
 /// `slot` holding `text`, in the String already there when there is one.
