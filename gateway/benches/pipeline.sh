@@ -78,6 +78,12 @@ run() {
       undelivered=$(sqlite3 "file:$dir/data/passerelle.db?mode=ro" \
         "SELECT count(*) FROM outbox WHERE state <> 'delivered'" 2>/dev/null || echo busy)
       [ "$undelivered" = 0 ] && break
+      # A gateway that died would leave rows undelivered for ever.
+      kill -0 "$(cat "$WORK/gateway.pid")" 2>/dev/null || {
+        echo "$setup window $window: the gateway stopped with $undelivered undelivered" >&2
+        tail -5 "$dir/gateway.log" >&2
+        exit 1
+      }
       sleep 0.2
     done
     drained=$(date +%s.%N)
