@@ -2,8 +2,9 @@
 //! (DICOM `Export`, subtype `delivery`, action `R`, as IHE BALP records
 //! data leaving a system), in the vocabulary of
 //! `passerelle_security::audit`, written in the transaction that records
-//! the attempt (`Store::record_attempt_audited`,
-//! `Store::deliver_locally_audited`).
+//! the attempt (`Store::record_attempt_audited`; for the `local` target,
+//! the repository transaction that stores the Bundles,
+//! `passerelle_storage::attempts::record_local`).
 //!
 //! A record names the gateway (source) and the target (destination), the
 //! message (journal id, MSH-10), the attempt's number, result and HTTP

@@ -15,7 +15,7 @@ use super::policy::{classify_status, Jitter, RetryPolicy, Verdict};
 use passerelle_config::{DeliveryConfig, TargetConfig};
 use passerelle_fhir_client::TargetClient;
 use passerelle_repository::Repository;
-use passerelle_storage::{now_ms, Attempt, AttemptResult, Delivery, SharedStore};
+use passerelle_storage::{attempts, now_ms, Attempt, AttemptResult, Delivery, SharedStore};
 use passerelle_telemetry::events::{DeliveryAttempted, DeliveryStoreFailed};
 use passerelle_telemetry::metrics::Metrics;
 
@@ -225,8 +225,8 @@ impl TargetWorker {
 /// Rows claimed for the local target at once (one transaction).
 const LOCAL_BATCH: usize = 256;
 
-/// Applies a claim of local rows to the repository (one database
-/// transaction, a savepoint per Bundle), then records them: applied rows
+/// Applies a claim of local rows to the repository and records them, in
+/// the same database transaction (a savepoint per Bundle): applied rows
 /// delivered, refused ones dead with the OperationOutcome that says why.
 async fn deliver_locally(shared: &Arc<Shared>, deliveries: Vec<Delivery>) -> Health {
     let started = Instant::now();
@@ -290,12 +290,32 @@ fn apply_locally(
         .iter()
         .map(|d| (d.bundle.as_str(), d.networks.as_slice()))
         .collect();
-    let results = Repository::new(store.clone()).transactions(&bundles, now)?;
     let mut refused = Vec::new();
-    // The audit records of the stored rows, each naming the repository's
-    // Patients its Bundle wrote.
-    let mut records = Vec::with_capacity(deliveries.len());
+    Repository::new(store.clone()).transactions(&bundles, now, &mut |sql, results| {
+        refused.clear();
+        record_locally(sql, owner, now, deliveries, results, &mut refused)
+    })?;
+    Ok(refused)
+}
+
+/// Records what [`Repository::transactions`] did with `deliveries`, in its
+/// transaction: applied rows delivered (their audit records naming the
+/// repository's Patients each Bundle wrote), refused ones dead, each
+/// pushed on `refused` with the HTTP status of its refusal.
+fn record_locally(
+    sql: &mut dyn passerelle_storage::sql::Sql,
+    owner: &str,
+    now: i64,
+    deliveries: &[Delivery],
+    results: &[Result<
+        passerelle_repository::transaction::TransactionOutcome,
+        passerelle_repository::transaction::TransactionError,
+    >],
+    refused: &mut Vec<(usize, u16)>,
+) -> Result<(), passerelle_storage::StorageError> {
     let stored = Attempt::stored_locally(now);
+    let mut applied = Vec::with_capacity(deliveries.len());
+    let mut records = Vec::with_capacity(deliveries.len());
     for (index, (delivery, result)) in deliveries.iter().zip(results).enumerate() {
         match result {
             Ok(outcome) => {
@@ -306,9 +326,10 @@ fn apply_locally(
                     .map(|entry| format!("Patient/{}", entry.id))
                     .collect();
                 records.push(crate::audit::attempt_record(delivery, &stored, &patients));
+                applied.push(delivery);
             }
             Err(error) => {
-                let outcome = passerelle_repository::transaction_outcome(&error);
+                let outcome = passerelle_repository::transaction_outcome(error);
                 refused.push((index, outcome.status.as_u16()));
                 let attempt = Attempt {
                     started_at_ms: now,
@@ -318,15 +339,15 @@ fn apply_locally(
                     detail: Some(outcome.to_json().to_string()),
                 };
                 let record = crate::audit::attempt_record(delivery, &attempt, &[]);
-                store.record_attempt_audited(delivery, owner, &attempt, now, &[record])?;
+                attempts::record_audited(sql, delivery, owner, &attempt, now, &[record])?;
                 if let passerelle_repository::transaction::TransactionError::Entry {
                     refusal: passerelle_repository::transaction::Refusal::SeveralMatches,
                     reason,
                     ..
-                } = &error
+                } = error
                 {
                     passerelle_storage::journal::fail_mapping(
-                        store.as_ref(),
+                        sql,
                         delivery.journal_id,
                         &format!(
                             "identity collision at target `{}`: {reason}",
@@ -337,19 +358,8 @@ fn apply_locally(
             }
         }
     }
-    if refused.is_empty() {
-        store.deliver_locally_audited(deliveries, owner, now, &records)?;
-    } else {
-        // Rare: only then are the applied rows copied out.
-        let applied: Vec<Delivery> = deliveries
-            .iter()
-            .enumerate()
-            .filter(|(index, _)| !refused.iter().any(|(refused, _)| refused == index))
-            .map(|(_, delivery)| delivery.clone())
-            .collect();
-        store.deliver_locally_audited(&applied, owner, now, &records)?;
-    }
-    Ok(refused)
+    attempts::record_local(sql, &applied, owner, now, &records)?;
+    Ok(())
 }
 
 /// Delivers one row to a FHIR target and records the attempt.
@@ -447,4 +457,106 @@ async fn deliver(
     }
     .emit(&shared.metrics);
     health
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use passerelle_storage::sqlite::SqliteStore;
+    use passerelle_storage::{JournalEntry, MappingOutcome, NewDelivery, Stored};
+
+    /// A message journaled and mapped to one Bundle for the local target
+    /// (a transaction Bundle creating one Patient), claimed by `me`.
+    fn claimed_local_delivery(store: &SharedStore) -> Vec<Delivery> {
+        let entry = JournalEntry {
+            received_at: "2026-12-07T00:00:00Z".into(),
+            transport: "mllp",
+            sending_application: "APP".into(),
+            sending_facility: "SITE".into(),
+            control_id: "C1".into(),
+            message_type: "ADT^A04".into(),
+            version: "2.5".into(),
+            charset: "UNICODE UTF-8".into(),
+            sha256: "c1".into(),
+            ack_code: "AA".into(),
+            raw: b"MSH|^~\\&|APP|SITE".to_vec(),
+            networks: Vec::new(),
+            application_ack: String::new(),
+        };
+        let Stored::New { id } = store.journal_commit(&[entry]).unwrap()[0] else {
+            panic!("a new message expected")
+        };
+        store.claim_unmapped("me", 10, now_ms(), 60_000).unwrap();
+        let bundle = serde_json::json!({
+            "resourceType": "Bundle",
+            "type": "transaction",
+            "entry": [{
+                "fullUrl": "urn:uuid:8c5e7f2a-1d3b-4c6e-9f0a-2b4d6e8f0a1c",
+                "resource": {"resourceType": "Patient", "name": [{"family": "Martin"}]},
+                "request": {"method": "POST", "url": "Patient"}
+            }]
+        });
+        store
+            .record_mapping(
+                id,
+                &MappingOutcome::Routed(vec![NewDelivery {
+                    route: "adt".into(),
+                    target: "local".into(),
+                    patient_key: "p".into(),
+                    bundle: bundle.to_string(),
+                }]),
+                now_ms(),
+            )
+            .unwrap();
+        store
+            .claim_deliveries("local", "me", 10, now_ms(), 60_000)
+            .unwrap()
+    }
+
+    fn patients(store: &SharedStore) -> i64 {
+        let mut count = 0;
+        store
+            .sql_read(None, &mut |sql| {
+                let rows = sql.query(
+                    "SELECT count(*) FROM fhir_resources WHERE resource_type = 'Patient'",
+                    &[],
+                )?;
+                count = rows[0][0].as_i64().unwrap_or(-1);
+                Ok(())
+            })
+            .unwrap();
+        count
+    }
+
+    #[test]
+    fn a_local_delivery_is_stored_and_recorded_in_one_transaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: SharedStore = Arc::new(SqliteStore::open(dir.path()).unwrap());
+        let deliveries = claimed_local_delivery(&store);
+        assert_eq!(deliveries.len(), 1);
+        // The record of the delivery fails: the Bundle must not be kept
+        // without it (a crash between two transactions did that).
+        store
+            .sql_write(&mut |sql| {
+                sql.execute(
+                    "CREATE TRIGGER refuse_record BEFORE INSERT ON local_bundles
+                     BEGIN SELECT RAISE(ABORT, 'refused'); END",
+                    &[],
+                )?;
+                Ok(true)
+            })
+            .unwrap();
+        assert!(apply_locally(&store, "me", &deliveries).is_err());
+        assert_eq!(patients(&store), 0);
+        // Once it can be recorded, both are kept.
+        store
+            .sql_write(&mut |sql| {
+                sql.execute("DROP TRIGGER refuse_record", &[])?;
+                Ok(true)
+            })
+            .unwrap();
+        assert_eq!(apply_locally(&store, "me", &deliveries).unwrap(), vec![]);
+        assert_eq!(patients(&store), 1);
+        assert_eq!(store.local_bundles(10).unwrap().len(), 1);
+    }
 }

@@ -471,6 +471,12 @@ pub trait WriteRecorder: Send + Sync {
     fn record(&self, outcome: &TransactionOutcome) -> passerelle_storage::audit::AuditRecord;
 }
 
+/// What [`Repository::transactions`] runs after its Bundles, in their
+/// database transaction, with their results.
+pub type BatchRecord<'a> = dyn FnMut(&mut dyn Sql, &[Result<TransactionOutcome, TransactionError>]) -> Result<(), StorageError>
+    + Send
+    + 'a;
+
 /// The repository as the HTTP API and the `local` target use it: blocking
 /// calls on the store, run through `spawn_blocking` by async callers.
 #[derive(Clone)]
@@ -519,10 +525,15 @@ impl Repository {
     /// refused Bundle leaves the others applied. A storage failure fails
     /// them all. Each Bundle comes with the networks of the client that
     /// sent its message.
+    ///
+    /// `record` runs last, in the same transaction, with the results: what
+    /// it writes (the deliveries' records) commits with the Bundles or not
+    /// at all.
     pub fn transactions(
         &self,
         bundles: &[(&str, &[String])],
         now_ms: i64,
+        record: &mut BatchRecord<'_>,
     ) -> Result<Vec<Result<TransactionOutcome, TransactionError>>, StorageError> {
         let mut results = Vec::with_capacity(bundles.len());
         // The mapping stage's own Bundles: the messages were authorised
@@ -545,6 +556,7 @@ impl Repository {
                 sql.execute("RELEASE SAVEPOINT bundle", &[])?;
                 results.push(outcome);
             }
+            record(sql, &results)?;
             Ok(true)
         })?;
         Ok(results)

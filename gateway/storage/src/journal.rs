@@ -71,21 +71,20 @@ pub const NETWORKS_SCHEMA: &str =
 /// identifiers of two records meeting in one condition) is fixed in the
 /// mapping (an assigning authority for the sender), and a message failed
 /// in mapping is what `replay` maps again; a dead letter retried as it is
-/// would only fail again. Written once on the `Sql` surface.
+/// would only fail again. Runs in the caller's transaction (the delivery's
+/// own, which records the refusal).
 pub fn fail_mapping(
-    store: &dyn crate::Store,
+    sql: &mut dyn crate::sql::Sql,
     journal_id: i64,
     reason: &str,
 ) -> Result<(), StorageError> {
     use crate::sql::SqlValue;
     let reason = reason.chars().take(4000).collect::<String>();
-    store.sql_write(&mut |sql| {
-        sql.execute(
-            "UPDATE journal SET state = 'failed', mapping_error = $2 WHERE id = $1",
-            &[SqlValue::Int(journal_id), SqlValue::Text(reason.clone())],
-        )?;
-        Ok(true)
-    })
+    sql.execute(
+        "UPDATE journal SET state = 'failed', mapping_error = $2 WHERE id = $1",
+        &[SqlValue::Int(journal_id), SqlValue::Text(reason)],
+    )?;
+    Ok(())
 }
 
 /// A sender's networks as the journal keeps them: space-separated (network

@@ -34,8 +34,10 @@
 )]
 
 pub mod application_acks;
+pub mod attempts;
 pub mod audit;
 pub mod backup;
+mod checkpoint;
 pub mod clients;
 pub mod clock;
 pub mod content;

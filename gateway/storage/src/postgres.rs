@@ -13,7 +13,7 @@ use std::time::Duration;
 use postgres::types::{ToSql, Type};
 
 use super::sql::{ReadWork, Sql, SqlRow, SqlValue, WriteWork};
-use postgres::{Client, NoTls, Transaction};
+use postgres::{Client, NoTls};
 
 use crate::postgres_tls::Transport;
 
@@ -279,8 +279,29 @@ const REPOSITORY_LOCK: i64 = 0x7061_7373_6669_7200;
 /// [`Sql`] on a PostgreSQL transaction.
 struct PostgresSql<'a, 'b>(&'a mut postgres::Transaction<'b>);
 
+/// SQL NULL for a parameter of any type: `Option<String>`'s `None` is
+/// refused for a BIGINT column (its type check comes before its value).
+#[derive(Debug)]
+struct AnyNull;
+
+impl ToSql for AnyNull {
+    fn to_sql(
+        &self,
+        _: &Type,
+        _: &mut bytes::BytesMut,
+    ) -> Result<postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(postgres::types::IsNull::Yes)
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    postgres::types::to_sql_checked!();
+}
+
 fn postgres_params(params: &[SqlValue]) -> Vec<&(dyn ToSql + Sync)> {
-    static NULL: Option<String> = None;
+    static NULL: AnyNull = AnyNull;
     params
         .iter()
         .map(|value| match value {
@@ -622,8 +643,14 @@ impl Store for PostgresStore {
     ) -> Result<bool, StorageError> {
         let mut client = self.pool.get()?;
         let mut transaction = client.transaction()?;
-        let owned = record_attempt_in(&mut transaction, delivery, owner, attempt, now_ms)?;
-        crate::audit::append_in(&mut PostgresSql(&mut transaction), records)?;
+        let owned = crate::attempts::record_audited(
+            &mut PostgresSql(&mut transaction),
+            delivery,
+            owner,
+            attempt,
+            now_ms,
+            records,
+        )?;
         transaction.commit()?;
         Ok(owned)
     }
@@ -637,30 +664,14 @@ impl Store for PostgresStore {
     ) -> Result<usize, StorageError> {
         let mut client = self.pool.get()?;
         let mut transaction = client.transaction()?;
-        let mut owned = 0;
-        for delivery in deliveries {
-            transaction.execute(
-                "INSERT INTO local_bundles (outbox_id, journal_id, stored_at_ms, bundle)
-             VALUES ($1, $2, $3, $4)
-             ON CONFLICT (outbox_id) DO UPDATE SET stored_at_ms = excluded.stored_at_ms,
-                bundle = excluded.bundle",
-                &[
-                    &delivery.outbox_id,
-                    &delivery.journal_id,
-                    &now_ms,
-                    &delivery.bundle,
-                ],
-            )?;
-            let attempt = Attempt::stored_locally(now_ms);
-            owned += usize::from(record_attempt_in(
-                &mut transaction,
-                delivery,
-                owner,
-                &attempt,
-                now_ms,
-            )?);
-        }
-        crate::audit::append_in(&mut PostgresSql(&mut transaction), records)?;
+        let deliveries: Vec<&Delivery> = deliveries.iter().collect();
+        let owned = crate::attempts::record_local(
+            &mut PostgresSql(&mut transaction),
+            &deliveries,
+            owner,
+            now_ms,
+            records,
+        )?;
         transaction.commit()?;
         Ok(owned)
     }
@@ -869,45 +880,6 @@ fn listen_forever(url: &str, on_change: &ChangeCallback) {
         }
         std::thread::sleep(Duration::from_secs(1));
     }
-}
-
-fn record_attempt_in(
-    transaction: &mut Transaction<'_>,
-    delivery: &Delivery,
-    owner: &str,
-    attempt: &Attempt,
-    now_ms: i64,
-) -> Result<bool, StorageError> {
-    let detail = attempt.detail.as_deref().map(bounded_detail);
-    let status = attempt.status.map(i64::from);
-    let (state, next) = attempt.result.outbox_transition(now_ms);
-    let updated = transaction.execute(
-        "UPDATE outbox SET state = $3, next_attempt_at_ms = $4, lease_owner = NULL,
-            lease_until_ms = NULL, last_status = $5, last_error = $6
-         WHERE id = $1 AND state = 'in_flight' AND lease_owner = $2",
-        &[&delivery.outbox_id, &owner, &state, &next, &status, &detail],
-    )?;
-    let result = if updated == 1 {
-        attempt.result.label()
-    } else {
-        "lease_lost"
-    };
-    transaction.execute(
-        "INSERT INTO delivery_attempts (outbox_id, attempt, started_at_ms, latency_ms, status,
-            result, instance, detail)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        &[
-            &delivery.outbox_id,
-            &i64::from(delivery.attempt),
-            &attempt.started_at_ms,
-            &attempt.latency_ms,
-            &status,
-            &result,
-            &owner,
-            &detail,
-        ],
-    )?;
-    Ok(updated == 1)
 }
 
 fn list_messages(

@@ -157,6 +157,8 @@ const DEADLINE_CHECK_STEPS: i32 = 10_000;
 
 pub struct SqliteStore {
     path: PathBuf,
+    /// Checkpoints the WAL beside the writer (see [`crate::checkpoint`]).
+    _checkpointer: crate::checkpoint::Checkpointer,
     writer: Mutex<Connection>,
     readers: ReaderPool,
 }
@@ -237,8 +239,10 @@ impl SqliteStore {
         let readers = (0..READ_CONNECTIONS)
             .map(|_| open_connection(&path, key))
             .collect::<Result<Vec<_>, _>>()?;
+        let checkpointer = crate::checkpoint::Checkpointer::start(open_connection(&path, key)?)?;
         Ok(SqliteStore {
             path,
+            _checkpointer: checkpointer,
             writer: Mutex::new(writer),
             readers: ReaderPool {
                 idle: Mutex::new(readers),
@@ -253,6 +257,14 @@ impl SqliteStore {
 
     fn writer(&self) -> Result<MutexGuard<'_, Connection>, StorageError> {
         self.writer.lock().map_err(|_| StorageError::Poisoned)
+    }
+
+    /// The WAL size, in pages, past which the writer checkpoints by itself.
+    #[cfg(test)]
+    pub(crate) fn wal_autocheckpoint(&self) -> Result<i64, StorageError> {
+        Ok(self
+            .writer()?
+            .pragma_query_value(None, "wal_autocheckpoint", |row| row.get(0))?)
     }
 
     fn reader(&self) -> Result<PooledReader<'_>, StorageError> {
@@ -292,6 +304,9 @@ fn create_private(data_dir: &Path, database: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Prepared statements kept per connection.
+const STATEMENT_CACHE: usize = 256;
+
 fn open_connection(path: &Path, key: Option<&StoreKey>) -> Result<Connection, StorageError> {
     let connection = Connection::open(path).map_err(|source| StorageError::Open {
         path: path.to_path_buf(),
@@ -299,8 +314,19 @@ fn open_connection(path: &Path, key: Option<&StoreKey>) -> Result<Connection, St
     })?;
     crate::encryption::unlock(&connection, path, key)?;
     connection.busy_timeout(std::time::Duration::from_secs(5))?;
+    // Room for every statement the hot path runs (journal, mapping stage,
+    // repository, deliveries, audit trail): rusqlite keeps 16 by default,
+    // and a statement pushed out is parsed again at its next use.
+    connection.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     connection.pragma_update(None, "journal_mode", "WAL")?;
     connection.pragma_update(None, "synchronous", "FULL")?;
+    // The checkpoint thread copies the WAL; the commit that passes this
+    // many pages copies what it has not yet, and lets the WAL start over.
+    connection.pragma_update(
+        None,
+        "wal_autocheckpoint",
+        crate::checkpoint::WRITER_CHECKPOINT_PAGES,
+    )?;
     connection.pragma_update(None, "foreign_keys", "ON")?;
     Ok(connection)
 }
@@ -738,8 +764,14 @@ impl Store for SqliteStore {
     ) -> Result<bool, StorageError> {
         let mut connection = self.writer()?;
         let transaction = connection.transaction()?;
-        let owned = record_attempt_in(&transaction, delivery, owner, attempt, now_ms)?;
-        crate::audit::append_in(&mut SqliteSql(&transaction), records)?;
+        let owned = crate::attempts::record_audited(
+            &mut SqliteSql(&transaction),
+            delivery,
+            owner,
+            attempt,
+            now_ms,
+            records,
+        )?;
         transaction.commit()?;
         Ok(owned)
     }
@@ -753,30 +785,14 @@ impl Store for SqliteStore {
     ) -> Result<usize, StorageError> {
         let mut connection = self.writer()?;
         let transaction = connection.transaction()?;
-        let mut owned = 0;
-        for delivery in deliveries {
-            transaction.execute_cached(
-                "INSERT INTO local_bundles (outbox_id, journal_id, stored_at_ms, bundle)
-             VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (outbox_id) DO UPDATE SET stored_at_ms = excluded.stored_at_ms,
-                bundle = excluded.bundle",
-                params![
-                    delivery.outbox_id,
-                    delivery.journal_id,
-                    now_ms,
-                    delivery.bundle
-                ],
-            )?;
-            let attempt = Attempt::stored_locally(now_ms);
-            owned += usize::from(record_attempt_in(
-                &transaction,
-                delivery,
-                owner,
-                &attempt,
-                now_ms,
-            )?);
-        }
-        crate::audit::append_in(&mut SqliteSql(&transaction), records)?;
+        let deliveries: Vec<&Delivery> = deliveries.iter().collect();
+        let owned = crate::attempts::record_local(
+            &mut SqliteSql(&transaction),
+            &deliveries,
+            owner,
+            now_ms,
+            records,
+        )?;
         transaction.commit()?;
         Ok(owned)
     }
@@ -962,48 +978,6 @@ impl Store for SqliteStore {
         let rows = statement.query_map(params![limit as i64], |row| row.get(0))?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
-}
-
-fn record_attempt_in(
-    transaction: &rusqlite::Transaction<'_>,
-    delivery: &Delivery,
-    owner: &str,
-    attempt: &Attempt,
-    now_ms: i64,
-) -> Result<bool, StorageError> {
-    let detail = attempt.detail.as_deref().map(bounded_detail);
-    let status = attempt.status.map(i64::from);
-    let (result, owned) = {
-        let (state, next) = attempt.result.outbox_transition(now_ms);
-        let updated = transaction.execute_cached(
-            "UPDATE outbox SET state = ?3, next_attempt_at_ms = ?4, lease_owner = NULL,
-                lease_until_ms = NULL, last_status = ?5, last_error = ?6
-             WHERE id = ?1 AND state = 'in_flight' AND lease_owner = ?2",
-            params![delivery.outbox_id, owner, state, next, status, detail],
-        )?;
-        let result = if updated == 1 {
-            attempt.result.label()
-        } else {
-            "lease_lost"
-        };
-        (result, updated == 1)
-    };
-    transaction.execute_cached(
-        "INSERT INTO delivery_attempts (outbox_id, attempt, started_at_ms, latency_ms, status,
-            result, instance, detail)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        params![
-            delivery.outbox_id,
-            delivery.attempt,
-            attempt.started_at_ms,
-            attempt.latency_ms,
-            status,
-            result,
-            owner,
-            detail
-        ],
-    )?;
-    Ok(owned)
 }
 
 /// The list query shared by `list_messages` and `message`: journal rows
