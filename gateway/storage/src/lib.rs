@@ -467,7 +467,14 @@ pub trait Store: Send + Sync + 'static {
         attempt: &Attempt,
         now_ms: i64,
         records: &[audit::AuditRecord],
-    ) -> Result<bool, StorageError>;
+    ) -> Result<bool, StorageError> {
+        let mut owned = false;
+        self.sql_record(&mut |sql| {
+            owned = attempts::record_audited(sql, delivery, owner, attempt, now_ms, records)?;
+            Ok(true)
+        })?;
+        Ok(owned)
+    }
 
     /// Delivery to the `local` target: stores the Bundles and records the
     /// attempts as delivered, in one transaction. Returns how many rows
@@ -489,7 +496,15 @@ pub trait Store: Send + Sync + 'static {
         owner: &str,
         now_ms: i64,
         records: &[audit::AuditRecord],
-    ) -> Result<usize, StorageError>;
+    ) -> Result<usize, StorageError> {
+        let deliveries: Vec<&Delivery> = deliveries.iter().collect();
+        let mut owned = 0;
+        self.sql_record(&mut |sql| {
+            owned = attempts::record_local(sql, &deliveries, owner, now_ms, records)?;
+            Ok(true)
+        })?;
+        Ok(owned)
+    }
 
     /// Hands back every row leased to `owner` (at start: a restarted
     /// instance does not wait for its own old leases).
@@ -530,6 +545,13 @@ pub trait Store: Send + Sync + 'static {
     /// `Ok(true)`. Writers are serialised (across instances on PostgreSQL),
     /// so what `work` reads stays true until it commits.
     fn sql_write(&self, work: &mut sql::WriteWork<'_>) -> Result<(), StorageError>;
+
+    /// [`Store::sql_write`] for work that reads nothing of the repository
+    /// (delivery records): on PostgreSQL it does not wait for the
+    /// repository's writers of other instances.
+    fn sql_record(&self, work: &mut sql::WriteWork<'_>) -> Result<(), StorageError> {
+        self.sql_write(work)
+    }
 
     /// Runs `work` on one consistent snapshot, on one of several read
     /// connections (a slow read never blocks the others). With a

@@ -18,9 +18,9 @@ use postgres::{Client, NoTls};
 use crate::postgres_tls::Transport;
 
 use super::{
-    bounded_detail, instant_from_ms, Attempt, AttemptRecord, ChangeCallback, Delivery,
-    DeliverySummary, MappingOutcome, MessageFilter, MessageJourney, MessageState, MessageSummary,
-    StorageError, Store, Stored, TargetDepth, UnmappedMessage,
+    bounded_detail, instant_from_ms, AttemptRecord, ChangeCallback, Delivery, DeliverySummary,
+    MappingOutcome, MessageFilter, MessageJourney, MessageState, MessageSummary, StorageError,
+    Store, Stored, TargetDepth, UnmappedMessage,
 };
 use crate::JournalEntry;
 
@@ -359,6 +359,15 @@ impl Store for PostgresStore {
         Ok(())
     }
 
+    fn sql_record(&self, work: &mut WriteWork<'_>) -> Result<(), StorageError> {
+        let mut client = self.pool.get()?;
+        let mut transaction = client.transaction()?;
+        if work(&mut PostgresSql(&mut transaction))? {
+            transaction.commit()?;
+        }
+        Ok(())
+    }
+
     fn sql_read(
         &self,
         deadline: Option<std::time::Instant>,
@@ -631,49 +640,6 @@ impl Store for PostgresStore {
             .collect();
         claimed.sort_by_key(|d| d.journal_id);
         Ok(claimed)
-    }
-
-    fn record_attempt_audited(
-        &self,
-        delivery: &Delivery,
-        owner: &str,
-        attempt: &Attempt,
-        now_ms: i64,
-        records: &[crate::audit::AuditRecord],
-    ) -> Result<bool, StorageError> {
-        let mut client = self.pool.get()?;
-        let mut transaction = client.transaction()?;
-        let owned = crate::attempts::record_audited(
-            &mut PostgresSql(&mut transaction),
-            delivery,
-            owner,
-            attempt,
-            now_ms,
-            records,
-        )?;
-        transaction.commit()?;
-        Ok(owned)
-    }
-
-    fn deliver_locally_audited(
-        &self,
-        deliveries: &[Delivery],
-        owner: &str,
-        now_ms: i64,
-        records: &[crate::audit::AuditRecord],
-    ) -> Result<usize, StorageError> {
-        let mut client = self.pool.get()?;
-        let mut transaction = client.transaction()?;
-        let deliveries: Vec<&Delivery> = deliveries.iter().collect();
-        let owned = crate::attempts::record_local(
-            &mut PostgresSql(&mut transaction),
-            &deliveries,
-            owner,
-            now_ms,
-            records,
-        )?;
-        transaction.commit()?;
-        Ok(owned)
     }
 
     fn release_leases(&self, owner: &str) -> Result<u64, StorageError> {

@@ -14,9 +14,9 @@ use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Transact
 use super::sql::{sqlite_placeholders, ReadWork, Sql, SqlRow, SqlValue, WriteWork};
 
 use super::{
-    bounded_detail, instant_from_ms, Attempt, AttemptRecord, Delivery, DeliverySummary,
-    MappingOutcome, MessageFilter, MessageJourney, MessageSummary, Scrubbed, StorageError, Store,
-    Stored, TargetDepth, UnmappedMessage, DATABASE_FILE,
+    bounded_detail, instant_from_ms, AttemptRecord, Delivery, DeliverySummary, MappingOutcome,
+    MessageFilter, MessageJourney, MessageSummary, Scrubbed, StorageError, Store, Stored,
+    TargetDepth, UnmappedMessage, DATABASE_FILE,
 };
 use crate::encryption::StoreKey;
 use crate::JournalEntry;
@@ -752,49 +752,6 @@ impl Store for SqliteStore {
         };
         transaction.commit()?;
         Ok(claimed)
-    }
-
-    fn record_attempt_audited(
-        &self,
-        delivery: &Delivery,
-        owner: &str,
-        attempt: &Attempt,
-        now_ms: i64,
-        records: &[crate::audit::AuditRecord],
-    ) -> Result<bool, StorageError> {
-        let mut connection = self.writer()?;
-        let transaction = connection.transaction()?;
-        let owned = crate::attempts::record_audited(
-            &mut SqliteSql(&transaction),
-            delivery,
-            owner,
-            attempt,
-            now_ms,
-            records,
-        )?;
-        transaction.commit()?;
-        Ok(owned)
-    }
-
-    fn deliver_locally_audited(
-        &self,
-        deliveries: &[Delivery],
-        owner: &str,
-        now_ms: i64,
-        records: &[crate::audit::AuditRecord],
-    ) -> Result<usize, StorageError> {
-        let mut connection = self.writer()?;
-        let transaction = connection.transaction()?;
-        let deliveries: Vec<&Delivery> = deliveries.iter().collect();
-        let owned = crate::attempts::record_local(
-            &mut SqliteSql(&transaction),
-            &deliveries,
-            owner,
-            now_ms,
-            records,
-        )?;
-        transaction.commit()?;
-        Ok(owned)
     }
 
     fn release_leases(&self, owner: &str) -> Result<u64, StorageError> {
