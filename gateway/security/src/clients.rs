@@ -350,6 +350,16 @@ pub fn load_or_create_key_file(path: &std::path::Path) -> Result<(String, bool),
         }
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
             let issued = keys::issue()?;
+            // The data directory is the SQLite store's to make; on
+            // PostgreSQL nothing else makes it. Private, as the store makes it.
+            if let Some(directory) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                use std::os::unix::fs::DirBuilderExt;
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(directory)
+                    .map_err(io)?;
+            }
             let mut file = std::fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
@@ -432,6 +442,22 @@ mod tests {
             load_or_create_key_file(&path),
             Err(KeyFileError::TooOpen { mode: 0o644, .. })
         ));
+    }
+
+    #[test]
+    fn the_key_file_is_made_in_a_data_directory_not_yet_made() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("data").join(LOCAL_ADMIN_KEY_FILE);
+        let (made, created) = load_or_create_key_file(&path).unwrap();
+        assert!(created);
+        assert_eq!(load_or_create_key_file(&path).unwrap(), (made, false));
+        let mode = std::fs::metadata(dir.path().join("data"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o700);
     }
 
     #[test]

@@ -163,6 +163,29 @@ impl Pool {
     }
 }
 
+/// The blocking client closes its connection on its own runtime when
+/// dropped, which panics on a thread that drives async tasks ("Cannot start
+/// a runtime from within a runtime"): a gateway that failed to start, its
+/// store dropped in the async start-up, panicked instead of saying why.
+/// The idle clients are dropped on a thread of their own.
+impl Drop for Pool {
+    fn drop(&mut self) {
+        let clients = match self.idle.get_mut() {
+            Ok(idle) => std::mem::take(idle),
+            Err(poisoned) => std::mem::take(poisoned.into_inner()),
+        };
+        if clients.is_empty() {
+            return;
+        }
+        if let Ok(closer) = std::thread::Builder::new()
+            .name("postgres-close".to_string())
+            .spawn(move || drop(clients))
+        {
+            let _ = closer.join();
+        }
+    }
+}
+
 // `client` is `Some` from `get` until `drop`: the expects cannot fire.
 #[allow(clippy::expect_used)]
 impl std::ops::Deref for Pooled<'_> {

@@ -251,3 +251,78 @@ fn a_gateway_that_cannot_listen_leaves_nothing_behind() {
     assert!(stderr.contains("cannot listen"), "{stderr}");
     assert!(!data_dir.exists(), "the data directory was created");
 }
+
+/// The environment of a gateway on a fresh PostgreSQL database, its data
+/// directory `data_dir` (the local admin key's home), its configuration
+/// file written in `dir`; `None` when no PostgreSQL can be reached outside
+/// CI.
+fn on_postgres(
+    test: &str,
+    dir: &std::path::Path,
+    data_dir: &std::path::Path,
+) -> Option<Vec<(&'static str, String)>> {
+    let url = passerelle_storage::postgres_test::database(test)?;
+    let config = dir.join("postgres.toml");
+    std::fs::write(
+        &config,
+        format!("[storage]\nbackend = \"postgres\"\npostgres_url = \"{url}\"\n"),
+    )
+    .unwrap();
+    Some(vec![
+        ("PASSERELLE_CONFIG", config.display().to_string()),
+        (
+            "PASSERELLE_HTTP__LISTEN",
+            format!("127.0.0.1:{}", common::free_port()),
+        ),
+        (
+            "PASSERELLE_MLLP__LISTEN",
+            format!("127.0.0.1:{}", common::free_port()),
+        ),
+        (
+            "PASSERELLE_STORAGE__DATA_DIR",
+            data_dir.display().to_string(),
+        ),
+    ])
+}
+
+/// On PostgreSQL nothing else makes the data directory: the local admin
+/// key's is made (private) at the first start.
+#[test]
+fn a_gateway_on_postgresql_makes_the_directory_of_its_admin_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let Some(env) = on_postgres("admin_key_dir", dir.path(), &data_dir) else {
+        return;
+    };
+    let child = passerelle()
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut child = KillOnDrop(child);
+    let key = data_dir.join("local-admin.key");
+    let started = std::time::Instant::now();
+    while !key.exists() {
+        assert!(child.0.try_wait().unwrap().is_none(), "the gateway stopped");
+        assert!(started.elapsed() < std::time::Duration::from_secs(30));
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// A gateway on PostgreSQL that cannot start says why and exits; it did
+/// not panic while closing its database connections.
+#[test]
+fn a_gateway_on_postgresql_that_cannot_start_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    // A file where the data directory should be: the key cannot be made.
+    let data_dir = dir.path().join("data");
+    std::fs::write(&data_dir, "not a directory").unwrap();
+    let Some(env) = on_postgres("cannot_start", dir.path(), &data_dir.join("inner")) else {
+        return;
+    };
+    let (status, stderr) = server_exit(&env);
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("passerelle: local admin key"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
