@@ -138,27 +138,39 @@ const MIGRATIONS: &[&str] = &[
     crate::audit::EXPORTS_SCHEMA,
 ];
 
-/// A few connections reused across calls; a broken one is dropped.
+/// A few connections reused across calls, each with its prepared
+/// statements; a broken one is dropped.
 struct Pool {
     url: String,
-    idle: Mutex<Vec<Client>>,
+    idle: Mutex<Vec<(Client, Statements)>>,
 }
+
+/// The prepared statements of one connection, by their text: a statement
+/// run through [`Sql`] is parsed once per connection, not at every call
+/// (an unprepared one costs a round trip more, to parse it).
+type Statements = std::collections::HashMap<String, postgres::Statement>;
+
+/// Statements kept per connection; past that its cache starts over (the
+/// repository's searches make statements of their own shape).
+const STATEMENT_CACHE: usize = 256;
 
 struct Pooled<'p> {
     pool: &'p Pool,
     client: Option<Client>,
+    statements: Statements,
 }
 
 impl Pool {
     fn get(&self) -> Result<Pooled<'_>, StorageError> {
         let idle = self.idle.lock().map_err(|_| StorageError::Poisoned)?.pop();
-        let client = match idle {
-            Some(client) if !client.is_closed() => client,
-            _ => connect(&self.url)?,
+        let (client, statements) = match idle {
+            Some((client, statements)) if !client.is_closed() => (client, statements),
+            _ => (connect(&self.url)?, Statements::new()),
         };
         Ok(Pooled {
             pool: self,
             client: Some(client),
+            statements,
         })
     }
 }
@@ -202,13 +214,25 @@ impl std::ops::DerefMut for Pooled<'_> {
     }
 }
 
+impl Pooled<'_> {
+    /// The connection and its prepared statements, apart: a transaction
+    /// borrows the one while [`PostgresSql`] caches into the other.
+    #[allow(clippy::expect_used)]
+    fn parts(&mut self) -> (&mut Client, &mut Statements) {
+        (
+            self.client.as_mut().expect("pooled client present"),
+            &mut self.statements,
+        )
+    }
+}
+
 impl Drop for Pooled<'_> {
     fn drop(&mut self) {
         if let Some(client) = self.client.take() {
             if !client.is_closed() {
                 if let Ok(mut idle) = self.pool.idle.lock() {
                     if idle.len() < 8 {
-                        idle.push(client);
+                        idle.push((client, std::mem::take(&mut self.statements)));
                     }
                 }
             }
@@ -221,6 +245,12 @@ pub(crate) fn connect(url: &str) -> Result<Client, StorageError> {
     let mut config: postgres::Config = url.parse()?;
     config.connect_timeout(Duration::from_secs(5));
     config.application_name("passerelle");
+    // Statements are prepared once per connection (`Statements`); a plan
+    // made for no parameter values in particular (PostgreSQL's generic
+    // plan, after five runs) scanned where the values' own plan used an
+    // index, and two instances' repository writes, one lock apart, slowed
+    // to minutes a Bundle. Each run is planned for its values.
+    config.options("-c plan_cache_mode=force_custom_plan");
     Ok(match transport {
         Transport::Clear => config.connect(NoTls)?,
         Transport::VerifyFull(connector) => {
@@ -299,8 +329,26 @@ fn migrate(client: &mut Client) -> Result<(), StorageError> {
 /// must see what the previous writer committed).
 const REPOSITORY_LOCK: i64 = 0x7061_7373_6669_7200;
 
-/// [`Sql`] on a PostgreSQL transaction.
-struct PostgresSql<'a, 'b>(&'a mut postgres::Transaction<'b>);
+/// [`Sql`] on a PostgreSQL transaction, its statements prepared once per
+/// connection.
+struct PostgresSql<'a, 'b> {
+    transaction: &'a mut postgres::Transaction<'b>,
+    statements: &'a mut Statements,
+}
+
+impl PostgresSql<'_, '_> {
+    fn prepared(&mut self, text: &str) -> Result<postgres::Statement, StorageError> {
+        if let Some(statement) = self.statements.get(text) {
+            return Ok(statement.clone());
+        }
+        let statement = self.transaction.prepare(text)?;
+        if self.statements.len() >= STATEMENT_CACHE {
+            self.statements.clear();
+        }
+        self.statements.insert(text.to_string(), statement.clone());
+        Ok(statement)
+    }
+}
 
 /// SQL NULL for a parameter of any type: `Option<String>`'s `None` is
 /// refused for a BIGINT column (its type check comes before its value).
@@ -338,17 +386,23 @@ fn postgres_params(params: &[SqlValue]) -> Vec<&(dyn ToSql + Sync)> {
 
 impl Sql for PostgresSql<'_, '_> {
     fn execute(&mut self, statement: &str, params: &[SqlValue]) -> Result<u64, StorageError> {
-        Ok(self.0.execute(statement, &postgres_params(params))?)
+        let statement = self.prepared(statement)?;
+        Ok(self
+            .transaction
+            .execute(&statement, &postgres_params(params))?)
     }
 
     fn advisory_lock(&mut self, key: i64) -> Result<(), StorageError> {
-        self.0
-            .execute("SELECT pg_advisory_xact_lock($1)", &[&key])?;
+        let statement = self.prepared("SELECT pg_advisory_xact_lock($1)")?;
+        self.transaction.execute(&statement, &[&key])?;
         Ok(())
     }
 
     fn query(&mut self, statement: &str, params: &[SqlValue]) -> Result<Vec<SqlRow>, StorageError> {
-        let rows = self.0.query(statement, &postgres_params(params))?;
+        let statement = self.prepared(statement)?;
+        let rows = self
+            .transaction
+            .query(&statement, &postgres_params(params))?;
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
             let mut values = Vec::with_capacity(row.len());
@@ -373,19 +427,28 @@ impl Sql for PostgresSql<'_, '_> {
 
 impl Store for PostgresStore {
     fn sql_write(&self, work: &mut WriteWork<'_>) -> Result<(), StorageError> {
-        let mut client = self.pool.get()?;
+        let mut pooled = self.pool.get()?;
+        let (client, statements) = pooled.parts();
         let mut transaction = client.transaction()?;
-        transaction.execute("SELECT pg_advisory_xact_lock($1)", &[&REPOSITORY_LOCK])?;
-        if work(&mut PostgresSql(&mut transaction))? {
+        let mut sql = PostgresSql {
+            transaction: &mut transaction,
+            statements,
+        };
+        sql.advisory_lock(REPOSITORY_LOCK)?;
+        if work(&mut sql)? {
             transaction.commit()?;
         }
         Ok(())
     }
 
     fn sql_record(&self, work: &mut WriteWork<'_>) -> Result<(), StorageError> {
-        let mut client = self.pool.get()?;
+        let mut pooled = self.pool.get()?;
+        let (client, statements) = pooled.parts();
         let mut transaction = client.transaction()?;
-        if work(&mut PostgresSql(&mut transaction))? {
+        if work(&mut PostgresSql {
+            transaction: &mut transaction,
+            statements,
+        })? {
             transaction.commit()?;
         }
         Ok(())
@@ -396,7 +459,8 @@ impl Store for PostgresStore {
         deadline: Option<std::time::Instant>,
         work: &mut ReadWork<'_>,
     ) -> Result<(), StorageError> {
-        let mut client = self.pool.get()?;
+        let mut pooled = self.pool.get()?;
+        let (client, statements) = pooled.parts();
         let mut transaction = client
             .build_transaction()
             .isolation_level(postgres::IsolationLevel::RepeatableRead)
@@ -408,7 +472,11 @@ impl Store for PostgresStore {
             let millis = left.as_millis().clamp(1, i32::MAX as u128);
             transaction.batch_execute(&format!("SET LOCAL statement_timeout = {millis}"))?;
         }
-        let result = work(&mut PostgresSql(&mut transaction)).and_then(|()| {
+        let result = work(&mut PostgresSql {
+            transaction: &mut transaction,
+            statements,
+        })
+        .and_then(|()| {
             transaction.commit()?;
             Ok(())
         });
@@ -435,7 +503,8 @@ impl Store for PostgresStore {
         entries: &[JournalEntry],
         records: &[crate::audit::AuditRecord],
     ) -> Result<Vec<Stored>, StorageError> {
-        let mut client = self.pool.get()?;
+        let mut pooled = self.pool.get()?;
+        let (client, statements) = pooled.parts();
         let mut transaction = client.transaction()?;
         let insert = transaction.prepare(
             "INSERT INTO journal (received_at, transport, sending_application, sending_facility,
@@ -492,7 +561,13 @@ impl Store for PostgresStore {
             }
         }
         // Last: the trail's lock is the last one this transaction takes.
-        crate::audit::append_in(&mut PostgresSql(&mut transaction), records)?;
+        crate::audit::append_in(
+            &mut PostgresSql {
+                transaction: &mut transaction,
+                statements,
+            },
+            records,
+        )?;
         if results.iter().any(|r| matches!(r, Stored::New { .. })) {
             transaction.batch_execute("NOTIFY passerelle_journal")?;
         }
