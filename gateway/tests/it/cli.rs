@@ -170,28 +170,30 @@ fn server_exit(env: &[(&str, String)]) -> (std::process::ExitStatus, String) {
     }
 }
 
+/// The environment of a gateway on free loopback ports and `data_dir`.
+fn server_env(data_dir: &std::path::Path) -> Vec<(&'static str, String)> {
+    vec![
+        (
+            "PASSERELLE_HTTP__LISTEN",
+            format!("127.0.0.1:{}", common::free_port()),
+        ),
+        (
+            "PASSERELLE_MLLP__LISTEN",
+            format!("127.0.0.1:{}", common::free_port()),
+        ),
+        (
+            "PASSERELLE_STORAGE__DATA_DIR",
+            data_dir.display().to_string(),
+        ),
+    ]
+}
+
 /// A second gateway on the data directory of a running one stops at once,
 /// saying why; kill -9 of the first frees the directory.
 #[test]
 fn a_second_gateway_on_the_same_data_directory_is_refused() {
     let mut first = common::Gateway::start();
-    let env = |data_dir: &std::path::Path| {
-        vec![
-            (
-                "PASSERELLE_HTTP__LISTEN",
-                format!("127.0.0.1:{}", common::free_port()),
-            ),
-            (
-                "PASSERELLE_MLLP__LISTEN",
-                format!("127.0.0.1:{}", common::free_port()),
-            ),
-            (
-                "PASSERELLE_STORAGE__DATA_DIR",
-                data_dir.display().to_string(),
-            ),
-        ]
-    };
-    let (status, stderr) = server_exit(&env(first.data_dir()));
+    let (status, stderr) = server_exit(&server_env(first.data_dir()));
     assert!(!status.success());
     assert!(
         stderr.contains("another gateway is running on this data directory"),
@@ -200,7 +202,7 @@ fn a_second_gateway_on_the_same_data_directory_is_refused() {
     first.signal("KILL");
     first.wait_exit(std::time::Duration::from_secs(10));
     let second = passerelle()
-        .envs(env(first.data_dir()))
+        .envs(server_env(first.data_dir()))
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -268,21 +270,9 @@ fn on_postgres(
         format!("[storage]\nbackend = \"postgres\"\npostgres_url = \"{url}\"\n"),
     )
     .unwrap();
-    Some(vec![
-        ("PASSERELLE_CONFIG", config.display().to_string()),
-        (
-            "PASSERELLE_HTTP__LISTEN",
-            format!("127.0.0.1:{}", common::free_port()),
-        ),
-        (
-            "PASSERELLE_MLLP__LISTEN",
-            format!("127.0.0.1:{}", common::free_port()),
-        ),
-        (
-            "PASSERELLE_STORAGE__DATA_DIR",
-            data_dir.display().to_string(),
-        ),
-    ])
+    let mut env = server_env(data_dir);
+    env.push(("PASSERELLE_CONFIG", config.display().to_string()));
+    Some(env)
 }
 
 /// On PostgreSQL nothing else makes the data directory: the local admin
