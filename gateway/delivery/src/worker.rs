@@ -14,6 +14,7 @@ use super::circuit::CircuitBreaker;
 use super::policy::{classify_status, Jitter, RetryPolicy, Verdict};
 use passerelle_config::{DeliveryConfig, TargetConfig};
 use passerelle_fhir_client::TargetClient;
+use passerelle_repository::transaction::{Refusal, TransactionError, TransactionOutcome};
 use passerelle_repository::Repository;
 use passerelle_storage::{attempts, now_ms, Attempt, AttemptResult, Delivery, SharedStore};
 use passerelle_telemetry::events::{DeliveryAttempted, DeliveryStoreFailed};
@@ -307,10 +308,7 @@ fn record_locally(
     owner: &str,
     now: i64,
     deliveries: &[Delivery],
-    results: &[Result<
-        passerelle_repository::transaction::TransactionOutcome,
-        passerelle_repository::transaction::TransactionError,
-    >],
+    results: &[Result<TransactionOutcome, TransactionError>],
     refused: &mut Vec<(usize, u16)>,
 ) -> Result<(), passerelle_storage::StorageError> {
     let stored = Attempt::stored_locally(now);
@@ -340,8 +338,8 @@ fn record_locally(
                 };
                 let record = crate::audit::attempt_record(delivery, &attempt, &[]);
                 attempts::record_audited(sql, delivery, owner, &attempt, now, &[record])?;
-                if let passerelle_repository::transaction::TransactionError::Entry {
-                    refusal: passerelle_repository::transaction::Refusal::SeveralMatches,
+                if let TransactionError::Entry {
+                    refusal: Refusal::SeveralMatches,
                     reason,
                     ..
                 } = error

@@ -506,7 +506,11 @@ impl Store for PostgresStore {
         let mut pooled = self.pool.get()?;
         let (client, statements) = pooled.parts();
         let mut transaction = client.transaction()?;
-        let insert = transaction.prepare(
+        let mut sql = PostgresSql {
+            transaction: &mut transaction,
+            statements,
+        };
+        let insert = sql.prepared(
             "INSERT INTO journal (received_at, transport, sending_application, sending_facility,
                 control_id, message_type, version, charset, sha256, ack_code, raw, networks,
                     application_ack)
@@ -514,7 +518,7 @@ impl Store for PostgresStore {
              ON CONFLICT (sending_application, sending_facility, control_id, sha256) DO NOTHING
              RETURNING id",
         )?;
-        let existing = transaction.prepare(
+        let existing = sql.prepared(
             "SELECT id, ack_code FROM journal
              WHERE sending_application = $1 AND sending_facility = $2 AND control_id = $3
                AND sha256 = $4",
@@ -523,7 +527,7 @@ impl Store for PostgresStore {
         for entry in entries {
             let transport = entry.transport.to_string();
             let networks = crate::journal::join_networks(&entry.networks);
-            let inserted = transaction.query_opt(
+            let inserted = sql.transaction.query_opt(
                 &insert,
                 &[
                     &entry.received_at,
@@ -544,7 +548,7 @@ impl Store for PostgresStore {
             match inserted {
                 Some(row) => results.push(Stored::New { id: row.get(0) }),
                 None => {
-                    let row = transaction.query_one(
+                    let row = sql.transaction.query_one(
                         &existing,
                         &[
                             &entry.sending_application,
@@ -561,15 +565,9 @@ impl Store for PostgresStore {
             }
         }
         // Last: the trail's lock is the last one this transaction takes.
-        crate::audit::append_in(
-            &mut PostgresSql {
-                transaction: &mut transaction,
-                statements,
-            },
-            records,
-        )?;
+        crate::audit::append_in(&mut sql, records)?;
         if results.iter().any(|r| matches!(r, Stored::New { .. })) {
-            transaction.batch_execute("NOTIFY passerelle_journal")?;
+            sql.transaction.batch_execute("NOTIFY passerelle_journal")?;
         }
         transaction.commit()?;
         Ok(results)

@@ -401,25 +401,29 @@ impl Cached for Connection {
 /// [`Sql`] on a SQLite connection or transaction.
 struct SqliteSql<'a>(&'a Connection);
 
-fn sqlite_value(value: &SqlValue) -> rusqlite::types::Value {
-    match value {
-        SqlValue::Null => rusqlite::types::Value::Null,
-        SqlValue::Int(value) => rusqlite::types::Value::Integer(*value),
-        SqlValue::Text(value) => rusqlite::types::Value::Text(value.clone()),
-        SqlValue::Bytes(value) => rusqlite::types::Value::Blob(value.clone()),
+/// A parameter bound as it is: its text or bytes are not copied (a
+/// Bundle is bound on every delivery and repository write).
+impl rusqlite::ToSql for SqlValue {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(rusqlite::types::ToSqlOutput::Borrowed(match self {
+            SqlValue::Null => ValueRef::Null,
+            SqlValue::Int(value) => ValueRef::Integer(*value),
+            SqlValue::Text(value) => ValueRef::Text(value.as_bytes()),
+            SqlValue::Bytes(value) => ValueRef::Blob(value),
+        }))
     }
 }
 
 impl Sql for SqliteSql<'_> {
     fn execute(&mut self, statement: &str, params: &[SqlValue]) -> Result<u64, StorageError> {
         let mut statement = self.0.prepare_cached(&sqlite_placeholders(statement))?;
-        Ok(statement.execute(params_from_iter(params.iter().map(sqlite_value)))? as u64)
+        Ok(statement.execute(params_from_iter(params.iter()))? as u64)
     }
 
     fn query(&mut self, statement: &str, params: &[SqlValue]) -> Result<Vec<SqlRow>, StorageError> {
         let mut statement = self.0.prepare_cached(&sqlite_placeholders(statement))?;
         let columns = statement.column_count();
-        let mut rows = statement.query(params_from_iter(params.iter().map(sqlite_value)))?;
+        let mut rows = statement.query(params_from_iter(params.iter()))?;
         let mut out = Vec::new();
         while let Some(row) = rows.next()? {
             let mut values = Vec::with_capacity(columns);

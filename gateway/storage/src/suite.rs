@@ -713,6 +713,29 @@ pub fn retention_purges_each_class_in_batches(store: &dyn Store) {
     ));
 }
 
+/// More distinct statements than a connection keeps prepared (both
+/// backends' caches), each right, and the first still right after them.
+fn statements_past_the_cache_stay_right(store: &dyn Store) {
+    let run = |n: i64| {
+        let mut value = None;
+        store
+            .sql_read(None, &mut |sql| {
+                let rows = sql.query(
+                    &format!("SELECT CAST($1 AS BIGINT) + {n}"),
+                    &[SqlValue::Int(1)],
+                )?;
+                value = rows[0][0].as_i64();
+                Ok(())
+            })
+            .unwrap();
+        value
+    };
+    for n in 0..300 {
+        assert_eq!(run(n), Some(n + 1));
+    }
+    assert_eq!(run(0), Some(1));
+}
+
 macro_rules! suite {
     ($($name:ident),* $(,)?) => {
         mod sqlite_backend {
@@ -755,4 +778,5 @@ suite!(
     application_acks_fall_due_when_everything_is_over,
     slow_reads_stop_at_their_deadline_and_never_block_other_reads,
     retention_purges_each_class_in_batches,
+    statements_past_the_cache_stay_right,
 );
