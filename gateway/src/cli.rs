@@ -64,6 +64,9 @@ pub enum Command {
     Storage(crate::backups::StorageArgs),
     /// The audit trail: `verify` checks its hash chain.
     Audit(crate::backups::AuditArgs),
+    /// Run the DMP simulator: a stand-in for the DMP's ITI-41 endpoint
+    /// that checks and keeps what a `dmp` target sends (docs/dmp.md).
+    DmpSimulator(crate::dmp_simulator::DmpSimulatorArgs),
     /// Print the version.
     Version,
 }
@@ -140,10 +143,14 @@ where
     let cli = Cli::parse();
     let env: BTreeMap<String, String> = std::env::vars().collect();
     let command = cli.command.unwrap_or(Command::Serve);
-    if let Command::Version = command {
-        println!("passerelle {VERSION}");
-        return ExitCode::SUCCESS;
-    }
+    let command = match command {
+        Command::Version => {
+            println!("passerelle {VERSION}");
+            return ExitCode::SUCCESS;
+        }
+        Command::DmpSimulator(args) => return crate::dmp_simulator::run(args),
+        command => command,
+    };
     let mut config = match Config::load(cli.config.as_deref(), &env) {
         Ok(config) => config,
         Err(error) => {
@@ -180,7 +187,7 @@ where
         Command::Restore(args) => crate::backups::restore(&config, &args),
         Command::Storage(args) => crate::backups::storage(&config, &args),
         Command::Audit(args) => crate::backups::audit(&config, &args),
-        Command::Serve | Command::Version => serve(config, base),
+        Command::Serve | Command::Version | Command::DmpSimulator(_) => serve(config, base),
     }
 }
 

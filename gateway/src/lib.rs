@@ -16,6 +16,7 @@ pub mod backups;
 pub mod cli;
 pub mod cli_audit;
 pub mod clients;
+pub mod dmp_simulator;
 pub mod issuers;
 pub mod patient_rights;
 pub mod patients;
@@ -24,6 +25,7 @@ pub mod runtime;
 
 pub use passerelle_config as config;
 pub use passerelle_delivery as delivery;
+pub use passerelle_dmp as dmp;
 pub use passerelle_fhir as fhir;
 pub use passerelle_fhir_client as fhir_client;
 pub use passerelle_http as http;

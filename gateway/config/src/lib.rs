@@ -660,6 +660,10 @@ pub enum TargetKind {
     Fhir,
     /// Passerelle's own store: the Bundle is kept durably in the database.
     Local,
+    /// The French national shared record (DMP, "Mon espace santé"): each
+    /// CDA document of a Bundle is submitted to `url` by IHE XDS.b ITI-41
+    /// (docs/dmp.md); settings in the target's `dmp` table.
+    Dmp,
 }
 
 /// One `[targets.NAME]` table.
@@ -701,9 +705,95 @@ pub struct TargetConfig {
     /// test server on the gateway's own host, never for a real one.
     #[serde(default)]
     pub allow_insecure: bool,
+    /// The DMP settings of a `kind = "dmp"` target.
+    #[serde(default)]
+    pub dmp: Option<DmpTarget>,
+}
+
+/// How a `dmp` target talks to the DMP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum DmpMode {
+    /// IHE XDS.b ITI-41 over SOAP with MTOM/XOP, as the DMP is fed in
+    /// production.
+    #[default]
+    Xds,
+    /// IHE MHD ITI-65 (ANS PDSm); not built yet, refused at load.
+    Mhd,
+}
+
+/// A coded value of the DMP's value sets (`code` in the OID `scheme`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DmpCode {
+    pub code: String,
+    pub scheme: String,
+    #[serde(default)]
+    pub display: String,
+}
+
+/// The `[targets.NAME.dmp]` table of a `kind = "dmp"` target: who the
+/// structure is, what the software is, and the defaults of metadata the
+/// documents do not carry.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DmpTarget {
+    #[serde(default)]
+    pub mode: DmpMode,
+    /// The OID of the sending structure's system: the submission set's
+    /// `sourceId`, and the root of the submission set `uniqueId`s.
+    pub source_oid: String,
+    /// The structure's identifier (`Identifiant_Structure` of the VIHF:
+    /// FINESS, SIRET or the RPPS-based identifier of a practice).
+    pub structure_id: String,
+    /// The structure's name (submission set author institution).
+    pub structure_name: String,
+    /// The software's name, version and DMP homologation number
+    /// (`LPS_Nom`, `LPS_Version`, `LPS_ID_HOMOLOGATION_DMP`).
+    pub lps_name: String,
+    pub lps_version: String,
+    pub lps_homologation: String,
+    /// The RNIV identity statuses (FR Core `identityStatus`, PID-32) under
+    /// which a patient's INS may be used to feed the DMP. Only `QUAL`
+    /// (an INS retrieved from INSi and checked against an identity
+    /// document) by default, as the national identity rules say.
+    #[serde(default = "defaults::qualified_statuses")]
+    pub qualified_statuses: Vec<String>,
+    /// `practiceSettingCode` (J04) when the CDA has no
+    /// `standardIndustryClassCode`.
+    #[serde(default)]
+    pub practice_setting: Option<DmpCode>,
+    /// `healthcareFacilityTypeCode` (J02) when the CDA has no
+    /// `healthCareFacility/code`.
+    #[serde(default)]
+    pub healthcare_facility_type: Option<DmpCode>,
+    /// `classCode` (J06) by document `typeCode` (LOINC), added to the
+    /// built-in correspondences (docs/dmp.md).
+    #[serde(default)]
+    pub class_codes: BTreeMap<String, DmpCode>,
+    /// `formatCode` (J10) by CDA `templateId` root, added to the built-in
+    /// ones (docs/dmp.md).
+    #[serde(default)]
+    pub format_codes: BTreeMap<String, DmpCode>,
+    /// A folder of the ANS's JDV value sets in IHE SVS XML
+    /// (`JDV_J07_XdsTypeCode_CISIS.xml`...): when given, every code sent is
+    /// checked against its value set before the document is sent.
+    #[serde(default)]
+    pub value_sets_dir: Option<PathBuf>,
+    /// Largest document sent (bytes).
+    #[serde(default = "defaults::dmp_max_document_bytes")]
+    pub max_document_bytes: usize,
 }
 
 mod defaults {
+    pub fn qualified_statuses() -> Vec<String> {
+        vec!["QUAL".to_string()]
+    }
+    /// 20 MiB: a CDA with an embedded PDF of a few megabytes fits, a file
+    /// built to exhaust memory does not.
+    pub fn dmp_max_document_bytes() -> usize {
+        20 * 1024 * 1024
+    }
     pub fn timeout_secs() -> u64 {
         30
     }
@@ -733,6 +823,9 @@ impl TargetConfig {
                 *path = base.join(&*path);
             }
         };
+        if let Some(dir) = self.dmp.as_mut().and_then(|d| d.value_sets_dir.as_mut()) {
+            resolve(dir);
+        }
         if let Some(tls) = &mut self.tls {
             for path in [
                 &mut tls.ca_file,
@@ -1916,10 +2009,66 @@ fn validate_routes(
             key: format!("{section}.{key}"),
             message,
         };
+        if target.kind != TargetKind::Dmp && target.dmp.is_some() {
+            return Err(fail(
+                "dmp",
+                "only a kind = \"dmp\" target has a dmp table".into(),
+            ));
+        }
+        if target.kind == TargetKind::Dmp {
+            let Some(dmp) = &target.dmp else {
+                return Err(fail(
+                    "dmp",
+                    "a dmp target needs its dmp table (source_oid, structure_id, structure_name, lps_name, lps_version, lps_homologation)".into(),
+                ));
+            };
+            if dmp.mode == DmpMode::Mhd {
+                return Err(fail(
+                    "dmp.mode",
+                    "mode = \"mhd\" (IHE MHD ITI-65) is not built yet; use \"xds\"".into(),
+                ));
+            }
+            let is_oid = |text: &str| {
+                !text.is_empty()
+                    && text.split('.').all(|arc| {
+                        !arc.is_empty()
+                            && arc.bytes().all(|b| b.is_ascii_digit())
+                            && (arc == "0" || !arc.starts_with('0'))
+                    })
+            };
+            if !is_oid(&dmp.source_oid) {
+                return Err(fail(
+                    "dmp.source_oid",
+                    format!("`{}` is not an OID", dmp.source_oid),
+                ));
+            }
+            for (key, value) in [
+                ("structure_id", &dmp.structure_id),
+                ("structure_name", &dmp.structure_name),
+                ("lps_name", &dmp.lps_name),
+                ("lps_version", &dmp.lps_version),
+                ("lps_homologation", &dmp.lps_homologation),
+            ] {
+                if value.trim().is_empty() {
+                    return Err(fail(&format!("dmp.{key}"), "must not be empty".into()));
+                }
+            }
+            if dmp.qualified_statuses.is_empty()
+                || dmp
+                    .qualified_statuses
+                    .iter()
+                    .any(|s| !matches!(s.as_str(), "PROV" | "RECUP" | "VALI" | "QUAL"))
+            {
+                return Err(fail(
+                    "dmp.qualified_statuses",
+                    "must list RNIV statuses among PROV, RECUP, VALI, QUAL".into(),
+                ));
+            }
+        }
         match target.kind {
-            TargetKind::Fhir => {
+            TargetKind::Fhir | TargetKind::Dmp => {
                 let Some(url) = &target.url else {
-                    return Err(fail("url", "a fhir target needs a url".into()));
+                    return Err(fail("url", "a fhir or dmp target needs a url".into()));
                 };
                 if !(url.starts_with("http://") || url.starts_with("https://"))
                     || url.parse::<http::Uri>().is_err()
@@ -2279,6 +2428,76 @@ mod tests {
         assert!(error.contains("auth.token_url"), "{error}");
         load("url = \"https://fhir.example/fhir\"").unwrap();
         load("url = \"http://127.0.0.1:9/fhir\"\nallow_insecure = true").unwrap();
+    }
+
+    #[test]
+    fn dmp_targets_are_checked_by_name() {
+        let dmp = "source_oid = \"1.2.250.1.999.1\"\nstructure_id = \"1120459876\"\n\
+                   structure_name = \"Labo\"\nlps_name = \"Passerelle\"\nlps_version = \"0.1\"\n\
+                   lps_homologation = \"X\"\n";
+        let load = |target: &str, table: &str| {
+            let text = format!(
+                "[targets.dmp]\nkind = \"dmp\"\nurl = \"https://dmp.example/xds\"\n{target}\n[targets.dmp.dmp]\n{table}"
+            );
+            Config::from_toml("t.toml", &text, &BTreeMap::new())
+        };
+        let config = load("", dmp).unwrap();
+        let settings = config.targets["dmp"].dmp.as_ref().unwrap();
+        assert_eq!(settings.qualified_statuses, vec!["QUAL".to_string()]);
+        assert_eq!(settings.mode, DmpMode::Xds);
+        let error = |target: &str, table: &str| load(target, table).unwrap_err().to_string();
+        let without_table = Config::from_toml(
+            "t.toml",
+            "[targets.dmp]\nkind = \"dmp\"\nurl = \"https://dmp.example/xds\"\n",
+            &BTreeMap::new(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            without_table.contains("targets.dmp.dmp") && without_table.contains("source_oid"),
+            "{without_table}"
+        );
+        let message = error("", &dmp.replace("1.2.250.1.999.1", "1.2.x"));
+        assert!(
+            message.contains("dmp.source_oid") && message.contains("not an OID"),
+            "{message}"
+        );
+        let message = error("", &format!("{dmp}mode = \"mhd\"\n"));
+        assert!(
+            message.contains("dmp.mode") && message.contains("not built yet"),
+            "{message}"
+        );
+        let message = error(
+            "",
+            &format!("{dmp}qualified_statuses = [\"QUAL\", \"SURE\"]\n"),
+        );
+        assert!(message.contains("qualified_statuses"), "{message}");
+        let message = error(
+            "",
+            &dmp.replace("lps_name = \"Passerelle\"", "lps_name = \" \""),
+        );
+        assert!(message.contains("dmp.lps_name"), "{message}");
+        let message = error("", &format!("{dmp}surprise = 1\n"));
+        assert!(message.contains("surprise"), "{message}");
+        let in_clear = Config::from_toml(
+            "t.toml",
+            &format!("[targets.dmp]\nkind = \"dmp\"\nurl = \"http://dmp.example/xds\"\n[targets.dmp.dmp]\n{dmp}"),
+            &BTreeMap::new(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(in_clear.contains("not https"), "{in_clear}");
+        let message = Config::from_toml(
+            "t.toml",
+            &format!("[targets.hospital]\nkind = \"fhir\"\nurl = \"https://fhir.example\"\n[targets.hospital.dmp]\n{dmp}"),
+            &BTreeMap::new(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            message.contains("only a kind = \"dmp\" target"),
+            "{message}"
+        );
     }
 
     #[test]

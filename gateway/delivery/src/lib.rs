@@ -1,6 +1,7 @@
 //! Delivery: one worker per target takes outbox rows in order (per patient)
 //! and delivers them, `fhir` targets by POSTing the transaction Bundle,
-//! the `local` target by storing it. Retries follow the target's policy;
+//! `dmp` targets by submitting its CDA documents (`passerelle-dmp`), the
+//! `local` target by storing it. Retries follow the target's policy;
 //! a circuit breaker stops hammering a target that keeps failing.
 //!
 //! A row is claimed under a lease before its request leaves and is marked
@@ -34,6 +35,7 @@ use passerelle_config::{DeliveryConfig, TargetKind};
 use std::collections::BTreeMap;
 
 use passerelle_config::TargetConfig;
+use passerelle_dmp::DmpConnector;
 use passerelle_fhir_client::TargetClient;
 pub use passerelle_storage::Wakers;
 use passerelle_storage::{now_ms, SharedStore};
@@ -69,6 +71,16 @@ pub fn start(
                         message: error.to_string(),
                     }
                 })?))
+            }
+            TargetKind::Dmp => {
+                let connector = DmpConnector::new(target).map_err(|error| DeliverySetupError {
+                    target: name.clone(),
+                    message: error.to_string(),
+                })?;
+                for (attribute, file) in connector.value_sets().checked() {
+                    tracing::info!(target_name = %name, attribute, value_set = file, "DMP codes checked against a value set");
+                }
+                Destination::Dmp(Arc::new(connector))
             }
         };
         let wake = Arc::new(Notify::new());

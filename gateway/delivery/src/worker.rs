@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use super::circuit::CircuitBreaker;
 use super::policy::{classify_status, Jitter, RetryPolicy, Verdict};
 use passerelle_config::{DeliveryConfig, TargetConfig};
+use passerelle_dmp::{DmpConnector, Outcome, SubmissionKey};
 use passerelle_fhir_client::TargetClient;
 use passerelle_repository::transaction::{Refusal, TransactionError, TransactionOutcome};
 use passerelle_repository::Repository;
@@ -24,6 +25,7 @@ use passerelle_telemetry::metrics::Metrics;
 #[derive(Clone)]
 pub enum Destination {
     Fhir(Arc<TargetClient>),
+    Dmp(Arc<DmpConnector>),
     Local,
 }
 
@@ -179,7 +181,7 @@ impl TargetWorker {
         // The local target stores a whole claim in one transaction.
         let permits = match self.shared.destination {
             Destination::Local => LOCAL_BATCH,
-            Destination::Fhir(_) => permits,
+            Destination::Fhir(_) | Destination::Dmp(_) => permits,
         };
         let shared = self.shared.clone();
         let lease_ms = self.lease.as_millis() as i64;
@@ -211,7 +213,8 @@ impl TargetWorker {
                 }
                 return count;
             }
-            Destination::Fhir(client) => client.clone(),
+            Destination::Fhir(client) => Remote::Fhir(client.clone()),
+            Destination::Dmp(connector) => Remote::Dmp(connector.clone()),
         };
         for delivery in deliveries {
             let shared = self.shared.clone();
@@ -360,18 +363,85 @@ fn record_locally(
     Ok(())
 }
 
-/// Delivers one row to a FHIR target and records the attempt.
-async fn deliver(
-    shared: &Arc<Shared>,
-    client: &TargetClient,
-    delivery: Delivery,
-    random: u64,
-) -> Health {
+/// A target across the network.
+#[derive(Clone)]
+enum Remote {
+    Fhir(Arc<TargetClient>),
+    Dmp(Arc<DmpConnector>),
+}
+
+/// What one request to a remote target came to.
+type Sent = (Verdict, Option<u16>, Option<String>, Health);
+
+/// Delivers one row to a remote target and records the attempt.
+async fn deliver(shared: &Arc<Shared>, remote: &Remote, delivery: Delivery, random: u64) -> Health {
     let started_ms = now_ms();
     let started = Instant::now();
-    let answer = client.post_transaction(&delivery.bundle).await;
+    let (verdict, status, detail, health) = match remote {
+        Remote::Fhir(client) => send_fhir(client, &delivery).await,
+        Remote::Dmp(connector) => send_dmp(connector, &delivery).await,
+    };
     let latency = started.elapsed();
-    let (verdict, status, detail, health) = match answer {
+    record(
+        shared,
+        delivery,
+        random,
+        started_ms,
+        started,
+        latency,
+        (verdict, status, detail, health),
+    )
+    .await
+}
+
+/// The DMP's outcome as a delivery verdict: refusals (ours before
+/// sending, or the DMP's) are dead letters with their reason, an
+/// unreachable DMP is retried.
+async fn send_dmp(connector: &DmpConnector, delivery: &Delivery) -> Sent {
+    let key = SubmissionKey {
+        outbox_id: delivery.outbox_id,
+        journal_id: delivery.journal_id,
+        bundle: &delivery.bundle,
+    };
+    match connector.submit(key, delivery.attempt, now_ms()).await {
+        Outcome::Accepted { status, documents } => (
+            Verdict::Delivered,
+            Some(status),
+            Some(format!("the DMP took {documents} document(s)")),
+            Health::Up,
+        ),
+        Outcome::NothingToSend => (
+            Verdict::Delivered,
+            None,
+            Some("no CDA document in the message: nothing sent to the DMP".into()),
+            Health::Up,
+        ),
+        Outcome::Refused(refusal) => (
+            Verdict::Dead,
+            None,
+            Some(format!("not sent to the DMP: {refusal}")),
+            Health::Up,
+        ),
+        Outcome::Rejected { status, detail } => {
+            (Verdict::Dead, Some(status), Some(detail), Health::Up)
+        }
+        Outcome::Unavailable {
+            status,
+            detail,
+            retry_after,
+        } => (
+            Verdict::Retry { after: retry_after },
+            status,
+            Some(detail),
+            Health::Down,
+        ),
+    }
+}
+
+/// POSTs the transaction Bundle to a FHIR target.
+async fn send_fhir(client: &TargetClient, delivery: &Delivery) -> Sent {
+    let answer = client.post_transaction(&delivery.bundle).await;
+    match answer {
         Ok(answer) => {
             let mut verdict = classify_status(answer.status, answer.retry_after);
             if answer.status == 401 && client.renews_tokens() {
@@ -392,7 +462,21 @@ async fn deliver(
             Some(error.to_string()),
             Health::Down,
         ),
-    };
+    }
+}
+
+/// Records one remote attempt, its retry or dead letter, and its audit
+/// record.
+async fn record(
+    shared: &Arc<Shared>,
+    delivery: Delivery,
+    random: u64,
+    started_ms: i64,
+    started: Instant,
+    latency: Duration,
+    sent: Sent,
+) -> Health {
+    let (verdict, status, detail, health) = sent;
     let result = match verdict {
         Verdict::Delivered => AttemptResult::Delivered,
         Verdict::Dead => AttemptResult::Dead,

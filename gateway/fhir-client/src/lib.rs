@@ -188,6 +188,28 @@ impl TargetClient {
         self.send_authorized(request).await
     }
 
+    /// POSTs `body` as `content_type` to the target's URL with its
+    /// credentials (a SOAP request to the DMP).
+    pub async fn post(
+        &self,
+        content_type: &str,
+        accept: &str,
+        body: Bytes,
+    ) -> Result<TargetAnswer, SendError> {
+        let request = Request::builder()
+            .method(Method::POST)
+            .uri(&self.url)
+            .header(CONTENT_TYPE, content_type)
+            .header(ACCEPT, accept)
+            .header(
+                USER_AGENT,
+                concat!("passerelle/", env!("CARGO_PKG_VERSION")),
+            )
+            .body(Full::new(body))
+            .map_err(|e| SendError::Request(e.to_string()))?;
+        self.send_authorized(request).await
+    }
+
     /// `GET {url}/{path_and_query}` (proxy mode), with the target's auth.
     pub async fn get(&self, path_and_query: &str) -> Result<TargetAnswer, SendError> {
         let uri = format!(

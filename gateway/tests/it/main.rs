@@ -21,6 +21,7 @@ mod delivery_auth;
 mod delivery_faults;
 mod delivery_postgres;
 mod delivery_tls;
+mod dmp;
 mod docker_compose;
 mod docs_routing;
 mod durability;

@@ -115,6 +115,7 @@ fn local_target() -> TargetConfig {
         auth: None,
         tls: None,
         allow_insecure: false,
+        dmp: None,
     }
 }
 

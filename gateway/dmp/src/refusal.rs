@@ -1,0 +1,44 @@
+//! Why a document is not sent to the DMP: the rules checked before
+//! sending, each worded for the sender (naming the HL7 v2 field or CDA
+//! element to fix). The wording never quotes patient data.
+
+/// A rule the message breaks; the delivery is a dead letter with this
+/// text and nothing is sent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("the message is not a readable Bundle: {0}")]
+    Bundle(&'static str),
+    #[error("the message has no patient (PID)")]
+    NoPatient,
+    #[error("the patient has no INS (PID-3 with the INS-NIR or INS-NIA OID, identifier type INS): the DMP is fed only by INS")]
+    NoIns,
+    #[error("the patient's identity has no RNIV status (PID-32): the DMP is fed only for a qualified identity")]
+    NoIdentityStatus,
+    #[error("the patient's identity status is {status} (PID-32); the DMP is fed only for {allowed} (a qualified INS: retrieved from INSi and checked against an identity document)")]
+    IdentityNotQualified { status: String, allowed: String },
+    #[error("the CDA's recordTarget has no INS (recordTarget/patientRole/id)")]
+    CdaWithoutIns,
+    #[error("the CDA's INS (recordTarget/patientRole/id) is not the message's (PID-3)")]
+    InsMismatch,
+    #[error("the document is not a readable CDA: {0}")]
+    Cda(String),
+    #[error("no DMP classCode for the document type {0} (CDA code, TXA-2/OBR-4): add it to the target's dmp.class_codes")]
+    NoClassCode(String),
+    #[error(
+        "no DMP formatCode for the CDA templates [{0}]: add one to the target's dmp.format_codes"
+    )]
+    NoFormatCode(String),
+    #[error("required DMP metadata missing: {0}")]
+    MissingMetadata(String),
+    #[error("{field} {code} ({scheme}) is not in the value set {value_set}")]
+    OutsideValueSet {
+        field: &'static str,
+        code: String,
+        scheme: String,
+        value_set: String,
+    },
+    #[error("the document is {size} bytes, over the {limit} bytes the target sends")]
+    TooLarge { size: usize, limit: usize },
+    #[error("{0} is not built yet in the DMP connector (docs/dmp.md)")]
+    NotBuilt(&'static str),
+}

@@ -1,0 +1,209 @@
+//! The checks the simulator makes on an ITI-41 submission, as the DMP
+//! makes them, each failure an IHE `RegistryError` (the DMP's own error
+//! codes are in its integration guide, which is not public: the codes
+//! here are ITI TF-3's).
+
+use std::path::Path;
+
+use xds::metadata::{cx_authority, Submission};
+use xds::read::ReceivedSubmission;
+use xds::response::RegistryError;
+
+use super::state::{SimulatorState, StoredDocument};
+use crate::document::INS_OIDS;
+
+/// A CX identifier's value.
+pub(crate) fn cx_value(cx: &str) -> &str {
+    xds::metadata::cx_value(cx)
+}
+
+fn error(code: &str, context: String, location: &str) -> RegistryError {
+    RegistryError {
+        code: code.to_string(),
+        context,
+        location: location.to_string(),
+    }
+}
+
+/// Checks a received submission; the documents to keep, or the errors.
+pub(super) fn check(
+    received: &ReceivedSubmission,
+    state: &SimulatorState,
+) -> Result<Vec<StoredDocument>, Vec<RegistryError>> {
+    let mut errors = Vec::new();
+    let Submission { set, documents, .. } = &received.submission;
+    let missing = set.missing();
+    if !missing.is_empty() {
+        errors.push(error(
+            "XDSRegistryMetadataError",
+            format!("submission set: missing {}", missing.join(", ")),
+            &set.id,
+        ));
+    }
+    if !cx_authority(&set.patient_id).is_some_and(|oid| INS_OIDS.contains(&oid))
+        || !set.patient_id.ends_with("^NH")
+    {
+        errors.push(error(
+            "XDSUnknownPatientId",
+            "the submission set's patientId is not an INS (value^^^&OID&ISO^NH)".into(),
+            &set.id,
+        ));
+    }
+    if let Err(refusal) = state.value_sets.check("contentTypeCode", &set.content_type) {
+        errors.push(error(
+            "XDSRegistryMetadataError",
+            refusal.to_string(),
+            &set.id,
+        ));
+    }
+    if documents.is_empty() {
+        errors.push(error(
+            "XDSRegistryMetadataError",
+            "the submission holds no document".into(),
+            &set.id,
+        ));
+    }
+    for association in &received.submission.associations {
+        errors.push(error(
+            "XDSRegistryMetadataError",
+            format!(
+                "association {} is not taken by this simulator yet",
+                association.kind
+            ),
+            &association.id,
+        ));
+    }
+    let mut stored = Vec::new();
+    for (entry, bytes) in documents.iter().zip(&received.documents) {
+        let at = entry.id.as_str();
+        let missing = entry.missing();
+        if !missing.is_empty() {
+            errors.push(error(
+                "XDSRegistryMetadataError",
+                format!("document entry: missing {}", missing.join(", ")),
+                at,
+            ));
+        }
+        if entry.patient_id != set.patient_id {
+            errors.push(error(
+                "XDSPatientIdDoesNotMatch",
+                "the entry's patientId is not the submission set's".into(),
+                at,
+            ));
+        }
+        if entry.hash != crate::codes::sha1_hex(bytes) {
+            errors.push(error(
+                "XDSRepositoryMetadataError",
+                "hash is not the SHA-1 of the document".into(),
+                at,
+            ));
+        }
+        if entry.size != bytes.len() as u64 {
+            errors.push(error(
+                "XDSRepositoryMetadataError",
+                "size is not the document's size".into(),
+                at,
+            ));
+        }
+        for (attribute, code) in [
+            ("typeCode", &entry.type_code),
+            ("classCode", &entry.class_code),
+            ("formatCode", &entry.format_code),
+            (
+                "healthcareFacilityTypeCode",
+                &entry.healthcare_facility_type,
+            ),
+            ("practiceSettingCode", &entry.practice_setting),
+        ] {
+            if let Err(refusal) = state.value_sets.check(attribute, code) {
+                errors.push(error("XDSRegistryMetadataError", refusal.to_string(), at));
+            }
+        }
+        for code in &entry.confidentiality {
+            if let Err(refusal) = state.value_sets.check("confidentialityCode", code) {
+                errors.push(error("XDSRegistryMetadataError", refusal.to_string(), at));
+            }
+        }
+        match cda::read(bytes) {
+            Ok(document) => {
+                let cda_ins = document.header.record_targets.first().and_then(|p| {
+                    p.ids
+                        .iter()
+                        .find(|i| i.root.as_deref().is_some_and(|r| INS_OIDS.contains(&r)))
+                });
+                let same = cda_ins.is_some_and(|i| {
+                    i.extension.as_deref() == Some(cx_value(&entry.patient_id))
+                        && i.root.as_deref() == cx_authority(&entry.patient_id)
+                });
+                if !same {
+                    errors.push(error(
+                        "XDSPatientIdDoesNotMatch",
+                        "the CDA's recordTarget INS is not the entry's patientId".into(),
+                        at,
+                    ));
+                }
+                if let Some(checker) = &state.cda_checker {
+                    if let Err(why) = run_checker(checker, bytes) {
+                        errors.push(error("XDSRepositoryError", why, at));
+                    }
+                }
+            }
+            Err(cda_error) => errors.push(error(
+                "XDSRepositoryError",
+                format!("the document is not a readable CDA: {cda_error}"),
+                at,
+            )),
+        }
+        stored.push(StoredDocument {
+            entry_uuid: crate::codes::uuid_urn(&[
+                set.unique_id.as_bytes(),
+                entry.unique_id.as_bytes(),
+            ]),
+            submission_set_unique_id: set.unique_id.clone(),
+            content_type_code: set.content_type.code.clone(),
+            entry: entry.clone(),
+            bytes: bytes.clone(),
+            status: "Approved",
+        });
+    }
+    if errors.is_empty() {
+        Ok(stored)
+    } else {
+        Err(errors)
+    }
+}
+
+/// Runs the CDA checker on `bytes` (written to a temporary file).
+fn run_checker(checker: &Path, bytes: &[u8]) -> Result<(), String> {
+    let dir = std::env::temp_dir().join(format!(
+        "passerelle-dmp-simulator-{}-{}",
+        std::process::id(),
+        crate::codes::sha1_hex(bytes)
+    ));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("CDA checker: {e}"))?;
+    let file = dir.join("document.xml");
+    std::fs::write(&file, bytes).map_err(|e| format!("CDA checker: {e}"))?;
+    let output = std::process::Command::new("bash")
+        .arg(checker)
+        .arg(&file)
+        .output()
+        .map_err(|e| format!("CDA checker: {e}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    let output = output?;
+    // Exit 2 is the checker's "could not check fully" (a schematron the
+    // ANS material lacks): the document is not at fault.
+    if output.status.success() || output.status.code() == Some(2) {
+        Ok(())
+    } else {
+        let text = String::from_utf8_lossy(&output.stdout);
+        let summary: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains("FAIL") || l.contains("error") || l.contains("ERROR"))
+            .take(3)
+            .collect();
+        Err(format!(
+            "the CDA fails the ANS schema or schematron: {}",
+            summary.join(" / ")
+        ))
+    }
+}

@@ -1,0 +1,86 @@
+//! The DMP simulator: the receiving side of ITI-41 as the DMP publishes
+//! it, for tests and for trying Passerelle before a DMP homologation. It
+//! is a simulator, not the DMP: documents live in memory and go with the
+//! process.
+//!
+//! `POST /dmp/xds` takes ITI-41 requests and checks what the DMP checks
+//! (MTOM/XOP, the SOAP action, required metadata, the INS as patient id,
+//! the same patient on every entry, hash and size against the bytes,
+//! duplicate uniqueIds, value sets when given a JDV folder, each CDA read
+//! and its INS compared, and the ANS's CDA checker when given one),
+//! answering a `RegistryResponse` (Success, or Failure with IHE error
+//! codes) or a SOAP fault. `GET /simulator/documents?patient=INS` lists
+//! what it holds (JSON), `GET /simulator/documents/content?uniqueId=…`
+//! returns a document's bytes, and `POST /simulator/faults` makes the
+//! next requests fail (a refusal with a given code, an HTTP status, a
+//! delay, a dropped connection) for fault tests.
+
+mod checks;
+mod service;
+mod state;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use state::{Fault, SimulatorState, StoredDocument};
+
+/// How the simulator checks what it receives.
+#[derive(Debug, Clone, Default)]
+pub struct SimulatorOptions {
+    /// A folder of JDV value sets (IHE SVS XML): codes outside them are
+    /// refused.
+    pub value_sets_dir: Option<PathBuf>,
+    /// A program run on each CDA (its path as the one argument); a
+    /// non-zero exit refuses the document. `../shared/peers/validate_cda.sh`
+    /// is the ANS's schema and schematrons.
+    pub cda_checker: Option<PathBuf>,
+}
+
+/// A running simulator.
+pub struct Simulator {
+    pub address: SocketAddr,
+    pub state: Arc<SimulatorState>,
+}
+
+/// Why the simulator could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SimulatorError {
+    #[error("listen on {address}: {error}")]
+    Listen {
+        address: String,
+        error: std::io::Error,
+    },
+    #[error("{0}")]
+    ValueSets(#[from] crate::value_sets::ValueSetError),
+}
+
+/// Binds `listen` and serves until `shutdown` is cancelled.
+pub async fn start(
+    listen: &str,
+    options: SimulatorOptions,
+    shutdown: CancellationToken,
+) -> Result<(Simulator, tokio::task::JoinHandle<()>), SimulatorError> {
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|error| SimulatorError::Listen {
+            address: listen.to_string(),
+            error,
+        })?;
+    let address = listener
+        .local_addr()
+        .map_err(|error| SimulatorError::Listen {
+            address: listen.to_string(),
+            error,
+        })?;
+    let value_sets = match &options.value_sets_dir {
+        Some(dir) => crate::ValueSets::load(dir)?,
+        None => crate::ValueSets::none(),
+    };
+    let state = Arc::new(SimulatorState::new(value_sets, options.cda_checker.clone()));
+    let task = tokio::spawn(service::serve(listener, state.clone(), shutdown));
+    Ok((Simulator { address, state }, task))
+}

@@ -1,0 +1,174 @@
+//! What the simulator holds: the documents it took, the submission sets
+//! it saw, and the faults it was told to produce.
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use serde_json::{json, Value};
+use xds::metadata::DocumentEntry;
+
+use crate::ValueSets;
+
+/// A document the simulator took.
+#[derive(Debug, Clone)]
+pub struct StoredDocument {
+    pub entry_uuid: String,
+    pub submission_set_unique_id: String,
+    pub content_type_code: String,
+    pub entry: DocumentEntry,
+    pub bytes: Vec<u8>,
+    /// `Approved`, or `Deprecated` once replaced.
+    pub status: &'static str,
+}
+
+impl StoredDocument {
+    /// The document's listing in `GET /simulator/documents`.
+    pub fn listing(&self) -> Value {
+        let code =
+            |c: &xds::Code| json!({"code": c.code, "scheme": c.scheme, "display": c.display});
+        json!({
+            "entryUUID": self.entry_uuid,
+            "uniqueId": self.entry.unique_id,
+            "patientId": self.entry.patient_id,
+            "sourcePatientId": self.entry.source_patient_id,
+            "status": self.status,
+            "title": self.entry.title,
+            "mimeType": self.entry.mime_type,
+            "hash": self.entry.hash,
+            "size": self.entry.size,
+            "creationTime": self.entry.creation_time,
+            "serviceStartTime": self.entry.service_start_time,
+            "languageCode": self.entry.language_code,
+            "typeCode": code(&self.entry.type_code),
+            "classCode": code(&self.entry.class_code),
+            "formatCode": code(&self.entry.format_code),
+            "healthcareFacilityTypeCode": code(&self.entry.healthcare_facility_type),
+            "practiceSettingCode": code(&self.entry.practice_setting),
+            "confidentialityCode": self.entry.confidentiality.iter().map(code).collect::<Vec<_>>(),
+            "legalAuthenticator": self.entry.legal_authenticator,
+            "authorPerson": self.entry.authors.iter().filter_map(|a| a.person.clone()).collect::<Vec<_>>(),
+            "submissionSetUniqueId": self.submission_set_unique_id,
+            "contentTypeCode": self.content_type_code,
+        })
+    }
+}
+
+/// A fault the next requests get.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    /// A `RegistryResponse` Failure with this error code and text.
+    Reject { code: String, text: String },
+    /// This HTTP status with a SOAP fault of the receiver.
+    Status(u16),
+    /// Answer after this many milliseconds.
+    Slow(u64),
+    /// Close the connection without answering.
+    Drop,
+}
+
+#[derive(Default)]
+struct Held {
+    documents: Vec<StoredDocument>,
+    submission_sets: Vec<String>,
+    /// The fault and how many more requests get it (`None`: all).
+    fault: Option<(Fault, Option<u32>)>,
+    requests: u64,
+}
+
+/// The simulator's state, shared by its connections.
+pub struct SimulatorState {
+    held: Mutex<Held>,
+    pub(super) value_sets: ValueSets,
+    pub(super) cda_checker: Option<PathBuf>,
+}
+
+impl SimulatorState {
+    pub(super) fn new(value_sets: ValueSets, cda_checker: Option<PathBuf>) -> SimulatorState {
+        SimulatorState {
+            held: Mutex::new(Held::default()),
+            value_sets,
+            cda_checker,
+        }
+    }
+
+    fn held(&self) -> std::sync::MutexGuard<'_, Held> {
+        // A panic elsewhere cannot leave the lists half-written: each
+        // change is one push.
+        self.held.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The documents held, for one patient (an INS CX) or all.
+    pub fn documents(&self, patient: Option<&str>) -> Vec<StoredDocument> {
+        self.held()
+            .documents
+            .iter()
+            .filter(|d| {
+                patient.is_none_or(|p| {
+                    d.entry.patient_id == p
+                        || crate::simulator::checks::cx_value(&d.entry.patient_id) == p
+                })
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// Requests received on the ITI-41 endpoint.
+    pub fn requests(&self) -> u64 {
+        self.held().requests
+    }
+
+    /// Sets the fault of the next `count` requests (all when `None`);
+    /// `None` clears it.
+    pub fn set_fault(&self, fault: Option<Fault>, count: Option<u32>) {
+        self.held().fault = fault.map(|f| (f, count));
+    }
+
+    /// Counts a request and takes the fault it gets, if any.
+    pub(super) fn next_fault(&self) -> Option<Fault> {
+        let mut held = self.held();
+        held.requests += 1;
+        let (fault, remaining) = held.fault.clone()?;
+        match remaining {
+            Some(0) => {
+                held.fault = None;
+                None
+            }
+            Some(n) => {
+                held.fault = if n > 1 {
+                    Some((fault.clone(), Some(n - 1)))
+                } else {
+                    None
+                };
+                Some(fault)
+            }
+            None => Some(fault),
+        }
+    }
+
+    /// Keeps a whole submission (checked before), unless one of its
+    /// uniqueIds is already registered: then nothing is kept and the
+    /// duplicate is returned. Checked and kept under one lock.
+    pub(super) fn register(
+        &self,
+        set_unique_id: String,
+        documents: Vec<StoredDocument>,
+    ) -> Result<(), String> {
+        let mut held = self.held();
+        let registered = |unique_id: &str| {
+            held.submission_sets.iter().any(|u| u == unique_id)
+                || held
+                    .documents
+                    .iter()
+                    .any(|d| d.entry.unique_id == unique_id)
+        };
+        if registered(&set_unique_id) {
+            return Err(set_unique_id);
+        }
+        if let Some(duplicate) = documents.iter().find(|d| registered(&d.entry.unique_id)) {
+            return Err(duplicate.entry.unique_id.clone());
+        }
+        held.submission_sets.push(set_unique_id);
+        held.documents.extend(documents);
+        Ok(())
+    }
+}

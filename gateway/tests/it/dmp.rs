@@ -1,0 +1,436 @@
+//! The DMP connector end to end: the ANS's HL7 v2 examples of the profile
+//! "transmission of CDA documents over HL7 v2" (ORU^R01 carrying a
+//! CR-BIO, MDM^T02 carrying a level-1 document), with the CI-SIS example
+//! documents in their OBX-5, go in over MLLP to a gateway whose route
+//! feeds a `dmp` target, and arrive in the DMP simulator
+//! (`passerelle dmp-simulator`, a separate process on loopback) as ITI-41
+//! submissions it checks (MTOM, metadata, INS, hash, value sets from the
+//! ANS's JDV files) and keeps byte for byte. A VALI identity is refused
+//! before anything is sent; a simulator outage delays but never loses a
+//! document; a simulator refusal reaches the message's dead letter with
+//! the DMP's code.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use base64::Engine;
+use serde_json::Value;
+
+use crate::common::{self, free_port, http_get_reply, http_post, shared_corpus};
+use crate::delivery::{all_messages, send_mllp, start_gateway};
+
+const TRANSMISSION: &str =
+    "ansforge-hl7v2-exemples/Vague 2/Trans_Doc-CDA-HL7V2/TRANSMISSION_DOCS_CDA_EN_HL7V2_V2.1";
+const INS: &str = "279035121518989";
+
+/// A `passerelle dmp-simulator` process, stopped on drop.
+struct Simulator {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Simulator {
+    fn start(value_sets: Option<&Path>) -> Simulator {
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_passerelle"));
+        command
+            .args(["dmp-simulator", "--listen", &addr.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if let Some(dir) = value_sets {
+            command.arg("--value-sets").arg(dir);
+        }
+        let child = command.spawn().expect("spawn the simulator");
+        let simulator = Simulator { child, addr };
+        assert!(
+            common::eventually(Duration::from_secs(20), || {
+                common::http_get(addr, "/simulator/documents").is_some()
+            }),
+            "the DMP simulator did not start"
+        );
+        simulator
+    }
+
+    fn documents(&self) -> Vec<Value> {
+        let reply = http_get_reply(self.addr, &format!("/simulator/documents?patient={INS}"));
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        reply.json()["documents"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    fn content(&self, unique_id: &str) -> Vec<u8> {
+        let reply = http_get_reply(
+            self.addr,
+            &format!("/simulator/documents/content?uniqueId={unique_id}"),
+        );
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        reply.body.into_bytes()
+    }
+
+    fn fault(&self, fault: &str) {
+        let reply = http_post(
+            self.addr,
+            "/simulator/faults",
+            "application/json",
+            fault.as_bytes(),
+        );
+        assert_eq!(reply.status, 200, "{}", reply.body);
+    }
+}
+
+impl Drop for Simulator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn config(simulator: &Simulator, value_sets: Option<&Path>) -> String {
+    let value_sets = value_sets
+        .map(|dir| format!("value_sets_dir = {:?}", dir.display().to_string()))
+        .unwrap_or_default();
+    format!(
+        r#"
+[delivery]
+poll_interval_ms = 100
+
+[targets.dmp]
+kind = "dmp"
+url = "http://{addr}/dmp/xds"
+# The simulator on this host, in clear.
+allow_insecure = true
+timeout_secs = 5
+backoff_initial_ms = 50
+backoff_max_ms = 500
+circuit_open_ms = 300
+
+[targets.dmp.dmp]
+source_oid = "1.2.250.1.999.7.1"
+structure_id = "1120459876"
+structure_name = "Laboratoire de test"
+lps_name = "Passerelle"
+lps_version = "0.1.0"
+lps_homologation = "TEST-0000"
+{value_sets}
+
+[[routes]]
+name = "documents"
+message_types = ["ORU^R01", "MDM^T02"]
+targets = ["dmp"]
+"#,
+        addr = simulator.addr
+    )
+}
+
+/// The corpus parts these tests need: the ANS ORU and MDM messages and
+/// the CI-SIS example documents; `None` (skipped) without the corpus.
+struct Samples {
+    oru: String,
+    mdm: String,
+    cr_bio: Vec<u8>,
+    level1: Vec<u8>,
+    value_sets: PathBuf,
+}
+
+fn samples() -> Option<Samples> {
+    let corpus = shared_corpus()?;
+    let read =
+        |path: PathBuf| std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let text = |path: PathBuf| String::from_utf8(read(path)).unwrap();
+    let transmission = corpus.join(TRANSMISSION);
+    let examples = corpus.join("ansforge-testcontenucda-3-0/ExemplesCDA");
+    Some(Samples {
+        oru: text(
+            transmission.join("ORU/Transmission initiale ORU/message_ORU_CR_Bio_INIT_N3_SEGUR.hl7"),
+        ),
+        mdm: text(
+            transmission.join("MDM/Transmission initiale MDM/message_MDM_CR_Radio_INIT_N1.er7"),
+        ),
+        cr_bio: read(examples.join("BIO-CR-BIO_2024.01_TSH_1.xml")),
+        level1: read(examples.join("DOC_NON_STRUCTURE_CDA-R2-N1.xml")),
+        value_sets: corpus.join("ansforge-testcontenucda-3-0/jeuxDeValeurs"),
+    })
+}
+
+/// `message` with MSH-10 `control_id`, PID-32 `status`, and `document`
+/// as the base64 of its first ED OBX; segments joined by CR.
+fn with_document(message: &str, control_id: &str, status: &str, document: &[u8]) -> String {
+    let encoded = base64::engine::general_purpose::STANDARD.encode(document);
+    let mut document_done = false;
+    message
+        .replace("\r\n", "\n")
+        .split(['\n', '\r'])
+        .filter(|s| !s.is_empty())
+        .map(|segment| {
+            let mut fields: Vec<String> = segment.split('|').map(str::to_string).collect();
+            match fields[0].as_str() {
+                "MSH" => fields[9] = control_id.to_string(),
+                "PID" => {
+                    while fields.len() <= 32 {
+                        fields.push(String::new());
+                    }
+                    fields[32] = status.to_string();
+                }
+                "OBX" if !document_done && fields.get(2).map(String::as_str) == Some("ED") => {
+                    let mut parts: Vec<&str> = fields[5].split('^').collect();
+                    parts[4] = &encoded;
+                    fields[5] = parts.join("^");
+                    document_done = true;
+                }
+                _ => {}
+            }
+            fields.join("|")
+        })
+        .collect::<Vec<_>>()
+        .join("\r")
+}
+
+/// `cda` with its document id made `root` (a new document).
+fn renamed(cda: &[u8], old_root: &str, new_root: &str) -> Vec<u8> {
+    let text = String::from_utf8(cda.to_vec()).unwrap();
+    let old = format!("<id root=\"{old_root}\"/>");
+    assert!(text.contains(&old), "no {old}");
+    text.replacen(&old, &format!("<id root=\"{new_root}\"/>"), 1)
+        .into_bytes()
+}
+
+const CR_BIO_ID: &str = "1.2.250.1.213.1.1.1.55.2024.9.1";
+const LEVEL1_ID: &str = "1.3.6.1.4.1.19376.1.2.20.12345.1.1";
+
+/// The deliveries of the message with `control_id`, once settled.
+fn settled_delivery(gateway: &common::Gateway, control_id: &str) -> Value {
+    let mut found = Value::Null;
+    let settled = common::eventually(Duration::from_secs(30), || {
+        let Some(message) = all_messages(gateway)
+            .into_iter()
+            .find(|m| m["control_id"] == control_id)
+        else {
+            return false;
+        };
+        let id = message["id"].as_i64().unwrap();
+        let detail = http_get_reply(gateway.http_addr, &format!("/admin/messages/{id}")).json();
+        let done = detail["deliveries"].as_array().is_some_and(|d| {
+            !d.is_empty()
+                && d.iter()
+                    .all(|d| d["state"] == "delivered" || d["state"] == "dead")
+        });
+        found = detail;
+        done
+    });
+    assert!(settled, "the delivery did not settle: {found}");
+    found
+}
+
+fn last_detail(message: &Value) -> String {
+    message["attempts"]
+        .as_array()
+        .and_then(|a| a.last())
+        .map(|a| a["detail"].as_str().unwrap_or_default().to_string())
+        .unwrap_or_default()
+}
+
+#[test]
+fn ans_examples_reach_the_dmp_simulator_as_checked_submissions() {
+    let Some(samples) = samples() else {
+        return;
+    };
+    let simulator = Simulator::start(Some(&samples.value_sets));
+    let dir = tempfile::tempdir().unwrap();
+    let gateway = start_gateway(
+        &config(&simulator, Some(&samples.value_sets)),
+        dir.path(),
+        None,
+    );
+
+    // A CR-BIO in an ORU^R01 and a level-1 document in an MDM^T02, for a
+    // qualified identity.
+    let oru = with_document(&samples.oru, "DMP-ORU-1", "QUAL", &samples.cr_bio);
+    let mdm = with_document(&samples.mdm, "DMP-MDM-1", "QUAL", &samples.level1);
+    assert_eq!(send_mllp(gateway.mllp_addr, &[oru, mdm]), vec!["AA", "AA"]);
+    for control_id in ["DMP-ORU-1", "DMP-MDM-1"] {
+        let message = settled_delivery(&gateway, control_id);
+        assert_eq!(message["deliveries"][0]["state"], "delivered", "{message}");
+        assert!(
+            last_detail(&message).contains("the DMP took 1 document"),
+            "{message}"
+        );
+    }
+    let documents = simulator.documents();
+    assert_eq!(documents.len(), 2, "{documents:?}");
+    let by_id = |id: &str| {
+        documents
+            .iter()
+            .find(|d| d["uniqueId"] == id)
+            .unwrap_or_else(|| panic!("no {id} in {documents:?}"))
+            .clone()
+    };
+    let cr_bio = by_id(CR_BIO_ID);
+    assert_eq!(
+        cr_bio["patientId"],
+        format!("{INS}^^^&1.2.250.1.213.1.4.10&ISO^NH")
+    );
+    assert_eq!(cr_bio["typeCode"]["code"], "11502-2");
+    assert_eq!(cr_bio["classCode"]["code"], "10");
+    assert_eq!(cr_bio["formatCode"]["code"], "urn:ihe:lab:xd-lab:2008");
+    assert_eq!(cr_bio["healthcareFacilityTypeCode"]["code"], "SA25");
+    assert_eq!(cr_bio["practiceSettingCode"]["code"], "AMBULATOIRE");
+    assert_eq!(cr_bio["confidentialityCode"][0]["code"], "N");
+    assert_eq!(cr_bio["languageCode"], "fr-FR");
+    assert_eq!(cr_bio["mimeType"], "text/xml");
+    // PV1-2 = I: hospitalisation.
+    assert_eq!(cr_bio["contentTypeCode"], "03");
+    let level1 = by_id(LEVEL1_ID);
+    assert_eq!(level1["formatCode"]["code"], "urn:ihe:iti:xds-sd:pdf:2008");
+    assert_eq!(level1["healthcareFacilityTypeCode"]["code"], "SA07");
+    // The MDM's MetaDMPMSS flags: invisible to the patient and to the
+    // legal representatives.
+    let confidentiality: Vec<&str> = level1["confidentialityCode"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["code"].as_str())
+        .collect();
+    assert!(
+        confidentiality.contains(&"INVISIBLE_PATIENT"),
+        "{confidentiality:?}"
+    );
+    assert!(
+        confidentiality.contains(&"INVISIBLE_REPRESENTANTS_LEGAUX"),
+        "{confidentiality:?}"
+    );
+    // Byte for byte what the sender put in OBX-5.
+    assert_eq!(simulator.content(CR_BIO_ID), samples.cr_bio);
+    assert_eq!(simulator.content(LEVEL1_ID), samples.level1);
+    check_with_the_ans_checker(&[simulator.content(CR_BIO_ID), simulator.content(LEVEL1_ID)]);
+
+    // The same document again: the DMP refuses a duplicate uniqueId, and
+    // the refusal is the message's dead letter with the DMP's code.
+    let again = with_document(&samples.oru, "DMP-ORU-AGAIN", "QUAL", &samples.cr_bio);
+    assert_eq!(send_mllp(gateway.mllp_addr, &[again]), vec!["AA"]);
+    let message = settled_delivery(&gateway, "DMP-ORU-AGAIN");
+    assert_eq!(message["deliveries"][0]["state"], "dead", "{message}");
+    assert!(
+        last_detail(&message).contains("XDSDuplicateUniqueIdInRegistry"),
+        "{message}"
+    );
+    assert_eq!(simulator.documents().len(), 2);
+}
+
+/// The ANS's schema and schematrons on what the simulator holds, when the
+/// checker is installed (CI installs it: `.ci/peers.sh`).
+fn check_with_the_ans_checker(documents: &[Vec<u8>]) {
+    let script = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../shared/peers/validate_cda.sh"
+    ));
+    if !script.is_file() || !Path::new("/usr/share/java/Saxon-HE.jar").is_file() {
+        assert!(
+            std::env::var_os("PASSERELLE_REQUIRE_PEERS").is_none(),
+            "the ANS CDA checker is required here: run .ci/peers.sh"
+        );
+        println!("skipped: the ANS CDA checker is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    for (index, document) in documents.iter().enumerate() {
+        let path = dir.path().join(format!("document-{index}.xml"));
+        std::fs::write(&path, document).unwrap();
+        let output = Command::new("bash")
+            .arg(&script)
+            .arg("-q")
+            .arg(&path)
+            .output()
+            .unwrap();
+        let report = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        // Exit 2: a level-1 document names no CI-SIS model, so only the
+        // schema ran (and passed: an XSD error is exit 1).
+        assert!(
+            output.status.success()
+                || (output.status.code() == Some(2) && report.contains("xsd ok")),
+            "the ANS checker refused what the DMP simulator holds:\n{report}"
+        );
+    }
+}
+
+#[test]
+fn identities_that_are_not_qualified_are_refused_before_sending() {
+    let Some(samples) = samples() else {
+        return;
+    };
+    let simulator = Simulator::start(None);
+    let dir = tempfile::tempdir().unwrap();
+    let gateway = start_gateway(&config(&simulator, None), dir.path(), None);
+    let cases = [("DMP-VALI", "VALI"), ("DMP-PROV", "PROV"), ("DMP-NONE", "")];
+    let messages: Vec<String> = cases
+        .iter()
+        .map(|(id, status)| with_document(&samples.oru, id, status, &samples.cr_bio))
+        .collect();
+    // Stored and acknowledged: the refusal is the DMP connector's.
+    assert_eq!(
+        send_mllp(gateway.mllp_addr, &messages),
+        vec!["AA", "AA", "AA"]
+    );
+    for (control_id, status) in cases {
+        let message = settled_delivery(&gateway, control_id);
+        assert_eq!(message["deliveries"][0]["state"], "dead", "{message}");
+        let detail = last_detail(&message);
+        assert!(detail.starts_with("not sent to the DMP"), "{detail}");
+        assert!(detail.contains("PID-32"), "{detail}");
+        if !status.is_empty() {
+            assert!(detail.contains(&format!("is {status}")), "{detail}");
+        }
+    }
+    assert_eq!(simulator.documents().len(), 0, "nothing reached the DMP");
+}
+
+#[test]
+fn an_outage_delays_and_a_refusal_is_a_dead_letter_with_the_dmp_code() {
+    let Some(samples) = samples() else {
+        return;
+    };
+    let simulator = Simulator::start(None);
+    let dir = tempfile::tempdir().unwrap();
+    let gateway = start_gateway(&config(&simulator, None), dir.path(), None);
+
+    // Three answers of 503, then a dropped connection: retried until the
+    // simulator takes the document.
+    simulator.fault(r#"{"mode": "status", "status": 503, "count": 3}"#);
+    let first = with_document(&samples.oru, "DMP-OUTAGE", "QUAL", &samples.cr_bio);
+    assert_eq!(send_mllp(gateway.mllp_addr, &[first]), vec!["AA"]);
+    let message = settled_delivery(&gateway, "DMP-OUTAGE");
+    assert_eq!(message["deliveries"][0]["state"], "delivered", "{message}");
+    let attempts = message["deliveries"][0]["attempts"].as_i64().unwrap();
+    assert!(attempts >= 4, "{message}");
+    assert_eq!(simulator.documents().len(), 1);
+
+    simulator.fault(r#"{"mode": "drop", "count": 1}"#);
+    let second = renamed(&samples.cr_bio, CR_BIO_ID, "1.2.250.1.999.7.2.1");
+    let dropped = with_document(&samples.oru, "DMP-DROPPED", "QUAL", &second);
+    assert_eq!(send_mllp(gateway.mllp_addr, &[dropped]), vec!["AA"]);
+    let message = settled_delivery(&gateway, "DMP-DROPPED");
+    assert_eq!(message["deliveries"][0]["state"], "delivered", "{message}");
+    assert_eq!(simulator.documents().len(), 2);
+
+    // A refusal with the DMP's code: never retried, kept as a dead letter.
+    simulator.fault(r#"{"mode": "reject", "code": "DMP_TEST_REFUS", "text": "refused by the test", "count": 1}"#);
+    let third = renamed(&samples.cr_bio, CR_BIO_ID, "1.2.250.1.999.7.2.2");
+    let refused = with_document(&samples.oru, "DMP-REFUSED", "QUAL", &third);
+    assert_eq!(send_mllp(gateway.mllp_addr, &[refused]), vec!["AA"]);
+    let message = settled_delivery(&gateway, "DMP-REFUSED");
+    assert_eq!(message["deliveries"][0]["state"], "dead", "{message}");
+    let detail = last_detail(&message);
+    assert!(
+        detail.contains("DMP_TEST_REFUS: refused by the test"),
+        "{detail}"
+    );
+    assert_eq!(message["deliveries"][0]["attempts"], 1, "{message}");
+    assert_eq!(simulator.documents().len(), 2);
+}
