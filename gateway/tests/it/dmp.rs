@@ -434,3 +434,111 @@ fn an_outage_delays_and_a_refusal_is_a_dead_letter_with_the_dmp_code() {
     assert_eq!(message["deliveries"][0]["attempts"], 1, "{message}");
     assert_eq!(simulator.documents().len(), 2);
 }
+
+fn page() -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/dmp.md"))
+        .expect("docs/dmp.md")
+}
+
+fn toml_blocks(text: &str) -> Vec<String> {
+    text.split("```toml\n")
+        .skip(1)
+        .filter_map(|rest| rest.split("```").next())
+        .map(|block| {
+            // Blocks inside a list item are indented.
+            block
+                .lines()
+                .map(|line| line.strip_prefix("   ").unwrap_or(line))
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .collect()
+}
+
+/// `docs/dmp.md` as a user follows it: the simulator with the ANS's
+/// value sets, the gateway on the page's configuration, the sample script
+/// piped to `/hl7v2`, and the document listed by the simulator; every
+/// TOML block of the page is a valid configuration.
+#[test]
+fn docs_dmp_md_takes_a_sample_mdm_to_the_simulator() {
+    let blocks = toml_blocks(&page());
+    assert!(blocks.len() >= 2, "{blocks:?}");
+    let dir = tempfile::tempdir().unwrap();
+    for (index, block) in blocks.iter().enumerate() {
+        let path = dir.path().join(format!("block-{index}.toml"));
+        std::fs::write(&path, block).unwrap();
+        let output = Command::new(env!("CARGO_BIN_EXE_passerelle"))
+            .args(["--config", path.to_str().unwrap(), "check-config"])
+            .env_remove("PASSERELLE_CONFIG")
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "block {index} of docs/dmp.md: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let Some(samples) = samples() else {
+        return;
+    };
+    let simulator = Simulator::start(Some(&samples.value_sets));
+    let config = blocks[0].replace("127.0.0.1:8790", &simulator.addr.to_string());
+    assert_ne!(
+        config, blocks[0],
+        "the page's target is the simulator's address"
+    );
+    let gateway = start_gateway(&config, dir.path(), None);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/examples/dmp_sample.py");
+    let output = Command::new("python3").arg(&script).output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let reply = http_post(
+        gateway.http_addr,
+        "/hl7v2",
+        "x-application/hl7-v2+er7",
+        &output.stdout,
+    );
+    assert!(reply.body.contains("MSA|AA"), "{}", reply.body);
+    assert!(
+        common::eventually(Duration::from_secs(30), || simulator.documents().len() == 1),
+        "the simulator holds {:?}",
+        simulator.documents()
+    );
+    let document = &simulator.documents()[0];
+    assert_eq!(document["uniqueId"], LEVEL1_ID);
+    assert_eq!(
+        document["formatCode"]["code"],
+        "urn:ihe:iti:xds-sd:pdf:2008"
+    );
+    assert_eq!(simulator.content(LEVEL1_ID), samples.level1);
+
+    // The page's VALI case: acknowledged, then a dead letter naming PID-32.
+    let output = Command::new("python3")
+        .arg(&script)
+        .args([
+            "--status",
+            "VALI",
+            "--control-id",
+            "DOCS-VALI",
+            "--document-id",
+            "1.2.250.1.999.7.9.1",
+        ])
+        .output()
+        .unwrap();
+    let reply = http_post(
+        gateway.http_addr,
+        "/hl7v2",
+        "x-application/hl7-v2+er7",
+        &output.stdout,
+    );
+    assert!(reply.body.contains("MSA|AA"), "{}", reply.body);
+    let message = settled_delivery(&gateway, "DOCS-VALI");
+    assert!(
+        last_detail(&message).contains("identity status is VALI (PID-32)"),
+        "{message}"
+    );
+    assert_eq!(simulator.documents().len(), 1);
+}
