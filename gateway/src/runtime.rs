@@ -258,6 +258,13 @@ pub async fn start_with_base(
         passerelle_intake::ApplicationAcks {
             store: store.clone(),
             endpoints: config.hl7v2.application_acks.clone(),
+            // The DMP connector words its refusals for the sender.
+            explained_targets: config
+                .targets
+                .iter()
+                .filter(|(_, target)| target.kind == passerelle_config::TargetKind::Dmp)
+                .map(|(name, _)| name.clone())
+                .collect(),
             metrics: metrics.clone(),
             poll_interval: std::time::Duration::from_millis(
                 config.delivery.poll_interval_ms.clamp(50, 1_000),

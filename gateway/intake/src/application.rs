@@ -51,6 +51,13 @@ pub struct AckSettings {
     pub store: Option<SharedStore>,
 }
 
+/// Targets whose refusals are written for the sender (the DMP
+/// connector's: the rule broken and the field to fix, or the DMP's code
+/// and text); a sender's application ACK carries them in ERR-8. Other
+/// targets' answers may quote the records they refused and stay in
+/// `passerelle messages show`.
+pub type ExplainedTargets = Vec<String>;
+
 impl AckSettings {
     /// Whether a message with this header is answered after its mapping:
     /// original mode, and a route that applies to it says so.
@@ -128,11 +135,36 @@ impl AckSettings {
 /// the message type; AE, naming what failed, otherwise. `deliveries`
 /// says whether delivery failures count (the application ACK) or not
 /// (an after-mapping ACK leaves before delivery).
-pub fn outcome_ack(outcome: &Outcome, deliveries: bool) -> (AckCode, Option<AckError>) {
+pub fn outcome_ack(
+    outcome: &Outcome,
+    deliveries: bool,
+    explained: &[String],
+) -> (AckCode, Option<AckError>) {
     match outcome {
         Outcome::Unrouted => (AckCode::AA, None),
         Outcome::MappingFailed(reason) => mapping_error(reason),
         Outcome::Routed(list) => {
+            // A refusal written for the sender: its text, and the field it
+            // names (`(PID-32)`) as ERR-2.
+            let reason = list.iter().find_map(|d| {
+                let explained =
+                    deliveries && d.state == "dead" && explained.iter().any(|t| t == &d.target);
+                explained.then_some(d.last_error.as_deref()?)
+            });
+            if let Some(reason) = reason {
+                let location = reason
+                    .split('(')
+                    .skip(1)
+                    .find_map(|rest| parse_location(rest.split(')').next().unwrap_or_default()));
+                return (
+                    AckCode::AE,
+                    Some(AckError {
+                        code: 207,
+                        diagnostic: reason.to_string(),
+                        location,
+                    }),
+                );
+            }
             let failed: Vec<String> = list
                 .iter()
                 .filter(|d| deliveries && d.state == "dead")
@@ -218,7 +250,7 @@ pub fn after_mapping_ack(
     timestamp: &str,
 ) -> (AckCode, Bytes) {
     let (code, error) = match outcome {
-        Some(outcome) => outcome_ack(outcome, false),
+        Some(outcome) => outcome_ack(outcome, false, &[]),
         None => (
             AckCode::AE,
             Some(AckError {
@@ -238,6 +270,7 @@ pub fn after_mapping_ack(
 pub struct ApplicationAcks {
     pub store: SharedStore,
     pub endpoints: Vec<ApplicationAckEndpoint>,
+    pub explained_targets: ExplainedTargets,
     pub metrics: Metrics,
     pub poll_interval: Duration,
 }
@@ -303,7 +336,7 @@ impl ApplicationAcks {
         failing: &mut HashMap<String, (Instant, Duration)>,
         counter: &mut u64,
     ) {
-        let (code, error) = outcome_ack(&owed.outcome, true);
+        let (code, error) = outcome_ack(&owed.outcome, true, &self.explained_targets);
         let condition = AckCondition::from_field(&owed.condition);
         let endpoint = application_ack_endpoint(
             &self.endpoints,
@@ -471,6 +504,7 @@ mod tests {
         let (code, error) = outcome_ack(
             &Outcome::MappingFailed("route `lab`: OBX(3)-5: `positif` is not a number".into()),
             true,
+            &[],
         );
         assert_eq!(code, AckCode::AE);
         let error = error.unwrap();
@@ -487,10 +521,11 @@ mod tests {
         let (code, error) = outcome_ack(
             &Outcome::MappingFailed("route `default`: no mapper handles REF^I14".into()),
             true,
+            &[],
         );
         assert_eq!(code, AckCode::AR);
         assert_eq!(error.unwrap().code, 200);
-        let (_, error) = outcome_ack(&Outcome::MappingFailed("PID-3: missing".into()), true);
+        let (_, error) = outcome_ack(&Outcome::MappingFailed("PID-3: missing".into()), true, &[]);
         assert_eq!(error.unwrap().location.unwrap().segment, "PID");
     }
 
@@ -550,17 +585,45 @@ mod tests {
                 target: "local".into(),
                 state: "delivered".into(),
                 last_status: None,
+                last_error: None,
             },
             DeliveryOutcome {
                 target: "hospital".into(),
                 state: "dead".into(),
                 last_status: Some(412),
+                last_error: Some("{\"resourceType\": \"OperationOutcome\"}".into()),
             },
         ]);
-        let (code, error) = outcome_ack(&outcome, true);
+        let (code, error) = outcome_ack(&outcome, true, &[]);
         assert_eq!(code, AckCode::AE);
         assert!(error.unwrap().diagnostic.contains("`hospital` (HTTP 412)"));
-        assert_eq!(outcome_ack(&outcome, false).0, AckCode::AA);
-        assert_eq!(outcome_ack(&Outcome::Unrouted, true).0, AckCode::AA);
+        assert_eq!(outcome_ack(&outcome, false, &[]).0, AckCode::AA);
+        assert_eq!(outcome_ack(&Outcome::Unrouted, true, &[]).0, AckCode::AA);
+    }
+
+    #[test]
+    fn explained_refusals_reach_the_sender_with_the_field_they_name() {
+        let refusal = "not sent to the DMP: the patient's identity status is VALI (PID-32); the DMP is fed only for QUAL";
+        let outcome = Outcome::Routed(vec![DeliveryOutcome {
+            target: "dmp".into(),
+            state: "dead".into(),
+            last_status: None,
+            last_error: Some(refusal.into()),
+        }]);
+        let (code, error) = outcome_ack(&outcome, true, &["dmp".to_string()]);
+        assert_eq!(code, AckCode::AE);
+        let error = error.unwrap();
+        assert_eq!(error.diagnostic, refusal);
+        assert_eq!(
+            error.location,
+            Some(ErrorLocation {
+                segment: "PID".into(),
+                sequence: 1,
+                field: 32
+            })
+        );
+        // A target not listed keeps its answer to itself.
+        let (_, error) = outcome_ack(&outcome, true, &[]);
+        assert!(!error.unwrap().diagnostic.contains("VALI"));
     }
 }

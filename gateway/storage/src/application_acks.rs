@@ -49,6 +49,8 @@ pub struct DeliveryOutcome {
     /// `delivered` or `dead` once over; `pending`/`in_flight` before.
     pub state: String,
     pub last_status: Option<i64>,
+    /// The last attempt's error, as `messages show` gives it.
+    pub last_error: Option<String>,
 }
 
 /// A message whose application acknowledgement is due now.
@@ -238,7 +240,7 @@ fn read_outcome(
         "routed" => {
             let deliveries = sql
                 .query(
-                    "SELECT target, state, last_status FROM outbox
+                    "SELECT target, state, last_status, last_error FROM outbox
                      WHERE journal_id = $1 ORDER BY id",
                     &[SqlValue::Int(journal_id)],
                 )?
@@ -257,5 +259,6 @@ fn delivery_outcome(row: SqlRow) -> Option<DeliveryOutcome> {
         target: row.next()?.into_string()?,
         state: row.next()?.into_string()?,
         last_status: row.next().and_then(|v| v.as_i64()),
+        last_error: row.next().and_then(SqlValue::into_string),
     })
 }

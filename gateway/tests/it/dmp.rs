@@ -542,3 +542,95 @@ fn docs_dmp_md_takes_a_sample_mdm_to_the_simulator() {
     );
     assert_eq!(simulator.documents().len(), 1);
 }
+
+/// `message` in enhanced mode: MSH-15 and MSH-16 `AL`.
+fn enhanced(message: &str) -> String {
+    message
+        .split('\r')
+        .map(|segment| {
+            if !segment.starts_with("MSH|") {
+                return segment.to_string();
+            }
+            let mut fields: Vec<String> = segment.split('|').map(str::to_string).collect();
+            while fields.len() < 16 {
+                fields.push(String::new());
+            }
+            fields[14] = "AL".into();
+            fields[15] = "AL".into();
+            fields.join("|")
+        })
+        .collect::<Vec<_>>()
+        .join("\r")
+}
+
+/// The DMP's outcome reaches an enhanced-mode sender at its return
+/// endpoint as the application ACK: AA once the DMP took the document,
+/// AE with the DMP's code when it refused it, and AE naming PID-32 when
+/// the identity was not qualified (nothing sent).
+#[test]
+fn the_dmp_outcome_reaches_the_sender_as_an_application_ack() {
+    use crate::application_acks::{segment, ReturnEndpoint};
+    let Some(samples) = samples() else {
+        return;
+    };
+    let simulator = Simulator::start(None);
+    let returns = ReturnEndpoint::default();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let return_port = listener.local_addr().unwrap().port();
+    returns.listen(listener);
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "{}\n[[hl7v2.application_acks]]\nsending_applications = [\"SIL-Y\"]\nendpoint = \"mllp://127.0.0.1:{return_port}\"\n",
+        config(&simulator, None)
+    );
+    let gateway = start_gateway(&config, dir.path(), None);
+
+    let accepted = enhanced(&with_document(
+        &samples.oru,
+        "DMP-APP-OK",
+        "QUAL",
+        &samples.cr_bio,
+    ));
+    simulator.fault(r#"{"mode": "reject", "code": "DMP_TEST_REFUS", "text": "refused by the test", "count": 1}"#);
+    let second = renamed(&samples.cr_bio, CR_BIO_ID, "1.2.250.1.999.7.3.1");
+    let refused = enhanced(&with_document(
+        &samples.oru,
+        "DMP-APP-REFUSED",
+        "QUAL",
+        &second,
+    ));
+    let vali = enhanced(&with_document(
+        &samples.oru,
+        "DMP-APP-VALI",
+        "VALI",
+        &second,
+    ));
+    // The refusal first (the fault answers the next request), then the rest.
+    assert_eq!(send_mllp(gateway.mllp_addr, &[refused]), vec!["CA"]);
+    settled_delivery(&gateway, "DMP-APP-REFUSED");
+    assert_eq!(
+        send_mllp(gateway.mllp_addr, &[accepted, vali]),
+        vec!["CA", "CA"]
+    );
+    let ack_of = |control_id: &str| {
+        let mut acks = Vec::new();
+        assert!(
+            common::eventually(Duration::from_secs(30), || {
+                acks = returns.ack_for(control_id);
+                !acks.is_empty()
+            }),
+            "no application ACK for {control_id}"
+        );
+        acks.remove(0)
+    };
+    let ack = ack_of("DMP-APP-OK");
+    assert!(segment(&ack, "MSA|").starts_with("MSA|AA|"), "{ack}");
+    let ack = ack_of("DMP-APP-REFUSED");
+    assert!(segment(&ack, "MSA|").starts_with("MSA|AE|"), "{ack}");
+    assert!(ack.contains("DMP_TEST_REFUS"), "{ack}");
+    let ack = ack_of("DMP-APP-VALI");
+    assert!(segment(&ack, "MSA|").starts_with("MSA|AE|"), "{ack}");
+    assert!(ack.contains("PID-32"), "{ack}");
+    assert!(segment(&ack, "ERR|").contains("|PID^1^32|"), "ERR-2 names PID-32: {ack}");
+    assert_eq!(simulator.documents().len(), 1);
+}
