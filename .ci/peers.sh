@@ -63,3 +63,13 @@ else
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rsyslog rsyslog-gnutls >/dev/null
   echo "syslog collector (rsyslog + gtls) installed"
 fi
+
+# xmlsec1 (Debian's, libxmlsec1 with OpenSSL): signs and checks XML-DSIG
+# signatures made by another implementation than ours, for the exclusive
+# canonicalisation (mappers/xds) and the DMP's VIHF (gateway/dmp).
+if command -v xmlsec1 >/dev/null 2>&1; then
+  echo "xmlsec1 already installed"
+else
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq xmlsec1 >/dev/null
+  echo "xmlsec1 installed"
+fi

@@ -22,6 +22,10 @@ pub struct DmpSimulatorArgs {
     /// schematrons, `../shared/peers/validate_cda.sh`); exit 1 refuses it.
     #[arg(long, value_name = "SCRIPT")]
     pub cda_checker: Option<PathBuf>,
+    /// Accept requests without a VIHF (the DMP never does); a VIHF that is
+    /// there is checked all the same.
+    #[arg(long)]
+    pub without_vihf: bool,
 }
 
 pub fn run(args: DmpSimulatorArgs) -> ExitCode {
@@ -41,6 +45,7 @@ pub fn run(args: DmpSimulatorArgs) -> ExitCode {
         let options = SimulatorOptions {
             value_sets_dir: args.value_sets,
             cda_checker: args.cda_checker,
+            without_vihf: args.without_vihf,
         };
         let (simulator, task) = match simulator::start(&args.listen, options, shutdown.clone()).await {
             Ok(started) => started,

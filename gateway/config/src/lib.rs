@@ -783,9 +783,42 @@ pub struct DmpTarget {
     /// Largest document sent (bytes).
     #[serde(default = "defaults::dmp_max_document_bytes")]
     pub max_document_bytes: usize,
+    /// The VIHF every request carries (docs/dmp.md); the DMP refuses a
+    /// request without one.
+    #[serde(default)]
+    pub vihf: Option<DmpVihf>,
+}
+
+/// The `[targets.NAME.dmp.vihf]` table: how the VIHF (the SAML assertion
+/// of the WS-Security header) is made and signed.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DmpVihf {
+    /// The structure's seal ("cachet") certificate (PEM) and its RSA key
+    /// (PEM, readable by its owner only).
+    pub certificate_file: PathBuf,
+    pub private_key_file: PathBuf,
+    /// `Secteur_Activite` (J61, e.g. `SA07` in `1.2.250.1.71.4.2.4`).
+    pub sector: DmpCode,
+    /// `subject-id`: for an automated flow, the software's name and model.
+    pub subject_id: String,
+    /// `Subject/NameID`: for an automated flow, the identifier of the
+    /// person responsible for it.
+    pub responsible_id: String,
+    /// `subject:role`: `AUTOMATE` (TRE_A00, `1.2.250.1.213.1.1.4.6`) for an
+    /// automated flow, by default.
+    #[serde(default = "defaults::vihf_role")]
+    pub role: DmpCode,
 }
 
 mod defaults {
+    pub fn vihf_role() -> super::DmpCode {
+        super::DmpCode {
+            code: "AUTOMATE".into(),
+            scheme: "1.2.250.1.213.1.1.4.6".into(),
+            display: "AUTOMATE".into(),
+        }
+    }
     pub fn qualified_statuses() -> Vec<String> {
         vec!["QUAL".to_string()]
     }
@@ -823,8 +856,14 @@ impl TargetConfig {
                 *path = base.join(&*path);
             }
         };
-        if let Some(dir) = self.dmp.as_mut().and_then(|d| d.value_sets_dir.as_mut()) {
-            resolve(dir);
+        if let Some(dmp) = self.dmp.as_mut() {
+            if let Some(dir) = dmp.value_sets_dir.as_mut() {
+                resolve(dir);
+            }
+            if let Some(vihf) = dmp.vihf.as_mut() {
+                resolve(&mut vihf.certificate_file);
+                resolve(&mut vihf.private_key_file);
+            }
         }
         if let Some(tls) = &mut self.tls {
             for path in [
@@ -2063,6 +2102,10 @@ fn validate_routes(
                     "dmp.qualified_statuses",
                     "must list RNIV statuses among PROV, RECUP, VALI, QUAL".into(),
                 ));
+            }
+            if let Some(vihf) = &dmp.vihf {
+                private_file_refusal(&vihf.private_key_file)
+                    .map_or(Ok(()), |why| Err(fail("dmp.vihf.private_key_file", why)))?;
             }
         }
         match target.kind {

@@ -657,6 +657,7 @@ mod tests {
             format_codes: Default::default(),
             value_sets_dir: None,
             max_document_bytes: 1 << 20,
+            vihf: None,
         }
     }
 

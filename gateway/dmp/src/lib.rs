@@ -33,6 +33,7 @@ pub mod refusal;
 pub mod simulator;
 pub mod time;
 pub mod value_sets;
+pub mod vihf;
 
 use std::time::Duration;
 
@@ -61,6 +62,8 @@ pub enum DmpSetupError {
     Client(#[from] SendError),
     #[error("value sets: {0}")]
     ValueSets(#[from] value_sets::ValueSetError),
+    #[error("VIHF: {0}")]
+    Vihf(#[from] vihf::VihfError),
 }
 
 /// What one submission came to.
@@ -90,6 +93,7 @@ pub struct DmpConnector {
     client: TargetClient,
     settings: DmpTarget,
     value_sets: ValueSets,
+    signer: Option<vihf::VihfSigner>,
 }
 
 impl DmpConnector {
@@ -99,10 +103,15 @@ impl DmpConnector {
             Some(dir) => ValueSets::load(dir)?,
             None => ValueSets::none(),
         };
+        let signer = match &settings.vihf {
+            Some(vihf) => Some(vihf::VihfSigner::load(vihf)?),
+            None => None,
+        };
         Ok(DmpConnector {
             client: TargetClient::new(target)?,
             settings,
             value_sets,
+            signer,
         })
     }
 
@@ -127,7 +136,30 @@ impl DmpConnector {
                 &now_ms.to_be_bytes(),
             ]),
         };
-        let envelope = provide_and_register(&prepared.submission, &addressing, None);
+        let security = match &self.signer {
+            Some(signer) => {
+                let subject = vihf::Subject {
+                    structure_id: &self.settings.structure_id,
+                    lps_name: &self.settings.lps_name,
+                    lps_version: &self.settings.lps_version,
+                    lps_homologation: &self.settings.lps_homologation,
+                    ins: &prepared.submission.set.patient_id,
+                };
+                let id = format!("_{}", addressing.message_id.trim_start_matches("urn:uuid:"));
+                match signer.security_header(&subject, &id, now_ms) {
+                    Ok(header) => Some(header),
+                    Err(error) => {
+                        return Outcome::Unavailable {
+                            status: None,
+                            detail: error.to_string(),
+                            retry_after: None,
+                        }
+                    }
+                }
+            }
+            None => None,
+        };
+        let envelope = provide_and_register(&prepared.submission, &addressing, security.as_deref());
         let parts: Vec<Part> = prepared
             .submission
             .documents

@@ -89,10 +89,52 @@ impl Drop for Simulator {
     }
 }
 
-fn config(simulator: &Simulator, value_sets: Option<&Path>) -> String {
+/// A seal certificate and its RSA key for the VIHF (`seal.pem`,
+/// `seal.key`, 0600) in `dir`, made by openssl as a site's test
+/// certificate would be.
+fn seal(dir: &Path) {
+    let output = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
+        .args(["-subj", "/C=FR/O=Passerelle test/CN=DMP SIGN"])
+        .arg("-keyout")
+        .arg(dir.join("seal.key"))
+        .arg("-out")
+        .arg(dir.join("seal.pem"))
+        .output()
+        .expect("openssl");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.join("seal.key"), std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+/// The VIHF table of the test target, its seal in `dir`.
+fn vihf_table(dir: &Path) -> String {
+    seal(dir);
+    format!(
+        r#"
+[targets.dmp.dmp.vihf]
+certificate_file = {:?}
+private_key_file = {:?}
+sector = {{ code = "SA25", scheme = "1.2.250.1.71.4.2.4", display = "Laboratoire" }}
+subject_id = "Passerelle, passerelle-dmp"
+responsible_id = "801234567866"
+"#,
+        dir.join("seal.pem").display().to_string(),
+        dir.join("seal.key").display().to_string()
+    )
+}
+
+fn config(simulator: &Simulator, value_sets: Option<&Path>, dir: &Path) -> String {
     let value_sets = value_sets
         .map(|dir| format!("value_sets_dir = {:?}", dir.display().to_string()))
         .unwrap_or_default();
+    let vihf = vihf_table(dir);
     format!(
         r#"
 [delivery]
@@ -116,6 +158,7 @@ lps_name = "Passerelle"
 lps_version = "0.1.0"
 lps_homologation = "TEST-0000"
 {value_sets}
+{vihf}
 
 [[routes]]
 name = "documents"
@@ -241,7 +284,7 @@ fn ans_examples_reach_the_dmp_simulator_as_checked_submissions() {
     let simulator = Simulator::start(Some(&samples.value_sets));
     let dir = tempfile::tempdir().unwrap();
     let gateway = start_gateway(
-        &config(&simulator, Some(&samples.value_sets)),
+        &config(&simulator, Some(&samples.value_sets), dir.path()),
         dir.path(),
         None,
     );
@@ -367,7 +410,7 @@ fn identities_that_are_not_qualified_are_refused_before_sending() {
     };
     let simulator = Simulator::start(None);
     let dir = tempfile::tempdir().unwrap();
-    let gateway = start_gateway(&config(&simulator, None), dir.path(), None);
+    let gateway = start_gateway(&config(&simulator, None, dir.path()), dir.path(), None);
     let cases = [("DMP-VALI", "VALI"), ("DMP-PROV", "PROV"), ("DMP-NONE", "")];
     let messages: Vec<String> = cases
         .iter()
@@ -398,7 +441,7 @@ fn an_outage_delays_and_a_refusal_is_a_dead_letter_with_the_dmp_code() {
     };
     let simulator = Simulator::start(None);
     let dir = tempfile::tempdir().unwrap();
-    let gateway = start_gateway(&config(&simulator, None), dir.path(), None);
+    let gateway = start_gateway(&config(&simulator, None, dir.path()), dir.path(), None);
 
     // Three answers of 503, then a dropped connection: retried until the
     // simulator takes the document.
@@ -482,6 +525,9 @@ fn docs_dmp_md_takes_a_sample_mdm_to_the_simulator() {
         return;
     };
     let simulator = Simulator::start(Some(&samples.value_sets));
+    // The page's seal, made as its openssl command makes it, beside the
+    // configuration whose relative paths name it.
+    seal(dir.path());
     let config = blocks[0].replace("127.0.0.1:8790", &simulator.addr.to_string());
     assert_ne!(
         config, blocks[0],
@@ -581,7 +627,7 @@ fn the_dmp_outcome_reaches_the_sender_as_an_application_ack() {
     let dir = tempfile::tempdir().unwrap();
     let config = format!(
         "{}\n[[hl7v2.application_acks]]\nsending_applications = [\"SIL-Y\"]\nendpoint = \"mllp://127.0.0.1:{return_port}\"\n",
-        config(&simulator, None)
+        config(&simulator, None, dir.path())
     );
     let gateway = start_gateway(&config, dir.path(), None);
 
@@ -631,6 +677,32 @@ fn the_dmp_outcome_reaches_the_sender_as_an_application_ack() {
     let ack = ack_of("DMP-APP-VALI");
     assert!(segment(&ack, "MSA|").starts_with("MSA|AE|"), "{ack}");
     assert!(ack.contains("PID-32"), "{ack}");
-    assert!(segment(&ack, "ERR|").contains("|PID^1^32|"), "ERR-2 names PID-32: {ack}");
+    assert!(
+        segment(&ack, "ERR|").contains("|PID^1^32|"),
+        "ERR-2 names PID-32: {ack}"
+    );
     assert_eq!(simulator.documents().len(), 1);
+}
+
+/// A target without a VIHF is refused by the simulator as the DMP refuses
+/// it (a SOAP fault of the sender): a dead letter, nothing kept.
+#[test]
+fn a_request_without_a_vihf_is_refused() {
+    let Some(samples) = samples() else {
+        return;
+    };
+    let simulator = Simulator::start(None);
+    let dir = tempfile::tempdir().unwrap();
+    let full = config(&simulator, None, dir.path());
+    let start = full.find("[targets.dmp.dmp.vihf]").unwrap();
+    let end = full.find("[[routes]]").unwrap();
+    let without = format!("{}{}", &full[..start], &full[end..]);
+    let gateway = start_gateway(&without, dir.path(), None);
+    let message = with_document(&samples.oru, "DMP-NO-VIHF", "QUAL", &samples.cr_bio);
+    assert_eq!(send_mllp(gateway.mllp_addr, &[message]), vec!["AA"]);
+    let message = settled_delivery(&gateway, "DMP-NO-VIHF");
+    assert_eq!(message["deliveries"][0]["state"], "dead", "{message}");
+    let detail = last_detail(&message);
+    assert!(detail.contains("wsse:InvalidSecurity"), "{detail}");
+    assert_eq!(simulator.documents().len(), 0);
 }

@@ -19,6 +19,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod c14n;
 pub mod error;
 pub mod fuzzing;
 pub mod metadata;

@@ -26,6 +26,8 @@ pub struct ReceivedSubmission {
     pub documents: Vec<Vec<u8>>,
     /// The package as read (for checks on the root part's type).
     pub root_type: Option<String>,
+    /// The SOAP envelope's bytes (signatures are checked on them).
+    pub envelope: Vec<u8>,
 }
 
 /// The WS-Security 1.0 namespace.
@@ -120,6 +122,7 @@ pub fn read_provide_and_register(
         submission,
         documents,
         root_type,
+        envelope: root,
     })
 }
 

@@ -29,6 +29,7 @@ fn error(code: &str, context: String, location: &str) -> RegistryError {
 pub(super) fn check(
     received: &ReceivedSubmission,
     state: &SimulatorState,
+    vihf: Option<&crate::vihf::VerifiedVihf>,
 ) -> Result<Vec<StoredDocument>, Vec<RegistryError>> {
     let mut errors = Vec::new();
     let Submission { set, documents, .. } = &received.submission;
@@ -39,6 +40,15 @@ pub(super) fn check(
             format!("submission set: missing {}", missing.join(", ")),
             &set.id,
         ));
+    }
+    if let Some(vihf) = vihf {
+        if vihf.resource_id != set.patient_id {
+            errors.push(error(
+                "XDSPatientIdDoesNotMatch",
+                "the VIHF's resource-id is not the submission's patient".into(),
+                &set.id,
+            ));
+        }
     }
     if !cx_authority(&set.patient_id).is_some_and(|oid| INS_OIDS.contains(&oid))
         || !set.patient_id.ends_with("^NH")

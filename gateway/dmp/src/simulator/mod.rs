@@ -4,7 +4,8 @@
 //! process.
 //!
 //! `POST /dmp/xds` takes ITI-41 requests and checks what the DMP checks
-//! (MTOM/XOP, the SOAP action, required metadata, the INS as patient id,
+//! (MTOM/XOP, the SOAP action, the VIHF's attributes and signature, its
+//! patient the submission's, required metadata, the INS as patient id,
 //! the same patient on every entry, hash and size against the bytes,
 //! duplicate uniqueIds, value sets when given a JDV folder, each CDA read
 //! and its INS compared, and the ANS's CDA checker when given one),
@@ -38,6 +39,9 @@ pub struct SimulatorOptions {
     /// non-zero exit refuses the document. `../shared/peers/validate_cda.sh`
     /// is the ANS's schema and schematrons.
     pub cda_checker: Option<PathBuf>,
+    /// Accept requests without a VIHF (as the DMP never does); a VIHF that
+    /// is there is checked all the same.
+    pub without_vihf: bool,
 }
 
 /// A running simulator.
@@ -80,7 +84,11 @@ pub async fn start(
         Some(dir) => crate::ValueSets::load(dir)?,
         None => crate::ValueSets::none(),
     };
-    let state = Arc::new(SimulatorState::new(value_sets, options.cda_checker.clone()));
+    let state = Arc::new(SimulatorState::new(
+        value_sets,
+        options.cda_checker.clone(),
+        !options.without_vihf,
+    ));
     let task = tokio::spawn(service::serve(listener, state.clone(), shutdown));
     Ok((Simulator { address, state }, task))
 }

@@ -274,12 +274,21 @@ async fn provide_and_register(request: Request<Incoming>, state: &Arc<SimulatorS
         let state = state.clone();
         tokio::task::spawn_blocking(move || {
             let received = xds::read_provide_and_register(&content_type, &body)?;
-            let checked = checks::check(&received, &state);
-            Ok::<_, xds::XdsError>((received, checked))
+            let vihf = if received.security.is_some() || state.require_vihf {
+                Some(crate::vihf::verify(&received.envelope))
+            } else {
+                None
+            };
+            let checked = checks::check(
+                &received,
+                &state,
+                vihf.as_ref().and_then(|v| v.as_ref().ok()),
+            );
+            Ok::<_, xds::XdsError>((received, vihf, checked))
         })
         .await
     };
-    let (received, checked) = match checked {
+    let (received, vihf, checked) = match checked {
         Ok(Ok(done)) => done,
         Ok(Err(error)) => {
             return soap(
@@ -309,6 +318,16 @@ async fn provide_and_register(request: Request<Incoming>, state: &Arc<SimulatorS
             &Answer::Fault {
                 code: "soap:Sender".into(),
                 reason: format!("wsa:Action must be {ACTION_ITI41}"),
+            },
+            relates_to,
+        );
+    }
+    if let Some(Err(error)) = vihf {
+        return soap(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &Answer::Fault {
+                code: "soap:Sender".into(),
+                reason: format!("wsse:InvalidSecurity: {error}"),
             },
             relates_to,
         );

@@ -80,14 +80,20 @@ pub struct SimulatorState {
     held: Mutex<Held>,
     pub(super) value_sets: ValueSets,
     pub(super) cda_checker: Option<PathBuf>,
+    pub(super) require_vihf: bool,
 }
 
 impl SimulatorState {
-    pub(super) fn new(value_sets: ValueSets, cda_checker: Option<PathBuf>) -> SimulatorState {
+    pub(super) fn new(
+        value_sets: ValueSets,
+        cda_checker: Option<PathBuf>,
+        require_vihf: bool,
+    ) -> SimulatorState {
         SimulatorState {
             held: Mutex::new(Held::default()),
             value_sets,
             cda_checker,
+            require_vihf,
         }
     }
 
