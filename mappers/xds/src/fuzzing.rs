@@ -1,6 +1,7 @@
 //! The entry point of the `xds` fuzz target, shared with the test that
 //! replays its corpus: any bytes, under any Content-Type, as an ITI-41
-//! request and as an answer. Neither may panic.
+//! request, as an answer, as a value set and as XML to canonicalise.
+//! None may panic.
 
 /// Reads `data` as an MTOM ITI-41 request (the first line is taken as the
 /// Content-Type) and as a registry answer.
@@ -15,4 +16,16 @@ pub fn fuzz_read(data: &[u8]) {
     let _ = crate::read::read_provide_and_register(&content_type, body);
     let _ = crate::response::read(&content_type, body);
     let _ = crate::svs::read(body);
+    let _ = crate::c14n::canonicalize(body, crate::c14n::Apex::Root, &Default::default());
+    let _ = crate::c14n::canonicalize(
+        body,
+        crate::c14n::Apex::WithId {
+            attribute: "ID",
+            value: "_a",
+        },
+        &crate::c14n::Options {
+            inclusive_prefixes: &["#default", "xsi"],
+            omit_signatures: true,
+        },
+    );
 }
