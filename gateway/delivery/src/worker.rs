@@ -404,10 +404,17 @@ async fn send_dmp(connector: &DmpConnector, delivery: &Delivery) -> Sent {
         bundle: &delivery.bundle,
     };
     match connector.submit(key, delivery.attempt, now_ms()).await {
-        Outcome::Accepted { status, documents } => (
+        Outcome::Accepted {
+            status,
+            documents,
+            deleted,
+        } => (
             Verdict::Delivered,
             Some(status),
-            Some(format!("the DMP took {documents} document(s)")),
+            Some(match deleted {
+                0 => format!("the DMP took {documents} document(s)"),
+                _ => format!("the DMP took {documents} document(s) and deleted {deleted}"),
+            }),
             Health::Up,
         ),
         Outcome::NothingToSend => (

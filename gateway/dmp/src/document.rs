@@ -47,6 +47,13 @@ const IDNST_OID: &str = "1.2.250.1.71.4.2.2";
 pub struct Prepared {
     pub submission: Submission,
     pub documents: Vec<Vec<u8>>,
+    /// Entries that replace an earlier document (the CDA's
+    /// `relatedDocument typeCode="RPLC"`): the entry's id and the uniqueId
+    /// of the document it replaces, whose entryUUID the registry gives.
+    pub replaces: Vec<(String, String)>,
+    /// The uniqueIds of documents to delete (OBX-11 `D`: the
+    /// DocumentReference is `entered-in-error`); they are not submitted.
+    pub deletions: Vec<String>,
 }
 
 /// What makes a submission's identifiers unique and stable: the same
@@ -130,15 +137,21 @@ pub fn prepare(
     };
     let mut documents = Vec::new();
     let mut entries = Vec::new();
-    for (index, (reference, bytes)) in cdas.into_iter().enumerate() {
+    let mut replaces = Vec::new();
+    let mut deletions = Vec::new();
+    for (reference, bytes) in cdas {
         if bytes.len() > settings.max_document_bytes {
             return Err(Refusal::TooLarge {
                 size: bytes.len(),
                 limit: settings.max_document_bytes,
             });
         }
-        let id = format!("Document{:02}", index + 1);
-        let entry = document_entry(
+        if reference.get("status").and_then(Value::as_str) == Some("entered-in-error") {
+            deletions.push(deleted_unique_id(&bytes, &ins)?);
+            continue;
+        }
+        let id = format!("Document{:02}", entries.len() + 1);
+        let (entry, replaced) = document_entry(
             &id,
             &bytes,
             settings,
@@ -146,6 +159,9 @@ pub fn prepare(
             &source_patient_id,
             labels(reference),
         )?;
+        if let Some(replaced) = replaced {
+            replaces.push((id.clone(), replaced));
+        }
         entries.push(entry);
         documents.push(bytes);
     }
@@ -181,10 +197,14 @@ pub fn prepare(
         documents: entries,
         associations: Vec::new(),
     };
-    check_metadata(&submission, value_sets)?;
+    if !submission.documents.is_empty() {
+        check_metadata(&submission, value_sets)?;
+    }
     Ok(Some(Prepared {
         submission,
         documents,
+        replaces,
+        deletions,
     }))
 }
 
@@ -425,27 +445,30 @@ fn institution(organization: &cda::Organization) -> Option<String> {
     ))
 }
 
-/// One document entry from the CDA's header.
-fn document_entry(
-    id: &str,
-    bytes: &[u8],
-    settings: &DmpTarget,
-    ins: &str,
-    source_patient_id: &str,
-    visibility: Vec<Code>,
-) -> Result<DocumentEntry, Refusal> {
+/// The uniqueId of a document to delete (the CDA's `id`), once its INS is
+/// the message's.
+fn deleted_unique_id(bytes: &[u8], ins: &str) -> Result<String, Refusal> {
     let document = cda::read(bytes).map_err(|e| Refusal::Cda(e.to_string()))?;
-    let header = &document.header;
-    if header
-        .related_documents
-        .iter()
-        .any(|r| r.type_code.as_deref() == Some("RPLC"))
-    {
-        return Err(Refusal::NotBuilt(
-            "a replacement (the CDA's relatedDocument RPLC, OBX-11 C)",
-        ));
-    }
-    // The CDA's patient must be the message's.
+    check_cda_ins(&document.header, ins)?;
+    document
+        .header
+        .id
+        .as_ref()
+        .and_then(instance_unique_id)
+        .ok_or_else(|| Refusal::MissingMetadata("uniqueId (the CDA's id)".into()))
+}
+
+/// An instance identifier as an XDS uniqueId: `root`, or `root^extension`.
+fn instance_unique_id(id: &cda::InstanceId) -> Option<String> {
+    let root = id.root.as_deref()?;
+    Some(match id.extension.as_deref() {
+        Some(extension) => format!("{root}^{extension}"),
+        None => root.to_string(),
+    })
+}
+
+/// The CDA's patient must be the message's.
+fn check_cda_ins(header: &cda::Header, ins: &str) -> Result<(), Refusal> {
     let cda_ins = header
         .record_targets
         .first()
@@ -459,20 +482,43 @@ fn document_entry(
                 .then(|| format!("{}^^^&{root}&ISO^NH", xcn_escape(value)))
         });
     match cda_ins {
-        Some(cda_ins) if cda_ins == ins => {}
-        Some(_) => return Err(Refusal::InsMismatch),
-        None => return Err(Refusal::CdaWithoutIns),
+        Some(cda_ins) if cda_ins == ins => Ok(()),
+        Some(_) => Err(Refusal::InsMismatch),
+        None => Err(Refusal::CdaWithoutIns),
     }
+}
+
+/// One document entry from the CDA's header, and the uniqueId of the
+/// document it replaces, if it does.
+fn document_entry(
+    id: &str,
+    bytes: &[u8],
+    settings: &DmpTarget,
+    ins: &str,
+    source_patient_id: &str,
+    visibility: Vec<Code>,
+) -> Result<(DocumentEntry, Option<String>), Refusal> {
+    let document = cda::read(bytes).map_err(|e| Refusal::Cda(e.to_string()))?;
+    let header = &document.header;
+    let replaced = match header
+        .related_documents
+        .iter()
+        .find(|r| r.type_code.as_deref() == Some("RPLC"))
+    {
+        Some(related) => Some(
+            related
+                .parent_ids
+                .first()
+                .and_then(instance_unique_id)
+                .ok_or(Refusal::ReplacedWithoutId)?,
+        ),
+        None => None,
+    };
+    check_cda_ins(header, ins)?;
     let unique_id = header
         .id
         .as_ref()
-        .and_then(|i| {
-            let root = i.root.as_deref()?;
-            Some(match i.extension.as_deref() {
-                Some(extension) => format!("{root}^{extension}"),
-                None => root.to_string(),
-            })
-        })
+        .and_then(instance_unique_id)
         .unwrap_or_default();
     let type_code = header.code.as_ref().and_then(code_of).unwrap_or_default();
     let class_code = codes::class_code(&type_code.code, &settings.class_codes)
@@ -559,7 +605,7 @@ fn document_entry(
     if let Some(gender) = patient.and_then(|p| p.gender.as_deref()) {
         source_patient_info.push(format!("PID-8|{gender}"));
     }
-    Ok(DocumentEntry {
+    let entry = DocumentEntry {
         id: id.to_string(),
         unique_id,
         patient_id: ins.to_string(),
@@ -590,7 +636,8 @@ fn document_entry(
             .legal_authenticator
             .as_ref()
             .and_then(|l| person(&l.party)),
-    })
+    };
+    Ok((entry, replaced))
 }
 
 /// `documentationOf/serviceEvent/performer/assignedEntity/
@@ -783,8 +830,13 @@ mod tests {
             "<documentationOf>",
             "<relatedDocument typeCode=\"RPLC\"><parentDocument><id root=\"1.2.3.4.4\"/></parentDocument></relatedDocument><documentationOf>",
         );
-        let message = refusal(bundle(Some("QUAL"), Some("279035121518989"), &replacement));
-        assert!(message.contains("not built yet"), "{message}");
+        let prepared = run(&bundle(Some("QUAL"), Some("279035121518989"), &replacement))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            prepared.replaces,
+            vec![("Document01".to_string(), "1.2.3.4.4".to_string())]
+        );
     }
 
     #[test]

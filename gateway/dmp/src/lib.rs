@@ -48,6 +48,8 @@ use xds::{provide_and_register, Addressing, ACTION_ITI41};
 pub use document::SubmissionKey;
 pub use refusal::Refusal;
 pub use value_sets::ValueSets;
+// The wire format, for callers that speak to the DMP or its simulator.
+pub use xds;
 
 /// The `Accept` of an ITI-41 request: the DMP answers SOAP, plain or as
 /// an MTOM package.
@@ -69,8 +71,13 @@ pub enum DmpSetupError {
 /// What one submission came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// The DMP took every document of the message.
-    Accepted { status: u16, documents: usize },
+    /// The DMP took every document of the message (and removed those it
+    /// deletes).
+    Accepted {
+        status: u16,
+        documents: usize,
+        deleted: usize,
+    },
     /// The message holds no CDA document: nothing is sent.
     NothingToSend,
     /// A rule checked before sending refused the message; nothing was
@@ -120,6 +127,55 @@ impl DmpConnector {
         &self.value_sets
     }
 
+    /// The addressing of one request of an attempt (`purpose` tells the
+    /// requests of one attempt apart).
+    fn addressing(
+        &self,
+        key: SubmissionKey<'_>,
+        attempt: u32,
+        now_ms: i64,
+        purpose: &str,
+    ) -> Addressing {
+        Addressing {
+            to: self.client.url().to_string(),
+            message_id: codes::uuid_urn(&[
+                &key.outbox_id.to_be_bytes(),
+                &attempt.to_be_bytes(),
+                &now_ms.to_be_bytes(),
+                purpose.as_bytes(),
+            ]),
+        }
+    }
+
+    /// The WS-Security header of a request for `patient`: a signed VIHF
+    /// when the target has one configured.
+    fn security(
+        &self,
+        patient: &str,
+        addressing: &Addressing,
+        now_ms: i64,
+    ) -> Result<Option<String>, Outcome> {
+        let Some(signer) = &self.signer else {
+            return Ok(None);
+        };
+        let subject = vihf::Subject {
+            structure_id: &self.settings.structure_id,
+            lps_name: &self.settings.lps_name,
+            lps_version: &self.settings.lps_version,
+            lps_homologation: &self.settings.lps_homologation,
+            ins: patient,
+        };
+        let id = format!("_{}", addressing.message_id.trim_start_matches("urn:uuid:"));
+        signer
+            .security_header(&subject, &id, now_ms)
+            .map(Some)
+            .map_err(|error| Outcome::Unavailable {
+                status: None,
+                detail: error.to_string(),
+                retry_after: None,
+            })
+    }
+
     /// Submits the CDA documents of `key.bundle`; `attempt` counts from 1.
     pub async fn submit(&self, key: SubmissionKey<'_>, attempt: u32, now_ms: i64) -> Outcome {
         let prepared =
@@ -128,36 +184,73 @@ impl DmpConnector {
                 Ok(None) => return Outcome::NothingToSend,
                 Err(refusal) => return Outcome::Refused(refusal),
             };
-        let addressing = Addressing {
-            to: self.client.url().to_string(),
-            message_id: codes::uuid_urn(&[
-                &key.outbox_id.to_be_bytes(),
-                &attempt.to_be_bytes(),
-                &now_ms.to_be_bytes(),
-            ]),
-        };
-        let security = match &self.signer {
-            Some(signer) => {
-                let subject = vihf::Subject {
-                    structure_id: &self.settings.structure_id,
-                    lps_name: &self.settings.lps_name,
-                    lps_version: &self.settings.lps_version,
-                    lps_homologation: &self.settings.lps_homologation,
-                    ins: &prepared.submission.set.patient_id,
-                };
-                let id = format!("_{}", addressing.message_id.trim_start_matches("urn:uuid:"));
-                match signer.security_header(&subject, &id, now_ms) {
-                    Ok(header) => Some(header),
-                    Err(error) => {
-                        return Outcome::Unavailable {
-                            status: None,
-                            detail: error.to_string(),
-                            retry_after: None,
-                        }
-                    }
-                }
+        let mut prepared = prepared;
+        let patient = prepared.submission.set.patient_id.clone();
+        // A replacement names the entryUUID of the document it replaces:
+        // the registry gives it (ITI-18 GetDocuments by uniqueId).
+        let mut associations = Vec::new();
+        for (index, (entry_id, replaced)) in prepared.replaces.iter().enumerate() {
+            let purpose = format!("replace{index}");
+            let target = match self
+                .approved_entry(replaced, &patient, key, attempt, now_ms, &purpose)
+                .await
+            {
+                Ok(Some(target)) => target,
+                Ok(None) => return Outcome::Refused(Refusal::ReplacedNotFound(replaced.clone())),
+                Err(outcome) => return outcome,
+            };
+            associations.push(xds::Association {
+                id: format!("rplc{:02}", index + 1),
+                kind: xds::ASSOCIATION_RPLC.to_string(),
+                source: entry_id.clone(),
+                target,
+            });
+        }
+        prepared.submission.associations.extend(associations);
+        // A deletion (OBX-11 D) removes the entry of the document it
+        // carries (ITI-62, IHE RMD), found the same way.
+        let mut doomed = Vec::new();
+        for (index, deleted) in prepared.deletions.iter().enumerate() {
+            let purpose = format!("delete{index}");
+            match self
+                .approved_entry(deleted, &patient, key, attempt, now_ms, &purpose)
+                .await
+            {
+                Ok(Some(entry)) => doomed.push(entry),
+                // Deleted by an earlier attempt whose answer was lost: on
+                // a repeat there is nothing left to delete.
+                Ok(None) if attempt > 1 => {}
+                Ok(None) => return Outcome::Refused(Refusal::DeletedNotFound(deleted.clone())),
+                Err(outcome) => return outcome,
             }
-            None => None,
+        }
+        let mut last_status = 200;
+        if !doomed.is_empty() {
+            let addressing = self.addressing(key, attempt, now_ms, "deletion");
+            let security = match self.security(&patient, &addressing, now_ms) {
+                Ok(security) => security,
+                Err(outcome) => return outcome,
+            };
+            let request = xds::query::write_delete(&doomed, &addressing, security.as_deref());
+            let content_type = "application/soap+xml; charset=UTF-8";
+            match self.exchange(request.into_bytes(), content_type).await {
+                Ok((status, Answer::Success)) => last_status = status,
+                Ok((status, answer)) => return classify(status, answer, attempt, 0, 0),
+                Err(outcome) => return outcome,
+            }
+        }
+        let deleted = doomed.len();
+        if prepared.submission.documents.is_empty() {
+            return Outcome::Accepted {
+                status: last_status,
+                documents: 0,
+                deleted,
+            };
+        }
+        let addressing = self.addressing(key, attempt, now_ms, "submission");
+        let security = match self.security(&patient, &addressing, now_ms) {
+            Ok(security) => security,
+            Err(outcome) => return outcome,
         };
         let envelope = provide_and_register(&prepared.submission, &addressing, security.as_deref());
         let parts: Vec<Part> = prepared
@@ -173,67 +266,163 @@ impl DmpConnector {
             .collect();
         let documents = parts.len();
         let request = package(&envelope, &parts, ACTION_ITI41);
-        let answer = match self
+        match self.exchange(request.body, &request.content_type).await {
+            Ok((status, answer)) => classify(status, answer, attempt, documents, deleted),
+            Err(outcome) => outcome,
+        }
+    }
+
+    /// Sends one SOAP request and reads the answer as a registry answer;
+    /// no usable answer is `Err` with the outcome to record.
+    async fn exchange(&self, body: Vec<u8>, content_type: &str) -> Result<(u16, Answer), Outcome> {
+        let answer = self
             .client
-            .post(&request.content_type, ACCEPT, Bytes::from(request.body))
+            .post(content_type, ACCEPT, Bytes::from(body))
             .await
-        {
-            Ok(answer) => answer,
-            Err(error) => {
-                return Outcome::Unavailable {
-                    status: None,
-                    detail: error.to_string(),
-                    retry_after: None,
-                }
-            }
-        };
+            .map_err(|error| Outcome::Unavailable {
+                status: None,
+                detail: error.to_string(),
+                retry_after: None,
+            })?;
         let status = answer.status;
-        let retry_after = answer.retry_after;
         let content_type = answer
             .content_type
             .as_deref()
             .unwrap_or("application/soap+xml");
         match xds::response::read(content_type, &answer.body) {
-            Ok(Answer::Success) if (200..300).contains(&status) => {
-                Outcome::Accepted { status, documents }
+            // A receiver's fault or a 5xx waits for the DMP to be back.
+            Ok(Answer::Fault { code, reason })
+                if code.ends_with("Receiver") || status >= 500 && !code.ends_with("Sender") =>
+            {
+                Err(Outcome::Unavailable {
+                    status: Some(status),
+                    detail: format!("DMP answered {status}: SOAP fault {code}: {reason}"),
+                    retry_after: answer.retry_after,
+                })
             }
-            Ok(Answer::Failure(errors)) => {
-                // A repeat whose first answer was lost: the DMP already
-                // holds this very submission set.
-                let repeat = attempt > 1
-                    && !errors.is_empty()
-                    && errors
-                        .iter()
-                        .all(|e| e.code == "XDSDuplicateUniqueIdInRegistry");
-                if repeat {
-                    Outcome::Accepted { status, documents }
-                } else {
-                    Outcome::Rejected {
-                        status,
-                        detail: format!("DMP refused: {}", Answer::Failure(errors).summary()),
-                    }
-                }
+            Ok(read) => Ok((status, read)),
+            Err(error) if status >= 500 || status == 429 || status == 408 => {
+                Err(Outcome::Unavailable {
+                    status: Some(status),
+                    detail: format!("DMP answered {status}: {error}"),
+                    retry_after: answer.retry_after,
+                })
             }
-            Ok(Answer::Fault { code, reason }) if !code.ends_with("Receiver") => {
-                Outcome::Rejected {
-                    status,
-                    detail: format!("DMP SOAP fault {code}: {reason}"),
-                }
-            }
-            Ok(answer) => Outcome::Unavailable {
-                status: Some(status),
-                detail: format!("DMP answered {status}: {}", answer.summary()),
-                retry_after,
-            },
-            Err(error) if status >= 500 || status == 429 || status == 408 => Outcome::Unavailable {
-                status: Some(status),
-                detail: format!("DMP answered {status}: {error}"),
-                retry_after,
-            },
-            Err(error) => Outcome::Rejected {
+            Err(error) => Err(Outcome::Rejected {
                 status,
                 detail: format!("DMP answered {status} with no readable SOAP answer: {error}"),
-            },
+            }),
         }
+    }
+
+    /// The entryUUID of the approved document `unique_id` of `patient`
+    /// (ITI-18 GetDocuments); `Ok(None)` when the registry has none.
+    async fn approved_entry(
+        &self,
+        unique_id: &str,
+        patient: &str,
+        key: SubmissionKey<'_>,
+        attempt: u32,
+        now_ms: i64,
+        purpose: &str,
+    ) -> Result<Option<String>, Outcome> {
+        let addressing = self.addressing(key, attempt, now_ms, purpose);
+        let security = self.security(patient, &addressing, now_ms)?;
+        let query = xds::query::StoredQuery::GetDocuments {
+            unique_ids: vec![unique_id.to_string()],
+        };
+        let request = xds::query::write_query(&query, &addressing, security.as_deref());
+        let answer = self
+            .client
+            .post(
+                "application/soap+xml; charset=UTF-8",
+                ACCEPT,
+                Bytes::from(request.into_bytes()),
+            )
+            .await
+            .map_err(|error| Outcome::Unavailable {
+                status: None,
+                detail: format!("ITI-18: {error}"),
+                retry_after: None,
+            })?;
+        let content_type = answer
+            .content_type
+            .as_deref()
+            .unwrap_or("application/soap+xml");
+        let found = match xds::query::read_query_response(content_type, &answer.body) {
+            Ok(Ok(found)) if (200..300).contains(&answer.status) => found,
+            Ok(Err(errors)) if (200..300).contains(&answer.status) => {
+                return Err(Outcome::Rejected {
+                    status: answer.status,
+                    detail: format!("DMP refused the ITI-18 query: {errors}"),
+                })
+            }
+            _ => {
+                return Err(Outcome::Unavailable {
+                    status: Some(answer.status),
+                    detail: format!("ITI-18: the DMP answered {}", answer.status),
+                    retry_after: answer.retry_after,
+                })
+            }
+        };
+        Ok(found
+            .into_iter()
+            .find(|f| {
+                f.status == xds::query::STATUS_APPROVED
+                    && f.entry.unique_id == unique_id
+                    && f.entry.patient_id == patient
+            })
+            .map(|f| f.entry.id))
+    }
+}
+
+/// What the DMP answered to a change (ITI-41, ITI-62), as an outcome: a
+/// Success is accepted; a Failure is a dead letter with the DMP's codes,
+/// unless it is the duplicate a repeat after a lost answer meets; a fault
+/// of the sender is a dead letter. (No answer, a 5xx and a fault of the
+/// receiver never get here: [`DmpConnector::exchange`] retries them.)
+fn classify(
+    status: u16,
+    answer: Answer,
+    attempt: u32,
+    documents: usize,
+    deleted: usize,
+) -> Outcome {
+    match answer {
+        Answer::Success if (200..300).contains(&status) => Outcome::Accepted {
+            status,
+            documents,
+            deleted,
+        },
+        Answer::Success => Outcome::Unavailable {
+            status: Some(status),
+            detail: format!("DMP answered {status} with a Success"),
+            retry_after: None,
+        },
+        Answer::Failure(errors) => {
+            // A repeat whose first answer was lost: the DMP already holds
+            // this very submission set.
+            let repeat = attempt > 1
+                && !errors.is_empty()
+                && errors
+                    .iter()
+                    .all(|e| e.code == "XDSDuplicateUniqueIdInRegistry");
+            if repeat {
+                Outcome::Accepted {
+                    status,
+                    documents,
+                    deleted,
+                }
+            } else {
+                Outcome::Rejected {
+                    status,
+                    detail: format!("DMP refused: {}", Answer::Failure(errors).summary()),
+                }
+            }
+        }
+        Answer::Fault { code, reason } => Outcome::Rejected {
+            status,
+            detail: format!("DMP SOAP fault {code}: {reason}"),
+        },
     }
 }

@@ -39,6 +39,10 @@ pub enum Refusal {
     },
     #[error("the document is {size} bytes, over the {limit} bytes the target sends")]
     TooLarge { size: usize, limit: usize },
-    #[error("{0} is not built yet in the DMP connector (docs/dmp.md)")]
-    NotBuilt(&'static str),
+    #[error("the CDA replaces a document (relatedDocument RPLC) but names no parentDocument/id")]
+    ReplacedWithoutId,
+    #[error("the document the CDA replaces (uniqueId {0}, its relatedDocument/parentDocument/id) is not an approved document of this patient in the DMP")]
+    ReplacedNotFound(String),
+    #[error("the document to delete (uniqueId {0}, the CDA's id; OBX-11 D) is not an approved document of this patient in the DMP")]
+    DeletedNotFound(String),
 }

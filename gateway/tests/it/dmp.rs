@@ -706,3 +706,233 @@ fn a_request_without_a_vihf_is_refused() {
     assert!(detail.contains("wsse:InvalidSecurity"), "{detail}");
     assert_eq!(simulator.documents().len(), 0);
 }
+
+/// A signed VIHF for `INS` with the test seal of `dir`.
+fn test_vihf(dir: &Path, message_id: &str) -> String {
+    use gateway::dmp::vihf::{Subject, VihfSigner};
+    let settings = gateway::config::DmpVihf {
+        certificate_file: dir.join("seal.pem"),
+        private_key_file: dir.join("seal.key"),
+        sector: gateway::config::DmpCode {
+            code: "SA25".into(),
+            scheme: "1.2.250.1.71.4.2.4".into(),
+            display: String::new(),
+        },
+        subject_id: "conformance test".into(),
+        responsible_id: "801234567866".into(),
+        role: gateway::config::DmpCode {
+            code: "AUTOMATE".into(),
+            scheme: "1.2.250.1.213.1.1.4.6".into(),
+            display: "AUTOMATE".into(),
+        },
+    };
+    let signer = VihfSigner::load(&settings).unwrap();
+    let subject = Subject {
+        structure_id: "1120459876",
+        lps_name: "test",
+        lps_version: "1",
+        lps_homologation: "TEST",
+        ins: &format!("{INS}^^^&1.2.250.1.213.1.4.10&ISO^NH"),
+    };
+    signer
+        .security_header(&subject, &format!("_{message_id}"), 1_765_000_000_000)
+        .unwrap()
+}
+
+/// A replacement (the CDA's relatedDocument RPLC) supersedes the document
+/// it names; ITI-18 then finds the new one only, and ITI-43 returns the
+/// bytes that were sent.
+#[test]
+fn a_replacement_supersedes_and_iti18_and_iti43_answer() {
+    use gateway::dmp::xds::query::{self, StoredQuery};
+    use gateway::dmp::xds::Addressing;
+    let Some(samples) = samples() else {
+        return;
+    };
+    let simulator = Simulator::start(None);
+    let dir = tempfile::tempdir().unwrap();
+    let gateway = start_gateway(&config(&simulator, None, dir.path()), dir.path(), None);
+    let first = with_document(&samples.oru, "DMP-V1", "QUAL", &samples.cr_bio);
+    assert_eq!(send_mllp(gateway.mllp_addr, &[first]), vec!["AA"]);
+    assert_eq!(
+        settled_delivery(&gateway, "DMP-V1")["deliveries"][0]["state"],
+        "delivered"
+    );
+
+    let new_id = "1.2.250.1.999.7.4.2";
+    let version2 = String::from_utf8(renamed(&samples.cr_bio, CR_BIO_ID, new_id))
+        .unwrap()
+        .replacen(
+            "<componentOf>",
+            &format!(
+                "<relatedDocument typeCode=\"RPLC\"><parentDocument><id root=\"{CR_BIO_ID}\"/></parentDocument></relatedDocument><componentOf>"
+            ),
+            1,
+        )
+        .into_bytes();
+    let second = with_document(&samples.oru, "DMP-V2", "QUAL", &version2);
+    assert_eq!(send_mllp(gateway.mllp_addr, &[second]), vec!["AA"]);
+    let message = settled_delivery(&gateway, "DMP-V2");
+    assert_eq!(message["deliveries"][0]["state"], "delivered", "{message}");
+    let listed = simulator.documents();
+    let status_of = |id: &str| {
+        listed
+            .iter()
+            .find(|d| d["uniqueId"] == id)
+            .map(|d| d["status"].as_str().unwrap_or_default().to_string())
+    };
+    assert_eq!(
+        status_of(CR_BIO_ID).as_deref(),
+        Some("Deprecated"),
+        "{listed:?}"
+    );
+    assert_eq!(status_of(new_id).as_deref(), Some("Approved"), "{listed:?}");
+    check_with_the_ans_checker(&[simulator.content(new_id)]);
+
+    // A replacement of a document the DMP does not hold: refused, nothing
+    // sent.
+    let orphan = String::from_utf8(renamed(&samples.cr_bio, CR_BIO_ID, "1.2.250.1.999.7.4.3"))
+        .unwrap()
+        .replacen(
+            "<componentOf>",
+            "<relatedDocument typeCode=\"RPLC\"><parentDocument><id root=\"1.2.250.1.999.404\"/></parentDocument></relatedDocument><componentOf>",
+            1,
+        )
+        .into_bytes();
+    let third = with_document(&samples.oru, "DMP-ORPHAN", "QUAL", &orphan);
+    assert_eq!(send_mllp(gateway.mllp_addr, &[third]), vec!["AA"]);
+    let message = settled_delivery(&gateway, "DMP-ORPHAN");
+    assert_eq!(message["deliveries"][0]["state"], "dead", "{message}");
+    assert!(
+        last_detail(&message).contains("1.2.250.1.999.404"),
+        "{message}"
+    );
+
+    // ITI-18 FindDocuments: the approved document only.
+    let patient = format!("{INS}^^^&1.2.250.1.213.1.4.10&ISO^NH");
+    let addressing = Addressing {
+        to: format!("http://{}/dmp/xds", simulator.addr),
+        message_id: "urn:uuid:7e570000-0000-4000-8000-000000000018".into(),
+    };
+    let request = query::write_query(
+        &StoredQuery::FindDocuments {
+            patient_id: patient.clone(),
+        },
+        &addressing,
+        Some(&test_vihf(dir.path(), "q18")),
+    );
+    let reply = http_post(
+        simulator.addr,
+        "/dmp/xds",
+        "application/soap+xml",
+        request.as_bytes(),
+    );
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let found = query::read_query_response("application/soap+xml", reply.body.as_bytes())
+        .unwrap()
+        .unwrap();
+    let ids: Vec<&str> = found.iter().map(|f| f.entry.unique_id.as_str()).collect();
+    assert_eq!(ids, vec![new_id], "{found:?}");
+
+    // ITI-43: the bytes sent, through MTOM.
+    let request = query::write_retrieve(
+        &[("1.2.250.1.213.4.1.9.9.1".to_string(), new_id.to_string())],
+        &addressing,
+        Some(&test_vihf(dir.path(), "q43")),
+    );
+    let raw = format!(
+        "POST /dmp/xds HTTP/1.1\r\nHost: {}\r\nContent-Type: application/soap+xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{request}",
+        simulator.addr,
+        request.len()
+    );
+    let response = raw_exchange(simulator.addr, raw.as_bytes());
+    let head_end = response.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&response[..head_end]).to_string();
+    let content_type = head
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("content-type: ")
+                .or_else(|| l.strip_prefix("Content-Type: "))
+        })
+        .unwrap()
+        .to_string();
+    let documents =
+        query::read_retrieve_response(&content_type, &response[head_end + 4..]).unwrap();
+    assert_eq!(documents.len(), 1);
+    assert_eq!(documents[0].bytes, version2);
+}
+
+/// One HTTP/1.1 exchange, the answer's bytes (bodies with binary parts).
+fn raw_exchange(addr: SocketAddr, raw: &[u8]) -> Vec<u8> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.write_all(raw).unwrap();
+    let mut out = Vec::new();
+    stream.read_to_end(&mut out).unwrap();
+    out
+}
+
+/// `message` with OBX-11 of its document OBX (the first ED) set to `status`.
+fn with_result_status(message: &str, status: &str) -> String {
+    let mut done = false;
+    message
+        .split('\r')
+        .map(|segment| {
+            let mut fields: Vec<String> = segment.split('|').map(str::to_string).collect();
+            if !done && fields[0] == "OBX" && fields.get(2).map(String::as_str) == Some("ED") {
+                while fields.len() <= 11 {
+                    fields.push(String::new());
+                }
+                fields[11] = status.to_string();
+                done = true;
+            }
+            fields.join("|")
+        })
+        .collect::<Vec<_>>()
+        .join("\r")
+}
+
+/// The ANS profile's deletion (OBX-11 `D`, the message carrying the
+/// document to delete) removes it from the DMP (ITI-18 then ITI-62); a
+/// deletion of a document the DMP does not hold is refused.
+#[test]
+fn a_deletion_deletes() {
+    let Some(samples) = samples() else {
+        return;
+    };
+    let simulator = Simulator::start(None);
+    let dir = tempfile::tempdir().unwrap();
+    let gateway = start_gateway(&config(&simulator, None, dir.path()), dir.path(), None);
+    let sent = with_document(&samples.mdm, "DMP-DEL-1", "QUAL", &samples.level1);
+    assert_eq!(send_mllp(gateway.mllp_addr, &[sent]), vec!["AA"]);
+    assert_eq!(
+        settled_delivery(&gateway, "DMP-DEL-1")["deliveries"][0]["state"],
+        "delivered"
+    );
+    assert_eq!(simulator.documents().len(), 1);
+
+    let deletion = with_result_status(
+        &with_document(&samples.mdm, "DMP-DEL-2", "QUAL", &samples.level1),
+        "D",
+    );
+    assert_eq!(
+        send_mllp(gateway.mllp_addr, std::slice::from_ref(&deletion)),
+        vec!["AA"]
+    );
+    let message = settled_delivery(&gateway, "DMP-DEL-2");
+    assert_eq!(message["deliveries"][0]["state"], "delivered", "{message}");
+    assert!(last_detail(&message).contains("deleted 1"), "{message}");
+    assert_eq!(
+        simulator.documents().len(),
+        0,
+        "{:?}",
+        simulator.documents()
+    );
+
+    // Deleting it again: the DMP no longer holds it.
+    let again = deletion.replace("DMP-DEL-2", "DMP-DEL-3");
+    assert_eq!(send_mllp(gateway.mllp_addr, &[again]), vec!["AA"]);
+    let message = settled_delivery(&gateway, "DMP-DEL-3");
+    assert_eq!(message["deliveries"][0]["state"], "dead", "{message}");
+    assert!(last_detail(&message).contains("to delete"), "{message}");
+}

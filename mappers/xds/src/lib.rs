@@ -24,6 +24,7 @@ pub mod error;
 pub mod fuzzing;
 pub mod metadata;
 pub mod mtom;
+pub mod query;
 pub mod read;
 pub mod response;
 pub mod svs;

@@ -126,7 +126,7 @@ pub fn read_provide_and_register(
     })
 }
 
-fn is(element: &Element, namespace: &str, name: &str) -> bool {
+pub(crate) fn is(element: &Element, namespace: &str, name: &str) -> bool {
     element.name.namespace.as_deref() == Some(namespace) && element.name.name == name
 }
 
@@ -134,7 +134,7 @@ fn child<'e>(element: &'e Element, namespace: &str, name: &str) -> Option<&'e El
     element.child_in(namespace, name)
 }
 
-fn children<'e>(
+pub(crate) fn children<'e>(
     element: &'e Element,
     namespace: &'e str,
     name: &'e str,
@@ -155,7 +155,7 @@ fn slot(element: &Element, name: &str) -> Vec<String> {
         .collect()
 }
 
-fn first_slot(element: &Element, name: &str) -> Option<String> {
+pub(crate) fn first_slot(element: &Element, name: &str) -> Option<String> {
     slot(element, name).into_iter().next()
 }
 
@@ -217,40 +217,45 @@ fn external_identifier(element: &Element, scheme_id: &str) -> String {
         .to_string()
 }
 
+/// A document entry (`rim:ExtrinsicObject`) as metadata.
+pub(crate) fn document_entry(object: &Element) -> Result<DocumentEntry, XdsError> {
+    let id = object
+        .attr("id")
+        .ok_or(XdsError::Missing("rim:ExtrinsicObject/@id"))?
+        .to_string();
+    Ok(DocumentEntry {
+        unique_id: external_identifier(object, scheme::DE_UNIQUE_ID),
+        patient_id: external_identifier(object, scheme::DE_PATIENT_ID),
+        source_patient_id: first_slot(object, "sourcePatientId").unwrap_or_default(),
+        source_patient_info: slot(object, "sourcePatientInfo"),
+        mime_type: object.attr("mimeType").unwrap_or_default().to_string(),
+        hash: first_slot(object, "hash").unwrap_or_default(),
+        size: first_slot(object, "size")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0),
+        language_code: first_slot(object, "languageCode").unwrap_or_default(),
+        creation_time: first_slot(object, "creationTime").unwrap_or_default(),
+        service_start_time: first_slot(object, "serviceStartTime"),
+        service_stop_time: first_slot(object, "serviceStopTime"),
+        title: localized(object, "Name"),
+        comments: localized(object, "Description"),
+        class_code: one_code(object, scheme::DE_CLASS),
+        type_code: one_code(object, scheme::DE_TYPE),
+        format_code: one_code(object, scheme::DE_FORMAT),
+        healthcare_facility_type: one_code(object, scheme::DE_FACILITY),
+        practice_setting: one_code(object, scheme::DE_PRACTICE),
+        confidentiality: codes(object, scheme::DE_CONFIDENTIALITY),
+        event_codes: codes(object, scheme::DE_EVENT),
+        authors: authors(object, scheme::DE_AUTHOR),
+        legal_authenticator: first_slot(object, "legalAuthenticator"),
+        id,
+    })
+}
+
 fn submission(list: &Element) -> Result<Submission, XdsError> {
     let mut documents = Vec::new();
     for object in children(list, RIM, "ExtrinsicObject") {
-        let id = object
-            .attr("id")
-            .ok_or(XdsError::Missing("rim:ExtrinsicObject/@id"))?
-            .to_string();
-        documents.push(DocumentEntry {
-            unique_id: external_identifier(object, scheme::DE_UNIQUE_ID),
-            patient_id: external_identifier(object, scheme::DE_PATIENT_ID),
-            source_patient_id: first_slot(object, "sourcePatientId").unwrap_or_default(),
-            source_patient_info: slot(object, "sourcePatientInfo"),
-            mime_type: object.attr("mimeType").unwrap_or_default().to_string(),
-            hash: first_slot(object, "hash").unwrap_or_default(),
-            size: first_slot(object, "size")
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(0),
-            language_code: first_slot(object, "languageCode").unwrap_or_default(),
-            creation_time: first_slot(object, "creationTime").unwrap_or_default(),
-            service_start_time: first_slot(object, "serviceStartTime"),
-            service_stop_time: first_slot(object, "serviceStopTime"),
-            title: localized(object, "Name"),
-            comments: localized(object, "Description"),
-            class_code: one_code(object, scheme::DE_CLASS),
-            type_code: one_code(object, scheme::DE_TYPE),
-            format_code: one_code(object, scheme::DE_FORMAT),
-            healthcare_facility_type: one_code(object, scheme::DE_FACILITY),
-            practice_setting: one_code(object, scheme::DE_PRACTICE),
-            confidentiality: codes(object, scheme::DE_CONFIDENTIALITY),
-            event_codes: codes(object, scheme::DE_EVENT),
-            authors: authors(object, scheme::DE_AUTHOR),
-            legal_authenticator: first_slot(object, "legalAuthenticator"),
-            id,
-        });
+        documents.push(document_entry(object)?);
     }
     let mut packages = children(list, RIM, "RegistryPackage");
     let package = packages.next().ok_or(XdsError::Missing(

@@ -44,8 +44,14 @@ impl Answer {
     }
 }
 
-/// The SOAP envelope of `answer`, relating to the request `relates_to`.
+/// The SOAP envelope of `answer` to ITI-41, relating to the request
+/// `relates_to`.
 pub fn write(answer: &Answer, relates_to: Option<&str>) -> String {
+    write_for(answer, ACTION_ITI41_RESPONSE, relates_to)
+}
+
+/// The SOAP envelope of `answer` under the response action `action`.
+pub fn write_for(answer: &Answer, action: &str, relates_to: Option<&str>) -> String {
     let mut xml = Xml::new();
     xml.open(
         "soap:Envelope",
@@ -54,7 +60,7 @@ pub fn write(answer: &Answer, relates_to: Option<&str>) -> String {
     xml.open("soap:Header", &[]);
     let action = match answer {
         Answer::Fault { .. } => "http://www.w3.org/2005/08/addressing/soap/fault",
-        _ => ACTION_ITI41_RESPONSE,
+        _ => action,
     };
     xml.element("wsa:Action", &[("soap:mustUnderstand", "true")], action);
     if let Some(relates_to) = relates_to {

@@ -143,7 +143,7 @@ fn registry_objects(xml: &mut Xml, submission: &Submission) {
     let mut ids = IdCounter::default();
     xml.open("rim:RegistryObjectList", &[]);
     for document in &submission.documents {
-        document_entry(xml, document, &mut ids);
+        document_entry_with_status(xml, document, None, &mut ids);
     }
     let set = &submission.set;
     xml.open(
@@ -232,15 +232,23 @@ fn registry_objects(xml: &mut Xml, submission: &Submission) {
     xml.close("rim:RegistryObjectList");
 }
 
-fn document_entry(xml: &mut Xml, document: &DocumentEntry, ids: &mut IdCounter) {
-    xml.open(
-        "rim:ExtrinsicObject",
-        &[
-            ("id", &document.id),
-            ("mimeType", &document.mime_type),
-            ("objectType", scheme::DOCUMENT_ENTRY),
-        ],
-    );
+/// A document entry as a `rim:ExtrinsicObject`; `status` for registry
+/// answers (`urn:oasis:names:tc:ebxml-regrep:StatusType:Approved`...).
+pub(crate) fn document_entry_with_status(
+    xml: &mut Xml,
+    document: &DocumentEntry,
+    status: Option<&str>,
+    ids: &mut IdCounter,
+) {
+    let mut attributes = vec![
+        ("id", document.id.as_str()),
+        ("mimeType", document.mime_type.as_str()),
+        ("objectType", scheme::DOCUMENT_ENTRY),
+    ];
+    if let Some(status) = status {
+        attributes.push(("status", status));
+    }
+    xml.open("rim:ExtrinsicObject", &attributes);
     slot(xml, "creationTime", &[&document.creation_time]);
     slot(xml, "hash", &[&document.hash]);
     slot(xml, "languageCode", &[&document.language_code]);
@@ -320,7 +328,7 @@ fn document_entry(xml: &mut Xml, document: &DocumentEntry, ids: &mut IdCounter) 
 /// Ids of the objects inside entries (`cl01`, `ei02`...): unique in the
 /// submission, as ebRIM requires.
 #[derive(Default)]
-struct IdCounter(u32);
+pub(crate) struct IdCounter(u32);
 
 impl IdCounter {
     fn next(&mut self, prefix: &str) -> String {

@@ -30,7 +30,7 @@ pub(super) fn check(
     received: &ReceivedSubmission,
     state: &SimulatorState,
     vihf: Option<&crate::vihf::VerifiedVihf>,
-) -> Result<Vec<StoredDocument>, Vec<RegistryError>> {
+) -> Result<(Vec<StoredDocument>, Vec<String>), Vec<RegistryError>> {
     let mut errors = Vec::new();
     let Submission { set, documents, .. } = &received.submission;
     let missing = set.missing();
@@ -73,15 +73,44 @@ pub(super) fn check(
             &set.id,
         ));
     }
+    // Replacements: from an entry of this submission to an approved entry
+    // of the same patient.
+    let mut replaced = Vec::new();
+    let held = state.documents(None);
     for association in &received.submission.associations {
-        errors.push(error(
-            "XDSRegistryMetadataError",
-            format!(
-                "association {} is not taken by this simulator yet",
-                association.kind
-            ),
-            &association.id,
-        ));
+        if association.kind != xds::ASSOCIATION_RPLC {
+            errors.push(error(
+                "XDSRegistryMetadataError",
+                format!(
+                    "association {} is not taken by this simulator",
+                    association.kind
+                ),
+                &association.id,
+            ));
+            continue;
+        }
+        if !documents.iter().any(|d| d.id == association.source) {
+            errors.push(error(
+                "XDSRegistryMetadataError",
+                "a replacement's source is not an entry of the submission".into(),
+                &association.id,
+            ));
+        }
+        match held.iter().find(|d| d.entry_uuid == association.target) {
+            Some(old) if old.status == "Approved" && old.entry.patient_id == set.patient_id => {
+                replaced.push(association.target.clone());
+            }
+            Some(_) => errors.push(error(
+                "XDSRegistryMetadataError",
+                "the replaced entry is not an approved entry of this patient".into(),
+                &association.id,
+            )),
+            None => errors.push(error(
+                "UnresolvedReferenceException",
+                format!("no entry {} to replace", association.target),
+                &association.id,
+            )),
+        }
     }
     let mut stored = Vec::new();
     for (entry, bytes) in documents.iter().zip(&received.documents) {
@@ -177,7 +206,7 @@ pub(super) fn check(
         });
     }
     if errors.is_empty() {
-        Ok(stored)
+        Ok((stored, replaced))
     } else {
         Err(errors)
     }

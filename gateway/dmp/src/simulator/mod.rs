@@ -3,7 +3,9 @@
 //! is a simulator, not the DMP: documents live in memory and go with the
 //! process.
 //!
-//! `POST /dmp/xds` takes ITI-41 requests and checks what the DMP checks
+//! `POST /dmp/xds` takes ITI-41, ITI-18 (FindDocuments, GetDocuments),
+//! ITI-43 and ITI-62 (deletion, IHE RMD) requests, by their SOAP action,
+//! each with a VIHF whose patient bounds what it reads or removes. It checks ITI-41 as the DMP does
 //! (MTOM/XOP, the SOAP action, the VIHF's attributes and signature, its
 //! patient the submission's, required metadata, the INS as patient id,
 //! the same patient on every entry, hash and size against the bytes,
@@ -28,6 +30,9 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use state::{Fault, SimulatorState, StoredDocument};
+
+/// The simulator's repositoryUniqueId (ITI-43 answers).
+pub const REPOSITORY_UNIQUE_ID: &str = "1.2.250.1.213.4.1.9.9.1";
 
 /// How the simulator checks what it receives.
 #[derive(Debug, Clone, Default)]

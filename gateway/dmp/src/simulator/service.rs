@@ -131,7 +131,7 @@ fn percent_decode(text: &str) -> String {
 async fn handle(request: Request<Incoming>, state: &Arc<SimulatorState>) -> Reply {
     let path = request.uri().path().to_string();
     match (request.method().clone(), path.as_str()) {
-        (Method::POST, "/dmp/xds") => provide_and_register(request, state).await,
+        (Method::POST, "/dmp/xds") => soap_request(request, state).await,
         (Method::GET, "/simulator/documents") => {
             let patient = query(&request, "patient");
             let documents: Vec<Value> = state
@@ -220,8 +220,9 @@ fn parse_fault(body: &[u8]) -> Result<(Option<Fault>, Option<u32>), &'static str
     Ok((fault, count))
 }
 
-/// ITI-41: read, check, keep, answer.
-async fn provide_and_register(request: Request<Incoming>, state: &Arc<SimulatorState>) -> Reply {
+/// A SOAP request (ITI-41, ITI-18, ITI-43), after the fault it was told
+/// to produce, if any.
+async fn soap_request(request: Request<Incoming>, state: &Arc<SimulatorState>) -> Reply {
     let content_type = request
         .headers()
         .get(header::CONTENT_TYPE)
@@ -270,77 +271,187 @@ async fn provide_and_register(request: Request<Incoming>, state: &Arc<SimulatorS
         Some(Fault::Slow(millis)) => tokio::time::sleep(Duration::from_millis(millis)).await,
         None => {}
     }
-    let checked = {
-        let state = state.clone();
-        tokio::task::spawn_blocking(move || {
-            let received = xds::read_provide_and_register(&content_type, &body)?;
-            let vihf = if received.security.is_some() || state.require_vihf {
-                Some(crate::vihf::verify(&received.envelope))
-            } else {
-                None
-            };
-            let checked = checks::check(
-                &received,
-                &state,
-                vihf.as_ref().and_then(|v| v.as_ref().ok()),
-            );
-            Ok::<_, xds::XdsError>((received, vihf, checked))
-        })
-        .await
-    };
-    let (received, vihf, checked) = match checked {
-        Ok(Ok(done)) => done,
-        Ok(Err(error)) => {
-            return soap(
-                StatusCode::BAD_REQUEST,
-                &Answer::Fault {
-                    code: "soap:Sender".into(),
-                    reason: error.to_string(),
-                },
-                None,
-            )
-        }
-        Err(_) => {
-            return soap(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                &Answer::Fault {
-                    code: "soap:Receiver".into(),
-                    reason: "the simulator failed".into(),
-                },
-                None,
-            )
-        }
-    };
-    let relates_to = received.message_id.as_deref();
-    if received.action.as_deref() != Some(ACTION_ITI41) {
-        return soap(
-            StatusCode::BAD_REQUEST,
-            &Answer::Fault {
-                code: "soap:Sender".into(),
-                reason: format!("wsa:Action must be {ACTION_ITI41}"),
-            },
-            relates_to,
-        );
-    }
-    if let Some(Err(error)) = vihf {
-        return soap(
+    let state = state.clone();
+    match tokio::task::spawn_blocking(move || answer_soap(&content_type, &body, &state)).await {
+        Ok(reply) => reply,
+        Err(_) => soap(
             StatusCode::INTERNAL_SERVER_ERROR,
             &Answer::Fault {
-                code: "soap:Sender".into(),
-                reason: format!("wsse:InvalidSecurity: {error}"),
+                code: "soap:Receiver".into(),
+                reason: "the simulator failed".into(),
             },
-            relates_to,
-        );
+            None,
+        ),
     }
-    let answer = match checked {
-        Ok(documents) => {
-            match state.register(received.submission.set.unique_id.clone(), documents) {
+}
+
+fn sender_fault(status: StatusCode, reason: String, relates_to: Option<&str>) -> Reply {
+    soap(
+        status,
+        &Answer::Fault {
+            code: "soap:Sender".into(),
+            reason,
+        },
+        relates_to,
+    )
+}
+
+/// Reads a SOAP request, checks its VIHF, and answers it by its action:
+/// ITI-41, ITI-18 or ITI-43.
+fn answer_soap(content_type: &str, body: &[u8], state: &SimulatorState) -> Reply {
+    let envelope = match xds::query::read_envelope(content_type, body) {
+        Ok(envelope) => envelope,
+        Err(error) => return sender_fault(StatusCode::BAD_REQUEST, error.to_string(), None),
+    };
+    let relates_to = envelope.message_id.clone();
+    let relates_to = relates_to.as_deref();
+    let has_security = envelope
+        .root
+        .child_in(xds::SOAP_ENV, "Header")
+        .and_then(|h| h.child_in(xds::read::WSSE, "Security"))
+        .is_some();
+    let vihf = if has_security || state.require_vihf {
+        match crate::vihf::verify(&envelope.bytes) {
+            Ok(vihf) => Some(vihf),
+            Err(error) => {
+                return sender_fault(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("wsse:InvalidSecurity: {error}"),
+                    relates_to,
+                )
+            }
+        }
+    } else {
+        None
+    };
+    match envelope.action.as_deref() {
+        Some(ACTION_ITI41) => {
+            provide_and_register_checked(content_type, body, state, vihf.as_ref(), relates_to)
+        }
+        Some(xds::query::ACTION_ITI18) => {
+            let query = match xds::query::read_query(&envelope) {
+                Ok(query) => query,
+                Err(error) => {
+                    return sender_fault(StatusCode::BAD_REQUEST, error.to_string(), relates_to)
+                }
+            };
+            let found: Vec<xds::query::FoundEntry> = match &query {
+                xds::query::StoredQuery::FindDocuments { patient_id } => state
+                    .documents(Some(patient_id))
+                    .into_iter()
+                    .filter(|d| d.status == "Approved")
+                    .map(|d| d.found())
+                    .collect(),
+                xds::query::StoredQuery::GetDocuments { unique_ids } => state
+                    .documents(None)
+                    .into_iter()
+                    .filter(|d| unique_ids.contains(&d.entry.unique_id))
+                    .map(|d| d.found())
+                    .collect(),
+            };
+            // A VIHF speaks for one patient: what it may read.
+            let found: Vec<xds::query::FoundEntry> = found
+                .into_iter()
+                .filter(|f| {
+                    vihf.as_ref()
+                        .is_none_or(|v| v.resource_id == f.entry.patient_id)
+                })
+                .collect();
+            respond(
+                StatusCode::OK,
+                "application/soap+xml; charset=UTF-8",
+                xds::query::write_query_response(&found, relates_to),
+            )
+        }
+        Some(xds::query::ACTION_ITI43) => {
+            let asked = match xds::query::read_retrieve(&envelope) {
+                Ok(asked) => asked,
+                Err(error) => {
+                    return sender_fault(StatusCode::BAD_REQUEST, error.to_string(), relates_to)
+                }
+            };
+            let held = state.documents(None);
+            let documents: Vec<xds::query::RetrievedDocument> = asked
+                .iter()
+                .filter_map(|(_, unique_id)| held.iter().find(|d| &d.entry.unique_id == unique_id))
+                .filter(|d| {
+                    vihf.as_ref()
+                        .is_none_or(|v| v.resource_id == d.entry.patient_id)
+                })
+                .map(|d| xds::query::RetrievedDocument {
+                    repository_unique_id: super::REPOSITORY_UNIQUE_ID.to_string(),
+                    document_unique_id: d.entry.unique_id.clone(),
+                    mime_type: d.entry.mime_type.clone(),
+                    bytes: d.bytes.clone(),
+                })
+                .collect();
+            let package = xds::query::write_retrieve_response(&documents, relates_to);
+            respond(StatusCode::OK, &package.content_type, package.body)
+        }
+        Some(xds::query::ACTION_ITI62) => {
+            let ids = match xds::query::read_delete(&envelope) {
+                Ok(ids) => ids,
+                Err(error) => {
+                    return sender_fault(StatusCode::BAD_REQUEST, error.to_string(), relates_to)
+                }
+            };
+            let patient = vihf.as_ref().map(|v| v.resource_id.as_str());
+            let answer = match state.remove(&ids, patient) {
                 Ok(()) => Answer::Success,
-                Err(duplicate) => Answer::Failure(vec![RegistryError {
-                    code: "XDSDuplicateUniqueIdInRegistry".into(),
-                    context: format!("the uniqueId {duplicate} is already registered"),
+                Err(unknown) => Answer::Failure(vec![RegistryError {
+                    code: "UnresolvedReferenceException".into(),
+                    context: format!("no entry {unknown} of this patient to delete"),
                     location: String::new(),
                 }]),
+            };
+            respond(
+                StatusCode::OK,
+                "application/soap+xml; charset=UTF-8",
+                response::write_for(&answer, xds::query::ACTION_ITI62_RESPONSE, relates_to),
+            )
+        }
+        _ => sender_fault(
+            StatusCode::BAD_REQUEST,
+            "wsa:Action is not ITI-41, ITI-18, ITI-43 or ITI-62".into(),
+            relates_to,
+        ),
+    }
+}
+
+/// ITI-41 once the VIHF is checked: read, check, keep, answer.
+fn provide_and_register_checked(
+    content_type: &str,
+    body: &[u8],
+    state: &SimulatorState,
+    vihf: Option<&crate::vihf::VerifiedVihf>,
+    relates_to: Option<&str>,
+) -> Reply {
+    let received = match xds::read_provide_and_register(content_type, body) {
+        Ok(received) => received,
+        Err(error) => return sender_fault(StatusCode::BAD_REQUEST, error.to_string(), relates_to),
+    };
+    let answer = match checks::check(&received, state, vihf) {
+        Ok((documents, replaced)) => {
+            match state.register(
+                received.submission.set.unique_id.clone(),
+                documents,
+                &replaced,
+            ) {
+                Ok(()) => Answer::Success,
+                Err(super::state::RegisterError::Duplicate(duplicate)) => {
+                    Answer::Failure(vec![RegistryError {
+                        code: "XDSDuplicateUniqueIdInRegistry".into(),
+                        context: format!("the uniqueId {duplicate} is already registered"),
+                        location: String::new(),
+                    }])
+                }
+                Err(super::state::RegisterError::NotApproved(entry)) => {
+                    Answer::Failure(vec![RegistryError {
+                        code: "XDSRegistryMetadataError".into(),
+                        context: format!("the replaced entry {entry} is not approved"),
+                        location: String::new(),
+                    }])
+                }
             }
         }
         Err(errors) => Answer::Failure(errors),

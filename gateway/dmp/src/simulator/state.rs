@@ -22,6 +22,20 @@ pub struct StoredDocument {
 }
 
 impl StoredDocument {
+    /// The document as an ITI-18 answer gives it.
+    pub fn found(&self) -> xds::query::FoundEntry {
+        let mut entry = self.entry.clone();
+        entry.id = self.entry_uuid.clone();
+        xds::query::FoundEntry {
+            entry,
+            status: match self.status {
+                "Approved" => xds::query::STATUS_APPROVED.to_string(),
+                _ => xds::query::STATUS_DEPRECATED.to_string(),
+            },
+            repository_unique_id: Some(super::REPOSITORY_UNIQUE_ID.to_string()),
+        }
+    }
+
     /// The document's listing in `GET /simulator/documents`.
     pub fn listing(&self) -> Value {
         let code =
@@ -51,6 +65,15 @@ impl StoredDocument {
             "contentTypeCode": self.content_type_code,
         })
     }
+}
+
+/// Why a checked submission was not kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RegisterError {
+    /// A uniqueId already registered.
+    Duplicate(String),
+    /// A replaced entry that is not (or no longer) approved.
+    NotApproved(String),
 }
 
 /// A fault the next requests get.
@@ -151,14 +174,34 @@ impl SimulatorState {
         }
     }
 
-    /// Keeps a whole submission (checked before), unless one of its
-    /// uniqueIds is already registered: then nothing is kept and the
-    /// duplicate is returned. Checked and kept under one lock.
+    /// Removes the entries `ids` (ITI-62), all or none: each must be held,
+    /// and of `patient` when one is given; the first that is not is
+    /// returned.
+    pub(super) fn remove(&self, ids: &[String], patient: Option<&str>) -> Result<(), String> {
+        let mut held = self.held();
+        for id in ids {
+            let known = held
+                .documents
+                .iter()
+                .any(|d| &d.entry_uuid == id && patient.is_none_or(|p| d.entry.patient_id == p));
+            if !known {
+                return Err(id.clone());
+            }
+        }
+        held.documents.retain(|d| !ids.contains(&d.entry_uuid));
+        Ok(())
+    }
+
+    /// Keeps a whole submission (checked before) and deprecates the
+    /// entries it replaces, unless one of its uniqueIds is already
+    /// registered or a replaced entry is no longer approved: then nothing
+    /// changes. Checked and kept under one lock.
     pub(super) fn register(
         &self,
         set_unique_id: String,
         documents: Vec<StoredDocument>,
-    ) -> Result<(), String> {
+        replaced: &[String],
+    ) -> Result<(), RegisterError> {
         let mut held = self.held();
         let registered = |unique_id: &str| {
             held.submission_sets.iter().any(|u| u == unique_id)
@@ -168,10 +211,24 @@ impl SimulatorState {
                     .any(|d| d.entry.unique_id == unique_id)
         };
         if registered(&set_unique_id) {
-            return Err(set_unique_id);
+            return Err(RegisterError::Duplicate(set_unique_id));
         }
         if let Some(duplicate) = documents.iter().find(|d| registered(&d.entry.unique_id)) {
-            return Err(duplicate.entry.unique_id.clone());
+            return Err(RegisterError::Duplicate(duplicate.entry.unique_id.clone()));
+        }
+        for entry in replaced {
+            if !held
+                .documents
+                .iter()
+                .any(|d| &d.entry_uuid == entry && d.status == "Approved")
+            {
+                return Err(RegisterError::NotApproved(entry.clone()));
+            }
+        }
+        for document in held.documents.iter_mut() {
+            if replaced.contains(&document.entry_uuid) {
+                document.status = "Deprecated";
+            }
         }
         held.submission_sets.push(set_unique_id);
         held.documents.extend(documents);
