@@ -31,6 +31,7 @@ pub mod codes;
 pub mod document;
 pub mod refusal;
 pub mod simulator;
+pub mod td02;
 pub mod time;
 pub mod value_sets;
 pub mod vihf;
@@ -101,7 +102,15 @@ pub struct DmpConnector {
     settings: DmpTarget,
     value_sets: ValueSets,
     signer: Option<vihf::VihfSigner>,
+    /// Patients TD0.2 found with an active DMP this structure may feed,
+    /// and when (ms): asked again after [`TD02_CACHE_MS`].
+    fed_patients: std::sync::Mutex<std::collections::HashMap<String, i64>>,
 }
+
+/// How long a TD0.2 "active, feeding authorized" answer is trusted.
+const TD02_CACHE_MS: i64 = 3_600_000;
+/// Patients remembered at most (the oldest answers are dropped first).
+const TD02_CACHE_ENTRIES: usize = 100_000;
 
 impl DmpConnector {
     pub fn new(target: &TargetConfig) -> Result<DmpConnector, DmpSetupError> {
@@ -119,6 +128,7 @@ impl DmpConnector {
             settings,
             value_sets,
             signer,
+            fed_patients: Default::default(),
         })
     }
 
@@ -186,6 +196,9 @@ impl DmpConnector {
             };
         let mut prepared = prepared;
         let patient = prepared.submission.set.patient_id.clone();
+        if let Err(outcome) = self.check_patient(&patient, key, attempt, now_ms).await {
+            return outcome;
+        }
         // A replacement names the entryUUID of the document it replaces:
         // the registry gives it (ITI-18 GetDocuments by uniqueId).
         let mut associations = Vec::new();
@@ -269,6 +282,99 @@ impl DmpConnector {
         match self.exchange(request.body, &request.content_type).await {
             Ok((status, answer)) => classify(status, answer, attempt, documents, deleted),
             Err(outcome) => outcome,
+        }
+    }
+
+    /// TD0.2 before the first feed of a patient: an active DMP this
+    /// structure may feed, else a refusal (cached while positive).
+    async fn check_patient(
+        &self,
+        patient: &str,
+        key: SubmissionKey<'_>,
+        attempt: u32,
+        now_ms: i64,
+    ) -> Result<(), Outcome> {
+        let cached = self
+            .fed_patients
+            .lock()
+            .map(|c| c.get(patient).is_some_and(|at| now_ms - at < TD02_CACHE_MS))
+            .unwrap_or(false);
+        if cached {
+            return Ok(());
+        }
+        let addressing = self.addressing(key, attempt, now_ms, "td0.2");
+        let security = self.security(patient, &addressing, now_ms)?;
+        let request = td02::write_request(patient, &addressing, security.as_deref());
+        let answer = self
+            .client
+            .post(
+                "application/soap+xml; charset=UTF-8",
+                ACCEPT,
+                Bytes::from(request.into_bytes()),
+            )
+            .await
+            .map_err(|error| Outcome::Unavailable {
+                status: None,
+                detail: format!("TD0.2: {error}"),
+                retry_after: None,
+            })?;
+        let sender_fault = || {
+            let content_type = answer
+                .content_type
+                .as_deref()
+                .unwrap_or("application/soap+xml");
+            matches!(
+                xds::response::read(content_type, &answer.body),
+                Ok(Answer::Fault { ref code, .. }) if code.ends_with("Sender")
+            )
+        };
+        let status = match td02::read_answer(&answer.body) {
+            Some(status) if (200..300).contains(&answer.status) => status,
+            _ if sender_fault() => {
+                let detail = content_summary(&answer);
+                return Err(Outcome::Rejected {
+                    status: answer.status,
+                    detail: format!("TD0.2: the DMP refused the request: {detail}"),
+                });
+            }
+            _ if answer.status >= 500 || answer.status == 429 || answer.status == 408 => {
+                return Err(Outcome::Unavailable {
+                    status: Some(answer.status),
+                    detail: format!("TD0.2: the DMP answered {}", answer.status),
+                    retry_after: answer.retry_after,
+                })
+            }
+            _ => {
+                let detail = content_summary(&answer);
+                return Err(Outcome::Rejected {
+                    status: answer.status,
+                    detail: format!("TD0.2: the DMP answered {}: {detail}", answer.status),
+                });
+            }
+        };
+        match status {
+            td02::PatientStatus {
+                state: td02::DmpState::Active,
+                feeding_authorized: true,
+            } => {
+                if let Ok(mut cache) = self.fed_patients.lock() {
+                    if cache.len() >= TD02_CACHE_ENTRIES {
+                        cache.retain(|_, at| now_ms - *at < TD02_CACHE_MS);
+                        if cache.len() >= TD02_CACHE_ENTRIES {
+                            cache.clear();
+                        }
+                    }
+                    cache.insert(patient.to_string(), now_ms);
+                }
+                Ok(())
+            }
+            td02::PatientStatus {
+                state: td02::DmpState::Active,
+                feeding_authorized: false,
+            } => Err(Outcome::Refused(Refusal::FeedingNotAuthorized)),
+            td02::PatientStatus { state, .. } => {
+                Err(Outcome::Refused(Refusal::NoActiveDmp(state.as_str())))
+            }
         }
     }
 
@@ -424,5 +530,17 @@ fn classify(
             status,
             detail: format!("DMP SOAP fault {code}: {reason}"),
         },
+    }
+}
+
+/// A SOAP answer's fault or registry errors, for a refusal's text.
+fn content_summary(answer: &passerelle_fhir_client::TargetAnswer) -> String {
+    let content_type = answer
+        .content_type
+        .as_deref()
+        .unwrap_or("application/soap+xml");
+    match xds::response::read(content_type, &answer.body) {
+        Ok(read) => read.summary(),
+        Err(error) => error.to_string(),
     }
 }

@@ -43,6 +43,12 @@ pub enum Refusal {
     ReplacedWithoutId,
     #[error("the document the CDA replaces (uniqueId {0}, its relatedDocument/parentDocument/id) is not an approved document of this patient in the DMP")]
     ReplacedNotFound(String),
+    #[error(
+        "the patient's DMP is {0} (TD0.2): the DMP is fed only for a patient with an active DMP"
+    )]
+    NoActiveDmp(&'static str),
+    #[error("the patient has opposed this structure feeding their DMP (TD0.2)")]
+    FeedingNotAuthorized,
     #[error("the document to delete (uniqueId {0}, the CDA's id; OBX-11 D) is not an approved document of this patient in the DMP")]
     DeletedNotFound(String),
 }

@@ -936,3 +936,51 @@ fn a_deletion_deletes() {
     assert_eq!(message["deliveries"][0]["state"], "dead", "{message}");
     assert!(last_detail(&message).contains("to delete"), "{message}");
 }
+
+/// TD0.2 before the first feed of a patient: a closed DMP, or a patient
+/// who opposed this structure feeding it, is refused before any document
+/// leaves; once the DMP is open, the document goes.
+#[test]
+fn td02_keeps_documents_from_a_closed_or_opposed_dmp() {
+    let Some(samples) = samples() else {
+        return;
+    };
+    let simulator = Simulator::start(None);
+    let set_patient = |body: &str| {
+        let reply = http_post(
+            simulator.addr,
+            "/simulator/patients",
+            "application/json",
+            body.as_bytes(),
+        );
+        assert_eq!(reply.status, 200, "{}", reply.body);
+    };
+    set_patient(&format!(r#"{{"ins": "{INS}", "dmp": "closed"}}"#));
+    let dir = tempfile::tempdir().unwrap();
+    let gateway = start_gateway(&config(&simulator, None, dir.path()), dir.path(), None);
+    let closed = with_document(&samples.oru, "DMP-TD02-CLOSED", "QUAL", &samples.cr_bio);
+    assert_eq!(send_mllp(gateway.mllp_addr, &[closed]), vec!["AA"]);
+    let message = settled_delivery(&gateway, "DMP-TD02-CLOSED");
+    assert_eq!(message["deliveries"][0]["state"], "dead", "{message}");
+    assert!(
+        last_detail(&message).contains("DMP is closed (TD0.2)"),
+        "{message}"
+    );
+
+    set_patient(&format!(
+        r#"{{"ins": "{INS}", "dmp": "active", "feeding_authorized": false}}"#
+    ));
+    let opposed = with_document(&samples.oru, "DMP-TD02-OPPOSED", "QUAL", &samples.cr_bio);
+    assert_eq!(send_mllp(gateway.mllp_addr, &[opposed]), vec!["AA"]);
+    let message = settled_delivery(&gateway, "DMP-TD02-OPPOSED");
+    assert_eq!(message["deliveries"][0]["state"], "dead", "{message}");
+    assert!(last_detail(&message).contains("opposed"), "{message}");
+    assert_eq!(simulator.documents().len(), 0);
+
+    set_patient(&format!(r#"{{"ins": "{INS}", "dmp": "active"}}"#));
+    let open = with_document(&samples.oru, "DMP-TD02-OPEN", "QUAL", &samples.cr_bio);
+    assert_eq!(send_mllp(gateway.mllp_addr, &[open]), vec!["AA"]);
+    let message = settled_delivery(&gateway, "DMP-TD02-OPEN");
+    assert_eq!(message["deliveries"][0]["state"], "delivered", "{message}");
+    assert_eq!(simulator.documents().len(), 1);
+}

@@ -144,6 +144,30 @@ fn close_envelope(xml: &mut Xml) {
     xml.close("soap:Envelope");
 }
 
+/// A SOAP 1.2 request of `action` whose body is `body` (well-formed XML
+/// written by the caller), for transactions this crate does not model.
+pub fn soap_request(
+    action: &str,
+    addressing: &Addressing,
+    security: Option<&str>,
+    body: &str,
+) -> String {
+    let mut xml = Xml::new();
+    envelope(&mut xml, action, Some(addressing), None, security);
+    xml.raw(body);
+    close_envelope(&mut xml);
+    xml.finish()
+}
+
+/// A SOAP 1.2 answer of `action` whose body is `body`.
+pub fn soap_answer(action: &str, relates_to: Option<&str>, body: &str) -> String {
+    let mut xml = Xml::new();
+    envelope(&mut xml, action, None, relates_to, None);
+    xml.raw(body);
+    close_envelope(&mut xml);
+    xml.finish()
+}
+
 /// The ITI-18 request for `query` (LeafClass answers).
 pub fn write_query(query: &StoredQuery, addressing: &Addressing, security: Option<&str>) -> String {
     let mut xml = Xml::new();

@@ -41,6 +41,20 @@ pub(super) fn check(
             &set.id,
         ));
     }
+    let status = state.patient(&set.patient_id);
+    if status.state != crate::td02::DmpState::Active {
+        errors.push(error(
+            "XDSUnknownPatientId",
+            format!("the patient's DMP is {}", status.state.as_str()),
+            &set.id,
+        ));
+    } else if !status.feeding_authorized {
+        errors.push(error(
+            "XDSRegistryError",
+            "the patient has opposed this structure feeding their DMP".into(),
+            &set.id,
+        ));
+    }
     if let Some(vihf) = vihf {
         if vihf.resource_id != set.patient_id {
             errors.push(error(

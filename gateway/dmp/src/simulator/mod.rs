@@ -3,7 +3,8 @@
 //! is a simulator, not the DMP: documents live in memory and go with the
 //! process.
 //!
-//! `POST /dmp/xds` takes ITI-41, ITI-18 (FindDocuments, GetDocuments),
+//! `POST /dmp/xds` takes TD0.2 (Passerelle's stand-in, `crate::td02`),
+//! ITI-41, ITI-18 (FindDocuments, GetDocuments),
 //! ITI-43 and ITI-62 (deletion, IHE RMD) requests, by their SOAP action,
 //! each with a VIHF whose patient bounds what it reads or removes. It checks ITI-41 as the DMP does
 //! (MTOM/XOP, the SOAP action, the VIHF's attributes and signature, its
@@ -14,7 +15,9 @@
 //! answering a `RegistryResponse` (Success, or Failure with IHE error
 //! codes) or a SOAP fault. `GET /simulator/documents?patient=INS` lists
 //! what it holds (JSON), `GET /simulator/documents/content?uniqueId=…`
-//! returns a document's bytes, and `POST /simulator/faults` makes the
+//! returns a document's bytes, `POST /simulator/patients` sets a patient's
+//! DMP as TD0.2 tells it (closed, none, feeding refused; every other
+//! patient has an active DMP), and `POST /simulator/faults` makes the
 //! next requests fail (a refusal with a given code, an HTTP status, a
 //! delay, a dropped connection) for fault tests.
 

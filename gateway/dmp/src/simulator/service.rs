@@ -162,6 +162,39 @@ async fn handle(request: Request<Incoming>, state: &Arc<SimulatorState>) -> Repl
                 None => json_reply(StatusCode::NOT_FOUND, &json!({"error": "no such document"})),
             }
         }
+        (Method::POST, "/simulator/patients") => {
+            let body = match Limited::new(request.into_body(), 64 * 1024).collect().await {
+                Ok(body) => body.to_bytes(),
+                Err(_) => {
+                    return json_reply(StatusCode::BAD_REQUEST, &json!({"error": "body too large"}))
+                }
+            };
+            let value: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            let ins = value.get("ins").and_then(Value::as_str);
+            let dmp = value.get("dmp").and_then(Value::as_str).map_or(
+                Some(crate::td02::DmpState::Active),
+                crate::td02::DmpState::parse,
+            );
+            let feeding = value
+                .get("feeding_authorized")
+                .map_or(Some(true), Value::as_bool);
+            match (ins, dmp, feeding) {
+                (Some(ins), Some(state_of_dmp), Some(feeding_authorized)) => {
+                    state.set_patient(
+                        ins,
+                        crate::td02::PatientStatus {
+                            state: state_of_dmp,
+                            feeding_authorized,
+                        },
+                    );
+                    json_reply(StatusCode::OK, &json!({"ok": true}))
+                }
+                _ => json_reply(
+                    StatusCode::BAD_REQUEST,
+                    &json!({"error": "{\"ins\": INS value, \"dmp\": \"active\"|\"closed\"|\"none\", \"feeding_authorized\": bool}"}),
+                ),
+            }
+        }
         (Method::POST, "/simulator/faults") => {
             let body = match Limited::new(request.into_body(), 64 * 1024).collect().await {
                 Ok(body) => body.to_bytes(),
@@ -314,11 +347,12 @@ fn answer_soap(content_type: &str, body: &[u8], state: &SimulatorState) -> Reply
         match crate::vihf::verify(&envelope.bytes) {
             Ok(vihf) => Some(vihf),
             Err(error) => {
+                // SOAP 1.2's HTTP binding: a Sender fault is a 400.
                 return sender_fault(
-                    StatusCode::INTERNAL_SERVER_ERROR,
+                    StatusCode::BAD_REQUEST,
                     format!("wsse:InvalidSecurity: {error}"),
                     relates_to,
-                )
+                );
             }
         }
     } else {
@@ -388,6 +422,27 @@ fn answer_soap(content_type: &str, body: &[u8], state: &SimulatorState) -> Reply
             let package = xds::query::write_retrieve_response(&documents, relates_to);
             respond(StatusCode::OK, &package.content_type, package.body)
         }
+        Some(crate::td02::ACTION) => {
+            let Some(patient) = crate::td02::read_request(&envelope) else {
+                return sender_fault(
+                    StatusCode::BAD_REQUEST,
+                    "no PatientStatusRequest/PatientId".into(),
+                    relates_to,
+                );
+            };
+            if vihf.as_ref().is_some_and(|v| v.resource_id != patient) {
+                return sender_fault(
+                    StatusCode::BAD_REQUEST,
+                    "the VIHF's resource-id is not the patient asked about".into(),
+                    relates_to,
+                );
+            }
+            respond(
+                StatusCode::OK,
+                "application/soap+xml; charset=UTF-8",
+                crate::td02::write_answer(state.patient(&patient), relates_to),
+            )
+        }
         Some(xds::query::ACTION_ITI62) => {
             let ids = match xds::query::read_delete(&envelope) {
                 Ok(ids) => ids,
@@ -412,7 +467,7 @@ fn answer_soap(content_type: &str, body: &[u8], state: &SimulatorState) -> Reply
         }
         _ => sender_fault(
             StatusCode::BAD_REQUEST,
-            "wsa:Action is not ITI-41, ITI-18, ITI-43 or ITI-62".into(),
+            "wsa:Action is not TD0.2, ITI-41, ITI-18, ITI-43 or ITI-62".into(),
             relates_to,
         ),
     }

@@ -91,6 +91,9 @@ pub enum Fault {
 
 #[derive(Default)]
 struct Held {
+    /// Patients (INS value) whose DMP is not active, or whose feeding is
+    /// refused; every other patient has an active DMP open to feeding.
+    patients: std::collections::HashMap<String, crate::td02::PatientStatus>,
     documents: Vec<StoredDocument>,
     submission_sets: Vec<String>,
     /// The fault and how many more requests get it (`None`: all).
@@ -139,6 +142,24 @@ impl SimulatorState {
             })
             .cloned()
             .collect()
+    }
+
+    /// What TD0.2 answers for `patient` (an INS value or CX).
+    pub fn patient(&self, patient: &str) -> crate::td02::PatientStatus {
+        let value = crate::simulator::checks::cx_value(patient);
+        self.held()
+            .patients
+            .get(value)
+            .copied()
+            .unwrap_or(crate::td02::PatientStatus {
+                state: crate::td02::DmpState::Active,
+                feeding_authorized: true,
+            })
+    }
+
+    /// Sets what TD0.2 answers for `patient` (an INS value).
+    pub fn set_patient(&self, patient: &str, status: crate::td02::PatientStatus) {
+        self.held().patients.insert(patient.to_string(), status);
     }
 
     /// Requests received on the ITI-41 endpoint.
