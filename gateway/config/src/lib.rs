@@ -718,7 +718,8 @@ pub enum DmpMode {
     /// production.
     #[default]
     Xds,
-    /// IHE MHD ITI-65 (ANS PDSm); not built yet, refused at load.
+    /// IHE MHD ITI-65 (ANS PDSm): `url` is the FHIR base the Provide
+    /// Document Bundle is POSTed to.
     Mhd,
 }
 
@@ -2061,12 +2062,6 @@ fn validate_routes(
                     "a dmp target needs its dmp table (source_oid, structure_id, structure_name, lps_name, lps_version, lps_homologation)".into(),
                 ));
             };
-            if dmp.mode == DmpMode::Mhd {
-                return Err(fail(
-                    "dmp.mode",
-                    "mode = \"mhd\" (IHE MHD ITI-65) is not built yet; use \"xds\"".into(),
-                ));
-            }
             let is_oid = |text: &str| {
                 !text.is_empty()
                     && text.split('.').all(|arc| {
@@ -2505,11 +2500,10 @@ mod tests {
             message.contains("dmp.source_oid") && message.contains("not an OID"),
             "{message}"
         );
-        let message = error("", &format!("{dmp}mode = \"mhd\"\n"));
-        assert!(
-            message.contains("dmp.mode") && message.contains("not built yet"),
-            "{message}"
-        );
+        let mhd = load("", &format!("{dmp}mode = \"mhd\"\n")).unwrap();
+        assert_eq!(mhd.targets["dmp"].dmp.as_ref().unwrap().mode, DmpMode::Mhd);
+        let message = error("", &format!("{dmp}mode = \"fhir\"\n"));
+        assert!(message.contains("mode"), "{message}");
         let message = error(
             "",
             &format!("{dmp}qualified_statuses = [\"QUAL\", \"SURE\"]\n"),

@@ -29,6 +29,7 @@
 
 pub mod codes;
 pub mod document;
+pub mod mhd;
 pub mod refusal;
 pub mod simulator;
 pub mod td02;
@@ -194,6 +195,9 @@ impl DmpConnector {
                 Ok(None) => return Outcome::NothingToSend,
                 Err(refusal) => return Outcome::Refused(refusal),
             };
+        if self.settings.mode == passerelle_config::DmpMode::Mhd {
+            return self.submit_mhd(prepared).await;
+        }
         let mut prepared = prepared;
         let patient = prepared.submission.set.patient_id.clone();
         if let Err(outcome) = self.check_patient(&patient, key, attempt, now_ms).await {
@@ -282,6 +286,67 @@ impl DmpConnector {
         match self.exchange(request.body, &request.content_type).await {
             Ok((status, answer)) => classify(status, answer, attempt, documents, deleted),
             Err(outcome) => outcome,
+        }
+    }
+
+    /// `mode = "mhd"`: the submission as an ITI-65 Bundle POSTed to the
+    /// target's FHIR base; a replacement names the DocumentReference ITI-67
+    /// finds. Deletions have no ITI-65 form.
+    async fn submit_mhd(&self, prepared: document::Prepared) -> Outcome {
+        if !prepared.deletions.is_empty() {
+            return Outcome::Refused(Refusal::NotInMhd("a deletion (OBX-11 D)"));
+        }
+        let mut replaced = Vec::new();
+        for (entry_id, unique_id) in &prepared.replaces {
+            let answer = match self.client.get(&mhd::search_by_unique_id(unique_id)).await {
+                Ok(answer) => answer,
+                Err(error) => {
+                    return Outcome::Unavailable {
+                        status: None,
+                        detail: format!("ITI-67: {error}"),
+                        retry_after: None,
+                    }
+                }
+            };
+            if !(200..300).contains(&answer.status) {
+                return mhd_failure(&answer, "ITI-67");
+            }
+            let found = serde_json::from_slice(&answer.body)
+                .map(|bundle| mhd::found_ids(&bundle))
+                .unwrap_or_default();
+            match found.into_iter().next() {
+                Some(id) => replaced.push((entry_id.clone(), id)),
+                None => return Outcome::Refused(Refusal::ReplacedNotFound(unique_id.clone())),
+            }
+        }
+        let bundle = mhd::provide_bundle(&prepared.submission, &prepared.documents, &replaced);
+        let documents = prepared.documents.len();
+        let answer = match self
+            .client
+            .post(
+                "application/fhir+json",
+                "application/fhir+json",
+                Bytes::from(bundle.to_string()),
+            )
+            .await
+        {
+            Ok(answer) => answer,
+            Err(error) => {
+                return Outcome::Unavailable {
+                    status: None,
+                    detail: format!("ITI-65: {error}"),
+                    retry_after: None,
+                }
+            }
+        };
+        if (200..300).contains(&answer.status) {
+            Outcome::Accepted {
+                status: answer.status,
+                documents,
+                deleted: 0,
+            }
+        } else {
+            mhd_failure(&answer, "ITI-65")
         }
     }
 
@@ -542,5 +607,26 @@ fn content_summary(answer: &passerelle_fhir_client::TargetAnswer) -> String {
     match xds::response::read(content_type, &answer.body) {
         Ok(read) => read.summary(),
         Err(error) => error.to_string(),
+    }
+}
+
+/// A FHIR answer that is not a 2xx: retried when the server is away or
+/// busy, else a dead letter with its OperationOutcome's diagnostics.
+fn mhd_failure(answer: &passerelle_fhir_client::TargetAnswer, transaction: &str) -> Outcome {
+    let status = answer.status;
+    if status >= 500 || status == 429 || status == 408 {
+        Outcome::Unavailable {
+            status: Some(status),
+            detail: format!("{transaction}: the DMP answered {status}"),
+            retry_after: answer.retry_after,
+        }
+    } else {
+        Outcome::Rejected {
+            status,
+            detail: format!(
+                "DMP refused ({transaction}, {status}): {}",
+                mhd::outcome_text(&answer.body)
+            ),
+        }
     }
 }

@@ -43,6 +43,8 @@ pub enum Refusal {
     ReplacedWithoutId,
     #[error("the document the CDA replaces (uniqueId {0}, its relatedDocument/parentDocument/id) is not an approved document of this patient in the DMP")]
     ReplacedNotFound(String),
+    #[error("{0} has no form in mode = \"mhd\" (IHE MHD ITI-65): use mode = \"xds\"")]
+    NotInMhd(&'static str),
     #[error(
         "the patient's DMP is {0} (TD0.2): the DMP is fed only for a patient with an active DMP"
     )]

@@ -984,3 +984,105 @@ fn td02_keeps_documents_from_a_closed_or_opposed_dmp() {
     assert_eq!(message["deliveries"][0]["state"], "delivered", "{message}");
     assert_eq!(simulator.documents().len(), 1);
 }
+
+/// `mode = "mhd"`: the same ANS messages reach the simulator as PDSm
+/// ITI-65 Bundles (valid FHIR R4 by the independent validator), with the
+/// same metadata; a replacement names the DocumentReference ITI-67
+/// finds; a deletion, which ITI-65 cannot carry, is refused.
+#[test]
+fn mhd_mode_provides_pdsm_bundles() {
+    let Some(samples) = samples() else {
+        return;
+    };
+    let simulator = Simulator::start(Some(&samples.value_sets));
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(&simulator, Some(&samples.value_sets), dir.path())
+        .replace("/dmp/xds\"", "/dmp/fhir\"")
+        .replace("[targets.dmp.dmp]\n", "[targets.dmp.dmp]\nmode = \"mhd\"\n");
+    let gateway = start_gateway(&config, dir.path(), None);
+    let oru = with_document(&samples.oru, "MHD-ORU", "QUAL", &samples.cr_bio);
+    let mdm = with_document(&samples.mdm, "MHD-MDM", "QUAL", &samples.level1);
+    assert_eq!(send_mllp(gateway.mllp_addr, &[oru]), vec!["AA"]);
+    assert_eq!(
+        settled_delivery(&gateway, "MHD-ORU")["deliveries"][0]["state"],
+        "delivered"
+    );
+    // The ITI-65 Bundle as the simulator received it, to the R4 validator.
+    let reply = http_get_reply(simulator.addr, "/simulator/mhd/last-bundle");
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    if let Some((python, validator)) = common::r4_validator() {
+        let file = dir.path().join("iti65.json");
+        std::fs::write(&file, &reply.body).unwrap();
+        // --lenient-urls: pydantic's URL type refuses the `urn:uuid:` of
+        // Attachment.url that IHE MHD prescribes (the ANS's own ITI-65
+        // example fails the same way without it).
+        let output = Command::new(python)
+            .arg(validator)
+            .arg("--lenient-urls")
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "the R4 validator refused the ITI-65 Bundle: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    assert_eq!(send_mllp(gateway.mllp_addr, &[mdm]), vec!["AA"]);
+    assert_eq!(
+        settled_delivery(&gateway, "MHD-MDM")["deliveries"][0]["state"],
+        "delivered"
+    );
+    let listed = simulator.documents();
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    let cr_bio = listed.iter().find(|d| d["uniqueId"] == CR_BIO_ID).unwrap();
+    assert_eq!(cr_bio["typeCode"]["code"], "11502-2");
+    assert_eq!(cr_bio["classCode"]["code"], "10");
+    assert_eq!(cr_bio["formatCode"]["code"], "urn:ihe:lab:xd-lab:2008");
+    assert_eq!(cr_bio["healthcareFacilityTypeCode"]["code"], "SA25");
+    assert_eq!(cr_bio["contentTypeCode"], "03");
+    assert_eq!(simulator.content(CR_BIO_ID), samples.cr_bio);
+    assert_eq!(simulator.content(LEVEL1_ID), samples.level1);
+
+    let new_id = "1.2.250.1.999.7.5.2";
+    let version2 = String::from_utf8(renamed(&samples.cr_bio, CR_BIO_ID, new_id))
+        .unwrap()
+        .replacen(
+            "<componentOf>",
+            &format!(
+                "<relatedDocument typeCode=\"RPLC\"><parentDocument><id root=\"{CR_BIO_ID}\"/></parentDocument></relatedDocument><componentOf>"
+            ),
+            1,
+        )
+        .into_bytes();
+    let replacement = with_document(&samples.oru, "MHD-V2", "QUAL", &version2);
+    assert_eq!(send_mllp(gateway.mllp_addr, &[replacement]), vec!["AA"]);
+    let message = settled_delivery(&gateway, "MHD-V2");
+    assert_eq!(message["deliveries"][0]["state"], "delivered", "{message}");
+    let listed = simulator.documents();
+    let status_of = |id: &str| {
+        listed
+            .iter()
+            .find(|d| d["uniqueId"] == id)
+            .map(|d| d["status"].as_str().unwrap_or_default().to_string())
+    };
+    assert_eq!(
+        status_of(CR_BIO_ID).as_deref(),
+        Some("Deprecated"),
+        "{listed:?}"
+    );
+    assert_eq!(status_of(new_id).as_deref(), Some("Approved"), "{listed:?}");
+
+    let deletion = with_result_status(
+        &with_document(&samples.mdm, "MHD-DEL", "QUAL", &samples.level1),
+        "D",
+    );
+    assert_eq!(send_mllp(gateway.mllp_addr, &[deletion]), vec!["AA"]);
+    let message = settled_delivery(&gateway, "MHD-DEL");
+    assert_eq!(message["deliveries"][0]["state"], "dead", "{message}");
+    assert!(
+        last_detail(&message).contains("mode = \"mhd\""),
+        "{message}"
+    );
+}

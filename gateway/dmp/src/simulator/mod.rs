@@ -6,7 +6,10 @@
 //! `POST /dmp/xds` takes TD0.2 (Passerelle's stand-in, `crate::td02`),
 //! ITI-41, ITI-18 (FindDocuments, GetDocuments),
 //! ITI-43 and ITI-62 (deletion, IHE RMD) requests, by their SOAP action,
-//! each with a VIHF whose patient bounds what it reads or removes. It checks ITI-41 as the DMP does
+//! each with a VIHF whose patient bounds what it reads or removes.
+//! `POST /dmp/fhir` takes ITI-65 (PDSm Provide Document Bundle) and `GET
+//! /dmp/fhir/DocumentReference?identifier=` answers ITI-67; the last
+//! Bundle received is at `GET /simulator/mhd/last-bundle`. It checks ITI-41 as the DMP does
 //! (MTOM/XOP, the SOAP action, the VIHF's attributes and signature, its
 //! patient the submission's, required metadata, the INS as patient id,
 //! the same patient on every entry, hash and size against the bytes,
@@ -22,6 +25,7 @@
 //! delay, a dropped connection) for fault tests.
 
 mod checks;
+mod mhd;
 mod service;
 mod state;
 

@@ -101,7 +101,7 @@ fn query(request: &Request<Incoming>, name: &str) -> Option<String> {
     })
 }
 
-fn percent_decode(text: &str) -> String {
+pub(super) fn percent_decode(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -132,6 +132,19 @@ async fn handle(request: Request<Incoming>, state: &Arc<SimulatorState>) -> Repl
     let path = request.uri().path().to_string();
     match (request.method().clone(), path.as_str()) {
         (Method::POST, "/dmp/xds") => soap_request(request, state).await,
+        (Method::POST, "/dmp/fhir") => fhir_provide(request, state).await,
+        (Method::GET, "/dmp/fhir/DocumentReference") => {
+            let (status, body) =
+                super::mhd::search(request.uri().query().unwrap_or_default(), state);
+            fhir_reply(status, &body)
+        }
+        (Method::GET, "/simulator/mhd/last-bundle") => match state.last_bundle() {
+            Some(bundle) => respond(StatusCode::OK, "application/fhir+json", bundle),
+            None => json_reply(
+                StatusCode::NOT_FOUND,
+                &json!({"error": "no ITI-65 Bundle received yet"}),
+            ),
+        },
         (Method::GET, "/simulator/documents") => {
             let patient = query(&request, "patient");
             let documents: Vec<Value> = state
@@ -251,6 +264,50 @@ fn parse_fault(body: &[u8]) -> Result<(Option<Fault>, Option<u32>), &'static str
         _ => return Err("mode is one of none, reject, status, slow, drop"),
     };
     Ok((fault, count))
+}
+
+fn fhir_reply(status: u16, body: &Value) -> Reply {
+    respond(
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        "application/fhir+json",
+        body.to_string(),
+    )
+}
+
+/// ITI-65, after the fault it was told to produce, if any.
+async fn fhir_provide(request: Request<Incoming>, state: &Arc<SimulatorState>) -> Reply {
+    let body = match Limited::new(request.into_body(), super::mhd::MAX_BUNDLE_BYTES)
+        .collect()
+        .await
+    {
+        Ok(body) => body.to_bytes(),
+        Err(_) => {
+            return fhir_reply(
+                413,
+                &json!({"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "too-long", "diagnostics": "the Bundle is too large"}]}),
+            )
+        }
+    };
+    let issue = |status: u16, text: String| {
+        fhir_reply(
+            status,
+            &json!({"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "processing", "diagnostics": text}]}),
+        )
+    };
+    match state.next_fault() {
+        Some(Fault::Drop) => return Reply::Drop,
+        Some(Fault::Status(status)) => {
+            return issue(status, format!("the simulator was told to answer {status}"))
+        }
+        Some(Fault::Reject { code, text }) => return issue(422, format!("{code}: {text}")),
+        Some(Fault::Slow(millis)) => tokio::time::sleep(Duration::from_millis(millis)).await,
+        None => {}
+    }
+    let state = state.clone();
+    match tokio::task::spawn_blocking(move || super::mhd::provide(&body, &state)).await {
+        Ok((status, body)) => fhir_reply(status, &body),
+        Err(_) => issue(500, "the simulator failed".into()),
+    }
 }
 
 /// A SOAP request (ITI-41, ITI-18, ITI-43), after the fault it was told

@@ -96,6 +96,8 @@ struct Held {
     patients: std::collections::HashMap<String, crate::td02::PatientStatus>,
     documents: Vec<StoredDocument>,
     submission_sets: Vec<String>,
+    /// The last ITI-65 Bundle received, as received.
+    last_bundle: Option<Vec<u8>>,
     /// The fault and how many more requests get it (`None`: all).
     fault: Option<(Fault, Option<u32>)>,
     requests: u64,
@@ -160,6 +162,16 @@ impl SimulatorState {
     /// Sets what TD0.2 answers for `patient` (an INS value).
     pub fn set_patient(&self, patient: &str, status: crate::td02::PatientStatus) {
         self.held().patients.insert(patient.to_string(), status);
+    }
+
+    /// Keeps `bundle` as the last ITI-65 Bundle received.
+    pub(super) fn keep_last_bundle(&self, bundle: &[u8]) {
+        self.held().last_bundle = Some(bundle.to_vec());
+    }
+
+    /// The last ITI-65 Bundle received.
+    pub fn last_bundle(&self) -> Option<Vec<u8>> {
+        self.held().last_bundle.clone()
     }
 
     /// Requests received on the ITI-41 endpoint.
