@@ -26,7 +26,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use passerelle_config::{
     application_ack_endpoint, AckEndpointKind, ApplicationAckEndpoint, RouteAck, RouteConfig,
 };
-use passerelle_storage::application_acks::{self, Outcome, NOT_WANTED, SENT};
+use passerelle_storage::application_acks::{self, Outcome, NOT_WANTED, SENT, ZAM};
 use passerelle_storage::SharedStore;
 use passerelle_telemetry::events::ApplicationAckSettled;
 use passerelle_telemetry::metrics::Metrics;
@@ -78,8 +78,24 @@ impl AckSettings {
     /// The journal's promise of an application ACK for a message with
     /// this header: its MSH-16 condition when it is in enhanced mode,
     /// wants one ever, and a return endpoint serves its sender; else empty.
-    pub fn owed_application_ack(&self, header: &crate::acks::Header) -> String {
+    pub fn owed_application_ack(
+        &self,
+        header: &crate::acks::Header,
+        message: &Message<'_>,
+    ) -> String {
+        let endpoint = || {
+            application_ack_endpoint(
+                &self.application_acks,
+                &header.sending_application,
+                &header.sending_facility,
+            )
+        };
         let hl7v2::AckMode::Enhanced { application, .. } = header.mode else {
+            // An original-mode sender of the ANS profile that asked for the
+            // DMP's reception gets the profile's business acknowledgement.
+            if hl7v2::zam::asks_dmp_reception_ack(message) && endpoint().is_some() {
+                return application_acks::ZAM.to_string();
+            }
             return String::new();
         };
         let condition = match application {
@@ -187,6 +203,42 @@ pub fn outcome_ack(
                         location: None,
                     }),
                 )
+            }
+        }
+    }
+}
+
+/// What the DMP did with a message, for its `ZAM^Z01`: `None` when no
+/// delivery went to a DMP target (`explained`). The refusal's code is the
+/// DMP's (`DMP refused: CODE: text`), else `PASSERELLE` for a rule checked
+/// before sending, with its text.
+fn dmp_reception(outcome: &Outcome, explained: &[String]) -> Option<hl7v2::zam::DmpReception> {
+    use hl7v2::zam::DmpReception;
+    match outcome {
+        Outcome::MappingFailed(reason) => Some(DmpReception::Refused {
+            code: "PASSERELLE".into(),
+            text: format!("not mapped: {reason}"),
+        }),
+        Outcome::Unrouted => None,
+        Outcome::Routed(list) => {
+            let to_dmp: Vec<_> = list
+                .iter()
+                .filter(|d| explained.iter().any(|t| t == &d.target))
+                .collect();
+            if to_dmp.is_empty() {
+                return None;
+            }
+            match to_dmp.iter().find(|d| d.state == "dead") {
+                None => Some(DmpReception::Accepted),
+                Some(dead) => {
+                    let text = dead.last_error.clone().unwrap_or_default();
+                    let code = text
+                        .strip_prefix("DMP refused: ")
+                        .and_then(|rest| rest.split_once(": "))
+                        .map_or("PASSERELLE", |(code, _)| code)
+                        .to_string();
+                    Some(DmpReception::Refused { code, text })
+                }
             }
         }
     }
@@ -337,6 +389,13 @@ impl ApplicationAcks {
         counter: &mut u64,
     ) {
         let (code, error) = outcome_ack(&owed.outcome, true, &self.explained_targets);
+        let reception =
+            (owed.condition == ZAM).then(|| dmp_reception(&owed.outcome, &self.explained_targets));
+        if owed.condition == ZAM && reception.as_ref().is_some_and(Option::is_none) {
+            // Nothing went to the DMP (no route to a dmp target).
+            self.record(owed.journal_id, NOT_WANTED, code, None).await;
+            return;
+        }
         let condition = AckCondition::from_field(&owed.condition);
         let endpoint = application_ack_endpoint(
             &self.endpoints,
@@ -347,7 +406,7 @@ impl ApplicationAcks {
         // endpoint the configuration no longer names, is settled unsent.
         let Some((endpoint, kind)) = endpoint
             .and_then(|endpoint| Some((endpoint, endpoint.kind()?)))
-            .filter(|_| condition.wants(code == AckCode::AA))
+            .filter(|_| owed.condition == ZAM || condition.wants(code == AckCode::AA))
         else {
             self.record(owed.journal_id, NOT_WANTED, code, None).await;
             return;
@@ -370,13 +429,21 @@ impl ApplicationAcks {
             owed.journal_id as u32,
             *counter % 1_000_000_000
         );
-        let ack = build_ack(
-            Some(&message),
-            code,
-            &control_id,
-            &crate::acks::hl7_timestamp_now(),
-            error.as_ref(),
-        );
+        let ack = match reception.flatten() {
+            Some(reception) => hl7v2::zam::build_zam_z01(
+                &message,
+                &reception,
+                &control_id,
+                &crate::acks::hl7_timestamp_now(),
+            ),
+            None => build_ack(
+                Some(&message),
+                code,
+                &control_id,
+                &crate::acks::hl7_timestamp_now(),
+                error.as_ref(),
+            ),
+        };
         // Taken first: another instance on the same PostgreSQL may have it.
         let (store, condition) = (self.store.clone(), owed.condition.clone());
         let journal_id = owed.journal_id;

@@ -325,7 +325,7 @@ impl Intake {
                     ack_code: header.positive_code().as_str().to_string(),
                     raw: raw.to_vec(),
                     networks: sender.networks.clone(),
-                    application_ack: self.inner.acks.owed_application_ack(&header),
+                    application_ack: self.inner.acks.owed_application_ack(&header, &message),
                 };
                 let after_mapping = self.inner.acks.after_mapping(transport.label(), &header);
                 let origin = audit::Origin {

@@ -6,7 +6,8 @@
 //! [`Sql`](crate::sql::Sql) surface for both backends.
 //!
 //! The journal row's `application_ack` column is the whole state: `AL`,
-//! `ER` or `SU` while one is owed (the sender's MSH-16 condition),
+//! `ER` or `SU` while one is owed (the sender's MSH-16 condition), or
+//! `ZAM` for the ANS profile's business acknowledgement of the DMP,
 //! `sending-AL` (…) while one instance sends it (taken with a conditional
 //! update, so that two instances on one PostgreSQL never both send it),
 //! then `sent` or `not-wanted` (the condition said no), so that the
@@ -22,6 +23,16 @@ use crate::{StorageError, Store};
 pub const SCHEMA: &str = "ALTER TABLE journal ADD COLUMN application_ack TEXT NOT NULL DEFAULT '';
     CREATE INDEX journal_application_ack_owed ON journal (id)
         WHERE application_ack IN ('AL', 'ER', 'SU', 'sending-AL', 'sending-ER', 'sending-SU');";
+
+/// Migration 11: the ANS business acknowledgement (`ZAM`, owed to a
+/// sender of the CDA-over-HL7 v2 profile that asked for the DMP's
+/// reception) joins the owed states the partial index covers.
+pub const ZAM_SCHEMA: &str = "DROP INDEX journal_application_ack_owed;
+    CREATE INDEX journal_application_ack_owed ON journal (id)
+        WHERE application_ack IN ('AL', 'ER', 'SU', 'ZAM', 'sending-AL', 'sending-ER', 'sending-SU', 'sending-ZAM');";
+
+/// The owed condition of a `ZAM^Z01` (not an MSH-16 value).
+pub const ZAM: &str = "ZAM";
 
 /// Prefix of an acknowledgement being sent.
 const SENDING: &str = "sending-";
@@ -73,7 +84,7 @@ pub struct OwedAck {
 pub(crate) const OWED: &str =
     "SELECT j.id, j.application_ack, j.sending_application, j.sending_facility, j.raw
      FROM journal j
-     WHERE j.application_ack IN ('AL', 'ER', 'SU', 'sending-AL', 'sending-ER', 'sending-SU')
+     WHERE j.application_ack IN ('AL', 'ER', 'SU', 'ZAM', 'sending-AL', 'sending-ER', 'sending-SU', 'sending-ZAM')
        AND j.id > $1
        AND NOT EXISTS (SELECT 1 FROM outbox o
            WHERE o.journal_id = j.id AND o.state IN ('pending', 'in_flight'))

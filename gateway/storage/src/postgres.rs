@@ -136,6 +136,8 @@ const MIGRATIONS: &[&str] = &[
     crate::retention::ANCHOR_SCHEMA,
     // 10: how far each export of the audit trail has sent it.
     crate::audit::EXPORTS_SCHEMA,
+    // 11: the DMP's business acknowledgement (ZAM^Z01) owed too.
+    crate::application_acks::ZAM_SCHEMA,
 ];
 
 /// A few connections reused across calls, each with its prepared

@@ -133,6 +133,8 @@ const MIGRATIONS: &[&str] = &[
     crate::retention::ANCHOR_SCHEMA,
     // 10: how far each export of the audit trail has sent it.
     crate::audit::EXPORTS_SCHEMA,
+    // 11: the DMP's business acknowledgement (ZAM^Z01) owed too.
+    crate::application_acks::ZAM_SCHEMA,
 ];
 
 /// Read connections per database: WAL lets them read while the writer

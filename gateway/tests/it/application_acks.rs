@@ -79,6 +79,11 @@ impl ReturnEndpoint {
         });
     }
 
+    /// Every message received, in order.
+    pub(crate) fn received(&self) -> Vec<String> {
+        self.received.lock().unwrap().clone()
+    }
+
     /// The application ACK answering `control_id` (MSA-2), once.
     pub(crate) fn ack_for(&self, control_id: &str) -> Vec<String> {
         self.received

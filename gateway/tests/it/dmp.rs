@@ -1086,3 +1086,95 @@ fn mhd_mode_provides_pdsm_bundles() {
         "{message}"
     );
 }
+
+/// The ANS profile's business acknowledgement: an original-mode sender
+/// whose message asks for the DMP's reception (`ACK_RECEPTION` = Y) gets
+/// `ZAM^Z01^ZAM_Z01` at its return endpoint, `Y` once the DMP took the
+/// document, `N` with the DMP's code (ERR-5) when it refused it, `N` with
+/// Passerelle's when a rule stopped it; a message that did not ask gets
+/// none.
+#[test]
+fn original_mode_senders_of_the_profile_get_zam_z01() {
+    use crate::application_acks::ReturnEndpoint;
+    let Some(samples) = samples() else {
+        return;
+    };
+    let simulator = Simulator::start(None);
+    let returns = ReturnEndpoint::default();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let return_port = listener.local_addr().unwrap().port();
+    returns.listen(listener);
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "{}\n[[hl7v2.application_acks]]\nsending_applications = [\"SIL-Y\", \"RIS-Y\"]\nendpoint = \"mllp://127.0.0.1:{return_port}\"\n",
+        config(&simulator, None, dir.path())
+    );
+    let gateway = start_gateway(&config, dir.path(), None);
+    // The ORU example asks for the reception acknowledgement; the MDM one
+    // does not.
+    let accepted = with_document(&samples.oru, "ZAM-OK", "QUAL", &samples.cr_bio);
+    let vali = with_document(
+        &samples.oru,
+        "ZAM-VALI",
+        "VALI",
+        &renamed(&samples.cr_bio, CR_BIO_ID, "1.2.250.1.999.7.6.1"),
+    );
+    let silent = with_document(&samples.mdm, "ZAM-NOT-ASKED", "QUAL", &samples.level1);
+    assert_eq!(
+        send_mllp(gateway.mllp_addr, &[accepted, vali, silent]),
+        vec!["AA", "AA", "AA"]
+    );
+    let refused = with_document(
+        &samples.oru,
+        "ZAM-REFUSED",
+        "QUAL",
+        &renamed(&samples.cr_bio, CR_BIO_ID, "1.2.250.1.999.7.6.2"),
+    );
+    // The three first settle before the refusal is sent.
+    for control_id in ["ZAM-OK", "ZAM-VALI", "ZAM-NOT-ASKED"] {
+        settled_delivery(&gateway, control_id);
+    }
+    simulator.fault(r#"{"mode": "reject", "code": "DMP_TEST_REFUS", "text": "refused by the test", "count": 1}"#);
+    assert_eq!(send_mllp(gateway.mllp_addr, &[refused]), vec!["AA"]);
+    let zam_for = |control_id: &str| -> String {
+        let mut found = String::new();
+        assert!(
+            common::eventually(Duration::from_secs(30), || {
+                found = returns
+                    .received()
+                    .into_iter()
+                    .find(|m| {
+                        m.contains("ZAM^Z01^ZAM_Z01") && m.contains(&format!("|{control_id}|"))
+                    })
+                    .unwrap_or_default();
+                !found.is_empty()
+            }),
+            "no ZAM^Z01 for {control_id}: {:?}",
+            returns.received()
+        );
+        found
+    };
+    let ok = zam_for("ZAM-OK");
+    assert!(ok.contains("OBX|1|CWE|ACK_RECEPTION_DMP^Accusé de réception DMP^AckMetierZAM|ZAM-OK|Y^^expandedYes-NoIndicator"), "{ok}");
+    assert!(ok.contains("|2.6|"), "{ok}");
+    assert!(!ok.contains("ERR|"), "{ok}");
+    let vali = zam_for("ZAM-VALI");
+    assert!(vali.contains("|N^^expandedYes-NoIndicator"), "{vali}");
+    assert!(
+        vali.contains("ERR|||207^Application error^messageErrorCondition|E|PASSERELLE^"),
+        "{vali}"
+    );
+    assert!(vali.contains("PID-32"), "{vali}");
+    let refused = zam_for("ZAM-REFUSED");
+    assert!(refused.contains("|E|DMP_TEST_REFUS^"), "{refused}");
+    // Nothing for the message that did not ask.
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        !returns
+            .received()
+            .iter()
+            .any(|m| m.contains("ZAM-NOT-ASKED")),
+        "{:?}",
+        returns.received()
+    );
+}

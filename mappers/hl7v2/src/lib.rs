@@ -25,6 +25,7 @@ mod header;
 mod message;
 mod path;
 mod split;
+pub mod zam;
 
 pub use ack::{AckCode, AckCondition, AckError, AckMode, ErrorLocation};
 pub use build::SegmentBuilder;
