@@ -784,6 +784,11 @@ pub struct DmpTarget {
     /// Largest document sent (bytes).
     #[serde(default = "defaults::dmp_max_document_bytes")]
     pub max_document_bytes: usize,
+    /// A program run on each CDA before it is sent (the ANS's schema and
+    /// schematrons, `validate_cda.sh`, as the CNDA requires); exit 1
+    /// refuses the document.
+    #[serde(default)]
+    pub cda_checker: Option<PathBuf>,
     /// The VIHF every request carries (docs/dmp.md); the DMP refuses a
     /// request without one.
     #[serde(default)]
@@ -860,6 +865,9 @@ impl TargetConfig {
         if let Some(dmp) = self.dmp.as_mut() {
             if let Some(dir) = dmp.value_sets_dir.as_mut() {
                 resolve(dir);
+            }
+            if let Some(checker) = dmp.cda_checker.as_mut() {
+                resolve(checker);
             }
             if let Some(vihf) = dmp.vihf.as_mut() {
                 resolve(&mut vihf.certificate_file);

@@ -705,6 +705,7 @@ mod tests {
             value_sets_dir: None,
             max_document_bytes: 1 << 20,
             vihf: None,
+            cda_checker: None,
         }
     }
 

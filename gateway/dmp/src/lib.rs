@@ -27,6 +27,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod checker;
 pub mod codes;
 pub mod document;
 pub mod mhd;
@@ -195,6 +196,26 @@ impl DmpConnector {
                 Ok(None) => return Outcome::NothingToSend,
                 Err(refusal) => return Outcome::Refused(refusal),
             };
+        // The CNDA's rule: each CDA passes the ANS schema and its model's
+        // schematron before it is sent.
+        if let Some(checker) = &self.settings.cda_checker {
+            for bytes in &prepared.documents {
+                let (checker, bytes) = (checker.clone(), bytes.clone());
+                let checked =
+                    tokio::task::spawn_blocking(move || checker::check_cda(&checker, &bytes)).await;
+                match checked {
+                    Ok(Ok(())) => {}
+                    Ok(Err(why)) => return Outcome::Refused(Refusal::CdaNotConformant(why)),
+                    Err(_) => {
+                        return Outcome::Unavailable {
+                            status: None,
+                            detail: "the CDA checker did not run".into(),
+                            retry_after: None,
+                        }
+                    }
+                }
+            }
+        }
         if self.settings.mode == passerelle_config::DmpMode::Mhd {
             return self.submit_mhd(prepared).await;
         }

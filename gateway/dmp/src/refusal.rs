@@ -22,6 +22,8 @@ pub enum Refusal {
     InsMismatch,
     #[error("the document is not a readable CDA: {0}")]
     Cda(String),
+    #[error("{0}")]
+    CdaNotConformant(String),
     #[error("no DMP classCode for the document type {0} (CDA code, TXA-2/OBR-4): add it to the target's dmp.class_codes")]
     NoClassCode(String),
     #[error(

@@ -25,6 +25,23 @@ const TRANSMISSION: &str =
     "ansforge-hl7v2-exemples/Vague 2/Trans_Doc-CDA-HL7V2/TRANSMISSION_DOCS_CDA_EN_HL7V2_V2.1";
 const INS: &str = "279035121518989";
 
+/// The ANS's CDA checker (schema and schematrons), when installed (CI
+/// installs it: `.ci/peers.sh`).
+fn ans_checker() -> Option<PathBuf> {
+    let script = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../shared/peers/validate_cda.sh"
+    ));
+    if script.is_file() && Path::new("/usr/share/java/Saxon-HE.jar").is_file() {
+        return Some(script);
+    }
+    assert!(
+        std::env::var_os("PASSERELLE_REQUIRE_PEERS").is_none(),
+        "the ANS CDA checker is required here: run .ci/peers.sh"
+    );
+    None
+}
+
 /// A `passerelle dmp-simulator` process, stopped on drop.
 struct Simulator {
     child: Child,
@@ -33,6 +50,12 @@ struct Simulator {
 
 impl Simulator {
     fn start(value_sets: Option<&Path>) -> Simulator {
+        Self::start_checking(value_sets, false)
+    }
+
+    /// With `check_cda`, every CDA it receives goes through the ANS's
+    /// checker too.
+    fn start_checking(value_sets: Option<&Path>, check_cda: bool) -> Simulator {
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let mut command = Command::new(env!("CARGO_BIN_EXE_passerelle"));
         command
@@ -41,6 +64,9 @@ impl Simulator {
             .stderr(Stdio::null());
         if let Some(dir) = value_sets {
             command.arg("--value-sets").arg(dir);
+        }
+        if let Some(checker) = ans_checker().filter(|_| check_cda) {
+            command.arg("--cda-checker").arg(checker);
         }
         let child = command.spawn().expect("spawn the simulator");
         let simulator = Simulator { child, addr };
@@ -135,6 +161,10 @@ fn config(simulator: &Simulator, value_sets: Option<&Path>, dir: &Path) -> Strin
         .map(|dir| format!("value_sets_dir = {:?}", dir.display().to_string()))
         .unwrap_or_default();
     let vihf = vihf_table(dir);
+    // The CNDA's rule: every CDA through the ANS's checker before it goes.
+    let checker = ans_checker()
+        .map(|script| format!("cda_checker = {:?}", script.display().to_string()))
+        .unwrap_or_default();
     format!(
         r#"
 [delivery]
@@ -145,7 +175,8 @@ kind = "dmp"
 url = "http://{addr}/dmp/xds"
 # The simulator on this host, in clear.
 allow_insecure = true
-timeout_secs = 5
+# The simulator may run the ANS's CDA checker (a JVM) on each document.
+timeout_secs = 60
 backoff_initial_ms = 50
 backoff_max_ms = 500
 circuit_open_ms = 300
@@ -158,6 +189,7 @@ lps_name = "Passerelle"
 lps_version = "0.1.0"
 lps_homologation = "TEST-0000"
 {value_sets}
+{checker}
 {vihf}
 
 [[routes]]
@@ -264,8 +296,18 @@ fn settled_delivery(gateway: &common::Gateway, control_id: &str) -> Value {
         found = detail;
         done
     });
-    assert!(settled, "the delivery did not settle: {found}");
+    assert!(
+        settled,
+        "the delivery did not settle: {} {}",
+        found["deliveries"], found["attempts"]
+    );
     found
+}
+
+/// A message's deliveries and attempts, for an assertion's text (its raw
+/// message and Bundles stay out of the test log).
+fn brief(message: &Value) -> String {
+    format!("{} {}", message["deliveries"], message["attempts"])
 }
 
 fn last_detail(message: &Value) -> String {
@@ -281,7 +323,7 @@ fn ans_examples_reach_the_dmp_simulator_as_checked_submissions() {
     let Some(samples) = samples() else {
         return;
     };
-    let simulator = Simulator::start(Some(&samples.value_sets));
+    let simulator = Simulator::start_checking(Some(&samples.value_sets), true);
     let dir = tempfile::tempdir().unwrap();
     let gateway = start_gateway(
         &config(&simulator, Some(&samples.value_sets), dir.path()),
@@ -296,10 +338,16 @@ fn ans_examples_reach_the_dmp_simulator_as_checked_submissions() {
     assert_eq!(send_mllp(gateway.mllp_addr, &[oru, mdm]), vec!["AA", "AA"]);
     for control_id in ["DMP-ORU-1", "DMP-MDM-1"] {
         let message = settled_delivery(&gateway, control_id);
-        assert_eq!(message["deliveries"][0]["state"], "delivered", "{message}");
+        assert_eq!(
+            message["deliveries"][0]["state"],
+            "delivered",
+            "{}",
+            brief(&message)
+        );
         assert!(
             last_detail(&message).contains("the DMP took 1 document"),
-            "{message}"
+            "{}",
+            brief(&message)
         );
     }
     let documents = simulator.documents();
@@ -355,10 +403,16 @@ fn ans_examples_reach_the_dmp_simulator_as_checked_submissions() {
     let again = with_document(&samples.oru, "DMP-ORU-AGAIN", "QUAL", &samples.cr_bio);
     assert_eq!(send_mllp(gateway.mllp_addr, &[again]), vec!["AA"]);
     let message = settled_delivery(&gateway, "DMP-ORU-AGAIN");
-    assert_eq!(message["deliveries"][0]["state"], "dead", "{message}");
+    assert_eq!(
+        message["deliveries"][0]["state"],
+        "dead",
+        "{}",
+        brief(&message)
+    );
     assert!(
         last_detail(&message).contains("XDSDuplicateUniqueIdInRegistry"),
-        "{message}"
+        "{}",
+        brief(&message)
     );
     assert_eq!(simulator.documents().len(), 2);
 }
@@ -423,7 +477,12 @@ fn identities_that_are_not_qualified_are_refused_before_sending() {
     );
     for (control_id, status) in cases {
         let message = settled_delivery(&gateway, control_id);
-        assert_eq!(message["deliveries"][0]["state"], "dead", "{message}");
+        assert_eq!(
+            message["deliveries"][0]["state"],
+            "dead",
+            "{}",
+            brief(&message)
+        );
         let detail = last_detail(&message);
         assert!(detail.starts_with("not sent to the DMP"), "{detail}");
         assert!(detail.contains("PID-32"), "{detail}");
@@ -449,9 +508,14 @@ fn an_outage_delays_and_a_refusal_is_a_dead_letter_with_the_dmp_code() {
     let first = with_document(&samples.oru, "DMP-OUTAGE", "QUAL", &samples.cr_bio);
     assert_eq!(send_mllp(gateway.mllp_addr, &[first]), vec!["AA"]);
     let message = settled_delivery(&gateway, "DMP-OUTAGE");
-    assert_eq!(message["deliveries"][0]["state"], "delivered", "{message}");
+    assert_eq!(
+        message["deliveries"][0]["state"],
+        "delivered",
+        "{}",
+        brief(&message)
+    );
     let attempts = message["deliveries"][0]["attempts"].as_i64().unwrap();
-    assert!(attempts >= 4, "{message}");
+    assert!(attempts >= 4, "{}", brief(&message));
     assert_eq!(simulator.documents().len(), 1);
 
     simulator.fault(r#"{"mode": "drop", "count": 1}"#);
@@ -459,7 +523,12 @@ fn an_outage_delays_and_a_refusal_is_a_dead_letter_with_the_dmp_code() {
     let dropped = with_document(&samples.oru, "DMP-DROPPED", "QUAL", &second);
     assert_eq!(send_mllp(gateway.mllp_addr, &[dropped]), vec!["AA"]);
     let message = settled_delivery(&gateway, "DMP-DROPPED");
-    assert_eq!(message["deliveries"][0]["state"], "delivered", "{message}");
+    assert_eq!(
+        message["deliveries"][0]["state"],
+        "delivered",
+        "{}",
+        brief(&message)
+    );
     assert_eq!(simulator.documents().len(), 2);
 
     // A refusal with the DMP's code: never retried, kept as a dead letter.
@@ -468,13 +537,23 @@ fn an_outage_delays_and_a_refusal_is_a_dead_letter_with_the_dmp_code() {
     let refused = with_document(&samples.oru, "DMP-REFUSED", "QUAL", &third);
     assert_eq!(send_mllp(gateway.mllp_addr, &[refused]), vec!["AA"]);
     let message = settled_delivery(&gateway, "DMP-REFUSED");
-    assert_eq!(message["deliveries"][0]["state"], "dead", "{message}");
+    assert_eq!(
+        message["deliveries"][0]["state"],
+        "dead",
+        "{}",
+        brief(&message)
+    );
     let detail = last_detail(&message);
     assert!(
         detail.contains("DMP_TEST_REFUS: refused by the test"),
         "{detail}"
     );
-    assert_eq!(message["deliveries"][0]["attempts"], 1, "{message}");
+    assert_eq!(
+        message["deliveries"][0]["attempts"],
+        1,
+        "{}",
+        brief(&message)
+    );
     assert_eq!(simulator.documents().len(), 2);
 }
 
@@ -584,7 +663,8 @@ fn docs_dmp_md_takes_a_sample_mdm_to_the_simulator() {
     let message = settled_delivery(&gateway, "DOCS-VALI");
     assert!(
         last_detail(&message).contains("identity status is VALI (PID-32)"),
-        "{message}"
+        "{}",
+        brief(&message)
     );
     assert_eq!(simulator.documents().len(), 1);
 }
@@ -701,7 +781,12 @@ fn a_request_without_a_vihf_is_refused() {
     let message = with_document(&samples.oru, "DMP-NO-VIHF", "QUAL", &samples.cr_bio);
     assert_eq!(send_mllp(gateway.mllp_addr, &[message]), vec!["AA"]);
     let message = settled_delivery(&gateway, "DMP-NO-VIHF");
-    assert_eq!(message["deliveries"][0]["state"], "dead", "{message}");
+    assert_eq!(
+        message["deliveries"][0]["state"],
+        "dead",
+        "{}",
+        brief(&message)
+    );
     let detail = last_detail(&message);
     assert!(detail.contains("wsse:InvalidSecurity"), "{detail}");
     assert_eq!(simulator.documents().len(), 0);
@@ -773,7 +858,12 @@ fn a_replacement_supersedes_and_iti18_and_iti43_answer() {
     let second = with_document(&samples.oru, "DMP-V2", "QUAL", &version2);
     assert_eq!(send_mllp(gateway.mllp_addr, &[second]), vec!["AA"]);
     let message = settled_delivery(&gateway, "DMP-V2");
-    assert_eq!(message["deliveries"][0]["state"], "delivered", "{message}");
+    assert_eq!(
+        message["deliveries"][0]["state"],
+        "delivered",
+        "{}",
+        brief(&message)
+    );
     let listed = simulator.documents();
     let status_of = |id: &str| {
         listed
@@ -802,10 +892,16 @@ fn a_replacement_supersedes_and_iti18_and_iti43_answer() {
     let third = with_document(&samples.oru, "DMP-ORPHAN", "QUAL", &orphan);
     assert_eq!(send_mllp(gateway.mllp_addr, &[third]), vec!["AA"]);
     let message = settled_delivery(&gateway, "DMP-ORPHAN");
-    assert_eq!(message["deliveries"][0]["state"], "dead", "{message}");
+    assert_eq!(
+        message["deliveries"][0]["state"],
+        "dead",
+        "{}",
+        brief(&message)
+    );
     assert!(
         last_detail(&message).contains("1.2.250.1.999.404"),
-        "{message}"
+        "{}",
+        brief(&message)
     );
 
     // ITI-18 FindDocuments: the approved document only.
@@ -920,8 +1016,17 @@ fn a_deletion_deletes() {
         vec!["AA"]
     );
     let message = settled_delivery(&gateway, "DMP-DEL-2");
-    assert_eq!(message["deliveries"][0]["state"], "delivered", "{message}");
-    assert!(last_detail(&message).contains("deleted 1"), "{message}");
+    assert_eq!(
+        message["deliveries"][0]["state"],
+        "delivered",
+        "{}",
+        brief(&message)
+    );
+    assert!(
+        last_detail(&message).contains("deleted 1"),
+        "{}",
+        brief(&message)
+    );
     assert_eq!(
         simulator.documents().len(),
         0,
@@ -933,8 +1038,17 @@ fn a_deletion_deletes() {
     let again = deletion.replace("DMP-DEL-2", "DMP-DEL-3");
     assert_eq!(send_mllp(gateway.mllp_addr, &[again]), vec!["AA"]);
     let message = settled_delivery(&gateway, "DMP-DEL-3");
-    assert_eq!(message["deliveries"][0]["state"], "dead", "{message}");
-    assert!(last_detail(&message).contains("to delete"), "{message}");
+    assert_eq!(
+        message["deliveries"][0]["state"],
+        "dead",
+        "{}",
+        brief(&message)
+    );
+    assert!(
+        last_detail(&message).contains("to delete"),
+        "{}",
+        brief(&message)
+    );
 }
 
 /// TD0.2 before the first feed of a patient: a closed DMP, or a patient
@@ -961,10 +1075,16 @@ fn td02_keeps_documents_from_a_closed_or_opposed_dmp() {
     let closed = with_document(&samples.oru, "DMP-TD02-CLOSED", "QUAL", &samples.cr_bio);
     assert_eq!(send_mllp(gateway.mllp_addr, &[closed]), vec!["AA"]);
     let message = settled_delivery(&gateway, "DMP-TD02-CLOSED");
-    assert_eq!(message["deliveries"][0]["state"], "dead", "{message}");
+    assert_eq!(
+        message["deliveries"][0]["state"],
+        "dead",
+        "{}",
+        brief(&message)
+    );
     assert!(
         last_detail(&message).contains("DMP is closed (TD0.2)"),
-        "{message}"
+        "{}",
+        brief(&message)
     );
 
     set_patient(&format!(
@@ -973,15 +1093,29 @@ fn td02_keeps_documents_from_a_closed_or_opposed_dmp() {
     let opposed = with_document(&samples.oru, "DMP-TD02-OPPOSED", "QUAL", &samples.cr_bio);
     assert_eq!(send_mllp(gateway.mllp_addr, &[opposed]), vec!["AA"]);
     let message = settled_delivery(&gateway, "DMP-TD02-OPPOSED");
-    assert_eq!(message["deliveries"][0]["state"], "dead", "{message}");
-    assert!(last_detail(&message).contains("opposed"), "{message}");
+    assert_eq!(
+        message["deliveries"][0]["state"],
+        "dead",
+        "{}",
+        brief(&message)
+    );
+    assert!(
+        last_detail(&message).contains("opposed"),
+        "{}",
+        brief(&message)
+    );
     assert_eq!(simulator.documents().len(), 0);
 
     set_patient(&format!(r#"{{"ins": "{INS}", "dmp": "active"}}"#));
     let open = with_document(&samples.oru, "DMP-TD02-OPEN", "QUAL", &samples.cr_bio);
     assert_eq!(send_mllp(gateway.mllp_addr, &[open]), vec!["AA"]);
     let message = settled_delivery(&gateway, "DMP-TD02-OPEN");
-    assert_eq!(message["deliveries"][0]["state"], "delivered", "{message}");
+    assert_eq!(
+        message["deliveries"][0]["state"],
+        "delivered",
+        "{}",
+        brief(&message)
+    );
     assert_eq!(simulator.documents().len(), 1);
 }
 
@@ -1059,7 +1193,12 @@ fn mhd_mode_provides_pdsm_bundles() {
     let replacement = with_document(&samples.oru, "MHD-V2", "QUAL", &version2);
     assert_eq!(send_mllp(gateway.mllp_addr, &[replacement]), vec!["AA"]);
     let message = settled_delivery(&gateway, "MHD-V2");
-    assert_eq!(message["deliveries"][0]["state"], "delivered", "{message}");
+    assert_eq!(
+        message["deliveries"][0]["state"],
+        "delivered",
+        "{}",
+        brief(&message)
+    );
     let listed = simulator.documents();
     let status_of = |id: &str| {
         listed
@@ -1080,10 +1219,16 @@ fn mhd_mode_provides_pdsm_bundles() {
     );
     assert_eq!(send_mllp(gateway.mllp_addr, &[deletion]), vec!["AA"]);
     let message = settled_delivery(&gateway, "MHD-DEL");
-    assert_eq!(message["deliveries"][0]["state"], "dead", "{message}");
+    assert_eq!(
+        message["deliveries"][0]["state"],
+        "dead",
+        "{}",
+        brief(&message)
+    );
     assert!(
         last_detail(&message).contains("mode = \"mhd\""),
-        "{message}"
+        "{}",
+        brief(&message)
     );
 }
 
@@ -1177,4 +1322,39 @@ fn original_mode_senders_of_the_profile_get_zam_z01() {
         "{:?}",
         returns.received()
     );
+}
+
+/// A CDA the ANS's checker refuses (here, not valid against
+/// CDA_extended.xsd) is never sent: the CNDA's rule, checked by the
+/// connector before anything leaves.
+#[test]
+fn a_cda_the_ans_checker_refuses_is_not_sent() {
+    let Some(samples) = samples() else {
+        return;
+    };
+    if ans_checker().is_none() {
+        return;
+    }
+    let simulator = Simulator::start(None);
+    let dir = tempfile::tempdir().unwrap();
+    let gateway = start_gateway(&config(&simulator, None, dir.path()), dir.path(), None);
+    let broken = String::from_utf8(renamed(&samples.cr_bio, CR_BIO_ID, "1.2.250.1.999.7.7.1"))
+        .unwrap()
+        .replacen("<title>", "<notInTheSchema/><title>", 1)
+        .into_bytes();
+    let message = with_document(&samples.oru, "DMP-NOT-CONFORMANT", "QUAL", &broken);
+    assert_eq!(send_mllp(gateway.mllp_addr, &[message]), vec!["AA"]);
+    let message = settled_delivery(&gateway, "DMP-NOT-CONFORMANT");
+    assert_eq!(
+        message["deliveries"][0]["state"],
+        "dead",
+        "{}",
+        brief(&message)
+    );
+    assert!(
+        last_detail(&message).contains("fails the ANS schema or schematron"),
+        "{}",
+        brief(&message)
+    );
+    assert_eq!(simulator.documents().len(), 0);
 }

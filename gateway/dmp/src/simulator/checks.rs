@@ -3,8 +3,6 @@
 //! codes are in its integration guide, which is not public: the codes
 //! here are ITI TF-3's).
 
-use std::path::Path;
-
 use xds::metadata::{cx_authority, Submission};
 use xds::read::ReceivedSubmission;
 use xds::response::RegistryError;
@@ -196,7 +194,7 @@ pub(super) fn check(
                     ));
                 }
                 if let Some(checker) = &state.cda_checker {
-                    if let Err(why) = run_checker(checker, bytes) {
+                    if let Err(why) = crate::checker::check_cda(checker, bytes) {
                         errors.push(error("XDSRepositoryError", why, at));
                     }
                 }
@@ -223,40 +221,5 @@ pub(super) fn check(
         Ok((stored, replaced))
     } else {
         Err(errors)
-    }
-}
-
-/// Runs the CDA checker on `bytes` (written to a temporary file).
-fn run_checker(checker: &Path, bytes: &[u8]) -> Result<(), String> {
-    let dir = std::env::temp_dir().join(format!(
-        "passerelle-dmp-simulator-{}-{}",
-        std::process::id(),
-        crate::codes::sha1_hex(bytes)
-    ));
-    std::fs::create_dir_all(&dir).map_err(|e| format!("CDA checker: {e}"))?;
-    let file = dir.join("document.xml");
-    std::fs::write(&file, bytes).map_err(|e| format!("CDA checker: {e}"))?;
-    let output = std::process::Command::new("bash")
-        .arg(checker)
-        .arg(&file)
-        .output()
-        .map_err(|e| format!("CDA checker: {e}"));
-    let _ = std::fs::remove_dir_all(&dir);
-    let output = output?;
-    // Exit 2 is the checker's "could not check fully" (a schematron the
-    // ANS material lacks): the document is not at fault.
-    if output.status.success() || output.status.code() == Some(2) {
-        Ok(())
-    } else {
-        let text = String::from_utf8_lossy(&output.stdout);
-        let summary: Vec<&str> = text
-            .lines()
-            .filter(|l| l.contains("FAIL") || l.contains("error") || l.contains("ERROR"))
-            .take(3)
-            .collect();
-        Err(format!(
-            "the CDA fails the ANS schema or schematron: {}",
-            summary.join(" / ")
-        ))
     }
 }
