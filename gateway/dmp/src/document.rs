@@ -215,16 +215,8 @@ pub fn check_metadata(submission: &Submission, value_sets: &ValueSets) -> Result
         if !missing.is_empty() {
             return Err(Refusal::MissingMetadata(missing.join(", ")));
         }
-        value_sets.check("typeCode", &entry.type_code)?;
-        value_sets.check("classCode", &entry.class_code)?;
-        value_sets.check("formatCode", &entry.format_code)?;
-        value_sets.check(
-            "healthcareFacilityTypeCode",
-            &entry.healthcare_facility_type,
-        )?;
-        value_sets.check("practiceSettingCode", &entry.practice_setting)?;
-        for code in &entry.confidentiality {
-            value_sets.check("confidentialityCode", code)?;
+        if let Some(refusal) = value_sets.check_entry(entry).into_iter().next() {
+            return Err(refusal);
         }
     }
     let missing = submission.set.missing();

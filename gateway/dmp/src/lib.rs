@@ -391,19 +391,7 @@ impl DmpConnector {
         let addressing = self.addressing(key, attempt, now_ms, "td0.2");
         let security = self.security(patient, &addressing, now_ms)?;
         let request = td02::write_request(patient, &addressing, security.as_deref());
-        let answer = self
-            .client
-            .post(
-                "application/soap+xml; charset=UTF-8",
-                ACCEPT,
-                Bytes::from(request.into_bytes()),
-            )
-            .await
-            .map_err(|error| Outcome::Unavailable {
-                status: None,
-                detail: format!("TD0.2: {error}"),
-                retry_after: None,
-            })?;
+        let answer = self.post_soap(request, "TD0.2").await?;
         let sender_fault = || {
             let content_type = answer
                 .content_type
@@ -462,6 +450,27 @@ impl DmpConnector {
                 Err(Outcome::Refused(Refusal::NoActiveDmp(state.as_str())))
             }
         }
+    }
+
+    /// POSTs a plain SOAP 1.2 request; no answer is `Err` with the
+    /// outcome to record (`what` names the transaction in it).
+    async fn post_soap(
+        &self,
+        request: String,
+        what: &str,
+    ) -> Result<passerelle_fhir_client::TargetAnswer, Outcome> {
+        self.client
+            .post(
+                "application/soap+xml; charset=UTF-8",
+                ACCEPT,
+                Bytes::from(request.into_bytes()),
+            )
+            .await
+            .map_err(|error| Outcome::Unavailable {
+                status: None,
+                detail: format!("{what}: {error}"),
+                retry_after: None,
+            })
     }
 
     /// Sends one SOAP request and reads the answer as a registry answer;
@@ -524,19 +533,7 @@ impl DmpConnector {
             unique_ids: vec![unique_id.to_string()],
         };
         let request = xds::query::write_query(&query, &addressing, security.as_deref());
-        let answer = self
-            .client
-            .post(
-                "application/soap+xml; charset=UTF-8",
-                ACCEPT,
-                Bytes::from(request.into_bytes()),
-            )
-            .await
-            .map_err(|error| Outcome::Unavailable {
-                status: None,
-                detail: format!("ITI-18: {error}"),
-                retry_after: None,
-            })?;
+        let answer = self.post_soap(request, "ITI-18").await?;
         let content_type = answer
             .content_type
             .as_deref()

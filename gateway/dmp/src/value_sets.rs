@@ -79,6 +79,32 @@ impl ValueSets {
         self.sets.iter().map(|(a, _, n)| (*a, n.as_str())).collect()
     }
 
+    /// The refusals of a document entry's codes (type, class, format,
+    /// facility type, practice setting, confidentiality).
+    pub fn check_entry(&self, entry: &xds::metadata::DocumentEntry) -> Vec<Refusal> {
+        let mut refusals = Vec::new();
+        let codes = [
+            ("typeCode", &entry.type_code),
+            ("classCode", &entry.class_code),
+            ("formatCode", &entry.format_code),
+            (
+                "healthcareFacilityTypeCode",
+                &entry.healthcare_facility_type,
+            ),
+            ("practiceSettingCode", &entry.practice_setting),
+        ];
+        let confidentiality = entry
+            .confidentiality
+            .iter()
+            .map(|code| ("confidentialityCode", code));
+        for (attribute, code) in codes.into_iter().chain(confidentiality) {
+            if let Err(refusal) = self.check(attribute, code) {
+                refusals.push(refusal);
+            }
+        }
+        refusals
+    }
+
     /// Refuses `code` when `attribute` has a value set that lacks it.
     pub fn check(&self, attribute: &'static str, code: &Code) -> Result<(), Refusal> {
         for (name, set, file) in &self.sets {

@@ -273,6 +273,21 @@ fn renamed(cda: &[u8], old_root: &str, new_root: &str) -> Vec<u8> {
         .into_bytes()
 }
 
+/// `cda` as a new version (document id `new_root`) that replaces the
+/// document `replaced` (the CDA's `relatedDocument RPLC`).
+fn replacing(cda: &[u8], new_root: &str, replaced: &str) -> Vec<u8> {
+    String::from_utf8(renamed(cda, CR_BIO_ID, new_root))
+        .unwrap()
+        .replacen(
+            "<componentOf>",
+            &format!(
+                "<relatedDocument typeCode=\"RPLC\"><parentDocument><id root=\"{replaced}\"/></parentDocument></relatedDocument><componentOf>"
+            ),
+            1,
+        )
+        .into_bytes()
+}
+
 const CR_BIO_ID: &str = "1.2.250.1.213.1.1.1.55.2024.9.1";
 const LEVEL1_ID: &str = "1.3.6.1.4.1.19376.1.2.20.12345.1.1";
 
@@ -845,16 +860,7 @@ fn a_replacement_supersedes_and_iti18_and_iti43_answer() {
     );
 
     let new_id = "1.2.250.1.999.7.4.2";
-    let version2 = String::from_utf8(renamed(&samples.cr_bio, CR_BIO_ID, new_id))
-        .unwrap()
-        .replacen(
-            "<componentOf>",
-            &format!(
-                "<relatedDocument typeCode=\"RPLC\"><parentDocument><id root=\"{CR_BIO_ID}\"/></parentDocument></relatedDocument><componentOf>"
-            ),
-            1,
-        )
-        .into_bytes();
+    let version2 = replacing(&samples.cr_bio, new_id, CR_BIO_ID);
     let second = with_document(&samples.oru, "DMP-V2", "QUAL", &version2);
     assert_eq!(send_mllp(gateway.mllp_addr, &[second]), vec!["AA"]);
     let message = settled_delivery(&gateway, "DMP-V2");
@@ -881,14 +887,7 @@ fn a_replacement_supersedes_and_iti18_and_iti43_answer() {
 
     // A replacement of a document the DMP does not hold: refused, nothing
     // sent.
-    let orphan = String::from_utf8(renamed(&samples.cr_bio, CR_BIO_ID, "1.2.250.1.999.7.4.3"))
-        .unwrap()
-        .replacen(
-            "<componentOf>",
-            "<relatedDocument typeCode=\"RPLC\"><parentDocument><id root=\"1.2.250.1.999.404\"/></parentDocument></relatedDocument><componentOf>",
-            1,
-        )
-        .into_bytes();
+    let orphan = replacing(&samples.cr_bio, "1.2.250.1.999.7.4.3", "1.2.250.1.999.404");
     let third = with_document(&samples.oru, "DMP-ORPHAN", "QUAL", &orphan);
     assert_eq!(send_mllp(gateway.mllp_addr, &[third]), vec!["AA"]);
     let message = settled_delivery(&gateway, "DMP-ORPHAN");
@@ -1180,16 +1179,7 @@ fn mhd_mode_provides_pdsm_bundles() {
     assert_eq!(simulator.content(LEVEL1_ID), samples.level1);
 
     let new_id = "1.2.250.1.999.7.5.2";
-    let version2 = String::from_utf8(renamed(&samples.cr_bio, CR_BIO_ID, new_id))
-        .unwrap()
-        .replacen(
-            "<componentOf>",
-            &format!(
-                "<relatedDocument typeCode=\"RPLC\"><parentDocument><id root=\"{CR_BIO_ID}\"/></parentDocument></relatedDocument><componentOf>"
-            ),
-            1,
-        )
-        .into_bytes();
+    let version2 = replacing(&samples.cr_bio, new_id, CR_BIO_ID);
     let replacement = with_document(&samples.oru, "MHD-V2", "QUAL", &version2);
     assert_eq!(send_mllp(gateway.mllp_addr, &[replacement]), vec!["AA"]);
     let message = settled_delivery(&gateway, "MHD-V2");

@@ -156,24 +156,8 @@ pub(super) fn check(
                 at,
             ));
         }
-        for (attribute, code) in [
-            ("typeCode", &entry.type_code),
-            ("classCode", &entry.class_code),
-            ("formatCode", &entry.format_code),
-            (
-                "healthcareFacilityTypeCode",
-                &entry.healthcare_facility_type,
-            ),
-            ("practiceSettingCode", &entry.practice_setting),
-        ] {
-            if let Err(refusal) = state.value_sets.check(attribute, code) {
-                errors.push(error("XDSRegistryMetadataError", refusal.to_string(), at));
-            }
-        }
-        for code in &entry.confidentiality {
-            if let Err(refusal) = state.value_sets.check("confidentialityCode", code) {
-                errors.push(error("XDSRegistryMetadataError", refusal.to_string(), at));
-            }
+        for refusal in state.value_sets.check_entry(entry) {
+            errors.push(error("XDSRegistryMetadataError", refusal.to_string(), at));
         }
         match cda::read(bytes) {
             Ok(document) => {

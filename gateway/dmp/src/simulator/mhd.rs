@@ -298,19 +298,8 @@ pub fn provide(body: &[u8], state: &SimulatorState) -> FhirReply {
             authors: Vec::new(),
             legal_authenticator: None,
         };
-        for (attribute, code) in [
-            ("typeCode", &entry.type_code),
-            ("classCode", &entry.class_code),
-            ("formatCode", &entry.format_code),
-            (
-                "healthcareFacilityTypeCode",
-                &entry.healthcare_facility_type,
-            ),
-            ("practiceSettingCode", &entry.practice_setting),
-        ] {
-            if let Err(refusal) = state.value_sets.check(attribute, code) {
-                issues.push(format!("{at}: {refusal}"));
-            }
+        for refusal in state.value_sets.check_entry(&entry) {
+            issues.push(format!("{at}: {refusal}"));
         }
         stored.push(StoredDocument {
             entry_uuid: crate::codes::uuid_urn(&[set_unique_id.as_bytes(), unique_id.as_bytes()]),
