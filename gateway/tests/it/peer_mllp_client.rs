@@ -132,7 +132,21 @@ fn independent_mllp_client_gets_an_answer_for_every_corpus_message() {
             )
         })
         .collect();
-    assert!(details.is_empty(), "dead letters:\n{}", details.join("\n"));
+    // One ambiguity is the samples' own: Microsoft's OML-O21-02 gives the
+    // filler specimen id 2012999999 to two specimens, and ORU-R01-01 keys
+    // its specimen by that filler id. Delivered after OML-O21-02 (the
+    // order of two patients' messages is not fixed), ORU-R01-01's
+    // conditional write matches two Specimens: 412 multiple matches is
+    // FHIR's answer, and its dead letter is the right outcome.
+    let unexpected: Vec<&String> = details
+        .iter()
+        .filter(|d| !(d.contains("multiple-matches") && d.contains("|2012999999")))
+        .collect();
+    assert!(
+        unexpected.is_empty(),
+        "dead letters:\n{}",
+        details.join("\n")
+    );
 }
 
 /// The whole corpus from an enhanced-mode sender (MSH-15 and MSH-16 `AL`):
