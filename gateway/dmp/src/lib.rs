@@ -14,12 +14,13 @@
 //! The simulator ([`simulator`]) is the receiving side, for tests and for
 //! a site trying Passerelle before its DMP homologation: it validates
 //! what the DMP validates (MTOM, metadata, INS, hashes, duplicates, value
-//! sets, the CDA), stores documents in memory, lists them at
-//! `GET /simulator/documents`, and can be told to fail.
+//! sets, the CDA, the VIHF and the signed submission set), stores
+//! documents in memory, lists them at `GET /simulator/documents`, answers
+//! TD0.2, ITI-18, ITI-43, ITI-62 and ITI-65/67, and can be told to fail.
 //!
-//! Not built yet (docs/dmp.md): the VIHF and its signature, TD0.2, ITI-18
-//! and replacement (RPLC), deletion, ITI-43, the MHD mode, and the
-//! business acknowledgement (ZAM^Z01) to HL7 v2 senders.
+//! Beside the ITI-41 request: the VIHF ([`vihf`]), the submission set's
+//! signature ([`signature`]), TD0.2 ([`td02`]), replacements (ITI-18 then
+//! RPLC), deletions (ITI-62), and the `mhd` mode ([`mhd`]).
 
 // Input must never reach a panic: no unwrap/expect/panic outside tests.
 #![cfg_attr(
@@ -32,6 +33,7 @@ pub mod codes;
 pub mod document;
 pub mod mhd;
 pub mod refusal;
+pub mod signature;
 pub mod simulator;
 pub mod td02;
 pub mod time;
@@ -285,6 +287,12 @@ impl DmpConnector {
                 deleted,
             };
         }
+        let documents = prepared.documents.len();
+        if let Some(signer) = &self.signer {
+            if let Err(outcome) = sign_submission(signer, &mut prepared, now_ms) {
+                return outcome;
+            }
+        }
         let addressing = self.addressing(key, attempt, now_ms, "submission");
         let security = match self.security(&patient, &addressing, now_ms) {
             Ok(security) => security,
@@ -302,7 +310,6 @@ impl DmpConnector {
                 bytes,
             })
             .collect();
-        let documents = parts.len();
         let request = package(&envelope, &parts, ACTION_ITI41);
         match self.exchange(request.body, &request.content_type).await {
             Ok((status, answer)) => classify(status, answer, attempt, documents, deleted),
@@ -617,6 +624,58 @@ fn classify(
 }
 
 /// A SOAP answer's fault or registry errors, for a refusal's text.
+/// Adds the signature document of the submission set (IHE DSG, signed
+/// with the seal certificate) to `prepared`: an entry, its bytes and the
+/// `signs` association to the set. Its uniqueId derives from the set's,
+/// so a retry sends the same one.
+fn sign_submission(
+    signer: &vihf::VihfSigner,
+    prepared: &mut document::Prepared,
+    now_ms: i64,
+) -> Result<(), Outcome> {
+    let submission = &prepared.submission;
+    let (Some(first), Some(structure)) =
+        (submission.documents.first(), submission.set.authors.first())
+    else {
+        return Ok(());
+    };
+    let signed: Vec<signature::Signed<'_>> = submission
+        .documents
+        .iter()
+        .zip(&prepared.documents)
+        .map(|(entry, bytes)| signature::Signed {
+            unique_id: &entry.unique_id,
+            bytes,
+        })
+        .collect();
+    let bytes =
+        signature::sign(signer, &submission.set.unique_id, &signed, now_ms).map_err(|error| {
+            Outcome::Unavailable {
+                status: None,
+                detail: format!("signing the submission set: {error}"),
+                retry_after: None,
+            }
+        })?;
+    let unique_id = codes::uuid_oid(&[submission.set.unique_id.as_bytes(), b"signature"]);
+    let entry = signature::entry(
+        first,
+        structure,
+        unique_id,
+        &bytes,
+        &submission.set.submission_time,
+    );
+    let association = xds::Association {
+        id: "signs01".into(),
+        kind: xds::ASSOCIATION_SIGNS.to_string(),
+        source: entry.id.clone(),
+        target: submission.set.id.clone(),
+    };
+    prepared.submission.documents.push(entry);
+    prepared.submission.associations.push(association);
+    prepared.documents.push(bytes);
+    Ok(())
+}
+
 fn content_summary(answer: &passerelle_fhir_client::TargetAnswer) -> String {
     let content_type = answer
         .content_type

@@ -26,9 +26,9 @@ use xds::c14n::{canonicalize, Apex, Options};
 pub const SAML: &str = "urn:oasis:names:tc:SAML:2.0:assertion";
 /// XML-DSIG.
 pub const DSIG: &str = "http://www.w3.org/2000/09/xmldsig#";
-const EXC_C14N: &str = "http://www.w3.org/2001/10/xml-exc-c14n#";
-const RSA_SHA256: &str = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256";
-const SHA256: &str = "http://www.w3.org/2001/04/xmlenc#sha256";
+pub(crate) const EXC_C14N: &str = "http://www.w3.org/2001/10/xml-exc-c14n#";
+pub(crate) const RSA_SHA256: &str = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256";
+pub(crate) const SHA256: &str = "http://www.w3.org/2001/04/xmlenc#sha256";
 const ENVELOPED: &str = "http://www.w3.org/2000/09/xmldsig#enveloped-signature";
 const WSSE: &str =
     "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd";
@@ -129,6 +129,21 @@ impl VihfSigner {
         ))
     }
 
+    /// The seal certificate (DER).
+    pub fn certificate(&self) -> &[u8] {
+        &self.certificate
+    }
+
+    /// An RSA-SHA256 (PKCS #1 v1.5) signature of `bytes` with the seal
+    /// key.
+    pub(crate) fn rsa_sha256(&self, bytes: &[u8]) -> Result<Vec<u8>, VihfError> {
+        let mut signature = vec![0u8; self.key.public().modulus_len()];
+        self.key
+            .sign(&RSA_PKCS1_SHA256, &self.rng, bytes, &mut signature)
+            .map_err(|_| VihfError::Invalid("RSA signing failed".into()))?;
+        Ok(signature)
+    }
+
     /// Inserts the enveloped signature after the assertion's `Issuer`.
     fn sign(&self, assertion: &str, id: &str) -> Result<String, VihfError> {
         let options = Options {
@@ -158,16 +173,8 @@ impl VihfSigner {
             },
         )
         .map_err(|e| VihfError::Invalid(e.to_string()))?;
-        let mut signature = vec![0u8; self.key.public().modulus_len()];
-        self.key
-            .sign(
-                &RSA_PKCS1_SHA256,
-                &self.rng,
-                &canonical_info,
-                &mut signature,
-            )
-            .map_err(|_| VihfError::Invalid("RSA signing failed".into()))?;
-        let signature = base64::engine::general_purpose::STANDARD.encode(signature);
+        let signature =
+            base64::engine::general_purpose::STANDARD.encode(self.rsa_sha256(&canonical_info)?);
         let certificate = base64::engine::general_purpose::STANDARD.encode(&self.certificate);
         let element = format!(
             "<Signature xmlns=\"{DSIG}\">{}<SignatureValue>{signature}</SignatureValue><KeyInfo><X509Data><X509Certificate>{certificate}</X509Certificate></X509Data></KeyInfo></Signature>",
@@ -438,16 +445,7 @@ pub fn verify(envelope: &[u8]) -> Result<VerifiedVihf, VihfError> {
             .map(|e| e.text()),
         "X509Certificate",
     )?;
-    let certificate_der = CertificateDer::from(certificate.as_slice());
-    let end_entity = webpki::EndEntityCert::try_from(&certificate_der)
-        .map_err(|_| invalid("the X509Certificate is not a certificate"))?;
-    end_entity
-        .verify_signature(
-            webpki::ring::RSA_PKCS1_2048_8192_SHA256,
-            &canonical_info,
-            &signature_value,
-        )
-        .map_err(|_| invalid("the signature does not verify with the certificate it carries"))?;
+    verify_rsa_sha256(&certificate, &canonical_info, &signature_value)?;
     let resource_id = attributes
         .iter()
         .find(|(name, _)| name == "urn:oasis:names:tc:xacml:2.0:resource:resource-id")
@@ -460,9 +458,43 @@ pub fn verify(envelope: &[u8]) -> Result<VerifiedVihf, VihfError> {
     })
 }
 
+/// Checks an RSA-SHA256 signature of `message` by the DER `certificate`'s
+/// key.
+pub(crate) fn verify_rsa_sha256(
+    certificate: &[u8],
+    message: &[u8],
+    signature: &[u8],
+) -> Result<(), VihfError> {
+    let certificate_der = CertificateDer::from(certificate);
+    let end_entity = webpki::EndEntityCert::try_from(&certificate_der)
+        .map_err(|_| VihfError::Invalid("the X509Certificate is not a certificate".into()))?;
+    end_entity
+        .verify_signature(webpki::ring::RSA_PKCS1_2048_8192_SHA256, message, signature)
+        .map_err(|_| {
+            VihfError::Invalid(
+                "the signature does not verify with the certificate it carries".into(),
+            )
+        })
+}
+
 /// The subject of a DER certificate as `C=FR, O=..., CN=...` (RFC 4514
 /// attribute names for the usual types, in the certificate's order).
 pub fn subject_dn(certificate: &[u8]) -> Option<String> {
+    certificate_names(certificate).map(|names| names.subject)
+}
+
+/// What identifies a certificate: its serial number (decimal), issuer and
+/// subject (`C=FR, O=..., CN=...`), as XAdES's `IssuerSerial` and the
+/// VIHF's `Issuer` name them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateNames {
+    pub serial: String,
+    pub issuer: String,
+    pub subject: String,
+}
+
+/// Reads a DER certificate's serial number, issuer and subject.
+pub fn certificate_names(certificate: &[u8]) -> Option<CertificateNames> {
     let (certificate, _) = der_element(certificate, 0x30)?;
     let (tbs, _) = der_element(certificate, 0x30)?;
     let mut rest = tbs;
@@ -471,12 +503,22 @@ pub fn subject_dn(certificate: &[u8]) -> Option<String> {
     if rest.first() == Some(&0xa0) {
         rest = der_skip(rest)?;
     }
-    for _ in 0..4 {
-        rest = der_skip(rest)?;
-    }
+    let (serial, rest) = der_element(rest, 0x02)?;
+    let rest = der_skip(rest)?;
+    let (issuer, rest) = der_element(rest, 0x30)?;
+    let rest = der_skip(rest)?;
     let (subject, _) = der_element(rest, 0x30)?;
+    Some(CertificateNames {
+        serial: decimal(serial),
+        issuer: distinguished_name(issuer)?,
+        subject: distinguished_name(subject)?,
+    })
+}
+
+/// The content of a DER `Name` as `C=FR, O=..., CN=...`.
+fn distinguished_name(name: &[u8]) -> Option<String> {
     let mut parts = Vec::new();
-    let mut sets = subject;
+    let mut sets = name;
     while !sets.is_empty() {
         let (set, after) = der_element(sets, 0x31)?;
         let (pair, _) = der_element(set, 0x30)?;
@@ -497,6 +539,28 @@ pub fn subject_dn(certificate: &[u8]) -> Option<String> {
         sets = after;
     }
     Some(parts.join(", "))
+}
+
+/// A DER INTEGER's content (big-endian, non-negative for a serial) in
+/// decimal.
+fn decimal(big_endian: &[u8]) -> String {
+    // Repeated division by 10 of the base-256 number.
+    let mut number: Vec<u8> = big_endian.to_vec();
+    let mut digits = Vec::new();
+    while number.iter().any(|&b| b != 0) {
+        let mut remainder = 0u32;
+        for byte in number.iter_mut() {
+            let value = (remainder << 8) | u32::from(*byte);
+            *byte = (value / 10) as u8;
+            remainder = value % 10;
+        }
+        digits.push(b'0' + remainder as u8);
+    }
+    if digits.is_empty() {
+        return "0".into();
+    }
+    digits.reverse();
+    String::from_utf8_lossy(&digits).into_owned()
 }
 
 /// One DER element with `tag`: its content and what follows.
@@ -533,11 +597,11 @@ fn der_length(bytes: &[u8]) -> Option<(usize, usize)> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::process::Command;
 
-    fn seal(dir: &Path) -> DmpVihf {
+    pub(crate) fn seal(dir: &Path) -> DmpVihf {
         let output = Command::new("openssl")
             .args([
                 "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
@@ -682,6 +746,16 @@ mod tests {
             .output()
             .unwrap();
         assert!(!output.status.success(), "xmlsec1 took a changed VIHF");
+    }
+
+    #[test]
+    fn serial_numbers_are_written_in_decimal() {
+        assert_eq!(decimal(&[0x00]), "0");
+        assert_eq!(decimal(&[0x01, 0x00]), "256");
+        assert_eq!(
+            decimal(&[0x12, 0x34, 0x56, 0x78, 0x9a, 0xbc, 0xde, 0xf0, 0x12]),
+            "335812727670730321938"
+        );
     }
 
     #[test]

@@ -375,6 +375,13 @@ fn ans_examples_reach_the_dmp_simulator_as_checked_submissions() {
             .clone()
     };
     let cr_bio = by_id(CR_BIO_ID);
+    // Each submission set came signed (IHE DSG), the signature checked.
+    assert!(
+        cr_bio["signature"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("2.25.")),
+        "{cr_bio}"
+    );
     assert_eq!(
         cr_bio["patientId"],
         format!("{INS}^^^&1.2.250.1.213.1.4.10&ISO^NH")
@@ -809,7 +816,21 @@ fn a_request_without_a_vihf_is_refused() {
 
 /// A signed VIHF for `INS` with the test seal of `dir`.
 fn test_vihf(dir: &Path, message_id: &str) -> String {
-    use gateway::dmp::vihf::{Subject, VihfSigner};
+    use gateway::dmp::vihf::Subject;
+    let subject = Subject {
+        structure_id: "1120459876",
+        lps_name: "test",
+        lps_version: "1",
+        lps_homologation: "TEST",
+        ins: &format!("{INS}^^^&1.2.250.1.213.1.4.10&ISO^NH"),
+    };
+    test_seal(dir)
+        .security_header(&subject, &format!("_{message_id}"), 1_765_000_000_000)
+        .unwrap()
+}
+
+/// The signer of the test seal of `dir`.
+fn test_seal(dir: &Path) -> gateway::dmp::vihf::VihfSigner {
     let settings = gateway::config::DmpVihf {
         certificate_file: dir.join("seal.pem"),
         private_key_file: dir.join("seal.key"),
@@ -826,17 +847,146 @@ fn test_vihf(dir: &Path, message_id: &str) -> String {
             display: "AUTOMATE".into(),
         },
     };
-    let signer = VihfSigner::load(&settings).unwrap();
-    let subject = Subject {
-        structure_id: "1120459876",
-        lps_name: "test",
-        lps_version: "1",
-        lps_homologation: "TEST",
-        ins: &format!("{INS}^^^&1.2.250.1.213.1.4.10&ISO^NH"),
+    gateway::dmp::vihf::VihfSigner::load(&settings).unwrap()
+}
+
+/// The simulator checks the signed submission set as the DMP does: an
+/// ITI-41 without a signature document, with one that does not cover the
+/// document as sent, or without its `signs` association is refused; the
+/// connector's own (the other tests) are taken, and each document listed
+/// names the signature of its set.
+#[test]
+fn the_submission_set_signature_is_checked() {
+    use gateway::dmp::signature::{self, Signed};
+    use gateway::dmp::xds::mtom::{content_id, package, Part};
+    use gateway::dmp::xds::{self, Addressing, Author, Code, DocumentEntry, Submission};
+    let Some(samples) = samples() else {
+        return;
     };
-    signer
-        .security_header(&subject, &format!("_{message_id}"), 1_765_000_000_000)
+    let simulator = Simulator::start(None);
+    let dir = tempfile::tempdir().unwrap();
+    let seal_toml = vihf_table(dir.path());
+    assert!(seal_toml.contains("seal.pem"));
+    let signer = test_seal(dir.path());
+    let patient = format!("{INS}^^^&1.2.250.1.213.1.4.10&ISO^NH");
+    let code = |code: &str| Code::new(code, "1.2.250.1.213.1.1.4.1", code);
+    let document = DocumentEntry {
+        id: "Document01".into(),
+        unique_id: "1.2.250.1.999.7.77.1".into(),
+        patient_id: patient.clone(),
+        source_patient_id: patient.clone(),
+        mime_type: "text/xml".into(),
+        hash: gateway::dmp::codes::sha1_hex(&samples.cr_bio),
+        size: samples.cr_bio.len() as u64,
+        language_code: "fr-FR".into(),
+        creation_time: "20251206000000".into(),
+        class_code: code("10"),
+        type_code: code("11502-2"),
+        format_code: code("urn:ihe:lab:xd-lab:2008"),
+        healthcare_facility_type: code("SA25"),
+        practice_setting: code("AMBULATOIRE"),
+        confidentiality: vec![code("N")],
+        authors: vec![Author {
+            person: Some("801234567866^TEST^Auteur".into()),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let mut submission = Submission::default();
+    submission.set.id = "SubmissionSet01".into();
+    submission.set.unique_id = "2.25.4242".into();
+    submission.set.source_id = "1.2.250.1.999.7.1".into();
+    submission.set.patient_id = patient.clone();
+    submission.set.submission_time = "20251206000000".into();
+    submission.set.content_type = code("03");
+    submission.set.authors = document.authors.clone();
+    submission.documents.push(document.clone());
+    // The errors of the simulator's answer to `submission` with `signed`
+    // as its signature document (with its signs association or not).
+    let errors = |signed: Option<(&[u8], bool)>| {
+        let mut submission = submission.clone();
+        let mut parts = vec![Part {
+            content_id: content_id("Document01"),
+            content_type: "text/xml".into(),
+            bytes: samples.cr_bio.clone(),
+        }];
+        if let Some((bytes, signs)) = signed {
+            let entry = signature::entry(
+                &document,
+                &document.authors[0],
+                "2.25.4243".into(),
+                bytes,
+                "20251206000000",
+            );
+            if signs {
+                submission.associations.push(xds::Association {
+                    id: "signs01".into(),
+                    kind: xds::ASSOCIATION_SIGNS.into(),
+                    source: entry.id.clone(),
+                    target: submission.set.id.clone(),
+                });
+            }
+            parts.push(Part {
+                content_id: content_id(&entry.id),
+                content_type: "text/xml".into(),
+                bytes: bytes.to_vec(),
+            });
+            submission.documents.push(entry);
+        }
+        let addressing = Addressing {
+            to: format!("http://{}/dmp/xds", simulator.addr),
+            message_id: "urn:uuid:7e570000-0000-4000-8000-000000000041".into(),
+        };
+        let envelope = xds::provide_and_register(
+            &submission,
+            &addressing,
+            Some(&test_vihf(dir.path(), "iti41")),
+        );
+        let request = package(&envelope, &parts, xds::ACTION_ITI41);
+        let reply = http_post(
+            simulator.addr,
+            "/dmp/xds",
+            &request.content_type,
+            &request.body,
+        );
+        match xds::response::read("application/soap+xml", reply.body.as_bytes()) {
+            Ok(xds::response::Answer::Failure(errors)) => errors
+                .iter()
+                .map(|e| e.context.clone())
+                .collect::<Vec<_>>()
+                .join("; "),
+            other => format!("not a failure: {other:?}"),
+        }
+    };
+    let covering = |bytes: &[u8]| {
+        signature::sign(
+            &signer,
+            "2.25.4242",
+            &[Signed {
+                unique_id: "1.2.250.1.999.7.77.1",
+                bytes,
+            }],
+            1_765_000_000_000,
+        )
         .unwrap()
+    };
+    let unsigned = errors(None);
+    assert!(unsigned.contains("is not signed"), "{unsigned}");
+    let other_bytes = covering(b"<ClinicalDocument/>");
+    let changed = errors(Some((&other_bytes, true)));
+    assert!(
+        changed.contains("does not cover the document 1.2.250.1.999.7.77.1"),
+        "{changed}"
+    );
+    let right = covering(&samples.cr_bio);
+    let loose = errors(Some((&right, false)));
+    assert!(loose.contains("no signs association"), "{loose}");
+    assert_eq!(simulator.documents().len(), 0);
+    let signed = errors(Some((&right, true)));
+    assert_eq!(signed, "not a failure: Ok(Success)");
+    let documents = simulator.documents();
+    assert_eq!(documents.len(), 1, "{documents:?}");
+    assert_eq!(documents[0]["signature"], "2.25.4243");
 }
 
 /// A replacement (the CDA's relatedDocument RPLC) supersedes the document

@@ -33,6 +33,7 @@ pub mod write;
 pub use error::XdsError;
 pub use metadata::{
     Association, Author, Code, DocumentEntry, Submission, SubmissionSet, ASSOCIATION_RPLC,
+    ASSOCIATION_SIGNS,
 };
 pub use read::{read_provide_and_register, ReceivedSubmission};
 pub use write::{provide_and_register, Addressing};

@@ -88,9 +88,14 @@ pub struct SubmissionSet {
 /// The association type by which a new document replaces an older one.
 pub const ASSOCIATION_RPLC: &str = "urn:ihe:iti:2007:AssociationType:RPLC";
 
+/// The association type by which a signature document (IHE DSG) signs
+/// the submission set it belongs to: from the signature's entry to the
+/// set.
+pub const ASSOCIATION_SIGNS: &str = "urn:ihe:iti:2007:AssociationType:signs";
+
 /// An association other than the submission set's `HasMember` ones (which
 /// are written for every entry): a replacement, from the new entry to the
-/// entryUUID of the one it replaces.
+/// entryUUID of the one it replaces, or a signature's `signs`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Association {
     pub id: String,

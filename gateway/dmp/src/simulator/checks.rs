@@ -30,7 +30,16 @@ pub(super) fn check(
     vihf: Option<&crate::vihf::VerifiedVihf>,
 ) -> Result<(Vec<StoredDocument>, Vec<String>), Vec<RegistryError>> {
     let mut errors = Vec::new();
-    let Submission { set, documents, .. } = &received.submission;
+    let Submission { set, .. } = &received.submission;
+    // The signature document (IHE DSG) is checked as a signature, the
+    // others as the clinical documents it signs.
+    let (signatures, documents): (Vec<_>, Vec<_>) = received
+        .submission
+        .documents
+        .iter()
+        .zip(&received.documents)
+        .partition(|(entry, _)| crate::signature::is_signature(entry));
+    let signature = check_signature(received, &signatures, &documents, state, vihf, &mut errors);
     let missing = set.missing();
     if !missing.is_empty() {
         errors.push(error(
@@ -90,6 +99,10 @@ pub(super) fn check(
     let mut replaced = Vec::new();
     let held = state.documents(None);
     for association in &received.submission.associations {
+        if association.kind == xds::ASSOCIATION_SIGNS {
+            // Checked with the signature.
+            continue;
+        }
         if association.kind != xds::ASSOCIATION_RPLC {
             errors.push(error(
                 "XDSRegistryMetadataError",
@@ -101,7 +114,7 @@ pub(super) fn check(
             ));
             continue;
         }
-        if !documents.iter().any(|d| d.id == association.source) {
+        if !documents.iter().any(|(d, _)| d.id == association.source) {
             errors.push(error(
                 "XDSRegistryMetadataError",
                 "a replacement's source is not an entry of the submission".into(),
@@ -125,7 +138,7 @@ pub(super) fn check(
         }
     }
     let mut stored = Vec::new();
-    for (entry, bytes) in documents.iter().zip(&received.documents) {
+    for &(entry, bytes) in &documents {
         let at = entry.id.as_str();
         let missing = entry.missing();
         if !missing.is_empty() {
@@ -199,6 +212,7 @@ pub(super) fn check(
             entry: entry.clone(),
             bytes: bytes.clone(),
             status: "Approved",
+            signature: signature.clone(),
         });
     }
     if errors.is_empty() {
@@ -206,4 +220,112 @@ pub(super) fn check(
     } else {
         Err(errors)
     }
+}
+
+/// Checks the signature document of a submission (IHE DSG, as the DMP
+/// requires for a signed submission set): one, signing the set (a `signs`
+/// association to it, the set named in its Manifest), covering every
+/// document with its bytes' digest, verified, by the certificate that
+/// signed the VIHF. Required when the simulator requires the VIHF. Its
+/// uniqueId, when it holds.
+fn check_signature(
+    received: &ReceivedSubmission,
+    signatures: &[(&xds::DocumentEntry, &Vec<u8>)],
+    documents: &[(&xds::DocumentEntry, &Vec<u8>)],
+    state: &SimulatorState,
+    vihf: Option<&crate::vihf::VerifiedVihf>,
+    errors: &mut Vec<RegistryError>,
+) -> Option<String> {
+    let set = &received.submission.set;
+    let (entry, bytes) = match signatures {
+        [] if state.require_vihf => {
+            errors.push(error(
+                "XDSRegistryMetadataError",
+                "the submission set is not signed (no signature document)".into(),
+                &set.id,
+            ));
+            return None;
+        }
+        [] => return None,
+        [one] => *one,
+        _ => {
+            errors.push(error(
+                "XDSRegistryMetadataError",
+                "more than one signature document".into(),
+                &set.id,
+            ));
+            return None;
+        }
+    };
+    let at = entry.id.as_str();
+    let before = errors.len();
+    let missing = entry.missing();
+    if !missing.is_empty() {
+        errors.push(error(
+            "XDSRegistryMetadataError",
+            format!("signature entry: missing {}", missing.join(", ")),
+            at,
+        ));
+    }
+    if entry.patient_id != set.patient_id {
+        errors.push(error(
+            "XDSPatientIdDoesNotMatch",
+            "the signature entry's patientId is not the submission set's".into(),
+            at,
+        ));
+    }
+    if entry.hash != crate::codes::sha1_hex(bytes) || entry.size != bytes.len() as u64 {
+        errors.push(error(
+            "XDSRepositoryMetadataError",
+            "hash or size is not the signature document's".into(),
+            at,
+        ));
+    }
+    let signs_set =
+        received.submission.associations.iter().any(|a| {
+            a.kind == xds::ASSOCIATION_SIGNS && a.source == entry.id && a.target == set.id
+        });
+    if !signs_set {
+        errors.push(error(
+            "XDSRegistryMetadataError",
+            "no signs association from the signature document to the submission set".into(),
+            at,
+        ));
+    }
+    match crate::signature::verify(bytes) {
+        Ok(manifest) => {
+            if !manifest.names_set(&set.unique_id) {
+                errors.push(error(
+                    "XDSRegistryMetadataError",
+                    "the signature's Manifest does not name the submission set".into(),
+                    at,
+                ));
+            }
+            for (document, content) in documents {
+                if !manifest.covers(&document.unique_id, content) {
+                    errors.push(error(
+                        "XDSRegistryMetadataError",
+                        format!(
+                            "the signature does not cover the document {} as sent",
+                            document.unique_id
+                        ),
+                        &document.id,
+                    ));
+                }
+            }
+            if vihf.is_some_and(|v| v.issuer != manifest.signer) {
+                errors.push(error(
+                    "XDSRegistryMetadataError",
+                    "the submission set is not signed by the structure that signed the VIHF".into(),
+                    at,
+                ));
+            }
+        }
+        Err(why) => errors.push(error(
+            "XDSRegistryMetadataError",
+            format!("the submission set's signature: {why}"),
+            at,
+        )),
+    }
+    (errors.len() == before).then(|| entry.unique_id.clone())
 }

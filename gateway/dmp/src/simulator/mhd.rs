@@ -308,6 +308,7 @@ pub fn provide(body: &[u8], state: &SimulatorState) -> FhirReply {
             entry,
             bytes,
             status: "Approved",
+            signature: None,
         });
     }
     if !issues.is_empty() {

@@ -19,6 +19,9 @@ pub struct StoredDocument {
     pub bytes: Vec<u8>,
     /// `Approved`, or `Deprecated` once replaced.
     pub status: &'static str,
+    /// The uniqueId of the signature document (IHE DSG) that signed the
+    /// document's submission set, when it came signed.
+    pub signature: Option<String>,
 }
 
 impl StoredDocument {
@@ -63,6 +66,7 @@ impl StoredDocument {
             "authorPerson": self.entry.authors.iter().filter_map(|a| a.person.clone()).collect::<Vec<_>>(),
             "submissionSetUniqueId": self.submission_set_unique_id,
             "contentTypeCode": self.content_type_code,
+            "signature": self.signature,
         })
     }
 }
