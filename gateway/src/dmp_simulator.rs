@@ -26,6 +26,22 @@ pub struct DmpSimulatorArgs {
     /// there is checked all the same.
     #[arg(long)]
     pub without_vihf: bool,
+    /// PEM certificates of the authorities that may issue the signing
+    /// certificates of VIHFs and submission sets (the DMP trusts the
+    /// IGC-Santé's); without, any certificate is taken.
+    #[arg(long, value_name = "PEM")]
+    pub trust_anchors: Option<PathBuf>,
+    /// Serve HTTPS with this certificate chain (PEM)...
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// ...and this key (PEM).
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Mutual TLS: clients must present a certificate these authorities
+    /// issued (the DMP requires the structure's authentication
+    /// certificate).
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    pub client_ca: Option<PathBuf>,
 }
 
 pub fn run(args: DmpSimulatorArgs) -> ExitCode {
@@ -46,7 +62,18 @@ pub fn run(args: DmpSimulatorArgs) -> ExitCode {
             value_sets_dir: args.value_sets,
             cda_checker: args.cda_checker,
             without_vihf: args.without_vihf,
+            trust_anchors: args.trust_anchors,
+            tls: match (args.tls_cert, args.tls_key) {
+                (Some(cert_file), Some(key_file)) => Some(passerelle_security::tls::TlsFiles {
+                    cert_file,
+                    key_file,
+                    require_client_cert: args.client_ca.is_some(),
+                    client_ca_file: args.client_ca,
+                }),
+                _ => None,
+            },
         };
+        let scheme = if options.tls.is_some() { "https" } else { "http" };
         let (simulator, task) = match simulator::start(&args.listen, options, shutdown.clone()).await {
             Ok(started) => started,
             Err(error) => {
@@ -55,7 +82,7 @@ pub fn run(args: DmpSimulatorArgs) -> ExitCode {
             }
         };
         println!(
-            "DMP simulator (not the DMP) listening on http://{0}: ITI-41 at http://{0}/dmp/xds, documents held at http://{0}/simulator/documents",
+            "DMP simulator (not the DMP) listening on {scheme}://{0}: ITI-41 at {scheme}://{0}/dmp/xds, documents held at {scheme}://{0}/simulator/documents",
             simulator.address
         );
         let terminate = async {

@@ -213,6 +213,8 @@ pub struct SignedManifest {
     pub references: Vec<(String, Vec<u8>)>,
     /// The signer's certificate subject.
     pub signer: String,
+    /// The signer's certificate (DER), for a trust store to judge.
+    pub certificate: Vec<u8>,
 }
 
 impl SignedManifest {
@@ -374,7 +376,11 @@ pub fn verify(xml: &[u8]) -> Result<SignedManifest, VihfError> {
     let signer = certificate_names(&certificate)
         .map(|names| names.subject)
         .ok_or_else(|| invalid("the signing certificate cannot be read"))?;
-    Ok(SignedManifest { references, signer })
+    Ok(SignedManifest {
+        references,
+        signer,
+        certificate,
+    })
 }
 
 #[cfg(test)]

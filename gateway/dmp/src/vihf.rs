@@ -266,6 +266,8 @@ fn assertion(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifiedVihf {
     pub issuer: String,
+    /// The certificate that signed it (DER), for a trust store to judge.
+    pub certificate: Vec<u8>,
     /// The `resource-id` attribute: the patient's INS (CX).
     pub resource_id: String,
     pub attributes: Vec<(String, String)>,
@@ -289,8 +291,8 @@ const REQUIRED: [&str; 10] = [
 /// Verifies the VIHF of a SOAP envelope: its structure (the required
 /// attributes), its reference (the whole assertion, exclusive c14n,
 /// SHA-256) and its RSA-SHA256 signature by the certificate it carries.
-/// Whether that certificate is the structure's is for a trust store;
-/// the simulator trusts any.
+/// Whether that certificate is the structure's is for a trust store
+/// ([`TrustAnchors`]).
 pub fn verify(envelope: &[u8]) -> Result<VerifiedVihf, VihfError> {
     let invalid = |why: &str| VihfError::Invalid(why.to_string());
     let limits = cda::Limits {
@@ -453,9 +455,78 @@ pub fn verify(envelope: &[u8]) -> Result<VerifiedVihf, VihfError> {
         .unwrap_or_default();
     Ok(VerifiedVihf {
         issuer,
+        certificate,
         resource_id,
         attributes,
     })
+}
+
+/// The certificate authorities whose certificates may sign (for the DMP,
+/// the IGC-Santé's): a signer's certificate must chain to one of them,
+/// within its validity dates.
+pub struct TrustAnchors {
+    certificates: Vec<CertificateDer<'static>>,
+}
+
+/// Any extended key usage: a seal certificate's EKU varies by authority;
+/// what matters here is who issued it.
+struct AnyKeyUsage;
+
+impl webpki::ExtendedKeyUsageValidator for AnyKeyUsage {
+    fn validate(&self, iter: webpki::KeyPurposeIdIter<'_, '_>) -> Result<(), webpki::Error> {
+        for id in iter {
+            id?;
+        }
+        Ok(())
+    }
+}
+
+impl TrustAnchors {
+    /// Reads the PEM certificates of `path`.
+    pub fn load(path: &Path) -> Result<TrustAnchors, VihfError> {
+        let fail = |message: String| VihfError::Key {
+            file: path.display().to_string(),
+            message,
+        };
+        let certificates = CertificateDer::pem_file_iter(path)
+            .map_err(|e| fail(format!("cannot be read: {e}")))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| fail(format!("not PEM certificates: {e}")))?;
+        if certificates.is_empty() {
+            return Err(fail("holds no certificate".into()));
+        }
+        Ok(TrustAnchors { certificates })
+    }
+
+    /// Whether `certificate` (DER) was issued by one of the authorities
+    /// and is valid now.
+    pub fn check(&self, certificate: &[u8]) -> Result<(), VihfError> {
+        let anchors = self
+            .certificates
+            .iter()
+            .map(|c| webpki::anchor_from_trusted_cert(c))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| VihfError::Invalid("a trust anchor is not a certificate".into()))?;
+        let certificate = CertificateDer::from(certificate);
+        let end_entity = webpki::EndEntityCert::try_from(&certificate)
+            .map_err(|_| VihfError::Invalid("the X509Certificate is not a certificate".into()))?;
+        end_entity
+            .verify_for_usage(
+                webpki::ALL_VERIFICATION_ALGS,
+                &anchors,
+                &[],
+                rustls::pki_types::UnixTime::now(),
+                AnyKeyUsage,
+                None,
+                None,
+            )
+            .map(|_| ())
+            .map_err(|error| {
+                VihfError::Invalid(format!(
+                    "the certificate is not issued by a trusted authority ({error})"
+                ))
+            })
+    }
 }
 
 /// Checks an RSA-SHA256 signature of `message` by the DER `certificate`'s

@@ -56,23 +56,35 @@ impl Simulator {
     /// With `check_cda`, every CDA it receives goes through the ANS's
     /// checker too.
     fn start_checking(value_sets: Option<&Path>, check_cda: bool) -> Simulator {
-        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_passerelle"));
-        command
-            .args(["dmp-simulator", "--listen", &addr.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
+        let mut arguments: Vec<std::ffi::OsString> = Vec::new();
         if let Some(dir) = value_sets {
-            command.arg("--value-sets").arg(dir);
+            arguments.extend(["--value-sets".into(), dir.into()]);
         }
         if let Some(checker) = ans_checker().filter(|_| check_cda) {
-            command.arg("--cda-checker").arg(checker);
+            arguments.extend(["--cda-checker".into(), checker.into()]);
         }
-        let child = command.spawn().expect("spawn the simulator");
+        Self::start_with(&arguments, false)
+    }
+
+    /// With these further arguments; `https` when it serves TLS (then it
+    /// is ready when it takes connections).
+    fn start_with(arguments: &[std::ffi::OsString], https: bool) -> Simulator {
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_passerelle"))
+            .args(["dmp-simulator", "--listen", &addr.to_string()])
+            .args(arguments)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn the simulator");
         let simulator = Simulator { child, addr };
         assert!(
             common::eventually(Duration::from_secs(20), || {
-                common::http_get(addr, "/simulator/documents").is_some()
+                if https {
+                    std::net::TcpStream::connect(addr).is_ok()
+                } else {
+                    common::http_get(addr, "/simulator/documents").is_some()
+                }
             }),
             "the DMP simulator did not start"
         );
@@ -1497,4 +1509,212 @@ fn a_cda_the_ans_checker_refuses_is_not_sent() {
         brief(&message)
     );
     assert_eq!(simulator.documents().len(), 0);
+}
+
+/// An RSA seal certificate in `dir` (`seal.pem`, `seal.key`) issued by a
+/// test authority standing for the IGC-Santé (`igc.pem`).
+fn seal_issued_by_authority(dir: &Path) {
+    let openssl = |arguments: &[&str]| {
+        let output = Command::new("openssl")
+            .args(arguments)
+            .current_dir(dir)
+            .output()
+            .expect("openssl");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/C=FR/O=Test/CN=IGC-Sante test",
+        "-keyout",
+        "igc.key",
+        "-out",
+        "igc.pem",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/C=FR/O=Passerelle test/CN=DMP SIGN",
+        "-keyout",
+        "seal.key",
+        "-out",
+        "seal.csr",
+    ]);
+    std::fs::write(
+        dir.join("seal.ext"),
+        "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,nonRepudiation\n",
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "seal.csr",
+        "-CA",
+        "igc.pem",
+        "-CAkey",
+        "igc.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "seal.ext",
+        "-out",
+        "seal.pem",
+    ]);
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.join("seal.key"), std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+/// As at the DMP: the simulator serves HTTPS and takes only clients with
+/// an authentication certificate its CA issued (mutual TLS), and VIHFs
+/// and submission sets signed by a certificate of the authority it
+/// trusts. The connector delivers with the structure's certificates; a
+/// gateway without a client certificate never gets past the handshake
+/// (retried, nothing lost); one whose seal another authority issued is
+/// refused.
+#[test]
+fn mutual_tls_and_a_trusted_seal_as_at_the_dmp() {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let Some(samples) = samples() else {
+        return;
+    };
+    let pki = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let path = pki.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let server_key = KeyPair::generate().unwrap();
+    let server = CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .unwrap()
+        .signed_by(&server_key, &ca)
+        .unwrap();
+    let client_key = KeyPair::generate().unwrap();
+    let client = CertificateParams::new(vec!["passerelle.test".to_string()])
+        .unwrap()
+        .signed_by(&client_key, &ca)
+        .unwrap();
+    let ca_file = write("ca.pem", &ca.pem());
+    let server_cert = write("server.pem", &server.pem());
+    let server_key = write("server.key", &server_key.serialize_pem());
+    let client_cert = write("client.pem", &client.pem());
+    let client_key = write("client.key", &client_key.serialize_pem());
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&client_key, std::fs::Permissions::from_mode(0o600)).unwrap();
+
+    let structure = tempfile::tempdir().unwrap();
+    seal_issued_by_authority(structure.path());
+    let simulator = Simulator::start_with(
+        &[
+            "--tls-cert".into(),
+            server_cert.into(),
+            "--tls-key".into(),
+            server_key.into(),
+            "--client-ca".into(),
+            ca_file.clone().into(),
+            "--trust-anchors".into(),
+            structure.path().join("igc.pem").into(),
+        ],
+        true,
+    );
+    // The test target, over HTTPS, its seal the one the authority issued.
+    let https = |dir: &Path, client_certificate: bool| {
+        let mut text = config(&simulator, None, dir).replace(
+            &format!("http://{}/dmp/xds", simulator.addr),
+            &format!("https://{}/dmp/xds", simulator.addr),
+        );
+        let tls = if client_certificate {
+            format!(
+                "client_cert_file = {:?}\nclient_key_file = {:?}\n",
+                client_cert.display().to_string(),
+                client_key.display().to_string()
+            )
+        } else {
+            String::new()
+        };
+        let at = text.find("[targets.dmp.dmp]").unwrap();
+        text.insert_str(
+            at,
+            &format!(
+                "[targets.dmp.tls]\nca_file = {:?}\n{tls}\n",
+                ca_file.display().to_string()
+            ),
+        );
+        text
+    };
+    // The structure's seal, issued by the authority: taken.
+    let dir = tempfile::tempdir().unwrap();
+    let trusted_config = https(dir.path(), true);
+    for name in ["seal.pem", "seal.key"] {
+        std::fs::copy(structure.path().join(name), dir.path().join(name)).unwrap();
+    }
+    let gateway = start_gateway(&trusted_config, dir.path(), None);
+    let message = with_document(&samples.oru, "DMP-MTLS-1", "QUAL", &samples.cr_bio);
+    assert_eq!(send_mllp(gateway.mllp_addr, &[message]), vec!["AA"]);
+    let message = settled_delivery(&gateway, "DMP-MTLS-1");
+    assert_eq!(
+        message["deliveries"][0]["state"],
+        "delivered",
+        "{}",
+        brief(&message)
+    );
+    drop(gateway);
+
+    // A self-issued seal (config() makes one): the simulator refuses the
+    // VIHF, whoever may connect.
+    let dir = tempfile::tempdir().unwrap();
+    let gateway = start_gateway(&https(dir.path(), true), dir.path(), None);
+    let message = with_document(&samples.oru, "DMP-MTLS-2", "QUAL", &samples.cr_bio);
+    assert_eq!(send_mllp(gateway.mllp_addr, &[message]), vec!["AA"]);
+    let message = settled_delivery(&gateway, "DMP-MTLS-2");
+    assert_eq!(
+        message["deliveries"][0]["state"],
+        "dead",
+        "{}",
+        brief(&message)
+    );
+    let detail = last_detail(&message);
+    assert!(
+        detail.contains("not issued by a trusted authority"),
+        "{detail}"
+    );
+    drop(gateway);
+
+    // No client certificate: the handshake fails, the delivery waits.
+    let dir = tempfile::tempdir().unwrap();
+    let untrusted_config = https(dir.path(), false);
+    for name in ["seal.pem", "seal.key"] {
+        std::fs::copy(structure.path().join(name), dir.path().join(name)).unwrap();
+    }
+    let gateway = start_gateway(&untrusted_config, dir.path(), None);
+    let message = with_document(&samples.oru, "DMP-MTLS-3", "QUAL", &samples.cr_bio);
+    assert_eq!(send_mllp(gateway.mllp_addr, &[message]), vec!["AA"]);
+    assert!(
+        common::eventually(Duration::from_secs(20), || {
+            all_messages(&gateway).iter().any(|m| {
+                m["control_id"] == "DMP-MTLS-3"
+                    && m["deliveries"][0]["state"] == "pending"
+                    && m["deliveries"][0]["attempts"].as_u64().unwrap_or(0) >= 2
+            })
+        }),
+        "no retried attempt: {:?}",
+        all_messages(&gateway)
+    );
 }

@@ -313,6 +313,13 @@ fn check_signature(
                     ));
                 }
             }
+            if let Err(why) = state.trusted(&manifest.certificate) {
+                errors.push(error(
+                    "XDSRegistryMetadataError",
+                    format!("the submission set's signature: {why}"),
+                    at,
+                ));
+            }
             if vihf.is_some_and(|v| v.issuer != manifest.signer) {
                 errors.push(error(
                     "XDSRegistryMetadataError",

@@ -54,6 +54,14 @@ pub struct SimulatorOptions {
     /// Accept requests without a VIHF (as the DMP never does); a VIHF that
     /// is there is checked all the same.
     pub without_vihf: bool,
+    /// PEM certificates of the authorities whose certificates may sign
+    /// VIHFs and submission sets (the DMP trusts the IGC-Santé's);
+    /// without, any certificate is taken.
+    pub trust_anchors: Option<PathBuf>,
+    /// HTTPS: the simulator's certificate and key, and with a client CA,
+    /// mutual TLS (as the DMP requires the structure's authentication
+    /// certificate).
+    pub tls: Option<passerelle_security::tls::TlsFiles>,
 }
 
 /// A running simulator.
@@ -72,6 +80,10 @@ pub enum SimulatorError {
     },
     #[error("{0}")]
     ValueSets(#[from] crate::value_sets::ValueSetError),
+    #[error("trust anchors: {0}")]
+    TrustAnchors(#[from] crate::vihf::VihfError),
+    #[error("TLS: {0}")]
+    Tls(#[from] passerelle_security::tls::TlsError),
 }
 
 /// Binds `listen` and serves until `shutdown` is cancelled.
@@ -96,11 +108,20 @@ pub async fn start(
         Some(dir) => crate::ValueSets::load(dir)?,
         None => crate::ValueSets::none(),
     };
+    let trust_anchors = match &options.trust_anchors {
+        Some(path) => Some(crate::vihf::TrustAnchors::load(path)?),
+        None => None,
+    };
+    let tls = match options.tls {
+        Some(files) => Some(Arc::new(passerelle_security::tls::ServerTls::load(files)?)),
+        None => None,
+    };
     let state = Arc::new(SimulatorState::new(
         value_sets,
         options.cda_checker.clone(),
         !options.without_vihf,
+        trust_anchors,
     ));
-    let task = tokio::spawn(service::serve(listener, state.clone(), shutdown));
+    let task = tokio::spawn(service::serve(listener, tls, state.clone(), shutdown));
     Ok((Simulator { address, state }, task))
 }

@@ -33,6 +33,7 @@ enum Reply {
 
 pub(super) async fn serve(
     listener: TcpListener,
+    tls: Option<Arc<passerelle_security::tls::ServerTls>>,
     state: Arc<SimulatorState>,
     shutdown: CancellationToken,
 ) {
@@ -46,30 +47,50 @@ pub(super) async fn serve(
         };
         let state = state.clone();
         let shutdown = shutdown.clone();
+        let acceptor = tls.as_ref().and_then(|tls| tls.acceptor());
         tokio::spawn(async move {
-            let (drop_tx, mut drop_rx) = tokio::sync::mpsc::channel::<()>(1);
-            let service = service_fn(move |request| {
-                let state = state.clone();
-                let drop_tx = drop_tx.clone();
-                async move {
-                    match handle(request, &state).await {
-                        Reply::Respond(response) => Ok::<_, Infallible>(response),
-                        Reply::Drop => {
-                            let _ = drop_tx.send(()).await;
-                            // Never answered: the connection is closed first.
-                            std::future::pending::<()>().await;
-                            Ok(Response::new(Full::new(Bytes::new())))
-                        }
+            match acceptor {
+                // A client without a certificate the CA issued ends here,
+                // in the handshake, as at the DMP.
+                Some(acceptor) => {
+                    if let Ok(stream) = passerelle_security::tls::handshake(acceptor, stream).await
+                    {
+                        serve_connection(stream, state, shutdown).await;
                     }
                 }
-            });
-            let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
-            tokio::select! {
-                _ = connection => {}
-                _ = drop_rx.recv() => {}
-                () = shutdown.cancelled() => {}
+                None => serve_connection(stream, state, shutdown).await,
             }
         });
+    }
+}
+
+/// Serves one connection's requests until it closes, a fault drops it or
+/// the simulator stops.
+async fn serve_connection<IO>(io: IO, state: Arc<SimulatorState>, shutdown: CancellationToken)
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (drop_tx, mut drop_rx) = tokio::sync::mpsc::channel::<()>(1);
+    let service = service_fn(move |request| {
+        let state = state.clone();
+        let drop_tx = drop_tx.clone();
+        async move {
+            match handle(request, &state).await {
+                Reply::Respond(response) => Ok::<_, Infallible>(response),
+                Reply::Drop => {
+                    let _ = drop_tx.send(()).await;
+                    // Never answered: the connection is closed first.
+                    std::future::pending::<()>().await;
+                    Ok(Response::new(Full::new(Bytes::new())))
+                }
+            }
+        }
+    });
+    let connection = http1::Builder::new().serve_connection(TokioIo::new(io), service);
+    tokio::select! {
+        _ = connection => {}
+        _ = drop_rx.recv() => {}
+        () = shutdown.cancelled() => {}
     }
 }
 
@@ -401,7 +422,9 @@ fn answer_soap(content_type: &str, body: &[u8], state: &SimulatorState) -> Reply
         .and_then(|h| h.child_in(xds::read::WSSE, "Security"))
         .is_some();
     let vihf = if has_security || state.require_vihf {
-        match crate::vihf::verify(&envelope.bytes) {
+        match crate::vihf::verify(&envelope.bytes)
+            .and_then(|vihf| state.trusted(&vihf.certificate).map(|()| vihf))
+        {
             Ok(vihf) => Some(vihf),
             Err(error) => {
                 // SOAP 1.2's HTTP binding: a Sender fault is a 400.

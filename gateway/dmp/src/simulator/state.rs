@@ -113,6 +113,9 @@ pub struct SimulatorState {
     pub(super) value_sets: ValueSets,
     pub(super) cda_checker: Option<PathBuf>,
     pub(super) require_vihf: bool,
+    /// The authorities whose certificates may sign VIHFs and submission
+    /// sets; without, any certificate is taken.
+    pub(super) trust_anchors: Option<crate::vihf::TrustAnchors>,
 }
 
 impl SimulatorState {
@@ -120,12 +123,22 @@ impl SimulatorState {
         value_sets: ValueSets,
         cda_checker: Option<PathBuf>,
         require_vihf: bool,
+        trust_anchors: Option<crate::vihf::TrustAnchors>,
     ) -> SimulatorState {
         SimulatorState {
             held: Mutex::new(Held::default()),
             value_sets,
             cda_checker,
             require_vihf,
+            trust_anchors,
+        }
+    }
+
+    /// Whether a signer's certificate is one the simulator trusts.
+    pub(super) fn trusted(&self, certificate: &[u8]) -> Result<(), crate::vihf::VihfError> {
+        match &self.trust_anchors {
+            Some(anchors) => anchors.check(certificate),
+            None => Ok(()),
         }
     }
 
