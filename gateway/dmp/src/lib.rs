@@ -106,15 +106,49 @@ pub struct DmpConnector {
     settings: DmpTarget,
     value_sets: ValueSets,
     signer: Option<vihf::VihfSigner>,
-    /// Patients TD0.2 found with an active DMP this structure may feed,
-    /// and when (ms): asked again after [`TD02_CACHE_MS`].
-    fed_patients: std::sync::Mutex<std::collections::HashMap<String, i64>>,
+    /// Patients TD0.2 found with an active DMP this structure may feed.
+    fed_patients: std::sync::Mutex<FedPatients>,
 }
 
 /// How long a TD0.2 "active, feeding authorized" answer is trusted.
 const TD02_CACHE_MS: i64 = 3_600_000;
-/// Patients remembered at most (the oldest answers are dropped first).
+/// Patients remembered at most.
 const TD02_CACHE_ENTRIES: usize = 100_000;
+
+/// The patients TD0.2 said may be fed, and when (ms): asked again after
+/// [`TD02_CACHE_MS`]. Bounded: when full, stale answers go first, then
+/// all (the next message of each patient asks TD0.2 again).
+#[derive(Debug)]
+struct FedPatients {
+    answered_at: std::collections::HashMap<String, i64>,
+    capacity: usize,
+}
+
+impl FedPatients {
+    fn new(capacity: usize) -> FedPatients {
+        FedPatients {
+            answered_at: Default::default(),
+            capacity,
+        }
+    }
+
+    fn is_fresh(&self, patient: &str, now_ms: i64) -> bool {
+        self.answered_at
+            .get(patient)
+            .is_some_and(|at| now_ms - at < TD02_CACHE_MS)
+    }
+
+    fn remember(&mut self, patient: &str, now_ms: i64) {
+        if self.answered_at.len() >= self.capacity && !self.answered_at.contains_key(patient) {
+            self.answered_at
+                .retain(|_, at| now_ms - *at < TD02_CACHE_MS);
+            if self.answered_at.len() >= self.capacity {
+                self.answered_at.clear();
+            }
+        }
+        self.answered_at.insert(patient.to_string(), now_ms);
+    }
+}
 
 impl DmpConnector {
     pub fn new(target: &TargetConfig) -> Result<DmpConnector, DmpSetupError> {
@@ -132,7 +166,7 @@ impl DmpConnector {
             settings,
             value_sets,
             signer,
-            fed_patients: Default::default(),
+            fed_patients: std::sync::Mutex::new(FedPatients::new(TD02_CACHE_ENTRIES)),
         })
     }
 
@@ -390,7 +424,7 @@ impl DmpConnector {
         let cached = self
             .fed_patients
             .lock()
-            .map(|c| c.get(patient).is_some_and(|at| now_ms - at < TD02_CACHE_MS))
+            .map(|c| c.is_fresh(patient, now_ms))
             .unwrap_or(false);
         if cached {
             return Ok(());
@@ -439,13 +473,7 @@ impl DmpConnector {
                 feeding_authorized: true,
             } => {
                 if let Ok(mut cache) = self.fed_patients.lock() {
-                    if cache.len() >= TD02_CACHE_ENTRIES {
-                        cache.retain(|_, at| now_ms - *at < TD02_CACHE_MS);
-                        if cache.len() >= TD02_CACHE_ENTRIES {
-                            cache.clear();
-                        }
-                    }
-                    cache.insert(patient.to_string(), now_ms);
+                    cache.remember(patient, now_ms);
                 }
                 Ok(())
             }
@@ -704,6 +732,42 @@ fn mhd_failure(answer: &passerelle_fhir_client::TargetAnswer, transaction: &str)
                 "DMP refused ({transaction}, {status}): {}",
                 mhd::outcome_text(&answer.body)
             ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The TD0.2 answers kept are bounded: past the capacity, stale
+    /// answers go, then all; a fresh answer is trusted for an hour.
+    #[test]
+    fn the_td02_cache_stays_within_its_capacity() {
+        let mut cache = FedPatients::new(3);
+        for (index, patient) in ["a", "b", "c"].iter().enumerate() {
+            cache.remember(patient, index as i64);
+        }
+        assert_eq!(cache.answered_at.len(), 3);
+        assert!(cache.is_fresh("a", TD02_CACHE_MS - 1));
+        assert!(!cache.is_fresh("a", TD02_CACHE_MS));
+        // Again for a patient it holds: no eviction.
+        cache.remember("b", 10);
+        assert_eq!(cache.answered_at.len(), 3);
+        // A fourth while all are fresh: the cache starts over.
+        cache.remember("d", 20);
+        assert_eq!(cache.answered_at.len(), 1);
+        assert!(cache.is_fresh("d", 20) && !cache.is_fresh("a", 20));
+        // Full again, one answer stale: only it goes.
+        cache.remember("e", TD02_CACHE_MS);
+        cache.remember("f", TD02_CACHE_MS + 5);
+        cache.remember("g", TD02_CACHE_MS + 30);
+        assert_eq!(cache.answered_at.len(), 3, "{cache:?}");
+        assert!(cache.is_fresh("e", TD02_CACHE_MS + 30));
+        assert!(!cache.is_fresh("d", TD02_CACHE_MS + 30));
+        for i in 0..10 * TD02_CACHE_ENTRIES.min(1000) {
+            cache.remember(&i.to_string(), TD02_CACHE_MS + 40);
+            assert!(cache.answered_at.len() <= 3);
         }
     }
 }

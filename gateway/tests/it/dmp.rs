@@ -1718,3 +1718,59 @@ fn mutual_tls_and_a_trusted_seal_as_at_the_dmp() {
         all_messages(&gateway)
     );
 }
+
+/// Every body the simulator reads has a limit, and one past it is refused
+/// with 413: declared too long (refused before a byte of it is read) or
+/// streamed past it (chunked).
+#[test]
+fn the_simulator_refuses_bodies_over_its_limits() {
+    let simulator = Simulator::start(None);
+    let status = |response: &[u8]| {
+        String::from_utf8_lossy(response)
+            .split_whitespace()
+            .nth(1)
+            .unwrap_or_default()
+            .to_string()
+    };
+    // ITI-41 over 64 MiB and an ITI-65 Bundle over 64 MiB, declared.
+    for (path, content_type) in [
+        (
+            "/dmp/xds",
+            "multipart/related; boundary=x; type=\"application/xop+xml\"",
+        ),
+        ("/dmp/fhir", "application/fhir+json"),
+    ] {
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            simulator.addr,
+            64 * 1024 * 1024 + 1
+        );
+        let response = raw_exchange(simulator.addr, head.as_bytes());
+        assert_eq!(
+            status(&response),
+            "413",
+            "{path}: {}",
+            String::from_utf8_lossy(&response)
+        );
+        assert!(String::from_utf8_lossy(&response).contains("67108864 bytes"));
+    }
+    // A control body streamed past 64 KiB, and one at the limit.
+    let chunked = |size: usize| {
+        let body = format!("{{\"mode\": \"none\"}}{}", " ".repeat(size - 16));
+        assert_eq!(body.len(), size);
+        let mut raw = format!(
+            "POST /simulator/faults HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+            simulator.addr
+        )
+        .into_bytes();
+        for chunk in body.as_bytes().chunks(8192) {
+            raw.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+            raw.extend_from_slice(chunk);
+            raw.extend_from_slice(b"\r\n");
+        }
+        raw.extend_from_slice(b"0\r\n\r\n");
+        status(&raw_exchange(simulator.addr, &raw))
+    };
+    assert_eq!(chunked(64 * 1024), "200");
+    assert_eq!(chunked(64 * 1024 + 1), "413");
+}

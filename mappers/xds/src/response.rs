@@ -212,6 +212,28 @@ mod tests {
         }
     }
 
+    /// An answer is read up to [`MAX_ANSWER_BYTES`]; one byte more is
+    /// refused, not read.
+    #[test]
+    fn answers_over_the_limit_are_refused() {
+        let text = write(&Answer::Success, None);
+        let padded = |size: usize| {
+            let at = text.rfind("</soap:Envelope>").unwrap();
+            let mut padded = text[..at].to_string();
+            padded.push_str(&" ".repeat(size - text.len()));
+            padded.push_str(&text[at..]);
+            assert_eq!(padded.len(), size);
+            padded
+        };
+        let at_limit = padded(MAX_ANSWER_BYTES);
+        assert_eq!(
+            read("application/soap+xml", at_limit.as_bytes()).unwrap(),
+            Answer::Success
+        );
+        let over = padded(MAX_ANSWER_BYTES + 1);
+        assert!(read("application/soap+xml", over.as_bytes()).is_err());
+    }
+
     #[test]
     fn a_document_that_is_not_soap_is_an_error() {
         assert!(read("text/xml", b"<html/>").is_err());

@@ -87,4 +87,22 @@ mod tests {
         assert!(!set.contains("A", "1.2.5"));
         assert_eq!(set.concept("B").map(|c| c.scheme.as_str()), Some("1.2.5"));
     }
+
+    /// A value-set file is read up to [`MAX_VALUE_SET_BYTES`]; a larger
+    /// one is refused, not read.
+    #[test]
+    fn value_sets_over_the_limit_are_refused() {
+        let head = br#"<RetrieveValueSetResponse xmlns="urn:ihe:iti:svs:2008"><ValueSet id="1.2.3"><ConceptList>"#;
+        let tail = br#"<Concept code="A" codeSystem="1.2.4"/></ConceptList></ValueSet></RetrieveValueSetResponse>"#;
+        let sized = |size: usize| {
+            let mut text = head.to_vec();
+            text.resize(size - tail.len(), b' ');
+            text.extend_from_slice(tail);
+            text
+        };
+        assert!(read(&sized(MAX_VALUE_SET_BYTES))
+            .unwrap()
+            .contains("A", "1.2.4"));
+        assert!(read(&sized(MAX_VALUE_SET_BYTES + 1)).is_err());
+    }
 }

@@ -25,6 +25,24 @@ use super::state::{Fault, SimulatorState};
 /// Largest request read (a few documents with embedded PDFs).
 const MAX_REQUEST_BYTES: usize = 64 * 1024 * 1024;
 
+/// Largest body of the simulator's control routes (patients, faults).
+const MAX_CONTROL_BYTES: usize = 64 * 1024;
+
+/// A request's body, or `None` past `limit` bytes: a declared length
+/// over it is refused before anything is read, a longer stream once it
+/// passes the limit.
+async fn read_body(request: Request<Incoming>, limit: usize) -> Option<Bytes> {
+    use hyper::body::Body;
+    if request.body().size_hint().lower() > limit as u64 {
+        return None;
+    }
+    Limited::new(request.into_body(), limit)
+        .collect()
+        .await
+        .ok()
+        .map(|body| body.to_bytes())
+}
+
 /// What a request gets: a response, or the connection dropped.
 enum Reply {
     Respond(Response<Full<Bytes>>),
@@ -197,11 +215,11 @@ async fn handle(request: Request<Incoming>, state: &Arc<SimulatorState>) -> Repl
             }
         }
         (Method::POST, "/simulator/patients") => {
-            let body = match Limited::new(request.into_body(), 64 * 1024).collect().await {
-                Ok(body) => body.to_bytes(),
-                Err(_) => {
-                    return json_reply(StatusCode::BAD_REQUEST, &json!({"error": "body too large"}))
-                }
+            let Some(body) = read_body(request, MAX_CONTROL_BYTES).await else {
+                return json_reply(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    &json!({"error": format!("the body is over {MAX_CONTROL_BYTES} bytes")}),
+                );
             };
             let value: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
             let ins = value.get("ins").and_then(Value::as_str);
@@ -230,11 +248,11 @@ async fn handle(request: Request<Incoming>, state: &Arc<SimulatorState>) -> Repl
             }
         }
         (Method::POST, "/simulator/faults") => {
-            let body = match Limited::new(request.into_body(), 64 * 1024).collect().await {
-                Ok(body) => body.to_bytes(),
-                Err(_) => {
-                    return json_reply(StatusCode::BAD_REQUEST, &json!({"error": "body too large"}))
-                }
+            let Some(body) = read_body(request, MAX_CONTROL_BYTES).await else {
+                return json_reply(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    &json!({"error": format!("the body is over {MAX_CONTROL_BYTES} bytes")}),
+                );
             };
             match parse_fault(&body) {
                 Ok((fault, count)) => {
@@ -297,17 +315,11 @@ fn fhir_reply(status: u16, body: &Value) -> Reply {
 
 /// ITI-65, after the fault it was told to produce, if any.
 async fn fhir_provide(request: Request<Incoming>, state: &Arc<SimulatorState>) -> Reply {
-    let body = match Limited::new(request.into_body(), super::mhd::MAX_BUNDLE_BYTES)
-        .collect()
-        .await
-    {
-        Ok(body) => body.to_bytes(),
-        Err(_) => {
-            return fhir_reply(
-                413,
-                &json!({"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "too-long", "diagnostics": "the Bundle is too large"}]}),
-            )
-        }
+    let Some(body) = read_body(request, super::mhd::MAX_BUNDLE_BYTES).await else {
+        return fhir_reply(
+            413,
+            &json!({"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "too-long", "diagnostics": format!("the Bundle is over {} bytes", super::mhd::MAX_BUNDLE_BYTES)}]}),
+        );
     };
     let issue = |status: u16, text: String| {
         fhir_reply(
@@ -340,21 +352,15 @@ async fn soap_request(request: Request<Incoming>, state: &Arc<SimulatorState>) -
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_string();
-    let body = match Limited::new(request.into_body(), MAX_REQUEST_BYTES)
-        .collect()
-        .await
-    {
-        Ok(body) => body.to_bytes(),
-        Err(_) => {
-            return soap(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                &Answer::Fault {
-                    code: "soap:Sender".into(),
-                    reason: format!("the request is over {MAX_REQUEST_BYTES} bytes"),
-                },
-                None,
-            )
-        }
+    let Some(body) = read_body(request, MAX_REQUEST_BYTES).await else {
+        return soap(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &Answer::Fault {
+                code: "soap:Sender".into(),
+                reason: format!("the request is over {MAX_REQUEST_BYTES} bytes"),
+            },
+            None,
+        );
     };
     match state.next_fault() {
         Some(Fault::Drop) => return Reply::Drop,

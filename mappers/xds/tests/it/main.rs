@@ -120,6 +120,37 @@ fn a_document_without_its_part_is_refused() {
     assert!(error.to_string().contains("no part"), "{error}");
 }
 
+/// The SOAP envelope of a request is read up to
+/// `xds::read::MAX_ENVELOPE_BYTES`; a larger one (a WS-Security header
+/// padded out, say) is refused, not read.
+#[test]
+fn envelopes_over_the_limit_are_refused() {
+    let (submission, document) = sample();
+    let addressing = Addressing {
+        to: "https://x".into(),
+        message_id: "urn:uuid:1".into(),
+    };
+    let envelope = provide_and_register(&submission, &addressing, None);
+    let padded = |size: usize| {
+        let at = envelope.rfind("</soap:Envelope>").unwrap();
+        let mut text = envelope[..at].to_string();
+        text.push_str(&" ".repeat(size - envelope.len()));
+        text.push_str(&envelope[at..]);
+        text
+    };
+    let read = |envelope: &str| {
+        let part = Part {
+            content_id: content_id("Document01"),
+            content_type: "text/xml".into(),
+            bytes: document.clone(),
+        };
+        let package = package(envelope, &[part], ACTION_ITI41);
+        read_provide_and_register(&package.content_type, &package.body)
+    };
+    assert!(read(&padded(xds::read::MAX_ENVELOPE_BYTES)).is_ok());
+    assert!(read(&padded(xds::read::MAX_ENVELOPE_BYTES + 1)).is_err());
+}
+
 #[test]
 fn missing_metadata_is_named() {
     let (mut submission, _) = sample();
