@@ -150,6 +150,9 @@ pub fn prepare(
             deletions.push(deleted_unique_id(&bytes, &ins)?);
             continue;
         }
+        if let Some(risk) = crate::presentation::presentation_risk(&bytes) {
+            return Err(Refusal::UnsafePresentation(risk));
+        }
         let id = format!("Document{:02}", entries.len() + 1);
         let (entry, replaced) = document_entry(
             &id,
@@ -819,6 +822,15 @@ mod tests {
         );
         let message = refusal(bundle(Some("QUAL"), Some("279035121518989"), &big));
         assert!(message.contains("over the"), "{message}");
+        let scripted = CDA.replace(
+            "<component><structuredBody/>",
+            "<component><structuredBody><script>x()</script></structuredBody>",
+        );
+        let message = refusal(bundle(Some("QUAL"), Some("279035121518989"), &scripted));
+        assert!(
+            message.contains("<script>") && message.contains("CNDA"),
+            "{message}"
+        );
         let replacement = CDA.replace(
             "<documentationOf>",
             "<relatedDocument typeCode=\"RPLC\"><parentDocument><id root=\"1.2.3.4.4\"/></parentDocument></relatedDocument><documentationOf>",

@@ -32,6 +32,7 @@ pub mod checker;
 pub mod codes;
 pub mod document;
 pub mod mhd;
+pub mod presentation;
 pub mod refusal;
 pub mod signature;
 pub mod simulator;

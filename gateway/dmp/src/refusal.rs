@@ -24,6 +24,8 @@ pub enum Refusal {
     Cda(String),
     #[error("{0}")]
     CdaNotConformant(String),
+    #[error("the CDA would run or fetch something when shown: {0}; the DMP (CNDA rule) takes no self-presenting CDA with a script or presentation from another host")]
+    UnsafePresentation(String),
     #[error("no DMP classCode for the document type {0} (CDA code, TXA-2/OBR-4): add it to the target's dmp.class_codes")]
     NoClassCode(String),
     #[error(

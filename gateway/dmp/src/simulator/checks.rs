@@ -190,6 +190,13 @@ pub(super) fn check(
                         at,
                     ));
                 }
+                if let Some(risk) = crate::presentation::presentation_risk(bytes) {
+                    errors.push(error(
+                        "XDSRepositoryError",
+                        format!("the CDA would run or fetch something when shown: {risk}"),
+                        at,
+                    ));
+                }
                 if let Some(checker) = &state.cda_checker {
                     if let Err(why) = crate::checker::check_cda(checker, bytes) {
                         errors.push(error("XDSRepositoryError", why, at));

@@ -246,6 +246,11 @@ pub fn provide(body: &[u8], state: &SimulatorState) -> FhirReply {
                         "{at}: the CDA's recordTarget INS is not the patient's"
                     ));
                 }
+                if let Some(risk) = crate::presentation::presentation_risk(&bytes) {
+                    issues.push(format!(
+                        "{at}: the CDA would run or fetch something when shown: {risk}"
+                    ));
+                }
             }
             Err(error) => issues.push(format!("{at}: not a readable CDA: {error}")),
         }
