@@ -109,6 +109,58 @@ pub struct DmpConnector {
     signer: Option<vihf::VihfSigner>,
     /// Patients TD0.2 found with an active DMP this structure may feed.
     fed_patients: std::sync::Mutex<FedPatients>,
+    /// Our clock against the DMP's (the CNDA checks it is synchronised).
+    clock: ClockWatch,
+}
+
+/// How far our clock may be from the DMP's before the operator is told:
+/// times sent (submission, creation, the VIHF's issue instant) are ours.
+const CLOCK_TOLERANCE: std::time::Duration = std::time::Duration::from_secs(60);
+/// At most one clock warning per this long.
+const CLOCK_WARNING_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Compares our clock with the `Date` of the DMP's answers, and warns
+/// (rate-limited) when they differ by more than [`CLOCK_TOLERANCE`]: the
+/// CNDA requires a synchronised clock, and a site learns of a drifting
+/// one from its log rather than from refused VIHFs.
+#[derive(Debug, Default)]
+struct ClockWatch {
+    last_warning: std::sync::Mutex<Option<std::time::SystemTime>>,
+}
+
+impl ClockWatch {
+    /// How far `ours` is from `theirs` when past the tolerance (an HTTP
+    /// date has whole seconds).
+    fn skew(theirs: std::time::SystemTime, ours: std::time::SystemTime) -> Option<(bool, u64)> {
+        let (ahead, by) = match ours.duration_since(theirs) {
+            Ok(by) => (true, by),
+            Err(behind) => (false, behind.duration()),
+        };
+        (by > CLOCK_TOLERANCE).then_some((ahead, by.as_secs()))
+    }
+
+    /// Warns when the clocks differ too much, at most once per
+    /// [`CLOCK_WARNING_EVERY`]; whether it warned.
+    fn compare(&self, theirs: std::time::SystemTime, ours: std::time::SystemTime) -> bool {
+        let Some((ahead, seconds)) = Self::skew(theirs, ours) else {
+            return false;
+        };
+        let Ok(mut last) = self.last_warning.lock() else {
+            return false;
+        };
+        if last.is_some_and(|at| ours.duration_since(at).unwrap_or_default() < CLOCK_WARNING_EVERY)
+        {
+            return false;
+        }
+        *last = Some(ours);
+        tracing::warn!(
+            seconds,
+            direction = if ahead { "ahead of" } else { "behind" },
+            "this host's clock is {seconds} s {} the DMP's: synchronise it (NTP); the CNDA requires it and the times sent are this host's",
+            if ahead { "ahead of" } else { "behind" }
+        );
+        true
+    }
 }
 
 /// How long a TD0.2 "active, feeding authorized" answer is trusted.
@@ -168,6 +220,7 @@ impl DmpConnector {
             value_sets,
             signer,
             fed_patients: std::sync::Mutex::new(FedPatients::new(TD02_CACHE_ENTRIES)),
+            clock: ClockWatch::default(),
         })
     }
 
@@ -402,6 +455,9 @@ impl DmpConnector {
                 }
             }
         };
+        if let Some(date) = answer.date {
+            self.clock.compare(date, std::time::SystemTime::now());
+        }
         if (200..300).contains(&answer.status) {
             Outcome::Accepted {
                 status: answer.status,
@@ -495,32 +551,42 @@ impl DmpConnector {
         request: String,
         what: &str,
     ) -> Result<passerelle_fhir_client::TargetAnswer, Outcome> {
-        self.client
-            .post(
-                "application/soap+xml; charset=UTF-8",
-                ACCEPT,
-                Bytes::from(request.into_bytes()),
-            )
-            .await
-            .map_err(|error| Outcome::Unavailable {
-                status: None,
-                detail: format!("{what}: {error}"),
-                retry_after: None,
-            })
+        self.post(
+            "application/soap+xml; charset=UTF-8",
+            request.into_bytes(),
+            &format!("{what}: "),
+        )
+        .await
     }
 
-    /// Sends one SOAP request and reads the answer as a registry answer;
-    /// no usable answer is `Err` with the outcome to record.
-    async fn exchange(&self, body: Vec<u8>, content_type: &str) -> Result<(u16, Answer), Outcome> {
+    /// POSTs one request to the DMP; no answer is `Err` with the outcome
+    /// to record (`what` prefixes its detail). Each answer's clock is
+    /// compared with ours.
+    async fn post(
+        &self,
+        content_type: &str,
+        body: Vec<u8>,
+        what: &str,
+    ) -> Result<passerelle_fhir_client::TargetAnswer, Outcome> {
         let answer = self
             .client
             .post(content_type, ACCEPT, Bytes::from(body))
             .await
             .map_err(|error| Outcome::Unavailable {
                 status: None,
-                detail: error.to_string(),
+                detail: format!("{what}{error}"),
                 retry_after: None,
             })?;
+        if let Some(date) = answer.date {
+            self.clock.compare(date, std::time::SystemTime::now());
+        }
+        Ok(answer)
+    }
+
+    /// Sends one SOAP request and reads the answer as a registry answer;
+    /// no usable answer is `Err` with the outcome to record.
+    async fn exchange(&self, body: Vec<u8>, content_type: &str) -> Result<(u16, Answer), Outcome> {
+        let answer = self.post(content_type, body, "").await?;
         let status = answer.status;
         let content_type = answer
             .content_type
@@ -740,6 +806,40 @@ fn mhd_failure(answer: &passerelle_fhir_client::TargetAnswer, transaction: &str)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A clock more than a minute from the DMP's is reported, at most
+    /// once per ten minutes.
+    #[test]
+    fn a_clock_far_from_the_dmps_is_reported() {
+        use std::time::{Duration, SystemTime};
+        let theirs = SystemTime::UNIX_EPOCH + Duration::from_secs(1_765_000_000);
+        assert_eq!(
+            ClockWatch::skew(theirs, theirs + Duration::from_secs(60)),
+            None
+        );
+        assert_eq!(
+            ClockWatch::skew(theirs, theirs - Duration::from_secs(59)),
+            None
+        );
+        assert_eq!(
+            ClockWatch::skew(theirs, theirs + Duration::from_secs(61)),
+            Some((true, 61))
+        );
+        assert_eq!(
+            ClockWatch::skew(theirs, theirs - Duration::from_secs(3600)),
+            Some((false, 3600))
+        );
+        let watch = ClockWatch::default();
+        assert!(!watch.compare(theirs, theirs + Duration::from_secs(2)));
+        let ours = theirs + Duration::from_secs(300);
+        assert!(watch.compare(theirs, ours));
+        assert!(!watch.compare(
+            theirs + Duration::from_secs(60),
+            ours + Duration::from_secs(60)
+        ));
+        let later = ours + CLOCK_WARNING_EVERY;
+        assert!(watch.compare(later - Duration::from_secs(300), later));
+    }
 
     /// The TD0.2 answers kept are bounded: past the capacity, stale
     /// answers go, then all; a fresh answer is trusted for an hour.

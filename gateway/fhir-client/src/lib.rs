@@ -52,6 +52,8 @@ const TOKEN_MARGIN: Duration = Duration::from_secs(30);
 pub struct TargetAnswer {
     pub status: u16,
     pub retry_after: Option<Duration>,
+    /// The answer's `Date` header: the target's clock.
+    pub date: Option<SystemTime>,
     pub content_type: Option<String>,
     pub body: Bytes,
 }
@@ -278,6 +280,11 @@ impl TargetClient {
                 .get(RETRY_AFTER)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| parse_retry_after(v, SystemTime::now()));
+            let date = response
+                .headers()
+                .get(http::header::DATE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| httpdate::parse_http_date(v).ok());
             let body = Limited::new(response.into_body(), MAX_ANSWER_BYTES)
                 .collect()
                 .await
@@ -286,6 +293,7 @@ impl TargetClient {
             Ok(TargetAnswer {
                 status,
                 retry_after,
+                date,
                 content_type,
                 body,
             })
