@@ -31,6 +31,7 @@
 pub mod checker;
 pub mod codes;
 pub mod document;
+mod dsig;
 pub mod mhd;
 pub mod presentation;
 pub mod refusal;

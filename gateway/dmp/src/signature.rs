@@ -24,9 +24,8 @@ use base64::Engine;
 use xds::c14n::{canonicalize, Apex, Options};
 use xds::metadata::{Author, Code, DocumentEntry};
 
-use crate::vihf::{
-    certificate_names, verify_rsa_sha256, VihfError, VihfSigner, DSIG, EXC_C14N, RSA_SHA256, SHA256,
-};
+use crate::dsig;
+use crate::vihf::{certificate_names, VihfError, VihfSigner, DSIG, EXC_C14N, RSA_SHA256, SHA256};
 
 /// XAdES 1.1.1, as DRIMbox writes it.
 pub const XADES: &str = "http://uri.etsi.org/01903/v1.1.1#";
@@ -248,34 +247,14 @@ pub fn verify(xml: &[u8]) -> Result<SignedManifest, VihfError> {
         max_depth: 32,
     };
     let root = cda::xml::parse(xml, &limits).map_err(|e| invalid(&e.to_string()))?;
-    let is = |e: &cda::xml::Element, ns: &str, name: &str| {
-        e.name.namespace.as_deref() == Some(ns) && e.name.name == name
-    };
+    let is = dsig::is;
     if !is(&root, DSIG, "Signature") {
         return Err(invalid("the signature document is not a ds:Signature"));
     }
     let signed_info = root
         .child_in(DSIG, "SignedInfo")
         .ok_or_else(|| invalid("no SignedInfo"))?;
-    let algorithm = |parent: &cda::xml::Element, name: &str| {
-        parent
-            .child_in(DSIG, name)
-            .and_then(|e| e.attr("Algorithm"))
-            .map(str::to_string)
-    };
-    if algorithm(signed_info, "CanonicalizationMethod").as_deref() != Some(EXC_C14N)
-        || algorithm(signed_info, "SignatureMethod").as_deref() != Some(RSA_SHA256)
-    {
-        return Err(invalid(
-            "the signature is not exclusive c14n with RSA-SHA256",
-        ));
-    }
-    let decode = |text: Option<String>, what: &str| {
-        let text: String = text.unwrap_or_default().split_whitespace().collect();
-        base64::engine::general_purpose::STANDARD
-            .decode(text)
-            .map_err(|_| VihfError::Invalid(format!("{what} is not base64")))
-    };
+    dsig::check_methods(signed_info)?;
     let mut manifest_id = None;
     let mut properties_id = None;
     for reference in signed_info.elements().filter(|e| is(e, DSIG, "Reference")) {
@@ -285,29 +264,14 @@ pub fn verify(xml: &[u8]) -> Result<SignedManifest, VihfError> {
             .ok_or_else(|| {
                 invalid("a SignedInfo Reference is not to an element of the document")
             })?;
-        let transforms: Vec<&str> = reference
-            .child_in(DSIG, "Transforms")
-            .map(|t| {
-                t.elements()
-                    .filter(|e| is(e, DSIG, "Transform"))
-                    .filter_map(|e| e.attr("Algorithm"))
-                    .collect()
-            })
-            .unwrap_or_default();
-        if transforms != [EXC_C14N]
-            || algorithm(reference, "DigestMethod").as_deref() != Some(SHA256)
+        if dsig::transforms(reference) != [EXC_C14N]
+            || dsig::algorithm(reference, "DigestMethod") != Some(SHA256)
         {
             return Err(invalid(
                 "a reference is not exclusive c14n with a SHA-256 digest",
             ));
         }
-        let expected = decode(
-            reference
-                .child_in(DSIG, "DigestValue")
-                .and_then(cda::xml::Element::clean_text),
-            "DigestValue",
-        )?;
-        if sha256(&canonical_by_id(xml, id)?) != expected {
+        if sha256(&canonical_by_id(xml, id)?) != dsig::digest_value(reference)? {
             return Err(VihfError::Invalid(format!(
                 "the digest of #{id} does not match: it was changed after signing"
             )));
@@ -323,18 +287,7 @@ pub fn verify(xml: &[u8]) -> Result<SignedManifest, VihfError> {
             "SignedInfo does not reference both a Manifest and XAdES SignedProperties",
         ));
     };
-    let signature_value = decode(
-        root.child_in(DSIG, "SignatureValue").map(|e| e.text()),
-        "SignatureValue",
-    )?;
-    let certificate = decode(
-        root.descendants()
-            .into_iter()
-            .find(|e| is(e, DSIG, "X509Certificate"))
-            .map(|e| e.text()),
-        "X509Certificate",
-    )?;
-    verify_rsa_sha256(&certificate, &canonical_signed_info(xml)?, &signature_value)?;
+    let certificate = dsig::verify_value(xml, &root)?;
     let descendants = root.descendants();
     let with_id = |id: &str| {
         descendants
@@ -352,9 +305,8 @@ pub fn verify(xml: &[u8]) -> Result<SignedManifest, VihfError> {
         .descendants()
         .into_iter()
         .find(|e| is(e, XADES, "CertDigest"))
-        .and_then(|digest| digest.child_in(DSIG, "DigestValue"))
-        .and_then(cda::xml::Element::clean_text);
-    if decode(certificate_digest, "CertDigest")? != sha256(&certificate) {
+        .ok_or_else(|| invalid("the SignedProperties name no SigningCertificate"))?;
+    if dsig::digest_value(certificate_digest)? != sha256(&certificate) {
         return Err(invalid(
             "the SigningCertificate is not the certificate that signed",
         ));
@@ -362,16 +314,10 @@ pub fn verify(xml: &[u8]) -> Result<SignedManifest, VihfError> {
     let mut references = Vec::new();
     for reference in manifest.elements().filter(|e| is(e, DSIG, "Reference")) {
         let uri = reference.attr("URI").unwrap_or_default().to_string();
-        if algorithm(reference, "DigestMethod").as_deref() != Some(SHA256) {
+        if dsig::algorithm(reference, "DigestMethod") != Some(SHA256) {
             return Err(invalid("a Manifest reference's digest is not SHA-256"));
         }
-        let digest = decode(
-            reference
-                .child_in(DSIG, "DigestValue")
-                .and_then(cda::xml::Element::clean_text),
-            "DigestValue",
-        )?;
-        references.push((uri, digest));
+        references.push((uri, dsig::digest_value(reference)?));
     }
     let signer = certificate_names(&certificate)
         .map(|names| names.subject)

@@ -22,6 +22,8 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use passerelle_config::DmpVihf;
 use xds::c14n::{canonicalize, Apex, Options};
 
+use crate::dsig;
+
 /// SAML 2.0 assertions.
 pub const SAML: &str = "urn:oasis:names:tc:SAML:2.0:assertion";
 /// XML-DSIG.
@@ -294,12 +296,18 @@ const REQUIRED: [&str; 10] = [
 /// Whether that certificate is the structure's is for a trust store
 /// ([`TrustAnchors`]).
 pub fn verify(envelope: &[u8]) -> Result<VerifiedVihf, VihfError> {
-    let invalid = |why: &str| VihfError::Invalid(why.to_string());
     let limits = cda::Limits {
         max_bytes: xds::read::MAX_ENVELOPE_BYTES,
         max_depth: 64,
     };
     let root = cda::xml::parse(envelope, &limits).map_err(|e| VihfError::Invalid(e.to_string()))?;
+    verify_read(&root, envelope)
+}
+
+/// [`verify`] of an envelope already parsed (`root`), whose bytes are
+/// `envelope` (what the signature covers is canonicalised from them).
+pub fn verify_read(root: &cda::xml::Element, envelope: &[u8]) -> Result<VerifiedVihf, VihfError> {
+    let invalid = |why: &str| VihfError::Invalid(why.to_string());
     let in_ns = |e: &cda::xml::Element, ns: &str, name: &str| {
         e.name.namespace.as_deref() == Some(ns) && e.name.name == name
     };
@@ -345,38 +353,17 @@ pub fn verify(envelope: &[u8]) -> Result<VerifiedVihf, VihfError> {
     let signed_info = signature
         .child_in(DSIG, "SignedInfo")
         .ok_or_else(|| invalid("no SignedInfo"))?;
-    let algorithm = |parent: &cda::xml::Element, name: &str| {
-        parent
-            .child_in(DSIG, name)
-            .and_then(|e| e.attr("Algorithm"))
-            .map(str::to_string)
-    };
-    if algorithm(signed_info, "CanonicalizationMethod").as_deref() != Some(EXC_C14N)
-        || algorithm(signed_info, "SignatureMethod").as_deref() != Some(RSA_SHA256)
-    {
-        return Err(invalid(
-            "the signature is not exclusive c14n with RSA-SHA256",
-        ));
-    }
+    dsig::check_methods(signed_info)?;
     let reference = signed_info
         .child_in(DSIG, "Reference")
         .ok_or_else(|| invalid("no Reference"))?;
     if reference.attr("URI") != Some(&format!("#{id}")) {
         return Err(invalid("the signature does not reference the assertion"));
     }
-    if algorithm(reference, "DigestMethod").as_deref() != Some(SHA256) {
+    if dsig::algorithm(reference, "DigestMethod") != Some(SHA256) {
         return Err(invalid("the digest is not SHA-256"));
     }
-    let transforms: Vec<String> = reference
-        .child_in(DSIG, "Transforms")
-        .map(|t| {
-            t.elements()
-                .filter(|e| in_ns(e, DSIG, "Transform"))
-                .filter_map(|e| e.attr("Algorithm").map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default();
-    if transforms != [ENVELOPED, EXC_C14N] {
+    if dsig::transforms(reference) != [ENVELOPED, EXC_C14N] {
         return Err(invalid(
             "the transforms are not enveloped-signature then exclusive c14n",
         ));
@@ -394,18 +381,7 @@ pub fn verify(envelope: &[u8]) -> Result<VerifiedVihf, VihfError> {
         })
         .collect();
     let inclusive: Vec<&str> = inclusive.iter().map(String::as_str).collect();
-    let decode = |text: Option<String>, what: &str| {
-        let text: String = text.unwrap_or_default().split_whitespace().collect();
-        base64::engine::general_purpose::STANDARD
-            .decode(text)
-            .map_err(|_| VihfError::Invalid(format!("{what} is not base64")))
-    };
-    let digest_value = decode(
-        reference
-            .child_in(DSIG, "DigestValue")
-            .and_then(cda::xml::Element::clean_text),
-        "DigestValue",
-    )?;
+    let digest_value = dsig::digest_value(reference)?;
     let canonical = canonicalize(
         envelope,
         Apex::WithId {
@@ -423,31 +399,7 @@ pub fn verify(envelope: &[u8]) -> Result<VerifiedVihf, VihfError> {
             "the assertion's digest does not match: it was changed after signing",
         ));
     }
-    let canonical_info = canonicalize(
-        envelope,
-        Apex::Named {
-            namespace: DSIG,
-            local: "SignedInfo",
-        },
-        &Options {
-            inclusive_prefixes: &[],
-            omit_signatures: false,
-        },
-    )
-    .map_err(|e| VihfError::Invalid(e.to_string()))?;
-    let signature_value = decode(
-        signature.child_in(DSIG, "SignatureValue").map(|e| e.text()),
-        "SignatureValue",
-    )?;
-    let certificate = decode(
-        signature
-            .descendants()
-            .into_iter()
-            .find(|e| in_ns(e, DSIG, "X509Certificate"))
-            .map(|e| e.text()),
-        "X509Certificate",
-    )?;
-    verify_rsa_sha256(&certificate, &canonical_info, &signature_value)?;
+    let certificate = dsig::verify_value(envelope, signature)?;
     let resource_id = attributes
         .iter()
         .find(|(name, _)| name == "urn:oasis:names:tc:xacml:2.0:resource:resource-id")

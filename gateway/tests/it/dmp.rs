@@ -984,6 +984,27 @@ fn the_submission_set_signature_is_checked() {
     };
     let unsigned = errors(None);
     assert!(unsigned.contains("is not signed"), "{unsigned}");
+    // The same request as plain SOAP, not MTOM: a Sender fault.
+    let plain = xds::provide_and_register(
+        &submission,
+        &Addressing {
+            to: format!("http://{}/dmp/xds", simulator.addr),
+            message_id: "urn:uuid:7e570000-0000-4000-8000-000000000042".into(),
+        },
+        Some(&test_vihf(dir.path(), "plain")),
+    );
+    let reply = http_post(
+        simulator.addr,
+        "/dmp/xds",
+        "application/soap+xml",
+        plain.as_bytes(),
+    );
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    assert!(
+        reply.body.contains("MTOM/XOP is required"),
+        "{}",
+        reply.body
+    );
     let other_bytes = covering(b"<ClinicalDocument/>");
     let changed = errors(Some((&other_bytes, true)));
     assert!(

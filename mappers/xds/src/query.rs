@@ -67,6 +67,9 @@ pub struct Envelope {
     pub bytes: Vec<u8>,
     /// The other MTOM parts, when the request was a package.
     pub parts: Vec<Part>,
+    /// The root part's `type` (`application/soap+xml`), when the request
+    /// was a package.
+    pub root_type: Option<String>,
 }
 
 impl Envelope {
@@ -80,15 +83,15 @@ impl Envelope {
 
 /// Reads a SOAP 1.2 request, plain (`application/soap+xml`) or MTOM.
 pub fn read_envelope(content_type: &str, body: &[u8]) -> Result<Envelope, XdsError> {
-    let (bytes, parts) = if content_type
+    let (bytes, parts, root_type) = if content_type
         .trim_start()
         .to_ascii_lowercase()
         .starts_with("multipart/related")
     {
         let unpacked = unpack(content_type, body)?;
-        (unpacked.root, unpacked.parts)
+        (unpacked.root, unpacked.parts, unpacked.root_type)
     } else {
-        (body.to_vec(), Vec::new())
+        (body.to_vec(), Vec::new(), None)
     };
     let limits = cda::Limits {
         max_bytes: MAX_ENVELOPE_BYTES,
@@ -109,6 +112,7 @@ pub fn read_envelope(content_type: &str, body: &[u8]) -> Result<Envelope, XdsErr
         root,
         bytes,
         parts,
+        root_type,
     })
 }
 

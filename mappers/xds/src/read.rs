@@ -3,11 +3,11 @@
 //! about order and strict about structure: every document entry must have
 //! its document part and every part an entry.
 
-use cda::xml::{parse, Element};
+use cda::xml::Element;
 
 use crate::error::XdsError;
 use crate::metadata::{Association, Author, Code, DocumentEntry, Submission, SubmissionSet};
-use crate::mtom::{href_content_id, unpack, Unpacked};
+use crate::mtom::href_content_id;
 use crate::{scheme, LCM, RIM, SOAP_ENV, WSA, XDS_B, XOP};
 
 /// Largest SOAP envelope read (metadata of a few documents and a VIHF).
@@ -39,22 +39,23 @@ pub fn read_provide_and_register(
     content_type: &str,
     body: &[u8],
 ) -> Result<ReceivedSubmission, XdsError> {
-    let Unpacked {
-        root,
-        root_type,
-        parts,
-    } = unpack(content_type, body)?;
-    let limits = cda::Limits {
-        max_bytes: MAX_ENVELOPE_BYTES,
-        max_depth: 64,
-    };
-    let envelope = parse(&root, &limits)?;
-    if !is(&envelope, SOAP_ENV, "Envelope") {
-        return Err(XdsError::Unexpected(
-            "the root part is not a SOAP 1.2 Envelope".into(),
+    provide_and_register_of(&crate::query::read_envelope(content_type, body)?)
+}
+
+/// The ITI-41 request of an envelope already read
+/// ([`crate::query::read_envelope`]): its metadata and its documents,
+/// each the MTOM part its `xop:Include` names.
+pub fn provide_and_register_of(
+    read: &crate::query::Envelope,
+) -> Result<ReceivedSubmission, XdsError> {
+    if read.root_type.is_none() {
+        return Err(XdsError::Mtom(
+            "the request is not multipart/related (MTOM/XOP is required)",
         ));
     }
-    let header = child(&envelope, SOAP_ENV, "Header");
+    let envelope = &read.root;
+    let parts = &read.parts;
+    let header = child(envelope, SOAP_ENV, "Header");
     let header_text = |name: &str| {
         header
             .and_then(|h| child(h, WSA, name))
@@ -64,7 +65,7 @@ pub fn read_provide_and_register(
     let message_id = header_text("MessageID");
     let to = header_text("To");
     let security = header.and_then(|h| child(h, WSSE, "Security")).cloned();
-    let body = child(&envelope, SOAP_ENV, "Body").ok_or(XdsError::Missing("soap:Body"))?;
+    let body = child(envelope, SOAP_ENV, "Body").ok_or(XdsError::Missing("soap:Body"))?;
     let request = child(body, XDS_B, "ProvideAndRegisterDocumentSetRequest").ok_or(
         XdsError::Missing("xdsb:ProvideAndRegisterDocumentSetRequest"),
     )?;
@@ -121,8 +122,8 @@ pub fn read_provide_and_register(
         security,
         submission,
         documents,
-        root_type,
-        envelope: root,
+        root_type: read.root_type.clone(),
+        envelope: read.bytes.clone(),
     })
 }
 

@@ -428,7 +428,7 @@ fn answer_soap(content_type: &str, body: &[u8], state: &SimulatorState) -> Reply
         .and_then(|h| h.child_in(xds::read::WSSE, "Security"))
         .is_some();
     let vihf = if has_security || state.require_vihf {
-        match crate::vihf::verify(&envelope.bytes)
+        match crate::vihf::verify_read(&envelope.root, &envelope.bytes)
             .and_then(|vihf| state.trusted(&vihf.certificate).map(|()| vihf))
         {
             Ok(vihf) => Some(vihf),
@@ -446,7 +446,7 @@ fn answer_soap(content_type: &str, body: &[u8], state: &SimulatorState) -> Reply
     };
     match envelope.action.as_deref() {
         Some(ACTION_ITI41) => {
-            provide_and_register_checked(content_type, body, state, vihf.as_ref(), relates_to)
+            provide_and_register_checked(&envelope, state, vihf.as_ref(), relates_to)
         }
         Some(xds::query::ACTION_ITI18) => {
             let query = match xds::query::read_query(&envelope) {
@@ -561,13 +561,12 @@ fn answer_soap(content_type: &str, body: &[u8], state: &SimulatorState) -> Reply
 
 /// ITI-41 once the VIHF is checked: read, check, keep, answer.
 fn provide_and_register_checked(
-    content_type: &str,
-    body: &[u8],
+    envelope: &xds::query::Envelope,
     state: &SimulatorState,
     vihf: Option<&crate::vihf::VerifiedVihf>,
     relates_to: Option<&str>,
 ) -> Reply {
-    let received = match xds::read_provide_and_register(content_type, body) {
+    let received = match xds::read::provide_and_register_of(envelope) {
         Ok(received) => received,
         Err(error) => return sender_fault(StatusCode::BAD_REQUEST, error.to_string(), relates_to),
     };
