@@ -493,7 +493,9 @@ fn document_entry(
     source_patient_id: &str,
     visibility: Vec<Code>,
 ) -> Result<(DocumentEntry, Option<String>), Refusal> {
-    let document = cda::read(bytes).map_err(|e| Refusal::Cda(e.to_string()))?;
+    let root =
+        cda::xml::parse(bytes, &cda::Limits::default()).map_err(|e| Refusal::Cda(e.to_string()))?;
+    let document = cda::read_element(&root).map_err(|e| Refusal::Cda(e.to_string()))?;
     let header = &document.header;
     let replaced = match header
         .related_documents
@@ -537,7 +539,7 @@ fn document_entry(
         .and_then(code_of)
         .or_else(|| settings.healthcare_facility_type.as_ref().map(setting_code))
         .unwrap_or_default();
-    let practice_setting = practice_setting(bytes)
+    let practice_setting = practice_setting(&root)
         .or_else(|| settings.practice_setting.as_ref().map(setting_code))
         .unwrap_or_default();
     let mut confidentiality: Vec<Code> = header
@@ -638,8 +640,7 @@ fn document_entry(
 /// `documentationOf/serviceEvent/performer/assignedEntity/
 /// representedOrganization/standardIndustryClassCode`: the CI-SIS
 /// practiceSettingCode (J04).
-fn practice_setting(bytes: &[u8]) -> Option<Code> {
-    let root = cda::xml::parse(bytes, &cda::Limits::default()).ok()?;
+fn practice_setting(root: &cda::xml::Element) -> Option<Code> {
     let organization = root
         .all("documentationOf")
         .filter_map(|d| d.child("serviceEvent"))

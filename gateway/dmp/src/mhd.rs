@@ -257,21 +257,8 @@ fn hex_to_base64(hex: &str) -> String {
 pub fn search_by_unique_id(unique_id: &str) -> String {
     format!(
         "DocumentReference?identifier={}&status=current",
-        percent_encode(&format!("urn:ietf:rfc:3986|urn:oid:{unique_id}"))
+        passerelle_fhir::query::percent_encode(&format!("urn:ietf:rfc:3986|urn:oid:{unique_id}"))
     )
-}
-
-fn percent_encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                out.push(char::from(byte))
-            }
-            _ => out.push_str(&format!("%{byte:02X}")),
-        }
-    }
-    out
 }
 
 /// The ids of the DocumentReferences of a searchset Bundle.

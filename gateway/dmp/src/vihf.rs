@@ -196,20 +196,12 @@ fn escape(text: &str) -> String {
 
 /// `YYYY-MM-DDThh:mm:ss.sssZ` of `now_ms`.
 pub fn instant(now_ms: i64) -> String {
-    let dtm = crate::time::utc_now_dtm(now_ms);
-    format!(
-        "{}-{}-{}T{}:{}:{}.{:03}Z",
-        &dtm[0..4],
-        &dtm[4..6],
-        &dtm[6..8],
-        &dtm[8..10],
-        &dtm[10..12],
-        &dtm[12..14],
-        now_ms.rem_euclid(1000)
-    )
+    jiff::Timestamp::from_millisecond(now_ms)
+        .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+        .strftime("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string()
 }
 
-/// The unsigned assertion (the attributes of an automated flow).
 fn assertion(
     settings: &DmpVihf,
     issuer: &str,

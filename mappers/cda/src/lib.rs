@@ -23,7 +23,7 @@ pub mod xml;
 pub use error::{CdaError, CdaErrorKind};
 pub use fuzzing::fuzz_read;
 pub use model::*;
-pub use read::{read, read_with_limits};
+pub use read::{read, read_element, read_with_limits};
 pub use xml::Limits;
 
 /// The content type CDA documents are written with (HL7 v3 XML).

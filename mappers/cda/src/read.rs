@@ -16,7 +16,12 @@ pub fn read(bytes: &[u8]) -> Result<Document, CdaError> {
 
 /// Reads a CDA R2 document within `limits`.
 pub fn read_with_limits(bytes: &[u8], limits: &Limits) -> Result<Document, CdaError> {
-    let root = xml::parse(bytes, limits)?;
+    read_element(&xml::parse(bytes, limits)?)
+}
+
+/// Reads a CDA R2 document already parsed (its root element), for a
+/// caller that also reads parts the model does not hold.
+pub fn read_element(root: &Element) -> Result<Document, CdaError> {
     if !root.is("ClinicalDocument") {
         return Err(CdaError {
             kind: CdaErrorKind::NotClinicalDocument,
@@ -25,8 +30,8 @@ pub fn read_with_limits(bytes: &[u8], limits: &Limits) -> Result<Document, CdaEr
             path: format!("/{}", root.name.name),
         });
     }
-    let reader = Reader::new(&root);
-    let header = reader.header(&root);
+    let reader = Reader::new(root);
+    let header = reader.header(root);
     let structured = root.at(&["component", "structuredBody"]);
     let body = match (structured, root.at(&["component", "nonXMLBody"])) {
         (Some(body), _) => Body::Structured(

@@ -376,7 +376,7 @@ pub fn provide(body: &[u8], state: &SimulatorState) -> FhirReply {
 pub fn search(query: &str, state: &SimulatorState) -> FhirReply {
     let identifier = query.split('&').find_map(|pair| {
         let (key, value) = pair.split_once('=')?;
-        (key == "identifier").then(|| super::service::percent_decode(value))
+        (key == "identifier").then(|| passerelle_fhir::query::percent_decode(value))
     });
     let Some(identifier) = identifier else {
         return outcome(400, &["identifier is required".into()]);
