@@ -116,6 +116,7 @@ mod tests {
                 next_attempt_at_ms: 10,
             },
             detail: Some("DUPONT".into()),
+            reason: Default::default(),
         };
         let record = attempt_record(&delivery, &attempt, &[]);
         let event: serde_json::Value = serde_json::from_str(&record.event).unwrap();

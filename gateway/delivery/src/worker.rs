@@ -17,7 +17,9 @@ use passerelle_dmp::{DmpConnector, Outcome, SubmissionKey};
 use passerelle_fhir_client::TargetClient;
 use passerelle_repository::transaction::{Refusal, TransactionError, TransactionOutcome};
 use passerelle_repository::Repository;
-use passerelle_storage::{attempts, now_ms, Attempt, AttemptResult, Delivery, SharedStore};
+use passerelle_storage::{
+    attempts, now_ms, Attempt, AttemptReason, AttemptResult, Delivery, SharedStore,
+};
 use passerelle_telemetry::events::{DeliveryAttempted, DeliveryStoreFailed};
 use passerelle_telemetry::metrics::Metrics;
 
@@ -338,6 +340,7 @@ fn record_locally(
                     status: Some(outcome.status.as_u16()),
                     result: AttemptResult::Dead,
                     detail: Some(outcome.to_json().to_string()),
+                    reason: Default::default(),
                 };
                 let record = crate::audit::attempt_record(delivery, &attempt, &[]);
                 attempts::record_audited(sql, delivery, owner, &attempt, now, &[record])?;
@@ -371,27 +374,39 @@ enum Remote {
 }
 
 /// What one request to a remote target came to.
-type Sent = (Verdict, Option<u16>, Option<String>, Health);
+struct Sent {
+    verdict: Verdict,
+    /// The HTTP status, when the target answered.
+    status: Option<u16>,
+    /// The error, or the target's answer, for people.
+    detail: Option<String>,
+    /// Why it was refused, for the sender's acknowledgement.
+    reason: AttemptReason,
+    health: Health,
+}
+
+impl Sent {
+    fn new(verdict: Verdict, status: Option<u16>, detail: Option<String>, health: Health) -> Sent {
+        Sent {
+            verdict,
+            status,
+            detail,
+            reason: AttemptReason::default(),
+            health,
+        }
+    }
+}
 
 /// Delivers one row to a remote target and records the attempt.
 async fn deliver(shared: &Arc<Shared>, remote: &Remote, delivery: Delivery, random: u64) -> Health {
     let started_ms = now_ms();
     let started = Instant::now();
-    let (verdict, status, detail, health) = match remote {
+    let sent = match remote {
         Remote::Fhir(client) => send_fhir(client, &delivery).await,
         Remote::Dmp(connector) => send_dmp(connector, &delivery).await,
     };
     let latency = started.elapsed();
-    record(
-        shared,
-        delivery,
-        random,
-        started_ms,
-        started,
-        latency,
-        (verdict, status, detail, health),
-    )
-    .await
+    record(shared, delivery, random, started_ms, started, latency, sent).await
 }
 
 /// The DMP's outcome as a delivery verdict: refusals (ours before
@@ -408,7 +423,7 @@ async fn send_dmp(connector: &DmpConnector, delivery: &Delivery) -> Sent {
             status,
             documents,
             deleted,
-        } => (
+        } => Sent::new(
             Verdict::Delivered,
             Some(status),
             Some(match deleted {
@@ -417,26 +432,40 @@ async fn send_dmp(connector: &DmpConnector, delivery: &Delivery) -> Sent {
             }),
             Health::Up,
         ),
-        Outcome::NothingToSend => (
+        Outcome::NothingToSend => Sent::new(
             Verdict::Delivered,
             None,
             Some("no CDA document in the message: nothing sent to the DMP".into()),
             Health::Up,
         ),
-        Outcome::Refused(refusal) => (
-            Verdict::Dead,
-            None,
-            Some(format!("not sent to the DMP: {refusal}")),
-            Health::Up,
-        ),
-        Outcome::Rejected { status, detail } => {
-            (Verdict::Dead, Some(status), Some(detail), Health::Up)
-        }
+        Outcome::Refused(refusal) => Sent {
+            reason: AttemptReason {
+                code: Some(passerelle_dmp::PASSERELLE_CODE.into()),
+                location: refusal.location().map(str::to_string),
+            },
+            ..Sent::new(
+                Verdict::Dead,
+                None,
+                Some(format!("not sent to the DMP: {refusal}")),
+                Health::Up,
+            )
+        },
+        Outcome::Rejected {
+            status,
+            code,
+            detail,
+        } => Sent {
+            reason: AttemptReason {
+                code,
+                location: None,
+            },
+            ..Sent::new(Verdict::Dead, Some(status), Some(detail), Health::Up)
+        },
         Outcome::Unavailable {
             status,
             detail,
             retry_after,
-        } => (
+        } => Sent::new(
             Verdict::Retry { after: retry_after },
             status,
             Some(detail),
@@ -461,9 +490,9 @@ async fn send_fhir(client: &TargetClient, delivery: &Delivery) -> Sent {
             };
             let detail = (!(200..300).contains(&answer.status))
                 .then(|| String::from_utf8_lossy(&answer.body).into_owned());
-            (verdict, Some(answer.status), detail, health)
+            Sent::new(verdict, Some(answer.status), detail, health)
         }
-        Err(error) => (
+        Err(error) => Sent::new(
             Verdict::Retry { after: None },
             None,
             Some(error.to_string()),
@@ -483,7 +512,13 @@ async fn record(
     latency: Duration,
     sent: Sent,
 ) -> Health {
-    let (verdict, status, detail, health) = sent;
+    let Sent {
+        verdict,
+        status,
+        detail,
+        reason,
+        health,
+    } = sent;
     let result = match verdict {
         Verdict::Delivered => AttemptResult::Delivered,
         Verdict::Dead => AttemptResult::Dead,
@@ -503,6 +538,7 @@ async fn record(
         status,
         result,
         detail,
+        reason,
     };
     // The attempt's audit record, in the transaction that records it.
     let record = crate::audit::attempt_record(&delivery, &attempt, &[]);

@@ -58,6 +58,11 @@ pub use value_sets::ValueSets;
 // The wire format, for callers that speak to the DMP or its simulator.
 pub use xds;
 
+/// The code of a refusal by a rule Passerelle checked before sending (the
+/// DMP's own refusals carry the DMP's codes), as the sender's
+/// acknowledgement gives it.
+pub const PASSERELLE_CODE: &str = "PASSERELLE";
+
 /// The `Accept` of an ITI-41 request: the DMP answers SOAP, plain or as
 /// an MTOM package.
 const ACCEPT: &str = "multipart/related, application/soap+xml";
@@ -92,7 +97,13 @@ pub enum Outcome {
     Refused(Refusal),
     /// The DMP refused the submission (its codes and texts). Never
     /// retried.
-    Rejected { status: u16, detail: String },
+    Rejected {
+        status: u16,
+        /// The DMP's error code (its first registry error, or its SOAP
+        /// fault's code), when it gave one.
+        code: Option<String>,
+        detail: String,
+    },
     /// No usable answer (connection, timeout, 5xx, a fault of the
     /// receiver): retried.
     Unavailable {
@@ -506,6 +517,7 @@ impl DmpConnector {
             _ if sender_fault() => {
                 let detail = content_summary(&answer);
                 return Err(Outcome::Rejected {
+                    code: None,
                     status: answer.status,
                     detail: format!("TD0.2: the DMP refused the request: {detail}"),
                 });
@@ -520,6 +532,7 @@ impl DmpConnector {
             _ => {
                 let detail = content_summary(&answer);
                 return Err(Outcome::Rejected {
+                    code: None,
                     status: answer.status,
                     detail: format!("TD0.2: the DMP answered {}: {detail}", answer.status),
                 });
@@ -613,6 +626,7 @@ impl DmpConnector {
                 })
             }
             Err(error) => Err(Outcome::Rejected {
+                code: None,
                 status,
                 detail: format!("DMP answered {status} with no readable SOAP answer: {error}"),
             }),
@@ -645,6 +659,7 @@ impl DmpConnector {
             Ok(Ok(found)) if (200..300).contains(&answer.status) => found,
             Ok(Err(errors)) if (200..300).contains(&answer.status) => {
                 return Err(Outcome::Rejected {
+                    code: None,
                     status: answer.status,
                     detail: format!("DMP refused the ITI-18 query: {errors}"),
                 })
@@ -707,19 +722,20 @@ fn classify(
                 }
             } else {
                 Outcome::Rejected {
+                    code: errors.first().map(|e| e.code.clone()),
                     status,
                     detail: format!("DMP refused: {}", Answer::Failure(errors).summary()),
                 }
             }
         }
         Answer::Fault { code, reason } => Outcome::Rejected {
-            status,
             detail: format!("DMP SOAP fault {code}: {reason}"),
+            code: Some(code),
+            status,
         },
     }
 }
 
-/// A SOAP answer's fault or registry errors, for a refusal's text.
 /// Adds the signature document of the submission set (IHE DSG, signed
 /// with the seal certificate) to `prepared`: an entry, its bytes and the
 /// `signs` association to the set. Its uniqueId derives from the set's,
@@ -772,6 +788,7 @@ fn sign_submission(
     Ok(())
 }
 
+/// A SOAP answer's fault or registry errors, for a refusal's text.
 fn content_summary(answer: &passerelle_fhir_client::TargetAnswer) -> String {
     let content_type = answer
         .content_type
@@ -795,6 +812,7 @@ fn mhd_failure(answer: &passerelle_fhir_client::TargetAnswer, transaction: &str)
         }
     } else {
         Outcome::Rejected {
+            code: None,
             status,
             detail: format!(
                 "DMP refused ({transaction}, {status}): {}",

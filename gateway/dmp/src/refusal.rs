@@ -58,3 +58,15 @@ pub enum Refusal {
     #[error("the document to delete (uniqueId {0}, the CDA's id; OBX-11 D) is not an approved document of this patient in the DMP")]
     DeletedNotFound(String),
 }
+
+impl Refusal {
+    /// The HL7 v2 field the refusal is about, as an acknowledgement's
+    /// ERR-2 names it (`PID-32`), when it is one field of the message.
+    pub fn location(&self) -> Option<&'static str> {
+        match self {
+            Refusal::NoIdentityStatus | Refusal::IdentityNotQualified { .. } => Some("PID-32"),
+            Refusal::NoIns | Refusal::InsMismatch => Some("PID-3"),
+            _ => None,
+        }
+    }
+}

@@ -161,23 +161,20 @@ pub fn outcome_ack(
         Outcome::MappingFailed(reason) => mapping_error(reason),
         Outcome::Routed(list) => {
             // A refusal written for the sender: its text, and the field it
-            // names (`(PID-32)`) as ERR-2.
-            let reason = list.iter().find_map(|d| {
-                let explained =
-                    deliveries && d.state == "dead" && explained.iter().any(|t| t == &d.target);
-                explained.then_some(d.last_error.as_deref()?)
+            // is about (kept with the delivery: `PID-32`) as ERR-2.
+            let refused = list.iter().find(|d| {
+                deliveries
+                    && d.state == "dead"
+                    && d.last_error.is_some()
+                    && explained.iter().any(|t| t == &d.target)
             });
-            if let Some(reason) = reason {
-                let location = reason
-                    .split('(')
-                    .skip(1)
-                    .find_map(|rest| parse_location(rest.split(')').next().unwrap_or_default()));
+            if let Some(refused) = refused {
                 return (
                     AckCode::AE,
                     Some(AckError {
                         code: 207,
-                        diagnostic: reason.to_string(),
-                        location,
+                        diagnostic: refused.last_error.clone().unwrap_or_default(),
+                        location: refused.reason.location.as_deref().and_then(parse_location),
                     }),
                 );
             }
@@ -210,8 +207,8 @@ pub fn outcome_ack(
 
 /// What the DMP did with a message, for its `ZAM^Z01`: `None` when no
 /// delivery went to a DMP target (`explained`). The refusal's code is the
-/// DMP's (`DMP refused: CODE: text`), else `PASSERELLE` for a rule checked
-/// before sending, with its text.
+/// one kept with the delivery (the DMP's, or `PASSERELLE` for a rule
+/// checked before sending), with its text.
 fn dmp_reception(outcome: &Outcome, explained: &[String]) -> Option<hl7v2::zam::DmpReception> {
     use hl7v2::zam::DmpReception;
     match outcome {
@@ -230,15 +227,14 @@ fn dmp_reception(outcome: &Outcome, explained: &[String]) -> Option<hl7v2::zam::
             }
             match to_dmp.iter().find(|d| d.state == "dead") {
                 None => Some(DmpReception::Accepted),
-                Some(dead) => {
-                    let text = dead.last_error.clone().unwrap_or_default();
-                    let code = text
-                        .strip_prefix("DMP refused: ")
-                        .and_then(|rest| rest.split_once(": "))
-                        .map_or("PASSERELLE", |(code, _)| code)
-                        .to_string();
-                    Some(DmpReception::Refused { code, text })
-                }
+                Some(dead) => Some(DmpReception::Refused {
+                    code: dead
+                        .reason
+                        .code
+                        .clone()
+                        .unwrap_or_else(|| "PASSERELLE".into()),
+                    text: dead.last_error.clone().unwrap_or_default(),
+                }),
             }
         }
     }
@@ -653,12 +649,14 @@ mod tests {
                 state: "delivered".into(),
                 last_status: None,
                 last_error: None,
+                reason: Default::default(),
             },
             DeliveryOutcome {
                 target: "hospital".into(),
                 state: "dead".into(),
                 last_status: Some(412),
                 last_error: Some("{\"resourceType\": \"OperationOutcome\"}".into()),
+                reason: Default::default(),
             },
         ]);
         let (code, error) = outcome_ack(&outcome, true, &[]);
@@ -676,6 +674,10 @@ mod tests {
             state: "dead".into(),
             last_status: None,
             last_error: Some(refusal.into()),
+            reason: passerelle_storage::AttemptReason {
+                code: Some("PASSERELLE".into()),
+                location: Some("PID-32".into()),
+            },
         }]);
         let (code, error) = outcome_ack(&outcome, true, &["dmp".to_string()]);
         assert_eq!(code, AckCode::AE);

@@ -62,6 +62,9 @@ pub struct DeliveryOutcome {
     pub last_status: Option<i64>,
     /// The last attempt's error, as `messages show` gives it.
     pub last_error: Option<String>,
+    /// Why the last attempt was refused (code, field), when the target
+    /// said.
+    pub reason: crate::AttemptReason,
 }
 
 /// A message whose application acknowledgement is due now.
@@ -251,7 +254,8 @@ fn read_outcome(
         "routed" => {
             let deliveries = sql
                 .query(
-                    "SELECT target, state, last_status, last_error FROM outbox
+                    "SELECT target, state, last_status, last_error, last_error_code,
+                        last_error_location FROM outbox
                      WHERE journal_id = $1 ORDER BY id",
                     &[SqlValue::Int(journal_id)],
                 )?
@@ -271,5 +275,9 @@ fn delivery_outcome(row: SqlRow) -> Option<DeliveryOutcome> {
         state: row.next()?.into_string()?,
         last_status: row.next().and_then(|v| v.as_i64()),
         last_error: row.next().and_then(SqlValue::into_string),
+        reason: crate::AttemptReason {
+            code: row.next().and_then(SqlValue::into_string),
+            location: row.next().and_then(SqlValue::into_string),
+        },
     })
 }

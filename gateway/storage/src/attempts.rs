@@ -27,9 +27,14 @@ pub fn record(
         .status
         .map_or(SqlValue::Null, |status| SqlValue::Int(i64::from(status)));
     let (state, next) = attempt.result.outbox_transition(now_ms);
+    let text = |value: &Option<String>| match value {
+        Some(value) => SqlValue::Text(bounded_detail(value)),
+        None => SqlValue::Null,
+    };
     let updated = sql.execute(
         "UPDATE outbox SET state = $3, next_attempt_at_ms = $4, lease_owner = NULL,
-            lease_until_ms = NULL, last_status = $5, last_error = $6
+            lease_until_ms = NULL, last_status = $5, last_error = $6, last_error_code = $7,
+            last_error_location = $8
          WHERE id = $1 AND state = 'in_flight' AND lease_owner = $2",
         &[
             SqlValue::Int(delivery.outbox_id),
@@ -38,6 +43,8 @@ pub fn record(
             SqlValue::Int(next),
             status.clone(),
             detail.clone(),
+            text(&attempt.reason.code),
+            text(&attempt.reason.location),
         ],
     )?;
     let result = if updated == 1 {

@@ -278,7 +278,26 @@ pub struct Attempt {
     pub result: AttemptResult,
     /// The error, or the target's OperationOutcome (bounded).
     pub detail: Option<String>,
+    /// Why it was refused, for the sender's acknowledgement.
+    pub reason: AttemptReason,
 }
+
+/// Why an attempt was refused, as the sender's acknowledgement says it:
+/// the refusal's code (the receiver's, e.g. the DMP's
+/// `XDSDuplicateUniqueIdInRegistry`, or `PASSERELLE` for a rule the
+/// gateway checked before sending) and the HL7 v2 field at fault
+/// (`PID-32`). Kept with the outbox row, so that an acknowledgement never
+/// parses a text meant for people.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AttemptReason {
+    pub code: Option<String>,
+    pub location: Option<String>,
+}
+
+/// Migration 12: the outbox keeps the last refusal's code and field
+/// ([`AttemptReason`]) beside its text.
+pub const OUTBOX_REASON_SCHEMA: &str = "ALTER TABLE outbox ADD COLUMN last_error_code TEXT;
+    ALTER TABLE outbox ADD COLUMN last_error_location TEXT;";
 
 impl Attempt {
     /// A delivery to the `local` target: stored at `now_ms`, no network.
@@ -289,6 +308,7 @@ impl Attempt {
             status: None,
             result: AttemptResult::Delivered,
             detail: None,
+            reason: AttemptReason::default(),
         }
     }
 }

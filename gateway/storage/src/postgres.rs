@@ -138,6 +138,8 @@ const MIGRATIONS: &[&str] = &[
     crate::audit::EXPORTS_SCHEMA,
     // 11: the DMP's business acknowledgement (ZAM^Z01) owed too.
     crate::application_acks::ZAM_SCHEMA,
+    // 12: the last refusal's code and field, beside its text.
+    crate::OUTBOX_REASON_SCHEMA,
 ];
 
 /// A few connections reused across calls, each with its prepared
@@ -642,7 +644,8 @@ impl Store for PostgresStore {
                         route = excluded.route, patient_key = excluded.patient_key,
                         state = 'pending', attempts = 0, next_attempt_at_ms = excluded.next_attempt_at_ms,
                         lease_owner = NULL, lease_until_ms = NULL, last_status = NULL,
-                        last_error = NULL, bundle = excluded.bundle
+                        last_error = NULL, last_error_code = NULL,
+                        last_error_location = NULL, bundle = excluded.bundle
                      WHERE outbox.state <> 'in_flight'",
                 )?;
                     for delivery in deliveries {

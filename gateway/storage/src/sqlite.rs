@@ -135,6 +135,8 @@ const MIGRATIONS: &[&str] = &[
     crate::audit::EXPORTS_SCHEMA,
     // 11: the DMP's business acknowledgement (ZAM^Z01) owed too.
     crate::application_acks::ZAM_SCHEMA,
+    // 12: the last refusal's code and field, beside its text.
+    crate::OUTBOX_REASON_SCHEMA,
 ];
 
 /// Read connections per database: WAL lets them read while the writer
@@ -687,7 +689,8 @@ impl Store for SqliteStore {
                         route = excluded.route, patient_key = excluded.patient_key,
                         state = 'pending', attempts = 0, next_attempt_at_ms = excluded.next_attempt_at_ms,
                         lease_owner = NULL, lease_until_ms = NULL, last_status = NULL,
-                        last_error = NULL, bundle = excluded.bundle
+                        last_error = NULL, last_error_code = NULL,
+                        last_error_location = NULL, bundle = excluded.bundle
                      WHERE outbox.state <> 'in_flight'",
                 )?;
                     for delivery in deliveries {

@@ -70,6 +70,7 @@ fn delivered(now: i64) -> Attempt {
         status: Some(200),
         result: AttemptResult::Delivered,
         detail: None,
+        reason: Default::default(),
     }
 }
 
@@ -227,6 +228,7 @@ pub fn deliveries_keep_patient_order_and_skip_stuck_patients(store: &dyn Store) 
                     next_attempt_at_ms: 10_000,
                 },
                 detail: Some("unavailable".into()),
+                reason: Default::default(),
             }
         } else {
             delivered(2_000)
@@ -286,6 +288,7 @@ pub fn dead_letters_do_not_block_and_can_be_retried(store: &dyn Store) {
         status: Some(422),
         result: AttemptResult::Dead,
         detail: Some("{\"resourceType\":\"OperationOutcome\"}".into()),
+        reason: Default::default(),
     };
     assert!(store.record_attempt(&first[0], "me", &dead, 2_000).unwrap());
     // The dead letter does not hold back the patient's next message.
@@ -470,6 +473,14 @@ pub fn application_acks_fall_due_when_everything_is_over(store: &dyn Store) {
             } else {
                 AttemptResult::Dead
             },
+            reason: if target == "t" {
+                Default::default()
+            } else {
+                crate::AttemptReason {
+                    code: Some("XDSRegistryMetadataError".into()),
+                    location: Some("PID-32".into()),
+                }
+            },
             ..delivered(2_000)
         };
         assert!(store
@@ -489,6 +500,13 @@ pub fn application_acks_fall_due_when_everything_is_over(store: &dyn Store) {
         states,
         [("t", "delivered", Some(200)), ("u", "dead", Some(412))]
     );
+    // The refusal's code and field come back as recorded.
+    assert_eq!(deliveries[0].reason, crate::AttemptReason::default());
+    assert_eq!(
+        deliveries[1].reason.code.as_deref(),
+        Some("XDSRegistryMetadataError")
+    );
+    assert_eq!(deliveries[1].reason.location.as_deref(), Some("PID-32"));
     assert!(
         owed(store, ids[0], 10).unwrap().is_empty(),
         "after the cursor"
