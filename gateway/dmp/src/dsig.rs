@@ -71,11 +71,9 @@ pub(crate) fn digest_value(parent: &Element) -> Result<Vec<u8>, VihfError> {
     )
 }
 
-/// Checks the `SignatureValue` of `signature` (an element of `xml`) over
-/// the exclusive c14n of the first `SignedInfo` of `xml`, with the
-/// certificate in its `KeyInfo`; that certificate (DER).
-pub(crate) fn verify_value(xml: &[u8], signature: &Element) -> Result<Vec<u8>, VihfError> {
-    let canonical_info = canonicalize(
+/// The exclusive c14n of the first `SignedInfo` of `xml`: what is signed.
+pub(crate) fn canonical_signed_info(xml: &[u8]) -> Result<Vec<u8>, VihfError> {
+    canonicalize(
         xml,
         Apex::Named {
             namespace: DSIG,
@@ -86,7 +84,14 @@ pub(crate) fn verify_value(xml: &[u8], signature: &Element) -> Result<Vec<u8>, V
             omit_signatures: false,
         },
     )
-    .map_err(|e| VihfError::Invalid(e.to_string()))?;
+    .map_err(|e| VihfError::Invalid(e.to_string()))
+}
+
+/// Checks the `SignatureValue` of `signature` (an element of `xml`) over
+/// the exclusive c14n of the first `SignedInfo` of `xml`, with the
+/// certificate in its `KeyInfo`; that certificate (DER).
+pub(crate) fn verify_value(xml: &[u8], signature: &Element) -> Result<Vec<u8>, VihfError> {
+    let canonical_info = canonical_signed_info(xml)?;
     let signature_value = base64(
         signature.child_in(DSIG, "SignatureValue").map(|e| e.text()),
         "SignatureValue",

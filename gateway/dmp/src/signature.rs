@@ -84,21 +84,6 @@ fn canonical_by_id(xml: &[u8], id: &str) -> Result<Vec<u8>, VihfError> {
     .map_err(|e| invalid(&e.to_string()))
 }
 
-fn canonical_signed_info(xml: &[u8]) -> Result<Vec<u8>, VihfError> {
-    canonicalize(
-        xml,
-        Apex::Named {
-            namespace: DSIG,
-            local: "SignedInfo",
-        },
-        &Options {
-            inclusive_prefixes: &[],
-            omit_signatures: false,
-        },
-    )
-    .map_err(|e| invalid(&e.to_string()))
-}
-
 /// The signature document of the submission set `set_unique_id` holding
 /// `documents`, signed at `now_ms` with the seal certificate.
 pub fn sign(
@@ -144,7 +129,7 @@ pub fn sign(
         SIGNED_PROPERTIES_ID,
     )?));
     let unsigned = render(&manifest_digest, &properties_digest, "");
-    let value = signer.rsa_sha256(&canonical_signed_info(unsigned.as_bytes())?)?;
+    let value = signer.rsa_sha256(&dsig::canonical_signed_info(unsigned.as_bytes())?)?;
     Ok(render(&manifest_digest, &properties_digest, &base64(&value)).into_bytes())
 }
 

@@ -1609,7 +1609,6 @@ fn seal_issued_by_authority(dir: &Path) {
 /// refused.
 #[test]
 fn mutual_tls_and_a_trusted_seal_as_at_the_dmp() {
-    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
     let Some(samples) = samples() else {
         return;
     };
@@ -1619,24 +1618,12 @@ fn mutual_tls_and_a_trusted_seal_as_at_the_dmp() {
         std::fs::write(&path, text).unwrap();
         path
     };
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
-    let server_key = KeyPair::generate().unwrap();
-    let server = CertificateParams::new(vec!["127.0.0.1".to_string()])
-        .unwrap()
-        .signed_by(&server_key, &ca)
-        .unwrap();
-    let client_key = KeyPair::generate().unwrap();
-    let client = CertificateParams::new(vec!["passerelle.test".to_string()])
-        .unwrap()
-        .signed_by(&client_key, &ca)
-        .unwrap();
-    let ca_file = write("ca.pem", &ca.pem());
-    let server_cert = write("server.pem", &server.pem());
-    let server_key = write("server.key", &server_key.serialize_pem());
-    let client_cert = write("client.pem", &client.pem());
-    let client_key = write("client.key", &client_key.serialize_pem());
+    let certificates = crate::delivery_tls::pki();
+    let ca_file = write("ca.pem", &certificates.ca_pem);
+    let server_cert = write("server.pem", &certificates.server_cert_pem);
+    let server_key = write("server.key", &certificates.server_key_pem);
+    let client_cert = write("client.pem", &certificates.client_cert_pem);
+    let client_key = write("client.key", &certificates.client_key_pem);
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&client_key, std::fs::Permissions::from_mode(0o600)).unwrap();
 
