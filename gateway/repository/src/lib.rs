@@ -27,6 +27,7 @@ mod outcome;
 pub mod params;
 pub mod patient_record;
 pub mod search;
+mod skim;
 pub mod summary;
 pub mod transaction;
 

@@ -16,7 +16,7 @@ use std::collections::{BTreeSet, VecDeque};
 
 use serde_json::{json, Value};
 
-use super::{current, params, RepositoryError, StoredResource, Visibility};
+use super::{current, params, skim, RepositoryError, StoredResource, Visibility};
 use passerelle_fhir::exact_json;
 use passerelle_storage::instant_from_ms;
 use passerelle_storage::sql::Sql;
@@ -84,25 +84,28 @@ const SECTIONS: &[Section] = &[
     },
 ];
 
-/// Ids of `resource_type` in the patient's compartment (its `patient`
-/// parameter), optionally with a category code.
-fn compartment_ids(
+/// The live resources of `resource_type` in the patient's compartment
+/// (its `patient` parameter), optionally with a category code, newest
+/// first: one query, each row its resource.
+fn compartment_resources(
     sql: &mut dyn Sql,
     resource_type: &str,
     patient: &str,
     category: Option<&str>,
-) -> Result<Vec<String>, RepositoryError> {
+) -> Result<Vec<StoredResource>, RepositoryError> {
     let reference = format!("Patient/{patient}");
     let rows = match category {
         None => sql.query(
-            "SELECT i.id FROM fhir_index i JOIN fhir_resources r \
+            "SELECT i.id, r.version, r.last_updated_ms, r.deleted, r.resource \
+             FROM fhir_index i JOIN fhir_resources r \
              ON r.resource_type = i.resource_type AND r.id = i.id AND r.deleted = 0 \
              WHERE i.resource_type = $1 AND i.param = 'patient' AND i.value = $2 \
              ORDER BY r.last_updated_ms DESC, i.id",
             &[resource_type.into(), reference.into()],
         )?,
         Some(category) => sql.query(
-            "SELECT i.id FROM fhir_index i JOIN fhir_resources r \
+            "SELECT i.id, r.version, r.last_updated_ms, r.deleted, r.resource \
+             FROM fhir_index i JOIN fhir_resources r \
              ON r.resource_type = i.resource_type AND r.id = i.id AND r.deleted = 0 \
              WHERE i.resource_type = $1 AND i.param = 'patient' AND i.value = $2 \
              AND EXISTS (SELECT 1 FROM fhir_index c WHERE c.resource_type = i.resource_type \
@@ -111,11 +114,19 @@ fn compartment_ids(
             &[resource_type.into(), reference.into(), category.into()],
         )?,
     };
-    Ok(rows
-        .into_iter()
-        .filter_map(|row| row.into_iter().next()?.into_string())
-        .take(MAX_RESOURCES)
-        .collect())
+    let mut out = Vec::new();
+    for row in rows.into_iter().take(MAX_RESOURCES) {
+        let mut columns = row.into_iter();
+        let Some(id) = columns.next().and_then(|v| v.into_string()) else {
+            continue;
+        };
+        out.push(StoredResource::from_row(
+            resource_type,
+            &id,
+            columns.collect(),
+        )?);
+    }
+    Ok(out)
 }
 
 fn live(
@@ -144,20 +155,22 @@ fn patient(
 }
 
 /// Adds to `out` every resource reachable by reference from those already
-/// in it that the reader may see.
+/// in it that the reader may see. `known` holds the references of the
+/// resources of `out` already read (by index; `None` where not): each
+/// resource is read once.
 fn close_over_references(
     sql: &mut dyn Sql,
     out: &mut Vec<StoredResource>,
+    mut known: Vec<Option<Vec<String>>>,
     seen: &mut BTreeSet<String>,
     visibility: &Visibility,
 ) -> Result<(), RepositoryError> {
     let mut queue: VecDeque<usize> = (0..out.len()).collect();
     while let Some(index) = queue.pop_front() {
-        let Ok(value) = exact_json::parse(&out[index].text) else {
-            continue;
+        let references = match known.get_mut(index).and_then(Option::take) {
+            Some(references) => references,
+            None => references_of(&out[index].text),
         };
-        let mut references = Vec::new();
-        collect_references(&value, &mut references);
         for reference in references {
             if out.len() >= MAX_RESOURCES {
                 return Ok(());
@@ -181,20 +194,45 @@ fn close_over_references(
     Ok(())
 }
 
-fn collect_references(value: &Value, out: &mut Vec<String>) {
-    match value {
-        Value::Object(object) => {
-            for (key, inner) in object {
-                match (key.as_str(), inner) {
-                    ("reference", Value::String(reference)) => out.push(reference.clone()),
-                    _ => collect_references(inner, out),
-                }
-            }
-        }
-        Value::Array(items) => items.iter().for_each(|item| collect_references(item, out)),
-        _ => {}
-    }
+/// The references a stored resource holds.
+fn references_of(text: &str) -> Vec<String> {
+    read(text, &[]).0
 }
+
+/// A stored resource's references and its top-level elements named in
+/// `keep`: skimmed, or built whole when serde cannot walk the text.
+fn read(text: &str, keep: &[&str]) -> (Vec<String>, Value) {
+    if let Some(skimmed) = skim::skim(text, keep) {
+        return (skimmed.references, Value::Object(skimmed.kept));
+    }
+    let Ok(value) = exact_json::parse(text) else {
+        return (Vec::new(), Value::Null);
+    };
+    let mut references = Vec::new();
+    skim::collect(&value, &mut references);
+    (references, value)
+}
+
+/// The top-level elements a narrative row shows ([`row`]).
+const ROW_ELEMENTS: &[&str] = &[
+    "code",
+    "medicationCodeableConcept",
+    "vaccineCode",
+    "type",
+    "description",
+    "effectiveDateTime",
+    "onsetDateTime",
+    "occurrenceDateTime",
+    "recordedDate",
+    "authoredOn",
+    "date",
+    "issued",
+    "effectivePeriod",
+    "valueQuantity",
+    "valueString",
+    "valueCodeableConcept",
+    "status",
+];
 
 fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -306,25 +344,27 @@ pub fn patient_summary(
 ) -> Result<String, RepositoryError> {
     let patient = patient(sql, patient_id, visibility)?;
     let mut included = vec![patient];
+    // Each included resource read once: for its row in the narrative and
+    // the references it holds.
+    let mut known: Vec<Option<Vec<String>>> = vec![None];
     let mut seen: BTreeSet<String> = BTreeSet::from([format!("Patient/{patient_id}")]);
     let mut sections = Vec::new();
     for section in SECTIONS {
         let mut entries = Vec::new();
         let mut rows = Vec::new();
         for (resource_type, category) in section.sources {
-            for id in compartment_ids(sql, resource_type, patient_id, *category)? {
-                let reference = format!("{resource_type}/{id}");
+            for stored in compartment_resources(sql, resource_type, patient_id, *category)? {
+                let reference = format!("{resource_type}/{}", stored.id);
                 if !seen.insert(reference.clone()) || included.len() >= MAX_RESOURCES {
                     continue;
                 }
-                let Some(stored) = live(sql, resource_type, &id)? else {
-                    continue;
-                };
-                if let Ok(value) = exact_json::parse(&stored.text) {
+                let (references, value) = read(&stored.text, ROW_ELEMENTS);
+                if !value.is_null() {
                     rows.push(row(resource_type, &value));
                 }
                 entries.push(json!({"reference": format!("{base}/{reference}")}));
                 included.push(stored);
+                known.push(Some(references));
             }
         }
         let system = if section.loinc == "documents" {
@@ -353,7 +393,7 @@ pub fn patient_summary(
             })
         });
     }
-    close_over_references(sql, &mut included, &mut seen, visibility)?;
+    close_over_references(sql, &mut included, known, &mut seen, visibility)?;
 
     let now = instant_from_ms(now_ms);
     let composition_id = new_id();
@@ -435,7 +475,7 @@ pub fn everything(
             out.push(stored);
         }
     }
-    close_over_references(sql, &mut out, &mut seen, visibility)?;
+    close_over_references(sql, &mut out, Vec::new(), &mut seen, visibility)?;
     Ok(out)
 }
 
