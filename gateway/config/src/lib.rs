@@ -2296,7 +2296,9 @@ fn parse_override_value(raw: &str) -> toml::Value {
     }
 }
 
-/// Keys whose default is "absent", which an override may still set.
+/// Keys whose default is "absent", which an override may still set (the
+/// scalar optional settings of the sections; a key in the wrong section is
+/// still refused, by the section's own check of its fields).
 const OPTIONAL_KEYS: &[&str] = &[
     "public_base_url",
     "scripts_dir",
@@ -2308,6 +2310,11 @@ const OPTIONAL_KEYS: &[&str] = &[
     "dead_letters_days",
     "repository_history_days",
     "audit_records_days",
+    "postgres_url",
+    "postgres_url_file",
+    "instance_id",
+    "hostname",
+    "clients_file",
 ];
 
 fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> Result<(), String> {
@@ -2826,6 +2833,39 @@ auth = { type = "oauth2", token_url = "https://auth.example/token", client_id = 
         assert_eq!(config.http.listen.port(), 9100);
         assert_eq!(config.log.format, LogFormat::Json);
         assert!(!config.mllp.enabled);
+    }
+
+    /// The settings a container passes by environment (docs/security.md):
+    /// the PostgreSQL URL or its file, the instance's id.
+    #[test]
+    fn optional_settings_are_overridable() {
+        let config = Config::from_toml(
+            "gw.toml",
+            "",
+            &env(&[
+                ("PASSERELLE_STORAGE__BACKEND", "postgres"),
+                (
+                    "PASSERELLE_STORAGE__POSTGRES_URL",
+                    "postgresql://passerelle@127.0.0.1:5432/passerelle",
+                ),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            config.storage.postgres_url.as_deref(),
+            Some("postgresql://passerelle@127.0.0.1:5432/passerelle")
+        );
+        // In a section that has no such setting: refused, naming it.
+        let err = Config::from_toml(
+            "gw.toml",
+            "",
+            &env(&[("PASSERELLE_HTTP__POSTGRES_URL", "postgresql://x")]),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("PASSERELLE_HTTP__POSTGRES_URL"),
+            "{err}"
+        );
     }
 
     #[test]
