@@ -141,7 +141,18 @@ pub async fn handle(
             json(StatusCode::OK, &serde_json::json!({ "purged": purged }))
         }
         (&Method::GET, ["targets"]) => {
-            let depths = blocking(state, |store| store.depths(now_ms())).await?;
+            let mut depths = blocking(state, |store| store.depths(now_ms())).await?;
+            // Every target the gateway delivers to, an empty outbox too
+            // (the store only counts undelivered rows).
+            for target in state.deliveries.targets() {
+                if !depths.iter().any(|d| d.target == target) {
+                    depths.push(passerelle_storage::TargetDepth {
+                        target,
+                        ..Default::default()
+                    });
+                }
+            }
+            depths.sort_by(|a, b| a.target.cmp(&b.target));
             json(StatusCode::OK, &serde_json::json!({ "targets": depths }))
         }
         (

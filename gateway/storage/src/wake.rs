@@ -27,6 +27,13 @@ impl Wakers {
         }
     }
 
+    /// The targets that have a worker, by name.
+    pub fn targets(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.by_target.keys().cloned().collect();
+        names.sort();
+        names
+    }
+
     pub fn wake_all(&self) {
         for notify in self.by_target.values() {
             notify.notify_one();

@@ -71,6 +71,16 @@ fn failures_and_dead_letters_are_visible_and_replayable() {
     );
     let gateway = start_gateway(&settings, dir.path(), None);
     let addr = gateway.http_addr;
+    // Every target is listed, before anything is queued for it.
+    let targets = common::http_get_reply(addr, "/admin/targets").json();
+    let listed: Vec<&str> = targets["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["target"].as_str())
+        .collect();
+    assert!(listed.contains(&"hospital"), "{targets}");
+    assert_eq!(targets["targets"][0]["pending"], 0, "{targets}");
     let post = |message: String| {
         let ack = http_post(
             addr,
