@@ -196,12 +196,12 @@ fn close_over_references(
 
 /// The references a stored resource holds.
 fn references_of(text: &str) -> Vec<String> {
-    read(text, &[]).0
+    read(text, &|_| false).0
 }
 
-/// A stored resource's references and its top-level elements named in
-/// `keep`: skimmed, or built whole when serde cannot walk the text.
-fn read(text: &str, keep: &[&str]) -> (Vec<String>, Value) {
+/// A stored resource's references and the top-level elements `keep`
+/// accepts: skimmed, or built whole when serde cannot walk the text.
+fn read(text: &str, keep: &dyn Fn(&str) -> bool) -> (Vec<String>, Value) {
     if let Some(skimmed) = skim::skim(text, keep) {
         return (skimmed.references, Value::Object(skimmed.kept));
     }
@@ -213,13 +213,11 @@ fn read(text: &str, keep: &[&str]) -> (Vec<String>, Value) {
     (references, value)
 }
 
-/// The top-level elements a narrative row shows ([`row`]).
-const ROW_ELEMENTS: &[&str] = &[
-    "code",
-    "medicationCodeableConcept",
-    "vaccineCode",
-    "type",
-    "description",
+/// The elements a narrative row names what it is by, in order of
+/// preference (CodeableConcepts).
+const ROW_WHAT: [&str; 4] = ["code", "medicationCodeableConcept", "vaccineCode", "type"];
+/// The elements a narrative row dates it by, in order of preference.
+const ROW_WHEN: [&str; 7] = [
     "effectiveDateTime",
     "onsetDateTime",
     "occurrenceDateTime",
@@ -227,12 +225,21 @@ const ROW_ELEMENTS: &[&str] = &[
     "authoredOn",
     "date",
     "issued",
+];
+/// The other top-level elements a narrative row shows.
+const ROW_OTHERS: [&str; 6] = [
+    "description",
     "effectivePeriod",
     "valueQuantity",
     "valueString",
     "valueCodeableConcept",
     "status",
 ];
+
+/// Whether [`row`] reads the top-level element `name`.
+fn shown_in_row(name: &str) -> bool {
+    ROW_WHAT.contains(&name) || ROW_WHEN.contains(&name) || ROW_OTHERS.contains(&name)
+}
 
 fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -267,7 +274,7 @@ fn concept_text(concept: &Value) -> Option<String> {
 
 /// One narrative row: what, when, and (for an observation) the value.
 fn row(resource_type: &str, value: &Value) -> [String; 3] {
-    let what = ["code", "medicationCodeableConcept", "vaccineCode", "type"]
+    let what = ROW_WHAT
         .iter()
         .find_map(|key| value.get(*key).and_then(concept_text))
         .or_else(|| {
@@ -277,24 +284,16 @@ fn row(resource_type: &str, value: &Value) -> [String; 3] {
                 .map(str::to_string)
         })
         .unwrap_or_else(|| resource_type.to_string());
-    let when = [
-        "effectiveDateTime",
-        "onsetDateTime",
-        "occurrenceDateTime",
-        "recordedDate",
-        "authoredOn",
-        "date",
-        "issued",
-    ]
-    .iter()
-    .find_map(|key| value.get(*key).and_then(Value::as_str))
-    .or_else(|| {
-        value
-            .pointer("/effectivePeriod/start")
-            .and_then(Value::as_str)
-    })
-    .unwrap_or("")
-    .to_string();
+    let when = ROW_WHEN
+        .iter()
+        .find_map(|key| value.get(*key).and_then(Value::as_str))
+        .or_else(|| {
+            value
+                .pointer("/effectivePeriod/start")
+                .and_then(Value::as_str)
+        })
+        .unwrap_or("")
+        .to_string();
     let result = if let Some(quantity) = value.get("valueQuantity") {
         let number = quantity
             .get("value")
@@ -358,7 +357,7 @@ pub fn patient_summary(
                 if !seen.insert(reference.clone()) || included.len() >= MAX_RESOURCES {
                     continue;
                 }
-                let (references, value) = read(&stored.text, ROW_ELEMENTS);
+                let (references, value) = read(&stored.text, &shown_in_row);
                 if !value.is_null() {
                     rows.push(row(resource_type, &value));
                 }
