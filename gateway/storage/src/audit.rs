@@ -165,6 +165,7 @@ pub enum Verification {
 /// Walks the whole chain from its first record (after the anchor, when
 /// retention removed the oldest records: see [`crate::retention`]).
 pub fn verify(store: &dyn Store) -> Result<Verification, StorageError> {
+    store.settle()?;
     let mut anchor = (0, String::new());
     store.sql_read(None, &mut |sql| {
         anchor = crate::retention::anchor(sql)?;
@@ -220,6 +221,7 @@ pub fn records_after(
     after: i64,
     limit: i64,
 ) -> Result<Vec<(i64, String)>, StorageError> {
+    store.settle()?;
     let mut records = Vec::new();
     store.sql_read(None, &mut |sql| {
         records = sql
@@ -300,6 +302,7 @@ pub fn for_patient(
     patient: &str,
     limit: i64,
 ) -> Result<Vec<String>, StorageError> {
+    store.settle()?;
     let mut events = Vec::new();
     store.sql_read(None, &mut |sql| {
         events = sql

@@ -57,6 +57,9 @@ pub fn backup(data_dir: &Path, to: &Path, key: Option<&StoreKey>) -> Result<Cont
             path: data_dir.to_path_buf(),
         });
     }
+    // What the journal acknowledged and its inbox still holds goes into
+    // the database first, so that the copy has it.
+    crate::sqlite::absorb_inbox(data_dir, key)?;
     // Made empty and private first: SQLite writes into it without
     // changing its mode, so the copy is never readable by others, even
     // while it is written.
@@ -110,8 +113,12 @@ pub fn restore(
 ) -> Result<Contents, BackupError> {
     let contents = check(from, key)?;
     let target = data_dir.join(DATABASE_FILE);
-    if target.exists() {
-        return Err(BackupError::Exists { path: target });
+    // A journal inbox left there would be absorbed into the restored
+    // database: messages of another store.
+    for existing in [target.clone(), data_dir.join(crate::inbox::INBOX_FILE)] {
+        if existing.exists() {
+            return Err(BackupError::Exists { path: existing });
+        }
     }
     if !data_dir.exists() {
         DirBuilder::new()

@@ -40,14 +40,15 @@ pub struct Checkpointer {
 }
 
 impl Checkpointer {
-    /// Starts the thread on `connection`, a connection of its own on the
-    /// store's database.
-    pub fn start(connection: Connection) -> Result<Checkpointer, StorageError> {
+    /// Starts the thread on `connections`, connections of its own on the
+    /// store's database files (the main database and the journal's inbox),
+    /// each checkpointed in turn.
+    pub fn start(connections: Vec<Connection>) -> Result<Checkpointer, StorageError> {
         let stop = Arc::new((Mutex::new(false), Condvar::new()));
         let signal = stop.clone();
         let thread = std::thread::Builder::new()
             .name("sqlite-checkpoint".to_string())
-            .spawn(move || run(&connection, &signal))
+            .spawn(move || run(&connections, &signal))
             .map_err(StorageError::Thread)?;
         Ok(Checkpointer {
             stop,
@@ -56,7 +57,7 @@ impl Checkpointer {
     }
 }
 
-fn run(connection: &Connection, stop: &(Mutex<bool>, Condvar)) {
+fn run(connections: &[Connection], stop: &(Mutex<bool>, Condvar)) {
     let (stopped, wake) = stop;
     let Ok(mut stopped) = stopped.lock() else {
         return;
@@ -72,9 +73,11 @@ fn run(connection: &Connection, stop: &(Mutex<bool>, Condvar)) {
         // Busy (another checkpoint running, e.g. a command line's beside
         // the gateway) or failed: the next look, or the writer's fallback,
         // does it.
-        let _ = connection
-            .prepare_cached("PRAGMA wal_checkpoint(PASSIVE)")
-            .and_then(|mut checkpoint| checkpoint.query_row([], |_| Ok(())));
+        for connection in connections {
+            let _ = connection
+                .prepare_cached("PRAGMA wal_checkpoint(PASSIVE)")
+                .and_then(|mut checkpoint| checkpoint.query_row([], |_| Ok(())));
+        }
     }
 }
 

@@ -35,6 +35,7 @@ pub fn message_content(
     store: &dyn Store,
     journal_id: i64,
 ) -> Result<Option<MessageContent>, StorageError> {
+    store.settle()?;
     let mut found = None;
     store.sql_read(None, &mut |sql| {
         let mut header = sql.query(

@@ -125,6 +125,17 @@ pub fn rekey(
         path: path.clone(),
         source,
     };
+    // The journal's inbox goes into the database, then goes: it is made
+    // again, under the new key, at the next opening.
+    crate::sqlite::absorb_inbox(data_dir, current)?;
+    for suffix in ["", "-wal", "-shm"] {
+        let side = data_dir.join(format!("{}{suffix}", crate::inbox::INBOX_FILE));
+        match std::fs::remove_file(&side) {
+            Ok(()) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => return Err(io_error(&side, source)),
+        }
+    }
     let connection = Connection::open(&path).map_err(open_error)?;
     unlock(&connection, &path, current)?;
     // Everything into the main file, so that the WAL left behind is empty.

@@ -342,7 +342,8 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn messages_and_their_records_commit_together() {
         let dir = tempfile::tempdir().unwrap();
-        let store: SharedStore = Arc::new(crate::sqlite::SqliteStore::open(dir.path()).unwrap());
+        let sqlite = Arc::new(crate::sqlite::SqliteStore::open(dir.path()).unwrap());
+        let store: SharedStore = sqlite.clone();
         let journal = Journal::start(
             store.clone(),
             Metrics::new("test").unwrap(),
@@ -356,13 +357,13 @@ mod tests {
         assert_eq!(trail.len(), 2);
         assert!(trail[0].1.contains("\"n\":1") && trail[1].1.contains("\"n\":2"));
         assert_eq!(journal_rows(&store), 1);
-        // The trail cannot be written: the message is not stored either
-        // (and is answered with an error, so its sender sends it again).
-        store
-            .sql_write(&mut |sql| {
-                sql.execute("ALTER TABLE audit_events RENAME TO audit_events_away", &[])?;
-                Ok(true)
-            })
+        // The records cannot be written (where the journal commits them,
+        // its inbox): the message is not stored either (and is answered
+        // with an error, so its sender sends it again).
+        sqlite
+            .inbox()
+            .unwrap()
+            .execute_batch("ALTER TABLE inbox_audit RENAME TO inbox_audit_away")
             .unwrap();
         let refused = journal.store_recorded(entry("A2"), record(3)).await;
         assert!(
@@ -370,13 +371,12 @@ mod tests {
             "{refused:?}"
         );
         assert!(journal.record(record(4)).await.is_err());
-        assert_eq!(journal_rows(&store), 1, "no message without its record");
-        store
-            .sql_write(&mut |sql| {
-                sql.execute("ALTER TABLE audit_events_away RENAME TO audit_events", &[])?;
-                Ok(true)
-            })
+        sqlite
+            .inbox()
+            .unwrap()
+            .execute_batch("ALTER TABLE inbox_audit_away RENAME TO inbox_audit")
             .unwrap();
+        assert_eq!(journal_rows(&store), 1, "no message without its record");
         assert!(matches!(
             journal.store_recorded(entry("A2"), record(5)).await,
             Ok(Stored::New { .. })

@@ -42,6 +42,7 @@ pub mod clients;
 pub mod clock;
 pub mod content;
 pub mod encryption;
+pub mod inbox;
 pub mod journal;
 pub mod patient_messages;
 pub mod postgres;
@@ -421,6 +422,16 @@ pub trait Store: Send + Sync + 'static {
         entries: &[JournalEntry],
         records: &[audit::AuditRecord],
     ) -> Result<Vec<Stored>, StorageError>;
+
+    /// Makes every message and audit record the journal has committed
+    /// visible to reads ([`Store::sql_read`]). Writes always see them; on
+    /// SQLite the journal commits to a file of its own ([`inbox`]) whose
+    /// rows reach the main database with its next write, which this one
+    /// makes now. A read of what was just acknowledged (an administrator's
+    /// look at a message, the audit trail) calls it first.
+    fn settle(&self) -> Result<(), StorageError> {
+        Ok(())
+    }
 
     /// Claims up to `limit` `received` messages, oldest first, for mapping
     /// by `owner` until `now_ms + lease_ms`. Only one instance maps at a

@@ -109,6 +109,7 @@ pub fn unkeyed(
     after: i64,
     limit: i64,
 ) -> Result<Vec<UnmappedMessage>, StorageError> {
+    store.settle()?;
     let mut rows = Vec::new();
     store.sql_read(None, &mut |sql| {
         rows = sql.query(
@@ -433,6 +434,8 @@ mod tests {
         let files = [
             dir.path().join(crate::DATABASE_FILE),
             dir.path().join(format!("{}-wal", crate::DATABASE_FILE)),
+            dir.path().join(crate::inbox::INBOX_FILE),
+            dir.path().join(format!("{}-wal", crate::inbox::INBOX_FILE)),
         ];
         let holds = |needle: &[u8]| {
             files.iter().any(|file| {
@@ -460,6 +463,7 @@ mod tests {
         assert!(!holds(marker), "the erased message's bytes are gone");
         assert!(holds(b"SOMEONE-ELSE"), "the other message stays");
         assert_eq!(std::fs::metadata(&files[1]).map_or(0, |m| m.len()), 0);
+        assert_eq!(std::fs::metadata(&files[3]).map_or(0, |m| m.len()), 0);
     }
 
     #[test]

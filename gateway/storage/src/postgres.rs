@@ -140,6 +140,9 @@ const MIGRATIONS: &[&str] = &[
     crate::application_acks::ZAM_SCHEMA,
     // 12: the last refusal's code and field, beside its text.
     crate::OUTBOX_REASON_SCHEMA,
+    // 13: the watermark of SQLite's journal inbox, numbered alike on both
+    // backends (unused here: PostgreSQL's journal commits need no inbox).
+    crate::inbox::ABSORBED_SCHEMA,
 ];
 
 /// A few connections reused across calls, each with its prepared

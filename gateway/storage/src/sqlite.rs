@@ -1,8 +1,11 @@
 //! The embedded default backend: one SQLite database in the data directory,
 //! in WAL mode with `synchronous=FULL` so that a committed transaction
-//! survives power loss. Writes go through one connection (SQLite has one
-//! writer anyway, and in-process serialisation avoids busy retries); reads
-//! for the admin API use a second one, which WAL lets run beside writes.
+//! survives power loss, and the journal's inbox beside it
+//! ([`crate::inbox`]), a file of its own so that the journal's commits
+//! (the ACK path) never wait for this database's writer. Writes go through
+//! one connection (SQLite has one writer anyway, and in-process
+//! serialisation avoids busy retries), each first absorbing the inbox;
+//! reads use a pool of others, which WAL lets run beside writes.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex, MutexGuard};
@@ -137,6 +140,8 @@ const MIGRATIONS: &[&str] = &[
     crate::application_acks::ZAM_SCHEMA,
     // 12: the last refusal's code and field, beside its text.
     crate::OUTBOX_REASON_SCHEMA,
+    // 13: how far the journal's inbox has been absorbed.
+    crate::inbox::ABSORBED_SCHEMA,
 ];
 
 /// Read connections per database: WAL lets them read while the writer
@@ -163,7 +168,10 @@ pub struct SqliteStore {
     path: PathBuf,
     /// Checkpoints the WAL beside the writer (see [`crate::checkpoint`]).
     _checkpointer: crate::checkpoint::Checkpointer,
+    data_dir: PathBuf,
     writer: Mutex<Connection>,
+    /// The journal's own connection, on the inbox file.
+    inbox: Mutex<Connection>,
     readers: ReaderPool,
 }
 
@@ -240,19 +248,33 @@ impl SqliteStore {
         })?;
         let mut writer = open_connection(&path, key)?;
         migrate(&mut writer)?;
+        // The inbox is made (and its ids seeded) once the main database
+        // is migrated, and attached once it exists.
+        let inbox = crate::inbox::open_writer(data_dir, &path, key, |inbox_path| {
+            open_connection(inbox_path, key)
+        })?;
+        crate::inbox::attach(&writer, data_dir, key)?;
         let readers = (0..READ_CONNECTIONS)
             .map(|_| open_connection(&path, key))
             .collect::<Result<Vec<_>, _>>()?;
-        let checkpointer = crate::checkpoint::Checkpointer::start(open_connection(&path, key)?)?;
-        Ok(SqliteStore {
+        let checkpointer = crate::checkpoint::Checkpointer::start(vec![
+            open_connection(&path, key)?,
+            open_connection(&data_dir.join(crate::inbox::INBOX_FILE), key)?,
+        ])?;
+        let store = SqliteStore {
             path,
             _checkpointer: checkpointer,
+            data_dir: data_dir.to_path_buf(),
             writer: Mutex::new(writer),
+            inbox: Mutex::new(inbox),
             readers: ReaderPool {
                 idle: Mutex::new(readers),
                 returned: Condvar::new(),
             },
-        })
+        };
+        // What a stop (or a crash) left in the inbox.
+        store.settle()?;
+        Ok(store)
     }
 
     pub fn path(&self) -> &Path {
@@ -261,6 +283,10 @@ impl SqliteStore {
 
     fn writer(&self) -> Result<MutexGuard<'_, Connection>, StorageError> {
         self.writer.lock().map_err(|_| StorageError::Poisoned)
+    }
+
+    pub(crate) fn inbox(&self) -> Result<MutexGuard<'_, Connection>, StorageError> {
+        self.inbox.lock().map_err(|_| StorageError::Poisoned)
     }
 
     /// The WAL size, in pages, past which the writer checkpoints by itself.
@@ -285,19 +311,25 @@ pub fn schema_version() -> i64 {
 /// they are missing: health data readable by nobody else. SQLite gives its
 /// WAL and shared-memory files the database file's mode.
 fn create_private(data_dir: &Path, database: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    use std::os::unix::fs::DirBuilderExt;
     if !data_dir.exists() {
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(data_dir)?;
     }
-    if !database.exists() {
+    create_private_file(database)
+}
+
+/// Makes an empty database file (0600) at `path` when it is missing.
+pub(crate) fn create_private_file(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if !path.exists() {
         match std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
-            .open(database)
+            .open(path)
         {
             Ok(_) => {}
             // Made meanwhile by another process: its mode is its own.
@@ -305,6 +337,65 @@ fn create_private(data_dir: &Path, database: &Path) -> std::io::Result<()> {
             Err(error) => return Err(error),
         }
     }
+    Ok(())
+}
+
+/// `VACUUM`s the database `connection` is on (its live rows only) and
+/// empties its WAL ([`Store::scrub`]).
+fn rewrite_and_empty_wal(connection: &Connection) -> Result<(), StorageError> {
+    // A running gateway's writes hold the lock for milliseconds at a
+    // time; VACUUM waits for it (busy timeout), a few times over.
+    let mut tries = 0;
+    loop {
+        match connection.execute_batch("VACUUM") {
+            Ok(()) => break,
+            Err(error) if is_busy(&error) && tries < SCRUB_TRIES => tries += 1,
+            Err(error) => return Err(error.into()),
+        }
+    }
+    // Every frame moved into the database and the WAL cut to nothing; a
+    // reader of a running gateway on an older snapshot holds the
+    // checkpoint back (`busy`), so it is tried again until none does.
+    let mut tries = 0;
+    loop {
+        let busy: i64 =
+            connection.query_row("PRAGMA main.wal_checkpoint(TRUNCATE)", [], |row| row.get(0))?;
+        if busy == 0 {
+            return Ok(());
+        }
+        tries += 1;
+        if tries > SCRUB_TRIES * 50 {
+            return Err(StorageError::Inconsistent(
+                "the WAL could not be emptied: readers kept it busy; try again".into(),
+            ));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// Begins a write transaction on the main database that first absorbs the
+/// journal's inbox ([`crate::inbox::absorb`]): whatever it does next finds
+/// every message the journal has acknowledged.
+fn begin_write(
+    connection: &mut Connection,
+    behavior: TransactionBehavior,
+) -> Result<rusqlite::Transaction<'_>, StorageError> {
+    let transaction = connection.transaction_with_behavior(behavior)?;
+    crate::inbox::absorb(&mut SqliteSql(&transaction))?;
+    Ok(transaction)
+}
+
+/// Absorbs the journal's inbox of `data_dir` into its main database from
+/// a process that does not run the store (a backup, a rekeying, a test
+/// reading the files): nothing acknowledged is left behind in the inbox.
+/// A data directory without an inbox (made before it) has nothing to do.
+pub fn absorb_inbox(data_dir: &Path, key: Option<&StoreKey>) -> Result<(), StorageError> {
+    if !data_dir.join(crate::inbox::INBOX_FILE).is_file() {
+        return Ok(());
+    }
+    let mut connection = open_connection(&data_dir.join(DATABASE_FILE), key)?;
+    crate::inbox::attach(&connection, data_dir, key)?;
+    begin_write(&mut connection, TransactionBehavior::Immediate)?.commit()?;
     Ok(())
 }
 
@@ -458,7 +549,7 @@ impl Store for SqliteStore {
         // the gateway committed since its read began ("database is
         // locked"), instead of waiting for the lock. In the gateway itself
         // this connection is the only writer.
-        let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let transaction = begin_write(&mut connection, TransactionBehavior::Immediate)?;
         if work(&mut SqliteSql(&transaction))? {
             transaction.commit()?;
         }
@@ -472,8 +563,7 @@ impl Store for SqliteStore {
         // space. Only for this work: it costs writes elsewhere.
         connection.pragma_update(None, "secure_delete", "ON")?;
         let erased = (|| -> Result<(), StorageError> {
-            let transaction =
-                connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let transaction = begin_write(&mut connection, TransactionBehavior::Immediate)?;
             if work(&mut SqliteSql(&transaction))? {
                 transaction.commit()?;
             }
@@ -486,40 +576,21 @@ impl Store for SqliteStore {
     }
 
     fn scrub(&self) -> Result<Scrubbed, StorageError> {
-        let connection = self.writer()?;
-        // A running gateway's writes hold the lock for milliseconds at a
-        // time; VACUUM waits for it (busy timeout), a few times over.
-        let mut tries = 0;
-        loop {
-            match connection.execute_batch("VACUUM") {
-                Ok(()) => break,
-                Err(error) if is_busy(&error) && tries < SCRUB_TRIES => tries += 1,
-                Err(error) => return Err(error.into()),
-            }
+        // What the main database absorbed leaves the inbox now: an erased
+        // message's copy there must not wait for the next message.
+        let mut inbox = self.inbox()?;
+        crate::inbox::discard_absorbed(&mut inbox)?;
+        let mut files = Vec::new();
+        for (connection, path) in [
+            (&*self.writer()?, self.path.clone()),
+            (&*inbox, self.data_dir.join(crate::inbox::INBOX_FILE)),
+        ] {
+            rewrite_and_empty_wal(connection)?;
+            let mut wal = path.clone().into_os_string();
+            wal.push("-wal");
+            files.extend([path, PathBuf::from(wal)]);
         }
-        // Every frame moved into the database and the WAL cut to nothing;
-        // a reader of a running gateway on an older snapshot holds the
-        // checkpoint back (`busy`), so it is tried again until none does.
-        let mut tries = 0;
-        loop {
-            let busy: i64 =
-                connection.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| row.get(0))?;
-            if busy == 0 {
-                break;
-            }
-            tries += 1;
-            if tries > SCRUB_TRIES * 50 {
-                return Err(StorageError::Inconsistent(
-                    "the WAL could not be emptied: readers kept it busy; try again".into(),
-                ));
-            }
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
-        let mut wal = self.path.clone().into_os_string();
-        wal.push("-wal");
-        Ok(Scrubbed::Rewritten {
-            files: vec![self.path.clone(), PathBuf::from(wal)],
-        })
+        Ok(Scrubbed::Rewritten { files })
     }
 
     fn sql_read(
@@ -565,62 +636,13 @@ impl Store for SqliteStore {
         entries: &[JournalEntry],
         records: &[crate::audit::AuditRecord],
     ) -> Result<Vec<Stored>, StorageError> {
+        crate::inbox::commit(&mut *self.inbox()?, entries, records)
+    }
+
+    fn settle(&self) -> Result<(), StorageError> {
         let mut connection = self.writer()?;
-        let transaction = connection.transaction()?;
-        let mut results = Vec::with_capacity(entries.len());
-        {
-            let mut insert = transaction.prepare_cached(
-                "INSERT INTO journal (received_at, transport, sending_application, sending_facility,
-                    control_id, message_type, version, charset, sha256, ack_code, raw, networks,
-                    application_ack)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
-                 ON CONFLICT (sending_application, sending_facility, control_id, sha256) DO NOTHING",
-            )?;
-            let mut existing = transaction.prepare_cached(
-                "SELECT id, ack_code FROM journal
-                 WHERE sending_application = ?1 AND sending_facility = ?2 AND control_id = ?3
-                   AND sha256 = ?4",
-            )?;
-            for entry in entries {
-                let inserted = insert.execute(params![
-                    entry.received_at,
-                    entry.transport,
-                    entry.sending_application,
-                    entry.sending_facility,
-                    entry.control_id,
-                    entry.message_type,
-                    entry.version,
-                    entry.charset,
-                    entry.sha256,
-                    entry.ack_code,
-                    entry.raw,
-                    crate::journal::join_networks(&entry.networks),
-                    entry.application_ack,
-                ])?;
-                if inserted == 1 {
-                    results.push(Stored::New {
-                        id: transaction.last_insert_rowid(),
-                    });
-                } else {
-                    let found: Option<(i64, String)> = existing
-                        .query_row(
-                            params![
-                                entry.sending_application,
-                                entry.sending_facility,
-                                entry.control_id,
-                                entry.sha256
-                            ],
-                            |row| Ok((row.get(0)?, row.get(1)?)),
-                        )
-                        .optional()?;
-                    let (id, ack_code) = found.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
-                    results.push(Stored::Duplicate { id, ack_code });
-                }
-            }
-        }
-        crate::audit::append_in(&mut SqliteSql(&transaction), records)?;
-        transaction.commit()?;
-        Ok(results)
+        begin_write(&mut connection, TransactionBehavior::Immediate)?.commit()?;
+        Ok(())
     }
 
     fn claim_unmapped(
@@ -631,7 +653,7 @@ impl Store for SqliteStore {
         lease_ms: i64,
     ) -> Result<Vec<UnmappedMessage>, StorageError> {
         let mut connection = self.writer()?;
-        let transaction = connection.transaction()?;
+        let transaction = begin_write(&mut connection, TransactionBehavior::Deferred)?;
         let busy: bool = transaction.query_row_cached(
             "SELECT EXISTS (SELECT 1 FROM journal
                 WHERE state = 'mapping' AND lease_until_ms >= ?1 AND lease_owner <> ?2)",
@@ -676,7 +698,7 @@ impl Store for SqliteStore {
         now_ms: i64,
     ) -> Result<(), StorageError> {
         let mut connection = self.writer()?;
-        let transaction = connection.transaction()?;
+        let transaction = begin_write(&mut connection, TransactionBehavior::Deferred)?;
         for (journal_id, outcome) in outcomes {
             let journal_id = *journal_id;
             let (state, error) = match outcome {
@@ -728,7 +750,7 @@ impl Store for SqliteStore {
         lease_ms: i64,
     ) -> Result<Vec<Delivery>, StorageError> {
         let mut connection = self.writer()?;
-        let transaction = connection.transaction()?;
+        let transaction = begin_write(&mut connection, TransactionBehavior::Deferred)?;
         let claimed = {
             let sql = format!(
                 "UPDATE outbox SET state = 'in_flight', lease_owner = ?4, lease_until_ms = ?5,
@@ -765,7 +787,7 @@ impl Store for SqliteStore {
 
     fn release_leases(&self, owner: &str) -> Result<u64, StorageError> {
         let mut connection = self.writer()?;
-        let transaction = connection.transaction()?;
+        let transaction = begin_write(&mut connection, TransactionBehavior::Deferred)?;
         let outbox = transaction.execute(
             "UPDATE outbox SET state = 'pending', lease_owner = NULL, lease_until_ms = NULL
              WHERE state = 'in_flight' AND lease_owner = ?1",
@@ -786,11 +808,13 @@ impl Store for SqliteStore {
     }
 
     fn list_messages(&self, filter: &MessageFilter) -> Result<Vec<MessageSummary>, StorageError> {
+        self.settle()?;
         let connection = self.reader()?;
         list_messages(&connection, filter)
     }
 
     fn message(&self, journal_id: i64) -> Result<Option<MessageJourney>, StorageError> {
+        self.settle()?;
         let connection = self.reader()?;
         let header = connection
             .query_row(
@@ -855,7 +879,7 @@ impl Store for SqliteStore {
 
     fn replay(&self, journal_ids: &[i64]) -> Result<u64, StorageError> {
         let mut connection = self.writer()?;
-        let transaction = connection.transaction()?;
+        let transaction = begin_write(&mut connection, TransactionBehavior::Deferred)?;
         let mut count = 0;
         {
             let mut update = transaction.prepare_cached(
@@ -878,7 +902,7 @@ impl Store for SqliteStore {
         now_ms: i64,
     ) -> Result<u64, StorageError> {
         let mut connection = self.writer()?;
-        let transaction = connection.transaction()?;
+        let transaction = begin_write(&mut connection, TransactionBehavior::Deferred)?;
         let count = if outbox_ids.is_empty() {
             transaction.execute(
                 "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at_ms = ?2
@@ -902,7 +926,7 @@ impl Store for SqliteStore {
 
     fn purge(&self, before: &str, include_dead: bool) -> Result<u64, StorageError> {
         let mut connection = self.writer()?;
-        let transaction = connection.transaction()?;
+        let transaction = begin_write(&mut connection, TransactionBehavior::Deferred)?;
         let over = if include_dead {
             "('delivered', 'dead')"
         } else {

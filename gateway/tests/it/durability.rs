@@ -107,6 +107,9 @@ fn sigkill_under_load_loses_no_acknowledged_message() {
         acked.len()
     );
 
+    // The journal's inbox (journal.db) holds what the killed gateway had
+    // not yet absorbed into its database: moved in, as the next start does.
+    passerelle_storage::sqlite::absorb_inbox(&data_dir, None).unwrap();
     let connection = rusqlite::Connection::open(data_dir.join("passerelle.db")).unwrap();
     let mut lookup = connection
         .prepare("SELECT count(*) FROM journal WHERE control_id = ?1")
@@ -145,6 +148,7 @@ fn sigkill_under_load_loses_no_acknowledged_message() {
     let n = stream.read(&mut answer).unwrap();
     let answer = String::from_utf8_lossy(&answer[..n]);
     assert!(answer.contains(&format!("MSA|AA|{resent}")), "{answer}");
+    passerelle_storage::sqlite::absorb_inbox(&data_dir, None).unwrap();
     let connection = rusqlite::Connection::open(data_dir.join("passerelle.db")).unwrap();
     let copies: i64 = connection
         .query_row(

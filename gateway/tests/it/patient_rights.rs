@@ -277,10 +277,13 @@ fn a_patients_data_is_exported_whole_then_erased_everywhere() {
         "{erased_text}"
     );
     assert!(!erased_text.contains(A_ID) && !erased_text.contains(A_FAMILY));
-    // Neither the database nor its WAL holds A's name or ID number.
+    // Neither the database, the journal's inbox nor their WALs hold A's
+    // name or ID number.
     let database = gateway.data_dir().join("passerelle.db");
     let wal = gateway.data_dir().join("passerelle.db-wal");
-    for file in [&database, &wal] {
+    let inbox = gateway.data_dir().join("journal.db");
+    let inbox_wal = gateway.data_dir().join("journal.db-wal");
+    for file in [&database, &wal, &inbox, &inbox_wal] {
         assert!(
             !holds(file, A_FAMILY),
             "{} holds the family name",
