@@ -30,8 +30,11 @@
 # delivered-to-local with one instance against SQLite, and two instances
 # against one.
 #
-# Not in this script yet (the issue asks for it too): the scale run to a
-# million stored messages.
+#   bash gateway/benches/pipeline.sh --scale [TOTAL] [STEP]
+#
+# runs the scale run instead (gateway/benches/scale.sh): one gateway loaded
+# STEP messages at a time until TOTAL are stored, the stored rate of each
+# step, and its idle CPU afterwards.
 #
 # PASSERELLE_BIN=path/to/passerelle measures that binary instead of
 # building one (to compare two commits, run the script once for each).
@@ -39,6 +42,10 @@
 # Needs: cargo, sqlite3, python3; with --backend postgres, psql.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+if [ "${1:-}" = --scale ]; then
+  shift
+  exec bash gateway/benches/scale.sh "$@"
+fi
 BACKEND=sqlite
 if [ "${1:-}" = --backend ]; then
   BACKEND=${2:?--backend sqlite or postgres}

@@ -256,6 +256,8 @@ mod tests {
             assert!(!contains(bytes, INS), "{name} holds the INS in clear");
         }
         assert!(!is_plain(&dir.path().join(DATABASE_FILE)));
+        // The journal's inbox, where a message is first written, too.
+        assert!(!is_plain(&dir.path().join(crate::inbox::INBOX_FILE)));
         drop(store);
         for (name, bytes) in raw_files(dir.path()) {
             assert!(!contains(&bytes, NAME), "{name} holds the name in clear");

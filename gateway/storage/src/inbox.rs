@@ -146,13 +146,7 @@ pub(crate) fn open_writer(
         source,
     })?;
     let mut connection = open(&path)?;
-    let current: i64 = connection.pragma_query_value(None, "user_version", |row| row.get(0))?;
-    for (index, migration) in MIGRATIONS.iter().enumerate().skip(current.max(0) as usize) {
-        let transaction = connection.transaction()?;
-        transaction.execute_batch(migration)?;
-        transaction.pragma_update(None, "user_version", (index + 1) as i64)?;
-        transaction.commit()?;
-    }
+    crate::sqlite::apply_migrations(&mut connection, MIGRATIONS)?;
     attach_read_only(&connection, database, STORE_ALIAS, key)?;
     seed_ids(&mut connection)?;
     Ok(connection)

@@ -427,8 +427,17 @@ fn open_connection(path: &Path, key: Option<&StoreKey>) -> Result<Connection, St
 }
 
 fn migrate(connection: &mut Connection) -> Result<(), StorageError> {
+    apply_migrations(connection, MIGRATIONS)
+}
+
+/// Applies the `migrations` a database's `user_version` says it lacks, each
+/// in its own transaction with the version it brings.
+pub(crate) fn apply_migrations(
+    connection: &mut Connection,
+    migrations: &[&str],
+) -> Result<(), StorageError> {
     let current: i64 = connection.pragma_query_value(None, "user_version", |row| row.get(0))?;
-    for (index, migration) in MIGRATIONS.iter().enumerate().skip(current.max(0) as usize) {
+    for (index, migration) in migrations.iter().enumerate().skip(current.max(0) as usize) {
         let transaction = connection.transaction()?;
         transaction.execute_batch(migration)?;
         transaction.pragma_update(None, "user_version", (index + 1) as i64)?;
