@@ -128,14 +128,7 @@ pub fn rekey(
     // The journal's inbox goes into the database, then goes: it is made
     // again, under the new key, at the next opening.
     crate::sqlite::absorb_inbox(data_dir, current)?;
-    for suffix in ["", "-wal", "-shm"] {
-        let side = data_dir.join(format!("{}{suffix}", crate::inbox::INBOX_FILE));
-        match std::fs::remove_file(&side) {
-            Ok(()) => {}
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-            Err(source) => return Err(io_error(&side, source)),
-        }
-    }
+    remove_files(data_dir, crate::inbox::INBOX_FILE, &["", "-wal", "-shm"])?;
     let connection = Connection::open(&path).map_err(open_error)?;
     unlock(&connection, &path, current)?;
     // Everything into the main file, so that the WAL left behind is empty.
@@ -169,18 +162,25 @@ pub fn rekey(
     }
     sync(&partial)?;
     std::fs::rename(&partial, &path).map_err(|source| io_error(&path, source))?;
-    for suffix in ["-wal", "-shm"] {
-        let side = data_dir.join(format!("{DATABASE_FILE}{suffix}"));
-        match std::fs::remove_file(&side) {
-            Ok(()) => {}
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-            Err(source) => return Err(io_error(&side, source)),
-        }
-    }
+    remove_files(data_dir, DATABASE_FILE, &["-wal", "-shm"])?;
     sync(data_dir)?;
     // Proof that the new key opens what was written.
     let check = Connection::open(&path).map_err(open_error)?;
     unlock(&check, &path, new)
+}
+
+/// Removes `name` followed by each of `suffixes` from `data_dir`, where
+/// present.
+fn remove_files(data_dir: &Path, name: &str, suffixes: &[&str]) -> Result<(), StorageError> {
+    for suffix in suffixes {
+        let file = data_dir.join(format!("{name}{suffix}"));
+        match std::fs::remove_file(&file) {
+            Ok(()) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => return Err(io_error(&file, source)),
+        }
+    }
+    Ok(())
 }
 
 fn io_error(path: &Path, source: std::io::Error) -> StorageError {

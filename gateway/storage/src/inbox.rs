@@ -50,7 +50,9 @@ const STORE_ALIAS: &str = "store";
 
 /// The inbox's own schema versions (its `user_version`).
 const MIGRATIONS: &[&str] = &[
-    // 1: messages and audit records not yet in the main database.
+    // 1: messages and audit records not yet in the main database. The
+    // message columns are the main journal's own (the absorb copies them
+    // one for one): a change to one is a change to both.
     "CREATE TABLE inbox_messages (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         received_at TEXT NOT NULL,
@@ -138,14 +140,13 @@ pub(crate) fn open_writer(
     data_dir: &Path,
     database: &Path,
     key: Option<&StoreKey>,
-    open: impl Fn(&Path) -> Result<Connection, StorageError>,
 ) -> Result<Connection, StorageError> {
     let path = data_dir.join(INBOX_FILE);
     crate::sqlite::create_private_file(&path).map_err(|source| StorageError::File {
         path: path.clone(),
         source,
     })?;
-    let mut connection = open(&path)?;
+    let mut connection = crate::sqlite::open_connection(&path, key)?;
     crate::sqlite::apply_migrations(&mut connection, MIGRATIONS)?;
     attach_read_only(&connection, database, STORE_ALIAS, key)?;
     seed_ids(&mut connection)?;

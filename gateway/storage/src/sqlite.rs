@@ -250,9 +250,7 @@ impl SqliteStore {
         migrate(&mut writer)?;
         // The inbox is made (and its ids seeded) once the main database
         // is migrated, and attached once it exists.
-        let inbox = crate::inbox::open_writer(data_dir, &path, key, |inbox_path| {
-            open_connection(inbox_path, key)
-        })?;
+        let inbox = crate::inbox::open_writer(data_dir, &path, key)?;
         crate::inbox::attach(&writer, data_dir, key)?;
         let readers = (0..READ_CONNECTIONS)
             .map(|_| open_connection(&path, key))
@@ -402,7 +400,10 @@ pub fn absorb_inbox(data_dir: &Path, key: Option<&StoreKey>) -> Result<(), Stora
 /// Prepared statements kept per connection.
 const STATEMENT_CACHE: usize = 256;
 
-fn open_connection(path: &Path, key: Option<&StoreKey>) -> Result<Connection, StorageError> {
+pub(crate) fn open_connection(
+    path: &Path,
+    key: Option<&StoreKey>,
+) -> Result<Connection, StorageError> {
     let connection = Connection::open(path).map_err(|source| StorageError::Open {
         path: path.to_path_buf(),
         source,
