@@ -1126,7 +1126,7 @@ impl Default for DeliveryConfig {
         Self {
             lease_secs: 120,
             poll_interval_ms: 1000,
-            mapping_batch: 64,
+            mapping_batch: 256,
         }
     }
 }

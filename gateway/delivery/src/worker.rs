@@ -593,46 +593,61 @@ mod tests {
     /// A message journaled and mapped to one Bundle for the local target
     /// (a transaction Bundle creating one Patient), claimed by `me`.
     fn claimed_local_delivery(store: &SharedStore) -> Vec<Delivery> {
-        let entry = JournalEntry {
-            received_at: "2026-12-07T00:00:00Z".into(),
-            transport: "mllp",
-            sending_application: "APP".into(),
-            sending_facility: "SITE".into(),
-            control_id: "C1".into(),
-            message_type: "ADT^A04".into(),
-            version: "2.5".into(),
-            charset: "UNICODE UTF-8".into(),
-            sha256: "c1".into(),
-            ack_code: "AA".into(),
-            raw: b"MSH|^~\\&|APP|SITE".to_vec(),
-            networks: Vec::new(),
-            application_ack: String::new(),
-        };
-        let Stored::New { id } = store.journal_commit(&[entry]).unwrap()[0] else {
-            panic!("a new message expected")
-        };
-        store.claim_unmapped("me", 10, now_ms(), 60_000).unwrap();
-        let bundle = serde_json::json!({
+        claimed_local_deliveries(store, &[patient_bundle("Martin")])
+    }
+
+    /// A transaction Bundle creating one Patient named `family`.
+    fn patient_bundle(family: &str) -> serde_json::Value {
+        serde_json::json!({
             "resourceType": "Bundle",
             "type": "transaction",
             "entry": [{
                 "fullUrl": "urn:uuid:8c5e7f2a-1d3b-4c6e-9f0a-2b4d6e8f0a1c",
-                "resource": {"resourceType": "Patient", "name": [{"family": "Martin"}]},
+                "resource": {"resourceType": "Patient", "name": [{"family": family}]},
                 "request": {"method": "POST", "url": "Patient"}
             }]
-        });
-        store
-            .record_mapping(
-                id,
-                &MappingOutcome::Routed(vec![NewDelivery {
-                    route: "adt".into(),
-                    target: "local".into(),
-                    patient_key: "p".into(),
-                    bundle: bundle.to_string(),
-                }]),
-                now_ms(),
-            )
-            .unwrap();
+        })
+    }
+
+    /// One message per Bundle, journaled and mapped for the local target,
+    /// all claimed by `me` in one claim.
+    fn claimed_local_deliveries(
+        store: &SharedStore,
+        bundles: &[serde_json::Value],
+    ) -> Vec<Delivery> {
+        for (index, bundle) in bundles.iter().enumerate() {
+            let entry = JournalEntry {
+                received_at: "2026-12-07T00:00:00Z".into(),
+                transport: "mllp",
+                sending_application: "APP".into(),
+                sending_facility: "SITE".into(),
+                control_id: format!("C{index}"),
+                message_type: "ADT^A04".into(),
+                version: "2.5".into(),
+                charset: "UNICODE UTF-8".into(),
+                sha256: format!("c{index}"),
+                ack_code: "AA".into(),
+                raw: format!("MSH|^~\\&|APP|SITE|{index}").into_bytes(),
+                networks: Vec::new(),
+                application_ack: String::new(),
+            };
+            let Stored::New { id } = store.journal_commit(&[entry]).unwrap()[0] else {
+                panic!("a new message expected")
+            };
+            store.claim_unmapped("me", 10, now_ms(), 60_000).unwrap();
+            store
+                .record_mapping(
+                    id,
+                    &MappingOutcome::Routed(vec![NewDelivery {
+                        route: "adt".into(),
+                        target: "local".into(),
+                        patient_key: format!("p{index}"),
+                        bundle: bundle.to_string(),
+                    }]),
+                    now_ms(),
+                )
+                .unwrap();
+        }
         store
             .claim_deliveries("local", "me", 10, now_ms(), 60_000)
             .unwrap()
@@ -683,5 +698,45 @@ mod tests {
         assert_eq!(apply_locally(&store, "me", &deliveries).unwrap(), vec![]);
         assert_eq!(patients(&store), 1);
         assert_eq!(store.local_bundles(10).unwrap().len(), 1);
+    }
+
+    /// A Bundle refused after it wrote (its second entry's `ifMatch`
+    /// fails once its first entry's Patient is written) in the middle of
+    /// a batch: the batch, first applied without savepoints, is applied
+    /// again with one per Bundle, so that the Bundles around it are kept
+    /// and nothing of the refused one is.
+    #[test]
+    fn a_bundle_refused_mid_batch_leaves_no_trace_and_the_others_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: SharedStore = Arc::new(SqliteStore::open(dir.path()).unwrap());
+        let refused_after_writing = serde_json::json!({
+            "resourceType": "Bundle",
+            "type": "transaction",
+            "entry": [
+                {
+                    "resource": {"resourceType": "Patient", "name": [{"family": "Durand"}]},
+                    "request": {"method": "POST", "url": "Patient"}
+                },
+                {
+                    "resource": {"resourceType": "Patient", "id": "nobody"},
+                    "request": {"method": "PUT", "url": "Patient/nobody", "ifMatch": "W/\"9\""}
+                }
+            ]
+        });
+        let deliveries = claimed_local_deliveries(
+            &store,
+            &[
+                patient_bundle("Martin"),
+                refused_after_writing,
+                patient_bundle("Bernard"),
+            ],
+        );
+        assert_eq!(deliveries.len(), 3);
+        assert_eq!(
+            apply_locally(&store, "me", &deliveries).unwrap(),
+            vec![(1, 412)]
+        );
+        assert_eq!(patients(&store), 2, "Martin and Bernard, not Durand");
+        assert_eq!(store.local_bundles(10).unwrap().len(), 2);
     }
 }

@@ -8,7 +8,8 @@
 //! runs a `PASSIVE` checkpoint every [`INTERVAL`], beside the writer
 //! (`PASSIVE` takes no write lock: commits go on while it copies).
 //!
-//! The writer keeps SQLite's own checkpoint at [`WRITER_CHECKPOINT_PAGES`]:
+//! The writers keep SQLite's own checkpoint (at [`WRITER_CHECKPOINT_PAGES`],
+//! the main database's at [`MAIN_WRITER_CHECKPOINT_PAGES`]):
 //! by then this thread has copied most frames, so it copies the few left,
 //! and only a checkpoint that ends with nothing left to copy lets the next
 //! write start the WAL over; one beside a busy writer never does. Without
@@ -28,10 +29,17 @@ use crate::StorageError;
 /// How often the WAL is looked at.
 pub const INTERVAL: Duration = Duration::from_millis(100);
 
-/// WAL pages (4 KiB each) past which the writer checkpoints by itself
+/// WAL pages (4 KiB each) past which a writer checkpoints by itself
 /// (SQLite's default): what this thread has not yet copied, then the WAL
-/// starts over.
+/// starts over. The journal's inbox keeps it.
 pub const WRITER_CHECKPOINT_PAGES: i64 = 1_000;
+
+/// The same threshold for the main database's writer. One batch of local
+/// deliveries commits a few thousand pages, so at 1,000 that writer
+/// checkpointed after nearly every batch, copying and syncing under its
+/// write lock what this thread would have copied beside it (a seventh of
+/// the local target's time, docs/performance.md).
+pub const MAIN_WRITER_CHECKPOINT_PAGES: i64 = 8_000;
 
 /// The checkpoint thread of one store; stopped and joined when dropped.
 pub struct Checkpointer {
@@ -134,9 +142,12 @@ mod tests {
     }
 
     #[test]
-    fn the_writer_copies_what_is_left_at_sqlites_threshold() {
+    fn the_writer_copies_what_is_left_at_its_threshold() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(dir.path()).unwrap();
-        assert_eq!(store.wal_autocheckpoint().unwrap(), WRITER_CHECKPOINT_PAGES);
+        assert_eq!(
+            store.wal_autocheckpoint().unwrap(),
+            MAIN_WRITER_CHECKPOINT_PAGES
+        );
     }
 }

@@ -247,6 +247,15 @@ impl SqliteStore {
             source,
         })?;
         let mut writer = open_connection(&path, key)?;
+        // A batch of local deliveries changes thousands of pages: with
+        // SQLite's default 2 MB cache they were written to the WAL in the
+        // middle of the transaction to make room, and read back.
+        writer.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)?;
+        writer.pragma_update(
+            None,
+            "wal_autocheckpoint",
+            crate::checkpoint::MAIN_WRITER_CHECKPOINT_PAGES,
+        )?;
         migrate(&mut writer)?;
         // The inbox is made (and its ids seeded) once the main database
         // is migrated, and attached once it exists.
@@ -397,6 +406,9 @@ pub fn absorb_inbox(data_dir: &Path, key: Option<&StoreKey>) -> Result<(), Stora
     Ok(())
 }
 
+/// The writer's page cache (KiB; pages are allocated as they are used).
+const WRITER_CACHE_KIB: i64 = 64 * 1024;
+
 /// Prepared statements kept per connection.
 const STATEMENT_CACHE: usize = 256;
 
@@ -472,8 +484,7 @@ const DELIVERABLE: &str = "
           SELECT 1 FROM outbox p
           WHERE p.target = o.target AND p.patient_key = o.patient_key
             AND p.journal_id < o.journal_id AND p.state IN ('pending', 'in_flight'))
-    ORDER BY o.journal_id
-    LIMIT ?3";
+    ORDER BY o.journal_id";
 
 /// `execute` and `query_row` through the connection's statement cache: a
 /// statement of the hot path (per message, per delivery) is parsed once
@@ -674,26 +685,24 @@ impl Store for SqliteStore {
             return Ok(Vec::new());
         }
         let claimed = {
-            let mut claim = transaction.prepare_cached(
+            // The limit written as a number (see `claim_deliveries`).
+            let mut claim = transaction.prepare_cached(&format!(
                 "UPDATE journal SET state = 'mapping', lease_owner = ?1, lease_until_ms = ?2
                  WHERE id IN (SELECT id FROM journal
                      WHERE state = 'received' OR (state = 'mapping' AND (lease_until_ms < ?3 OR lease_owner = ?1))
-                     ORDER BY id LIMIT ?4)
-                 RETURNING id, transport, sending_application, sending_facility, message_type, raw",
-            )?;
-            let rows = claim.query_map(
-                params![owner, now_ms + lease_ms, now_ms, limit as i64],
-                |row| {
-                    Ok(UnmappedMessage {
-                        journal_id: row.get(0)?,
-                        transport: row.get(1)?,
-                        sending_application: row.get(2)?,
-                        sending_facility: row.get(3)?,
-                        message_type: row.get(4)?,
-                        raw: row.get(5)?,
-                    })
-                },
-            )?;
+                     ORDER BY id LIMIT {limit})
+                 RETURNING id, transport, sending_application, sending_facility, message_type, raw"
+            ))?;
+            let rows = claim.query_map(params![owner, now_ms + lease_ms, now_ms], |row| {
+                Ok(UnmappedMessage {
+                    journal_id: row.get(0)?,
+                    transport: row.get(1)?,
+                    sending_application: row.get(2)?,
+                    sending_facility: row.get(3)?,
+                    message_type: row.get(4)?,
+                    raw: row.get(5)?,
+                })
+            })?;
             let mut claimed = rows.collect::<Result<Vec<_>, _>>()?;
             claimed.sort_by_key(|m| m.journal_id);
             claimed
@@ -762,18 +771,20 @@ impl Store for SqliteStore {
         let mut connection = self.writer()?;
         let transaction = begin_write(&mut connection, TransactionBehavior::Deferred)?;
         let claimed = {
+            // The limit is written as a number, not bound: SQLite plans a
+            // bound LIMIT with its value, so every binding would prepare
+            // the statement again.
             let sql = format!(
-                "UPDATE outbox SET state = 'in_flight', lease_owner = ?4, lease_until_ms = ?5,
+                "UPDATE outbox SET state = 'in_flight', lease_owner = ?3, lease_until_ms = ?4,
                     attempts = attempts + 1
-                 WHERE id IN ({DELIVERABLE})
+                 WHERE id IN ({DELIVERABLE} LIMIT {limit})
                  RETURNING id, journal_id, target, attempts, bundle,
                     (SELECT control_id FROM journal WHERE journal.id = outbox.journal_id),
                     (SELECT networks FROM journal WHERE journal.id = outbox.journal_id)"
             );
             let mut claim = transaction.prepare_cached(&sql)?;
-            let rows = claim.query_map(
-                params![target, now_ms, limit as i64, owner, now_ms + lease_ms],
-                |row| {
+            let rows =
+                claim.query_map(params![target, now_ms, owner, now_ms + lease_ms], |row| {
                     Ok(Delivery {
                         outbox_id: row.get(0)?,
                         journal_id: row.get(1)?,
@@ -785,8 +796,7 @@ impl Store for SqliteStore {
                             &row.get::<_, Option<String>>(6)?.unwrap_or_default(),
                         ),
                     })
-                },
-            )?;
+                })?;
             let mut claimed = rows.collect::<Result<Vec<_>, _>>()?;
             claimed.sort_by_key(|d| d.journal_id);
             claimed
