@@ -230,7 +230,7 @@ pub async fn start_with_base(
         let mapping_wake = mapping_wake.clone();
         let deliveries = deliveries.clone();
         store.watch_changes(Arc::new(move |channel: &str, payload: &str| {
-            if channel == "passerelle_journal" {
+            if channel == passerelle_storage::outbox::JOURNAL_CHANNEL {
                 mapping_wake.notify_one();
             } else if payload.is_empty() {
                 deliveries.wake_all();

@@ -44,6 +44,7 @@ pub mod content;
 pub mod encryption;
 pub mod inbox;
 pub mod journal;
+pub mod outbox;
 pub mod patient_messages;
 pub mod postgres;
 /// Test databases on the machine's PostgreSQL, for this crate's and the
@@ -52,6 +53,7 @@ pub mod postgres;
 pub mod postgres_test;
 mod postgres_tls;
 pub mod retention;
+pub mod schema;
 pub mod sql;
 pub mod sqlite;
 #[cfg(test)]
@@ -453,7 +455,9 @@ pub trait Store: Send + Sync + 'static {
         &self,
         outcomes: &[(i64, MappingOutcome)],
         now_ms: i64,
-    ) -> Result<(), StorageError>;
+    ) -> Result<(), StorageError> {
+        recorded(self, |sql| outbox::record_mappings(sql, outcomes, now_ms))
+    }
 
     /// [`Store::record_mappings`] for one message.
     fn record_mapping(
@@ -499,12 +503,9 @@ pub trait Store: Send + Sync + 'static {
         now_ms: i64,
         records: &[audit::AuditRecord],
     ) -> Result<bool, StorageError> {
-        let mut owned = false;
-        self.sql_record(&mut |sql| {
-            owned = attempts::record_audited(sql, delivery, owner, attempt, now_ms, records)?;
-            Ok(true)
-        })?;
-        Ok(owned)
+        recorded(self, |sql| {
+            attempts::record_audited(sql, delivery, owner, attempt, now_ms, records)
+        })
     }
 
     /// Delivery to the `local` target: stores the Bundles and records the
@@ -529,29 +530,40 @@ pub trait Store: Send + Sync + 'static {
         records: &[audit::AuditRecord],
     ) -> Result<usize, StorageError> {
         let deliveries: Vec<&Delivery> = deliveries.iter().collect();
-        let mut owned = 0;
-        self.sql_record(&mut |sql| {
-            owned = attempts::record_local(sql, &deliveries, owner, now_ms, records)?;
-            Ok(true)
-        })?;
-        Ok(owned)
+        recorded(self, |sql| {
+            attempts::record_local(sql, &deliveries, owner, now_ms, records)
+        })
     }
 
     /// Hands back every row leased to `owner` (at start: a restarted
     /// instance does not wait for its own old leases).
-    fn release_leases(&self, owner: &str) -> Result<u64, StorageError>;
+    fn release_leases(&self, owner: &str) -> Result<u64, StorageError> {
+        recorded(self, |sql| outbox::release_leases(sql, owner))
+    }
 
     /// When the earliest pending row of `target` that no earlier row of
     /// its patient holds back becomes due.
-    fn next_due(&self, target: &str) -> Result<Option<i64>, StorageError>;
+    fn next_due(&self, target: &str) -> Result<Option<i64>, StorageError> {
+        read(self, |sql| outbox::next_due(sql, target))
+    }
 
-    fn list_messages(&self, filter: &MessageFilter) -> Result<Vec<MessageSummary>, StorageError>;
+    /// Journal rows matching `filter`, newest first, with their deliveries
+    /// (what the journal just acknowledged included: [`Store::settle`]).
+    fn list_messages(&self, filter: &MessageFilter) -> Result<Vec<MessageSummary>, StorageError> {
+        self.settle()?;
+        read(self, |sql| outbox::list_messages(sql, filter))
+    }
 
-    fn message(&self, journal_id: i64) -> Result<Option<MessageJourney>, StorageError>;
+    fn message(&self, journal_id: i64) -> Result<Option<MessageJourney>, StorageError> {
+        self.settle()?;
+        read(self, |sql| outbox::message(sql, journal_id))
+    }
 
     /// Sends messages back to the mapping stage (after a mapper fix); their
     /// deliveries are then replaced. Returns how many were re-queued.
-    fn replay(&self, journal_ids: &[i64]) -> Result<u64, StorageError>;
+    fn replay(&self, journal_ids: &[i64]) -> Result<u64, StorageError> {
+        recorded(self, |sql| outbox::replay(sql, journal_ids))
+    }
 
     /// Moves dead rows (of one target, or all) back to `pending`.
     fn retry_dead(
@@ -559,18 +571,28 @@ pub trait Store: Send + Sync + 'static {
         target: Option<&str>,
         outbox_ids: &[i64],
         now_ms: i64,
-    ) -> Result<u64, StorageError>;
+    ) -> Result<u64, StorageError> {
+        recorded(self, |sql| {
+            outbox::retry_dead(sql, target, outbox_ids, now_ms)
+        })
+    }
 
     /// Deletes messages received before `before` (FHIR instant) whose every
     /// delivery is over (delivered, or dead when `include_dead`), with
     /// their deliveries and attempts. Returns how many messages went.
-    fn purge(&self, before: &str, include_dead: bool) -> Result<u64, StorageError>;
+    fn purge(&self, before: &str, include_dead: bool) -> Result<u64, StorageError> {
+        recorded(self, |sql| outbox::purge(sql, before, include_dead))
+    }
 
-    fn depths(&self, now_ms: i64) -> Result<Vec<TargetDepth>, StorageError>;
+    fn depths(&self, now_ms: i64) -> Result<Vec<TargetDepth>, StorageError> {
+        read(self, |sql| outbox::depths(sql, now_ms))
+    }
 
     /// Bundles the `local` target holds, newest last (tests and the
     /// repository to come).
-    fn local_bundles(&self, limit: usize) -> Result<Vec<String>, StorageError>;
+    fn local_bundles(&self, limit: usize) -> Result<Vec<String>, StorageError> {
+        read(self, |sql| outbox::local_bundles(sql, limit))
+    }
 
     /// Runs `work` in one write transaction, committed when it returns
     /// `Ok(true)`. Writers are serialised (across instances on PostgreSQL),
@@ -636,6 +658,33 @@ pub enum Scrubbed {
     /// The server reclaims deleted rows itself (PostgreSQL's vacuum); its
     /// files and WAL may hold them until then.
     LeftToServer,
+}
+
+/// What `work` returns, from one read snapshot ([`Store::sql_read`]).
+fn read<S: Store + ?Sized, T: Send>(
+    store: &S,
+    mut work: impl FnMut(&mut dyn sql::Sql) -> Result<T, StorageError> + Send,
+) -> Result<T, StorageError> {
+    let mut found = None;
+    store.sql_read(None, &mut |sql| {
+        found = Some(work(sql)?);
+        Ok(())
+    })?;
+    found.ok_or_else(|| StorageError::Inconsistent("a read returned nothing".to_string()))
+}
+
+/// What `work` returns, from one committed [`Store::sql_record`]
+/// transaction.
+fn recorded<S: Store + ?Sized, T: Send>(
+    store: &S,
+    mut work: impl FnMut(&mut dyn sql::Sql) -> Result<T, StorageError> + Send,
+) -> Result<T, StorageError> {
+    let mut done = None;
+    store.sql_record(&mut |sql| {
+        done = Some(work(sql)?);
+        Ok(true)
+    })?;
+    done.ok_or_else(|| StorageError::Inconsistent("a write returned nothing".to_string()))
 }
 
 /// See [`Store::watch_changes`].

@@ -4,8 +4,9 @@
 //! advisory lock, so that the per-patient order check of one claim sees
 //! every other instance's committed claim. Instances are woken by
 //! LISTEN/NOTIFY (`passerelle_journal`, `passerelle_outbox`) and poll as
-//! well, so a lost notification only delays. Migrations are versioned in
-//! `passerelle_schema` and applied at start under an advisory lock.
+//! well, so a lost notification only delays. Migrations (the one history
+//! of [`crate::schema`]) are versioned in `passerelle_migrations` and
+//! applied at start under an advisory lock.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -15,135 +16,15 @@ use postgres::types::{ToSql, Type};
 use super::sql::{ReadWork, Sql, SqlRow, SqlValue, WriteWork};
 use postgres::{Client, NoTls};
 
+use crate::outbox::{JOURNAL_CHANNEL, OUTBOX_CHANNEL};
 use crate::postgres_tls::Transport;
 
-use super::{
-    bounded_detail, instant_from_ms, AttemptRecord, ChangeCallback, Delivery, DeliverySummary,
-    MappingOutcome, MessageFilter, MessageJourney, MessageState, MessageSummary, StorageError,
-    Store, Stored, TargetDepth, UnmappedMessage,
-};
+use super::{ChangeCallback, Delivery, StorageError, Store, Stored, UnmappedMessage};
 use crate::JournalEntry;
 
 /// Advisory lock keys (arbitrary constants, "PSRL" in ASCII plus an index).
 const MIGRATION_LOCK: i64 = 0x5053_524c_0001;
 const MAPPING_LOCK: i64 = 0x5053_524c_0002;
-
-const MIGRATIONS: &[&str] = &[
-    // 1: journal, outbox, attempts and the local target's bundles.
-    "CREATE TABLE journal (
-        id BIGSERIAL PRIMARY KEY,
-        received_at TEXT NOT NULL,
-        transport TEXT NOT NULL,
-        sending_application TEXT NOT NULL,
-        sending_facility TEXT NOT NULL,
-        control_id TEXT NOT NULL,
-        message_type TEXT NOT NULL,
-        version TEXT NOT NULL,
-        charset TEXT NOT NULL,
-        sha256 TEXT NOT NULL,
-        ack_code TEXT NOT NULL,
-        raw BYTEA NOT NULL,
-        state TEXT NOT NULL DEFAULT 'received',
-        mapping_error TEXT,
-        mapped_at_ms BIGINT,
-        lease_owner TEXT,
-        lease_until_ms BIGINT
-    );
-    CREATE UNIQUE INDEX journal_retransmission
-        ON journal (sending_application, sending_facility, control_id, sha256);
-    CREATE INDEX journal_control_id ON journal (control_id);
-    CREATE INDEX journal_state ON journal (state, id);
-    CREATE TABLE outbox (
-        id BIGSERIAL PRIMARY KEY,
-        journal_id BIGINT NOT NULL REFERENCES journal (id) ON DELETE CASCADE,
-        route TEXT NOT NULL,
-        target TEXT NOT NULL,
-        patient_key TEXT NOT NULL,
-        state TEXT NOT NULL,
-        attempts BIGINT NOT NULL DEFAULT 0,
-        next_attempt_at_ms BIGINT NOT NULL,
-        lease_owner TEXT,
-        lease_until_ms BIGINT,
-        created_at_ms BIGINT NOT NULL,
-        last_status BIGINT,
-        last_error TEXT,
-        bundle TEXT NOT NULL,
-        UNIQUE (journal_id, target)
-    );
-    CREATE INDEX outbox_ready ON outbox (target, state, next_attempt_at_ms);
-    CREATE INDEX outbox_patient ON outbox (target, patient_key, journal_id);
-    CREATE TABLE delivery_attempts (
-        id BIGSERIAL PRIMARY KEY,
-        outbox_id BIGINT NOT NULL REFERENCES outbox (id) ON DELETE CASCADE,
-        attempt BIGINT NOT NULL,
-        started_at_ms BIGINT NOT NULL,
-        latency_ms BIGINT NOT NULL,
-        status BIGINT,
-        result TEXT NOT NULL,
-        instance TEXT NOT NULL,
-        detail TEXT
-    );
-    CREATE INDEX delivery_attempts_outbox ON delivery_attempts (outbox_id, id);
-    CREATE TABLE local_bundles (
-        id BIGSERIAL PRIMARY KEY,
-        outbox_id BIGINT NOT NULL UNIQUE,
-        journal_id BIGINT NOT NULL,
-        stored_at_ms BIGINT NOT NULL,
-        bundle TEXT NOT NULL
-    );",
-    // 2: the FHIR repository (gateway::repository).
-    "CREATE TABLE fhir_resources (
-        resource_type TEXT NOT NULL,
-        id TEXT NOT NULL,
-        version BIGINT NOT NULL,
-        last_updated_ms BIGINT NOT NULL,
-        deleted BIGINT NOT NULL,
-        resource TEXT NOT NULL,
-        PRIMARY KEY (resource_type, id)
-    );
-    CREATE TABLE fhir_history (
-        resource_type TEXT NOT NULL,
-        id TEXT NOT NULL,
-        version BIGINT NOT NULL,
-        last_updated_ms BIGINT NOT NULL,
-        deleted BIGINT NOT NULL,
-        resource TEXT NOT NULL,
-        PRIMARY KEY (resource_type, id, version)
-    );
-    CREATE TABLE fhir_index (
-        resource_type TEXT NOT NULL,
-        id TEXT NOT NULL,
-        param TEXT NOT NULL,
-        system TEXT NOT NULL,
-        value TEXT NOT NULL,
-        low TEXT NOT NULL,
-        high TEXT NOT NULL
-    );
-    CREATE INDEX fhir_index_value ON fhir_index (resource_type, param, value, system);
-    CREATE INDEX fhir_index_resource ON fhir_index (resource_type, id, param);",
-    // 3: API clients added with `passerelle clients add` (see `clients`).
-    crate::clients::SCHEMA,
-    // 4: the networks of each message's sender, and of each patient.
-    crate::journal::NETWORKS_SCHEMA,
-    // 6: which messages owe their sender an application acknowledgement.
-    crate::application_acks::SCHEMA,
-    // 7: the outbox's undelivered rows, apart from its history.
-    crate::OUTBOX_UNDELIVERED_INDEX,
-    // 8: the audit trail.
-    crate::audit::SCHEMA,
-    // 9: where the audit trail starts once retention removed its oldest
-    // records.
-    crate::retention::ANCHOR_SCHEMA,
-    // 10: how far each export of the audit trail has sent it.
-    crate::audit::EXPORTS_SCHEMA,
-    // 11: the DMP's business acknowledgement (ZAM^Z01) owed too.
-    crate::application_acks::ZAM_SCHEMA,
-    // 12: the last refusal's code and field, beside its text.
-    crate::OUTBOX_REASON_SCHEMA,
-    // 13: the watermark of SQLite's journal inbox, numbered alike on both
-    // backends (unused here: PostgreSQL's journal commits need no inbox).
-    crate::inbox::ABSORBED_SCHEMA,
-];
 
 /// A few connections reused across calls, each with its prepared
 /// statements; a broken one is dropped.
@@ -301,7 +182,7 @@ impl PostgresStore {
     pub fn reset(url: &str) -> Result<(), StorageError> {
         let mut client = connect(url)?;
         client.batch_execute(
-            "DROP TABLE IF EXISTS fhir_index, fhir_history, fhir_resources, local_bundles, delivery_attempts, outbox, journal, passerelle_schema CASCADE",
+            "DROP TABLE IF EXISTS fhir_index, fhir_history, fhir_resources, local_bundles, delivery_attempts, outbox, journal, passerelle_migrations, passerelle_schema CASCADE",
         )?;
         Ok(())
     }
@@ -311,24 +192,54 @@ fn migrate(client: &mut Client) -> Result<(), StorageError> {
     let mut transaction = client.transaction()?;
     transaction.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
     transaction.batch_execute(
-        "CREATE TABLE IF NOT EXISTS passerelle_schema (
+        "CREATE TABLE IF NOT EXISTS passerelle_migrations (
             version BIGINT PRIMARY KEY,
             applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
     )?;
+    renumber_earlier_history(&mut transaction)?;
     let current: i64 = transaction
         .query_one(
-            "SELECT coalesce(max(version), 0) FROM passerelle_schema",
+            "SELECT coalesce(max(version), 0) FROM passerelle_migrations",
             &[],
         )?
         .get(0);
-    for (index, migration) in MIGRATIONS.iter().enumerate().skip(current.max(0) as usize) {
-        transaction.batch_execute(migration)?;
+    for (index, migration) in crate::schema::MIGRATIONS
+        .iter()
+        .enumerate()
+        .skip(current.max(0) as usize)
+    {
+        transaction.batch_execute(&crate::schema::Dialect::Postgres.ddl(migration))?;
         transaction.execute(
-            "INSERT INTO passerelle_schema (version) VALUES ($1)",
+            "INSERT INTO passerelle_migrations (version) VALUES ($1)",
             &[&((index + 1) as i64)],
         )?;
     }
     transaction.commit()?;
+    Ok(())
+}
+
+/// A database migrated before the history was numbered once kept its
+/// versions in `passerelle_schema`, where version 1 was the shared
+/// history's first two (the journal, then its outbox) and every later
+/// version one less than the shared one. Its versions are carried over,
+/// renumbered, and the old table dropped, in the migration's transaction.
+fn renumber_earlier_history(
+    transaction: &mut postgres::Transaction<'_>,
+) -> Result<(), StorageError> {
+    let earlier: bool = transaction
+        .query_one("SELECT to_regclass('passerelle_schema') IS NOT NULL", &[])?
+        .get(0);
+    if !earlier {
+        return Ok(());
+    }
+    transaction.batch_execute(
+        "INSERT INTO passerelle_migrations (version, applied_at)
+            SELECT version + 1, applied_at FROM passerelle_schema
+            UNION ALL
+            SELECT 1, applied_at FROM passerelle_schema WHERE version = 1
+         ON CONFLICT (version) DO NOTHING;
+         DROP TABLE passerelle_schema;",
+    )?;
     Ok(())
 }
 
@@ -402,6 +313,13 @@ impl Sql for PostgresSql<'_, '_> {
     fn advisory_lock(&mut self, key: i64) -> Result<(), StorageError> {
         let statement = self.prepared("SELECT pg_advisory_xact_lock($1)")?;
         self.transaction.execute(&statement, &[&key])?;
+        Ok(())
+    }
+
+    fn notify(&mut self, channel: &str, payload: &str) -> Result<(), StorageError> {
+        let statement = self.prepared("SELECT pg_notify($1, $2)")?;
+        self.transaction
+            .execute(&statement, &[&channel, &payload])?;
         Ok(())
     }
 
@@ -574,7 +492,7 @@ impl Store for PostgresStore {
         // Last: the trail's lock is the last one this transaction takes.
         crate::audit::append_in(&mut sql, records)?;
         if results.iter().any(|r| matches!(r, Stored::New { .. })) {
-            sql.transaction.batch_execute("NOTIFY passerelle_journal")?;
+            sql.notify(JOURNAL_CHANNEL, "")?;
         }
         transaction.commit()?;
         Ok(results)
@@ -626,62 +544,6 @@ impl Store for PostgresStore {
             .collect();
         claimed.sort_by_key(|m| m.journal_id);
         Ok(claimed)
-    }
-
-    fn record_mappings(
-        &self,
-        outcomes: &[(i64, MappingOutcome)],
-        now_ms: i64,
-    ) -> Result<(), StorageError> {
-        let mut client = self.pool.get()?;
-        let mut transaction = client.transaction()?;
-        for (journal_id, outcome) in outcomes {
-            let journal_id = *journal_id;
-            let (state, error) = match outcome {
-                MappingOutcome::Routed(deliveries) => {
-                    let upsert = transaction.prepare(
-                    "INSERT INTO outbox (journal_id, route, target, patient_key, state, attempts,
-                        next_attempt_at_ms, created_at_ms, bundle)
-                     VALUES ($1, $2, $3, $4, 'pending', 0, $5, $5, $6)
-                     ON CONFLICT (journal_id, target) DO UPDATE SET
-                        route = excluded.route, patient_key = excluded.patient_key,
-                        state = 'pending', attempts = 0, next_attempt_at_ms = excluded.next_attempt_at_ms,
-                        lease_owner = NULL, lease_until_ms = NULL, last_status = NULL,
-                        last_error = NULL, last_error_code = NULL,
-                        last_error_location = NULL, bundle = excluded.bundle
-                     WHERE outbox.state <> 'in_flight'",
-                )?;
-                    for delivery in deliveries {
-                        transaction.execute(
-                            &upsert,
-                            &[
-                                &journal_id,
-                                &delivery.route,
-                                &delivery.target,
-                                &delivery.patient_key,
-                                &now_ms,
-                                &delivery.bundle,
-                            ],
-                        )?;
-                        transaction.execute(
-                            "SELECT pg_notify('passerelle_outbox', $1)",
-                            &[&delivery.target],
-                        )?;
-                    }
-                    ("routed", None)
-                }
-                MappingOutcome::Failed { reason } => ("failed", Some(bounded_detail(reason))),
-                MappingOutcome::Unrouted => ("unrouted", None),
-            };
-            transaction.execute(
-                "UPDATE journal SET state = $2, mapping_error = $3, mapped_at_ms = $4,
-                lease_owner = NULL, lease_until_ms = NULL
-             WHERE id = $1",
-                &[&journal_id, &state, &error, &now_ms],
-            )?;
-        }
-        transaction.commit()?;
-        Ok(())
     }
 
     fn claim_deliveries(
@@ -746,172 +608,6 @@ impl Store for PostgresStore {
         Ok(claimed)
     }
 
-    fn release_leases(&self, owner: &str) -> Result<u64, StorageError> {
-        let mut client = self.pool.get()?;
-        let mut transaction = client.transaction()?;
-        let outbox = transaction.execute(
-            "UPDATE outbox SET state = 'pending', lease_owner = NULL, lease_until_ms = NULL
-             WHERE state = 'in_flight' AND lease_owner = $1",
-            &[&owner],
-        )?;
-        transaction.execute(
-            "UPDATE journal SET state = 'received', lease_owner = NULL, lease_until_ms = NULL
-             WHERE state = 'mapping' AND lease_owner = $1",
-            &[&owner],
-        )?;
-        transaction.commit()?;
-        Ok(outbox)
-    }
-
-    fn next_due(&self, target: &str) -> Result<Option<i64>, StorageError> {
-        let mut client = self.pool.get()?;
-        Ok(client
-            .query_one(
-                "SELECT min(o.next_attempt_at_ms) FROM outbox o
-                 WHERE o.target = $1 AND o.state = 'pending'
-                   AND NOT EXISTS (
-                       SELECT 1 FROM outbox p
-                       WHERE p.target = o.target AND p.patient_key = o.patient_key
-                         AND p.journal_id < o.journal_id AND p.state IN ('pending', 'in_flight'))",
-                &[&target],
-            )?
-            .get(0))
-    }
-
-    fn list_messages(&self, filter: &MessageFilter) -> Result<Vec<MessageSummary>, StorageError> {
-        let mut client = self.pool.get()?;
-        list_messages(&mut client, filter)
-    }
-
-    fn message(&self, journal_id: i64) -> Result<Option<MessageJourney>, StorageError> {
-        let mut client = self.pool.get()?;
-        let Some(header) = client.query_opt(
-            "SELECT sending_application, sending_facility, sha256, mapping_error, mapped_at_ms
-             FROM journal WHERE id = $1",
-            &[&journal_id],
-        )?
-        else {
-            return Ok(None);
-        };
-        let filter = MessageFilter {
-            before_id: Some(journal_id + 1),
-            limit: 1,
-            ..MessageFilter::default()
-        };
-        let Some(summary) = list_messages(&mut client, &filter)?.into_iter().next() else {
-            return Ok(None);
-        };
-        let attempts = client
-            .query(
-                "SELECT a.outbox_id, o.target, a.attempt, a.started_at_ms, a.latency_ms, a.status,
-                    a.result, a.instance, a.detail
-                 FROM delivery_attempts a JOIN outbox o ON o.id = a.outbox_id
-                 WHERE o.journal_id = $1 ORDER BY a.id",
-                &[&journal_id],
-            )?
-            .iter()
-            .map(|row| AttemptRecord {
-                outbox_id: row.get(0),
-                target: row.get(1),
-                attempt: row.get(2),
-                at: instant_from_ms(row.get(3)),
-                latency_ms: row.get(4),
-                status: row.get(5),
-                result: row.get(6),
-                instance: row.get(7),
-                detail: row.get(8),
-            })
-            .collect();
-        Ok(Some(MessageJourney {
-            summary,
-            sending_application: header.get(0),
-            sending_facility: header.get(1),
-            sha256: header.get(2),
-            mapping_error: header.get(3),
-            mapped_at: header.get::<_, Option<i64>>(4).map(instant_from_ms),
-            attempts,
-        }))
-    }
-
-    fn replay(&self, journal_ids: &[i64]) -> Result<u64, StorageError> {
-        let mut client = self.pool.get()?;
-        let count = client.execute(
-            "UPDATE journal SET state = 'received', mapping_error = NULL,
-                lease_owner = NULL, lease_until_ms = NULL
-             WHERE id = ANY($1) AND state <> 'mapping'",
-            &[&journal_ids],
-        )?;
-        if count > 0 {
-            client.batch_execute("NOTIFY passerelle_journal")?;
-        }
-        Ok(count)
-    }
-
-    fn retry_dead(
-        &self,
-        target: Option<&str>,
-        outbox_ids: &[i64],
-        now_ms: i64,
-    ) -> Result<u64, StorageError> {
-        let mut client = self.pool.get()?;
-        let all = outbox_ids.is_empty();
-        Ok(client.execute(
-            "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at_ms = $3
-             WHERE state = 'dead' AND ($1::text IS NULL OR target = $1)
-               AND ($4 OR id = ANY($2))",
-            &[&target, &outbox_ids, &now_ms, &all],
-        )?)
-    }
-
-    fn purge(&self, before: &str, include_dead: bool) -> Result<u64, StorageError> {
-        let mut client = self.pool.get()?;
-        Ok(client.execute(
-            "DELETE FROM journal WHERE received_at < $1
-               AND state IN ('routed', 'unrouted')
-               AND NOT EXISTS (SELECT 1 FROM outbox o
-                   WHERE o.journal_id = journal.id
-                     AND NOT (o.state = 'delivered' OR ($2 AND o.state = 'dead')))",
-            &[&before, &include_dead],
-        )?)
-    }
-
-    fn depths(&self, now_ms: i64) -> Result<Vec<TargetDepth>, StorageError> {
-        let mut client = self.pool.get()?;
-        let rows = client.query(
-            "SELECT target,
-                count(*) FILTER (WHERE state = 'pending'),
-                count(*) FILTER (WHERE state = 'in_flight'),
-                count(*) FILTER (WHERE state = 'dead'),
-                min(created_at_ms) FILTER (WHERE state IN ('pending', 'in_flight'))
-             FROM outbox WHERE state <> 'delivered' GROUP BY target ORDER BY target",
-            &[],
-        )?;
-        Ok(rows
-            .iter()
-            .map(|row| TargetDepth {
-                target: row.get(0),
-                pending: row.get(1),
-                in_flight: row.get(2),
-                dead: row.get(3),
-                oldest_pending_age_ms: row
-                    .get::<_, Option<i64>>(4)
-                    .map_or(0, |t| (now_ms - t).max(0)),
-            })
-            .collect())
-    }
-
-    fn local_bundles(&self, limit: usize) -> Result<Vec<String>, StorageError> {
-        let mut client = self.pool.get()?;
-        Ok(client
-            .query(
-                "SELECT bundle FROM local_bundles ORDER BY id LIMIT $1",
-                &[&(limit as i64)],
-            )?
-            .iter()
-            .map(|row| row.get(0))
-            .collect())
-    }
-
     fn watch_changes(&self, on_change: ChangeCallback) -> Result<(), StorageError> {
         let url = self.pool.url.clone();
         std::thread::Builder::new()
@@ -928,9 +624,11 @@ fn listen_forever(url: &str, on_change: &ChangeCallback) {
     loop {
         let result = (|| -> Result<(), StorageError> {
             let mut client = connect(url)?;
-            client.batch_execute("LISTEN passerelle_journal; LISTEN passerelle_outbox;")?;
+            client.batch_execute(&format!(
+                "LISTEN {JOURNAL_CHANNEL}; LISTEN {OUTBOX_CHANNEL};"
+            ))?;
             // Whatever happened while not listening: look again.
-            on_change("passerelle_journal", "");
+            on_change(JOURNAL_CHANNEL, "");
             loop {
                 {
                     use postgres::fallible_iterator::FallibleIterator;
@@ -952,101 +650,52 @@ fn listen_forever(url: &str, on_change: &ChangeCallback) {
     }
 }
 
-fn list_messages(
-    client: &mut Client,
-    filter: &MessageFilter,
-) -> Result<Vec<MessageSummary>, StorageError> {
-    let mut conditions: Vec<String> = Vec::new();
-    let mut values: Vec<Box<dyn ToSql + Sync>> = Vec::new();
-    let delivery_state = filter
-        .state
-        .as_deref()
-        .filter(|s| MessageState::parse(s).is_none());
-    if let Some(state) = &filter.state {
-        values.push(Box::new(state.clone()));
-        let n = values.len();
-        if delivery_state.is_none() {
-            conditions.push(format!("j.state = ${n}"));
-        } else {
-            let target = match &filter.target {
-                Some(target) => {
-                    values.push(Box::new(target.clone()));
-                    format!(" AND o.target = ${}", values.len())
-                }
-                None => String::new(),
-            };
-            conditions.push(format!(
-                "EXISTS (SELECT 1 FROM outbox o WHERE o.journal_id = j.id AND o.state = ${n}{target})"
-            ));
-        }
-    }
-    if let (Some(target), None) = (&filter.target, delivery_state) {
-        values.push(Box::new(target.clone()));
-        conditions.push(format!(
-            "EXISTS (SELECT 1 FROM outbox o WHERE o.journal_id = j.id AND o.target = ${})",
-            values.len()
-        ));
-    }
-    if let Some(since) = &filter.since {
-        values.push(Box::new(since.clone()));
-        conditions.push(format!("j.received_at >= ${}", values.len()));
-    }
-    if let Some(until) = &filter.until {
-        values.push(Box::new(until.clone()));
-        conditions.push(format!("j.received_at < ${}", values.len()));
-    }
-    if let Some(before) = filter.before_id {
-        values.push(Box::new(before));
-        conditions.push(format!("j.id < ${}", values.len()));
-    }
-    let condition = if conditions.is_empty() {
-        String::new()
-    } else {
-        format!("WHERE {}", conditions.join(" AND "))
-    };
-    values.push(Box::new(filter.limit.clamp(1, 1000) as i64));
-    let sql = format!(
-        "SELECT j.id, j.received_at, j.transport, j.control_id, j.message_type, j.state
-         FROM journal j {condition} ORDER BY j.id DESC LIMIT ${}",
-        values.len()
-    );
-    let params: Vec<&(dyn ToSql + Sync)> = values.iter().map(|v| v.as_ref()).collect();
-    let mut messages: Vec<MessageSummary> = client
-        .query(&sql, &params)?
-        .iter()
-        .map(|row| MessageSummary {
-            id: row.get(0),
-            received_at: row.get(1),
-            transport: row.get(2),
-            control_id: row.get(3),
-            message_type: row.get(4),
-            state: row.get(5),
-            deliveries: Vec::new(),
-        })
-        .collect();
-    let deliveries = client.prepare(
-        "SELECT id, route, target, state, attempts, next_attempt_at_ms, last_status, last_error
-         FROM outbox WHERE journal_id = $1 ORDER BY target",
-    )?;
-    for message in &mut messages {
-        message.deliveries = client
-            .query(&deliveries, &[&message.id])?
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A database migrated before the history was numbered once (its
+    /// versions in `passerelle_schema`, the outbox inside version 1 and
+    /// every later version one less) opens with its versions carried over:
+    /// what it has is not applied again, what it lacks is.
+    #[test]
+    fn an_earlier_history_is_renumbered_and_completed() {
+        let Some(url) = crate::postgres_test::database("renumbered") else {
+            return;
+        };
+        PostgresStore::open(&url).unwrap();
+        let mut client = connect(&url).unwrap();
+        // As the earlier numbering left a database at its version 11: the
+        // inbox watermark (its 12, the shared history's 13) not yet there.
+        client
+            .batch_execute(
+                "DROP TABLE passerelle_migrations;
+                 DROP TABLE journal_inbox_absorbed;
+                 CREATE TABLE passerelle_schema (
+                    version BIGINT PRIMARY KEY,
+                    applied_at TIMESTAMPTZ NOT NULL DEFAULT now());
+                 INSERT INTO passerelle_schema (version) SELECT generate_series(1, 11);",
+            )
+            .unwrap();
+        PostgresStore::open(&url).unwrap();
+        let versions: Vec<i64> = client
+            .query(
+                "SELECT version FROM passerelle_migrations ORDER BY version",
+                &[],
+            )
+            .unwrap()
             .iter()
-            .map(|row| {
-                let state: String = row.get(3);
-                let next: i64 = row.get(5);
-                DeliverySummary {
-                    outbox_id: row.get(0),
-                    route: row.get(1),
-                    target: row.get(2),
-                    next_attempt_at: (state == "pending").then(|| instant_from_ms(next)),
-                    state,
-                    attempts: row.get(4),
-                    last_status: row.get(6),
-                    last_error: row.get(7),
-                }
-            })
+            .map(|row| row.get(0))
             .collect();
+        let all = crate::schema::MIGRATIONS.len() as i64;
+        assert_eq!(versions, (1..=all).collect::<Vec<_>>());
+        let mut present = |table: &str| -> bool {
+            client
+                .query_one("SELECT to_regclass($1) IS NOT NULL", &[&table])
+                .unwrap()
+                .get(0)
+        };
+        assert!(present("journal_inbox_absorbed"));
+        assert!(!present("passerelle_schema"));
     }
-    Ok(messages)
 }

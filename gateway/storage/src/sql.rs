@@ -83,6 +83,13 @@ pub trait Sql {
         let _ = key;
         Ok(())
     }
+    /// Tells the other instances, when this transaction commits, that
+    /// `channel` has work (PostgreSQL's NOTIFY; see
+    /// [`crate::Store::watch_changes`]). SQLite has no other instance.
+    fn notify(&mut self, channel: &str, payload: &str) -> Result<(), StorageError> {
+        let _ = (channel, payload);
+        Ok(())
+    }
 }
 
 /// Work done in one write transaction: it returns `Ok(true)` to commit and

@@ -12,137 +12,13 @@ use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Instant;
 
 use rusqlite::types::ValueRef;
-use rusqlite::{params, params_from_iter, Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, params_from_iter, Connection, TransactionBehavior};
 
 use super::sql::{sqlite_placeholders, ReadWork, Sql, SqlRow, SqlValue, WriteWork};
 
-use super::{
-    bounded_detail, instant_from_ms, AttemptRecord, Delivery, DeliverySummary, MappingOutcome,
-    MessageFilter, MessageJourney, MessageSummary, Scrubbed, StorageError, Store, Stored,
-    TargetDepth, UnmappedMessage, DATABASE_FILE,
-};
+use super::{Delivery, Scrubbed, StorageError, Store, Stored, UnmappedMessage, DATABASE_FILE};
 use crate::encryption::StoreKey;
 use crate::JournalEntry;
-
-/// Schema versions, applied in order at open; `user_version` records how far
-/// a database has come.
-const MIGRATIONS: &[&str] = &[
-    // 1: the HL7 v2 journal. One row per accepted message, raw bytes kept.
-    "CREATE TABLE journal (
-        id INTEGER PRIMARY KEY,
-        received_at TEXT NOT NULL,
-        transport TEXT NOT NULL,
-        sending_application TEXT NOT NULL,
-        sending_facility TEXT NOT NULL,
-        control_id TEXT NOT NULL,
-        message_type TEXT NOT NULL,
-        version TEXT NOT NULL,
-        charset TEXT NOT NULL,
-        sha256 TEXT NOT NULL,
-        ack_code TEXT NOT NULL,
-        raw BLOB NOT NULL
-    );
-    CREATE UNIQUE INDEX journal_retransmission
-        ON journal (sending_application, sending_facility, control_id, sha256);
-    CREATE INDEX journal_control_id ON journal (control_id);",
-    // 2: store and forward. Journal rows gain their mapping state; the
-    // outbox holds one row per message and target; attempts are history.
-    "ALTER TABLE journal ADD COLUMN state TEXT NOT NULL DEFAULT 'received';
-    ALTER TABLE journal ADD COLUMN mapping_error TEXT;
-    ALTER TABLE journal ADD COLUMN mapped_at_ms INTEGER;
-    ALTER TABLE journal ADD COLUMN lease_owner TEXT;
-    ALTER TABLE journal ADD COLUMN lease_until_ms INTEGER;
-    CREATE INDEX journal_state ON journal (state, id);
-    CREATE TABLE outbox (
-        id INTEGER PRIMARY KEY,
-        journal_id INTEGER NOT NULL REFERENCES journal (id) ON DELETE CASCADE,
-        route TEXT NOT NULL,
-        target TEXT NOT NULL,
-        patient_key TEXT NOT NULL,
-        state TEXT NOT NULL,
-        attempts INTEGER NOT NULL DEFAULT 0,
-        next_attempt_at_ms INTEGER NOT NULL,
-        lease_owner TEXT,
-        lease_until_ms INTEGER,
-        created_at_ms INTEGER NOT NULL,
-        last_status INTEGER,
-        last_error TEXT,
-        bundle TEXT NOT NULL,
-        UNIQUE (journal_id, target)
-    );
-    CREATE INDEX outbox_ready ON outbox (target, state, next_attempt_at_ms);
-    CREATE INDEX outbox_patient ON outbox (target, patient_key, journal_id);
-    CREATE TABLE delivery_attempts (
-        id INTEGER PRIMARY KEY,
-        outbox_id INTEGER NOT NULL REFERENCES outbox (id) ON DELETE CASCADE,
-        attempt INTEGER NOT NULL,
-        started_at_ms INTEGER NOT NULL,
-        latency_ms INTEGER NOT NULL,
-        status INTEGER,
-        result TEXT NOT NULL,
-        instance TEXT NOT NULL,
-        detail TEXT
-    );
-    CREATE INDEX delivery_attempts_outbox ON delivery_attempts (outbox_id, id);
-    CREATE TABLE local_bundles (
-        id INTEGER PRIMARY KEY,
-        outbox_id INTEGER NOT NULL UNIQUE,
-        journal_id INTEGER NOT NULL,
-        stored_at_ms INTEGER NOT NULL,
-        bundle TEXT NOT NULL
-    );",
-    // 3: the FHIR repository (gateway::repository).
-    "CREATE TABLE fhir_resources (
-        resource_type TEXT NOT NULL,
-        id TEXT NOT NULL,
-        version INTEGER NOT NULL,
-        last_updated_ms INTEGER NOT NULL,
-        deleted INTEGER NOT NULL,
-        resource TEXT NOT NULL,
-        PRIMARY KEY (resource_type, id)
-    );
-    CREATE TABLE fhir_history (
-        resource_type TEXT NOT NULL,
-        id TEXT NOT NULL,
-        version INTEGER NOT NULL,
-        last_updated_ms INTEGER NOT NULL,
-        deleted INTEGER NOT NULL,
-        resource TEXT NOT NULL,
-        PRIMARY KEY (resource_type, id, version)
-    );
-    CREATE TABLE fhir_index (
-        resource_type TEXT NOT NULL,
-        id TEXT NOT NULL,
-        param TEXT NOT NULL,
-        system TEXT NOT NULL,
-        value TEXT NOT NULL,
-        low TEXT NOT NULL,
-        high TEXT NOT NULL
-    );
-    CREATE INDEX fhir_index_value ON fhir_index (resource_type, param, value, system);
-    CREATE INDEX fhir_index_resource ON fhir_index (resource_type, id, param);",
-    // 4: API clients added with `passerelle clients add` (see `clients`).
-    crate::clients::SCHEMA,
-    // 5: the networks of each message's sender, and of each patient.
-    crate::journal::NETWORKS_SCHEMA,
-    // 6: which messages owe their sender an application acknowledgement.
-    crate::application_acks::SCHEMA,
-    // 7: the outbox's undelivered rows, apart from its history.
-    crate::OUTBOX_UNDELIVERED_INDEX,
-    // 8: the audit trail.
-    crate::audit::SCHEMA,
-    // 9: where the audit trail starts once retention removed its oldest
-    // records.
-    crate::retention::ANCHOR_SCHEMA,
-    // 10: how far each export of the audit trail has sent it.
-    crate::audit::EXPORTS_SCHEMA,
-    // 11: the DMP's business acknowledgement (ZAM^Z01) owed too.
-    crate::application_acks::ZAM_SCHEMA,
-    // 12: the last refusal's code and field, beside its text.
-    crate::OUTBOX_REASON_SCHEMA,
-    // 13: how far the journal's inbox has been absorbed.
-    crate::inbox::ABSORBED_SCHEMA,
-];
 
 /// Read connections per database: WAL lets them read while the writer
 /// writes, and each serves one read at a time.
@@ -311,7 +187,7 @@ impl SqliteStore {
 
 /// The migration a database made by this version is at.
 pub fn schema_version() -> i64 {
-    MIGRATIONS.len() as i64
+    crate::schema::MIGRATIONS.len() as i64
 }
 
 /// Makes the data directory (0700) and an empty database file (0600) when
@@ -440,40 +316,28 @@ pub(crate) fn open_connection(
 }
 
 fn migrate(connection: &mut Connection) -> Result<(), StorageError> {
-    apply_migrations(connection, MIGRATIONS)
+    let migrations: Vec<String> = crate::schema::MIGRATIONS
+        .iter()
+        .map(|migration| crate::schema::Dialect::Sqlite.ddl(migration))
+        .collect();
+    apply_migrations(connection, &migrations)
 }
 
 /// Applies the `migrations` a database's `user_version` says it lacks, each
 /// in its own transaction with the version it brings.
 pub(crate) fn apply_migrations(
     connection: &mut Connection,
-    migrations: &[&str],
+    migrations: &[impl AsRef<str>],
 ) -> Result<(), StorageError> {
     let current: i64 = connection.pragma_query_value(None, "user_version", |row| row.get(0))?;
     for (index, migration) in migrations.iter().enumerate().skip(current.max(0) as usize) {
         let transaction = connection.transaction()?;
-        transaction.execute_batch(migration)?;
+        transaction.execute_batch(migration.as_ref())?;
         transaction.pragma_update(None, "user_version", (index + 1) as i64)?;
         transaction.commit()?;
     }
     Ok(())
 }
-
-/// Outbox depth per target, every second (`sample_depths`): it reads the
-/// undelivered rows only, through their partial index, so it costs the
-/// same after ten messages or ten million.
-const DEPTHS: &str = "SELECT target,
-        sum(state = 'pending'), sum(state = 'in_flight'), sum(state = 'dead'),
-        min(CASE WHEN state IN ('pending', 'in_flight') THEN created_at_ms END)
-     FROM outbox WHERE state <> 'delivered' GROUP BY target ORDER BY target";
-
-/// When the next row of a target falls due (a delivery worker's sleep).
-const NEXT_DUE: &str = "SELECT min(o.next_attempt_at_ms) FROM outbox o
-     WHERE o.target = ?1 AND o.state = 'pending'
-       AND NOT EXISTS (
-           SELECT 1 FROM outbox p
-           WHERE p.target = o.target AND p.patient_key = o.patient_key
-             AND p.journal_id < o.journal_id AND p.state IN ('pending', 'in_flight'))";
 
 const DELIVERABLE: &str = "
     SELECT o.id FROM outbox o
@@ -486,11 +350,10 @@ const DELIVERABLE: &str = "
             AND p.journal_id < o.journal_id AND p.state IN ('pending', 'in_flight'))
     ORDER BY o.journal_id";
 
-/// `execute` and `query_row` through the connection's statement cache: a
-/// statement of the hot path (per message, per delivery) is parsed once
-/// per connection, not once per call.
+/// `query_row` through the connection's statement cache: a statement of
+/// the hot path (per message, per delivery) is parsed once per connection,
+/// not once per call.
 trait Cached {
-    fn execute_cached(&self, sql: &str, params: impl rusqlite::Params) -> rusqlite::Result<usize>;
     fn query_row_cached<T>(
         &self,
         sql: &str,
@@ -500,10 +363,6 @@ trait Cached {
 }
 
 impl Cached for Connection {
-    fn execute_cached(&self, sql: &str, params: impl rusqlite::Params) -> rusqlite::Result<usize> {
-        self.prepare_cached(sql)?.execute(params)
-    }
-
     fn query_row_cached<T>(
         &self,
         sql: &str,
@@ -711,55 +570,6 @@ impl Store for SqliteStore {
         Ok(claimed)
     }
 
-    fn record_mappings(
-        &self,
-        outcomes: &[(i64, MappingOutcome)],
-        now_ms: i64,
-    ) -> Result<(), StorageError> {
-        let mut connection = self.writer()?;
-        let transaction = begin_write(&mut connection, TransactionBehavior::Deferred)?;
-        for (journal_id, outcome) in outcomes {
-            let journal_id = *journal_id;
-            let (state, error) = match outcome {
-                MappingOutcome::Routed(deliveries) => {
-                    let mut upsert = transaction.prepare_cached(
-                    "INSERT INTO outbox (journal_id, route, target, patient_key, state, attempts,
-                        next_attempt_at_ms, created_at_ms, bundle)
-                     VALUES (?1, ?2, ?3, ?4, 'pending', 0, ?5, ?5, ?6)
-                     ON CONFLICT (journal_id, target) DO UPDATE SET
-                        route = excluded.route, patient_key = excluded.patient_key,
-                        state = 'pending', attempts = 0, next_attempt_at_ms = excluded.next_attempt_at_ms,
-                        lease_owner = NULL, lease_until_ms = NULL, last_status = NULL,
-                        last_error = NULL, last_error_code = NULL,
-                        last_error_location = NULL, bundle = excluded.bundle
-                     WHERE outbox.state <> 'in_flight'",
-                )?;
-                    for delivery in deliveries {
-                        upsert.execute(params![
-                            journal_id,
-                            delivery.route,
-                            delivery.target,
-                            delivery.patient_key,
-                            now_ms,
-                            delivery.bundle,
-                        ])?;
-                    }
-                    ("routed", None)
-                }
-                MappingOutcome::Failed { reason } => ("failed", Some(bounded_detail(reason))),
-                MappingOutcome::Unrouted => ("unrouted", None),
-            };
-            transaction.execute_cached(
-                "UPDATE journal SET state = ?2, mapping_error = ?3, mapped_at_ms = ?4,
-                lease_owner = NULL, lease_until_ms = NULL
-             WHERE id = ?1",
-                params![journal_id, state, error, now_ms],
-            )?;
-        }
-        transaction.commit()?;
-        Ok(())
-    }
-
     fn claim_deliveries(
         &self,
         target: &str,
@@ -804,291 +614,6 @@ impl Store for SqliteStore {
         transaction.commit()?;
         Ok(claimed)
     }
-
-    fn release_leases(&self, owner: &str) -> Result<u64, StorageError> {
-        let mut connection = self.writer()?;
-        let transaction = begin_write(&mut connection, TransactionBehavior::Deferred)?;
-        let outbox = transaction.execute(
-            "UPDATE outbox SET state = 'pending', lease_owner = NULL, lease_until_ms = NULL
-             WHERE state = 'in_flight' AND lease_owner = ?1",
-            params![owner],
-        )?;
-        transaction.execute(
-            "UPDATE journal SET state = 'received', lease_owner = NULL, lease_until_ms = NULL
-             WHERE state = 'mapping' AND lease_owner = ?1",
-            params![owner],
-        )?;
-        transaction.commit()?;
-        Ok(outbox as u64)
-    }
-
-    fn next_due(&self, target: &str) -> Result<Option<i64>, StorageError> {
-        let connection = self.reader()?;
-        Ok(connection.query_row_cached(NEXT_DUE, params![target], |row| row.get(0))?)
-    }
-
-    fn list_messages(&self, filter: &MessageFilter) -> Result<Vec<MessageSummary>, StorageError> {
-        self.settle()?;
-        let connection = self.reader()?;
-        list_messages(&connection, filter)
-    }
-
-    fn message(&self, journal_id: i64) -> Result<Option<MessageJourney>, StorageError> {
-        self.settle()?;
-        let connection = self.reader()?;
-        let header = connection
-            .query_row(
-                "SELECT sending_application, sending_facility, sha256, mapping_error, mapped_at_ms
-                 FROM journal WHERE id = ?1",
-                params![journal_id],
-                |row| {
-                    Ok((
-                        row.get::<_, String>(0)?,
-                        row.get::<_, String>(1)?,
-                        row.get::<_, String>(2)?,
-                        row.get::<_, Option<String>>(3)?,
-                        row.get::<_, Option<i64>>(4)?,
-                    ))
-                },
-            )
-            .optional()?;
-        let Some((sending_application, sending_facility, sha256, mapping_error, mapped_at)) =
-            header
-        else {
-            return Ok(None);
-        };
-        let filter = MessageFilter {
-            before_id: Some(journal_id + 1),
-            limit: 1,
-            ..MessageFilter::default()
-        };
-        let Some(summary) = list_messages(&connection, &filter)?.into_iter().next() else {
-            return Ok(None);
-        };
-        let mut statement = connection.prepare(
-            "SELECT a.outbox_id, o.target, a.attempt, a.started_at_ms, a.latency_ms, a.status,
-                a.result, a.instance, a.detail
-             FROM delivery_attempts a JOIN outbox o ON o.id = a.outbox_id
-             WHERE o.journal_id = ?1 ORDER BY a.id",
-        )?;
-        let attempts = statement
-            .query_map(params![journal_id], |row| {
-                Ok(AttemptRecord {
-                    outbox_id: row.get(0)?,
-                    target: row.get(1)?,
-                    attempt: row.get(2)?,
-                    at: instant_from_ms(row.get(3)?),
-                    latency_ms: row.get(4)?,
-                    status: row.get(5)?,
-                    result: row.get(6)?,
-                    instance: row.get(7)?,
-                    detail: row.get(8)?,
-                })
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Some(MessageJourney {
-            summary,
-            sending_application,
-            sending_facility,
-            sha256,
-            mapping_error,
-            mapped_at: mapped_at.map(instant_from_ms),
-            attempts,
-        }))
-    }
-
-    fn replay(&self, journal_ids: &[i64]) -> Result<u64, StorageError> {
-        let mut connection = self.writer()?;
-        let transaction = begin_write(&mut connection, TransactionBehavior::Deferred)?;
-        let mut count = 0;
-        {
-            let mut update = transaction.prepare_cached(
-                "UPDATE journal SET state = 'received', mapping_error = NULL,
-                    lease_owner = NULL, lease_until_ms = NULL
-                 WHERE id = ?1 AND state <> 'mapping'",
-            )?;
-            for id in journal_ids {
-                count += update.execute(params![id])? as u64;
-            }
-        }
-        transaction.commit()?;
-        Ok(count)
-    }
-
-    fn retry_dead(
-        &self,
-        target: Option<&str>,
-        outbox_ids: &[i64],
-        now_ms: i64,
-    ) -> Result<u64, StorageError> {
-        let mut connection = self.writer()?;
-        let transaction = begin_write(&mut connection, TransactionBehavior::Deferred)?;
-        let count = if outbox_ids.is_empty() {
-            transaction.execute(
-                "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at_ms = ?2
-                 WHERE state = 'dead' AND (?1 IS NULL OR target = ?1)",
-                params![target, now_ms],
-            )? as u64
-        } else {
-            let mut update = transaction.prepare_cached(
-                "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at_ms = ?3
-                 WHERE id = ?1 AND state = 'dead' AND (?2 IS NULL OR target = ?2)",
-            )?;
-            let mut count = 0;
-            for id in outbox_ids {
-                count += update.execute(params![id, target, now_ms])? as u64;
-            }
-            count
-        };
-        transaction.commit()?;
-        Ok(count)
-    }
-
-    fn purge(&self, before: &str, include_dead: bool) -> Result<u64, StorageError> {
-        let mut connection = self.writer()?;
-        let transaction = begin_write(&mut connection, TransactionBehavior::Deferred)?;
-        let over = if include_dead {
-            "('delivered', 'dead')"
-        } else {
-            "('delivered')"
-        };
-        let sql = format!(
-            "DELETE FROM journal WHERE received_at < ?1
-               AND state IN ('routed', 'unrouted')
-               AND NOT EXISTS (SELECT 1 FROM outbox o
-                   WHERE o.journal_id = journal.id AND o.state NOT IN {over})"
-        );
-        // The local target's bundles are delivered data, not message
-        // history: a purge leaves them.
-        let count = transaction.execute(&sql, params![before])? as u64;
-        transaction.commit()?;
-        Ok(count)
-    }
-
-    fn depths(&self, now_ms: i64) -> Result<Vec<TargetDepth>, StorageError> {
-        let connection = self.reader()?;
-        let mut statement = connection.prepare_cached(DEPTHS)?;
-        let rows = statement.query_map([], |row| {
-            let oldest: Option<i64> = row.get(4)?;
-            Ok(TargetDepth {
-                target: row.get(0)?,
-                pending: row.get(1)?,
-                in_flight: row.get(2)?,
-                dead: row.get(3)?,
-                oldest_pending_age_ms: oldest.map_or(0, |t| (now_ms - t).max(0)),
-            })
-        })?;
-        Ok(rows.collect::<Result<Vec<_>, _>>()?)
-    }
-
-    fn local_bundles(&self, limit: usize) -> Result<Vec<String>, StorageError> {
-        let connection = self.reader()?;
-        let mut statement =
-            connection.prepare("SELECT bundle FROM local_bundles ORDER BY id LIMIT ?1")?;
-        let rows = statement.query_map(params![limit as i64], |row| row.get(0))?;
-        Ok(rows.collect::<Result<Vec<_>, _>>()?)
-    }
-}
-
-/// The list query shared by `list_messages` and `message`: journal rows
-/// matching the filter, newest first, each with its deliveries.
-fn list_messages(
-    connection: &Connection,
-    filter: &MessageFilter,
-) -> Result<Vec<MessageSummary>, StorageError> {
-    let mut conditions = Vec::new();
-    let mut values: Vec<rusqlite::types::Value> = Vec::new();
-    if let Some(state) = &filter.state {
-        if super::MessageState::parse(state).is_some() {
-            values.push(state.clone().into());
-            conditions.push(format!("j.state = ?{}", values.len()));
-        } else {
-            values.push(state.clone().into());
-            let n = values.len();
-            let target = if let Some(target) = &filter.target {
-                values.push(target.clone().into());
-                format!(" AND o.target = ?{}", values.len())
-            } else {
-                String::new()
-            };
-            conditions.push(format!(
-                "EXISTS (SELECT 1 FROM outbox o WHERE o.journal_id = j.id AND o.state = ?{n}{target})"
-            ));
-        }
-    }
-    if let (Some(target), false) = (
-        &filter.target,
-        filter
-            .state
-            .as_deref()
-            .is_some_and(|s| super::MessageState::parse(s).is_none()),
-    ) {
-        values.push(target.clone().into());
-        conditions.push(format!(
-            "EXISTS (SELECT 1 FROM outbox o WHERE o.journal_id = j.id AND o.target = ?{})",
-            values.len()
-        ));
-    }
-    if let Some(since) = &filter.since {
-        values.push(since.clone().into());
-        conditions.push(format!("j.received_at >= ?{}", values.len()));
-    }
-    if let Some(until) = &filter.until {
-        values.push(until.clone().into());
-        conditions.push(format!("j.received_at < ?{}", values.len()));
-    }
-    if let Some(before) = filter.before_id {
-        values.push(before.into());
-        conditions.push(format!("j.id < ?{}", values.len()));
-    }
-    let condition = if conditions.is_empty() {
-        String::new()
-    } else {
-        format!("WHERE {}", conditions.join(" AND "))
-    };
-    values.push((filter.limit.clamp(1, 1000) as i64).into());
-    let sql = format!(
-        "SELECT j.id, j.received_at, j.transport, j.control_id, j.message_type, j.state
-         FROM journal j {condition} ORDER BY j.id DESC LIMIT ?{}",
-        values.len()
-    );
-    let mut statement = connection.prepare(&sql)?;
-    let mut messages = statement
-        .query_map(params_from_iter(values.iter()), |row| {
-            Ok(MessageSummary {
-                id: row.get(0)?,
-                received_at: row.get(1)?,
-                transport: row.get(2)?,
-                control_id: row.get(3)?,
-                message_type: row.get(4)?,
-                state: row.get(5)?,
-                deliveries: Vec::new(),
-            })
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut deliveries = connection.prepare_cached(
-        "SELECT id, route, target, state, attempts, next_attempt_at_ms, last_status, last_error
-         FROM outbox WHERE journal_id = ?1 ORDER BY target",
-    )?;
-    for message in &mut messages {
-        message.deliveries = deliveries
-            .query_map(params![message.id], |row| {
-                let state: String = row.get(3)?;
-                let next: i64 = row.get(5)?;
-                Ok(DeliverySummary {
-                    outbox_id: row.get(0)?,
-                    route: row.get(1)?,
-                    target: row.get(2)?,
-                    next_attempt_at: (state == "pending").then(|| instant_from_ms(next)),
-                    state,
-                    attempts: row.get(4)?,
-                    last_status: row.get(6)?,
-                    last_error: row.get(7)?,
-                })
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
-    }
-    Ok(messages)
 }
 
 #[cfg(test)]
@@ -1122,15 +647,24 @@ mod plan_tests {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(dir.path()).unwrap();
         let connection = store.reader().unwrap();
-        let owed = crate::application_acks::OWED.replace('$', "?");
+        let owed = sqlite_placeholders(crate::application_acks::OWED);
+        let next_due = sqlite_placeholders(crate::outbox::NEXT_DUE);
         let claim_unmapped = "SELECT id FROM journal
             WHERE state = 'received' OR (state = 'mapping' AND (lease_until_ms < ?3 OR lease_owner = ?1))
             ORDER BY id LIMIT ?4";
         // Each with the index that must bound it: the rows still to do.
         for (name, statement, index) in [
-            ("depths", DEPTHS, "outbox_undelivered"),
-            ("next_due", NEXT_DUE, "outbox_ready (target=? AND state=?)"),
-            ("next_due's order check", NEXT_DUE, "outbox_patient_open"),
+            ("depths", crate::outbox::DEPTHS, "outbox_undelivered"),
+            (
+                "next_due",
+                next_due.as_str(),
+                "outbox_ready (target=? AND state=?)",
+            ),
+            (
+                "next_due's order check",
+                next_due.as_str(),
+                "outbox_patient_open",
+            ),
             (
                 "deliverable",
                 DELIVERABLE,

@@ -317,7 +317,16 @@ pub fn dead_letters_do_not_block_and_can_be_retried(store: &dyn Store) {
         Some(422)
     );
     assert_eq!(store.retry_dead(Some("u"), &[], 4_000).unwrap(), 0);
-    assert_eq!(store.retry_dead(Some("t"), &[], 4_000).unwrap(), 1);
+    let dead_row = first[0].outbox_id;
+    // By row: another target's name, or a row that is not dead, retries
+    // nothing.
+    assert_eq!(store.retry_dead(Some("u"), &[dead_row], 4_000).unwrap(), 0);
+    assert_eq!(
+        store.retry_dead(None, &[dead_row + 1_000], 4_000).unwrap(),
+        0
+    );
+    assert_eq!(store.retry_dead(None, &[dead_row], 4_000).unwrap(), 1);
+    assert_eq!(store.retry_dead(Some("t"), &[], 4_000).unwrap(), 0);
     store.release_leases("me").unwrap();
     // Back in order: the retried first message goes before the second.
     assert_eq!(claim(store, "t", "me", 4_000), vec![ids[0]]);
