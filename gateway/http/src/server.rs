@@ -69,16 +69,22 @@ pub fn stack(
         .service(Router::new(state))
 }
 
+/// A connection's byte stream, plain TCP or TLS. Erased so that hyper's
+/// connection machinery over the whole stack is compiled once, not once per
+/// stream type (a virtual call per read or write costs nothing next to it).
+trait Connection: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Connection for T {}
+
 /// Serves one connection's requests, each carrying the connection's peer
 /// address and certified client.
-async fn serve<IO, S>(
-    io: IO,
+async fn serve<S>(
+    io: Box<dyn Connection>,
     peer: std::net::SocketAddr,
     certified: Option<Arc<passerelle_security::Client>>,
     service: S,
     watcher: Watcher,
 ) where
-    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     S: tower::Service<
             http::Request<Incoming>,
             Response = http::Response<super::ResponseBody>,
@@ -130,7 +136,24 @@ fn allowed_hosts(config: &HttpConfig) -> Vec<String> {
 /// most the grace period. With `tls`, every connection is HTTPS: a client
 /// that does not complete its handshake in time is closed, and a verified
 /// client certificate becomes the connection's [`CertifiedClient`].
-pub async fn run(
+///
+/// The future is boxed and this function never inlined so that the crate
+/// spawning it sees a `dyn Future`: otherwise the whole tower stack and
+/// hyper's connection machinery are instantiated again in the caller's
+/// crate (measured: most of the `gateway` crate's release build time).
+#[inline(never)]
+pub fn run(
+    listener: TcpListener,
+    state: SharedState,
+    config: HttpConfig,
+    tls: Option<Arc<ServerTls>>,
+    shutdown: CancellationToken,
+) -> super::layers::BoxFuture<()> {
+    Box::pin(serve_until_shutdown(listener, state, config, tls, shutdown))
+}
+
+/// What [`run`] boxes.
+async fn serve_until_shutdown(
     listener: TcpListener,
     state: SharedState,
     config: HttpConfig,
@@ -159,11 +182,11 @@ pub async fn run(
                 let clients = clients.clone();
                 tokio::spawn(async move {
                     match tls {
-                        None => serve(stream, peer, None, service, watcher).await,
+                        None => serve(Box::new(stream), peer, None, service, watcher).await,
                         Some(acceptor) => match tls::handshake(acceptor, stream).await {
                             Ok(stream) => {
                                 let certified = tls::certificate_client(&stream, &clients);
-                                serve(stream, peer, certified, service, watcher).await;
+                                serve(Box::new(stream), peer, certified, service, watcher).await;
                             }
                             Err(error) => tracing::debug!(error = %error, "https connection closed before a session"),
                         },
