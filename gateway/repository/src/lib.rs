@@ -287,10 +287,14 @@ pub fn write(
          last_updated_ms = excluded.last_updated_ms, deleted = excluded.deleted, resource = excluded.resource",
         &values,
     )?;
-    sql.execute(
-        "DELETE FROM fhir_index WHERE resource_type = $1 AND id = $2",
-        &key,
-    )?;
+    // A first version has no index rows to replace (erasure removes a
+    // resource's rows with it): one B-tree search less per created resource.
+    if stored.version > 1 {
+        sql.execute(
+            "DELETE FROM fhir_index WHERE resource_type = $1 AND id = $2",
+            &key,
+        )?;
+    }
     if stored.deleted {
         return Ok(());
     }

@@ -98,13 +98,9 @@ pub(crate) const OWED: &str =
 /// first, at most `limit`, none at or below `after_id` (a caller's
 /// cursor past messages it keeps failing to acknowledge).
 pub fn owed(store: &dyn Store, after_id: i64, limit: i64) -> Result<Vec<OwedAck>, StorageError> {
-    let mut owed = Vec::new();
-    store.sql_read(None, &mut |sql| {
-        owed.clear();
-        let rows = sql.query(
-            OWED,
-            &[SqlValue::Int(after_id), SqlValue::Int(limit)],
-        )?;
+    crate::read(store, |sql| {
+        let mut owed = Vec::new();
+        let rows = sql.query(OWED, &[SqlValue::Int(after_id), SqlValue::Int(limit)])?;
         for row in rows {
             let mut row = row.into_iter();
             let (Some(journal_id), Some(condition), Some(application), Some(facility), Some(raw)) = (
@@ -133,9 +129,8 @@ pub fn owed(store: &dyn Store, after_id: i64, limit: i64) -> Result<Vec<OwedAck>
                 outcome,
             });
         }
-        Ok(())
-    })?;
-    Ok(owed)
+        Ok(owed)
+    })
 }
 
 /// Records what was done about message `journal_id`'s acknowledgement
@@ -223,12 +218,7 @@ pub fn mapping_outcome(
     store: &dyn Store,
     journal_id: i64,
 ) -> Result<Option<Outcome>, StorageError> {
-    let mut found = None;
-    store.sql_read(None, &mut |sql| {
-        found = read_outcome(sql, journal_id)?;
-        Ok(())
-    })?;
-    Ok(found)
+    crate::read(store, |sql| read_outcome(sql, journal_id))
 }
 
 fn read_outcome(

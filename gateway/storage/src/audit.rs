@@ -166,21 +166,15 @@ pub enum Verification {
 /// retention removed the oldest records: see [`crate::retention`]).
 pub fn verify(store: &dyn Store) -> Result<Verification, StorageError> {
     store.settle()?;
-    let mut anchor = (0, String::new());
-    store.sql_read(None, &mut |sql| {
-        anchor = crate::retention::anchor(sql)?;
-        Ok(())
-    })?;
+    let anchor = crate::read(store, crate::retention::anchor)?;
     let (mut previous, mut expected, mut checked) = (anchor.1, anchor.0 + 1, 0_i64);
     loop {
-        let mut rows = Vec::new();
-        store.sql_read(None, &mut |sql| {
-            rows = sql.query(
+        let rows = crate::read(store, |sql| {
+            sql.query(
                 "SELECT seq, recorded_ms, patient, event, hash FROM audit_events
                  WHERE seq >= $1 ORDER BY seq LIMIT $2",
                 &[SqlValue::Int(expected), SqlValue::Int(PAGE)],
-            )?;
-            Ok(())
+            )
         })?;
         if rows.is_empty() {
             return Ok(Verification::Intact { records: checked });
@@ -222,9 +216,8 @@ pub fn records_after(
     limit: i64,
 ) -> Result<Vec<(i64, String)>, StorageError> {
     store.settle()?;
-    let mut records = Vec::new();
-    store.sql_read(None, &mut |sql| {
-        records = sql
+    crate::read(store, |sql| {
+        Ok(sql
             .query(
                 "SELECT seq, event FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2",
                 &[SqlValue::Int(after), SqlValue::Int(limit)],
@@ -235,18 +228,15 @@ pub fn records_after(
                 let seq = row.next()?.as_i64()?;
                 Some((seq, row.next()?.into_string()?))
             })
-            .collect();
-        Ok(())
-    })?;
-    Ok(records)
+            .collect())
+    })
 }
 
 /// How far `exporter` has sent the trail: the last record sent, `None`
 /// when it never sent any.
 pub fn export_position(store: &dyn Store, exporter: &str) -> Result<Option<i64>, StorageError> {
-    let mut position = None;
-    store.sql_read(None, &mut |sql| {
-        position = sql
+    crate::read(store, |sql| {
+        Ok(sql
             .query(
                 "SELECT seq FROM audit_exports WHERE exporter = $1",
                 &[SqlValue::Text(exporter.to_string())],
@@ -254,10 +244,8 @@ pub fn export_position(store: &dyn Store, exporter: &str) -> Result<Option<i64>,
             .into_iter()
             .next()
             .and_then(|row| row.into_iter().next())
-            .and_then(|value| value.as_i64());
-        Ok(())
-    })?;
-    Ok(position)
+            .and_then(|value| value.as_i64()))
+    })
 }
 
 /// Notes that `exporter` has sent the trail up to record `seq`.
@@ -303,9 +291,8 @@ pub fn for_patient(
     limit: i64,
 ) -> Result<Vec<String>, StorageError> {
     store.settle()?;
-    let mut events = Vec::new();
-    store.sql_read(None, &mut |sql| {
-        events = sql
+    crate::read(store, |sql| {
+        Ok(sql
             .query(
                 "SELECT e.event FROM audit_event_patients p
                  JOIN audit_events e ON e.seq = p.seq
@@ -314,10 +301,8 @@ pub fn for_patient(
             )?
             .into_iter()
             .filter_map(|row| row.into_iter().next().and_then(SqlValue::into_string))
-            .collect();
-        Ok(())
-    })?;
-    Ok(events)
+            .collect())
+    })
 }
 
 #[cfg(test)]

@@ -119,16 +119,13 @@ pub fn add_recorded(
 
 /// Every client, revoked ones included, by name.
 pub fn list(store: &dyn Store) -> Result<Vec<StoredClient>, StorageError> {
-    let mut clients = Vec::new();
-    store.sql_read(None, &mut |sql: &mut dyn Sql| {
+    crate::read(store, |sql| {
         let rows = sql.query(
             &format!("SELECT {COLUMNS} FROM api_clients ORDER BY name"),
             &[],
         )?;
-        clients = rows.iter().filter_map(|row| from_row(row)).collect();
-        Ok(())
-    })?;
-    Ok(clients)
+        Ok(rows.iter().filter_map(|row| from_row(row)).collect())
+    })
 }
 
 /// Revokes a client's key from now on.

@@ -36,14 +36,13 @@ pub fn message_content(
     journal_id: i64,
 ) -> Result<Option<MessageContent>, StorageError> {
     store.settle()?;
-    let mut found = None;
-    store.sql_read(None, &mut |sql| {
+    crate::read(store, |sql| {
         let mut header = sql.query(
             "SELECT raw, charset FROM journal WHERE id = $1",
             &[SqlValue::Int(journal_id)],
         )?;
         let Some(row) = header.pop() else {
-            return Ok(());
+            return Ok(None);
         };
         let mut row = row.into_iter();
         let raw = row
@@ -62,14 +61,12 @@ pub fn message_content(
             .into_iter()
             .filter_map(mapped_bundle)
             .collect();
-        found = Some(MessageContent {
+        Ok(Some(MessageContent {
             raw,
             charset,
             bundles,
-        });
-        Ok(())
-    })?;
-    Ok(found)
+        }))
+    })
 }
 
 fn mapped_bundle(row: SqlRow) -> Option<MappedBundle> {

@@ -661,7 +661,7 @@ pub enum Scrubbed {
 }
 
 /// What `work` returns, from one read snapshot ([`Store::sql_read`]).
-fn read<S: Store + ?Sized, T: Send>(
+pub(crate) fn read<S: Store + ?Sized, T: Send>(
     store: &S,
     mut work: impl FnMut(&mut dyn sql::Sql) -> Result<T, StorageError> + Send,
 ) -> Result<T, StorageError> {
@@ -675,7 +675,7 @@ fn read<S: Store + ?Sized, T: Send>(
 
 /// What `work` returns, from one committed [`Store::sql_record`]
 /// transaction.
-fn recorded<S: Store + ?Sized, T: Send>(
+pub(crate) fn recorded<S: Store + ?Sized, T: Send>(
     store: &S,
     mut work: impl FnMut(&mut dyn sql::Sql) -> Result<T, StorageError> + Send,
 ) -> Result<T, StorageError> {

@@ -110,9 +110,8 @@ pub fn unkeyed(
     limit: i64,
 ) -> Result<Vec<UnmappedMessage>, StorageError> {
     store.settle()?;
-    let mut rows = Vec::new();
-    store.sql_read(None, &mut |sql| {
-        rows = sql.query(
+    let rows = crate::read(store, |sql| {
+        sql.query(
             "SELECT j.id, j.transport, j.sending_application, j.sending_facility,
                 j.message_type, j.raw
              FROM journal j
@@ -120,8 +119,7 @@ pub fn unkeyed(
                AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.journal_id = j.id)
              ORDER BY j.id LIMIT $2",
             &[SqlValue::Int(after), SqlValue::Int(limit)],
-        )?;
-        Ok(())
+        )
     })?;
     Ok(rows
         .into_iter()
