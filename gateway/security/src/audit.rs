@@ -12,8 +12,6 @@
 //! queries with their values masked, and never a name, a birth date or an
 //! identifier's value.
 
-use serde_json::{json, Map, Value};
-
 /// A coding of this vocabulary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Code {
@@ -32,8 +30,12 @@ impl Code {
         }
     }
 
-    fn to_value(self) -> Value {
-        json!({"system": self.system, "code": self.code, "display": self.display})
+    fn write(self, json: &mut JsonWriter, key: Option<&str>) {
+        let mark = json.open_object(key);
+        json.string("system", self.system);
+        json.string("code", self.code);
+        json.string("display", self.display);
+        json.close_object(mark);
     }
 }
 
@@ -179,14 +181,25 @@ impl Agent {
         }
     }
 
-    fn to_value(&self) -> Value {
-        json!({
-            "type": {"coding": [self.kind.to_value()]},
-            "who": {"display": self.who},
-            "altId": self.alt_id,
-            "requestor": self.requestor,
-            "network": self.address.as_ref().map(|address| json!({"address": address, "type": "2"})),
-        })
+    fn write(&self, json: &mut JsonWriter) {
+        let mark = json.open_object(None);
+        let kind = json.open_object(Some("type"));
+        let coding = json.open_array("coding");
+        self.kind.write(json, None);
+        json.close_array(coding);
+        json.close_object(kind);
+        let who = json.open_object(Some("who"));
+        json.string("display", &self.who);
+        json.close_object(who);
+        json.string("altId", &self.alt_id);
+        json.boolean("requestor", self.requestor);
+        if let Some(address) = &self.address {
+            let network = json.open_object(Some("network"));
+            json.string("address", address);
+            json.string("type", "2");
+            json.close_object(network);
+        }
+        json.close_object(mark);
     }
 }
 
@@ -239,21 +252,29 @@ impl Entity {
         self
     }
 
-    fn to_value(&self) -> Value {
-        let mut entity = json!({
-            "what": self.identifier.as_ref().map(|value| json!({"identifier": {"value": value}})),
-            "type": SYSTEM_OBJECT.to_value(),
-            "role": self.role.map(Code::to_value),
-            "description": self.description,
-        });
-        if !self.details.is_empty() {
-            entity["detail"] = self
-                .details
-                .iter()
-                .map(|(kind, value)| json!({"type": kind, "valueString": value}))
-                .collect();
+    fn write(&self, json: &mut JsonWriter) {
+        let mark = json.open_object(None);
+        if let Some(identifier) = &self.identifier {
+            let what = json.open_object(Some("what"));
+            let business = json.open_object(Some("identifier"));
+            json.string("value", identifier);
+            json.close_object(business);
+            json.close_object(what);
         }
-        entity
+        SYSTEM_OBJECT.write(json, Some("type"));
+        if let Some(role) = self.role {
+            role.write(json, Some("role"));
+        }
+        json.string("description", &self.description);
+        let details = json.open_array("detail");
+        for (kind, value) in &self.details {
+            let detail = json.open_object(None);
+            json.string("type", kind);
+            json.string("valueString", value);
+            json.close_object(detail);
+        }
+        json.close_array(details);
+        json.close_object(mark);
     }
 }
 
@@ -332,67 +353,145 @@ impl Event {
 
     /// The AuditEvent as FHIR JSON, without empty members.
     pub fn to_json(&self) -> String {
+        let mut json = JsonWriter::default();
+        let event = json.open_object(None);
+        json.string("resourceType", "AuditEvent");
+        self.kind.write(&mut json, Some("type"));
+        let subtype = json.open_array("subtype");
+        self.subtype.write(&mut json, None);
+        json.close_array(subtype);
+        json.string("action", self.action.code());
+        json.string("recorded", &self.recorded);
+        json.string("outcome", self.outcome.code());
+        json.string("outcomeDesc", &self.outcome_desc);
+        let agents = json.open_array("agent");
+        for agent in &self.agents {
+            agent.write(&mut json);
+        }
+        json.close_array(agents);
+        let source = json.open_object(Some("source"));
+        let observer = json.open_object(Some("observer"));
+        json.string("display", "Passerelle");
+        json.close_object(observer);
+        let kinds = json.open_array("type");
+        Code::new(SOURCE_TYPE, "4", "Application Server").write(&mut json, None);
+        json.close_array(kinds);
+        json.close_object(source);
+        let entities = json.open_array("entity");
         let mut patients = self.patient_references();
         patients.dedup();
-        let mut entities: Vec<Value> = patients
-            .iter()
-            .map(|patient| {
-                json!({
-                    "what": {"reference": patient},
-                    "type": PERSON.to_value(),
-                    "role": roles::PATIENT.to_value(),
-                })
-            })
-            .collect();
-        entities.extend(self.entities.iter().map(Entity::to_value));
-        let event = json!({
-            "resourceType": "AuditEvent",
-            "type": self.kind.to_value(),
-            "subtype": [self.subtype.to_value()],
-            "action": self.action.code(),
-            "recorded": self.recorded,
-            "outcome": self.outcome.code(),
-            "outcomeDesc": self.outcome_desc,
-            "agent": self.agents.iter().map(Agent::to_value).collect::<Vec<_>>(),
-            "source": {
-                "observer": {"display": "Passerelle"},
-                "type": [{"system": SOURCE_TYPE, "code": "4", "display": "Application Server"}]
-            },
-            "entity": entities,
-        });
-        strip_empty(event).to_string()
+        for patient in &patients {
+            let entity = json.open_object(None);
+            let what = json.open_object(Some("what"));
+            json.string("reference", patient);
+            json.close_object(what);
+            PERSON.write(&mut json, Some("type"));
+            roles::PATIENT.write(&mut json, Some("role"));
+            json.close_object(entity);
+        }
+        for entity in &self.entities {
+            entity.write(&mut json);
+        }
+        json.close_array(entities);
+        json.close_object(event);
+        json.finish()
     }
 }
 
-/// Removes null members, empty strings, arrays and objects (FHIR JSON
-/// has none of them).
-fn strip_empty(value: Value) -> Value {
-    match value {
-        Value::Object(members) => Value::Object(
-            members
-                .into_iter()
-                .map(|(k, v)| (k, strip_empty(v)))
-                .filter(|(_, v)| !is_empty(v))
-                .collect::<Map<String, Value>>(),
-        ),
-        Value::Array(items) => Value::Array(
-            items
-                .into_iter()
-                .map(strip_empty)
-                .filter(|v| !is_empty(v))
-                .collect(),
-        ),
-        other => other,
-    }
+/// Writes JSON text member by member, leaving out what FHIR JSON has none
+/// of: empty strings, and objects and arrays left with no member. It
+/// writes the text directly: a tree of `serde_json::Value`s, hashed maps
+/// and all, then a pass removing the empty members, made two of these
+/// records a message the largest cost of storing a message locally after
+/// SQLite itself (docs/performance.md).
+#[derive(Default)]
+struct JsonWriter {
+    out: Vec<u8>,
+    /// For each object or array open, whether a member was written in it.
+    filled: Vec<bool>,
 }
 
-fn is_empty(value: &Value) -> bool {
-    match value {
-        Value::Null => true,
-        Value::String(text) => text.is_empty(),
-        Value::Array(items) => items.is_empty(),
-        Value::Object(members) => members.is_empty(),
-        _ => false,
+impl JsonWriter {
+    /// The separator, then the key (none in an array).
+    fn begin_member(&mut self, key: Option<&str>) {
+        if self.filled.last() == Some(&true) {
+            self.out.push(b',');
+        }
+        if let Some(key) = key {
+            self.quoted(key);
+            self.out.push(b':');
+        }
+    }
+
+    fn member_written(&mut self) {
+        if let Some(filled) = self.filled.last_mut() {
+            *filled = true;
+        }
+    }
+
+    fn quoted(&mut self, text: &str) {
+        // serde_json's escaping, into the buffer; writing to a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut self.out, text);
+    }
+
+    /// A string member, left out when empty.
+    fn string(&mut self, key: &str, value: &str) {
+        if value.is_empty() {
+            return;
+        }
+        self.begin_member(Some(key));
+        self.quoted(value);
+        self.member_written();
+    }
+
+    fn boolean(&mut self, key: &str, value: bool) {
+        self.begin_member(Some(key));
+        self.out
+            .extend_from_slice(if value { b"true" } else { b"false" });
+        self.member_written();
+    }
+
+    /// Opens an object (a member when `key` is given, else an array item);
+    /// returns where it began, for [`JsonWriter::close_object`].
+    fn open_object(&mut self, key: Option<&str>) -> usize {
+        self.open(key, b'{')
+    }
+
+    fn open_array(&mut self, key: &str) -> usize {
+        self.open(Some(key), b'[')
+    }
+
+    fn open(&mut self, key: Option<&str>, bracket: u8) -> usize {
+        let mark = self.out.len();
+        self.begin_member(key);
+        self.out.push(bracket);
+        self.filled.push(false);
+        mark
+    }
+
+    /// Closes the object opened at `mark`, or takes it out when it holds
+    /// no member.
+    fn close_object(&mut self, mark: usize) {
+        self.close(mark, b'}');
+    }
+
+    fn close_array(&mut self, mark: usize) {
+        self.close(mark, b']');
+    }
+
+    fn close(&mut self, mark: usize, bracket: u8) {
+        if self.filled.pop() == Some(true) {
+            self.out.push(bracket);
+            self.member_written();
+        } else {
+            self.out.truncate(mark);
+        }
+    }
+
+    fn finish(self) -> String {
+        // Only whole strings and ASCII punctuation were written.
+        String::from_utf8(self.out)
+            .unwrap_or_else(|error| String::from_utf8_lossy(error.as_bytes()).into_owned())
     }
 }
 
@@ -406,6 +505,7 @@ pub fn bounded(text: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
 
     #[test]
     fn events_are_fhir_json_without_empty_members() {
@@ -447,6 +547,50 @@ mod tests {
         assert_eq!(value["entity"][1]["detail"].as_array().unwrap().len(), 1);
         assert!(value["entity"][1].get("role").is_none());
         assert!(!event.to_json().contains("279035121518989"));
+    }
+
+    /// The text, byte for byte, that the trail hashes: what the records
+    /// built as `serde_json` trees and stripped of empty members were.
+    #[test]
+    fn events_keep_their_text_member_for_member() {
+        let event = Event::new(
+            types::IMPORT,
+            Code::new(PASSERELLE_SUBTYPE, "hl7v2-message", ""),
+            Action::Create,
+            "2026-12-05T08:00:00.000Z",
+        )
+        .outcome(Outcome::MinorFailure, "refused \"quoted\"\n\u{1}é")
+        .agent(Agent::client(
+            agents::SOURCE,
+            "lab",
+            &["nord".to_string(), "sud".to_string()],
+            Some("10.0.0.7".into()),
+        ))
+        .agent(Agent::client(agents::SOURCE, "", &[], Some(String::new())))
+        .agent(Agent::gateway(agents::SOURCE, false))
+        .patient("Patient/p2")
+        .patient("Patient/p1")
+        .entity(
+            Entity::new(None, "ORU^R01")
+                .identified("C1")
+                .detail("MSH-9", "ORU^R01")
+                .detail("empty", ""),
+        )
+        .entity(Entity::new(Some(roles::REPORT), ""));
+        assert_eq!(
+            event.to_json(),
+            r#"{"resourceType":"AuditEvent","type":{"system":"http://dicom.nema.org/resources/ontology/DCM","code":"110107","display":"Import"},"subtype":[{"system":"urn:passerelle:audit-subtype","code":"hl7v2-message"}],"action":"C","recorded":"2026-12-05T08:00:00.000Z","outcome":"4","outcomeDesc":"refused \"quoted\"\n\u0001é","agent":[{"type":{"coding":[{"system":"http://dicom.nema.org/resources/ontology/DCM","code":"110153","display":"Source Role ID"}]},"who":{"display":"lab"},"altId":"nord sud","requestor":true,"network":{"address":"10.0.0.7","type":"2"}},{"type":{"coding":[{"system":"http://dicom.nema.org/resources/ontology/DCM","code":"110153","display":"Source Role ID"}]},"requestor":true,"network":{"type":"2"}},{"type":{"coding":[{"system":"http://dicom.nema.org/resources/ontology/DCM","code":"110153","display":"Source Role ID"}]},"who":{"display":"Passerelle"},"requestor":false}],"source":{"observer":{"display":"Passerelle"},"type":[{"system":"http://terminology.hl7.org/CodeSystem/security-source-type","code":"4","display":"Application Server"}]},"entity":[{"what":{"reference":"Patient/p1"},"type":{"system":"http://terminology.hl7.org/CodeSystem/audit-entity-type","code":"1","display":"Person"},"role":{"system":"http://terminology.hl7.org/CodeSystem/object-role","code":"1","display":"Patient"}},{"what":{"reference":"Patient/p2"},"type":{"system":"http://terminology.hl7.org/CodeSystem/audit-entity-type","code":"1","display":"Person"},"role":{"system":"http://terminology.hl7.org/CodeSystem/object-role","code":"1","display":"Patient"}},{"what":{"identifier":{"value":"C1"}},"type":{"system":"http://terminology.hl7.org/CodeSystem/audit-entity-type","code":"2","display":"System Object"},"description":"ORU^R01","detail":[{"type":"MSH-9","valueString":"ORU^R01"}]},{"type":{"system":"http://terminology.hl7.org/CodeSystem/audit-entity-type","code":"2","display":"System Object"},"role":{"system":"http://terminology.hl7.org/CodeSystem/object-role","code":"3","display":"Report"}}]}"#
+        );
+        let bare = Event::new(
+            types::REST,
+            Code::new(PASSERELLE_SUBTYPE, "x", "X"),
+            Action::Read,
+            "",
+        );
+        assert_eq!(
+            bare.to_json(),
+            r#"{"resourceType":"AuditEvent","type":{"system":"http://terminology.hl7.org/CodeSystem/audit-event-type","code":"rest","display":"RESTful Operation"},"subtype":[{"system":"urn:passerelle:audit-subtype","code":"x","display":"X"}],"action":"R","outcome":"0","source":{"observer":{"display":"Passerelle"},"type":[{"system":"http://terminology.hl7.org/CodeSystem/security-source-type","code":"4","display":"Application Server"}]}}"#
+        );
     }
 
     #[test]
