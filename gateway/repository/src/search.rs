@@ -329,6 +329,12 @@ impl SearchRequest {
         )
     }
 
+    /// `SELECT` of the page's ids only (a conditional write's matches: the
+    /// resources themselves are not read).
+    pub fn page_ids_sql(&self) -> (String, Vec<SqlValue>) {
+        self.page_select("r.id", self.count)
+    }
+
     /// `SELECT` of the page's resource sizes (characters), in page order.
     pub fn page_sizes_sql(&self) -> (String, Vec<SqlValue>) {
         self.page_select("length(r.resource)", self.count)

@@ -149,7 +149,25 @@ pub fn apply(
     scopes: &Scopes,
     networks: &[String],
 ) -> Result<TransactionOutcome, TransactionError> {
-    let bundle = exact_json::parse(bundle).map_err(|e| TransactionError::NotJson(e.to_string()))?;
+    let bundle = parse(bundle).map_err(TransactionError::NotJson)?;
+    apply_parsed(sql, &bundle, now_ms, scopes, networks)
+}
+
+/// A Bundle's text as JSON (decimals kept as written), or why it is not
+/// JSON: done before the write lock is taken when a caller can
+/// ([`crate::Repository::transactions`]).
+pub fn parse(bundle: &str) -> Result<Value, String> {
+    exact_json::parse(bundle).map_err(|e| e.to_string())
+}
+
+/// [`apply`] of a Bundle already parsed.
+pub fn apply_parsed(
+    sql: &mut dyn Sql,
+    bundle: &Value,
+    now_ms: i64,
+    scopes: &Scopes,
+    networks: &[String],
+) -> Result<TransactionOutcome, TransactionError> {
     if bundle.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
         return Err(TransactionError::InvalidBundle(
             "the body is not a Bundle".into(),
@@ -517,7 +535,7 @@ fn matching_ids(
         // second record of a patient another network already holds.
         .visible_to(crate::networks::Visibility::Everything);
     request.count = 2;
-    let (statement, params) = request.page_sql();
+    let (statement, params) = request.page_ids_sql();
     Ok(sql
         .query(&statement, &params)?
         .into_iter()
