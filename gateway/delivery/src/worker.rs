@@ -679,7 +679,7 @@ mod tests {
         store
             .sql_write(&mut |sql| {
                 sql.execute(
-                    "CREATE TRIGGER refuse_record BEFORE INSERT ON local_bundles
+                    "CREATE TRIGGER refuse_record BEFORE INSERT ON delivery_attempts
                      BEGIN SELECT RAISE(ABORT, 'refused'); END",
                     &[],
                 )?;
@@ -697,7 +697,7 @@ mod tests {
             .unwrap();
         assert_eq!(apply_locally(&store, "me", &deliveries).unwrap(), vec![]);
         assert_eq!(patients(&store), 1);
-        assert_eq!(store.local_bundles(10).unwrap().len(), 1);
+        assert_eq!(store.delivered_bundles("local", 10).unwrap().len(), 1);
     }
 
     /// A Bundle refused after it wrote (its second entry's `ifMatch`
@@ -737,6 +737,6 @@ mod tests {
             vec![(1, 412)]
         );
         assert_eq!(patients(&store), 2, "Martin and Bernard, not Durand");
-        assert_eq!(store.local_bundles(10).unwrap().len(), 2);
+        assert_eq!(store.delivered_bundles("local", 10).unwrap().len(), 2);
     }
 }

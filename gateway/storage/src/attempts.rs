@@ -1,5 +1,5 @@
 //! Recording delivery attempts: an outbox row moved on and its attempt kept
-//! in its history, and for the `local` target the Bundle it stored. Written
+//! in its history. Written
 //! once on the [`Sql`] surface, for both backends, so that a caller can
 //! record inside a transaction of its own: the local target records its
 //! deliveries in the transaction that writes the Bundles to the repository
@@ -84,9 +84,13 @@ pub fn record_audited(
     Ok(owned)
 }
 
-/// Delivery to the `local` target: keeps each Bundle as stored and records
-/// its attempt as delivered, then appends the deliveries' audit `records`.
-/// Returns how many rows were still leased to `owner`.
+/// Delivery to the `local` target: records each attempt as delivered, then
+/// appends the deliveries' audit `records`. Returns how many rows were
+/// still leased to `owner`. The Bundle is not copied: the outbox row keeps
+/// it (until retention), and the repository holds what it wrote. (Earlier
+/// versions kept a copy in `local_bundles`, about a tenth of the bytes
+/// a delivered message wrote; retention and erasure still remove the
+/// copies they left.)
 pub fn record_local(
     sql: &mut dyn Sql,
     deliveries: &[&Delivery],
@@ -97,18 +101,6 @@ pub fn record_local(
     let attempt = Attempt::stored_locally(now_ms);
     let mut owned = 0;
     for delivery in deliveries {
-        sql.execute(
-            "INSERT INTO local_bundles (outbox_id, journal_id, stored_at_ms, bundle)
-             VALUES ($1, $2, $3, $4)
-             ON CONFLICT (outbox_id) DO UPDATE SET stored_at_ms = excluded.stored_at_ms,
-                bundle = excluded.bundle",
-            &[
-                SqlValue::Int(delivery.outbox_id),
-                SqlValue::Int(delivery.journal_id),
-                SqlValue::Int(now_ms),
-                SqlValue::Text(delivery.bundle.clone()),
-            ],
-        )?;
         owned += usize::from(record(sql, delivery, owner, &attempt, now_ms)?);
     }
     crate::audit::append_in(sql, records)?;

@@ -508,8 +508,8 @@ pub trait Store: Send + Sync + 'static {
         })
     }
 
-    /// Delivery to the `local` target: stores the Bundles and records the
-    /// attempts as delivered, in one transaction. Returns how many rows
+    /// Delivery to the `local` target: records the attempts as delivered,
+    /// in one transaction. Returns how many rows
     /// were still leased to `owner`.
     fn deliver_locally(
         &self,
@@ -588,10 +588,10 @@ pub trait Store: Send + Sync + 'static {
         read(self, |sql| outbox::depths(sql, now_ms))
     }
 
-    /// Bundles the `local` target holds, newest last (tests and the
-    /// repository to come).
-    fn local_bundles(&self, limit: usize) -> Result<Vec<String>, StorageError> {
-        read(self, |sql| outbox::local_bundles(sql, limit))
+    /// The Bundles delivered to `target` that retention left, oldest
+    /// first (what the tests look at).
+    fn delivered_bundles(&self, target: &str, limit: usize) -> Result<Vec<String>, StorageError> {
+        read(self, |sql| outbox::delivered_bundles(sql, target, limit))
     }
 
     /// Runs `work` in one write transaction, committed when it returns

@@ -145,16 +145,23 @@ pub fn depths(sql: &mut dyn Sql, now_ms: i64) -> Result<Vec<TargetDepth>, Storag
         .collect()
 }
 
-/// See [`crate::Store::local_bundles`].
-pub fn local_bundles(sql: &mut dyn Sql, limit: usize) -> Result<Vec<String>, StorageError> {
+/// See [`crate::Store::delivered_bundles`].
+pub fn delivered_bundles(
+    sql: &mut dyn Sql,
+    target: &str,
+    limit: usize,
+) -> Result<Vec<String>, StorageError> {
     // The limit written as a number: SQLite plans a bound LIMIT with its
     // value, so a bound one prepares the statement again at every call.
     sql.query(
-        &format!("SELECT bundle FROM local_bundles ORDER BY id LIMIT {limit}"),
-        &[],
+        &format!(
+            "SELECT bundle FROM outbox WHERE target = $1 AND state = 'delivered' AND bundle <> ''
+             ORDER BY id LIMIT {limit}"
+        ),
+        &[SqlValue::from(target)],
     )?
     .into_iter()
-    .map(|row| decode(row, "local bundle", |row| row.next()?.into_string()))
+    .map(|row| decode(row, "delivered bundle", |row| row.next()?.into_string()))
     .collect()
 }
 

@@ -379,6 +379,18 @@ mod tests {
             BTreeMap::from([("local".to_string(), 1)])
         );
 
+        // A copy of the Bundle an earlier version of the local target kept.
+        in_write(store, |sql| {
+            sql.execute(
+                "INSERT INTO local_bundles (outbox_id, journal_id, stored_at_ms, bundle)
+                 VALUES ($1, $2, $3, '{}')",
+                &[
+                    SqlValue::Int(claimed[0].outbox_id),
+                    SqlValue::Int(ids[0]),
+                    SqlValue::Int(now),
+                ],
+            )
+        });
         let erased = in_write(store, |sql| delete(sql, &found));
         assert_eq!(
             erased,
@@ -391,9 +403,9 @@ mod tests {
         );
         assert!(store.message(ids[0]).unwrap().is_none());
         assert!(store.message(ids[2]).unwrap().is_none());
-        // The other patient's message and its local copy stay.
+        // The other patient's message and its delivered Bundle stay.
         assert!(store.message(ids[1]).unwrap().is_some());
-        assert_eq!(store.local_bundles(10).unwrap().len(), 1);
+        assert_eq!(store.delivered_bundles("local", 10).unwrap().len(), 1);
         assert!(store.depths(now).unwrap().iter().all(|d| d.pending == 0));
     }
 

@@ -365,14 +365,15 @@ pub fn local_delivery_and_purge(store: &dyn Store) {
         1
     );
     assert_eq!(
-        store.local_bundles(10).unwrap(),
+        store.delivered_bundles("local", 10).unwrap(),
         vec![format!("{{\"journal\":{}}}", ids[0])]
     );
-    // Only finished messages go; the local bundle stays.
+    // Only finished messages go, their outbox rows with them (the
+    // repository keeps what their Bundles wrote).
     assert_eq!(store.purge("2027-01-01", false).unwrap(), 1);
     assert!(store.message(ids[0]).unwrap().is_none());
     assert!(store.message(ids[1]).unwrap().is_some());
-    assert_eq!(store.local_bundles(10).unwrap().len(), 1);
+    assert!(store.delivered_bundles("local", 10).unwrap().is_empty());
     assert_eq!(store.purge("2020-01-01", true).unwrap(), 0);
 }
 
@@ -638,15 +639,14 @@ pub fn retention_purges_each_class_in_batches(store: &dyn Store) {
     assert!(drain(DataClass::DeadLetters, 500).is_empty());
     assert!(drain(DataClass::JournalPayloads, 500).is_empty());
 
-    // Delivered Bundles: the outbox row's Bundle (twice: local and t) and
-    // the local copy.
+    // Delivered Bundles: the outbox row's Bundle, twice (local and t).
     assert_eq!(
         drain(DataClass::DeliveredBundles, 5_000)
             .iter()
             .sum::<u64>(),
-        3
+        2
     );
-    assert!(store.local_bundles(10).unwrap().is_empty());
+    assert!(store.delivered_bundles("local", 10).unwrap().is_empty());
     // The dead letter, its message kept (its local delivery is pending).
     assert_eq!(drain(DataClass::DeadLetters, 5_000), vec![1]);
     let journey = store.message(ids[1]).unwrap().unwrap();
