@@ -306,23 +306,28 @@ pub fn write(
         low: updated.clone(),
         high: updated,
     };
-    for row in index.iter().chain(std::iter::once(&last_updated)) {
-        let system = indexable(&row.system);
-        let value = indexable(&row.value);
-        sql.execute(
-            "INSERT INTO fhir_index (resource_type, id, param, system, value, low, high) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            &[
+    // One statement for all of them where the backend can (PostgreSQL:
+    // each statement is a round trip).
+    let rows: Vec<SqlRow> = index
+        .iter()
+        .chain(std::iter::once(&last_updated))
+        .map(|row| {
+            vec![
                 key[0].clone(),
                 key[1].clone(),
                 row.param.into(),
-                system.into(),
-                value.into(),
+                indexable(&row.system).into(),
+                indexable(&row.value).into(),
                 row.low.as_str().into(),
                 row.high.as_str().into(),
-            ],
-        )?;
-    }
+            ]
+        })
+        .collect();
+    sql.insert_rows(
+        "INSERT INTO fhir_index (resource_type, id, param, system, value, low, high) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        &rows,
+    )?;
     Ok(())
 }
 

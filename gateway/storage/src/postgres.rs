@@ -302,12 +302,34 @@ fn postgres_params(params: &[SqlValue]) -> Vec<&(dyn ToSql + Sync)> {
         .collect()
 }
 
+/// Rows a multi-row `INSERT` carries at most ([`Sql::insert_rows`]): a
+/// resource's index rows in one statement, and at most this many
+/// statement texts prepared per insert.
+const ROWS_PER_INSERT: usize = 32;
+
 impl Sql for PostgresSql<'_, '_> {
     fn execute(&mut self, statement: &str, params: &[SqlValue]) -> Result<u64, StorageError> {
         let statement = self.prepared(statement)?;
         Ok(self
             .transaction
             .execute(&statement, &postgres_params(params))?)
+    }
+
+    fn insert_rows(&mut self, insert: &str, rows: &[SqlRow]) -> Result<u64, StorageError> {
+        let mut inserted = 0;
+        for chunk in rows.chunks(ROWS_PER_INSERT) {
+            match crate::sql::multi_row_insert(insert, chunk.len()) {
+                Some(statement) if chunk.len() > 1 => {
+                    inserted += self.execute(&statement, &chunk.concat())?;
+                }
+                _ => {
+                    for row in chunk {
+                        inserted += self.execute(insert, row)?;
+                    }
+                }
+            }
+        }
+        Ok(inserted)
     }
 
     fn advisory_lock(&mut self, key: i64) -> Result<(), StorageError> {

@@ -83,6 +83,20 @@ pub trait Sql {
         let _ = key;
         Ok(())
     }
+    /// Runs `insert`, an `INSERT … VALUES (…)` of one row (`$N`
+    /// placeholders, nothing after its `VALUES` list), once for each of
+    /// `rows`; returns the rows inserted. SQLite runs the one-row statement
+    /// for each row: a multi-row statement makes it keep a statement
+    /// journal, which cost more than the statements saved
+    /// (docs/performance.md). PostgreSQL sends them as multi-row
+    /// statements: each statement is a round trip to its server.
+    fn insert_rows(&mut self, insert: &str, rows: &[SqlRow]) -> Result<u64, StorageError> {
+        let mut inserted = 0;
+        for row in rows {
+            inserted += self.execute(insert, row)?;
+        }
+        Ok(inserted)
+    }
     /// Tells the other instances, when this transaction commits, that
     /// `channel` has work (PostgreSQL's NOTIFY; see
     /// [`crate::Store::watch_changes`]). SQLite has no other instance.
@@ -105,9 +119,60 @@ pub fn sqlite_placeholders(statement: &str) -> String {
     statement.replace('$', "?")
 }
 
+/// `insert` (see [`Sql::insert_rows`]) as one statement of `rows` rows,
+/// each row's placeholders numbered after the previous row's; `None` when
+/// `insert` does not end with its one `VALUES (…)` list.
+pub fn multi_row_insert(insert: &str, rows: usize) -> Option<String> {
+    let trimmed = insert.trim_end();
+    let start = trimmed.rfind("VALUES")?;
+    let tuple = trimmed[start + "VALUES".len()..].trim();
+    if !(tuple.starts_with('(') && tuple.ends_with(')')) || tuple[1..].contains('(') {
+        return None;
+    }
+    let columns = tuple.matches('$').count();
+    let mut statement = String::with_capacity(start + rows * (tuple.len() + 8));
+    statement.push_str(&trimmed[..start]);
+    statement.push_str("VALUES ");
+    for row in 0..rows {
+        if row > 0 {
+            statement.push_str(", ");
+        }
+        let mut rest = tuple;
+        while let Some(dollar) = rest.find('$') {
+            statement.push_str(&rest[..=dollar]);
+            let digits = rest[dollar + 1..]
+                .find(|c: char| !c.is_ascii_digit())
+                .map_or(rest.len() - dollar - 1, |end| end);
+            let number: usize = rest[dollar + 1..dollar + 1 + digits].parse().ok()?;
+            statement.push_str(&(number + row * columns).to_string());
+            rest = &rest[dollar + 1 + digits..];
+        }
+        statement.push_str(rest);
+    }
+    Some(statement)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_one_row_insert_becomes_a_multi_row_one() {
+        assert_eq!(
+            multi_row_insert("INSERT INTO t (a, b) VALUES ($1, $2)", 3).unwrap(),
+            "INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4), ($5, $6)"
+        );
+        assert_eq!(
+            multi_row_insert("INSERT INTO t (a) VALUES ($1)", 1).unwrap(),
+            "INSERT INTO t (a) VALUES ($1)"
+        );
+        // Anything after the list, or a function call in it: left alone.
+        assert!(
+            multi_row_insert("INSERT INTO t (a) VALUES ($1) ON CONFLICT DO NOTHING", 2).is_none()
+        );
+        assert!(multi_row_insert("INSERT INTO t (a) VALUES (lower($1))", 2).is_none());
+        assert!(multi_row_insert("UPDATE t SET a = $1", 2).is_none());
+    }
 
     #[test]
     fn placeholders_become_sqlite_numbered_parameters() {
