@@ -318,11 +318,14 @@ impl Sql for PostgresSql<'_, '_> {
     fn insert_rows(&mut self, insert: &str, rows: &[SqlRow]) -> Result<u64, StorageError> {
         let mut inserted = 0;
         for chunk in rows.chunks(ROWS_PER_INSERT) {
-            match crate::sql::multi_row_insert(insert, chunk.len()) {
-                Some(statement) if chunk.len() > 1 => {
+            let several = (chunk.len() > 1)
+                .then(|| crate::sql::multi_row_insert(insert, chunk.len()))
+                .flatten();
+            match several {
+                Some(statement) => {
                     inserted += self.execute(&statement, &chunk.concat())?;
                 }
-                _ => {
+                None => {
                     for row in chunk {
                         inserted += self.execute(insert, row)?;
                     }

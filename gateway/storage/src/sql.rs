@@ -129,7 +129,19 @@ pub fn multi_row_insert(insert: &str, rows: usize) -> Option<String> {
     if !(tuple.starts_with('(') && tuple.ends_with(')')) || tuple[1..].contains('(') {
         return None;
     }
-    let columns = tuple.matches('$').count();
+    // The tuple read once: the text before each placeholder, and its number.
+    let mut pieces: Vec<(&str, usize)> = Vec::new();
+    let mut rest = tuple;
+    while let Some(dollar) = rest.find('$') {
+        let digits = rest[dollar + 1..]
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len() - dollar - 1);
+        let number = rest[dollar + 1..dollar + 1 + digits].parse().ok()?;
+        pieces.push((&rest[..=dollar], number));
+        rest = &rest[dollar + 1 + digits..];
+    }
+    // A row binds as many values as its highest placeholder's number.
+    let columns = pieces.iter().map(|&(_, number)| number).max()?;
     let mut statement = String::with_capacity(start + rows * (tuple.len() + 8));
     statement.push_str(&trimmed[..start]);
     statement.push_str("VALUES ");
@@ -137,15 +149,9 @@ pub fn multi_row_insert(insert: &str, rows: usize) -> Option<String> {
         if row > 0 {
             statement.push_str(", ");
         }
-        let mut rest = tuple;
-        while let Some(dollar) = rest.find('$') {
-            statement.push_str(&rest[..=dollar]);
-            let digits = rest[dollar + 1..]
-                .find(|c: char| !c.is_ascii_digit())
-                .map_or(rest.len() - dollar - 1, |end| end);
-            let number: usize = rest[dollar + 1..dollar + 1 + digits].parse().ok()?;
+        for &(text, number) in &pieces {
+            statement.push_str(text);
             statement.push_str(&(number + row * columns).to_string());
-            rest = &rest[dollar + 1 + digits..];
         }
         statement.push_str(rest);
     }
@@ -172,6 +178,11 @@ mod tests {
         );
         assert!(multi_row_insert("INSERT INTO t (a) VALUES (lower($1))", 2).is_none());
         assert!(multi_row_insert("UPDATE t SET a = $1", 2).is_none());
+        // A placeholder used twice is one value of the row.
+        assert_eq!(
+            multi_row_insert("INSERT INTO t (a, b) VALUES ($1, $1)", 2).unwrap(),
+            "INSERT INTO t (a, b) VALUES ($1, $1), ($2, $2)"
+        );
     }
 
     #[test]
