@@ -12,6 +12,7 @@
 
 pub mod admin_client;
 pub mod audit_export;
+pub mod background;
 pub mod backups;
 pub mod cli;
 pub mod cli_audit;

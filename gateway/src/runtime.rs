@@ -43,6 +43,8 @@ pub enum StartError {
     Delivery(#[from] DeliverySetupError),
     #[error("the storage setup task failed")]
     StorageTask,
+    #[error("cannot start the background runtime: {0}")]
+    Background(std::io::Error),
     #[error(transparent)]
     AuditExport(#[from] crate::audit_export::ExportSetupError),
     /// Another gateway runs on this SQLite data directory: two writers
@@ -102,6 +104,9 @@ pub struct Running {
     pub mllp_addr: Option<SocketAddr>,
     pub shutdown: CancellationToken,
     tasks: tokio::task::JoinSet<()>,
+    /// Runs the background tasks among `tasks`; after them, since fields
+    /// drop in order.
+    _background: crate::background::Background,
     /// Held while the gateway runs (see [`lock_data_dir`]).
     _data_dir_lock: Option<std::fs::File>,
 }
@@ -217,15 +222,21 @@ pub async fn start_with_base(
     http_config.listen = http_addr;
     let shutdown = CancellationToken::new();
     let mut tasks = tokio::task::JoinSet::new();
-    let deliveries = passerelle_delivery::start(
-        store.clone(),
-        routes.targets(),
-        &config.delivery,
-        &owner,
-        metrics.clone(),
-        &mut tasks,
-        &shutdown,
-    )?;
+    // Mapping, delivery and the other background work give way to the
+    // listeners (see crate::background).
+    let background = crate::background::Background::start().map_err(StartError::Background)?;
+    let deliveries = {
+        let _on_background = background.handle().enter();
+        passerelle_delivery::start(
+            store.clone(),
+            routes.targets(),
+            &config.delivery,
+            &owner,
+            metrics.clone(),
+            &mut tasks,
+            &shutdown,
+        )?
+    };
     {
         let mapping_wake = mapping_wake.clone();
         let deliveries = deliveries.clone();
@@ -251,10 +262,10 @@ pub async fn start_with_base(
         lease: std::time::Duration::from_secs(config.delivery.lease_secs.max(1)),
         metrics: metrics.clone(),
     };
-    tasks.spawn(stage.run(shutdown.clone()));
+    tasks.spawn_on(stage.run(shutdown.clone()), &background.handle());
     // Application ACKs owed to enhanced-mode senders, also those a
     // previous run journaled and did not send.
-    tasks.spawn(
+    tasks.spawn_on(
         passerelle_intake::ApplicationAcks {
             store: store.clone(),
             endpoints: config.hl7v2.application_acks.clone(),
@@ -271,6 +282,7 @@ pub async fn start_with_base(
             ),
         }
         .run(shutdown.clone().cancelled_owned()),
+        &background.handle(),
     );
     // An export taken out of the configuration no longer holds back
     // retention; the configured one sends from where it stood.
@@ -286,15 +298,21 @@ pub async fn start_with_base(
     .map_err(|_| StartError::StorageTask)??;
     if let Some(syslog) = &config.audit.syslog {
         let export = crate::audit_export::SyslogExport::new(syslog)?;
-        tasks.spawn(export.run(store.clone(), metrics.clone(), shutdown.clone()));
+        tasks.spawn_on(
+            export.run(store.clone(), metrics.clone(), shutdown.clone()),
+            &background.handle(),
+        );
     }
     if crate::retention::configured(&config.retention) {
-        tasks.spawn(crate::retention::run(
-            store.clone(),
-            config.retention.clone(),
-            metrics.clone(),
-            shutdown.clone(),
-        ));
+        tasks.spawn_on(
+            crate::retention::run(
+                store.clone(),
+                config.retention.clone(),
+                metrics.clone(),
+                shutdown.clone(),
+            ),
+            &background.handle(),
+        );
     }
     let upstream = match &config.fhir.upstream {
         None => None,
@@ -408,6 +426,7 @@ pub async fn start_with_base(
         mllp_addr,
         shutdown,
         tasks,
+        _background: background,
         _data_dir_lock: data_dir_lock,
     })
 }

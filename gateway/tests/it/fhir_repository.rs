@@ -1033,3 +1033,66 @@ fn summary_cuts_reads_and_search_matches_as_r4_marks_them() {
         both.body
     );
 }
+
+/// Each thread of process `pid`: its name, nice value and CPU time so far
+/// (clock ticks).
+#[cfg(target_os = "linux")]
+fn threads_of(pid: u32) -> Vec<(String, i32, u64)> {
+    let mut threads = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let path = task.unwrap().path();
+        let (Ok(name), Ok(stat)) = (
+            std::fs::read_to_string(path.join("comm")),
+            std::fs::read_to_string(path.join("stat")),
+        ) else {
+            continue; // the thread ended meanwhile
+        };
+        // The fields after the name in parentheses: user and system time
+        // are the 14th and 15th of the line, the nice value the 19th.
+        let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 1..]
+            .split_whitespace()
+            .collect();
+        let number = |field: usize| fields[field - 3].parse::<i64>().unwrap();
+        let ticks = (number(14) + number(15)) as u64;
+        threads.push((name.trim().to_string(), number(19) as i32, ticks));
+    }
+    threads
+}
+
+/// Mapping and the local target's writes run on threads at a lower
+/// priority than the listeners (gateway/src/background.rs): under load the
+/// ACK path gets the CPU first.
+#[cfg(target_os = "linux")]
+#[test]
+fn mapping_and_delivery_run_below_the_listeners_priority() {
+    let gateway = Gateway::start();
+    let messages: Vec<String> = (0..300)
+        .map(|n| delivery::oru(&format!("NICE{n}"), n % 20, n.into()))
+        .collect();
+    let acks = delivery::send_mllp(gateway.mllp_addr, &messages);
+    assert!(acks.iter().all(|code| code == "AA"), "{acks:?}");
+    delivery::wait_all_delivered(&gateway, messages.len(), Duration::from_secs(60));
+    let threads = threads_of(gateway.child.id());
+    let main = threads
+        .iter()
+        .find(|(name, _, _)| name == "passerelle")
+        .map(|(_, nice, _)| *nice)
+        .unwrap();
+    let lowered = (main + 10).min(19);
+    let mut background_ticks = 0;
+    for (name, nice, ticks) in &threads {
+        match name.as_str() {
+            "background" => {
+                assert_eq!(*nice, lowered, "{threads:?}");
+                background_ticks += ticks;
+            }
+            // The listeners' runtime and the journal's writer keep it.
+            "tokio-rt-worker" | "journal-writer" => assert_eq!(*nice, main, "{threads:?}"),
+            _ => {}
+        }
+    }
+    // Mapping and storing 300 results (900 resources) took the background
+    // threads more than a tenth of a second of CPU; polling alone, a few
+    // milliseconds.
+    assert!(background_ticks >= 10, "{background_ticks} {threads:?}");
+}
