@@ -31,7 +31,9 @@ const LOWEST: i32 = 19;
 /// The background runtime; shut down (without waiting for its tasks) when
 /// dropped, which is allowed inside another runtime.
 pub struct Background {
+    /// Taken out only by `drop`.
     runtime: Option<Runtime>,
+    handle: Handle,
 }
 
 impl Background {
@@ -46,18 +48,15 @@ impl Background {
             .on_thread_start(move || set_current_priority(priority))
             .build()?;
         Ok(Background {
+            handle: runtime.handle().clone(),
             runtime: Some(runtime),
         })
     }
 
     /// Where to spawn background tasks. A task spawned here also runs its
     /// `spawn_blocking` work on this runtime's (lower-priority) threads.
-    pub fn handle(&self) -> Handle {
-        match &self.runtime {
-            Some(runtime) => runtime.handle().clone(),
-            // Only `drop` takes the runtime out.
-            None => Handle::current(),
-        }
+    pub fn handle(&self) -> &Handle {
+        &self.handle
     }
 }
 
@@ -77,12 +76,12 @@ fn lowered(priority: Option<i32>) -> Option<i32> {
 /// The calling thread's nice value; `None` where threads have none of
 /// their own.
 #[cfg(target_os = "linux")]
-pub fn current_priority() -> Option<i32> {
+fn current_priority() -> Option<i32> {
     rustix::process::getpriority_process(Some(rustix::thread::gettid())).ok()
 }
 
 #[cfg(not(target_os = "linux"))]
-pub fn current_priority() -> Option<i32> {
+fn current_priority() -> Option<i32> {
     None
 }
 

@@ -262,7 +262,7 @@ pub async fn start_with_base(
         lease: std::time::Duration::from_secs(config.delivery.lease_secs.max(1)),
         metrics: metrics.clone(),
     };
-    tasks.spawn_on(stage.run(shutdown.clone()), &background.handle());
+    tasks.spawn_on(stage.run(shutdown.clone()), background.handle());
     // Application ACKs owed to enhanced-mode senders, also those a
     // previous run journaled and did not send.
     tasks.spawn_on(
@@ -282,7 +282,7 @@ pub async fn start_with_base(
             ),
         }
         .run(shutdown.clone().cancelled_owned()),
-        &background.handle(),
+        background.handle(),
     );
     // An export taken out of the configuration no longer holds back
     // retention; the configured one sends from where it stood.
@@ -300,7 +300,7 @@ pub async fn start_with_base(
         let export = crate::audit_export::SyslogExport::new(syslog)?;
         tasks.spawn_on(
             export.run(store.clone(), metrics.clone(), shutdown.clone()),
-            &background.handle(),
+            background.handle(),
         );
     }
     if crate::retention::configured(&config.retention) {
@@ -311,7 +311,7 @@ pub async fn start_with_base(
                 metrics.clone(),
                 shutdown.clone(),
             ),
-            &background.handle(),
+            background.handle(),
         );
     }
     let upstream = match &config.fhir.upstream {
